@@ -1,0 +1,52 @@
+"""Fixtures shared by the test modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import shared_data_dir
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real data folder (`pipeline.config.shared_data_dir()`, see its README.md).
+
+    Missing: the test fails loudly when `CI` is set (CI must never pass by skipping the real
+    data), and is skipped on a developer machine without the data.
+    """
+    folder = shared_data_dir()
+    if not folder.is_dir():
+        message = (
+            f"shared test data not found at {folder}; put it there or set DEEPFAKE_DATA_DIR"
+        )
+        if _on_ci():
+            pytest.fail(f"CI is set and {message}", pytrace=False)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The trained ensemble the engine loads (`models/`, or `DEEPFAKE_MODELS_DIR`)."""
+    from pipeline.config import Settings
+
+    folder = Settings().models_dir
+    if not (folder / "ensemble.json").exists():
+        pytest.fail(f"no trained ensemble in {folder}: the repository ships one in models/", pytrace=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine(models_dir: Path):  # -> pipeline.analyze.Engine
+    """One engine (MTCNN and the ensemble loaded once) for every test that analyses media."""
+    from pipeline.analyze import Engine
+    from pipeline.config import Settings
+
+    return Engine(Settings(models_dir=models_dir))

@@ -1,0 +1,276 @@
+"""Small, real media files for the tests, made on the fly with OpenCV, Pillow and a few byte
+patches. Nothing here needs ffmpeg.
+
+Video frames carry their own frame number as a bar code (`INDEX_BITS` vertical stripes, black
+or white), so a test can check that a sampled frame really is the frame it claims to be.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+INDEX_BITS = 12
+STRIPE_PX = 8
+VIDEO_SIZE = (INDEX_BITS * STRIPE_PX, 64)  # (width, height); even sizes suit every codec
+
+
+class WriterUnavailable(RuntimeError):
+    """This OpenCV build cannot write that container/codec pair."""
+
+
+# ------------------------------------------------------------------------------------- video
+
+
+def index_frame_bgr(index: int, size: tuple[int, int] = VIDEO_SIZE) -> np.ndarray:
+    """A BGR frame whose stripes spell `index` in binary (most significant bit on the left)."""
+    width, height = size
+    frame = np.zeros((height, width, 3), np.uint8)
+    for bit in range(INDEX_BITS):
+        if index >> (INDEX_BITS - 1 - bit) & 1:
+            frame[:, bit * STRIPE_PX : (bit + 1) * STRIPE_PX] = 255
+    return frame
+
+
+def read_index(rgb: np.ndarray) -> int:
+    """The frame number spelled by an `index_frame_bgr` frame (after lossy coding)."""
+    index = 0
+    for bit in range(INDEX_BITS):
+        # The middle of each stripe: codecs smear the edges.
+        stripe = rgb[:, bit * STRIPE_PX + 2 : (bit + 1) * STRIPE_PX - 2]
+        index = index << 1 | int(stripe.mean() > 127)
+    return index
+
+
+def write_video(
+    path: Path,
+    frames: int,
+    fps: float = 25.0,
+    fourcc: str = "mp4v",
+    size: tuple[int, int] = VIDEO_SIZE,
+    draw=index_frame_bgr,
+) -> Path:
+    """Write `frames` frames made by `draw(index, size)` with cv2.VideoWriter."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    if not writer.isOpened():
+        raise WriterUnavailable(f"OpenCV cannot write {fourcc} into {path.suffix}")
+    try:
+        for index in range(frames):
+            writer.write(draw(index, size))
+    finally:
+        writer.release()
+    return path
+
+
+def corner_marker_bgr(index: int, size: tuple[int, int]) -> np.ndarray:
+    """Gray frame with a red block in the stored top-left corner (to see where rotation puts it)."""
+    width, height = size
+    frame = np.full((height, width, 3), 128, np.uint8)
+    frame[: height // 2, : width // 3] = (0, 0, 255)  # BGR red
+    return frame
+
+
+def truncate_copy(source: Path, target: Path, fraction: float) -> Path:
+    """Copy the first `fraction` of `source`'s bytes (an upload cut short)."""
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+# MP4 boxes ------------------------------------------------------------------------------
+
+
+def _boxes(data: bytes | bytearray, start: int, end: int):
+    """(type, offset, header size, total size) of the ISO-BMFF boxes in data[start:end]."""
+    offset = start
+    while offset + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        header = 8
+        if size == 1:
+            size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
+            header = 16
+        elif size == 0:
+            size = end - offset
+        if size < header:
+            raise ValueError(f"bad box at {offset}")
+        yield kind, offset, header, size
+        offset += size
+
+
+_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
+
+
+def _find_boxes(data: bytes | bytearray, wanted: bytes) -> list[tuple[int, int]]:
+    """(payload offset, payload size) of every `wanted` box, searching inside moov/trak/..."""
+    found: list[tuple[int, int]] = []
+
+    def walk(start: int, end: int) -> None:
+        for kind, offset, header, size in _boxes(data, start, end):
+            if kind == wanted:
+                found.append((offset + header, size - header))
+            if kind in _CONTAINER_BOXES:
+                walk(offset + header, offset + size)
+
+    walk(0, len(data))
+    return found
+
+
+def set_mp4_rotation(path: Path, degrees: int) -> Path:
+    """Write a display matrix rotating the video `degrees` clockwise into every track header
+    (`tkhd`), the way phones mark portrait video. Same result as ffmpeg's
+    `-metadata:s:v rotate=degrees` / `-display_rotation`, without ffmpeg."""
+    cos, sin = {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    data = bytearray(path.read_bytes())
+    for payload, _size in _find_boxes(data, b"tkhd"):
+        version = data[payload]
+        # version+flags, times, track id, reserved, duration, reserved, layer, group, volume...
+        matrix_at = payload + (4 + 8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4 + 4)
+        matrix_at += 8 + 2 + 2 + 2 + 2
+        fixed = [cos, sin, 0, -sin, cos, 0]
+        values = [v * 0x10000 & 0xFFFFFFFF for v in fixed] + [0, 0, 0x40000000]
+        data[matrix_at : matrix_at + 36] = struct.pack(">9I", *values)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_faststart(path: Path) -> Path:
+    """Move the index (`moov`) in front of the media data (`mdat`), as web encoders do
+    ("faststart"), fixing the chunk offsets. Cut short, such a file still opens and its index
+    still promises every frame: the frame count in the header is then a lie."""
+    data = path.read_bytes()
+    top = list(_boxes(data, 0, len(data)))
+    kinds = [kind for kind, *_ in top]
+    if kinds.index(b"moov") < kinds.index(b"mdat"):
+        return path
+    moov = next(box for box in top if box[0] == b"moov")
+    others = [box for box in top if box[0] != b"moov"]
+    ftyp_end = others[0][1] + others[0][3] if others[0][0] == b"ftyp" else 0
+    shift = moov[3]  # everything after ftyp moves down by the size of moov
+    moved = bytearray(data[moov[1] : moov[1] + moov[3]])
+    for payload, _size in _find_boxes(moved, b"stco"):
+        (count,) = struct.unpack(">I", moved[payload + 4 : payload + 8])
+        for i in range(count):
+            at = payload + 8 + 4 * i
+            (offset,) = struct.unpack(">I", moved[at : at + 4])
+            moved[at : at + 4] = struct.pack(">I", offset + shift)
+    for payload, _size in _find_boxes(moved, b"co64"):
+        (count,) = struct.unpack(">I", moved[payload + 4 : payload + 8])
+        for i in range(count):
+            at = payload + 8 + 8 * i
+            (offset,) = struct.unpack(">Q", moved[at : at + 8])
+            moved[at : at + 8] = struct.pack(">Q", offset + shift)
+    rest = b"".join(data[o : o + s] for kind, o, _h, s in others if o >= ftyp_end)
+    path.write_bytes(data[:ftyp_end] + bytes(moved) + rest)
+    return path
+
+
+# AVI headers -------------------------------------------------------------------------------
+
+
+def patch_avi_frame_count(path: Path, claimed: int) -> Path:
+    """Make an AVI's headers claim `claimed` frames (main header dwTotalFrames and the video
+    stream header dwLength), as broken muxers and crashed recorders leave them."""
+    data = bytearray(path.read_bytes())
+    avih = data.find(b"avih")
+    strh = data.find(b"strh")
+    if avih < 0 or strh < 0:
+        raise ValueError(f"{path} has no AVI headers")
+    struct.pack_into("<I", data, avih + 8 + 16, claimed)  # MainAVIHeader.dwTotalFrames
+    struct.pack_into("<I", data, strh + 8 + 32, claimed)  # AVIStreamHeader.dwLength
+    dmlh = data.find(b"dmlh")  # OpenDML total, when present
+    if dmlh >= 0:
+        struct.pack_into("<I", data, dmlh + 8, claimed)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def blank_mjpeg_frames(path: Path) -> Path:
+    """Zero the JPEG data of every frame of an MJPG AVI: the file opens, its index and headers
+    are intact, and no frame can be decoded."""
+    data = bytearray(path.read_bytes())
+    movi = data.find(b"movi")
+    offset = movi + 4
+    while True:
+        chunk = data.find(b"00dc", offset)
+        if chunk < 0:
+            break
+        (size,) = struct.unpack("<I", data[chunk + 4 : chunk + 8])
+        data[chunk + 8 : chunk + 8 + size] = bytes(size)
+        offset = chunk + 8 + size
+    path.write_bytes(bytes(data))
+    return path
+
+
+# ------------------------------------------------------------------------------------ images
+
+
+def quadrant_image(width: int = 60, height: int = 40) -> Image.Image:
+    """RGB image: red top-left, green top-right, blue bottom-left, white bottom-right."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    half_w, half_h = width // 2, height // 2
+    pixels[:half_h, :half_w] = (255, 0, 0)
+    pixels[:half_h, half_w:] = (0, 255, 0)
+    pixels[half_h:, :half_w] = (0, 0, 255)
+    pixels[half_h:, half_w:] = (255, 255, 255)
+    return Image.fromarray(pixels, "RGB")
+
+
+def quadrant_colours(rgb: np.ndarray) -> dict[str, tuple[int, int, int]]:
+    """Mean colour at the centre of each quadrant, rounded, as {"tl": (r, g, b), ...}."""
+    height, width = rgb.shape[:2]
+    centres = {
+        "tl": (height // 4, width // 4),
+        "tr": (height // 4, 3 * width // 4),
+        "bl": (3 * height // 4, width // 4),
+        "br": (3 * height // 4, 3 * width // 4),
+    }
+    colours = {}
+    for name, (y, x) in centres.items():
+        patch = rgb[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].reshape(-1, 3).mean(axis=0)
+        colours[name] = tuple(int(round(c)) for c in patch)
+    return colours
+
+
+def save_with_exif_orientation(image: Image.Image, path: Path, orientation: int) -> Path:
+    """Save as JPEG with an EXIF Orientation tag (stored pixels unchanged)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A valid-looking 8-bit gray PNG header claiming `width` x `height` pixels, followed by the
+    compressed data of its first rows only (Pillow decodes the missing rows as black). A few
+    hundred bytes on disk; decoding it would allocate width * height bytes, then three times
+    that as RGB."""
+    rows = b"".join(b"\x00" + bytes(width) for _ in range(4))  # filter byte + pixels, 4 rows
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows, 9))
+        + _png_chunk(b"IEND", b"")
+    )
+    return path
+
+
+def gray16_gradient(width: int = 256, height: int = 4) -> np.ndarray:
+    """uint16 rows running 0 .. 65535 left to right, with 32768 at column `width // 2`."""
+    row = np.linspace(0, 65535, width).round().astype(np.uint16)
+    row[width // 2] = 32768
+    return np.tile(row, (height, 1))

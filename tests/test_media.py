@@ -1,0 +1,685 @@
+"""Tests of pipeline.media: real shared videos, and small real files made in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+import media_factory as mf
+from pipeline import media
+from pipeline.config import REPO_ROOT, MediaSettings
+from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
+from pipeline.media import Frame, MediaInfo
+
+FULL_SCENE = "videos/fake/abofeumbvv.mp4"  # DFDC, 1920x1080, 300 frames at 29.97 fps
+FACE_CLIPS = ["videos/fake/0_aaqaifqrwn.mp4", "videos/real/xtpeyyltfi-1.mp4"]
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+
+
+def assert_user_message(error: pytest.ExceptionInfo, path: Path, *words: str) -> None:
+    """A message for a person: one line, naming the file, saying what is wrong."""
+    message = str(error.value)
+    assert "\n" not in message
+    assert path.name in message
+    for word in words:
+        assert word in message.lower()
+
+
+def assert_close(colour: tuple[int, ...], expected: tuple[int, ...], tolerance: int) -> None:
+    assert all(abs(a - b) <= tolerance for a, b in zip(colour, expected)), (colour, expected)
+
+
+def spacing_ok(indices: list[int], frame_count: int, samples: int) -> bool:
+    """Consecutive sample indices differ by floor or ceil of frame_count / samples."""
+    step = frame_count / samples
+    return all(math.floor(step) <= b - a <= math.ceil(step) for a, b in zip(indices, indices[1:]))
+
+
+def sequential_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(media, "_SEEK_MIN_SKIPPED_FRAMES", 10**12)
+
+
+def record_seeks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The frame indices the sampler seeks to, from now on."""
+    seeks: list[int] = []
+    real_seek = media._Capture.seek
+
+    def recording_seek(capture, index: int) -> bool:
+        seeks.append(index)
+        return real_seek(capture, index)
+
+    monkeypatch.setattr(media._Capture, "seek", recording_seek)
+    return seeks
+
+
+# ================================================================ real shared videos
+
+
+@pytest.fixture(scope="module")
+def full_scene(shared_data: Path) -> tuple[MediaInfo, list[tuple[int, float, tuple, str, float]]]:
+    """Probe and 32 samples of the 1080p DFDC clip, summarised (the pixels are not kept)."""
+    path = shared_data / FULL_SCENE
+    info, frames = media.read_frames(path)
+    summary = [
+        (f.index, f.time_s, f.rgb.shape, str(f.rgb.dtype), float(f.rgb.mean())) for f in frames
+    ]
+    return info, summary
+
+
+def test_full_scene_video_is_probed_from_its_content(full_scene, shared_data: Path) -> None:
+    info, _ = full_scene
+    assert info.path == shared_data / FULL_SCENE
+    assert info.kind == "video"
+    assert (info.width, info.height) == (1920, 1080)
+    assert info.rotation == 0
+    assert info.fps == pytest.approx(29.97, abs=0.01)
+    assert info.frame_count == 300
+    assert info.duration_s == pytest.approx(300 / 29.97, abs=0.01)
+
+
+def test_full_scene_video_gives_32_frames_evenly_spaced_over_the_whole_video(full_scene) -> None:
+    info, summary = full_scene
+    indices = [index for index, *_ in summary]
+    times = [time_s for _, time_s, *_ in summary]
+    assert len(summary) == 32
+    assert indices == sorted(set(indices))  # strictly increasing
+    assert spacing_ok(indices, info.frame_count, 32)
+    assert indices[0] < 300 / 32 and indices[-1] >= 300 - 300 / 32  # covers start to end
+    assert all(0.0 <= t <= info.duration_s for t in times)
+    assert times == sorted(set(times))
+    for index, time_s, *_ in summary:
+        assert time_s == pytest.approx(index / info.fps, abs=0.5 / info.fps)
+    assert {shape for *_, shape, _, _ in summary} == {(1080, 1920, 3)}
+    assert {dtype for *_, dtype, _ in summary} == {"uint8"}
+    means = [mean for *_, mean in summary]
+    assert 10 < min(means) and max(means) < 245  # real picture content, not blank frames
+
+
+@pytest.mark.parametrize("clip", FACE_CLIPS)
+def test_face_clip_videos_sample_at_their_own_size(shared_data: Path, clip: str) -> None:
+    path = shared_data / clip
+    info, frames = media.read_frames(path, frames=32)
+    frames = list(frames)
+    assert info.kind == "video" and info.frame_count >= 100
+    assert len(frames) == 32
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices)) and indices[-1] < info.frame_count
+    assert spacing_ok(indices, info.frame_count, 32)
+    assert {f.rgb.shape for f in frames} == {(info.height, info.width, 3)}
+    assert all(f.rgb.dtype == np.uint8 for f in frames)
+
+
+def test_seeking_and_grabbing_give_identical_frames_on_real_h264(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two samples of the DFDC clip (keyframes at 0 and 163): the second sample is reached by
+    a seek to past the keyframe. Pixel for pixel the same as decoding every frame up to it."""
+    path = shared_data / FULL_SCENE
+    seeks = record_seeks(monkeypatch)
+    seeking = list(media.sample_frames(path, frames=2))
+    assert seeks == [225]
+    sequential_only(monkeypatch)
+    grabbing = list(media.sample_frames(path, frames=2))
+    assert seeks == [225]
+    assert [f.index for f in seeking] == [f.index for f in grabbing] == [75, 225]
+    for a, b in zip(seeking, grabbing):
+        assert a.time_s == pytest.approx(b.time_s)
+        assert np.array_equal(a.rgb, b.rgb)
+
+
+def test_real_mp4_cut_in_half_is_a_clean_media_error(shared_data: Path, tmp_path: Path) -> None:
+    # DFDC files keep their index (moov) at the end: the first half alone cannot be opened.
+    cut = mf.truncate_copy(shared_data / FULL_SCENE, tmp_path / "cut.mp4", 0.5)
+    with pytest.raises(MediaError) as error:
+        media.read_frames(cut)
+    assert_user_message(error, cut, "truncated")
+
+
+def test_sha256_file_matches_hashlib(shared_data: Path) -> None:
+    path = shared_data / FULL_SCENE
+    assert media.sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ================================================================ synthetic videos
+
+CONTAINERS = [
+    (".mp4", "mp4v"),
+    (".mov", "mp4v"),
+    (".m4v", "mp4v"),
+    (".avi", "MJPG"),
+    (".avi", "XVID"),
+    (".mkv", "MJPG"),
+    (".mkv", "mp4v"),
+    (".webm", "VP80"),
+    (".webm", "VP90"),
+]
+
+
+def make_video(path: Path, frames: int, fps: float = 25.0, fourcc: str = "mp4v", **kw) -> Path:
+    try:
+        return mf.write_video(path, frames, fps, fourcc, **kw)
+    except mf.WriterUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize(("suffix", "fourcc"), CONTAINERS)
+def test_every_video_container_gives_the_right_frames(
+    tmp_path: Path, suffix: str, fourcc: str
+) -> None:
+    path = make_video(tmp_path / f"clip{suffix}", 60, fps=25.0, fourcc=fourcc)
+    assert media.detect_kind(path, MediaSettings()) == "video"
+    info, frames = media.read_frames(path, frames=8)
+    assert (info.kind, info.width, info.height, info.rotation) == ("video", *mf.VIDEO_SIZE, 0)
+    assert (info.frame_count, info.fps) == (60, pytest.approx(25.0))
+    assert info.duration_s == pytest.approx(2.4)
+    frames = list(frames)
+    assert [f.index for f in frames] == [3, 11, 18, 26, 33, 41, 48, 56]
+    for frame in frames:
+        assert mf.read_index(frame.rgb) == frame.index  # the frame is the one it claims to be
+        assert frame.time_s == pytest.approx(frame.index / 25.0, abs=1e-3)
+
+
+def test_a_video_shorter_than_the_sample_count_gives_every_frame(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "short.avi", 5, fourcc="MJPG")
+    frames = list(media.sample_frames(path, frames=32))
+    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert [mf.read_index(f.rgb) for f in frames] == [0, 1, 2, 3, 4]
+
+
+def test_long_video_is_sampled_by_seeking_to_the_exact_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenCV's MPEG-4 writer puts a keyframe every 12 frames: seeking pays between samples.
+    path = make_video(tmp_path / "long.mp4", 600)
+    seeks = record_seeks(monkeypatch)
+    seeking = list(media.sample_frames(path, frames=8))
+    assert len(seeks) >= 6
+    assert [mf.read_index(f.rgb) for f in seeking] == [f.index for f in seeking]
+    sequential_only(monkeypatch)
+    grabbing = list(media.sample_frames(path, frames=8))
+    assert [f.index for f in grabbing] == [f.index for f in seeking]
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(seeking, grabbing))
+
+
+def test_a_failed_seek_falls_back_to_reading_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_video(tmp_path / "long.mp4", 600)
+    monkeypatch.setattr(media._Capture, "seek", lambda self, index: False)
+    frames = list(media.sample_frames(path, frames=8))
+    assert [f.index for f in frames] == [37, 112, 187, 262, 337, 412, 487, 562]
+    assert [mf.read_index(f.rgb) for f in frames] == [f.index for f in frames]
+
+
+ROTATED_RED_CORNER = {0: "tl", 90: "tr", 180: "br", 270: "bl"}
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+@pytest.mark.parametrize("opencv_rotates", [True, False], ids=["opencv-rotates", "we-rotate"])
+def test_video_rotation_metadata_is_applied_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, degrees: int, opencv_rotates: bool
+) -> None:
+    """A phone-style display matrix: frames come upright, with the stored top-left corner
+    where a viewer shows it, whether OpenCV or this module turns them."""
+    monkeypatch.setattr(media, "_OPENCV_ROTATES", opencv_rotates)
+    path = make_video(tmp_path / "phone.mp4", 10, draw=mf.corner_marker_bgr)
+    mf.set_mp4_rotation(path, degrees)
+    info, frames = media.read_frames(path, frames=3)
+    stored_w, stored_h = mf.VIDEO_SIZE
+    upright = (stored_h, stored_w) if degrees in (90, 270) else (stored_w, stored_h)
+    assert info.rotation == degrees
+    assert (info.width, info.height) == upright
+    for frame in frames:
+        assert frame.rgb.shape == (upright[1], upright[0], 3)
+        colours = mf.quadrant_colours(frame.rgb)
+        red_corner = ROTATED_RED_CORNER[degrees]
+        assert_close(colours[red_corner], RED, 40)
+        for corner in set(colours) - {red_corner}:
+            assert_close(colours[corner], (128, 128, 128), 40)
+
+
+def test_a_1000_fps_header_is_believed_when_the_timestamps_agree(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "fast.mp4", 50, fps=1000.0)
+    info, frames = media.read_frames(path, frames=5)
+    assert info.fps == pytest.approx(1000.0)
+    assert info.frame_count == 50 and info.duration_s == pytest.approx(0.05)
+    for frame in frames:
+        assert mf.read_index(frame.rgb) == frame.index
+        assert frame.time_s == pytest.approx(frame.index / 1000.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("claimed", [0, 500, 2**31 - 1])
+def test_avi_header_lying_about_the_frame_count(tmp_path: Path, claimed: int) -> None:
+    """The header says 0, 10x or 2^31 frames; 50 are in the file. The frames that exist are
+    sampled evenly (a header promising more than the file holds costs its last frame)."""
+    path = mf.patch_avi_frame_count(make_video(tmp_path / "liar.avi", 50, fourcc="MJPG"), claimed)
+    assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) == claimed  # it does lie
+    info, frames = media.read_frames(path, frames=10)
+    expected_count = 50 if claimed < 50 else 49
+    assert info.frame_count == expected_count
+    assert info.duration_s == pytest.approx(expected_count / 25.0)
+    frames = list(frames)
+    assert len(frames) == 10
+    assert spacing_ok([f.index for f in frames], expected_count, 10)
+    assert frames[-1].index >= expected_count - 5
+    assert [mf.read_index(f.rgb) for f in frames] == [f.index for f in frames]
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("cut.avi", lambda p: make_video(p, 50, fourcc="MJPG")),  # headers first, index last
+        ("cut.mp4", lambda p: mf.make_faststart(make_video(p, 50))),  # index first
+    ],
+)
+def test_video_cut_short_gives_the_frames_that_are_there(tmp_path: Path, name: str, make) -> None:
+    whole = make(tmp_path / f"whole_{name}")
+    cut = mf.truncate_copy(whole, tmp_path / name, 0.5)
+    info, frames = media.read_frames(cut, frames=8)
+    frames = list(frames)
+    assert 5 <= info.frame_count < 50  # what the first half of the bytes holds
+    assert 1 <= len(frames) <= 8
+    assert all(f.index < info.frame_count for f in frames)
+    assert [mf.read_index(f.rgb) for f in frames] == [f.index for f in frames]
+
+
+def test_video_whose_frames_cannot_be_decoded(tmp_path: Path) -> None:
+    path = mf.blank_mjpeg_frames(make_video(tmp_path / "blank.avi", 20, fourcc="MJPG"))
+    with pytest.raises(MediaError) as error:
+        media.read_frames(path)
+    assert not isinstance(error.value, UnsupportedMediaError)
+    assert_user_message(error, path, "could not decode any frame")
+
+
+def test_video_limits_come_from_settings(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "clip.mp4", 60, fps=25.0)  # 2.4 s, 96 x 64
+    with pytest.raises(MediaTooLargeError) as error:
+        media.probe(path, MediaSettings(max_video_seconds=2.0))
+    assert_user_message(error, path, "long")
+    with pytest.raises(MediaTooLargeError) as error:
+        media.probe(path, MediaSettings(max_video_pixels=96 * 64 - 1))
+    assert_user_message(error, path, "96 x 64")
+    with pytest.raises(MediaTooLargeError) as error:
+        media.probe(path, MediaSettings(max_file_bytes=path.stat().st_size - 1))
+    assert_user_message(error, path)
+    assert media.probe(path, MediaSettings(max_video_seconds=2.5)).frame_count == 60
+
+
+def test_frame_loops_are_bounded_whatever_the_header_claims(tmp_path: Path) -> None:
+    # 0.1 s x 240 fps bounds the scan to 25 packets, far fewer than the (lying) header's 2^31.
+    path = mf.patch_avi_frame_count(make_video(tmp_path / "liar.avi", 60, fourcc="MJPG"), 2**31 - 1)
+    with pytest.raises(MediaTooLargeError) as error:
+        media.probe(path, MediaSettings(max_video_seconds=0.1))
+    assert_user_message(error, path, "frames")
+
+
+def test_sample_frames_is_a_lazy_generator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames are decoded as they are asked for, and closing the generator frees the decoder."""
+    path = make_video(tmp_path / "clip.avi", 200, fourcc="MJPG")
+    sequential_only(monkeypatch)
+    real_capture = cv2.VideoCapture
+    grabs, released = [], []
+
+    class CountingCapture:
+        def __init__(self, *args):
+            self._capture = real_capture(*args)
+
+        def grab(self):
+            grabs.append(1)
+            return self._capture.grab()
+
+        def release(self):
+            released.append(1)
+            self._capture.release()
+
+        def __getattr__(self, name):
+            return getattr(self._capture, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", CountingCapture)
+    generator = media.sample_frames(path, frames=4)  # the probe (scan + first frame) runs now
+    assert inspect.isgenerator(generator)
+    grabs.clear()
+    released.clear()
+    first = next(generator)
+    assert isinstance(first, Frame) and first.index == 25
+    assert len(grabs) == 26  # up to the first sample, not the 200 frames
+    second = next(generator)
+    assert second.index == 75 and len(grabs) == 76
+    assert not released
+    generator.close()
+    assert released
+
+
+# Peak memory is measured in a fresh process, from Linux's /proc/self/status: the peak resident
+# size after the work (VmHWM) minus the resident size before it (VmRSS). Pillow's and OpenCV's
+# buffers are invisible to tracemalloc, and ru_maxrss can carry the parent's size across fork.
+_RSS_BEFORE = """
+def status_kb(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+before = status_kb("VmRSS")
+"""
+
+_PEAK_MEMORY_SCRIPT = """
+import json, sys
+from pathlib import Path
+from pipeline import media
+media._SEEK_MIN_SKIPPED_FRAMES = 10**12  # decode every frame: where frames could pile up
+""" + _RSS_BEFORE + """
+info, frames = media.read_frames(Path(sys.argv[1]), frames=32)
+count = sum(1 for frame in frames)
+after = status_kb("VmHWM")
+print(json.dumps({"frames": count, "decoded": info.frame_count, "growth_kb": after - before}))
+"""
+
+
+needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="peak memory is read from Linux's /proc"
+)
+
+
+def run_python(script: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@needs_proc
+def test_sampling_a_long_video_holds_one_frame_at_a_time(tmp_path: Path) -> None:
+    """1200 frames of 640x360 would take 830 MB as decoded frames; the peak memory of a process
+    decoding all of them to sample 32 grows by a small fraction of that."""
+
+    def moving_bar(index: int, size: tuple[int, int]) -> np.ndarray:
+        frame = np.zeros((size[1], size[0], 3), np.uint8)
+        frame[:, index * 4 % size[0] :][:, :40] = 255
+        return frame
+
+    path = make_video(tmp_path / "long.mp4", 1200, fps=30.0, size=(640, 360), draw=moving_bar)
+    result = run_python(_PEAK_MEMORY_SCRIPT, str(path))
+    assert result["frames"] == 32 and result["decoded"] == 1200
+    all_frames_kb = 1200 * 640 * 360 * 3 // 1024
+    assert result["growth_kb"] < all_frames_kb // 8, result
+
+
+# ================================================================ bad input, any kind
+
+
+@pytest.mark.parametrize("name", ["empty.mp4", "empty.jpg"])
+def test_empty_file(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(MediaError) as error:
+        media.read_frames(path)
+    assert_user_message(error, path, "empty")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.mp4"
+    with pytest.raises(MediaError) as error:
+        media.probe(path)
+    assert_user_message(error, path, "not found")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("random.mp4", np.random.default_rng(7).integers(0, 256, 4096, np.uint8).tobytes()),
+        ("notes.mp4", b"These are my notes, not a video.\n" * 20),
+        ("notes.jpg", b"Not a photo either.\n" * 20),
+    ],
+)
+def test_content_that_is_no_media_is_refused_by_sniffing(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnsupportedMediaError) as error:
+        media.read_frames(path)
+    assert_user_message(error, path, ".mp4", ".jpg", "supported")
+
+
+def test_unknown_suffix_lists_the_supported_types(tmp_path: Path) -> None:
+    path = tmp_path / "anim.gif"
+    Image.new("P", (8, 8)).save(path, "GIF")
+    with pytest.raises(UnsupportedMediaError) as error:
+        media.probe(path)
+    assert_user_message(error, path, ".gif", ".png", ".webm")
+
+
+def test_content_decides_the_kind_not_the_suffix(tmp_path: Path) -> None:
+    png_named_jpg = tmp_path / "really_a_png.jpg"
+    mf.quadrant_image().save(png_named_jpg, "PNG")
+    assert media.detect_kind(png_named_jpg, MediaSettings()) == "image"
+    assert media.load_image(png_named_jpg).shape == (40, 60, 3)
+    avi_named_mp4 = tmp_path / "really_an_avi.mp4"
+    make_video(tmp_path / "clip.avi", 10, fourcc="MJPG").rename(avi_named_mp4)
+    assert media.probe(avi_named_mp4).frame_count == 10
+
+
+def test_frames_must_be_positive(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "clip.avi", 10, fourcc="MJPG")
+    with pytest.raises(ValueError):
+        media.sample_frames(path, frames=0)
+
+
+# ================================================================ images
+
+IMAGE_FORMATS = [
+    ("photo.jpg", "JPEG", {"quality": 95}, 12),
+    ("photo.png", "PNG", {}, 0),
+    ("photo.webp", "WEBP", {"lossless": True}, 0),
+    ("lossy.webp", "WEBP", {"quality": 90}, 16),
+    ("photo.bmp", "BMP", {}, 0),
+    ("photo.tif", "TIFF", {}, 0),
+    ("deflate.tiff", "TIFF", {"compression": "tiff_deflate"}, 0),
+]
+
+
+@pytest.mark.parametrize(("name", "fmt", "options", "tolerance"), IMAGE_FORMATS)
+def test_every_image_format_decodes_to_rgb(
+    tmp_path: Path, name: str, fmt: str, options: dict, tolerance: int
+) -> None:
+    path = tmp_path / name
+    mf.quadrant_image().save(path, fmt, **options)
+    assert media.detect_kind(path, MediaSettings()) == "image"
+    rgb = media.load_image(path)
+    assert rgb.shape == (40, 60, 3) and rgb.dtype == np.uint8
+    colours = mf.quadrant_colours(rgb)
+    for corner, expected in {"tl": RED, "tr": GREEN, "bl": BLUE, "br": WHITE}.items():
+        assert_close(colours[corner], expected, tolerance)
+    info, frames = media.read_frames(path)
+    assert info == MediaInfo(path, "image", 60, 40, None, None, None, 0)
+    (frame,) = list(frames)
+    assert (frame.index, frame.time_s) == (0, 0.0)
+    assert np.array_equal(frame.rgb, rgb)
+    assert media.probe(path) == info
+
+
+# orientation -> (rotation reported, corner where the stored red top-left corner ends up)
+EXIF_ORIENTATIONS = {1: (0, "tl"), 2: (0, "tr"), 3: (180, "br"), 6: (90, "tr"), 8: (270, "bl")}
+
+
+@pytest.mark.parametrize("orientation", sorted(EXIF_ORIENTATIONS))
+def test_exif_orientation_makes_the_picture_upright(tmp_path: Path, orientation: int) -> None:
+    path = tmp_path / "phone.jpg"
+    mf.save_with_exif_orientation(mf.quadrant_image(60, 40), path, orientation)
+    rotation, red_corner = EXIF_ORIENTATIONS[orientation]
+    upright = (40, 60) if rotation in (90, 270) else (60, 40)  # (width, height)
+    info = media.probe(path)
+    assert (info.width, info.height, info.rotation) == (*upright, rotation)
+    rgb = media.load_image(path)
+    assert rgb.shape == (upright[1], upright[0], 3)
+    assert_close(mf.quadrant_colours(rgb)[red_corner], RED, 12)
+    info, frames = media.read_frames(path)
+    assert (info.width, info.height, info.rotation) == (*upright, rotation)
+    assert next(frames).rgb.shape == rgb.shape
+
+
+def test_palette_images_with_and_without_transparency(tmp_path: Path) -> None:
+    plain = tmp_path / "palette.png"
+    mf.quadrant_image().convert("P", palette=Image.Palette.ADAPTIVE, colors=4).save(plain)
+    assert Image.open(plain).mode == "P"
+    colours = mf.quadrant_colours(media.load_image(plain))
+    assert (colours["tl"], colours["tr"], colours["bl"]) == (RED, GREEN, BLUE)
+
+    transparent = tmp_path / "palette_transparent.png"
+    image = Image.new("P", (20, 10), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0])  # index 0 black, index 1 red
+    image.paste(1, (10, 0, 20, 10))
+    image.save(transparent, transparency=0)  # the black half is see-through
+    rgb = media.load_image(transparent)
+    assert tuple(rgb[5, 2]) == WHITE  # composited on white, not the hidden black
+    assert tuple(rgb[5, 15]) == RED
+
+
+def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
+    pixels = np.zeros((10, 30, 4), np.uint8)
+    pixels[:, :10] = (0, 0, 0, 0)  # fully transparent black
+    pixels[:, 10:20] = (255, 0, 0, 128)  # half transparent red
+    pixels[:, 20:] = (0, 0, 255, 255)  # opaque blue
+    path = tmp_path / "alpha.png"
+    Image.fromarray(pixels, "RGBA").save(path)
+    rgb = media.load_image(path)
+    assert tuple(rgb[5, 5]) == WHITE
+    assert_close(tuple(rgb[5, 15]), (255, 127, 127), 1)
+    assert tuple(rgb[5, 25]) == BLUE
+    gray_alpha = tmp_path / "gray_alpha.png"
+    Image.fromarray(pixels[:, :, [0, 3]].copy(), "LA").save(gray_alpha)
+    assert tuple(media.load_image(gray_alpha)[5, 5]) == WHITE
+
+
+def test_gray_and_bilevel_images(tmp_path: Path) -> None:
+    gray = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (4, 1))
+    Image.fromarray(gray, "L").save(tmp_path / "gray.png")
+    rgb = media.load_image(tmp_path / "gray.png")
+    assert rgb.shape == (4, 16, 3)
+    assert np.array_equal(rgb[..., 0], gray) and np.array_equal(rgb[..., 2], gray)
+    Image.fromarray(gray > 127).save(tmp_path / "bilevel.bmp")
+    assert set(np.unique(media.load_image(tmp_path / "bilevel.bmp"))) == {0, 255}
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("print.jpg", "JPEG"), ("print.tif", "TIFF")])
+def test_cmyk_images(tmp_path: Path, name: str, fmt: str) -> None:
+    path = tmp_path / name
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, fmt)  # pure red in ink
+    assert Image.open(path).mode == "CMYK"
+    assert_close(tuple(media.load_image(path)[8, 8]), RED, 3)
+
+
+@pytest.mark.parametrize("name", ["depth16.png", "depth16.tif"])
+def test_16_bit_gray_is_scaled_not_clipped(tmp_path: Path, name: str) -> None:
+    values = mf.gray16_gradient()  # 0 .. 65535, with 32768 in the middle column
+    path = tmp_path / name
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    rgb = media.load_image(path)
+    assert rgb.shape == (4, 256, 3) and rgb.dtype == np.uint8
+    row = rgb[0, :, 0]
+    assert (row[0], row[128], row[255]) == (0, 128, 255)
+    assert np.all(np.diff(row.astype(int)) >= 0)  # monotonic: no wrap-around
+    assert np.array_equal(row, np.rint(values[0] / 257).astype(np.uint8))
+    assert np.array_equal(rgb[..., 0], rgb[..., 1])
+
+
+def test_float_images_in_0_to_1_are_scaled(tmp_path: Path) -> None:
+    values = np.tile(np.linspace(0.0, 1.0, 11, dtype=np.float32), (2, 1))
+    path = tmp_path / "float.tif"
+    Image.fromarray(values, "F").save(path)
+    row = media.load_image(path)[0, :, 1]
+    assert np.array_equal(row, np.rint(values[0].astype(np.float64) * 255).astype(np.uint8))
+
+
+def test_truncated_jpeg_is_a_media_error(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.jpg"
+    noise = np.random.default_rng(1).integers(0, 256, (120, 160, 3), np.uint8)
+    Image.fromarray(noise).save(whole, "JPEG", quality=90)
+    cut = mf.truncate_copy(whole, tmp_path / "cut.jpg", 0.5)
+    assert media.probe(cut).width == 160  # the header is intact...
+    with pytest.raises(MediaError) as error:
+        media.load_image(cut)  # ...the pixels are not
+    assert not isinstance(error.value, MediaTooLargeError)
+    assert_user_message(error, cut, "truncated")
+    with pytest.raises(MediaError):
+        media.read_frames(cut)
+
+
+@pytest.mark.parametrize(("width", "height"), [(30_000, 30_000), (9_000, 9_000)])
+def test_decompression_bomb_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int, height: int
+) -> None:
+    """900 MP (Pillow's own guard fires) and 81 MP (just over our 80 MP limit): refused before a
+    pixel is decoded."""
+    path = mf.png_bomb(tmp_path / "bomb.png", width, height)
+    assert path.stat().st_size < 1000
+
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    for read in (media.load_image, media.probe, media.read_frames):
+        with pytest.raises(MediaTooLargeError) as error:
+            read(path)
+        assert_user_message(error, path, "megapixels")
+
+
+_BOMB_MEMORY_SCRIPT = """
+import json, sys
+from pathlib import Path
+from pipeline import media
+from pipeline.errors import MediaTooLargeError
+""" + _RSS_BEFORE + """
+refused = 0
+for name in sys.argv[1:]:
+    try:
+        media.load_image(Path(name))
+    except MediaTooLargeError:
+        refused += 1
+after = status_kb("VmHWM")
+print(json.dumps({"refused": refused, "growth_kb": after - before}))
+"""
+
+
+@needs_proc
+def test_decompression_bomb_does_not_take_memory(tmp_path: Path) -> None:
+    bombs = [mf.png_bomb(tmp_path / f"bomb{side}.png", side, side) for side in (30_000, 9_000)]
+    result = run_python(_BOMB_MEMORY_SCRIPT, *map(str, bombs))
+    assert result["refused"] == 2
+    # Decoding the 81 MP one to RGB raises the peak by about 750 MB (measured).
+    assert result["growth_kb"] < 20 * 1024, result
+
+
+def test_image_limits_come_from_settings(tmp_path: Path) -> None:
+    path = tmp_path / "small.png"
+    mf.quadrant_image(60, 40).save(path)
+    with pytest.raises(MediaTooLargeError) as error:
+        media.load_image(path, MediaSettings(max_image_pixels=60 * 40 - 1))
+    assert_user_message(error, path, "60 x 40")
+    with pytest.raises(MediaTooLargeError):
+        media.read_frames(path, MediaSettings(max_file_bytes=10))
+    assert media.load_image(path, MediaSettings(max_image_pixels=60 * 40)).shape == (40, 60, 3)
+
+
+def test_sample_frames_of_an_image_is_one_frame(tmp_path: Path) -> None:
+    path = tmp_path / "still.bmp"
+    mf.quadrant_image().save(path)
+    frames = list(media.sample_frames(path, frames=32))
+    assert len(frames) == 1 and frames[0].index == 0 and frames[0].time_s == 0.0
+    assert frames[0].rgb.shape == (40, 60, 3)
