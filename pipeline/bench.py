@@ -1,0 +1,123 @@
+"""`python -m pipeline bench`: time each stage of the engine on real videos and measure peak
+memory on a long one. Prints a Markdown table (benchmarks/README.md keeps the figures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+from pipeline.config import Settings, shared_data_dir
+
+STAGES = ("decode", "detect", "score", "verdict", "total")
+
+
+def default_videos() -> list[Path]:
+    """The shared full-scene 1080p DFDC videos."""
+    root = shared_data_dir() / "videos"
+    rows = (root / "metadata.csv").read_text().splitlines()[1:]
+    return [root / r.split(",")[0] for r in rows if r.endswith(",dfdc")]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def make_long_video(source: Path, target: Path, minutes: float) -> Path:
+    """A long 1080p video made by looping a short one (for the memory measurement)."""
+    if target.exists():
+        return target
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok or len(frames) >= 60:
+            break
+        frames.append(frame)
+    capture.release()
+    height, width = frames[0].shape[:2]
+    partial = target.with_suffix(".partial.mp4")
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for i in range(round(minutes * 60 * fps)):
+        # Ping-pong through the clip so consecutive frames stay continuous.
+        cycle = i % (2 * len(frames) - 2)
+        writer.write(frames[cycle if cycle < len(frames) else 2 * len(frames) - 2 - cycle])
+    writer.release()
+    partial.rename(target)
+    return target
+
+
+def peak_memory_mb(video: Path, frames: int) -> dict[str, float]:
+    """Peak resident memory of a fresh process that loads the engine and analyses `video`."""
+    code = (
+        "import json, resource, sys, time\n"
+        "from pathlib import Path\n"
+        "from pipeline.analyze import Engine\n"
+        "engine = Engine(); engine.detector; engine.face_detector\n"
+        "loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        f"result = engine.analyze(Path({str(video)!r}), frames={frames}).result\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps({'after_load_mb': loaded, 'peak_mb': peak, 'seconds': result.timing['total'], 'faces': sum(len(f.faces) for f in result.frames)}))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_benchmark(videos: list[Path], frames: int = 32, repeat: int = 2, memory_video: Path | None = None, memory_minutes: float = 5.0) -> str:
+    """Median seconds per stage for each video over `repeat` runs (after one warm-up), and the
+    peak memory of analysing a long 1080p video. Returns a Markdown report."""
+    from pipeline.analyze import Engine
+
+    videos = videos or default_videos()
+    clock = time.perf_counter()
+    engine = Engine(Settings())
+    engine.detector, engine.face_detector  # noqa: B018  (load now, timed separately)
+    load_seconds = time.perf_counter() - clock
+    engine.analyze(videos[0], frames=frames)  # warm-up: first calls trace the graphs
+    lines = [
+        f"Machine: {machine()}. Frames sampled per video: {frames}; median of {repeat} runs after one warm-up.",
+        f"Loading MTCNN and the ensemble once per process: {load_seconds:.1f} s (not counted below).",
+        "",
+        "| video | size | faces | " + " | ".join(f"{s} (s)" for s in STAGES) + " |",
+        "|---|---|---|" + "---|" * len(STAGES),
+    ]
+    totals = []
+    for video in videos:
+        runs = [engine.analyze(video, frames=frames).result for _ in range(repeat)]
+        timing = {s: statistics.median(r.timing[s] for r in runs) for s in STAGES}
+        totals.append(timing["total"])
+        faces = sum(len(f.faces) for f in runs[0].frames)
+        lines.append(
+            f"| {video.name} | {runs[0].width}x{runs[0].height} | {faces} | " + " | ".join(f"{timing[s]:.2f}" for s in STAGES) + " |"
+        )
+    lines += ["", f"Median end-to-end time per video: {statistics.median(totals):.2f} s (target: 8 s)."]
+    per_face = runs[0].model_seconds_per_face
+    lines.append("Model inference per face (batched): " + ", ".join(f"{m} {s * 1000:.1f} ms" for m, s in per_face.items()) + ".")
+    if memory_video is not None:
+        long_video = make_long_video(videos[0], memory_video, memory_minutes)
+        memory = peak_memory_mb(long_video, frames)
+        lines += [
+            "",
+            f"Peak memory (max RSS) analysing {long_video.name} ({memory_minutes:g} min, 1080p) in a fresh process: "
+            f"{memory['peak_mb']:.0f} MB (after loading the models: {memory['after_load_mb']:.0f} MB; "
+            f"analysis took {memory['seconds']:.1f} s, {memory['faces']} faces). Target: under 1500 MB.",
+        ]
+    return "\n".join(lines)
+

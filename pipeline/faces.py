@@ -1,0 +1,209 @@
+"""Second stage: frames -> faces. MTCNN detection, square crops, and tracks across frames."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pipeline.config import FaceSettings
+
+Box = tuple[int, int, int, int]
+"""x, y, width, height in pixels of the original frame."""
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found by MTCNN, in the coordinates of the original frame."""
+
+    box: Box
+    confidence: float
+    landmarks: dict[str, tuple[float, float]]
+
+
+@dataclass
+class Face:
+    """A detected face, its square crop, and the person (track) it belongs to."""
+
+    frame: int
+    """Position of the frame in the sampled sequence (not the video frame number)."""
+    box: Box
+    confidence: float
+    landmarks: dict[str, tuple[float, float]]
+    crop: np.ndarray = field(repr=False)
+    """Square RGB uint8 crop, `FaceSettings.crop_size` pixels a side."""
+    crop_box: Box
+    """The square region of the frame the crop covers (may extend past the frame's edge)."""
+    track: int = -1
+
+
+def crop_box_for(box: Box, settings: FaceSettings) -> Box:
+    """The square region around a detector box that training crops frame the same way."""
+    x, y, w, h = box
+    side = max(1, round(settings.crop_scale * math.sqrt(max(w, 1) * max(h, 1))))
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return (round(cx - side / 2.0), round(cy - side / 2.0), side, side)
+
+
+def crop_square(rgb: np.ndarray, region: Box, size: int) -> np.ndarray:
+    """Cut `region` out of `rgb` (reflecting the image where the region leaves the frame) and
+    resize it to `size` x `size`."""
+    x, y, side, _ = region
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + side, width), min(y + side, height)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size, 3), np.uint8)
+    inside = rgb[y0:y1, x0:x1]
+    top, bottom, left, right = y0 - y, y + side - y1, x0 - x, x + side - x1
+    if top or bottom or left or right:
+        # A reflected border looks like more face and background, not a black frame the
+        # models never saw in training; the training augmentation pads the same way.
+        mode = "reflect" if min(inside.shape[:2]) > 1 else "edge"
+        inside = np.pad(inside, ((top, bottom), (left, right), (0, 0)), mode=mode)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(inside, (size, size), interpolation=interpolation)
+
+
+class FaceDetector:
+    """MTCNN from the `mtcnn` package (its weights ship inside it: nothing is downloaded)."""
+
+    def __init__(self, settings: FaceSettings = FaceSettings()) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from mtcnn import MTCNN  # imported here: it loads TensorFlow
+
+        self.settings = settings
+        self._mtcnn = MTCNN()
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Faces in each frame, largest first. Large frames are searched on a downscaled copy
+        and boxes mapped back; frames of one size are detected in batches."""
+        found: list[list[Detection]] = [[] for _ in frames]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for position, rgb in enumerate(frames):
+            by_shape.setdefault(rgb.shape, []).append(position)
+        for positions in by_shape.values():
+            for start in range(0, len(positions), self.settings.detect_batch):
+                batch = positions[start : start + self.settings.detect_batch]
+                for position, detections in zip(batch, self._detect_batch([frames[i] for i in batch])):
+                    found[position] = detections
+        return found
+
+    def _detect_batch(self, frames: list[np.ndarray], border: float = 0.0) -> list[list[Detection]]:
+        height, width = frames[0].shape[:2]
+        scale = min(1.0, self.settings.detect_max_side / max(height, width))
+        small = [
+            cv2.resize(f, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            if scale < 1.0
+            else f
+            for f in frames
+        ]
+        pad = round(border * max(small[0].shape[:2]))
+        if pad:
+            small = [cv2.copyMakeBorder(f, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0) for f in small]
+        # mtcnn 1.0 builds the same number of pyramid levels whatever `min_face_size` is and
+        # loses large faces when it is raised, so keep its default and filter sizes afterwards.
+        raw = self._mtcnn.detect_faces(small if len(small) > 1 else small[0])
+        per_frame = raw if len(small) > 1 else [raw]
+        results = [self._keep(items, scale, pad, (height, width)) for items in per_frame]
+        if not border and not any(results):
+            # A face that fills the frame (a face-crop clip, a tight selfie) touches the border
+            # and MTCNN misses it; a black border lets it see the whole face. Only when the
+            # whole batch is empty: a scene video where one frame missed its face is not that.
+            return self._detect_batch(frames, border=0.25)
+        return results
+
+    def _keep(self, items: list[dict], scale: float, pad: int, shape: tuple[int, int]) -> list[Detection]:
+        settings = self.settings
+        kept: list[Detection] = []
+        for item in items:
+            if float(item["confidence"]) < settings.min_confidence:
+                continue
+            x, y, w, h = (float(v) for v in item["box"])
+            box = _clip_box(((x - pad) / scale, (y - pad) / scale, w / scale, h / scale), shape)
+            if min(box[2], box[3]) < settings.min_face_px:
+                continue
+            landmarks = {
+                name: ((float(p[0]) - pad) / scale, (float(p[1]) - pad) / scale)
+                for name, p in item["keypoints"].items()
+            }
+            kept.append(Detection(box, float(item["confidence"]), landmarks))
+        kept.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
+        return kept[: settings.max_faces_per_frame]
+
+
+def _clip_box(box: tuple[float, float, float, float], shape: tuple[int, int]) -> Box:
+    height, width = shape
+    x0, y0 = max(0.0, box[0]), max(0.0, box[1])
+    x1, y1 = min(float(width), box[0] + box[2]), min(float(height), box[1] + box[3])
+    return (round(x0), round(y0), max(0, round(x1 - x0)), max(0, round(y1 - y0)))
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    inter_w = max(0, min(ax1, bx1) - max(a[0], b[0]))
+    inter_h = max(0, min(ay1, by1) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def link_tracks(faces_per_frame: Sequence[Sequence[Face]], min_iou: float) -> int:
+    """Give each face a `track` id so the same person keeps one id across frames.
+
+    Greedy matching of each frame's boxes to each track's latest box by overlap, best pairs
+    first; a face that overlaps no track starts a new one. A track survives frames where its
+    face was missed. Returns the number of tracks.
+    """
+    last_box: list[Box] = []
+    for faces in faces_per_frame:
+        pairs = sorted(
+            ((iou(face.box, box), f, t) for f, face in enumerate(faces) for t, box in enumerate(last_box)),
+            reverse=True,
+        )
+        taken_faces: set[int] = set()
+        taken_tracks: set[int] = set()
+        for overlap, f, t in pairs:
+            if overlap < min_iou:
+                break
+            if f in taken_faces or t in taken_tracks:
+                continue
+            faces[f].track = t
+            last_box[t] = faces[f].box
+            taken_faces.add(f)
+            taken_tracks.add(t)
+        for f, face in enumerate(faces):
+            if f not in taken_faces:
+                face.track = len(last_box)
+                last_box.append(face.box)
+    return len(last_box)
+
+
+def find_faces(
+    frames: Sequence[np.ndarray], detector: FaceDetector, settings: FaceSettings, first: int = 0
+) -> list[list[Face]]:
+    """Detect and crop the faces of consecutive sampled frames; `first` is the position of
+    `frames[0]` in the whole sequence. Tracks are linked afterwards with `link_tracks`."""
+    found: list[list[Face]] = []
+    for offset, (rgb, detections) in enumerate(zip(frames, detector.detect(frames))):
+        faces = []
+        for d in detections:
+            region = crop_box_for(d.box, settings)
+            faces.append(
+                Face(
+                    frame=first + offset,
+                    box=d.box,
+                    confidence=d.confidence,
+                    landmarks=d.landmarks,
+                    crop=crop_square(rgb, region, settings.crop_size),
+                    crop_box=region,
+                )
+            )
+        found.append(faces)
+    return found

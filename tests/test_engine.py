@@ -1,0 +1,197 @@
+"""The engine end to end with the shipped ensemble: timelines, people, per-model scores,
+Grad-CAM, the ensemble file, and the command line on good and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from pipeline.analyze import AnalysisResult, Engine
+from pipeline.config import REPO_ROOT
+from pipeline.detector import ENSEMBLE_FILE, Detector, EnsembleSpec, MemberSpec, combine_logits, sigmoid
+from pipeline.errors import ModelsMissingError
+from pipeline.gradcam import explain, overlay, overlay_on_frame
+from pipeline.report import gradcam_pictures, most_suspicious_faces
+from tests import media_factory
+from tests.scenes import grid_image, real_faces, two_people_video
+
+
+@pytest.fixture(scope="module")
+def video_analysis(engine: Engine, shared_data: Path):  # -> Analysis
+    return engine.analyze(shared_data / "videos" / "fake" / "abofeumbvv.mp4", frames=12)
+
+
+def test_video_timeline_has_every_sampled_frame_and_every_model(video_analysis, engine: Engine) -> None:
+    result = video_analysis.result
+    members = set(engine.detector.member_names)
+    assert result.kind == "video" and (result.width, result.height) == (1920, 1080)
+    assert len(result.frames) == 12
+    indices = [f.index for f in result.frames]
+    assert indices == sorted(set(indices))
+    assert all(0 <= f.time_s <= result.duration_s for f in result.frames)
+    faces = [face for frame in result.frames for face in frame.faces]
+    assert len(faces) >= 6
+    for face in faces:
+        assert 0.0 <= face.fake_probability <= 1.0
+        assert set(face.model_scores) == members
+        assert face.box[2] > 0 and face.box[3] > 0
+    assert result.verdict in {"real", "fake", "uncertain"} and 0 <= result.fake_probability <= 1
+    assert set(result.model_scores) == members
+    assert set(result.timing) == {"decode", "detect", "score", "verdict", "total"}
+    assert len(result.sha256) == 64
+
+
+def test_result_survives_a_json_round_trip(video_analysis) -> None:
+    data = json.loads(json.dumps(video_analysis.result.to_json()))
+    assert AnalysisResult.from_json(data) == video_analysis.result
+
+
+def test_two_people_get_two_timelines(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+    video = two_people_video(tmp_path / "two.avi", shared_data)
+    result = engine.analyze(video, frames=8).result
+    assert len(result.tracks) == 2
+    assert all(t.faces >= 6 for t in result.tracks)
+    for frame in result.frames:
+        left, right = (sorted(frame.faces, key=lambda f: f.box[0]) + [None, None])[:2]
+        if left and right:
+            assert (left.track, right.track) == (0, 1)
+
+
+def test_twenty_faces_in_one_photo_are_all_scored(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+    picture, _ = grid_image(real_faces(shared_data, 20), columns=5)
+    path = tmp_path / "crowd.png"
+    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    result = engine.analyze(path).result
+    assert result.kind == "image" and len(result.frames) == 1
+    assert len(result.frames[0].faces) == 20
+    assert len(result.tracks) == 20
+
+
+def test_a_photo_without_a_face_says_so(engine: Engine, tmp_path: Path) -> None:
+    from skimage import data
+
+    path = tmp_path / "coffee.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR))
+    result = engine.analyze(path).result
+    assert result.verdict == "no_face" and result.fake_probability is None
+    assert "no face" in result.reason
+
+
+def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, shared_data: Path) -> None:
+    detector = engine.detector
+    crops = np.stack([real_faces(shared_data, 3)[i] for i in range(3)])
+    crops = np.stack([cv2.resize(c, (224, 224)) for c in crops])
+    scores = detector.score(crops)
+    logits = {n: detector.logits(n, crops) for n in detector.member_names}
+    np.testing.assert_allclose(scores.ensemble, sigmoid(combine_logits(logits, detector.spec)), atol=1e-5)
+    for member in detector.spec.members:
+        np.testing.assert_allclose(scores.members[member.name], sigmoid(logits[member.name] / member.temperature), atol=1e-5)
+
+
+def test_one_model_can_be_chosen(engine: Engine, shared_data: Path) -> None:
+    name = engine.detector.member_names[0]
+    result = engine.analyze(shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg", models=[name]).result
+    assert set(result.model_scores) == {name} and list(result.models) == [name]
+
+
+def test_gradcam_marks_the_face_for_every_model(video_analysis, engine: Engine) -> None:
+    face = most_suspicious_faces(video_analysis)[0]
+    maps = explain(engine.detector, face.crop)
+    assert set(maps) == set(engine.detector.member_names)
+    for heat in maps.values():
+        assert heat.shape == (224, 224) and heat.dtype == np.float32
+        assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.5
+    pictures = gradcam_pictures(engine.detector, video_analysis, face)
+    for on_crop, on_frame in pictures.values():
+        assert on_crop.shape == face.crop.shape
+        preview = video_analysis.previews[face.frame]
+        assert on_frame.shape == preview.shape
+        # The overlay changes the face's region of the frame and nothing far from it.
+        x, y, side, _ = (round(v * video_analysis.preview_scale) for v in face.crop_box)
+        changed = np.abs(on_frame.astype(int) - preview.astype(int)).sum(axis=2) > 0
+        ys, xs = np.nonzero(changed)
+        assert changed.any() and xs.min() >= x - 2 and xs.max() <= x + side + 2 and ys.min() >= y - 2 and ys.max() <= y + side + 2
+
+
+def test_overlay_blends_heat_over_the_picture() -> None:
+    picture = np.full((8, 8, 3), 100, np.uint8)
+    hot = overlay(picture, np.ones((8, 8), np.float32))
+    cold = overlay(picture, np.zeros((8, 8), np.float32))
+    assert hot[..., 0].mean() > cold[..., 0].mean() and cold[..., 2].mean() > hot[..., 2].mean()
+    assert np.array_equal(overlay_on_frame(picture, (100, 100, 10, 10), np.ones((10, 10), np.float32)), picture)
+
+
+def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(ModelsMissingError, match="train"):
+        Detector(tmp_path)
+
+
+def test_a_model_file_that_hides_code_is_refused(tmp_path: Path) -> None:
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Lambda(lambda x: x[:, :1, 0, 0])(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "evil.keras")
+    EnsembleSpec((MemberSpec("evil", "evil.keras", "mobilenetv2", 32),)).save(tmp_path / ENSEMBLE_FILE)
+    with pytest.raises(ModelsMissingError, match="refused to load evil.keras"):
+        Detector(tmp_path)
+
+
+def test_ensemble_file_round_trip(models_dir: Path, tmp_path: Path) -> None:
+    spec = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
+    spec.save(tmp_path / ENSEMBLE_FILE)
+    assert EnsembleSpec.load(tmp_path / ENSEMBLE_FILE) == spec
+    assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high
+    assert all((models_dir / m.file).exists() and m.gradcam_layer for m in spec.members)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
+
+
+def test_cli_writes_a_32_frame_timeline_and_gradcam(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    video = shared_data / "videos" / "fake" / "abofeumbvv.mp4"
+    run = _cli("analyze", str(video), "--json", str(out), "--cam", str(tmp_path / "cam"))
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["file"] == "abofeumbvv.mp4" and result["kind"] == "video"
+    assert len(result["frames"]) == 32
+    assert {"file", "sha256", "kind", "verdict", "fake_probability", "model_scores", "frames", "timing"} <= set(result)
+    face = next(f for frame in result["frames"] for f in frame["faces"])
+    assert {"box", "track", "fake_probability", "model_scores"} <= set(face)
+    assert sorted(p.name.split("_")[-1] for p in (tmp_path / "cam").iterdir()).count("crop.png") >= 2
+    assert "abofeumbvv.mp4" in run.stdout and result["verdict"] in run.stdout
+
+
+def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    truncated = media_factory.truncate_copy(shared_data / "videos" / "fake" / "abofeumbvv.mp4", tmp_path / "cut.mp4", 0.05)
+    bomb = media_factory.png_bomb(tmp_path / "bomb.png", 30_000, 30_000)
+    broken_jpeg = tmp_path / "broken.jpg"
+    broken_jpeg.write_bytes((shared_data / "gan-faces" / "real" / os.listdir(shared_data / "gan-faces" / "real")[0]).read_bytes()[:300])
+    no_face = tmp_path / "coffee.png"
+    from skimage import data
+
+    cv2.imwrite(str(no_face), data.coffee()[..., ::-1])
+    bad = [empty, text, truncated, bomb, broken_jpeg]
+    run = _cli("analyze", *map(str, bad), str(no_face), "--frames", "4", "--json", str(tmp_path / "out.json"))
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(bad), run.stderr
+    for path, line in zip(bad, errors):
+        assert str(path) in line
+    assert f"{no_face}: no_face" in run.stderr
+    results = json.loads((tmp_path / "out.json").read_text())
+    assert [r["verdict"] for r in results] == ["no_face"]

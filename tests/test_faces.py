@@ -1,0 +1,104 @@
+"""Faces: MTCNN on real frames, the square crop that matches the training crops, and tracks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.config import FaceSettings
+from pipeline.faces import Face, FaceDetector, crop_box_for, crop_square, find_faces, iou, link_tracks
+from pipeline.media import read_frames
+from tests.scenes import FACE_SIDE, grid_image, real_faces
+
+
+@pytest.fixture(scope="module")
+def face_detector() -> FaceDetector:
+    return FaceDetector(FaceSettings())
+
+
+def test_crop_box_is_square_and_centred_on_the_face() -> None:
+    settings = FaceSettings()
+    x, y, side, side_again = crop_box_for((100, 50, 80, 120), settings)
+    assert side == side_again == round(settings.crop_scale * np.sqrt(80 * 120))
+    assert abs((x + side / 2) - 140) <= 1 and abs((y + side / 2) - 110) <= 1
+
+
+def test_crop_square_reflects_beyond_the_frame_edge() -> None:
+    frame = np.zeros((100, 100, 3), np.uint8)
+    frame[:, :50] = 255  # left half white
+    crop = crop_square(frame, (-50, 0, 100, 100), 100)
+    assert crop.shape == (100, 100, 3)
+    # Columns 0-49 of the crop lie left of the frame: reflected, so white (not black padding).
+    assert crop[:, :45].min() == 255 and crop[:, 55:].max() == 255 and crop[:, 55:].min() == 255
+
+
+def test_link_tracks_follows_two_people_and_survives_a_missed_frame() -> None:
+    def face(frame: int, x: int) -> Face:
+        return Face(frame, (x, 100, 80, 80), 0.99, {}, np.zeros((1, 1, 3), np.uint8), (x, 100, 80, 80))
+
+    frames = [
+        [face(0, 100), face(0, 600)],
+        [face(1, 610), face(1, 108)],  # order flipped: ids must follow boxes, not list order
+        [face(2, 116)],  # the second person was missed here
+        [face(3, 124), face(3, 625)],
+    ]
+    assert link_tracks(frames, min_iou=0.3) == 2
+    left = [f.track for frame in frames for f in frame if f.box[0] < 300]
+    right = [f.track for frame in frames for f in frame if f.box[0] > 300]
+    assert set(left) == {0} and set(right) == {1}
+
+
+def test_iou() -> None:
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_finds_the_person_in_a_real_1080p_dfdc_video(shared_data: Path, face_detector: FaceDetector) -> None:
+    _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=6)
+    rgb = [f.rgb for f in frames]
+    faces = find_faces(rgb, face_detector, FaceSettings())
+    assert sum(1 for f in faces if f) >= 4
+    boxes = [f[0].box for f in faces if f]
+    # A plausible face in 1080p: tens to hundreds of pixels, inside the frame.
+    for x, y, w, h in boxes:
+        assert 40 <= w <= 600 and 40 <= h <= 800 and 0 <= x <= 1920 - w and 0 <= y <= 1080 - h
+    crop = next(f for f in faces if f)[0].crop
+    assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
+
+
+def test_detection_on_a_downscaled_copy_maps_boxes_back(shared_data: Path, face_detector: FaceDetector) -> None:
+    face = real_faces(shared_data, 1)[0]
+    small, _ = grid_image([face], columns=1, gap=200)
+    large = cv2.resize(small, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # 2,240 px: detected downscaled
+    (small_box,), (large_box,) = (face_detector.detect([small])[0][0].box,), (face_detector.detect([large])[0][0].box,)
+    assert max(large.shape[:2]) > FaceSettings().detect_max_side
+    mapped = tuple(v * 4 for v in small_box)
+    # Same face (MTCNN's box wobbles a little between pyramid scales): big overlap, close centres.
+    assert iou(mapped, large_box) > 0.6
+    centre = lambda b: np.array([b[0] + b[2] / 2, b[1] + b[3] / 2])  # noqa: E731
+    assert np.linalg.norm(centre(mapped) - centre(large_box)) < 0.1 * large_box[2]
+
+
+def test_keeps_every_face_of_twenty_people(shared_data: Path, face_detector: FaceDetector) -> None:
+    picture, corners = grid_image(real_faces(shared_data, 20), columns=5)
+    (faces,) = find_faces([picture], face_detector, FaceSettings())
+    assert len(faces) == 20
+    for x, y in corners:  # one detection inside each placed photo
+        assert sum(1 for f in faces if x <= f.box[0] + f.box[2] / 2 <= x + FACE_SIDE and y <= f.box[1] + f.box[3] / 2 <= y + FACE_SIDE) == 1
+
+
+def test_a_face_filling_the_frame_is_found(shared_data: Path, face_detector: FaceDetector) -> None:
+    # A DFDC face-crop clip: the face touches the frame's border.
+    _, frames = read_frames(shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4", frames=2)
+    faces = find_faces([f.rgb for f in frames], face_detector, FaceSettings())
+    assert all(len(f) == 1 for f in faces)
+
+
+def test_no_face_in_a_landscape(face_detector: FaceDetector) -> None:
+    from skimage import data
+
+    assert face_detector.detect([data.coffee()]) == [[]]
