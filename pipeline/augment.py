@@ -1,0 +1,154 @@
+"""Training augmentation that matches what the detector meets in the wild, and self-blended
+pseudo-fakes (Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images", CVPR 2022).
+
+Every function takes and returns an RGB uint8 array and draws from a numpy `Generator`, so a
+seed reproduces a training run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Crop-relative MTCNN landmarks (left eye, right eye, nose, mouth left, mouth right), the median
+# over 80 training crops of each shared data set (measured with pipeline.faces.FaceDetector).
+# Used to place the self-blending mask when a crop comes without its own landmarks.
+LANDMARK_TEMPLATES = {
+    "dfdc-faces": np.array([[0.308, 0.304], [0.71, 0.299], [0.509, 0.496], [0.339, 0.737], [0.681, 0.737]]),
+    "gan-faces": np.array([[0.371, 0.469], [0.621, 0.469], [0.5, 0.621], [0.377, 0.719], [0.618, 0.719]]),
+}
+DEFAULT_TEMPLATE = "dfdc-faces"
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Probabilities and ranges of each augmentation."""
+
+    jpeg_p: float = 0.6
+    jpeg_quality: tuple[int, int] = (40, 100)
+    blur_p: float = 0.2
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    rescale_p: float = 0.3
+    rescale_factor: tuple[float, float] = (0.35, 0.9)
+    noise_p: float = 0.2
+    noise_sigma: tuple[float, float] = (2.0, 8.0)
+    color_p: float = 0.5
+    flip_p: float = 0.5
+    affine_p: float = 0.5
+    shift: float = 0.06
+    scale: tuple[float, float] = (0.9, 1.1)
+
+
+def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else image
+
+
+def rescale(image: np.ndarray, factor: float) -> np.ndarray:
+    """Down- then up-scale: the softness of a small face blown up, as in many DFDC crops."""
+    height, width = image.shape[:2]
+    small = cv2.resize(image, (max(8, round(width * factor)), max(8, round(height * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-5, 5)) % 180
+    hsv[..., 1] *= rng.uniform(0.8, 1.2)
+    out = cv2.cvtColor(hsv.clip(0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    contrast, brightness = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    return ((out - out.mean()) * contrast + out.mean() + brightness).clip(0, 255).astype(np.uint8)
+
+
+def affine(image: np.ndarray, rng: np.random.Generator, shift: float, scale: tuple[float, float]) -> np.ndarray:
+    """A small shift and zoom of the crop, as detector boxes jitter between frames."""
+    height, width = image.shape[:2]
+    zoom = rng.uniform(*scale)
+    dx, dy = rng.uniform(-shift, shift, size=2) * (width, height)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, zoom)
+    matrix[:, 2] += (dx, dy)
+    # Reflected borders, like pipeline.faces.crop_square for faces at the frame's edge.
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def augment(image: np.ndarray, rng: np.random.Generator, settings: AugmentSettings = AugmentSettings()) -> np.ndarray:
+    """One random in-the-wild degradation of a face crop."""
+    s = settings
+    if rng.random() < s.flip_p:
+        image = image[:, ::-1].copy()
+    if rng.random() < s.affine_p:
+        image = affine(image, rng, s.shift, s.scale)
+    if rng.random() < s.color_p:
+        image = color_jitter(image, rng)
+    if rng.random() < s.rescale_p:
+        image = rescale(image, rng.uniform(*s.rescale_factor))
+    if rng.random() < s.blur_p:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*s.blur_sigma))
+    if rng.random() < s.noise_p:
+        noise = rng.normal(0.0, rng.uniform(*s.noise_sigma), image.shape)
+        image = (image + noise).clip(0, 255).astype(np.uint8)
+    if rng.random() < s.jpeg_p:
+        image = jpeg(image, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
+    return image
+
+
+def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A soft, randomly deformed mask over eyes, nose and mouth, float32 in [0, 1].
+
+    Five landmarks are too few for a hull that covers the face, so the mask is an ellipse around
+    them, enlarged at random, warped by a smooth random displacement field and blurred.
+    """
+    height, width = shape
+    center = landmarks.mean(axis=0)
+    spread = landmarks.max(axis=0) - landmarks.min(axis=0)
+    axes = spread * rng.uniform(0.75, 1.05, size=2) + 0.05 * np.array([width, height])
+    mask = np.zeros((height, width), np.float32)
+    cv2.ellipse(mask, (round(center[0]), round(center[1] + spread[1] * 0.05)), (round(axes[0]), round(axes[1])), 0, 0, 360, 1.0, -1)
+    # Smooth random deformation so the boundary is never a clean ellipse.
+    grid = 4
+    displacement = rng.normal(0.0, 0.04 * min(width, height), size=(grid, grid, 2)).astype(np.float32)
+    field = cv2.resize(displacement, (width, height), interpolation=cv2.INTER_CUBIC)
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    mask = cv2.remap(mask, xs + field[..., 0], ys + field[..., 1], cv2.INTER_LINEAR)
+    kernel = int(rng.integers(1, 8)) * 4 + 1
+    mask = cv2.GaussianBlur(mask, (kernel, kernel), 0)
+    return mask / max(float(mask.max()), 1e-6)
+
+
+def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A pseudo-fake made from one real face: a slightly altered copy of the face blended back
+    inside a soft mask, so the only evidence is a blending boundary and a colour or frequency
+    mismatch, the traces every face swap leaves whatever generator made it.
+
+    `landmarks` are the five MTCNN points in pixels of `image`.
+    """
+    height, width = image.shape[:2]
+    source = image.copy()
+    # The "source" face: colour and sharpness shifted...
+    if rng.random() < 0.5:
+        source = color_jitter(source, rng)
+    else:
+        hsv_shift = rng.uniform(-12, 12, size=3)
+        source = (source.astype(np.float32) + hsv_shift).clip(0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.5, 1.5))
+    elif rng.random() < 0.3:
+        blurred = cv2.GaussianBlur(source, (0, 0), 1.0)
+        source = cv2.addWeighted(source, 1.6, blurred, -0.6, 0)
+    # ...and slightly moved or resized, like a swapped face that does not sit exactly in place.
+    zoom = rng.uniform(0.95, 1.05)
+    dx, dy = rng.uniform(-0.03, 0.03, size=2) * (width, height)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, zoom)
+    matrix[:, 2] += (dx, dy)
+    source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+    mask = face_mask((height, width), landmarks, rng)
+    mask *= rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    blended = mask[..., None] * source.astype(np.float32) + (1.0 - mask[..., None]) * image.astype(np.float32)
+    return blended.clip(0, 255).astype(np.uint8)
+
+
+def template_landmarks(source: str, size: int) -> np.ndarray:
+    """Template landmarks in pixels of a `size` crop from the named data set."""
+    return LANDMARK_TEMPLATES.get(source, LANDMARK_TEMPLATES[DEFAULT_TEMPLATE]) * size

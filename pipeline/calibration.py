@@ -1,0 +1,62 @@
+"""Calibration and decision rules, all fitted on the validation split (never on test)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.metrics import roc_curve
+
+from pipeline.detector import sigmoid
+
+
+def _nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T minimising the log loss of sigmoid(logit / T) (Guo et al., 2017)."""
+    result = minimize_scalar(
+        lambda log_t: _nll(sigmoid(logits / np.exp(log_t)), labels), bounds=(np.log(0.05), np.log(20.0)), method="bounded"
+    )
+    return float(np.exp(result.x))
+
+
+def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the best balanced accuracy (Youden's J) on validation."""
+    fpr, tpr, thresholds = roc_curve(labels, probabilities)
+    best = int(np.argmax(tpr - fpr))
+    return float(np.clip(thresholds[best], 0.0, 1.0))
+
+
+def choose_uncertain_band(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    target_accuracy: float = 0.9,
+    max_half_width: float = 0.3,
+) -> tuple[float, float]:
+    """The narrowest band around the threshold outside which validation accuracy reaches
+    `target_accuracy`: answers inside it are reported as `uncertain` rather than guessed."""
+    predictions = probabilities >= threshold
+    correct = predictions == labels.astype(bool)
+    distance = np.abs(probabilities - threshold)
+    for half_width in np.arange(0.0, max_half_width + 1e-9, 0.01):
+        outside = distance >= half_width
+        if outside.sum() and correct[outside].mean() >= target_accuracy:
+            break
+    low, high = max(0.0, threshold - half_width), min(1.0, threshold + half_width)
+    return round(float(low), 4), round(float(high), 4)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Mean gap between confidence and accuracy over equal-width probability bins, weighted by
+    how many predictions fall in each (Naeini et al., 2015), for the fake class."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(probabilities[members].mean() - labels[members].mean())
+    return float(error)

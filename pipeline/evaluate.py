@@ -1,0 +1,252 @@
+"""Evaluation of the ensemble on any `real/` + `fake/` folder of face crops or videos.
+
+Image folders are taken as face crops (the shared data sets' format, and what `prepare`
+writes) and scored directly. Video folders go through the whole engine: frame-level metrics are
+over every face found, video-level metrics over each video's verdict probability (once per
+aggregation rule, which is how the default rule is chosen).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
+
+from pipeline.calibration import expected_calibration_error
+from pipeline.data import Sample, balanced_subset, is_video, load_samples, read_face
+from pipeline.detector import Detector
+from pipeline.errors import DataError, PipelineError
+from pipeline.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+
+ENSEMBLE = "ensemble"
+
+
+@dataclass
+class ScoreTable:
+    """Scores of one set of items (faces or videos) by every model and the ensemble."""
+
+    labels: np.ndarray
+    sources: list[str]
+    probabilities: dict[str, np.ndarray]
+    """Model name (and "ensemble") -> calibrated fake probability per item."""
+    seconds_per_face: dict[str, float] = field(default_factory=dict)
+
+
+def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    fpr, tpr, _ = roc_curve(labels, probabilities)
+    fnr = 1 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2)
+
+
+def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """The standard detection metrics for one model on one set (scikit-learn for all but ECE)."""
+    predictions = (probabilities >= threshold).astype(int)
+    both = len(set(labels.tolist())) == 2
+    tn, fp, fn, tp = confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
+    return {
+        "n": int(len(labels)),
+        "roc_auc": float(roc_auc_score(labels, probabilities)) if both else None,
+        "average_precision": float(average_precision_score(labels, probabilities)) if both else None,
+        "eer": equal_error_rate(labels, probabilities) if both else None,
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "precision": float(precision_score(labels, predictions, zero_division=0)),
+        "recall": float(recall_score(labels, predictions, zero_division=0)),
+        "f1": float(f1_score(labels, predictions, zero_division=0)),
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "ece": expected_calibration_error(probabilities, labels.astype(float)),
+    }
+
+
+def table_metrics(table: ScoreTable, threshold: float) -> dict[str, Any]:
+    """Metrics per model and for the ensemble, overall and per source."""
+    out: dict[str, Any] = {}
+    sources = sorted(set(table.sources))
+    for name, probabilities in table.probabilities.items():
+        out[name] = {"all": binary_metrics(table.labels, probabilities, threshold)}
+        if len(sources) > 1:
+            for source in sources:
+                picked = np.asarray([s == source for s in table.sources])
+                out[name][source] = binary_metrics(table.labels[picked], probabilities[picked], threshold)
+        if name in table.seconds_per_face:
+            out[name]["seconds_per_face"] = table.seconds_per_face[name]
+    return out
+
+
+def score_crops(detector: Detector, samples: list[Sample], batch_size: int = 64) -> ScoreTable:
+    """Score face-crop images with every member; crops are read at the engine's crop size."""
+    from tqdm import tqdm
+
+    labels, sources = [], []
+    members: dict[str, list[np.ndarray]] = {n: [] for n in detector.member_names}
+    ensemble: list[np.ndarray] = []
+    seconds = {n: 0.0 for n in detector.member_names}
+    for start in tqdm(range(0, len(samples), batch_size), desc="scoring crops", file=sys.stderr, leave=False):
+        batch = samples[start : start + batch_size]
+        crops = np.stack([read_face(s.path, 224) for s in batch])
+        scores = detector.score(crops)
+        for name in detector.member_names:
+            members[name].append(scores.members[name])
+            seconds[name] += scores.seconds[name]
+        ensemble.append(scores.ensemble)
+        labels += [s.label for s in batch]
+        sources += [s.source for s in batch]
+    probabilities = {n: np.concatenate(v) for n, v in members.items()}
+    probabilities[ENSEMBLE] = np.concatenate(ensemble)
+    return ScoreTable(np.asarray(labels), sources, probabilities, {n: s / len(samples) for n, s in seconds.items()})
+
+
+@dataclass
+class VideoScores:
+    faces: ScoreTable
+    videos: dict[str, ScoreTable]
+    """Aggregation rule -> one row per video with at least one face."""
+    no_face: list[str]
+
+
+def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) -> VideoScores:
+    """Run the engine on each video; keep face-level and video-level (per rule) scores."""
+    from tqdm import tqdm
+
+    names = engine.detector.member_names
+    face_labels, face_sources = [], []
+    face_probs: dict[str, list[float]] = {n: [] for n in [*names, ENSEMBLE]}
+    per_rule: dict[str, dict[str, list[float]]] = {rule: {n: [] for n in [*names, ENSEMBLE]} for rule in AGGREGATIONS}
+    video_labels, video_sources, no_face = [], [], []
+    seconds = {n: 0.0 for n in names}
+    faces_seen = 0
+    spec = engine.detector.spec
+    decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high)
+    for sample in tqdm(samples, desc="analysing videos", file=sys.stderr, leave=False):
+        try:
+            result = engine.analyze(sample.path, frames=frames).result
+        except PipelineError as error:
+            print(f"warning: {sample.path}: {error}", file=sys.stderr)
+            no_face.append(str(sample.path))
+            continue
+        scored = [
+            ScoredFace(position, face.track, face.fake_probability, face.model_scores)
+            for position, frame in enumerate(result.frames)
+            for face in frame.faces
+        ]
+        if not scored:
+            no_face.append(str(sample.path))
+            continue
+        for face in scored:
+            face_labels.append(sample.label)
+            face_sources.append(sample.source)
+            face_probs[ENSEMBLE].append(face.fake_probability)
+            for n in names:
+                face_probs[n].append(face.model_scores[n])
+        for n in names:
+            seconds[n] += result.model_seconds_per_face.get(n, 0.0) * len(scored)
+        faces_seen += len(scored)
+        for rule in AGGREGATIONS:
+            verdict = decide(scored, len(result.frames), rule, decision)
+            per_rule[rule][ENSEMBLE].append(verdict.fake_probability)
+            for n in names:
+                per_rule[rule][n].append(verdict.model_scores[n])
+        video_labels.append(sample.label)
+        video_sources.append(sample.source)
+    if not video_labels:
+        raise DataError("no face was found in any of the videos")
+    faces = ScoreTable(
+        np.asarray(face_labels), face_sources, {n: np.asarray(v) for n, v in face_probs.items()},
+        {n: s / max(faces_seen, 1) for n, s in seconds.items()},
+    )
+    videos = {
+        rule: ScoreTable(np.asarray(video_labels), video_sources, {n: np.asarray(v) for n, v in probs.items()})
+        for rule, probs in per_rule.items()
+    }
+    return VideoScores(faces, videos, no_face)
+
+
+def evaluate(
+    roots: list[Path],
+    split: str | None,
+    models_dir: Path,
+    per_class: int | None = None,
+    frames: int | None = None,
+    report_dir: Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate the ensemble in `models_dir` on the given folders; returns the metrics."""
+    from pipeline.analyze import Engine
+    from pipeline.config import Settings
+
+    engine = Engine(Settings(models_dir=models_dir))
+    detector = engine.detector
+    threshold = detector.spec.threshold
+    samples: list[Sample] = []
+    for root in roots:
+        found = load_samples(root, split)
+        samples += balanced_subset(found, per_class, seed) if per_class else found
+    videos = [s for s in samples if is_video(s.path)]
+    images = [s for s in samples if not is_video(s.path)]
+    report: dict[str, Any] = {
+        "data": [str(r) for r in roots],
+        "split": split or "all",
+        "threshold": threshold,
+        "uncertain_band": [detector.spec.uncertain_low, detector.spec.uncertain_high],
+        "models": detector.versions(),
+    }
+    started = time.perf_counter()
+    tables: dict[str, ScoreTable] = {}
+    if images:
+        tables["frame"] = score_crops(detector, images)
+        report["frame_level"] = table_metrics(tables["frame"], threshold)
+    if videos:
+        video_scores = score_videos(engine, videos, frames)
+        tables["frame"] = video_scores.faces
+        report["frame_level"] = table_metrics(video_scores.faces, threshold)
+        report["video_level"] = {rule: table_metrics(t, threshold) for rule, t in video_scores.videos.items()}
+        report["video_level_default_rule"] = detector.spec.aggregation
+        report["videos_without_faces"] = video_scores.no_face
+        tables["video"] = video_scores.videos[detector.spec.aggregation]
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    if report_dir is not None:
+        from pipeline.evaluation_report import write_report
+
+        write_report(report, tables, detector, images, report_dir)
+    return report
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """Human-readable table of the main metrics on stdout."""
+    for level in ("frame_level", "video_level"):
+        if level not in report:
+            continue
+        blocks = report[level] if level == "frame_level" else {
+            f"{rule}{' (default)' if rule == report['video_level_default_rule'] else ''}": m
+            for rule, m in report[level].items()
+        }
+        if level == "frame_level":
+            blocks = {"": blocks}
+        for rule, models in blocks.items():
+            print(f"\n{level.replace('_', '-')}{' — ' + rule if rule else ''}")
+            print(f"{'model':<20}{'subset':<14}{'n':>6}{'AUC':>8}{'AP':>8}{'EER':>8}{'acc':>8}{'F1':>8}{'ECE':>8}")
+            for model, subsets in models.items():
+                for subset, m in subsets.items():
+                    if not isinstance(m, dict):
+                        continue
+                    fmt = lambda v: f"{v:8.4f}" if isinstance(v, float) else f"{'-':>8}"  # noqa: E731
+                    print(f"{model:<20}{subset:<14}{m['n']:>6}{fmt(m['roc_auc'])}{fmt(m['average_precision'])}{fmt(m['eer'])}{fmt(m['accuracy'])}{fmt(m['f1'])}{fmt(m['ece'])}")
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,171 @@
+"""The evaluation report folder: ROC curves, reliability diagram, confusion matrix, t-SNE of the
+penultimate-layer features, and a Markdown summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import roc_curve
+
+from pipeline.data import Sample, balanced_subset, read_face
+from pipeline.detector import Detector, resize_crops
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(table: Any, path: Path, title: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, probabilities in table.probabilities.items():
+        if len(set(table.labels.tolist())) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(table.labels, probabilities)
+        ax.plot(fpr, tpr, label=name, linewidth=2.5 if name == "ensemble" else 1.2)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set_xlabel("false positive rate (real called fake)")
+    ax.set_ylabel("true positive rate (fake caught)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(table: Any, path: Path, title: str, bins: int = 10) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, probabilities in table.probabilities.items():
+        observed, predicted = calibration_curve(table.labels, probabilities, n_bins=bins, strategy="uniform")
+        ax.plot(predicted, observed, "o-", label=name, linewidth=2.5 if name == "ensemble" else 1.2)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    ax.set_xlabel("predicted fake probability")
+    ax.set_ylabel("observed share of fakes")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: dict[str, int], path: Path, title: str) -> None:
+    plt = _pyplot()
+    matrix = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]])
+    fig, ax = plt.subplots(figsize=(3.8, 3.5))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center", color="black", fontsize=12)
+    ax.set_xticks([0, 1], ["real", "fake"])
+    ax.set_yticks([0, 1], ["real", "fake"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def penultimate_features(detector: Detector, name: str, crops: np.ndarray) -> np.ndarray:
+    """Pooled backbone features (the layer before the classifier) of one member."""
+    import keras
+
+    model = detector.models[name]
+    features = keras.Model(model.inputs, model.get_layer("pool").output)
+    size = detector.member(name).input_size
+    return np.concatenate(
+        [np.asarray(features(resize_crops(crops[i : i + 64], size), training=False)) for i in range(0, len(crops), 64)]
+    )
+
+
+def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: int = 300) -> None:
+    """t-SNE of each member's penultimate features, coloured by label and marked by source."""
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    subset = balanced_subset(samples, per_class, seed=0)
+    crops = np.stack([read_face(s.path, 224) for s in subset])
+    labels = np.asarray([s.label for s in subset])
+    sources = sorted({s.source for s in subset})
+    markers = dict(zip(sources, "o^sDv"))
+    names = detector.member_names
+    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(
+            penultimate_features(detector, name, crops)
+        )
+        for source in sources:
+            for label, colour, text in ((0, "tab:blue", "real"), (1, "tab:red", "fake")):
+                picked = (labels == label) & np.asarray([s.source == source for s in subset])
+                ax.scatter(*embedded[picked].T, s=8, c=colour, marker=markers[source], alpha=0.6, label=f"{text} ({source})")
+        ax.set_title(f"t-SNE of {name} features")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(loc="best", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], tables: dict[str, Any], detector: Detector, images: list[Sample], out_dir: Path) -> None:
+    """Pictures, metrics.json and summary.md in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    pictures = []
+    for level, table in tables.items():
+        plot_roc(table, out_dir / f"roc_{level}.png", f"ROC, {level} level")
+        plot_reliability(table, out_dir / f"reliability_{level}.png", f"Reliability, {level} level")
+        metrics = report["frame_level" if level == "frame" else "video_level"]
+        if level == "video":
+            metrics = metrics[report["video_level_default_rule"]]
+        plot_confusion(metrics["ensemble"]["all"]["confusion"], out_dir / f"confusion_{level}.png", f"Ensemble, {level} level")
+        pictures += [f"roc_{level}.png", f"reliability_{level}.png", f"confusion_{level}.png"]
+    if images:
+        plot_tsne(detector, images, out_dir / "tsne.png")
+        pictures.append("tsne.png")
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Data: {', '.join(report['data'])} (split: {report['split']}). Threshold {report['threshold']:.3f}, "
+        f"uncertain band {report['uncertain_band'][0]:.3f}-{report['uncertain_band'][1]:.3f}.",
+        f"Models: {', '.join(f'{k} ({v})' for k, v in report['models'].items())}.",
+        "",
+    ]
+    lines += metrics_markdown(report)
+    lines += ["", *[f"![{p}]({p})" for p in pictures], ""]
+    (out_dir / "summary.md").write_text("\n".join(lines))
+
+
+def metrics_markdown(report: dict[str, Any]) -> list[str]:
+    """Markdown tables of the metrics, one per level (and rule, for videos)."""
+    lines: list[str] = []
+    levels: list[tuple[str, dict[str, Any]]] = []
+    if "frame_level" in report:
+        levels.append(("Frame level (each face)", report["frame_level"]))
+    for rule, models in report.get("video_level", {}).items():
+        default = " (default rule)" if rule == report.get("video_level_default_rule") else ""
+        levels.append((f"Video level, '{rule}' rule{default}", models))
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
+    for title, models in levels:
+        lines += [f"### {title}", "", "| model | subset | n | ROC AUC | AP | EER | acc | precision | recall | F1 | ECE |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for model, subsets in models.items():
+            for subset, m in subsets.items():
+                if isinstance(m, dict):
+                    lines.append(
+                        f"| {model} | {subset} | {m['n']} | {fmt(m['roc_auc'])} | {fmt(m['average_precision'])} | {fmt(m['eer'])} | "
+                        f"{fmt(m['accuracy'])} | {fmt(m['precision'])} | {fmt(m['recall'])} | {fmt(m['f1'])} | {fmt(m['ece'])} |"
+                    )
+        timing = {m: s["seconds_per_face"] for m, s in models.items() if "seconds_per_face" in s}
+        if timing:
+            lines += ["", "Inference time per face: " + ", ".join(f"{m} {t * 1000:.1f} ms" for m, t in timing.items())]
+        lines.append("")
+    return lines

@@ -1,0 +1,124 @@
+"""Training-side commands (prepare, train, train-ensemble, evaluate), registered on the main parser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline.config import REPO_ROOT, Settings, shared_data_dir
+
+MEMBERS = ("mobilenetv2", "efficientnet_lite0")
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from pipeline.prepare import prepare_videos
+
+    count = prepare_videos(args.videos_dir, args.out_dir, frames=args.frames)
+    print(f"wrote {count} face crops and metadata.csv to {args.out_dir}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # -> TrainConfig
+    from pipeline.train import TrainConfig
+
+    return TrainConfig(
+        backbone=backbone,
+        data=tuple(args.data),
+        out_dir=out_dir,
+        input_size=args.input_size,
+        weights=None if args.from_scratch else "imagenet",
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        views=args.views,
+        self_blend=args.self_blend,
+        trainable_blocks=args.trainable_blocks,
+        head_epochs=args.head_epochs,
+        finetune_epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.train import train_member
+
+    result = train_member(_train_config(args, args.backbone, args.out or Path("runs") / args.backbone))
+    print(f"saved {result.model_path} (best validation ROC AUC {result.best_val_auc:.4f})")
+    return 0
+
+
+def cmd_train_ensemble(args: argparse.Namespace) -> int:
+    """Train every default member, then calibrate and combine them into `models/`."""
+    from pipeline.ensemble_fit import fit_ensemble
+    from pipeline.train import train_member
+
+    members = {}
+    for backbone in args.members.split(","):
+        result = train_member(_train_config(args, backbone, args.runs / backbone))
+        members[backbone] = (result.model_path, backbone, args.input_size)
+        print(f"{backbone}: best validation ROC AUC {result.best_val_auc:.4f}")
+    validation = fit_ensemble(members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation)
+    print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pipeline.evaluate import evaluate, print_summary, write_json
+
+    report = evaluate(
+        list(args.dirs), args.split, args.models_dir, per_class=args.per_class, frames=args.frames, report_dir=args.report
+    )
+    print_summary(report)
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    shared = shared_data_dir()
+    parser.add_argument("--data", type=Path, nargs="+", default=[shared / "dfdc-faces", shared / "gan-faces"], help="real/+fake/ folders")
+    parser.add_argument("--input-size", type=int, default=160)
+    parser.add_argument("--train-per-class", type=int, default=3000, help="training images per class and data set")
+    parser.add_argument("--val-per-class", type=int, default=400)
+    parser.add_argument("--views", type=int, default=2, help="augmented views per training image")
+    parser.add_argument("--self-blend", type=float, default=0.5, help="share of real images that also give a self-blended fake (0: off)")
+    parser.add_argument("--trainable-blocks", type=int, default=4, help="upper backbone blocks to fine-tune")
+    parser.add_argument("--head-epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (early stopping on val AUC)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--from-scratch", action="store_true", help="random initial weights instead of ImageNet")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the training-side subcommands to the CLI."""
+    prepare = commands.add_parser("prepare", help="turn a folder of labelled videos into a face-crop data set")
+    prepare.add_argument("videos_dir", type=Path)
+    prepare.add_argument("out_dir", type=Path)
+    prepare.add_argument("--frames", type=int, default=8, help="frames sampled per video")
+    prepare.set_defaults(run=cmd_prepare)
+
+    train = commands.add_parser("train", help="train one ensemble member")
+    train.add_argument("--backbone", required=True, choices=["mobilenetv2", "efficientnet_lite0", "efficientnetv2b0"])
+    train.add_argument("--out", type=Path, default=None, help="run folder (default runs/BACKBONE)")
+    _add_training_options(train)
+    train.set_defaults(run=cmd_train)
+
+    ensemble = commands.add_parser("train-ensemble", help="train the default members and write the calibrated ensemble")
+    ensemble.add_argument("--members", default=",".join(MEMBERS))
+    ensemble.add_argument("--runs", type=Path, default=Path("runs"))
+    ensemble.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
+    ensemble.add_argument("--aggregation", default="confident")
+    _add_training_options(ensemble)
+    ensemble.set_defaults(run=cmd_train_ensemble)
+
+    evaluate = commands.add_parser("evaluate", help="metrics and a report on real/+fake/ folders of crops or videos")
+    evaluate.add_argument("dirs", type=Path, nargs="+")
+    evaluate.add_argument("--split", default=None, help="train, val, test or all (default: all)")
+    evaluate.add_argument("--json", type=Path)
+    evaluate.add_argument("--report", type=Path, help="folder for plots and summary.md")
+    evaluate.add_argument("--per-class", type=int, default=None, help="evaluate at most this many items per class and folder")
+    evaluate.add_argument("--frames", type=int, default=None, help="frames per video")
+    evaluate.add_argument("--models-dir", type=Path, default=Settings().models_dir)
+    evaluate.set_defaults(run=cmd_evaluate)
