@@ -20,9 +20,22 @@ EXIT_ERROR = 1
 EXIT_NO_FACE = 3
 
 
-def _quiet_tensorflow() -> None:
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up chatter hidden.
+
+    TensorFlow 2.21 prints C++ log lines (oneDNN notice, absl warning) to stderr before any log
+    level applies, so stderr is pointed at /dev/null for the import alone. An import error is
+    still raised as usual.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
@@ -116,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
     args = build_parser().parse_args(argv)
+    import_tensorflow_quietly()
     try:
         return int(args.run(args))
     except PipelineError as error:

@@ -80,7 +80,7 @@ def penultimate_features(detector: Detector, name: str, crops: np.ndarray) -> np
     import keras
 
     model = detector.models[name]
-    features = keras.Model(model.inputs, model.get_layer("pool").output)
+    features = keras.Model(model.input, model.get_layer("pool").output)
     size = detector.member(name).input_size
     return np.concatenate(
         [np.asarray(features(resize_crops(crops[i : i + 64], size), training=False)) for i in range(0, len(crops), 64)]

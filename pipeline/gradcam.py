@@ -21,7 +21,7 @@ def heatmap(model: Any, layer_name: str, crop: np.ndarray, input_size: int) -> n
     import keras
     import tensorflow as tf
 
-    grad_model = keras.Model(model.inputs, [model.get_layer(layer_name).output, model.output])
+    grad_model = keras.Model(model.input, [model.get_layer(layer_name).output, model.output])
     batch = tf.convert_to_tensor(resize_crops(crop[None], input_size))
     with tf.GradientTape() as tape:
         feature_maps, fake_logit = grad_model(batch, training=False)

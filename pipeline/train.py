@@ -63,6 +63,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     model_path: Path
+    model: Any
+    """The trained Keras model, as saved."""
     history: dict[str, list[float]] = field(default_factory=dict)
     best_val_auc: float = 0.0
 
@@ -201,7 +203,7 @@ def train_member(config: TrainConfig) -> TrainResult:
     (config.out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     (config.out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     plot_curves(history, config.out_dir / "curves.png", config.backbone)
-    return TrainResult(model_path, history, best["auc"])
+    return TrainResult(model_path, model, history, best["auc"])
 
 
 def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None:

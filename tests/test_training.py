@@ -1,0 +1,170 @@
+"""Training and evaluation on real shared data: splits, augmentation, calibration, a tiny real
+training run, the ensemble file it makes, `prepare` and `evaluate`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from pipeline.augment import augment, jpeg, self_blend, template_landmarks
+from pipeline.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
+from pipeline.config import REPO_ROOT, Settings
+from pipeline.data import class_weights, load_samples, read_face
+from pipeline.detector import ENSEMBLE_FILE, Detector, EnsembleSpec, resize_crops, sigmoid
+from pipeline.errors import DataError
+
+
+def test_shared_splits_keep_each_source_video_on_one_side(shared_data: Path) -> None:
+    samples = load_samples(shared_data / "dfdc-faces")
+    split_of: dict[str, set[str]] = {}
+    for s in samples:
+        split_of.setdefault(s.group, set()).add(s.split)
+    assert all(len(v) == 1 for v in split_of.values())
+    test = load_samples(shared_data / "dfdc-faces", "test")
+    assert {s.split for s in test} == {"test"} and {s.label for s in test} == {0, 1}
+
+
+def test_a_plain_folder_gets_stable_group_splits(shared_data: Path, tmp_path: Path) -> None:
+    for label in ("real", "fake"):
+        (tmp_path / label).mkdir()
+        for source in sorted((shared_data / "gan-faces" / label).iterdir())[:30]:
+            shutil.copy(source, tmp_path / label / source.name)
+    first = load_samples(tmp_path)
+    assert [s.split for s in first] == [s.split for s in load_samples(tmp_path)]
+    assert {s.split for s in first} <= {"train", "val", "test"} and len(first) == 60
+    assert class_weights(first) == {0: 1.0, 1: 1.0}
+
+
+def test_a_folder_without_real_and_fake_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="real/ and a fake/"):
+        load_samples(tmp_path)
+
+
+def test_augmentations_keep_the_crop_and_change_it(shared_data: Path) -> None:
+    face = read_face(next((shared_data / "dfdc-faces" / "real").iterdir()), 160)
+    rng = np.random.default_rng(0)
+    views = [augment(face, rng) for _ in range(8)]
+    assert all(v.shape == face.shape and v.dtype == np.uint8 for v in views)
+    assert sum(not np.array_equal(v, face) for v in views) >= 7
+    assert np.abs(jpeg(face, 40).astype(int) - face).mean() > np.abs(jpeg(face, 95).astype(int) - face).mean()
+
+
+def test_self_blend_changes_the_face_and_leaves_the_border(shared_data: Path) -> None:
+    face = read_face(next((shared_data / "gan-faces" / "real").iterdir()), 160)
+    blended = self_blend(face, template_landmarks("gan-faces", 160), np.random.default_rng(3))
+    difference = np.abs(blended.astype(int) - face.astype(int)).sum(axis=2)
+    assert difference[60:120, 50:110].mean() > 3 * max(difference[:12, :].mean(), 0.5)
+    assert difference[:8, :8].max() <= 2 and difference[-8:, -8:].max() <= 2
+
+
+def test_temperature_scaling_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < sigmoid(true_logits)).astype(float)
+    overconfident = true_logits * 3.0
+    temperature = fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(3.0, rel=0.1)
+    assert expected_calibration_error(sigmoid(overconfident / temperature), labels) < 0.02 < expected_calibration_error(sigmoid(overconfident), labels)
+
+
+def test_threshold_and_uncertain_band_come_from_validation() -> None:
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 500)
+    probabilities = np.clip(np.where(labels == 1, 0.7, 0.3) + rng.normal(0, 0.15, 1000), 0, 1)
+    threshold = choose_threshold(probabilities, labels)
+    low, high = choose_uncertain_band(probabilities, labels, threshold, target_accuracy=0.95)
+    assert 0.4 < threshold < 0.6 and low < threshold < high
+    outside = np.abs(probabilities - threshold) >= (high - threshold)
+    assert ((probabilities[outside] >= threshold) == labels[outside]).mean() >= 0.95
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):  # -> TrainResult
+    from pipeline.train import TrainConfig, train_member
+
+    config = TrainConfig(
+        backbone="mobilenetv2", data=(shared_data / "gan-faces",), out_dir=tmp_path_factory.mktemp("run"),
+        input_size=96, train_per_class=48, val_per_class=16, views=1, self_blend=0.5,
+        trainable_blocks=3, head_epochs=2, finetune_epochs=2, batch_size=16, head_lr=3e-3, patience=5,
+    )
+    return train_member(config)
+
+
+def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, shared_data: Path) -> None:
+    losses = tiny_run.history["loss"]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    for name in ("model.keras", "history.json", "config.json", "curves.png"):
+        assert (tiny_run.model_path.parent / name).exists()
+    reloaded = keras.models.load_model(tiny_run.model_path, safe_mode=True, compile=False)
+    crops = np.stack([read_face(p, 224) for p in sorted((shared_data / "gan-faces" / "fake").iterdir())[:8]])
+    batch = resize_crops(crops, 96)
+    np.testing.assert_allclose(np.asarray(reloaded(batch)), np.asarray(tiny_run.model(batch, training=False)), atol=1e-5)
+
+
+def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_data: Path, tmp_path: Path) -> None:
+    from pipeline.analyze import Engine
+    from pipeline.ensemble_fit import fit_ensemble
+
+    validation = fit_ensemble({"tiny": (tiny_run.model_path, "mobilenetv2", 96)}, [shared_data / "gan-faces"], tmp_path, val_per_class=16)
+    spec = EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
+    assert [m.name for m in spec.members] == ["tiny"] and spec.members[0].temperature > 0
+    assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high
+    assert validation["n"] == 32
+    result = Engine(Settings(models_dir=tmp_path)).analyze(shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4", frames=4).result
+    assert list(result.model_scores) == ["tiny"] and len(result.frames) == 4
+
+
+def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path) -> None:
+    from pipeline.prepare import prepare_videos
+
+    videos = tmp_path / "videos"
+    for label, name in (("real", "0_aayrffkzxn.mp4"), ("fake", "0_aaqaifqrwn.mp4")):
+        (videos / label).mkdir(parents=True)
+        shutil.copy(shared_data / "videos" / label / name, videos / label / name)
+    count = prepare_videos(videos, tmp_path / "crops", frames=3)
+    assert count == 6
+    rows = list(csv.DictReader((tmp_path / "crops" / "metadata.csv").open()))
+    assert {r["group"] for r in rows} == {"0_aayrffkzxn", "0_aaqaifqrwn"}
+    crop = cv2.imread(str(tmp_path / "crops" / rows[0]["file"]))
+    assert crop.shape == (224, 224, 3)
+    assert len(load_samples(tmp_path / "crops")) == 6
+
+
+def test_evaluate_crops_reports_every_metric_per_model_and_source(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:
+    from pipeline.evaluate import evaluate
+
+    report = evaluate([shared_data / "dfdc-faces", shared_data / "gan-faces"], "test", models_dir, per_class=12, report_dir=tmp_path)
+    detector = Detector(models_dir)
+    frame = report["frame_level"]
+    assert set(frame) == {*detector.member_names, "ensemble"}
+    metrics = frame["ensemble"]["all"]
+    assert metrics["n"] == 48
+    assert {"roc_auc", "average_precision", "eer", "accuracy", "precision", "recall", "f1", "confusion", "ece"} <= set(metrics)
+    assert sum(metrics["confusion"].values()) == 48
+    assert set(frame["ensemble"]) >= {"all", "dfdc-faces", "gan-faces"}
+    for name in ("roc_frame.png", "reliability_frame.png", "confusion_frame.png", "tsne.png", "summary.md", "metrics.json"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-m", "pipeline", "evaluate", str(shared_data / "videos"), "--json", str(out), "--per-class", "2", "--frames", "4"],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    assert set(report["video_level"]) == {"mean", "max_face_mean", "confident"}
+    assert report["video_level"]["confident"]["ensemble"]["all"]["n"] == 4
+    assert "video-level" in run.stdout and "frame-level" in run.stdout
