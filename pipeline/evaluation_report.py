@@ -15,18 +15,17 @@ from pipeline.data import Sample, balanced_subset, read_face
 from pipeline.detector import Detector, resize_crops
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float) -> Any:
+    # A bare Figure needs no pyplot backend, so plotting here never changes the caller's
+    # (a notebook's inline backend keeps working).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=(width, height))
 
 
 def plot_roc(table: Any, path: Path, title: str) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = _figure(4.5, 4.5)
+    ax = fig.subplots()
     for name, probabilities in table.probabilities.items():
         if len(set(table.labels.tolist())) < 2:
             continue
@@ -39,12 +38,11 @@ def plot_roc(table: Any, path: Path, title: str) -> None:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_reliability(table: Any, path: Path, title: str, bins: int = 10) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = _figure(4.5, 4.5)
+    ax = fig.subplots()
     for name, probabilities in table.probabilities.items():
         observed, predicted = calibration_curve(table.labels, probabilities, n_bins=bins, strategy="uniform")
         ax.plot(predicted, observed, "o-", label=name, linewidth=2.5 if name == "ensemble" else 1.2)
@@ -55,13 +53,12 @@ def plot_reliability(table: Any, path: Path, title: str, bins: int = 10) -> None
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_confusion(confusion: dict[str, int], path: Path, title: str) -> None:
-    plt = _pyplot()
     matrix = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]])
-    fig, ax = plt.subplots(figsize=(3.8, 3.5))
+    fig = _figure(3.8, 3.5)
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     for (i, j), value in np.ndenumerate(matrix):
         ax.text(j, i, str(value), ha="center", va="center", color="black", fontsize=12)
@@ -72,7 +69,6 @@ def plot_confusion(confusion: dict[str, int], path: Path, title: str) -> None:
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def penultimate_features(detector: Detector, name: str, crops: np.ndarray) -> np.ndarray:
@@ -91,14 +87,14 @@ def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: 
     """t-SNE of each member's penultimate features, coloured by label and marked by source."""
     from sklearn.manifold import TSNE
 
-    plt = _pyplot()
     subset = balanced_subset(samples, per_class, seed=0)
     crops = np.stack([read_face(s.path, 224) for s in subset])
     labels = np.asarray([s.label for s in subset])
     sources = sorted({s.source for s in subset})
     markers = dict(zip(sources, "o^sDv"))
     names = detector.member_names
-    fig, axes = plt.subplots(1, len(names), figsize=(4.8 * len(names), 4.5), squeeze=False)
+    fig = _figure(4.8 * len(names), 4.5)
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(
             penultimate_features(detector, name, crops)
@@ -113,7 +109,6 @@ def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: 
     axes[0][-1].legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_report(report: dict[str, Any], tables: dict[str, Any], detector: Detector, images: list[Sample], out_dir: Path) -> None:

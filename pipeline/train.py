@@ -208,13 +208,11 @@ def train_member(config: TrainConfig) -> TrainResult:
 
 def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
     """Training loss, validation loss and validation AUC per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     epochs = np.arange(1, len(history["loss"]) + 1)
-    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax_loss, ax_auc = fig.subplots(1, 2)
     ax_loss.plot(epochs, history["loss"], "o-", label="train loss")
     ax_loss.plot(epochs, history["val_loss"], "o-", label="val loss")
     ax_loss.set_xlabel("epoch")
@@ -229,4 +227,3 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None
     fig.suptitle(f"{title}: head, then fine-tune (dotted line)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
