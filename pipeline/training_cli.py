@@ -45,6 +45,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train_member(_train_config(args, args.backbone, args.out or Path("runs") / args.backbone))
     print(f"saved {result.model_path} (best validation ROC AUC {result.best_val_auc:.4f})")
+    if args.ensemble_dir:
+        # A one-member calibrated ensemble, so `evaluate` can measure this model on its own.
+        from pipeline.ensemble_fit import fit_ensemble
+
+        fit_ensemble({args.backbone: (result.model_path, args.backbone, args.input_size)}, list(args.data), args.ensemble_dir, val_per_class=args.val_per_class)
+        print(f"wrote a one-member ensemble to {args.ensemble_dir}")
     return 0
 
 
@@ -102,6 +108,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train one ensemble member")
     train.add_argument("--backbone", required=True, choices=["mobilenetv2", "efficientnet_lite0", "efficientnetv2b0"])
     train.add_argument("--out", type=Path, default=None, help="run folder (default runs/BACKBONE)")
+    train.add_argument("--ensemble-dir", type=Path, default=None, help="also write a calibrated one-member ensemble here (for evaluate)")
     _add_training_options(train)
     train.set_defaults(run=cmd_train)
 
