@@ -195,3 +195,12 @@ def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Pat
     assert f"{no_face}: no_face" in run.stderr
     results = json.loads((tmp_path / "out.json").read_text())
     assert [r["verdict"] for r in results] == ["no_face"]
+
+
+def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir: Path) -> None:
+    from pipeline.bench import run_benchmark
+
+    table = run_benchmark([shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"], frames=4, repeat=1)
+    assert "| video | size | faces | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |" in table
+    assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 |" in table
+    assert "target: 8 s" in table
