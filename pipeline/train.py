@@ -94,7 +94,8 @@ def cut_layer(model: Any, backbone: str, trainable_blocks: int) -> str:
     from pipeline.backbones import BACKBONES
 
     blocks = BACKBONES[backbone].blocks
-    first_trainable = blocks[len(blocks) - trainable_blocks]
+    # All blocks trainable (training from scratch): the cut falls just before the first block.
+    first_trainable = blocks[len(blocks) - min(trainable_blocks, len(blocks))]
     names = [layer.name for layer in model.layers]
     start = next(i for i, n in enumerate(names) if n.startswith(first_trainable))
     return names[start - 1]
@@ -138,7 +139,7 @@ def train_member(config: TrainConfig) -> TrainResult:
     import keras
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.backbones import set_trainable_blocks
+    from pipeline.backbones import BACKBONES, set_trainable_blocks
 
     set_seeds(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -166,6 +167,8 @@ def train_member(config: TrainConfig) -> TrainResult:
     best = {"auc": -1.0, "weights": None}
 
     def run_stage(stage: str, epochs: int, learning_rate: float) -> None:
+        if epochs <= 0:
+            return
         steps = max(1, int(np.ceil(len(x_train) / config.batch_size))) * epochs
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
         top.compile(
@@ -192,7 +195,7 @@ def train_member(config: TrainConfig) -> TrainResult:
 
     set_trainable_blocks(model, config.backbone, 0)
     run_stage("head", config.head_epochs, config.head_lr)
-    set_trainable_blocks(model, config.backbone, config.trainable_blocks)
+    set_trainable_blocks(model, config.backbone, min(config.trainable_blocks, len(BACKBONES[config.backbone].blocks)))
     run_stage("fine-tune", config.finetune_epochs, config.finetune_lr)
 
     model.set_weights(best["weights"])
