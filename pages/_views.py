@@ -1,0 +1,333 @@
+"""What the pages share: the engine and the history (loaded once per process), the view of one
+result (Analyze and History both show results through `render_result`), and error display.
+
+Only display code lives here; analysis, storage and exports are in `pipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pipeline.analyze import AnalysisResult, Engine
+from pipeline.charts import ENSEMBLE, timeline_figure, timings_table
+from pipeline.config import Settings
+from pipeline.detector import ENSEMBLE_FILE
+from pipeline.errors import PipelineError
+from pipeline.evidence import draw_faces, read_picture
+from pipeline.export import html_report, result_json
+from pipeline.service import AnalysisService
+from pipeline.store import Picture, Record, Store, Summary, data_home
+
+# A verdict is coloured text, not an alert: a FAKE verdict is a finding, not an error of the page.
+VERDICT_STYLE = {
+    "fake": ("FAKE", "red"),
+    "real": ("REAL", "green"),
+    "uncertain": ("UNCERTAIN", "orange"),
+    "no_face": ("NO FACE", "gray"),
+}
+THUMBNAILS_PER_PERSON = 12
+FRAME_MIN_WIDTH = 480
+FRAME_MAX_WIDTH = 960
+
+
+def _leave_old_multipage_mode() -> None:
+    """Run every page through app.py, even a fresh server's first request.
+
+    Streamlit runs a `pages/` folder beside the main script in its old multipage mode until
+    `st.navigation` has run once in the process, so a first request to a deep link (/history)
+    would run that page alone: no app-wide error guard, a sidebar listing file names. Switching
+    the mode off and rerunning sends the same request through app.py, which keeps the page the
+    link asked for. `PagesManager.uses_pages_directory` is Streamlit's own switch (the one
+    `st.navigation` clears); Streamlit is pinned in requirements.txt.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_old_multipage_mode()
+
+
+def _models_stamp(models_dir: Path) -> int:
+    try:
+        return (models_dir / ENSEMBLE_FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def _service(models_dir: str, models_stamp: int) -> AnalysisService:
+    # Keyed by the models folder and its ensemble.json's time: models trained or copied in while
+    # the server runs are picked up on the next page load; max_entries=1 frees the old ones.
+    return AnalysisService(Engine(Settings(models_dir=Path(models_dir))))
+
+
+def get_service() -> AnalysisService:
+    """The process's one engine (its models load on first use, then stay loaded)."""
+    models_dir = Settings().models_dir
+    return _service(str(models_dir), _models_stamp(models_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _store(root: str) -> Store:
+    return Store(Path(root))
+
+
+def get_store() -> Store:
+    """The history in `data_home()`; opening it once per process cleans up after a crash."""
+    return _store(str(data_home()))
+
+
+def load_models(service: AnalysisService) -> list[str] | None:
+    """The ensemble's model names, loading the models on first use; None (and an error on the
+    page) when they cannot be loaded."""
+    try:
+        with st.spinner("Loading the models (once per server start)…"):
+            return service.member_names
+    except PipelineError as error:
+        show_error(error)
+        return None
+
+
+def show_error(error: PipelineError) -> None:
+    """A user-fixable problem as a message on the page (never a traceback)."""
+    st.error(str(error))
+
+
+def summary_label(summary: Summary) -> str:
+    """One line naming a stored result in a picker."""
+    probability = "" if summary.fake_probability is None else f" {summary.fake_probability:.2f}"
+    created = summary.created.replace("T", " ")[:16]
+    return f"#{summary.id} · {summary.file_name} · {summary.verdict}{probability} · {created}"
+
+
+def _frame_label(result: AnalysisResult, position: int) -> str:
+    if result.kind == "image":
+        return "the image"
+    frame = result.frames[position]
+    return f"frame {frame.index} ({frame.time_s:.2f} s)"
+
+
+def _existing(store: Store, picture: Picture | None) -> str | None:
+    if picture is None:
+        return None
+    path = store.path(picture)
+    return str(path) if path.is_file() else None
+
+
+def render_verdict(result: AnalysisResult) -> None:
+    """The verdict, the calibrated probability and the one-line reason."""
+    label, colour = VERDICT_STYLE[result.verdict]
+    probability = "" if result.fake_probability is None else f" · fake probability **{result.fake_probability:.2f}**"
+    st.markdown(f"### Verdict: :{colour}-background[{label}]{probability}")
+    st.caption(
+        f"{result.reason}. Threshold {result.threshold:.2f}, uncertain band "
+        f"{result.uncertain_band[0]:.2f}-{result.uncertain_band[1]:.2f}; {result.file}, {result.kind} "
+        f"{result.width}×{result.height}, analysed {result.created.replace('T', ' ')}."
+    )
+
+
+Overlay = np.ndarray | str | None
+"""A Grad-CAM picture: computed (RGB array), stored (file path), or missing (None)."""
+
+
+def _render_overlays(overlays: dict[str, tuple[Overlay, Overlay]]) -> None:
+    """Each model's Grad-CAM over the face and over the frame, side by side."""
+    for model, pictures in overlays.items():
+        for column, picture, where in zip(st.columns([1, 2]), pictures, ("face", "frame"), strict=True):
+            caption = f"{model}: Grad-CAM on the {where}"
+            if picture is None:
+                column.caption(f"{caption} is missing from the history folder.")
+            else:
+                column.image(picture, caption=caption, width="stretch")
+
+
+def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisService, key: str) -> None:
+    result = record.result
+    if result.kind == "video" and any(frame.faces for frame in result.frames):
+        sources = st.multiselect(
+            "Lines to draw",
+            [ENSEMBLE, *result.models],
+            default=[ENSEMBLE],
+            key=f"{key}_sources",
+            help="The ensemble and each model, for every tracked person.",
+        )
+        st.plotly_chart(timeline_figure(result, sources or [ENSEMBLE]), key=f"{key}_timeline", width="stretch")
+    elif result.kind == "video":
+        st.caption("No face in any sampled frame: nothing to plot.")
+    if result.kind == "video" and len(result.frames) > 1:
+        scores = [max((f.fake_probability for f in frame.faces), default=-1.0) for frame in result.frames]
+        position = st.select_slider(
+            "Frame to show",
+            options=list(range(len(result.frames))),
+            value=scores.index(max(scores)),
+            format_func=lambda p: f"{p + 1}: {_frame_label(result, p)}",
+            key=f"{key}_frame",
+            help="Starts at the most suspicious frame.",
+        )
+    else:
+        position = 0
+    frame_picture = next((p for p in record.pictures_of("frame") if p.frame == position), None)
+    frame_path = _existing(store, frame_picture)
+    frame_rgb = read_picture(Path(frame_path)) if frame_path else None
+    faces = result.frames[position].faces
+    if frame_rgb is not None:
+        st.image(
+            draw_faces(frame_rgb, faces, record.preview_scale, result.threshold),
+            caption=_frame_label(result, position),
+            # Small frames (face-crop clips, thumbnails) are enlarged to a readable size.
+            width=min(max(FRAME_MIN_WIDTH, frame_rgb.shape[1]), FRAME_MAX_WIDTH),
+        )
+    else:
+        st.caption(f"The picture of {_frame_label(result, position)} is missing from the history folder.")
+    if not faces:
+        st.caption("No face in this frame.")
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "person": f.track + 1,
+                    ENSEMBLE: f.fake_probability,
+                    **f.model_scores,
+                    "detector confidence": f.confidence,
+                }
+                for f in faces
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    explained_key = f"{key}_explained_{position}"
+    if st.button("Grad-CAM for this frame", key=f"{key}_explain_{position}"):
+        try:
+            with st.spinner("Computing Grad-CAM…"):
+                st.session_state[explained_key] = [
+                    service.explain(record, store, position, i) for i in range(len(faces))
+                ]
+        except PipelineError as error:
+            show_error(error)
+    for face, overlays in zip(faces, st.session_state.get(explained_key, []), strict=False):
+        st.markdown(f"**Person {face.track + 1}**, fake probability {face.fake_probability:.3f}")
+        _render_overlays(overlays)
+
+
+def _render_gradcam(record: Record, store: Store) -> None:
+    result = record.result
+    explained = sorted({(p.frame, p.face, p.track) for p in record.pictures_of("gradcam_face")})
+    if not explained:
+        st.caption("No face found: nothing to explain.")
+        return
+    st.caption("Each person's most suspicious face. Red areas raised the model's fake score most.")
+    for frame, face, track in explained:
+        probability = result.frames[frame].faces[face].fake_probability
+        st.markdown(f"**Person {track + 1}**, {_frame_label(result, frame)}: fake probability {probability:.3f}")
+        stored = {(p.role, p.model): p for p in record.pictures if (p.frame, p.face) == (frame, face)}
+        _render_overlays(
+            {
+                model: (
+                    _existing(store, stored.get(("gradcam_face", model))),
+                    _existing(store, stored.get(("gradcam_frame", model))),
+                )
+                for model in result.models
+            }
+        )
+
+
+def _render_faces(record: Record, store: Store) -> None:
+    result = record.result
+    if not result.tracks:
+        st.caption("No face found.")
+        return
+    crops = record.pictures_of("face")
+    for track in result.tracks:
+        own = [p for p in crops if p.track == track.track]
+        # At most THUMBNAILS_PER_PERSON, evenly spaced over the person's appearances.
+        step = max(1, -(-len(own) // THUMBNAILS_PER_PERSON))
+        shown = [(p, _existing(store, p)) for p in own[::step]]
+        shown = [(p, path) for p, path in shown if path]
+        decides = "" if track.decides else " (seen too briefly to decide the verdict)"
+        st.markdown(
+            f"**Person {track.track + 1}**: {track.faces} faces, fake probability {track.fake_probability:.3f}, "
+            f"{track.verdict}{decides}"
+        )
+        if shown:
+            captions = [
+                f"{_frame_label(result, p.frame)}: {result.frames[p.frame].faces[p.face].fake_probability:.2f}"
+                for p, _ in shown
+            ]
+            st.image([path for _, path in shown], caption=captions, width=112)
+
+
+def _render_scores(result: AnalysisResult) -> None:
+    rows = [{"model": ENSEMBLE, "fake probability": result.fake_probability, "version": "", "ms per face": None}]
+    rows += [
+        {
+            "model": name,
+            "fake probability": result.model_scores.get(name),
+            "version": version,
+            "ms per face": 1000 * result.model_seconds_per_face[name]
+            if name in result.model_seconds_per_face
+            else None,
+        }
+        for name, version in result.models.items()
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if result.tracks:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "person": t.track + 1,
+                        "faces": t.faces,
+                        ENSEMBLE: t.fake_probability,
+                        **t.model_scores,
+                        "verdict": t.verdict,
+                        "decides": t.decides,
+                    }
+                    for t in result.tracks
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    st.markdown("**Timings**")
+    st.dataframe(timings_table(result), hide_index=True, width="stretch")
+    sampled = f"{len(result.frames)} sampled frame(s) of {result.frames_requested} requested"
+    st.caption(f"Aggregation rule '{result.aggregation}', {sampled}.")
+
+
+def render_result(record: Record, store: Store, service: AnalysisService, where: str) -> None:
+    """Everything about one stored result. `where` keeps widget keys apart between pages."""
+    result = record.result
+    key = f"{where}_{record.id}"
+    render_verdict(result)
+    timeline, gradcam, faces, scores, export = st.tabs(
+        ["Timeline & frames", "Grad-CAM", "Faces", "Scores & timings", "Export"]
+    )
+    with timeline:
+        _render_timeline_and_frames(record, store, service, key)
+    with gradcam:
+        _render_gradcam(record, store)
+    with faces:
+        _render_faces(record, store)
+    with scores:
+        _render_scores(result)
+    with export:
+        stem = Path(result.file).stem or "result"
+        st.download_button(
+            "Download the result (JSON)", result_json(record), f"{stem}.json", "application/json", key=f"{key}_json"
+        )
+        st.download_button(
+            "Download the report (HTML)",
+            lambda: html_report(record, store),
+            f"{stem}_report.html",
+            "text/html",
+            key=f"{key}_html",
+        )

@@ -1,0 +1,297 @@
+"""Every page of the dashboard, driven in-process with Streamlit's AppTest and the real engine.
+
+AppTest (Streamlit 1.67) supports `st.file_uploader`: `set_value([(name, bytes, mime), ...])`
+sends the files through Streamlit's own upload manager, so the pages are tested with real
+uploads and no test-only code path.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from pipeline.config import REPO_ROOT
+from pipeline.store import DATA_HOME_ENV, Store
+
+if TYPE_CHECKING:
+    from dashboard_fixtures import Media
+
+pytest_plugins = ["dashboard_fixtures"]  # session fixture: media
+
+APP = str(REPO_ROOT / "app.py")
+TIMEOUT_S = 300  # a script run that analyses; the first one also loads the models
+
+
+def figures(at: AppTest) -> list[dict[str, Any]]:
+    """The plotly figures on the page, as the browser receives them."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(array: Any) -> list[float]:
+    """A plotly array, which plotly sends as base64 typed arrays ({dtype, bdata})."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def messages(at: AppTest) -> list[str]:
+    return [m.value for kind in (at.error, at.warning, at.success, at.info) for m in kind]
+
+
+def verdicts(at: AppTest) -> list[str]:
+    """The verdict lines on the page."""
+    return [m.value for m in at.markdown if m.value.startswith("### Verdict:")]
+
+
+def verdict_line(verdict: str, probability: float | None) -> str:
+    """How the page states a verdict (the label on a coloured background, then the probability)."""
+    label = verdict.replace("_", " ").upper()
+    return f"[{label}]" + ("" if probability is None else f" · fake probability **{probability:.2f}**")
+
+
+def captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def upload(at: AppTest, *paths: Path) -> AppTest:
+    mime = {".jpg": "image/jpeg", ".mp4": "video/mp4"}
+    at.file_uploader(key="analyze_uploads").set_value([(p.name, p.read_bytes(), mime[p.suffix]) for p in paths])
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dashboard's data folder for this module's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("dashboard-home")
+        patch.setenv(DATA_HOME_ENV, str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def analysed(home: Path, models_dir: Path, media: Media) -> AppTest:
+    """The Analyze page after uploading a video and an image and pressing Analyze (8 frames)."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert_clean(at)
+    upload(at, media.video, media.image)
+    at.slider(key="analyze_frames").set_value(media.video_frames)
+    return at.button(key="analyze_run").click().run()
+
+
+def show(at: AppTest, home: Path, file_name: str) -> int:
+    """Show the result of one upload on the Analyze page; returns its record id."""
+    record_id = next(s.id for s in Store(home).summaries() if s.file_name == file_name)
+    at.selectbox(key="analyze_shown").set_value(record_id).run()
+    return record_id
+
+
+def test_upload_limit_is_shown(home: Path, models_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    limit = at.get("file_uploader")[0]
+    assert "up to 500 MB" in limit.label  # .streamlit/config.toml server.maxUploadSize
+
+
+def test_each_upload_gets_a_verdict(analysed: AppTest, home: Path, media: Media) -> None:
+    assert_clean(analysed)
+    stored = {s.file_name: s for s in Store(home).summaries()}
+    assert set(stored) == {media.video.name, media.image.name}
+    for name, summary in stored.items():
+        show(analysed, home, name)
+        (shown,) = verdicts(analysed)
+        assert shown.endswith(verdict_line(summary.verdict, summary.fake_probability))
+        result = Store(home).get(summary.id).result
+        assert any(result.reason in c.value for c in analysed.caption)
+
+
+def test_video_timeline_has_a_line_per_person_and_the_threshold(analysed: AppTest, home: Path, media: Media) -> None:
+    record_id = show(analysed, home, media.video.name)
+    result = Store(home).get(record_id).result
+    timeline = figures(analysed)[0]
+    people = sorted({f.track + 1 for frame in result.frames for f in frame.faces})
+    assert [t["name"] for t in timeline["data"]] == [f"person {p} · ensemble" for p in people]
+    first = timeline["data"][0]
+    assert values(first["x"]) == [f.time_s for f in result.frames if any(x.track + 1 == people[0] for x in f.faces)]
+    assert "frame %{customdata[0]} at %{customdata[1]:.2f} s" in first["hovertemplate"]
+    shapes = {s.get("name"): s for s in timeline["layout"]["shapes"]}
+    assert shapes["threshold"]["y0"] == result.threshold
+    assert [shapes["uncertain band"]["y0"], shapes["uncertain band"]["y1"]] == result.uncertain_band
+
+    analysed.multiselect(key=f"analyze_{record_id}_sources").set_value(["ensemble", *result.models]).run()
+    names = [t["name"] for t in figures(analysed)[0]["data"]]
+    assert names == [f"person {p} · {s}" for p in people for s in ["ensemble", *result.models]]
+
+
+def test_stored_grad_cam_faces_and_timings_are_shown(analysed: AppTest, home: Path, media: Media) -> None:
+    record_id = show(analysed, home, media.video.name)
+    record = Store(home).get(record_id)
+    shown = captions(analysed)
+    for model in record.result.models:
+        assert f"{model}: Grad-CAM on the face" in shown and f"{model}: Grad-CAM on the frame" in shown
+    thumbnails = [c for c in shown if re.fullmatch(r"frame \d+ \([\d.]+ s\): [01]\.\d\d", c)]
+    assert len(thumbnails) == min(12, sum(len(f.faces) for f in record.result.frames))
+    timings = [df.value for df in analysed.dataframe if "stage" in df.value.columns][0]
+    assert list(timings["stage"]) == list(record.result.timing)
+    assert [b.label for b in analysed.download_button] == ["Download the result (JSON)", "Download the report (HTML)"]
+
+
+def test_picking_a_frame_shows_it_with_boxes_and_its_grad_cam(analysed: AppTest, home: Path, media: Media) -> None:
+    record_id = show(analysed, home, media.video.name)
+    result = Store(home).get(record_id).result
+    position = next(i for i, f in enumerate(result.frames) if f.faces and i > 0)
+    analysed.select_slider(key=f"analyze_{record_id}_frame").set_value(position).run()
+    frame = result.frames[position]
+    assert f"frame {frame.index} ({frame.time_s:.2f} s)" in captions(analysed)
+    before = captions(analysed).count(f"{next(iter(result.models))}: Grad-CAM on the face")
+    analysed.button(key=f"analyze_{record_id}_explain_{position}").click().run()
+    assert_clean(analysed)
+    after = captions(analysed).count(f"{next(iter(result.models))}: Grad-CAM on the face")
+    assert after == before + len(frame.faces)
+
+
+def test_the_same_file_and_settings_open_the_stored_result(analysed: AppTest, home: Path, media: Media) -> None:
+    rows = len(Store(home).summaries())
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    upload(at, media.image)
+    at.button(key="analyze_run").click().run()
+    assert_clean(at)
+    assert any(m.startswith("Opened from the history") for m in messages(at))
+    assert len(verdicts(at)) == 1
+    assert len(Store(home).summaries()) == rows
+
+
+def test_a_file_the_engine_cannot_read_is_an_error_message(home: Path, models_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.file_uploader(key="analyze_uploads").set_value([("broken.mp4", b"\x00" * 2048, "video/mp4")])
+    at.run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.startswith("broken.mp4: ")
+
+
+def test_an_image_without_a_face_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    sky = np.zeros((240, 320, 3), np.uint8)
+    sky[..., 2] = np.linspace(120, 250, 320, dtype=np.uint8)  # a plain gradient: no face anywhere
+    buffer = io.BytesIO()
+    Image.fromarray(sky).save(buffer, format="PNG")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.file_uploader(key="analyze_uploads").set_value([("sky.png", buffer.getvalue(), "image/png")])
+    at.run()
+    at.button(key="analyze_run").click().run()
+    assert_clean(at)
+    assert verdicts(at) == ["### Verdict: :gray-background[NO FACE]"]
+    assert "No face found: nothing to explain." in [c.value for c in at.caption]
+
+
+def test_history_lists_filters_opens_and_exports(analysed: AppTest, home: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.switch_page("pages/history.py").run()
+    assert_clean(at)
+    stored = Store(home).summaries()
+    table = at.dataframe[0].value
+    assert sorted(table["id"]) == sorted(s.id for s in stored)
+    assert at.download_button(key="history_csv").label == "Download this list (CSV)"
+    for summary in stored:
+        at.selectbox(key="history_open").set_value(summary.id).run()
+        assert_clean(at)
+        (shown,) = verdicts(at)
+        assert shown.endswith(verdict_line(summary.verdict, summary.fake_probability))
+        assert at.download_button(key=f"history_{summary.id}_json") and at.download_button(
+            key=f"history_{summary.id}_html"
+        )
+    video = next(s for s in stored if s.kind == "video")
+    at.multiselect(key="history_kinds").set_value(["video"]).run()
+    assert list(at.dataframe[0].value["id"]) == [video.id]
+    at.text_input(key="history_name").set_value("no such file").run()
+    assert at.dataframe[0].value.empty and any(m.startswith("No stored analysis matches") for m in messages(at))
+
+
+def test_compare_models_for_one_result_and_across_history(analysed: AppTest, home: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    video = next(s for s in Store(home).summaries() if s.kind == "video")
+    at.selectbox(key="compare_record").set_value(video.id).run()
+    result = Store(home).get(video.id).result
+    models = list(result.models)
+    charts = figures(at)
+    timeline, scores = charts[0], charts[1]
+    assert len(timeline["data"]) == len({f.track for fr in result.frames for f in fr.faces}) * (1 + len(models))
+    assert list(scores["data"][0]["x"]) == ["ensemble", *result.models]
+    assert values(scores["data"][0]["y"]) == [result.fake_probability, *(result.model_scores[m] for m in models)]
+    times = [df.value for df in at.dataframe if "ms_per_face" in df.value.columns][0]
+    assert list(times["model"]) == sorted(result.model_seconds_per_face)
+    if len(models) >= 2:
+        scatter = charts[2]
+        assert sum(len(values(t["x"])) for t in scatter["data"]) == sum(len(f.faces) for f in result.frames)
+        worst = [df.value for df in at.dataframe if "difference" in df.value.columns][0]
+        assert list(worst["difference"]) == sorted(worst["difference"], reverse=True)
+
+    at.radio(key="compare_scope").set_value("Every result in the history").run()
+    assert_clean(at)
+    table = [df.value for df in at.dataframe if "verdict" in df.value.columns][0]
+    assert len(table) == len(Store(home).summaries())
+
+
+def test_delete_from_history_removes_row_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, media: Media
+) -> None:
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    upload(at, media.image)
+    at.button(key="analyze_run").click().run()
+    store = Store(tmp_path)
+    (record,) = store.summaries()
+    files = [store.path(p) for p in store.get(record.id).pictures]
+    assert files and all(f.is_file() for f in files)
+
+    at.switch_page("pages/history.py").run()
+    assert at.button(key=f"history_delete_{record.id}").disabled
+    at.checkbox(key=f"history_confirm_{record.id}").check().run()
+    at.button(key=f"history_delete_{record.id}").click().run()
+    assert_clean(at)
+    assert store.summaries() == [] and not any(f.exists() for f in files)
+    assert any(m.startswith("No analysis yet") for m in messages(at))
+
+
+def test_model_card_page(home: Path, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.switch_page("pages/model_card.py").run()
+    assert_clean(at)
+    assert at.title[0].value == "Model card"
+    members = at.dataframe[0].value
+    assert len(members) >= 1 and "SHA-256" in members.columns
+    # A folder without a card or plots says so.
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path))
+    at.run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("No model card") for w in warnings) and any(
+        w.startswith("No evaluation plots") for w in warnings
+    )
+
+
+def test_missing_models_are_an_error_message_not_a_traceback(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Last in this module: it replaces the cached engine (the cache holds one models folder).
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "no trained models" in at.error[0].value
+    at.switch_page("pages/history.py").run()  # the history still opens without models
+    assert_clean(at)
