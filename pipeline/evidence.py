@@ -16,8 +16,7 @@ import numpy as np
 
 from pipeline.analyze import Analysis, FaceResult, Progress
 from pipeline.detector import Detector
-from pipeline.faces import Box
-from pipeline.gradcam import explain, overlay, overlay_on_frame
+from pipeline.gradcam import gradcam_overlays
 from pipeline.report import most_suspicious_faces
 from pipeline.store import PictureData
 
@@ -44,20 +43,6 @@ def read_picture(path: Path) -> np.ndarray | None:
     """A stored picture as RGB uint8, or None when its file is gone."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def gradcam_overlays(
-    detector: Detector, crop: np.ndarray, frame: np.ndarray, crop_box: Box, scale: float, members: Sequence[str]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Model name -> (Grad-CAM over the face crop, over the frame) for one face.
-
-    Works from a crop and a frame picture alone, so it serves a fresh analysis and a stored one;
-    `scale` maps original frame pixels to `frame`'s pixels.
-    """
-    return {
-        name: (overlay(crop, heat), overlay_on_frame(frame, crop_box, heat, scale))
-        for name, heat in explain(detector, crop, list(members)).items()
-    }
 
 
 def collect(detector: Detector, analysis: Analysis, progress: Progress | None = None) -> list[PictureData]:

@@ -7,6 +7,7 @@ shows what little evidence of fakery the model found.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -72,3 +73,17 @@ def explain(detector: Detector, crop: np.ndarray, members: list[str] | None = No
         member = detector.member(name)
         maps[name] = heatmap(detector.models[name], member.gradcam_layer, crop, member.input_size)
     return maps
+
+
+def gradcam_overlays(
+    detector: Detector, crop: np.ndarray, frame: np.ndarray, crop_box: Box, scale: float, members: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Model name -> (Grad-CAM over the face crop, over the frame) for one face.
+
+    Works from a crop and a frame picture alone, so it serves a fresh analysis and a stored one;
+    `scale` maps original frame pixels to `frame`'s pixels.
+    """
+    return {
+        name: (overlay(crop, heat), overlay_on_frame(frame, crop_box, heat, scale))
+        for name, heat in explain(detector, crop, list(members)).items()
+    }

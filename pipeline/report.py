@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.analyze import Analysis
 from pipeline.detector import Detector
 from pipeline.faces import Face
-from pipeline.gradcam import explain, overlay, overlay_on_frame
+from pipeline.gradcam import gradcam_overlays
 
 
 def most_suspicious_faces(analysis: Analysis, per_track: int = 1) -> list[Face]:
@@ -31,12 +31,8 @@ def most_suspicious_faces(analysis: Analysis, per_track: int = 1) -> list[Face]:
 
 def gradcam_pictures(detector: Detector, analysis: Analysis, face: Face, members: list[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Model name -> (overlay on the face crop, overlay on the frame) for one face."""
-    pictures = {}
-    for name, heat in explain(detector, face.crop, members).items():
-        on_crop = overlay(face.crop, heat)
-        on_frame = overlay_on_frame(analysis.previews[face.frame], face.crop_box, heat, analysis.preview_scale)
-        pictures[name] = (on_crop, on_frame)
-    return pictures
+    frame = analysis.previews[face.frame]
+    return gradcam_overlays(detector, face.crop, frame, face.crop_box, analysis.preview_scale, members or detector.member_names)
 
 
 def write_gradcam_pictures(detector: Detector, analysis: Analysis, out_dir: Path) -> list[Path]:

@@ -22,7 +22,8 @@ import numpy as np
 from pipeline.analyze import Engine, Progress
 from pipeline.detector import Detector
 from pipeline.errors import PipelineError
-from pipeline.evidence import collect, gradcam_overlays, read_picture
+from pipeline.evidence import collect, read_picture
+from pipeline.gradcam import gradcam_overlays
 from pipeline.media import detect_kind, sha256_file
 from pipeline.store import Record, Store, settings_key
 
