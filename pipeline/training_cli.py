@@ -54,16 +54,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_configs(path: Path, runs: Path) -> list:  # -> list[TrainConfig]
+    """Member configs from a recipe file: {"members": [TrainConfig fields...]}. Data folders
+    given by name (e.g. "dfdc-faces") are found in the shared data folder."""
+    from pipeline.train import TrainConfig
+
+    configs = []
+    for member in json.loads(path.read_text())["members"]:
+        data = tuple(Path(d) if Path(d).is_absolute() else shared_data_dir() / d for d in member.pop("data"))
+        configs.append(TrainConfig(**{**member, "data": data, "out_dir": runs / member["backbone"]}))
+    return configs
+
+
 def cmd_train_ensemble(args: argparse.Namespace) -> int:
-    """Train every default member, then calibrate and combine them into `models/`."""
+    """Train every member (from the flags, or each with its own settings from --recipe), then
+    calibrate and combine them into `models/`."""
     from pipeline.ensemble_fit import fit_ensemble
     from pipeline.train import train_member
 
+    if args.recipe:
+        configs = _recipe_configs(args.recipe, args.runs)
+        recipe = json.loads(args.recipe.read_text())
+        args.aggregation = recipe.get("aggregation", args.aggregation)
+        args.val_per_class = recipe.get("val_per_class", args.val_per_class)
+    else:
+        configs = [_train_config(args, backbone, args.runs / backbone) for backbone in args.members.split(",")]
     members = {}
-    for backbone in args.members.split(","):
-        result = train_member(_train_config(args, backbone, args.runs / backbone))
-        members[backbone] = (result.model_path, backbone, args.input_size)
-        print(f"{backbone}: best validation ROC AUC {result.best_val_auc:.4f}")
+    for config in configs:
+        result = train_member(config)
+        members[config.backbone] = (result.model_path, config.backbone, config.input_size)
+        print(f"{config.backbone}: best validation ROC AUC {result.best_val_auc:.4f}")
     validation = fit_ensemble(members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation)
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0
@@ -114,6 +134,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     ensemble = commands.add_parser("train-ensemble", help="train the default members and write the calibrated ensemble")
     ensemble.add_argument("--members", default=",".join(MEMBERS))
+    ensemble.add_argument("--recipe", type=Path, default=None, help="JSON of each member's own training settings (see models/recipe.json)")
     ensemble.add_argument("--runs", type=Path, default=Path("runs"))
     ensemble.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     ensemble.add_argument("--aggregation", default="confident")
