@@ -119,10 +119,7 @@ def timeline_figure(result: AnalysisResult, sources: Sequence[str] = (ENSEMBLE,)
 
 def timeline_png(result: AnalysisResult, width_in: float = 8.0, height_in: float = 3.2) -> bytes:
     """The ensemble's timeline as a static PNG (for the HTML report)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: the report is made on a server
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # a bare Figure needs no display backend
 
     table = face_table(result)
     figure = Figure(figsize=(width_in, height_in), dpi=110)
