@@ -57,7 +57,7 @@ class ScoringSettings:
 
     aggregation: str = "confident"
     """One of `pipeline.verdict.AGGREGATIONS`."""
-    batch_size: int = 32
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)
