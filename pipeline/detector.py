@@ -147,20 +147,8 @@ class Detector:
     def logits(self, name: str, crops: np.ndarray) -> np.ndarray:
         """Raw logits of one member for a stack of RGB uint8 crops (N, S, S, 3)."""
         member = self.member(name)
-        model = self.models[name]
-        out = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = resize_crops(crops[start : start + self.batch_size], member.input_size)
-            # predict_on_batch runs a compiled graph: an eager call peaks at about twice the
-            # memory (2.2 GB against 1.0 GB with both members, batch 32; see benchmarks/). The
-            # graph is traced once per batch shape, so batches are padded to a power of two.
-            size = len(batch)
-            padded = min(self.batch_size, 1 << (size - 1).bit_length())
-            if padded > size:
-                batch = np.concatenate([batch, np.zeros((padded - size, *batch.shape[1:]), batch.dtype)])
-            logits = np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1)
-            out.append(logits[:size])
-        return np.concatenate(out) if out else np.zeros(0)
+        logits = predict_crops(self.models[name], crops, member.input_size, self.batch_size)
+        return logits.astype(np.float64).reshape(-1)
 
     def score(self, crops: np.ndarray, members: list[str] | None = None) -> FaceScores:
         """Calibrated probabilities of every selected member and of the ensemble."""
@@ -179,6 +167,24 @@ class Detector:
             members={n: sigmoid(raw[n] / temperatures[n]) for n in names},
             seconds=seconds,
         )
+
+
+def predict_crops(model: Any, crops: np.ndarray, input_size: int, batch_size: int) -> np.ndarray:
+    """A Keras model's outputs for a stack of RGB uint8 crops (N, S, S, 3), batch by batch.
+
+    predict_on_batch runs a compiled graph: an eager call peaks at about twice the memory (2.2 GB
+    against 1.0 GB with both members, batch 32; see benchmarks/). The graph is traced once per
+    batch shape, so batches are padded to a power of two.
+    """
+    out = []
+    for start in range(0, len(crops), batch_size):
+        batch = resize_crops(crops[start : start + batch_size], input_size)
+        size = len(batch)
+        padded = min(batch_size, 1 << (size - 1).bit_length())
+        if padded > size:
+            batch = np.concatenate([batch, np.zeros((padded - size, *batch.shape[1:]), batch.dtype)])
+        out.append(np.asarray(model.predict_on_batch(batch))[:size])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:

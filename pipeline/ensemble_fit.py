@@ -16,7 +16,7 @@ from pipeline.backbones import BACKBONES
 from pipeline.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
 from pipeline.data import Sample, balanced_subset, load_samples, read_face
 from pipeline.media import sha256_file
-from pipeline.detector import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, resize_crops, sigmoid
+from pipeline.detector import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, predict_crops, sigmoid
 
 
 def member_logits(model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64) -> np.ndarray:
@@ -28,7 +28,7 @@ def member_logits(model_path: Path, input_size: int, samples: list[Sample], batc
     out = []
     for start in tqdm(range(0, len(samples), batch_size), desc=f"val logits {model_path.parent.name}", file=sys.stderr, leave=False):
         crops = np.stack([read_face(s.path, 224) for s in samples[start : start + batch_size]])
-        out.append(np.asarray(model(resize_crops(crops, input_size), training=False)).reshape(-1))
+        out.append(predict_crops(model, crops, input_size, batch_size).reshape(-1))
     return np.concatenate(out)
 
 

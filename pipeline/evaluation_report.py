@@ -12,7 +12,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
 from pipeline.data import Sample, balanced_subset, read_face
-from pipeline.detector import Detector, resize_crops
+from pipeline.detector import Detector, predict_crops
 
 
 def _figure(width: float, height: float) -> Any:
@@ -77,10 +77,7 @@ def penultimate_features(detector: Detector, name: str, crops: np.ndarray) -> np
 
     model = detector.models[name]
     features = keras.Model(model.input, model.get_layer("pool").output)
-    size = detector.member(name).input_size
-    return np.concatenate(
-        [np.asarray(features(resize_crops(crops[i : i + 64], size), training=False)) for i in range(0, len(crops), 64)]
-    )
+    return predict_crops(features, crops, detector.member(name).input_size, batch_size=64)
 
 
 def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: int = 300) -> None:
