@@ -73,6 +73,21 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
     }
 
 
+def join_tables(first: ScoreTable, second: ScoreTable) -> ScoreTable:
+    """One table of the items of both (e.g. face crops and faces found in videos)."""
+    n_first, n_second = len(first.labels), len(second.labels)
+    seconds = {
+        m: (first.seconds_per_face.get(m, 0.0) * n_first + second.seconds_per_face.get(m, 0.0) * n_second) / (n_first + n_second)
+        for m in first.seconds_per_face.keys() | second.seconds_per_face.keys()
+    }
+    return ScoreTable(
+        np.concatenate([first.labels, second.labels]),
+        first.sources + second.sources,
+        {k: np.concatenate([first.probabilities[k], second.probabilities[k]]) for k in first.probabilities},
+        seconds,
+    )
+
+
 def table_metrics(table: ScoreTable, threshold: float) -> dict[str, Any]:
     """Metrics per model and for the ensemble, overall and per source."""
     out: dict[str, Any] = {}
@@ -209,15 +224,15 @@ def evaluate(
     tables: dict[str, ScoreTable] = {}
     if images:
         tables["frame"] = score_crops(detector, images)
-        report["frame_level"] = table_metrics(tables["frame"], threshold)
     if videos:
         video_scores = score_videos(engine, videos, frames)
-        tables["frame"] = video_scores.faces
-        report["frame_level"] = table_metrics(video_scores.faces, threshold)
+        # Faces found in videos join the face crops (if any) in the frame-level table.
+        tables["frame"] = join_tables(tables["frame"], video_scores.faces) if images else video_scores.faces
         report["video_level"] = {rule: table_metrics(t, threshold) for rule, t in video_scores.videos.items()}
         report["video_level_default_rule"] = detector.spec.aggregation
         report["videos_without_faces"] = video_scores.no_face
         tables["video"] = video_scores.videos[detector.spec.aggregation]
+    report["frame_level"] = table_metrics(tables["frame"], threshold)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if report_dir is not None:
         from pipeline.evaluation_report import write_report

@@ -168,3 +168,16 @@ def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path
     assert set(report["video_level"]) == {"mean", "max_face_mean", "confident"}
     assert report["video_level"]["confident"]["ensemble"]["all"]["n"] == 4
     assert "video-level" in run.stdout and "frame-level" in run.stdout
+
+
+def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:
+    from pipeline.evaluate import evaluate
+
+    for label, crop, video in (("real", "real/aabqcugcpc.jpg", "real/0_aayrffkzxn.mp4"), ("fake", "fake/hoykxrljpv.jpg", "fake/0_aaqaifqrwn.mp4")):
+        (tmp_path / label).mkdir()
+        shutil.copy(shared_data / "dfdc-faces" / crop, tmp_path / label)
+        shutil.copy(shared_data / "videos" / video, tmp_path / label)
+    report = evaluate([tmp_path], None, models_dir, frames=3)
+    # 2 crops + 3 faces from each of the 2 face-crop clips, all at frame level.
+    assert report["frame_level"]["ensemble"]["all"]["n"] == 2 + 2 * 3
+    assert report["video_level"]["mean"]["ensemble"]["all"]["n"] == 2
