@@ -142,17 +142,16 @@ def decide(
             )
         )
     deciding = [t for t in summaries if t.decides]
+    worst = max(deciding, key=lambda t: t.fake_probability)
     if rule == "max_face_mean":
         # The rule is defined over frames, whoever the most suspicious face belongs to.
         probability = aggregate(_by_frame(faces, lambda f: f.fake_probability), rule)
         model_scores = {m: aggregate(_by_frame(faces, lambda f, m=m: f.model_scores[m]), rule) for m in models}
     else:
-        worst = max(deciding, key=lambda t: t.fake_probability)
         probability = worst.fake_probability
         model_scores = {m: max(t.model_scores[m] for t in deciding) for m in models}
     label = decision.label(probability)
     people = f"{len(deciding)} person" if len(deciding) == 1 else f"{len(deciding)} people"
-    worst = max(deciding, key=lambda t: t.fake_probability)
     reason = (
         f"{people} tracked over {sampled_frames} sampled frame{'s' if sampled_frames != 1 else ''}; "
         f"most suspicious is person {worst.track + 1} ({worst.faces} face{'s' if worst.faces != 1 else ''}, "
