@@ -7,7 +7,13 @@ same recipe runs unchanged, just faster; raise `views` there for more augmentati
 
 Stages: (1) the head alone, with a higher learning rate; (2) the upper `trainable_blocks`
 backbone blocks and the head, AdamW with cosine decay, early stopping and best checkpoint on
-validation ROC AUC, label smoothing, class weights.
+validation ROC AUC, label smoothing, class weights. With `rounds` > 1, the augmented views are
+then redrawn and the fine-tune runs again from the best weights so far, at `round_lr`: cached
+features would otherwise show the model the same augmentation of each image every epoch.
+
+Each round ends with a checkpoint (`model.keras` + `history.json`) and draws its views from
+(seed, round) alone, so an interrupted run, or one given more rounds, resumes from its last
+finished round (`resume=True`) on the same views an uninterrupted run would draw.
 """
 
 from __future__ import annotations
@@ -52,12 +58,35 @@ class TrainConfig:
     dropout: float = 0.3
     patience: int = 2
     seed: int = 1234
+    rounds: int = 1
+    """Times the augmented views are drawn: round 1 is head + fine-tune, each later round
+    fine-tunes `round_epochs` more epochs on freshly drawn views."""
+    round_epochs: int = 3
+    round_lr: float = 1e-4
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The config `to_json` wrote (fields unknown to this version are ignored)."""
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "data": tuple(Path(p) for p in data["data"]), "out_dir": Path(data["out_dir"])})
+
+    def same_run(self, other: "TrainConfig", rounds_done: int) -> bool:
+        """True when a checkpoint of `rounds_done` rounds written under `other` can be resumed under
+        this config: they differ only in how many rounds run (and, while only the first round is
+        done, in the later rounds' settings)."""
+        ignored = {"rounds", "out_dir"} | ({"round_epochs", "round_lr"} if rounds_done <= 1 else set())
+        mine, theirs = self.to_json(), other.to_json()
+        return all(mine.get(k) == theirs.get(k, FIRST_VERSION_DEFAULTS.get(k)) for k in mine if k not in ignored)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["data"] = [str(p) for p in self.data]
         data["out_dir"] = str(self.out_dir)
         return data
+
+
+# Fields added after the first trained release; older run folders lack them.
+FIRST_VERSION_DEFAULTS = {"round_epochs": 3, "round_lr": 1e-4}
 
 
 @dataclass
@@ -134,15 +163,41 @@ def _features(trunk: Any, images: list[np.ndarray], batch_size: int, desc: str) 
     return np.concatenate(out)
 
 
-def train_member(config: TrainConfig) -> TrainResult:
-    """Train one member and save `model.keras`, `history.json`, `config.json` and `curves.png`."""
+def _round_seed(config: TrainConfig, round_index: int) -> tuple[np.random.Generator, int]:
+    """(augmentation generator, Keras seed) for one round. Round 0 keeps the original seeding, so
+    models trained before rounds existed are round 0 of the same recipe."""
+    if round_index == 0:
+        return np.random.default_rng(config.seed), config.seed
+    return np.random.default_rng([config.seed, round_index]), config.seed + round_index
+
+
+def _load_checkpoint(config: TrainConfig, model: Any) -> tuple[dict[str, list], int]:
+    """(history, rounds done) of a finished round in `out_dir`, with its weights loaded into
+    `model`; ({}, 0) when there is nothing to resume."""
+    import keras
+
+    config_path, history_path, model_path = (config.out_dir / n for n in ("config.json", "history.json", "model.keras"))
+    if not (config_path.exists() and history_path.exists() and model_path.exists()):
+        return {}, 0
+    history = json.loads(history_path.read_text())
+    done = int(history.get("rounds_done", 1))
+    if not config.same_run(TrainConfig.from_json(json.loads(config_path.read_text())), done):
+        raise ValueError(f"{config.out_dir} holds a run with other settings; use another --out to train anew")
+    model.set_weights(keras.models.load_model(model_path, safe_mode=True).get_weights())
+    return history, done
+
+
+def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train one member and save `model.keras`, `history.json`, `config.json` and `curves.png`.
+
+    With `resume`, a run folder holding finished rounds of the same recipe is continued from its
+    checkpoint instead of trained again from the start."""
     import keras
     from sklearn.metrics import roc_auc_score
 
     from pipeline.backbones import BACKBONES, set_trainable_blocks
 
     set_seeds(config.seed)
-    rng = np.random.default_rng(config.seed)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     train: list[Sample] = []
     val: list[Sample] = []
@@ -155,20 +210,21 @@ def train_member(config: TrainConfig) -> TrainResult:
     trunk, top = split_at(model, cut)
     trunk.trainable = False
 
-    train_images, train_labels = _views(train, config, rng)
-    x_train = _features(trunk, train_images, config.batch_size, "features (train views)")
-    y_train = np.asarray(train_labels, np.float32)
-    del train_images
+    history: dict[str, list] = {"loss": [], "val_loss": [], "val_auc": [], "stage": []}
+    rounds_done = 0
+    if resume:
+        saved_history, rounds_done = _load_checkpoint(config, model)
+        if rounds_done:
+            history = {k: saved_history[k] for k in history}
+    best = {"auc": max(history["val_auc"], default=-1.0), "weights": model.get_weights() if rounds_done else None}
+
     x_val = _features(trunk, [read_face(s.path, config.input_size) for s in val], config.batch_size, "features (val)")
     y_val = np.asarray([s.label for s in val], np.float32)
-    weights = class_weights([Sample(Path(), int(y), "", "", "") for y in y_train])
 
-    history: dict[str, list[float]] = {"loss": [], "val_loss": [], "val_auc": [], "stage": []}
-    best = {"auc": -1.0, "weights": None}
-
-    def run_stage(stage: str, epochs: int, learning_rate: float) -> None:
+    def run_stage(stage: str, epochs: int, learning_rate: float, x_train: np.ndarray, y_train: np.ndarray) -> None:
         if epochs <= 0:
             return
+        weights = class_weights([Sample(Path(), int(y), "", "", "") for y in y_train])
         steps = max(1, int(np.ceil(len(x_train) / config.batch_size))) * epochs
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
         top.compile(
@@ -193,20 +249,41 @@ def train_member(config: TrainConfig) -> TrainResult:
                 if stale >= config.patience:
                     break
 
-    set_trainable_blocks(model, config.backbone, 0)
-    run_stage("head", config.head_epochs, config.head_lr)
-    set_trainable_blocks(model, config.backbone, min(config.trainable_blocks, len(BACKBONES[config.backbone].blocks)))
-    run_stage("fine-tune", config.finetune_epochs, config.finetune_lr)
+    fine_tuned_blocks = min(config.trainable_blocks, len(BACKBONES[config.backbone].blocks))
+    for round_index in range(rounds_done, config.rounds):
+        rng, keras_seed = _round_seed(config, round_index)
+        if round_index > 0:
+            set_seeds(keras_seed)
+        train_images, train_labels = _views(train, config, rng)
+        x_train = _features(trunk, train_images, config.batch_size, f"features (train views, round {round_index + 1})")
+        y_train = np.asarray(train_labels, np.float32)
+        del train_images
+        if round_index == 0:
+            set_trainable_blocks(model, config.backbone, 0)
+            run_stage("head", config.head_epochs, config.head_lr, x_train, y_train)
+            set_trainable_blocks(model, config.backbone, fine_tuned_blocks)
+            run_stage("fine-tune", config.finetune_epochs, config.finetune_lr, x_train, y_train)
+        else:
+            set_trainable_blocks(model, config.backbone, fine_tuned_blocks)
+            run_stage(f"round {round_index + 1}", config.round_epochs, config.round_lr, x_train, y_train)
+        del x_train
+        # Every round starts from (and the checkpoint holds) the best weights so far.
+        model.set_weights(best["weights"])
+        _save_checkpoint(model, history, round_index + 1, config)
 
-    model.set_weights(best["weights"])
-    for layer in model.layers:
-        layer.trainable = True
+    if rounds_done >= config.rounds and best["weights"] is not None:
+        model.set_weights(best["weights"])
     model_path = config.out_dir / "model.keras"
-    model.save(model_path)
-    (config.out_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    (config.out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     plot_curves(history, config.out_dir / "curves.png", config.backbone)
     return TrainResult(model_path, model, history, best["auc"])
+
+
+def _save_checkpoint(model: Any, history: dict[str, list], rounds_done: int, config: TrainConfig) -> None:
+    for layer in model.layers:
+        layer.trainable = True
+    model.save(config.out_dir / "model.keras")
+    (config.out_dir / "history.json").write_text(json.dumps({**history, "rounds_done": rounds_done}, indent=2) + "\n")
+    (config.out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
 
 
 def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None:
@@ -223,10 +300,10 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str) -> None
     ax_auc.plot(epochs, history["val_auc"], "o-", color="tab:green")
     ax_auc.set_xlabel("epoch")
     ax_auc.set_ylabel("val ROC AUC")
-    fine_tune_start = history["stage"].index("fine-tune") + 0.5 if "fine-tune" in history["stage"] else None
+    stage_starts = [i + 0.5 for i in range(1, len(history["stage"])) if history["stage"][i] != history["stage"][i - 1]]
     for axis in (ax_loss, ax_auc):
-        if fine_tune_start:
-            axis.axvline(fine_tune_start, color="grey", linestyle=":")
-    fig.suptitle(f"{title}: head, then fine-tune (dotted line)")
+        for start in stage_starts:
+            axis.axvline(start, color="grey", linestyle=":")
+    fig.suptitle(f"{title}: head, fine-tune, then rounds on fresh views (dotted lines)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

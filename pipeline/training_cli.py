@@ -37,13 +37,16 @@ def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # ->
         finetune_epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
+        rounds=args.rounds,
+        round_epochs=args.round_epochs,
+        round_lr=args.round_lr,
     )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.train import train_member
 
-    result = train_member(_train_config(args, args.backbone, args.out or Path("runs") / args.backbone))
+    result = train_member(_train_config(args, args.backbone, args.out or Path("runs") / args.backbone), resume=args.resume)
     print(f"saved {result.model_path} (best validation ROC AUC {result.best_val_auc:.4f})")
     if args.ensemble_dir:
         # A one-member calibrated ensemble, so `evaluate` can measure this model on its own.
@@ -81,7 +84,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         configs = [_train_config(args, backbone, args.runs / backbone) for backbone in args.members.split(",")]
     members = {}
     for config in configs:
-        result = train_member(config)
+        result = train_member(config, resume=args.resume)
         members[config.backbone] = (result.model_path, config.backbone, config.input_size)
         print(f"{config.backbone}: best validation ROC AUC {result.best_val_auc:.4f}")
     validation = fit_ensemble(members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation)
@@ -114,6 +117,10 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (early stopping on val AUC)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--rounds", type=int, default=1, help="times the augmented views are redrawn (each later round fine-tunes on fresh views)")
+    parser.add_argument("--round-epochs", type=int, default=3, help="fine-tuning epochs in each round after the first")
+    parser.add_argument("--round-lr", type=float, default=1e-4, help="learning rate of the rounds after the first")
+    parser.add_argument("--resume", action="store_true", help="continue a run folder's finished rounds instead of training anew")
     parser.add_argument("--from-scratch", action="store_true", help="random initial weights instead of ImageNet")
 
 

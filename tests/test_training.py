@@ -111,6 +111,60 @@ def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, share
     np.testing.assert_allclose(np.asarray(reloaded(batch)), np.asarray(tiny_run.model(batch, training=False)), atol=1e-5)
 
 
+def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pipeline.train import TrainConfig, train_member
+
+    shutil.copytree(tiny_run.model_path.parent, tmp_path, dirs_exist_ok=True)
+    config = TrainConfig.from_json(json.loads((tmp_path / "config.json").read_text()))
+    resumed = train_member(replace(config, out_dir=tmp_path, rounds=2, round_epochs=1), resume=True)
+    # The first round's four epochs are kept, not re-run; one more epoch on fresh views follows.
+    assert resumed.history["stage"] == ["head", "head", "fine-tune", "fine-tune", "round 2"]
+    assert resumed.history["loss"][:4] == tiny_run.history["loss"]
+    assert json.loads((tmp_path / "history.json").read_text())["rounds_done"] == 2
+    assert resumed.best_val_auc >= tiny_run.best_val_auc
+    with pytest.raises(ValueError, match="other settings"):
+        train_member(replace(config, out_dir=tmp_path, rounds=3, input_size=128), resume=True)
+
+
+JAX_LOGITS = """
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pipeline.data import read_face
+from pipeline.detector import predict_crops
+
+assert keras.backend.backend() == "jax"
+run, faces = Path(sys.argv[1]), Path(sys.argv[2])
+model = keras.models.load_model(run / "model.keras", safe_mode=True, compile=False)
+crops = np.stack([read_face(path, 224) for path in sorted(faces.iterdir())[:8]])
+np.save(run / "jax_logits.npy", predict_crops(model, crops, 96, 8))
+"""
+
+
+def test_training_on_the_jax_backend_writes_a_model_tensorflow_loads(shared_data: Path, tmp_path: Path) -> None:
+    # A GPU machine has Keras on JAX and no TensorFlow; what it trains must serve in the engine (TensorFlow).
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    train = [
+        sys.executable, "-m", "pipeline", "train", "--backbone", "mobilenetv2", "--data", str(shared_data / "gan-faces"),
+        "--input-size", "96", "--train-per-class", "32", "--val-per-class", "16", "--views", "1", "--self-blend", "0",
+        "--trainable-blocks", "2", "--head-epochs", "1", "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path),
+    ]
+    done = subprocess.run(train, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    faces = shared_data / "gan-faces" / "fake"
+    done = subprocess.run([sys.executable, "-c", JAX_LOGITS, str(tmp_path), str(faces)], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert keras.backend.backend() == "tensorflow"
+    model = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
+    crops = np.stack([read_face(path, 224) for path in sorted(faces.iterdir())[:8]])
+    np.testing.assert_allclose(np.asarray(model(resize_crops(crops, 96))), np.load(tmp_path / "jax_logits.npy"), atol=1e-4)
+
+
 def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_data: Path, tmp_path: Path) -> None:
     from pipeline.analyze import Engine
     from pipeline.ensemble_fit import fit_ensemble
