@@ -51,6 +51,9 @@ class EnsembleSpec:
     uncertain_low: float = 0.4
     uncertain_high: float = 0.6
     aggregation: str = "confident"
+    flip_average: bool = False
+    """Each member's logit is the mean of its logits for the crop and its mirror image (chosen on
+    validation by `fit_ensemble`; the temperatures are fitted to these averaged logits)."""
     preprocessing: str = "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
     trained_on: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -147,8 +150,7 @@ class Detector:
     def logits(self, name: str, crops: np.ndarray) -> np.ndarray:
         """Raw logits of one member for a stack of RGB uint8 crops (N, S, S, 3)."""
         member = self.member(name)
-        logits = predict_crops(self.models[name], crops, member.input_size, self.batch_size)
-        return logits.astype(np.float64).reshape(-1)
+        return crop_logits(self.models[name], crops, member.input_size, self.batch_size, self.spec.flip_average)
 
     def score(self, crops: np.ndarray, members: list[str] | None = None) -> FaceScores:
         """Calibrated probabilities of every selected member and of the ensemble."""
@@ -167,6 +169,17 @@ class Detector:
             members={n: sigmoid(raw[n] / temperatures[n]) for n in names},
             seconds=seconds,
         )
+
+
+def crop_logits(model: Any, crops: np.ndarray, input_size: int, batch_size: int, flip_average: bool) -> np.ndarray:
+    """One member's logits (N,) for RGB uint8 crops (N, S, S, 3); with `flip_average`, the mean of
+    the logits of each crop and its mirror image (faces are left-right symmetric; the training
+    augmentation flips them, so both views are in-distribution and their errors partly cancel)."""
+    if not flip_average:
+        return predict_crops(model, crops, input_size, batch_size).astype(np.float64).reshape(-1)
+    both = predict_crops(model, np.concatenate([crops, crops[:, :, ::-1]]), input_size, batch_size)
+    both = both.astype(np.float64).reshape(2, len(crops))
+    return both.mean(axis=0)
 
 
 def predict_crops(model: Any, crops: np.ndarray, input_size: int, batch_size: int) -> np.ndarray:

@@ -16,20 +16,46 @@ from pipeline.backbones import BACKBONES
 from pipeline.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
 from pipeline.data import Sample, balanced_subset, load_samples, read_face
 from pipeline.media import sha256_file
-from pipeline.detector import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, predict_crops, sigmoid
+from pipeline.detector import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, crop_logits, sigmoid
 
 
-def member_logits(model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64) -> np.ndarray:
-    """Raw logits of one saved member on face crops (read as the engine reads them)."""
+def member_logits(model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64) -> dict[bool, np.ndarray]:
+    """Raw logits of one saved member on face crops (read as the engine reads them), as the
+    engine computes them without (False) and with (True) flip averaging."""
     import keras
     from tqdm import tqdm
 
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
-    out = []
+    plain, flipped = [], []
     for start in tqdm(range(0, len(samples), batch_size), desc=f"val logits {model_path.parent.name}", file=sys.stderr, leave=False):
         crops = np.stack([read_face(s.path, 224) for s in samples[start : start + batch_size]])
-        out.append(predict_crops(model, crops, input_size, batch_size).reshape(-1))
-    return np.concatenate(out)
+        plain.append(crop_logits(model, crops, input_size, batch_size, flip_average=False))
+        flipped.append(crop_logits(model, crops[:, :, ::-1], input_size, batch_size, flip_average=False))
+    return {False: np.concatenate(plain), True: (np.concatenate(plain) + np.concatenate(flipped)) / 2}
+
+
+def select_members(
+    logits: dict[str, np.ndarray], temperatures: dict[str, float], labels: np.ndarray
+) -> tuple[dict[str, float], float, list[dict[str, Any]]]:
+    """Greedy forward selection, best single member first, each later one kept (with its weight
+    on a 0.1 grid) only if it raises validation ROC AUC. Returns (weights, AUC, every trial)."""
+    single_auc = {name: float(roc_auc_score(labels, l)) for name, l in logits.items()}
+    order = sorted(single_auc, key=single_auc.get, reverse=True)
+    weights = {order[0]: 1.0}
+    best_auc = single_auc[order[0]]
+    trials: list[dict[str, Any]] = []
+    for candidate in order[1:]:
+        best_trial: dict[str, float] | None = None
+        for w in np.linspace(0.1, 1.0, 10):
+            trial = {**weights, candidate: float(w)}
+            mean = sum(trial[n] * logits[n] / temperatures[n] for n in trial) / sum(trial.values())
+            auc = float(roc_auc_score(labels, mean))
+            trials.append({"members": dict(trial), "val_auc": auc})
+            if auc > best_auc + 1e-4:
+                best_auc, best_trial = auc, trial
+        if best_trial is not None:
+            weights = best_trial
+    return weights, best_auc, trials
 
 
 def fit_ensemble(
@@ -47,27 +73,18 @@ def fit_ensemble(
         found = load_samples(root, "val")
         val += balanced_subset(found, val_per_class, seed=0) if val_per_class else found
     labels = np.asarray([s.label for s in val], dtype=float)
-    logits = {name: member_logits(path, size, val) for name, (path, _, size) in members.items()}
-    temperatures = {name: fit_temperature(l, labels) for name, l in logits.items()}
+    both = {name: member_logits(path, size, val) for name, (path, _, size) in members.items()}
+    # Flip averaging costs a second pass per face at analysis time, so it is used only when it
+    # raises the ensemble's validation AUC.
+    candidates = {}
+    for flip_average in (False, True):
+        logits = {name: by_flip[flip_average] for name, by_flip in both.items()}
+        temperatures = {name: fit_temperature(l, labels) for name, l in logits.items()}
+        candidates[flip_average] = (logits, temperatures, *select_members(logits, temperatures, labels))
+    flip_average = candidates[True][3] > candidates[False][3] + 1e-4
+    logits, temperatures, weights, _, trials = candidates[flip_average]
     single_auc = {name: float(roc_auc_score(labels, l)) for name, l in logits.items()}
-
-    # Greedy forward selection over members, best single first; weights on a grid.
-    order = sorted(single_auc, key=single_auc.get, reverse=True)
-    chosen, weights = [order[0]], {order[0]: 1.0}
-    best_auc = single_auc[order[0]]
-    trials: list[dict[str, Any]] = []
-    for candidate in order[1:]:
-        best_trial: dict[str, float] | None = None
-        for w in np.linspace(0.1, 1.0, 10):
-            trial = {**weights, candidate: float(w)}
-            mean = sum(trial[n] * logits[n] / temperatures[n] for n in trial) / sum(trial.values())
-            auc = float(roc_auc_score(labels, mean))
-            trials.append({"members": dict(trial), "val_auc": auc})
-            if auc > best_auc + 1e-4:
-                best_auc, best_trial = auc, trial
-        if best_trial is not None:
-            chosen.append(candidate)
-            weights = best_trial
+    chosen = list(weights)
     models_dir.mkdir(parents=True, exist_ok=True)
     specs = []
     for name in chosen:
@@ -82,7 +99,9 @@ def fit_ensemble(
                 sha256=sha256_file(target),
             )
         )
-    spec = EnsembleSpec(members=tuple(specs), aggregation=aggregation, trained_on=tuple(r.name for r in val_roots))
+    spec = EnsembleSpec(
+        members=tuple(specs), aggregation=aggregation, flip_average=flip_average, trained_on=tuple(r.name for r in val_roots)
+    )
     ensemble_logit = combine_logits({n: logits[n] for n in chosen}, spec)
     spec = replace(spec, temperature=round(fit_temperature(ensemble_logit, labels), 4))
     probabilities = sigmoid(ensemble_logit / spec.temperature)
@@ -95,6 +114,9 @@ def fit_ensemble(
         "ensemble_ece": expected_calibration_error(probabilities, labels),
         "member_ece": {n: expected_calibration_error(sigmoid(logits[n] / temperatures[n]), labels) for n in logits},
         "selected": chosen,
+        "flip_average": flip_average,
+        "ensemble_auc_without_flip": candidates[False][3],
+        "ensemble_auc_with_flip": candidates[True][3],
         "weight_trials": trials,
     }
     spec = replace(spec, threshold=round(threshold, 4), uncertain_low=low, uncertain_high=high, metrics={"validation": validation})

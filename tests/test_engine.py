@@ -96,6 +96,26 @@ def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, sh
         np.testing.assert_allclose(scores.members[member.name], sigmoid(logits[member.name] / member.temperature), atol=1e-5)
 
 
+def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
+    from dataclasses import replace
+
+    from pipeline.detector import Detector, predict_crops
+
+    from pipeline.data import read_face
+
+    faces = sorted((shared_data / "dfdc-faces" / "real").iterdir())[:2] + [shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg"]
+    crops = np.stack([read_face(path, 224) for path in faces])
+    detector = Detector(engine.settings.models_dir)
+    detector.spec = replace(detector.spec, flip_average=True)
+    name = detector.member_names[0]
+    size = detector.member(name).input_size
+    plain = predict_crops(detector.models[name], crops, size, 16).reshape(-1)
+    mirrored = predict_crops(detector.models[name], crops[:, :, ::-1], size, 16).reshape(-1)
+    assert not np.allclose(plain, mirrored, atol=1e-3)  # the model alone is not mirror-symmetric
+    np.testing.assert_allclose(detector.logits(name, crops), (plain + mirrored) / 2, atol=1e-4)
+    np.testing.assert_allclose(detector.logits(name, crops[:, :, ::-1]), detector.logits(name, crops), atol=1e-4)
+
+
 def test_one_model_can_be_chosen(engine: Engine, shared_data: Path) -> None:
     name = engine.detector.member_names[0]
     result = engine.analyze(shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg", models=[name]).result
