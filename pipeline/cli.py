@@ -25,8 +25,11 @@ def import_tensorflow_quietly() -> None:
 
     TensorFlow 2.21 prints C++ log lines (oneDNN notice, absl warning) to stderr before any log
     level applies, so stderr is pointed at /dev/null for the import alone. An import error is
-    still raised as usual.
+    still raised as usual. Under another Keras backend (KERAS_BACKEND=jax on a GPU machine without
+    TensorFlow, for training) there is nothing to import.
     """
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
