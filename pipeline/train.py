@@ -36,10 +36,15 @@ class TrainConfig:
     """One member's recipe. Every field is recorded beside the trained model."""
 
     backbone: str = "mobilenetv2"
+    name: str = ""
+    """The member's name in the ensemble (default: the backbone's)."""
     data: tuple[Path, ...] = ()
     out_dir: Path = Path("runs/mobilenetv2")
     input_size: int = 160
     weights: str | None = "imagenet"
+    init_from: Path | None = None
+    """A trained model of the same backbone whose weights start this one instead of `weights`
+    (e.g. the member trained at another input size: convolutions do not depend on it)."""
     train_per_class: int = 3000
     """Training images per class and per data set (the shared sets hold more; CPU time is the limit)."""
     val_per_class: int = 400
@@ -68,7 +73,10 @@ class TrainConfig:
     def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
         """The config `to_json` wrote (fields unknown to this version are ignored)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "data": tuple(Path(p) for p in data["data"]), "out_dir": Path(data["out_dir"])})
+        paths = {"data": tuple(Path(p) for p in data["data"]), "out_dir": Path(data["out_dir"])}
+        if data.get("init_from"):
+            paths["init_from"] = Path(data["init_from"])
+        return cls(**{**known, **paths})
 
     def same_run(self, other: "TrainConfig", rounds_done: int) -> bool:
         """True when a checkpoint of `rounds_done` rounds written under `other` can be resumed under
@@ -82,11 +90,16 @@ class TrainConfig:
         data = asdict(self)
         data["data"] = [str(p) for p in self.data]
         data["out_dir"] = str(self.out_dir)
+        data["init_from"] = str(self.init_from) if self.init_from else None
         return data
+
+    @property
+    def member_name(self) -> str:
+        return self.name or self.backbone
 
 
 # Fields added after the first trained release; older run folders lack them.
-FIRST_VERSION_DEFAULTS = {"round_epochs": 3, "round_lr": 1e-4}
+FIRST_VERSION_DEFAULTS = {"round_epochs": 3, "round_lr": 1e-4, "name": "", "init_from": None}
 
 
 @dataclass
@@ -206,6 +219,8 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
         val += balanced_subset(load_samples(root, "val"), config.val_per_class, config.seed)
 
     model = build_classifier(config.backbone, config.input_size, config.weights, config.dropout)
+    if config.init_from:
+        model.set_weights(keras.models.load_model(config.init_from, safe_mode=True, compile=False).get_weights())
     cut = cut_layer(model, config.backbone, config.trainable_blocks)
     trunk, top = split_at(model, cut)
     trunk.trainable = False
@@ -241,7 +256,7 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
             history["val_loss"].append(val_loss)
             history["val_auc"].append(auc)
             history["stage"].append(stage)
-            print(f"[{config.backbone}] {stage} epoch {len(history['loss'])}: loss {history['loss'][-1]:.4f} val_loss {val_loss:.4f} val_auc {auc:.4f}", file=sys.stderr)
+            print(f"[{config.member_name}] {stage} epoch {len(history['loss'])}: loss {history['loss'][-1]:.4f} val_loss {val_loss:.4f} val_auc {auc:.4f}", file=sys.stderr)
             if auc > best["auc"]:
                 best["auc"], best["weights"], stale = auc, model.get_weights(), 0
             else:
@@ -274,7 +289,7 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
     if rounds_done >= config.rounds and best["weights"] is not None:
         model.set_weights(best["weights"])
     model_path = config.out_dir / "model.keras"
-    plot_curves(history, config.out_dir / "curves.png", config.backbone)
+    plot_curves(history, config.out_dir / "curves.png", config.member_name)
     return TrainResult(model_path, model, history, best["auc"])
 
 

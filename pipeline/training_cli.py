@@ -24,6 +24,8 @@ def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # ->
 
     return TrainConfig(
         backbone=backbone,
+        name=getattr(args, "name", None) or "",
+        init_from=getattr(args, "init_from", None),
         data=tuple(args.data),
         out_dir=out_dir,
         input_size=args.input_size,
@@ -46,26 +48,30 @@ def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # ->
 def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.train import train_member
 
-    result = train_member(_train_config(args, args.backbone, args.out or Path("runs") / args.backbone), resume=args.resume)
+    config = _train_config(args, args.backbone, args.out or Path("runs") / (args.name or args.backbone))
+    result = train_member(config, resume=args.resume)
     print(f"saved {result.model_path} (best validation ROC AUC {result.best_val_auc:.4f})")
     if args.ensemble_dir:
         # A one-member calibrated ensemble, so `evaluate` can measure this model on its own.
         from pipeline.ensemble_fit import fit_ensemble
 
-        fit_ensemble({args.backbone: (result.model_path, args.backbone, args.input_size)}, list(args.data), args.ensemble_dir, val_per_class=args.val_per_class)
+        fit_ensemble({config.member_name: (result.model_path, args.backbone, args.input_size)}, list(args.data), args.ensemble_dir, val_per_class=args.val_per_class)
         print(f"wrote a one-member ensemble to {args.ensemble_dir}")
     return 0
 
 
 def _recipe_configs(path: Path, runs: Path) -> list:  # -> list[TrainConfig]
     """Member configs from a recipe file: {"members": [TrainConfig fields...]}. Data folders
-    given by name (e.g. "dfdc-faces") are found in the shared data folder."""
+    given by name (e.g. "dfdc-faces") are found in the shared data folder; `init_from` names an
+    earlier member of the recipe, whose trained model starts this one."""
     from pipeline.train import TrainConfig
 
     configs = []
     for member in json.loads(path.read_text())["members"]:
         data = tuple(Path(d) if Path(d).is_absolute() else shared_data_dir() / d for d in member.pop("data"))
-        configs.append(TrainConfig(**{**member, "data": data, "out_dir": runs / member["backbone"]}))
+        name = member.get("name") or member["backbone"]
+        init_from = runs / member["init_from"] / "model.keras" if member.get("init_from") else None
+        configs.append(TrainConfig(**{**member, "data": data, "out_dir": runs / name, "init_from": init_from}))
     return configs
 
 
@@ -85,8 +91,8 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
     members = {}
     for config in configs:
         result = train_member(config, resume=args.resume)
-        members[config.backbone] = (result.model_path, config.backbone, config.input_size)
-        print(f"{config.backbone}: best validation ROC AUC {result.best_val_auc:.4f}")
+        members[config.member_name] = (result.model_path, config.backbone, config.input_size)
+        print(f"{config.member_name}: best validation ROC AUC {result.best_val_auc:.4f}")
     validation = fit_ensemble(members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation)
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0
@@ -134,7 +140,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser("train", help="train one ensemble member")
     train.add_argument("--backbone", required=True, choices=["mobilenetv2", "efficientnet_lite0", "efficientnetv2b0"])
-    train.add_argument("--out", type=Path, default=None, help="run folder (default runs/BACKBONE)")
+    train.add_argument("--name", default=None, help="member name (default: the backbone's)")
+    train.add_argument("--init-from", type=Path, default=None, help="start from this trained .keras model of the same backbone instead of ImageNet")
+    train.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
     train.add_argument("--ensemble-dir", type=Path, default=None, help="also write a calibrated one-member ensemble here (for evaluate)")
     _add_training_options(train)
     train.set_defaults(run=cmd_train)

@@ -128,6 +128,24 @@ def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: 
         train_member(replace(config, out_dir=tmp_path, rounds=3, input_size=128), resume=True)
 
 
+def test_a_member_can_start_from_a_trained_model_at_another_input_size(tiny_run, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pipeline.train import TrainConfig, build_classifier, cut_layer, train_member
+
+    config = TrainConfig.from_json(json.loads((tiny_run.model_path.parent / "config.json").read_text()))
+    grown = train_member(replace(config, name="bigger", out_dir=tmp_path, input_size=128, init_from=tiny_run.model_path,
+                                 trainable_blocks=1, head_epochs=0, finetune_epochs=1, self_blend=0.0))
+    # Blocks the tiny run fine-tuned stay frozen here: they hold its weights, not ImageNet's.
+    imagenet = build_classifier("mobilenetv2", 128, "imagenet", 0.3)
+    names = [layer.name for layer in imagenet.layers]
+    trunk_layers = names[: names.index(cut_layer(imagenet, "mobilenetv2", 1)) + 1]
+    same_as_tiny = [np.array_equal(a, b) for n in trunk_layers for a, b in zip(grown.model.get_layer(n).get_weights(), tiny_run.model.get_layer(n).get_weights())]
+    same_as_imagenet = [np.array_equal(a, b) for n in trunk_layers for a, b in zip(grown.model.get_layer(n).get_weights(), imagenet.get_layer(n).get_weights())]
+    assert all(same_as_tiny) and not all(same_as_imagenet)
+    assert grown.model.input_shape[1:3] == (128, 128) and grown.history["stage"] == ["fine-tune"]
+
+
 JAX_LOGITS = """
 import sys
 from pathlib import Path
