@@ -233,8 +233,9 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
             history = {k: saved_history[k] for k in history}
     best = {"auc": max(history["val_auc"], default=-1.0), "weights": model.get_weights() if rounds_done else None}
 
-    x_val = _features(trunk, [read_face(s.path, config.input_size) for s in val], config.batch_size, "features (val)")
-    y_val = np.asarray([s.label for s in val], np.float32)
+    if rounds_done < config.rounds:  # a finished run resumed has nothing left to validate
+        x_val = _features(trunk, [read_face(s.path, config.input_size) for s in val], config.batch_size, "features (val)")
+        y_val = np.asarray([s.label for s in val], np.float32)
 
     def run_stage(stage: str, epochs: int, learning_rate: float, x_train: np.ndarray, y_train: np.ndarray) -> None:
         if epochs <= 0:
