@@ -33,26 +33,22 @@ def choose_uncertain_band(
     probabilities: np.ndarray,
     labels: np.ndarray,
     threshold: float,
-    inside_accuracy: float = 0.8,
+    target_accuracy: float = 0.9,
     min_half_width: float = 0.05,
     max_half_width: float = 0.3,
-    min_faces: int = 20,
 ) -> tuple[float, float]:
-    """The band around the threshold inside which answers are too often wrong to state: grown in
-    steps of 0.01 while it holds at least `min_faces` validation faces and their accuracy stays
-    under `inside_accuracy`.
+    """The narrowest band around the threshold outside which validation accuracy reaches
+    `target_accuracy`: answers inside it are reported as `uncertain` rather than guessed.
 
-    Answers inside it are reported as `uncertain` rather than guessed. The band never shrinks
-    below `min_half_width`: however good the model, a face scored next to the threshold is close
-    to a coin toss, and calibration is only good to a few hundredths."""
+    The band never shrinks below `min_half_width`, even for a model that is right 90% of the time
+    everywhere: a face scored next to the threshold is still close to a coin toss, and
+    calibration is only good to a few hundredths."""
     correct = (probabilities >= threshold) == labels.astype(bool)
     distance = np.abs(probabilities - threshold)
-    half_width = min_half_width
-    for candidate in np.arange(min_half_width + 0.01, max_half_width + 1e-9, 0.01):
-        inside = distance < candidate
-        if inside.sum() < min_faces or correct[inside].mean() >= inside_accuracy:
+    for half_width in np.arange(min_half_width, max_half_width + 1e-9, 0.01):
+        outside = distance >= half_width
+        if outside.sum() and correct[outside].mean() >= target_accuracy:
             break
-        half_width = float(candidate)
     low, high = max(0.0, threshold - half_width), min(1.0, threshold + half_width)
     return round(float(low), 4), round(float(high), 4)
 
