@@ -287,11 +287,9 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
         model.set_weights(best["weights"])
         _save_checkpoint(model, history, round_index + 1, config)
 
-    if rounds_done >= config.rounds and best["weights"] is not None:
-        model.set_weights(best["weights"])
-    model_path = config.out_dir / "model.keras"
+    # The model now holds the best weights: set after every round, or loaded from the checkpoint.
     plot_curves(history, config.out_dir / "curves.png", config.member_name)
-    return TrainResult(model_path, model, history, best["auc"])
+    return TrainResult(config.out_dir / "model.keras", model, history, best["auc"])
 
 
 def _save_checkpoint(model: Any, history: dict[str, list], rounds_done: int, config: TrainConfig) -> None:
