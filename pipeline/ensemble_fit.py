@@ -31,7 +31,8 @@ def member_logits(model_path: Path, input_size: int, samples: list[Sample], batc
         crops = np.stack([read_face(s.path, 224) for s in samples[start : start + batch_size]])
         plain.append(crop_logits(model, crops, input_size, batch_size, flip_average=False))
         flipped.append(crop_logits(model, crops[:, :, ::-1], input_size, batch_size, flip_average=False))
-    return {False: np.concatenate(plain), True: (np.concatenate(plain) + np.concatenate(flipped)) / 2}
+    plain_logits = np.concatenate(plain)
+    return {False: plain_logits, True: (plain_logits + np.concatenate(flipped)) / 2}
 
 
 def select_members(
