@@ -12,15 +12,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipeline.analyze import AnalysisResult, Engine
-from pipeline.charts import ENSEMBLE, timeline_figure, timings_table
-from pipeline.config import Settings
-from pipeline.detector import ENSEMBLE_FILE
+from pipeline.engine.analyze import Engine
+from pipeline.results import AnalysisResult
+from pipeline.app.charts import ENSEMBLE, timeline_figure, timings_table
+from pipeline.config import Settings, data_home
+from pipeline.engine.ensemble import ENSEMBLE_FILE
 from pipeline.errors import PipelineError
-from pipeline.evidence import draw_faces, read_picture
-from pipeline.export import html_report, result_json
-from pipeline.service import AnalysisService
-from pipeline.store import Picture, Record, Store, Summary, data_home
+from pipeline.app.pictures import draw_faces, read_picture
+from pipeline.app.export import html_report, result_json
+from pipeline.app.service import AnalysisService
+from pipeline.app.store import Picture, Record, Store, Summary
 
 # A verdict is coloured text, not an alert: a FAKE verdict is a finding, not an error of the page.
 VERDICT_STYLE = {
@@ -111,7 +112,7 @@ def _frame_label(result: AnalysisResult, position: int) -> str:
     if result.kind == "image":
         return "the image"
     frame = result.frames[position]
-    return f"frame {frame.index} ({frame.time_s:.2f} s)"
+    return f"frame {frame.frame_number} ({frame.time_s:.2f} s)"
 
 
 def _existing(store: Store, picture: Picture | None) -> str | None:
@@ -173,7 +174,7 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
         )
     else:
         position = 0
-    frame_picture = next((p for p in record.pictures_of("frame") if p.frame == position), None)
+    frame_picture = next((p for p in record.pictures_of("frame") if p.position == position), None)
     frame_path = _existing(store, frame_picture)
     frame_rgb = read_picture(Path(frame_path)) if frame_path else None
     faces = result.frames[position].faces
@@ -196,7 +197,7 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
                     "person": f.track + 1,
                     ENSEMBLE: f.fake_probability,
                     **f.model_scores,
-                    "detector confidence": f.confidence,
+                    "ensemble confidence": f.confidence,
                 }
                 for f in faces
             ]
@@ -220,7 +221,7 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
 
 def _render_gradcam(record: Record, store: Store) -> None:
     result = record.result
-    explained = sorted({(p.frame, p.face, p.track) for p in record.pictures_of("gradcam_face")})
+    explained = sorted({(p.position, p.face, p.track) for p in record.pictures_of("explanation_face")})
     if not explained:
         st.caption("No face found: nothing to explain.")
         return
@@ -228,12 +229,12 @@ def _render_gradcam(record: Record, store: Store) -> None:
     for frame, face, track in explained:
         probability = result.frames[frame].faces[face].fake_probability
         st.markdown(f"**Person {track + 1}**, {_frame_label(result, frame)}: fake probability {probability:.3f}")
-        stored = {(p.role, p.model): p for p in record.pictures if (p.frame, p.face) == (frame, face)}
+        stored = {(p.role, p.model): p for p in record.pictures if (p.position, p.face) == (frame, face)}
         _render_overlays(
             {
                 model: (
-                    _existing(store, stored.get(("gradcam_face", model))),
-                    _existing(store, stored.get(("gradcam_frame", model))),
+                    _existing(store, stored.get(("explanation_face", model))),
+                    _existing(store, stored.get(("explanation_frame", model))),
                 )
                 for model in result.models
             }
@@ -259,7 +260,7 @@ def _render_faces(record: Record, store: Store) -> None:
         )
         if shown:
             captions = [
-                f"{_frame_label(result, p.frame)}: {result.frames[p.frame].faces[p.face].fake_probability:.2f}"
+                f"{_frame_label(result, p.position)}: {result.frames[p.position].faces[p.face].fake_probability:.2f}"
                 for p, _ in shown
             ]
             st.image([path for _, path in shown], caption=captions, width=112)

@@ -7,8 +7,8 @@ import streamlit as st
 from pages._views import get_service, get_store, load_models, render_result, summary_label
 from pipeline.config import MediaSettings, Settings
 from pipeline.errors import PipelineError
-from pipeline.service import AnalysisRequest, uploaded_file
-from pipeline.verdict import AGGREGATIONS
+from pipeline.app.service import AnalysisRequest, uploaded_file
+from pipeline.engine.verdict import AGGREGATIONS
 
 # Session state of the last press of Analyze.
 RESULTS_KEY = "analyze_results"  # [(record id, found in history)]
@@ -21,7 +21,7 @@ store = get_store()
 models = load_models(service)
 if models is None:
     st.stop()
-spec = service.detector.spec
+spec = service.ensemble.spec
 media = MediaSettings()
 limit_mb = st.get_option("server.maxUploadSize")
 

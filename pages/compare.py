@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._views import get_store, render_verdict, summary_label
-from pipeline.charts import (
+from pipeline.app.charts import (
     ENSEMBLE,
     disagreements,
     faces_table,

@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._views import get_service, get_store, render_result, summary_label
-from pipeline.export import history_csv
-from pipeline.store import HistoryFilter
+from pipeline.app.export import history_csv
+from pipeline.app.store import HistoryFilter
 
 VERDICTS = ("fake", "real", "uncertain", "no_face")
 KINDS = ("image", "video")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.config import Settings
-from pipeline.model_card import load_model_card, metric_rows, plot_caption
+from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
 
 st.title("Model card")
 card = load_model_card(Settings().models_dir)

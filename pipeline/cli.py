@@ -1,44 +1,105 @@
-"""Command line: `python -m pipeline analyze|bench|prepare|train|train-ensemble|evaluate`.
+"""Command line: `python -m pipeline analyze|bench|...` (training commands: `pipeline.training.cli`).
 
-Thin by design: parse arguments, call `pipeline`, print. A `PipelineError` becomes one line on
-stderr and a non-zero exit; it never shows a traceback.
+Thin by design: parse arguments, call `pipeline`, print. Every problem with one input file
+becomes one line on stderr and the other files go on; a problem with the command itself (a bad
+option, an output that cannot be written) is reported before any work starts. Nothing shows a
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from pipeline.config import Settings
+from pipeline.config import MediaSettings, Settings
 from pipeline.errors import PipelineError
 
+EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_NO_FACE = 3
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("pipeline")
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up chatter hidden.
+def quiet_libraries() -> None:
+    """Keep third-party chatter off stderr, where each line should be ours.
 
-    TensorFlow 2.21 prints C++ log lines (oneDNN notice, absl warning) to stderr before any log
-    level applies, so stderr is pointed at /dev/null for the import alone. An import error is
-    still raised as usual. Under another Keras backend (KERAS_BACKEND=jax on a GPU machine without
-    TensorFlow, for training) there is nothing to import.
+    OpenCV's `[ WARN ]` lines obey OPENCV_LOG_LEVEL, read when cv2 loads; TensorFlow prints C++
+    log lines (oneDNN notice, absl warning) before any log level applies, so stderr is pointed at
+    /dev/null for its import alone, and its Python logger (tf.function retracing warnings) is
+    set to errors only. Under another Keras backend (KERAS_BACKEND=jax, for training on a GPU
+    machine without TensorFlow) there is no TensorFlow to import.
     """
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    tf.get_logger().setLevel(logging.ERROR)
+
+
+def printable(text: object) -> str:
+    """`text` on one line: control characters (a newline in a file name) shown escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+def frame_count(value: str) -> int:
+    """argparse type for --frames: a whole number from 1 to `MediaSettings.max_frames`."""
+    limit = MediaSettings.max_frames
+    try:
+        frames = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= frames <= limit:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {limit}, not {frames}")
+    return frames
+
+
+def check_output_file(path: Path | None) -> None:
+    """Refuse, before any work, an output file that could not be written afterwards."""
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise PipelineError(f"cannot write {printable(path)}: it is a folder")
+    if not folder.is_dir():
+        raise PipelineError(f"cannot write {printable(path)}: the folder {printable(folder)} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PipelineError(f"cannot write {printable(path)}: permission denied")
+
+
+def check_output_folder(path: Path | None) -> None:
+    """Create an output folder now, or refuse it, before any work."""
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"cannot create the folder {printable(path)}: {error.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise PipelineError(f"cannot write into {printable(path)}: permission denied")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
@@ -56,62 +117,82 @@ def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from pipeline.analyze import Engine
-    from pipeline.report import write_gradcam_pictures
+    from pipeline.engine.analyze import Engine
+    from pipeline.engine.explain import write_explanations
 
+    check_output_file(args.json)
+    check_output_folder(args.cam)
     settings = Settings() if args.models_dir is None else Settings(models_dir=args.models_dir)
     engine = Engine(settings)
-    results = []
+    models = args.models.split(",") if args.models else None
+    engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
+    entries: list[dict[str, Any]] = []
     failed = no_face = False
-    for path in args.files:
-        update, close = _progress_bar(path.name)
-        try:
-            analysis = engine.analyze(
-                path,
-                frames=args.frames,
-                aggregation=args.aggregation,
-                models=args.models.split(",") if args.models else None,
-                progress=update,
-            )
-        except PipelineError as error:
-            close()
-            print(f"error: {path}: {error}", file=sys.stderr)
-            failed = True
-            continue
-        close()
-        result = analysis.result
-        results.append(result.to_json())
-        if result.verdict == "no_face":
-            print(f"{path}: no_face: {result.reason}", file=sys.stderr)
-            no_face = True
-        probability = "-" if result.fake_probability is None else f"{result.fake_probability:.3f}"
-        models = " ".join(f"{k}={v:.3f}" for k, v in result.model_scores.items())
-        print(f"{path}\t{result.verdict}\t{probability}\t{models}\t({result.timing['total']:.1f} s)")
-        if args.cam:
-            for written in write_gradcam_pictures(engine.detector, analysis, args.cam):
-                print(f"  grad-cam: {written}", file=sys.stderr)
-    if args.json:
-        payload = results[0] if len(args.files) == 1 and results else results
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
-    return EXIT_ERROR if failed else EXIT_NO_FACE if no_face else 0
+    try:
+        for path in args.files:
+            shown = printable(path)
+            update, close = _progress_bar(printable(path.name))
+            try:
+                analysis = engine.analyze(path, args.frames, args.aggregation, models, update)
+                explained = write_explanations(engine.ensemble, analysis, args.cam) if args.cam else []
+            except PipelineError as error:
+                message = printable(error)
+            except Exception as error:  # a bug, or a file that breaks a library: this file only
+                log.debug("analysing %s failed", path, exc_info=True)
+                message = printable(f"unexpected error ({type(error).__name__}: {error})")
+            else:
+                message = None
+            finally:
+                close()
+            if message is not None:
+                print(f"error: {shown}: {message}", file=sys.stderr)
+                entries.append({"file": path.name, "error": message})
+                failed = True
+                continue
+            result = analysis.result
+            entries.append(result.to_json())
+            if result.verdict == "no_face":
+                print(f"{shown}: no_face: {result.reason}", file=sys.stderr)
+                no_face = True
+            probability = "-" if result.fake_probability is None else f"{result.fake_probability:.3f}"
+            scores = " ".join(f"{k}={v:.3f}" for k, v in result.model_scores.items())
+            print(f"{shown}\t{result.verdict}\t{probability}\t{scores}\t({result.timing['total']:.1f} s)", flush=True)
+            for written in explained:
+                print(f"  explanation map: {printable(written)}", file=sys.stderr)
+    finally:
+        # Written even when interrupted: every finished file keeps its result.
+        if args.json:
+            write_json(args.json, entries[0] if len(args.files) == 1 and entries else entries)
+    return EXIT_ERROR if failed else EXIT_NO_FACE if no_face else EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.bench import run_benchmark
+    from pipeline.engine.bench import run_benchmark
 
-    print(run_benchmark(args.videos, frames=args.frames, repeat=args.repeat, memory_video=args.memory_video, memory_minutes=args.memory_minutes))
-    return 0
+    print(
+        run_benchmark(
+            args.videos,
+            frames=args.frames,
+            repeat=args.repeat,
+            memory_video=args.memory_video,
+            memory_minutes=args.memory_minutes,
+        )
+    )
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Deepfake analysis engine.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     analyze = commands.add_parser("analyze", help="score the faces in images or videos")
     analyze.add_argument("files", nargs="+", type=Path)
     analyze.add_argument("--json", type=Path, help="write the result(s) as JSON to this file")
-    analyze.add_argument("--frames", type=int, default=None, help="frames to sample from a video (default 32)")
-    analyze.add_argument("--cam", type=Path, help="write Grad-CAM pictures of the most suspicious faces here")
+    analyze.add_argument(
+        "--frames", type=frame_count, default=None, help=f"frames to sample from a video (default {MediaSettings.frames})"
+    )
+    analyze.add_argument("--cam", type=Path, help="write explanation maps of the most suspicious faces into this folder")
     analyze.add_argument("--aggregation", default=None, help="mean, max_face_mean or confident")
     analyze.add_argument("--models", default=None, help="comma-separated ensemble members to use")
     analyze.add_argument("--models-dir", type=Path, default=None, help="folder with ensemble.json")
@@ -119,26 +200,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="time each stage on videos and print a table")
     bench.add_argument("videos", nargs="*", type=Path, help="videos (default: the shared 1080p ones)")
-    bench.add_argument("--frames", type=int, default=32)
+    bench.add_argument("--frames", type=frame_count, default=MediaSettings.frames)
     bench.add_argument("--repeat", type=int, default=2)
-    bench.add_argument("--memory-video", type=Path, default=None, help="also measure peak memory on this long video (made by looping the first video if missing)")
+    bench.add_argument(
+        "--memory-video",
+        type=Path,
+        default=None,
+        help="also measure peak memory on this long video (made by looping the first video if missing)",
+    )
     bench.add_argument("--memory-minutes", type=float, default=5.0, help="length of the long video to make")
     bench.set_defaults(run=cmd_bench)
 
-    from pipeline import training_cli  # train, prepare, evaluate live with the training code
+    from pipeline.training import cli as training_cli  # prepare, train, evaluate live with the training code
 
     training_cli.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    import_tensorflow_quietly()
+    quiet_libraries()
     try:
         return int(args.run(args))
     except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -1,16 +1,28 @@
-"""Every tunable of the engine in one place.
+"""Every setting of the product in one place.
 
-Modules take a `Settings` (or one of its parts) rather than reading literals of their own, so a
-test, the CLI and the dashboard can change behaviour without touching the stages.
+Modules take a `Settings` (or one of its parts) rather than literals of their own, so a test, the
+CLI and the dashboard can change behaviour without touching the stages. Folders outside the
+repository (the history, caches, the shared data) are found here too.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+APP_NAME = "deepfake-dashboard"
+
+DATA_HOME_ENV = "DEEPFAKE_DATA_HOME"
+"""Moves the dashboard's history (database and pictures)."""
+MODELS_DIR_ENV = "DEEPFAKE_MODELS_DIR"
+SHARED_DATA_ENV = "DEEPFAKE_DATA_DIR"
+CACHE_DIR_ENV = "DEEPFAKE_CACHE_DIR"
+
+DEFAULT_AGGREGATION = "mean"
+"""The aggregation rule a new ensemble gets when its fit does not choose one; a shipped
+ensemble's own rule (ensemble.json) is the engine's default."""
 
 
 @dataclass(frozen=True)
@@ -19,32 +31,45 @@ class MediaSettings:
 
     frames: int = 32
     """Frames sampled from a video, evenly spaced in time."""
+    max_frames: int = 512
+    """Most frames a user may ask to sample."""
     max_image_pixels: int = 80_000_000
     """Larger images are refused as possible decompression bombs (30k x 30k = 900 M)."""
+    max_decoded_side: int = 4096
+    """Images are decoded at most this large on their longer side (a JPEG at a reduced DCT scale,
+    other formats reduced right after decoding): faces are found on a 640 px copy and cropped to
+    224 px, so more pixels only cost memory."""
     max_video_pixels: int = 4096 * 2304
     """Largest frame size accepted (4K)."""
     max_video_seconds: float = 3 * 3600.0
     max_file_bytes: int = 2 * 1024**3
+    min_jpeg_bits_per_block: float = 1.0
+    """A Huffman-coded JPEG spends at least one bit per 8x8 block; a file with fewer bytes than
+    that for the size its header claims is corrupt (a decoder would fill the rest with grey)."""
     image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
     video_suffixes: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 
 @dataclass(frozen=True)
 class FaceSettings:
-    """Face detection, cropping and tracking."""
+    """Face finding, cropping and tracking."""
 
     detect_max_side: int = 640
     """Frames are downscaled so that their longer side is at most this before MTCNN runs."""
+    recheck_max_side: int = 1920
+    """Second look, at up to this size, at frames where the fast pass found no face or lost a
+    person that was seen before and after (see `pipeline.engine.faces.find_faces`)."""
     min_face_px: int = 40
     """Smallest face kept, in pixels of the original frame (shorter box side)."""
+    min_frame_px: int = 12
+    """Frames narrower than this (MTCNN's smallest window) hold no face to find."""
     min_confidence: float = 0.85
     max_faces_per_frame: int = 20
     crop_scale: float = 0.92
     """Side of the square crop as a multiple of sqrt(box width * box height), centred on the box.
-    Measured on `dfdc-faces`: its crops are MTCNN's box made square with no extra margin, so
-    the crops the engine scores are framed like the crops the models were trained on."""
+    Measured on `dfdc-faces`: its crops are MTCNN's box made square with no extra margin."""
     crop_size: int = 224
-    """Side of the stored face crop in pixels; each model resizes it to its own input size."""
+    """Side of the face crop in pixels; each model resizes it to its own input size."""
     track_iou: float = 0.3
     """Boxes in consecutive sampled frames with at least this overlap belong to one person."""
     detect_batch: int = 8
@@ -53,31 +78,68 @@ class FaceSettings:
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    """How face scores become a verdict."""
+    """How faces are scored."""
 
-    aggregation: str = "confident"
-    """One of `pipeline.verdict.AGGREGATIONS`."""
     batch_size: int = 16
 
 
 @dataclass(frozen=True)
+class VerdictSettings:
+    """How face scores become a verdict."""
+
+    min_track_fraction: float = 0.2
+    """A person seen in fewer than this share of the most-seen person's frames is shown but
+    does not decide the verdict (a passer-by or a false detection)."""
+
+
+@dataclass(frozen=True)
+class PictureSettings:
+    """The pictures the dashboard keeps with a result."""
+
+    preview_max_side: int = 960
+    """Sampled frames are kept (and overlays drawn) at most this large."""
+    frame_jpeg_quality: int = 85
+    """Frames and overlays on them are for display only."""
+    crop_jpeg_quality: int = 95
+    """Face crops are explained again later: keep them close to what the models scored."""
+    explained_faces_per_person: int = 1
+    """Most suspicious faces per person explained when the analysis runs."""
+    max_upload_name_bytes: int = 200
+    """Upload names are cut to this many bytes (file systems allow 255)."""
+
+
+@dataclass(frozen=True)
 class Settings:
-    """All engine settings. Build with defaults and `with_(...)` to change a field."""
+    """All settings. Build with defaults and `dataclasses.replace` to change a part."""
 
     media: MediaSettings = field(default_factory=MediaSettings)
     faces: FaceSettings = field(default_factory=FaceSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
-    models_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("DEEPFAKE_MODELS_DIR", REPO_ROOT / "models"))
-    )
+    verdict: VerdictSettings = field(default_factory=VerdictSettings)
+    pictures: PictureSettings = field(default_factory=PictureSettings)
+    models_dir: Path = field(default_factory=lambda: Path(os.environ.get(MODELS_DIR_ENV, REPO_ROOT / "models")))
 
-    def with_frames(self, frames: int) -> Settings:
-        return replace(self, media=replace(self.media, frames=frames))
 
-    def with_aggregation(self, aggregation: str) -> Settings:
-        return replace(self, scoring=replace(self.scoring, aggregation=aggregation))
+def data_home() -> Path:
+    """The dashboard's data folder (history and pictures): `$DEEPFAKE_DATA_HOME`, else the
+    platform's user data folder (`~/.local/share/deepfake-dashboard` on Linux)."""
+    if os.environ.get(DATA_HOME_ENV):
+        return Path(os.environ[DATA_HOME_ENV]).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path(APP_NAME, appauthor=False)
+
+
+def cache_dir() -> Path:
+    """Where long training jobs keep what they computed (prepared crops, features), so a stopped
+    job resumes: `$DEEPFAKE_CACHE_DIR`, else the platform's user cache folder."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path(APP_NAME, appauthor=False)
 
 
 def shared_data_dir() -> Path:
     """Where the shared real data lives: `$DEEPFAKE_DATA_DIR` or `../shared/data`."""
-    return Path(os.environ.get("DEEPFAKE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    return Path(os.environ.get(SHARED_DATA_ENV, REPO_ROOT.parent / "shared" / "data"))

@@ -37,3 +37,8 @@ class WeightsUnavailableError(PipelineError):
 
 class DataError(PipelineError):
     """A training or evaluation data folder is missing or malformed."""
+
+
+class StoreError(PipelineError):
+    """The history cannot be opened or written (another version's schema, an unreachable
+    database)."""

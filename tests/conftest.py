@@ -46,7 +46,7 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def engine(models_dir: Path):  # -> pipeline.analyze.Engine
     """One engine (MTCNN and the ensemble loaded once) for every test that analyses media."""
-    from pipeline.analyze import Engine
+    from pipeline.engine.analyze import Engine
     from pipeline.config import Settings
 
     return Engine(Settings(models_dir=models_dir))

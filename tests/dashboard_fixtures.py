@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analyze import AnalysisResult, Engine
-from pipeline.evidence import collect
-from pipeline.service import AnalysisService
-from pipeline.store import PictureData
+from pipeline.engine.analyze import AnalysisResult, Engine
+from pipeline.app.pictures import collect
+from pipeline.app.service import AnalysisService
+from pipeline.app.store import PictureData
 
 IMAGE = "gan-faces/real/cv_69000.jpg"
 """A real photo with one face (128 x 128)."""
@@ -66,7 +66,7 @@ def service(engine: Engine) -> AnalysisService:
 def analyse(service: AnalysisService, path: Path, frames: int = VIDEO_FRAMES) -> Analysed:
     """Run the real engine on a file and collect the pictures the dashboard keeps."""
     analysis = service.engine.analyze(path, frames=frames)
-    return Analysed(analysis.result, collect(service.detector, analysis), analysis.preview_scale, path)
+    return Analysed(analysis.result, collect(service.ensemble, analysis), analysis.preview_scale, path)
 
 
 @pytest.fixture(scope="session")

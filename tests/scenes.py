@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.data import load_samples, read_face
+from pipeline.training.data import load_samples, read_face
 
 FACE_SIDE = 160
 

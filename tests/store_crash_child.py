@@ -1,7 +1,9 @@
 """Child process of the crash tests in test_store.py (run as a script, then killed).
 
-store_crash_child.py save STORE_ROOT PICKLE    save a pickled (result, pictures, preview_scale);
-                                               DEEPFAKE_STORE_CRASH_AT picks where it dies
+store_crash_child.py save STORE_ROOT PICKLE POINT
+                                               save a pickled (result, pictures, preview_scale)
+                                               and die by SIGKILL at POINT of the save
+                                               (`CRASH_POINTS`): like a power cut of the process
 store_crash_child.py analyze STORE_ROOT MEDIA FRAMES
                                                analyse MEDIA with the real engine and store it,
                                                printing "progress STAGE DONE TOTAL" lines so the
@@ -10,26 +12,51 @@ store_crash_child.py analyze STORE_ROOT MEDIA FRAMES
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 import sys
 from pathlib import Path
 
-from pipeline.store import Store
+from pipeline.app.store import Store
+
+CRASH_POINTS = ("files-written", "rows-inserted")
+"""After the save wrote its pictures; after it inserted its rows, before the commit."""
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingStore(Store):
+    """A store whose save is killed at one point (the crash happens here, in the test's code)."""
+
+    crash_point = ""
+
+    def _insert_rows(self, connection, result, pictures, preview_scale):  # noqa: ANN001, ANN202
+        if self.crash_point == "files-written":
+            _die()
+        analysis_id = super()._insert_rows(connection, result, pictures, preview_scale)
+        if self.crash_point == "rows-inserted":
+            _die()
+        return analysis_id
 
 
 def main(argv: list[str]) -> int:
     mode, root = argv[0], Path(argv[1])
     if mode == "save":
         result, pictures, preview_scale = pickle.loads(Path(argv[2]).read_bytes())
-        Store(root).save(result, pictures, preview_scale)
+        store = CrashingStore(root)
+        store.crash_point = argv[3]
+        store.save(result, pictures, preview_scale)
         print("saved", flush=True)
         return 0
     if mode == "analyze":
-        from pipeline.analyze import Engine
-        from pipeline.service import AnalysisRequest, AnalysisService
+        from pipeline.app.service import AnalysisRequest, AnalysisService
+        from pipeline.engine.analyze import Engine
 
         service = AnalysisService(Engine())
-        request = AnalysisRequest(frames=int(argv[3]), aggregation=service.detector.spec.aggregation)
+        request = AnalysisRequest(frames=int(argv[3]), aggregation=service.ensemble.spec.aggregation)
         service.analyze(
             Path(argv[2]),
             request,

@@ -20,7 +20,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from pipeline.config import REPO_ROOT
-from pipeline.store import DATA_HOME_ENV, Store
+from pipeline.app.store import Store
+from pipeline.config import DATA_HOME_ENV
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Media
@@ -154,7 +155,7 @@ def test_picking_a_frame_shows_it_with_boxes_and_its_grad_cam(analysed: AppTest,
     position = next(i for i, f in enumerate(result.frames) if f.faces and i > 0)
     analysed.select_slider(key=f"analyze_{record_id}_frame").set_value(position).run()
     frame = result.frames[position]
-    assert f"frame {frame.index} ({frame.time_s:.2f} s)" in captions(analysed)
+    assert f"frame {frame.frame_number} ({frame.time_s:.2f} s)" in captions(analysed)
     before = captions(analysed).count(f"{next(iter(result.models))}: Grad-CAM on the face")
     analysed.button(key=f"analyze_{record_id}_explain_{position}").click().run()
     assert_clean(analysed)

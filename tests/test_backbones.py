@@ -23,14 +23,14 @@ from keras.src.utils import file_utils
 from PIL import Image
 from skimage import data
 
-from pipeline.backbones import (
+from pipeline.training.backbones import (
     BACKBONES,
     build_backbone,
     build_imagenet_classifier,
     set_trainable_blocks,
 )
 from pipeline.errors import UnsafeWeightsError, WeightsUnavailableError
-from pipeline.torch_weights import imagenet_weights_path, load_state_dict
+from pipeline.training.torch_weights import imagenet_weights_path, load_state_dict
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "imagenet_reference.json").read_text())
 TORCH_BACKBONES = ("mobilenetv2", "efficientnet_lite0")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from pipeline.analyze import AnalysisResult
-from pipeline.charts import (
+from pipeline.engine.analyze import AnalysisResult
+from pipeline.app.charts import (
     ENSEMBLE,
     disagreements,
     face_table,
@@ -51,7 +51,7 @@ def test_face_table_has_one_row_per_face(analysed_video: Analysed) -> None:
     first = next(f for f in result.frames if f.faces)
     row = table.iloc[0]
     assert (row["frame"], row["time_s"], row["person"], row["record"]) == (
-        first.index,
+        first.frame_number,
         first.time_s,
         first.faces[0].track + 1,
         7,

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.store import DATA_HOME_ENV, Store
+from pipeline.app.store import Store
+from pipeline.config import DATA_HOME_ENV
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Media

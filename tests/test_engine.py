@@ -14,12 +14,11 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.analyze import AnalysisResult, Engine
+from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.config import REPO_ROOT
-from pipeline.detector import ENSEMBLE_FILE, Detector, EnsembleSpec, MemberSpec, combine_logits, sigmoid
+from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.errors import ModelsMissingError
-from pipeline.gradcam import explain, overlay, overlay_on_frame
-from pipeline.report import gradcam_pictures, most_suspicious_faces
+from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from tests import media_factory
 from tests.scenes import grid_image, real_faces, two_people_video
 
@@ -31,10 +30,10 @@ def video_analysis(engine: Engine, shared_data: Path):  # -> Analysis
 
 def test_video_timeline_has_every_sampled_frame_and_every_model(video_analysis, engine: Engine) -> None:
     result = video_analysis.result
-    members = set(engine.detector.member_names)
+    members = set(engine.ensemble.member_names)
     assert result.kind == "video" and (result.width, result.height) == (1920, 1080)
     assert len(result.frames) == 12
-    indices = [f.index for f in result.frames]
+    indices = [f.frame_number for f in result.frames]
     assert indices == sorted(set(indices))
     assert all(0 <= f.time_s <= result.duration_s for f in result.frames)
     faces = [face for frame in result.frames for face in frame.faces]
@@ -45,7 +44,8 @@ def test_video_timeline_has_every_sampled_frame_and_every_model(video_analysis, 
         assert face.box[2] > 0 and face.box[3] > 0
     assert result.verdict in {"real", "fake", "uncertain"} and 0 <= result.fake_probability <= 1
     assert set(result.model_scores) == members
-    assert set(result.timing) == {"decode", "detect", "score", "verdict", "total"}
+    assert set(result.timing) == {"hash", "decode", "detect", "score", "verdict", "total"}
+    assert result.timing["total"] == pytest.approx(sum(v for k, v in result.timing.items() if k != "total"), abs=1e-9)
     assert len(result.sha256) == 64
 
 
@@ -86,53 +86,53 @@ def test_a_photo_without_a_face_says_so(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, shared_data: Path) -> None:
-    detector = engine.detector
+    ensemble = engine.ensemble
     crops = np.stack([real_faces(shared_data, 3)[i] for i in range(3)])
     crops = np.stack([cv2.resize(c, (224, 224)) for c in crops])
-    scores = detector.score(crops)
-    logits = {n: detector.logits(n, crops) for n in detector.member_names}
-    np.testing.assert_allclose(scores.ensemble, sigmoid(combine_logits(logits, detector.spec)), atol=1e-5)
-    for member in detector.spec.members:
+    scores = ensemble.score(crops)
+    logits = {n: ensemble.logits(n, crops) for n in ensemble.member_names}
+    np.testing.assert_allclose(scores.ensemble, sigmoid(combine_logits(logits, ensemble.spec)), atol=1e-5)
+    for member in ensemble.spec.members:
         np.testing.assert_allclose(scores.members[member.name], sigmoid(logits[member.name] / member.temperature), atol=1e-5)
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
     from dataclasses import replace
 
-    from pipeline.detector import Detector, predict_crops
+    from pipeline.engine.ensemble import Ensemble, predict_crops
 
-    from pipeline.data import read_face
+    from pipeline.training.data import read_face
 
     faces = sorted((shared_data / "dfdc-faces" / "real").iterdir())[:2] + [shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg"]
     crops = np.stack([read_face(path, 224) for path in faces])
-    detector = Detector(engine.settings.models_dir)
-    detector.spec = replace(detector.spec, flip_average=True)
-    name = detector.member_names[0]
-    size = detector.member(name).input_size
-    plain = predict_crops(detector.models[name], crops, size, 16).reshape(-1)
-    mirrored = predict_crops(detector.models[name], crops[:, :, ::-1], size, 16).reshape(-1)
+    ensemble = Ensemble(engine.settings.models_dir)
+    ensemble.spec = replace(ensemble.spec, flip_average=True)
+    name = ensemble.member_names[0]
+    size = ensemble.member(name).input_size
+    plain = predict_crops(ensemble.models[name], crops, size, 16).reshape(-1)
+    mirrored = predict_crops(ensemble.models[name], crops[:, :, ::-1], size, 16).reshape(-1)
     assert not np.allclose(plain, mirrored, atol=1e-3)  # the model alone is not mirror-symmetric
-    np.testing.assert_allclose(detector.logits(name, crops), (plain + mirrored) / 2, atol=1e-4)
-    np.testing.assert_allclose(detector.logits(name, crops[:, :, ::-1]), detector.logits(name, crops), atol=1e-4)
+    np.testing.assert_allclose(ensemble.logits(name, crops), (plain + mirrored) / 2, atol=1e-4)
+    np.testing.assert_allclose(ensemble.logits(name, crops[:, :, ::-1]), ensemble.logits(name, crops), atol=1e-4)
 
 
 def test_one_model_can_be_chosen(engine: Engine, shared_data: Path) -> None:
-    name = engine.detector.member_names[0]
+    name = engine.ensemble.member_names[0]
     result = engine.analyze(shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg", models=[name]).result
     assert set(result.model_scores) == {name} and list(result.models) == [name]
 
 
 def test_gradcam_marks_the_face_for_every_model(video_analysis, engine: Engine) -> None:
     face = most_suspicious_faces(video_analysis)[0]
-    maps = explain(engine.detector, face.crop)
-    assert set(maps) == set(engine.detector.member_names)
+    maps = explanation_maps(engine.ensemble, face.crop)
+    assert set(maps) == set(engine.ensemble.member_names)
     for heat in maps.values():
         assert heat.shape == (224, 224) and heat.dtype == np.float32
         assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.5
-    pictures = gradcam_pictures(engine.detector, video_analysis, face)
+    pictures = face_overlays(engine.ensemble, video_analysis, face)
     for on_crop, on_frame in pictures.values():
         assert on_crop.shape == face.crop.shape
-        preview = video_analysis.previews[face.frame]
+        preview = video_analysis.previews[face.position]
         assert on_frame.shape == preview.shape
         # The overlay changes the face's region of the frame and nothing far from it.
         x, y, side, _ = (round(v * video_analysis.preview_scale) for v in face.crop_box)
@@ -151,7 +151,7 @@ def test_overlay_blends_heat_over_the_picture() -> None:
 
 def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(ModelsMissingError, match="train"):
-        Detector(tmp_path)
+        Ensemble(tmp_path)
 
 
 def test_a_model_file_that_hides_code_is_refused(tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_a_model_file_that_hides_code_is_refused(tmp_path: Path) -> None:
     keras.Model(inputs, outputs).save(tmp_path / "evil.keras")
     EnsembleSpec((MemberSpec("evil", "evil.keras", "mobilenetv2", 32),)).save(tmp_path / ENSEMBLE_FILE)
     with pytest.raises(ModelsMissingError, match="refused to load evil.keras"):
-        Detector(tmp_path)
+        Ensemble(tmp_path)
 
 
 def test_ensemble_file_round_trip(models_dir: Path, tmp_path: Path) -> None:
@@ -214,13 +214,15 @@ def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Pat
         assert str(path) in line
     assert f"{no_face}: no_face" in run.stderr
     results = json.loads((tmp_path / "out.json").read_text())
-    assert [r["verdict"] for r in results] == ["no_face"]
+    assert [r.get("verdict") for r in results] == [None] * len(bad) + ["no_face"]
+    assert [r["file"] for r in results] == [p.name for p in [*bad, no_face]]
+    assert all(r["error"] for r in results[: len(bad)])
 
 
 def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir: Path) -> None:
-    from pipeline.bench import run_benchmark
+    from pipeline.engine.bench import run_benchmark
 
     table = run_benchmark([shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"], frames=4, repeat=1)
-    assert "| video | size | faces | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |" in table
+    assert "| video | size | faces | hash (s) | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |" in table
     assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 |" in table
     assert "target: 8 s" in table

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 
-from pipeline.analyze import AnalysisResult
-from pipeline.export import CSV_COLUMNS, history_csv, html_report, result_json
-from pipeline.store import Record, Store
+from pipeline.engine.analyze import AnalysisResult
+from pipeline.app.export import CSV_COLUMNS, history_csv, html_report, result_json
+from pipeline.app.store import Record, Store
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed
@@ -100,7 +100,7 @@ def test_html_report_is_self_contained(store: Store, video_record: Record) -> No
     for stage in result.timing:
         assert f"<td>{stage}</td>" in html
     pictures = _images(html)
-    persons = len({p.track for p in video_record.pictures_of("gradcam_face")})
+    persons = len({p.track for p in video_record.pictures_of("explanation_face")})
     # the timeline, then a face and a frame overlay per model and person
     assert len(pictures) == 1 + 2 * len(result.models) * persons
     assert pictures[0].startswith(b"\x89PNG")
@@ -121,7 +121,7 @@ def test_html_report_of_an_image_has_no_timeline_and_escapes_text(store: Store, 
 
 
 def test_html_report_says_when_a_picture_is_missing(store: Store, video_record: Record) -> None:
-    gone = video_record.pictures_of("gradcam_face")[0]
+    gone = video_record.pictures_of("explanation_face")[0]
     store.path(gone).unlink()
     html = html_report(video_record, store)
     assert "picture missing from the history folder" in html

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from pipeline.config import FaceSettings
-from pipeline.faces import Face, FaceDetector, crop_box_for, crop_square, find_faces, iou, link_tracks
-from pipeline.media import read_frames
+from pipeline.engine.faces import Face, FaceFinder, crop_box_for, crop_square, find_faces, iou, link_tracks
+from pipeline.engine.media import read_frames
 from tests.scenes import FACE_SIDE, grid_image, real_faces
 
 
 @pytest.fixture(scope="module")
-def face_detector() -> FaceDetector:
-    return FaceDetector(FaceSettings())
+def face_finder() -> FaceFinder:
+    return FaceFinder(FaceSettings())
 
 
 def test_crop_box_is_square_and_centred_on_the_face() -> None:
@@ -57,10 +57,10 @@ def test_iou() -> None:
     assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
 
 
-def test_finds_the_person_in_a_real_1080p_dfdc_video(shared_data: Path, face_detector: FaceDetector) -> None:
+def test_finds_the_person_in_a_real_1080p_dfdc_video(shared_data: Path, face_finder: FaceFinder) -> None:
     _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=6)
     rgb = [f.rgb for f in frames]
-    faces = find_faces(rgb, face_detector, FaceSettings())
+    faces = find_faces(rgb, face_finder, FaceSettings())
     assert sum(1 for f in faces if f) >= 4
     boxes = [f[0].box for f in faces if f]
     # A plausible face in 1080p: tens to hundreds of pixels, inside the frame.
@@ -70,11 +70,11 @@ def test_finds_the_person_in_a_real_1080p_dfdc_video(shared_data: Path, face_det
     assert crop.shape == (224, 224, 3) and crop.dtype == np.uint8
 
 
-def test_detection_on_a_downscaled_copy_maps_boxes_back(shared_data: Path, face_detector: FaceDetector) -> None:
+def test_detection_on_a_downscaled_copy_maps_boxes_back(shared_data: Path, face_finder: FaceFinder) -> None:
     face = real_faces(shared_data, 1)[0]
     small, _ = grid_image([face], columns=1, gap=200)
     large = cv2.resize(small, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # 2,240 px: detected downscaled
-    (small_box,), (large_box,) = (face_detector.detect([small])[0][0].box,), (face_detector.detect([large])[0][0].box,)
+    (small_box,), (large_box,) = (face_finder.detect([small])[0][0].box,), (face_finder.detect([large])[0][0].box,)
     assert max(large.shape[:2]) > FaceSettings().detect_max_side
     mapped = tuple(v * 4 for v in small_box)
     # Same face (MTCNN's box wobbles a little between pyramid scales): big overlap, close centres.
@@ -83,22 +83,22 @@ def test_detection_on_a_downscaled_copy_maps_boxes_back(shared_data: Path, face_
     assert np.linalg.norm(centre(mapped) - centre(large_box)) < 0.1 * large_box[2]
 
 
-def test_keeps_every_face_of_twenty_people(shared_data: Path, face_detector: FaceDetector) -> None:
+def test_keeps_every_face_of_twenty_people(shared_data: Path, face_finder: FaceFinder) -> None:
     picture, corners = grid_image(real_faces(shared_data, 20), columns=5)
-    (faces,) = find_faces([picture], face_detector, FaceSettings())
+    (faces,) = find_faces([picture], face_finder, FaceSettings())
     assert len(faces) == 20
     for x, y in corners:  # one detection inside each placed photo
         assert sum(1 for f in faces if x <= f.box[0] + f.box[2] / 2 <= x + FACE_SIDE and y <= f.box[1] + f.box[3] / 2 <= y + FACE_SIDE) == 1
 
 
-def test_a_face_filling_the_frame_is_found(shared_data: Path, face_detector: FaceDetector) -> None:
+def test_a_face_filling_the_frame_is_found(shared_data: Path, face_finder: FaceFinder) -> None:
     # A DFDC face-crop clip: the face touches the frame's border.
     _, frames = read_frames(shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4", frames=2)
-    faces = find_faces([f.rgb for f in frames], face_detector, FaceSettings())
+    faces = find_faces([f.rgb for f in frames], face_finder, FaceSettings())
     assert all(len(f) == 1 for f in faces)
 
 
-def test_no_face_in_a_landscape(face_detector: FaceDetector) -> None:
+def test_no_face_in_a_landscape(face_finder: FaceFinder) -> None:
     from skimage import data
 
-    assert face_detector.detect([data.coffee()]) == [[]]
+    assert face_finder.detect([data.coffee()]) == [[]]

@@ -1,4 +1,4 @@
-"""Tests of pipeline.media: real shared videos, and small real files made in tmp_path."""
+"""Tests of pipeline.engine.media: real shared videos, and small real files made in tmp_path."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import pytest
 from PIL import Image, ImageFile
 
 import media_factory as mf
-from pipeline import media
+from pipeline.engine import media
 from pipeline.config import REPO_ROOT, MediaSettings
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
-from pipeline.media import Frame, MediaInfo
+from pipeline.engine.media import Frame, MediaInfo
 
 FULL_SCENE = "videos/fake/abofeumbvv.mp4"  # DFDC, 1920x1080, 300 frames at 29.97 fps
 FACE_CLIPS = ["videos/fake/0_aaqaifqrwn.mp4", "videos/real/xtpeyyltfi-1.mp4"]
@@ -73,7 +73,7 @@ def full_scene(shared_data: Path) -> tuple[MediaInfo, list[tuple[int, float, tup
     path = shared_data / FULL_SCENE
     info, frames = media.read_frames(path)
     summary = [
-        (f.index, f.time_s, f.rgb.shape, str(f.rgb.dtype), float(f.rgb.mean())) for f in frames
+        (f.frame_number, f.time_s, f.rgb.shape, str(f.rgb.dtype), float(f.rgb.mean())) for f in frames
     ]
     return info, summary
 
@@ -114,7 +114,7 @@ def test_face_clip_videos_sample_at_their_own_size(shared_data: Path, clip: str)
     frames = list(frames)
     assert info.kind == "video" and info.frame_count >= 100
     assert len(frames) == 32
-    indices = [f.index for f in frames]
+    indices = [f.frame_number for f in frames]
     assert indices == sorted(set(indices)) and indices[-1] < info.frame_count
     assert spacing_ok(indices, info.frame_count, 32)
     assert {f.rgb.shape for f in frames} == {(info.height, info.width, 3)}
@@ -133,7 +133,7 @@ def test_seeking_and_grabbing_give_identical_frames_on_real_h264(
     sequential_only(monkeypatch)
     grabbing = list(media.sample_frames(path, frames=2))
     assert seeks == [225]
-    assert [f.index for f in seeking] == [f.index for f in grabbing] == [75, 225]
+    assert [f.frame_number for f in seeking] == [f.frame_number for f in grabbing] == [75, 225]
     for a, b in zip(seeking, grabbing):
         assert a.time_s == pytest.approx(b.time_s)
         assert np.array_equal(a.rgb, b.rgb)
@@ -185,16 +185,16 @@ def test_every_video_container_gives_the_right_frames(
     assert (info.frame_count, info.fps) == (60, pytest.approx(25.0))
     assert info.duration_s == pytest.approx(2.4)
     frames = list(frames)
-    assert [f.index for f in frames] == [3, 11, 18, 26, 33, 41, 48, 56]
+    assert [f.frame_number for f in frames] == [3, 11, 18, 26, 33, 41, 48, 56]
     for frame in frames:
-        assert mf.read_index(frame.rgb) == frame.index  # the frame is the one it claims to be
-        assert frame.time_s == pytest.approx(frame.index / 25.0, abs=1e-3)
+        assert mf.read_index(frame.rgb) == frame.frame_number  # the frame is the one it claims to be
+        assert frame.time_s == pytest.approx(frame.frame_number / 25.0, abs=1e-3)
 
 
 def test_a_video_shorter_than_the_sample_count_gives_every_frame(tmp_path: Path) -> None:
     path = make_video(tmp_path / "short.avi", 5, fourcc="MJPG")
     frames = list(media.sample_frames(path, frames=32))
-    assert [f.index for f in frames] == [0, 1, 2, 3, 4]
+    assert [f.frame_number for f in frames] == [0, 1, 2, 3, 4]
     assert [mf.read_index(f.rgb) for f in frames] == [0, 1, 2, 3, 4]
 
 
@@ -206,10 +206,10 @@ def test_long_video_is_sampled_by_seeking_to_the_exact_frames(
     seeks = record_seeks(monkeypatch)
     seeking = list(media.sample_frames(path, frames=8))
     assert len(seeks) >= 6
-    assert [mf.read_index(f.rgb) for f in seeking] == [f.index for f in seeking]
+    assert [mf.read_index(f.rgb) for f in seeking] == [f.frame_number for f in seeking]
     sequential_only(monkeypatch)
     grabbing = list(media.sample_frames(path, frames=8))
-    assert [f.index for f in grabbing] == [f.index for f in seeking]
+    assert [f.frame_number for f in grabbing] == [f.frame_number for f in seeking]
     assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(seeking, grabbing))
 
 
@@ -219,8 +219,8 @@ def test_a_failed_seek_falls_back_to_reading_in_order(
     path = make_video(tmp_path / "long.mp4", 600)
     monkeypatch.setattr(media._Capture, "seek", lambda self, index: False)
     frames = list(media.sample_frames(path, frames=8))
-    assert [f.index for f in frames] == [37, 112, 187, 262, 337, 412, 487, 562]
-    assert [mf.read_index(f.rgb) for f in frames] == [f.index for f in frames]
+    assert [f.frame_number for f in frames] == [37, 112, 187, 262, 337, 412, 487, 562]
+    assert [mf.read_index(f.rgb) for f in frames] == [f.frame_number for f in frames]
 
 
 ROTATED_RED_CORNER = {0: "tl", 90: "tr", 180: "br", 270: "bl"}
@@ -256,8 +256,8 @@ def test_a_1000_fps_header_is_believed_when_the_timestamps_agree(tmp_path: Path)
     assert info.fps == pytest.approx(1000.0)
     assert info.frame_count == 50 and info.duration_s == pytest.approx(0.05)
     for frame in frames:
-        assert mf.read_index(frame.rgb) == frame.index
-        assert frame.time_s == pytest.approx(frame.index / 1000.0, abs=1e-4)
+        assert mf.read_index(frame.rgb) == frame.frame_number
+        assert frame.time_s == pytest.approx(frame.frame_number / 1000.0, abs=1e-4)
 
 
 @pytest.mark.parametrize("claimed", [0, 500, 2**31 - 1])
@@ -272,9 +272,9 @@ def test_avi_header_lying_about_the_frame_count(tmp_path: Path, claimed: int) ->
     assert info.duration_s == pytest.approx(expected_count / 25.0)
     frames = list(frames)
     assert len(frames) == 10
-    assert spacing_ok([f.index for f in frames], expected_count, 10)
-    assert frames[-1].index >= expected_count - 5
-    assert [mf.read_index(f.rgb) for f in frames] == [f.index for f in frames]
+    assert spacing_ok([f.frame_number for f in frames], expected_count, 10)
+    assert frames[-1].frame_number >= expected_count - 5
+    assert [mf.read_index(f.rgb) for f in frames] == [f.frame_number for f in frames]
 
 
 @pytest.mark.parametrize(
@@ -291,8 +291,8 @@ def test_video_cut_short_gives_the_frames_that_are_there(tmp_path: Path, name: s
     frames = list(frames)
     assert 5 <= info.frame_count < 50  # what the first half of the bytes holds
     assert 1 <= len(frames) <= 8
-    assert all(f.index < info.frame_count for f in frames)
-    assert [mf.read_index(f.rgb) for f in frames] == [f.index for f in frames]
+    assert all(f.frame_number < info.frame_count for f in frames)
+    assert [mf.read_index(f.rgb) for f in frames] == [f.frame_number for f in frames]
 
 
 def test_video_whose_frames_cannot_be_decoded(tmp_path: Path) -> None:
@@ -353,10 +353,10 @@ def test_sample_frames_is_a_lazy_generator(tmp_path: Path, monkeypatch: pytest.M
     grabs.clear()
     released.clear()
     first = next(generator)
-    assert isinstance(first, Frame) and first.index == 25
+    assert isinstance(first, Frame) and first.frame_number == 25
     assert len(grabs) == 26  # up to the first sample, not the 200 frames
     second = next(generator)
-    assert second.index == 75 and len(grabs) == 76
+    assert second.frame_number == 75 and len(grabs) == 76
     assert not released
     generator.close()
     assert released
@@ -378,7 +378,7 @@ before = status_kb("VmRSS")
 _PEAK_MEMORY_SCRIPT = """
 import json, sys
 from pathlib import Path
-from pipeline import media
+from pipeline.engine import media
 media._SEEK_MIN_SKIPPED_FRAMES = 10**12  # decode every frame: where frames could pile up
 """ + _RSS_BEFORE + """
 info, frames = media.read_frames(Path(sys.argv[1]), frames=32)
@@ -508,7 +508,7 @@ def test_every_image_format_decodes_to_rgb(
     info, frames = media.read_frames(path)
     assert info == MediaInfo(path, "image", 60, 40, None, None, None, 0)
     (frame,) = list(frames)
-    assert (frame.index, frame.time_s) == (0, 0.0)
+    assert (frame.frame_number, frame.time_s) == (0, 0.0)
     assert np.array_equal(frame.rgb, rgb)
     assert media.probe(path) == info
 
@@ -643,7 +643,7 @@ def test_decompression_bomb_is_refused_from_its_header(
 _BOMB_MEMORY_SCRIPT = """
 import json, sys
 from pathlib import Path
-from pipeline import media
+from pipeline.engine import media
 from pipeline.errors import MediaTooLargeError
 """ + _RSS_BEFORE + """
 refused = 0
@@ -681,5 +681,5 @@ def test_sample_frames_of_an_image_is_one_frame(tmp_path: Path) -> None:
     path = tmp_path / "still.bmp"
     mf.quadrant_image().save(path)
     frames = list(media.sample_frames(path, frames=32))
-    assert len(frames) == 1 and frames[0].index == 0 and frames[0].time_s == 0.0
+    assert len(frames) == 1 and frames[0].frame_number == 0 and frames[0].time_s == 0.0
     assert frames[0].rgb.shape == (40, 60, 3)

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.detector import ENSEMBLE_FILE
-from pipeline.model_card import load_model_card, metric_rows, plot_caption
+from pipeline.engine.ensemble import ENSEMBLE_FILE
+from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
 
 
 def test_an_empty_folder_says_what_is_missing(tmp_path: Path) -> None:

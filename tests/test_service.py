@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import MediaError, PipelineError
-from pipeline.service import AnalysisRequest, AnalysisService, safe_upload_name, uploaded_file
-from pipeline.store import Store
+from pipeline.app.service import AnalysisRequest, AnalysisService, safe_upload_name, uploaded_file
+from pipeline.app.store import Store
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed, Media
@@ -37,7 +37,7 @@ def counted(service: AnalysisService, monkeypatch: pytest.MonkeyPatch) -> list[s
 
 def request(service: AnalysisService, frames: int = 8, **changes: object) -> AnalysisRequest:
     """The ensemble's default rule and every model, unless changed."""
-    return replace(AnalysisRequest(frames, service.detector.spec.aggregation), **changes)
+    return replace(AnalysisRequest(frames, service.ensemble.spec.aggregation), **changes)
 
 
 def test_same_file_and_settings_open_the_stored_result(
@@ -119,12 +119,21 @@ def test_user_errors_are_pipeline_errors(service: AnalysisService, tmp_path: Pat
         ("we<ird>|name?.jpg", "we_ird__name_.jpg"),
         (".hidden.mp4", "hidden.mp4"),
         ("", "upload"),
-        ("x" * 300 + ".mov", "x" * 116 + ".mov"),
+        ("x" * 300 + ".mov", "x" * 196 + ".mov"),
+        ("日本" * 70 + ".jpg", "日本" * 32 + "日.jpg"),  # cut by bytes (3 per character), not characters
         ("vidéo été.mp4", "vidéo été.mp4"),
     ],
 )
 def test_upload_names_are_made_safe(uploaded: str, safe: str) -> None:
     assert safe_upload_name(uploaded) == safe
+
+
+def test_a_long_non_latin_upload_name_can_be_written() -> None:
+    """70 x "日本" is 140 characters but 420 bytes: more than a file name may hold."""
+    name = "日本" * 70 + ".jpg"
+    with uploaded_file(name, b"bytes") as path:
+        assert path.read_bytes() == b"bytes" and path.suffix == ".jpg"
+        assert len(path.name.encode()) <= 255
 
 
 def test_upload_file_is_private_and_removed(tmp_path: Path) -> None:

@@ -19,17 +19,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipeline.config import REPO_ROOT
-from pipeline.store import (
-    CRASH_ENV,
-    CRASH_POINTS,
-    DATA_HOME_ENV,
-    HistoryFilter,
-    Store,
-    data_home,
-    result_settings_key,
-    settings_key,
-)
+from pipeline.app.store import HistoryFilter, Store, result_settings_key, settings_key
+from pipeline.config import DATA_HOME_ENV, REPO_ROOT, data_home
+from tests.store_crash_child import CRASH_POINTS
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed, Media
@@ -78,7 +70,7 @@ def test_round_trip_keeps_the_result_and_pictures_named_by_content(tmp_path: Pat
     faces = sum(len(f.faces) for f in analysed_video.result.frames)
     assert len(loaded.pictures_of("frame")) == frames
     assert len(loaded.pictures_of("face")) == faces
-    assert {p.model for p in loaded.pictures_of("gradcam_face")} == set(analysed_video.result.models)
+    assert {p.model for p in loaded.pictures_of("explanation_face")} == set(analysed_video.result.models)
     assert all(p.crop_box for p in loaded.pictures_of("face"))
     for picture in loaded.pictures:
         data = store.path(picture).read_bytes()
@@ -94,7 +86,9 @@ def test_filters(tmp_path: Path, analysed_image: Analysed, analysed_video: Analy
         store, analysed_image, file="holiday_100%_face.jpg", verdict="real", created="2024-03-01T10:00:00+00:00"
     )
     video = save(store, analysed_video, verdict="uncertain", created="2024-03-05T23:59:59+00:00")
-    old = save(store, analysed_image, file="old.jpg", verdict="fake", created="2023-12-31T12:00:00+00:00")
+    old = save(
+        store, analysed_image, sha256="0" * 64, file="old.jpg", verdict="fake", created="2023-12-31T12:00:00+00:00"
+    )
 
     def ids(**where: object) -> list[int]:
         return [s.id for s in store.summaries(HistoryFilter(**where))]
@@ -121,7 +115,7 @@ def test_delete_removes_the_row_and_the_files_no_other_row_uses(
     store = Store(tmp_path)
     image = save(store, analysed_image)
     video = save(store, analysed_video)
-    copy = save(store, analysed_image, aggregation="mean")  # same pictures, another result
+    copy = save(store, analysed_image, aggregation="confident")  # same pictures, another result
     image_files = {p.file for p in image.pictures}
     video_files = {p.file for p in video.pictures}
     assert files_on_disk(store) == image_files | video_files
@@ -205,7 +199,7 @@ def test_a_crash_during_a_save_leaves_earlier_rows_and_no_partial_row(
     pending = tmp_path / "pending.pickle"
     pending.write_bytes(pickle.dumps((analysed_video.result, analysed_video.pictures, analysed_video.preview_scale)))
 
-    child = _run_child("save", str(store.root), str(pending), env={CRASH_ENV: crash_point})
+    child = _run_child("save", str(store.root), str(pending), crash_point)
     output, _ = child.communicate(timeout=CHILD_DEADLINE_S)
     assert child.returncode == -signal.SIGKILL, output
     assert b"saved" not in output

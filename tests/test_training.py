@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.augment import augment, jpeg, self_blend, template_landmarks
-from pipeline.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
+from pipeline.training.augment import augment, jpeg, self_blend, template_landmarks
+from pipeline.training.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.data import class_weights, load_samples, read_face
-from pipeline.detector import ENSEMBLE_FILE, Detector, EnsembleSpec, resize_crops, sigmoid
+from pipeline.training.data import class_weights, load_samples, read_face
+from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, resize_crops, sigmoid
 from pipeline.errors import DataError
 
 
@@ -96,7 +96,7 @@ def test_a_near_perfect_model_still_has_an_uncertain_band() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):  # -> TrainResult
-    from pipeline.train import TrainConfig, train_member
+    from pipeline.training.train import TrainConfig, train_member
 
     config = TrainConfig(
         backbone="mobilenetv2", data=(shared_data / "gan-faces",), out_dir=tmp_path_factory.mktemp("run"),
@@ -120,7 +120,7 @@ def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, share
 def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from pipeline.train import TrainConfig, train_member
+    from pipeline.training.train import TrainConfig, train_member
 
     shutil.copytree(tiny_run.model_path.parent, tmp_path, dirs_exist_ok=True)
     config = TrainConfig.from_json(json.loads((tmp_path / "config.json").read_text()))
@@ -137,7 +137,7 @@ def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: 
 def test_a_member_can_start_from_a_trained_model_at_another_input_size(tiny_run, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from pipeline.train import TrainConfig, build_classifier, cut_layer, train_member
+    from pipeline.training.train import TrainConfig, build_classifier, cut_layer, train_member
 
     config = TrainConfig.from_json(json.loads((tiny_run.model_path.parent / "config.json").read_text()))
     grown = train_member(replace(config, name="bigger", out_dir=tmp_path, input_size=128, init_from=tiny_run.model_path,
@@ -159,8 +159,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline.data import read_face
-from pipeline.detector import predict_crops
+from pipeline.training.data import read_face
+from pipeline.engine.ensemble import predict_crops
 
 assert keras.backend.backend() == "jax"
 run, faces = Path(sys.argv[1]), Path(sys.argv[2])
@@ -190,8 +190,8 @@ def test_training_on_the_jax_backend_writes_a_model_tensorflow_loads(shared_data
 
 
 def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_data: Path, tmp_path: Path) -> None:
-    from pipeline.analyze import Engine
-    from pipeline.ensemble_fit import fit_ensemble
+    from pipeline.engine.analyze import Engine
+    from pipeline.training.ensemble_fit import fit_ensemble
 
     validation = fit_ensemble({"tiny": (tiny_run.model_path, "mobilenetv2", 96)}, [shared_data / "gan-faces"], tmp_path, val_per_class=16)
     spec = EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
@@ -203,7 +203,7 @@ def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_da
 
 
 def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path) -> None:
-    from pipeline.prepare import prepare_videos
+    from pipeline.training.prepare import prepare_videos
 
     videos = tmp_path / "videos"
     for label, name in (("real", "0_aayrffkzxn.mp4"), ("fake", "0_aaqaifqrwn.mp4")):
@@ -219,12 +219,12 @@ def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path)
 
 
 def test_evaluate_crops_reports_every_metric_per_model_and_source(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:
-    from pipeline.evaluate import evaluate
+    from pipeline.training.evaluate import evaluate
 
     report = evaluate([shared_data / "dfdc-faces", shared_data / "gan-faces"], "test", models_dir, per_class=12, report_dir=tmp_path)
-    detector = Detector(models_dir)
+    ensemble = Ensemble(models_dir)
     frame = report["frame_level"]
-    assert set(frame) == {*detector.member_names, "ensemble"}
+    assert set(frame) == {*ensemble.member_names, "ensemble"}
     metrics = frame["ensemble"]["all"]
     assert metrics["n"] == 48
     assert {"roc_auc", "average_precision", "eer", "accuracy", "precision", "recall", "f1", "confusion", "ece"} <= set(metrics)
@@ -249,7 +249,7 @@ def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path
 
 
 def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:
-    from pipeline.evaluate import evaluate
+    from pipeline.training.evaluate import evaluate
 
     for label, crop, video in (("real", "real/aabqcugcpc.jpg", "real/0_aayrffkzxn.mp4"), ("fake", "fake/hoykxrljpv.jpg", "fake/0_aaqaifqrwn.mp4")):
         (tmp_path / label).mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.verdict import DecisionRule, ScoredFace, aggregate, confident_rule, decide
+from pipeline.engine.verdict import DecisionRule, ScoredFace, aggregate, confident_rule, decide
 
 DECISION = DecisionRule(threshold=0.5, uncertain_low=0.4, uncertain_high=0.6)
 

@@ -6,13 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.config import REPO_ROOT, Settings, shared_data_dir
+from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings, shared_data_dir
 
 MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipeline.prepare import prepare_videos
+    from pipeline.training.prepare import prepare_videos
 
     count = prepare_videos(args.videos_dir, args.out_dir, frames=args.frames)
     print(f"wrote {count} face crops and metadata.csv to {args.out_dir}")
@@ -20,7 +20,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # -> TrainConfig
-    from pipeline.train import TrainConfig
+    from pipeline.training.train import TrainConfig
 
     return TrainConfig(
         backbone=backbone,
@@ -46,14 +46,14 @@ def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # ->
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pipeline.train import train_member
+    from pipeline.training.train import train_member
 
     config = _train_config(args, args.backbone, args.out or Path("runs") / (args.name or args.backbone))
     result = train_member(config, resume=args.resume)
     print(f"saved {result.model_path} (best validation ROC AUC {result.best_val_auc:.4f})")
     if args.ensemble_dir:
         # A one-member calibrated ensemble, so `evaluate` can measure this model on its own.
-        from pipeline.ensemble_fit import fit_ensemble
+        from pipeline.training.ensemble_fit import fit_ensemble
 
         fit_ensemble({config.member_name: (result.model_path, args.backbone, args.input_size)}, list(args.data), args.ensemble_dir, val_per_class=args.val_per_class)
         print(f"wrote a one-member ensemble to {args.ensemble_dir}")
@@ -64,7 +64,7 @@ def _recipe_configs(path: Path, runs: Path) -> list:  # -> list[TrainConfig]
     """Member configs from a recipe file: {"members": [TrainConfig fields...]}. Data folders
     given by name (e.g. "dfdc-faces") are found in the shared data folder; `init_from` names an
     earlier member of the recipe, whose trained model starts this one."""
-    from pipeline.train import TrainConfig
+    from pipeline.training.train import TrainConfig
 
     configs = []
     for member in json.loads(path.read_text())["members"]:
@@ -78,8 +78,8 @@ def _recipe_configs(path: Path, runs: Path) -> list:  # -> list[TrainConfig]
 def cmd_train_ensemble(args: argparse.Namespace) -> int:
     """Train every member (from the flags, or each with its own settings from --recipe), then
     calibrate and combine them into `models/`."""
-    from pipeline.ensemble_fit import fit_ensemble
-    from pipeline.train import train_member
+    from pipeline.training.ensemble_fit import fit_ensemble
+    from pipeline.training.train import train_member
 
     if args.recipe:
         configs = _recipe_configs(args.recipe, args.runs)
@@ -99,7 +99,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import evaluate, print_summary, write_json
+    from pipeline.training.evaluate import evaluate, print_summary, write_json
 
     report = evaluate(
         list(args.dirs), args.split, args.models_dir, per_class=args.per_class, frames=args.frames, report_dir=args.report
@@ -152,7 +152,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--recipe", type=Path, default=None, help="JSON of each member's own training settings (see models/recipe.json)")
     ensemble.add_argument("--runs", type=Path, default=Path("runs"))
     ensemble.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
-    ensemble.add_argument("--aggregation", default="confident")
+    ensemble.add_argument("--aggregation", default=DEFAULT_AGGREGATION)
     _add_training_options(ensemble)
     ensemble.set_defaults(run=cmd_train_ensemble)
 

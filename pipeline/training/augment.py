@@ -1,4 +1,4 @@
-"""Training augmentation that matches what the detector meets in the wild, and self-blended
+"""Training augmentation that matches what the ensemble meets in the wild, and self-blended
 pseudo-fakes (Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images", CVPR 2022).
 
 Every function takes and returns an RGB uint8 array and draws from a numpy `Generator`, so a
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 # Crop-relative MTCNN landmarks (left eye, right eye, nose, mouth left, mouth right), the median
-# over 80 training crops of each shared data set (measured with pipeline.faces.FaceDetector).
+# over 80 training crops of each shared data set (measured with pipeline.engine.faces.FaceFinder).
 # Used to place the self-blending mask when a crop comes without its own landmarks.
 LANDMARK_TEMPLATES = {
     "dfdc-faces": np.array([[0.308, 0.304], [0.71, 0.299], [0.509, 0.496], [0.339, 0.737], [0.681, 0.737]]),
@@ -63,7 +63,7 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def affine(image: np.ndarray, rng: np.random.Generator, shift: float, scale: tuple[float, float]) -> np.ndarray:
-    """A small shift and zoom of the crop, as detector boxes jitter between frames."""
+    """A small shift and zoom of the crop, as face boxes jitter between frames."""
     height, width = image.shape[:2]
     zoom = rng.uniform(*scale)
     dx, dy = rng.uniform(-shift, shift, size=2) * (width, height)

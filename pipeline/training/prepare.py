@@ -1,5 +1,5 @@
 """`prepare`: a folder of labelled videos -> a face-crop data set, cropped exactly as the engine
-crops the faces it scores (same sampling, detector, crop rule and size)."""
+crops the faces it scores (same sampling, ensemble, crop rule and size)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import cv2
 
 from pipeline.config import Settings
-from pipeline.data import LABELS, split_for_group
+from pipeline.training.data import LABELS, split_for_group
 from pipeline.errors import DataError, PipelineError
-from pipeline.faces import FaceDetector, find_faces, link_tracks
-from pipeline.media import read_frames
+from pipeline.engine.faces import FaceFinder, find_faces, link_tracks
+from pipeline.engine.media import read_frames
 
 
 def prepare_videos(videos_dir: Path, out_dir: Path, frames: int = 8, settings: Settings | None = None) -> int:
@@ -22,7 +22,7 @@ def prepare_videos(videos_dir: Path, out_dir: Path, frames: int = 8, settings: S
     settings = settings or Settings()
     if not (videos_dir / "real").is_dir() or not (videos_dir / "fake").is_dir():
         raise DataError(f"{videos_dir} must hold a real/ and a fake/ folder of videos")
-    detector = FaceDetector(settings.faces)
+    finder = FaceFinder(settings.faces)
     rows = []
     for label in LABELS:
         (out_dir / label).mkdir(parents=True, exist_ok=True)
@@ -34,12 +34,12 @@ def prepare_videos(videos_dir: Path, out_dir: Path, frames: int = 8, settings: S
             except PipelineError as error:
                 print(f"warning: skipping {video}: {error}", file=sys.stderr)
                 continue
-            faces = find_faces([f.rgb for f in sampled], detector, settings.faces)
+            faces = find_faces([f.rgb for f in sampled], finder, settings.faces)
             link_tracks(faces, settings.faces.track_iou)
             group = video.stem
             for frame, frame_faces in zip(sampled, faces):
                 for face in frame_faces:
-                    name = f"{label}/{group}_f{frame.index:05d}_p{face.track + 1}.jpg"
+                    name = f"{label}/{group}_f{frame.frame_number:05d}_p{face.track + 1}.jpg"
                     cv2.imwrite(str(out_dir / name), cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
                     rows.append({"file": name, "label": label, "group": group, "split": split_for_group(group, 0.1, 0.1)})
             print(f"{video.name}: {sum(len(f) for f in faces)} faces", file=sys.stderr)

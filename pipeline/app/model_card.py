@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.detector import ENSEMBLE_FILE, EnsembleSpec
+from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec
 from pipeline.errors import PipelineError
 
 CARD_FILE = "MODEL_CARD.md"

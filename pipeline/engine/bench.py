@@ -15,8 +15,9 @@ from pathlib import Path
 import cv2
 
 from pipeline.config import Settings, shared_data_dir
+from pipeline.engine.analyze import STAGES as ANALYSIS_STAGES
 
-STAGES = ("decode", "detect", "score", "verdict", "total")
+STAGES = (*ANALYSIS_STAGES, "total")
 
 
 def default_videos() -> list[Path]:
@@ -74,8 +75,8 @@ def peak_memory_mb(video: Path, frames: int) -> dict[str, float]:
         "from pathlib import Path\n"
         "def peak():\n"
         "    return int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1)) / 1024\n"
-        "from pipeline.analyze import Engine\n"
-        "engine = Engine(); engine.detector; engine.face_detector\n"
+        "from pipeline.engine.analyze import Engine\n"
+        "engine = Engine(); engine.ensemble; engine.face_finder\n"
         "loaded = peak()\n"
         f"result = engine.analyze(Path({str(video)!r}), frames={frames}).result\n"
         "print(json.dumps({'after_load_mb': loaded, 'peak_mb': peak(), 'seconds': result.timing['total'], 'faces': sum(len(f.faces) for f in result.frames)}))\n"
@@ -88,12 +89,12 @@ def peak_memory_mb(video: Path, frames: int) -> dict[str, float]:
 def run_benchmark(videos: list[Path], frames: int = 32, repeat: int = 2, memory_video: Path | None = None, memory_minutes: float = 5.0) -> str:
     """Median seconds per stage for each video over `repeat` runs (after one warm-up), and the
     peak memory of analysing a long 1080p video. Returns a Markdown report."""
-    from pipeline.analyze import Engine
+    from pipeline.engine.analyze import Engine
 
     videos = videos or default_videos()
     clock = time.perf_counter()
     engine = Engine(Settings())
-    engine.detector, engine.face_detector  # noqa: B018  (load now, timed separately)
+    engine.ensemble, engine.face_finder  # noqa: B018  (load now, timed separately)
     load_seconds = time.perf_counter() - clock
     engine.analyze(videos[0], frames=frames)  # warm-up: first calls trace the graphs
     lines = [

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_curve
 
-from pipeline.detector import sigmoid
+from pipeline.engine.ensemble import sigmoid
 
 
 def _nll(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.augment import augment, self_blend, template_landmarks
-from pipeline.data import Sample, balanced_subset, class_weights, load_samples, read_face
+from pipeline.training.augment import augment, self_blend, template_landmarks
+from pipeline.training.data import Sample, balanced_subset, class_weights, load_samples, read_face
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def build_classifier(backbone: str, input_size: int, weights: str | None, dropou
     """Backbone -> global average pooling -> dropout -> one fake logit."""
     import keras
 
-    from pipeline.backbones import build_backbone
+    from pipeline.training.backbones import build_backbone
 
     base = build_backbone(backbone, input_size=input_size, weights=weights)
     features = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
@@ -133,7 +133,7 @@ def build_classifier(backbone: str, input_size: int, weights: str | None, dropou
 
 def cut_layer(model: Any, backbone: str, trainable_blocks: int) -> str:
     """Name of the layer whose output feeds the first trainable block."""
-    from pipeline.backbones import BACKBONES
+    from pipeline.training.backbones import BACKBONES
 
     blocks = BACKBONES[backbone].blocks
     # All blocks trainable (training from scratch): the cut falls just before the first block.
@@ -208,7 +208,7 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
     import keras
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.backbones import BACKBONES, set_trainable_blocks
+    from pipeline.training.backbones import BACKBONES, set_trainable_blocks
 
     set_seeds(config.seed)
     config.out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Second stage: frames -> faces. MTCNN detection, square crops, and tracks across frames."""
+"""Second stage: frames -> faces. MTCNN finds the faces, each gets a square crop framed the way
+the training crops are framed, and faces are linked into one track per person."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pipeline.config import FaceSettings
 Box = tuple[int, int, int, int]
 """x, y, width, height in pixels of the original frame."""
 
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-
 
 @dataclass(frozen=True)
 class Detection:
@@ -31,8 +30,8 @@ class Detection:
 class Face:
     """A detected face, its square crop, and the person (track) it belongs to."""
 
-    frame: int
-    """Position of the frame in the sampled sequence (not the video frame number)."""
+    position: int
+    """Position of the frame among the sampled frames (not its number in the video)."""
     box: Box
     confidence: float
     landmarks: dict[str, tuple[float, float]]
@@ -44,7 +43,7 @@ class Face:
 
 
 def crop_box_for(box: Box, settings: FaceSettings) -> Box:
-    """The square region around a detector box that training crops frame the same way."""
+    """The square region around a face box that training crops frame the same way."""
     x, y, w, h = box
     side = max(1, round(settings.crop_scale * math.sqrt(max(w, 1) * max(h, 1))))
     cx, cy = x + w / 2.0, y + h / 2.0
@@ -70,7 +69,7 @@ def crop_square(rgb: np.ndarray, region: Box, size: int) -> np.ndarray:
     return cv2.resize(inside, (size, size), interpolation=interpolation)
 
 
-class FaceDetector:
+class FaceFinder:
     """MTCNN from the `mtcnn` package (its weights ship inside it: nothing is downloaded)."""
 
     def __init__(self, settings: FaceSettings = FaceSettings()) -> None:
@@ -186,18 +185,18 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], min_iou: float) -> in
 
 
 def find_faces(
-    frames: Sequence[np.ndarray], detector: FaceDetector, settings: FaceSettings, first: int = 0
+    frames: Sequence[np.ndarray], finder: FaceFinder, settings: FaceSettings, first: int = 0
 ) -> list[list[Face]]:
     """Detect and crop the faces of consecutive sampled frames; `first` is the position of
     `frames[0]` in the whole sequence. Tracks are linked afterwards with `link_tracks`."""
     found: list[list[Face]] = []
-    for offset, (rgb, detections) in enumerate(zip(frames, detector.detect(frames))):
+    for offset, (rgb, detections) in enumerate(zip(frames, finder.detect(frames))):
         faces = []
         for d in detections:
             region = crop_box_for(d.box, settings)
             faces.append(
                 Face(
-                    frame=first + offset,
+                    position=first + offset,
                     box=d.box,
                     confidence=d.confidence,
                     landmarks=d.landmarks,

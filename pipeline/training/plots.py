@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
-from pipeline.data import Sample, balanced_subset, read_face
-from pipeline.detector import Detector, predict_crops
+from pipeline.training.data import Sample, balanced_subset, read_face
+from pipeline.engine.ensemble import Ensemble, predict_crops
 
 
 def _figure(width: float, height: float) -> Any:
@@ -71,16 +71,16 @@ def plot_confusion(confusion: dict[str, int], path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def penultimate_features(detector: Detector, name: str, crops: np.ndarray) -> np.ndarray:
+def penultimate_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndarray:
     """Pooled backbone features (the layer before the classifier) of one member."""
     import keras
 
-    model = detector.models[name]
+    model = ensemble.models[name]
     features = keras.Model(model.input, model.get_layer("pool").output)
-    return predict_crops(features, crops, detector.member(name).input_size, batch_size=64)
+    return predict_crops(features, crops, ensemble.member(name).input_size, batch_size=64)
 
 
-def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: int = 300) -> None:
+def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: int = 300) -> None:
     """t-SNE of each member's penultimate features, coloured by label and marked by source."""
     from sklearn.manifold import TSNE
 
@@ -89,12 +89,12 @@ def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: 
     labels = np.asarray([s.label for s in subset])
     sources = sorted({s.source for s in subset})
     markers = dict(zip(sources, "o^sDv"))
-    names = detector.member_names
+    names = ensemble.member_names
     fig = _figure(4.8 * len(names), 4.5)
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(
-            penultimate_features(detector, name, crops)
+            penultimate_features(ensemble, name, crops)
         )
         for source in sources:
             for label, colour, text in ((0, "tab:blue", "real"), (1, "tab:red", "fake")):
@@ -108,7 +108,7 @@ def plot_tsne(detector: Detector, samples: list[Sample], path: Path, per_class: 
     fig.savefig(path, dpi=100)
 
 
-def write_report(report: dict[str, Any], tables: dict[str, Any], detector: Detector, images: list[Sample], out_dir: Path) -> None:
+def write_report(report: dict[str, Any], tables: dict[str, Any], ensemble: Ensemble, images: list[Sample], out_dir: Path) -> None:
     """Pictures, metrics.json and summary.md in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -122,7 +122,7 @@ def write_report(report: dict[str, Any], tables: dict[str, Any], detector: Detec
         plot_confusion(metrics["ensemble"]["all"]["confusion"], out_dir / f"confusion_{level}.png", f"Ensemble, {level} level")
         pictures += [f"roc_{level}.png", f"reliability_{level}.png", f"confusion_{level}.png"]
     if images:
-        plot_tsne(detector, images, out_dir / "tsne.png")
+        plot_tsne(ensemble, images, out_dir / "tsne.png")
         pictures.append("tsne.png")
     lines = [
         "# Evaluation report",

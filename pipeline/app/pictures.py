@@ -1,8 +1,8 @@
 """The pictures kept with a result, so that a stored result can be shown and explained without
-its media: every sampled frame (at preview size), every face crop, and each model's Grad-CAM
-overlays of each person's most suspicious face.
+its media: every sampled frame (at preview size), every face crop, and each model's explanation
+map over each person's most suspicious face.
 
-Face crops are kept at full crop size and quality: Grad-CAM of any face the user picks later is
+Face crops are kept at full crop size and quality: the map of any face the user picks later is
 computed from the kept crop, with the same models (the result records their versions).
 """
 
@@ -14,18 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.analyze import Analysis, FaceResult, Progress
-from pipeline.detector import Detector
-from pipeline.gradcam import gradcam_overlays
-from pipeline.report import most_suspicious_faces
-from pipeline.store import PictureData
-
-FRAME_JPEG_QUALITY = 85
-"""Sampled frames and overlays on them are for display only."""
-CROP_JPEG_QUALITY = 95
-"""Face crops are explained again later: keep them close to what the models scored."""
-GRADCAM_PER_TRACK = 1
-"""Most suspicious faces per person explained at analysis time."""
+from pipeline.app.store import PictureData
+from pipeline.config import PictureSettings
+from pipeline.engine.analyze import Analysis, Progress
+from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.explain import face_overlays, most_suspicious_faces
+from pipeline.results import FaceResult
 
 FAKE_RGB = (230, 57, 70)
 REAL_RGB = (42, 157, 143)
@@ -45,35 +39,33 @@ def read_picture(path: Path) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def collect(detector: Detector, analysis: Analysis, progress: Progress | None = None) -> list[PictureData]:
+def collect(
+    ensemble: Ensemble, analysis: Analysis, settings: PictureSettings = PictureSettings(), progress: Progress | None = None
+) -> list[PictureData]:
     """Everything worth keeping of an analysis besides its JSON result, encoded for the store."""
-    report = progress or (lambda stage, done, total: None)
-    members = list(analysis.result.models)
+    progress = progress or (lambda stage, done, total: None)
     pictures = [
-        PictureData("frame", position, -1, -1, "", encode_jpeg(preview, FRAME_JPEG_QUALITY), ".jpg")
+        PictureData("frame", position, -1, -1, "", encode_jpeg(preview, settings.frame_jpeg_quality), ".jpg")
         for position, preview in enumerate(analysis.previews)
     ]
     for position, faces in enumerate(analysis.faces):
         # Same order as `analysis.result.frames[position].faces`: the engine builds both from it.
         for index, face in enumerate(faces):
-            crop = encode_jpeg(face.crop, CROP_JPEG_QUALITY)
+            crop = encode_jpeg(face.crop, settings.crop_jpeg_quality)
             pictures.append(PictureData("face", position, index, face.track, "", crop, ".jpg", face.crop_box))
-    suspicious = most_suspicious_faces(analysis, GRADCAM_PER_TRACK)
+    suspicious = most_suspicious_faces(analysis, settings.explained_faces_per_person)
     for done, face in enumerate(suspicious):
-        report("explaining (Grad-CAM)", done, len(suspicious))
-        index = next(i for i, f in enumerate(analysis.faces[face.frame]) if f is face)
-        preview = analysis.previews[face.frame]
-        for name, (on_crop, on_frame) in gradcam_overlays(
-            detector, face.crop, preview, face.crop_box, analysis.preview_scale, members
-        ).items():
+        progress("explaining", done, len(suspicious))
+        index = next(i for i, f in enumerate(analysis.faces[face.position]) if f is face)
+        for name, (on_crop, on_frame) in face_overlays(ensemble, analysis, face).items():
             for role, picture, quality in (
-                ("gradcam_face", on_crop, CROP_JPEG_QUALITY),
-                ("gradcam_frame", on_frame, FRAME_JPEG_QUALITY),
+                ("explanation_face", on_crop, settings.crop_jpeg_quality),
+                ("explanation_frame", on_frame, settings.frame_jpeg_quality),
             ):
                 pictures.append(
-                    PictureData(role, face.frame, index, face.track, name, encode_jpeg(picture, quality), ".jpg")
+                    PictureData(role, face.position, index, face.track, name, encode_jpeg(picture, quality), ".jpg")
                 )
-    report("explaining (Grad-CAM)", len(suspicious), len(suspicious))
+    progress("explaining", len(suspicious), len(suspicious))
     return pictures
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from pipeline.analyze import AnalysisResult
+from pipeline.results import AnalysisResult
 
 ENSEMBLE = "ensemble"
 """Name of the ensemble's column beside the models' columns."""
@@ -38,7 +38,7 @@ def face_table(result: AnalysisResult, record_id: int | None = None) -> pd.DataF
                     "record": record_id,
                     "file": result.file,
                     "position": position,
-                    "frame": frame.index,
+                    "frame": frame.frame_number,
                     "time_s": frame.time_s,
                     "face": index,
                     "person": face.track + 1,

@@ -1,6 +1,6 @@
 """The dashboard's history: every analysis result, and the pictures kept with it, on disk.
 
-Layout of the data folder (`data_home()`, outside the repository):
+Layout of the data folder (`pipeline.config.data_home()`, outside the repository):
 
     history.sqlite3          one row per analysis (the result as JSON) and one per kept picture
     files/ab/abcd...ef.jpg   pictures, named by the SHA-256 of their bytes (never by upload name)
@@ -10,7 +10,8 @@ Crash safety: a save writes its pictures first (each to `files/.tmp`, fsynced, t
 place, so a picture file is either complete or absent), then inserts the analysis row and its
 picture rows in one SQLite transaction. A crash at any point leaves either the whole row or no
 row; at worst it leaves picture files no row refers to, which `clean_orphans` (run when a
-`Store` opens) deletes.
+`Store` opens) deletes. A result is stored once per `settings_key` (a unique index): a second
+save of the same key returns the row that is already there.
 
 Concurrency: every change (save, delete, cleanup) runs inside one `BEGIN IMMEDIATE` transaction,
 which SQLite serialises across threads and processes. Picture files are only created or deleted
@@ -24,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,23 +33,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from pipeline.analyze import AnalysisResult
+from pipeline.config import data_home
+from pipeline.errors import StoreError
+from pipeline.results import AnalysisResult
 
-DATA_HOME_ENV = "DEEPFAKE_DATA_HOME"
 DATABASE_FILE = "history.sqlite3"
 FILES_DIR = "files"
 BUSY_TIMEOUT_S = 30.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first release. 2: pictures.frame is called position, explanation roles renamed, one
+row per settings_key."""
 
-CRASH_ENV = "DEEPFAKE_STORE_CRASH_AT"
-"""Fault injection for the crash test: when set to one of `CRASH_POINTS`, the process kills
-itself with SIGKILL at that point of a save (no cleanup handler, no `finally`, like a power cut
-of the process). Unset in normal use."""
-CRASH_POINTS = ("files-written", "rows-inserted")
-
-ROLES = ("frame", "face", "gradcam_face", "gradcam_frame")
+ROLES = ("frame", "face", "explanation_face", "explanation_frame")
 """What a kept picture shows: a sampled frame (preview size), one face crop, or a model's
-Grad-CAM overlay on a face crop or on its frame."""
+explanation map over a face crop or over its frame."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS analyses (
@@ -64,12 +61,12 @@ CREATE TABLE IF NOT EXISTS analyses (
     preview_scale REAL NOT NULL,
     result_json TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS analyses_by_settings ON analyses (settings_key);
+CREATE UNIQUE INDEX IF NOT EXISTS analyses_by_settings ON analyses (settings_key);
 CREATE INDEX IF NOT EXISTS analyses_by_created ON analyses (created);
 CREATE TABLE IF NOT EXISTS pictures (
     analysis_id INTEGER NOT NULL REFERENCES analyses (id) ON DELETE CASCADE,
     role TEXT NOT NULL,
-    frame INTEGER NOT NULL,
+    position INTEGER NOT NULL,
     face INTEGER NOT NULL,
     track INTEGER NOT NULL,
     model TEXT NOT NULL,
@@ -79,15 +76,6 @@ CREATE TABLE IF NOT EXISTS pictures (
 CREATE INDEX IF NOT EXISTS pictures_by_analysis ON pictures (analysis_id);
 CREATE INDEX IF NOT EXISTS pictures_by_file ON pictures (file);
 """
-
-
-def data_home() -> Path:
-    """The dashboard's data folder: `$DEEPFAKE_DATA_HOME`, else the XDG data folder
-    (`~/.local/share/deepfake-dashboard`), never inside the repository."""
-    if os.environ.get(DATA_HOME_ENV):
-        return Path(os.environ[DATA_HOME_ENV]).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "deepfake-dashboard"
 
 
 def settings_key(sha256: str, kind: str, frames: int, aggregation: str, models: Mapping[str, str]) -> str:
@@ -113,8 +101,8 @@ class PictureData:
     """A picture to keep with a result: where it belongs, and its encoded bytes."""
 
     role: str
-    frame: int
-    """Position of the frame in the sampled sequence."""
+    position: int
+    """Position of the frame among the sampled frames."""
     face: int
     """Index of the face in that frame's `faces` (-1 for a whole frame)."""
     track: int
@@ -138,7 +126,7 @@ class Picture:
     """A stored picture; `Store.path(picture)` is its file."""
 
     role: str
-    frame: int
+    position: int
     face: int
     track: int
     model: str
@@ -157,7 +145,7 @@ class Record:
     pictures: tuple[Picture, ...]
 
     def pictures_of(self, role: str) -> list[Picture]:
-        """Pictures of one role, in frame, face, model order."""
+        """Pictures of one role, in position, face, model order."""
         return [p for p in self.pictures if p.role == role]
 
     @property
@@ -193,17 +181,24 @@ class HistoryFilter:
     name_contains: str = ""
 
 
-def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _box(value: list[int] | None) -> tuple[int, int, int, int] | None:
     return (value[0], value[1], value[2], value[3]) if value else None
 
 
 def _day_start(day: date) -> str:
     return datetime.combine(day, time(0), tzinfo=UTC).isoformat(timespec="seconds")
+
+
+def _upgrade_from_1(connection: sqlite3.Connection) -> None:
+    """Schema 1 -> 2, inside the caller's transaction."""
+    connection.execute("ALTER TABLE pictures RENAME COLUMN frame TO position")
+    connection.execute("UPDATE pictures SET role = 'explanation_face' WHERE role = 'gradcam_face'")
+    connection.execute("UPDATE pictures SET role = 'explanation_frame' WHERE role = 'gradcam_frame'")
+    # Version 1 could store one settings_key twice (two tabs at once): keep the first row.
+    connection.execute(
+        "DELETE FROM analyses WHERE id NOT IN (SELECT MIN(id) FROM analyses GROUP BY settings_key)"
+    )
+    connection.execute("DROP INDEX IF EXISTS analyses_by_settings")
 
 
 class Store:
@@ -220,7 +215,19 @@ class Store:
         with closing(self._connect()) as connection:
             # WAL is a property of the database file: set once, kept by every later connection.
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(_SCHEMA)
+        with self._write() as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the history in {self.root} was written by a newer version of this app (schema "
+                    f"{version}; this one reads up to {SCHEMA_VERSION}); update the app or set "
+                    "DEEPFAKE_DATA_HOME to another folder"
+                )
+            if version == 1:
+                _upgrade_from_1(connection)
+            # Statement by statement: executescript would commit this transaction first.
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                connection.execute(statement)
             connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.clean_orphans()
 
@@ -304,36 +311,46 @@ class Store:
             if picture.role not in ROLES:
                 raise ValueError(f"unknown picture role {picture.role!r}")
         with self._write() as connection:
+            existing = connection.execute(
+                "SELECT * FROM analyses WHERE settings_key = ?", (result_settings_key(result),)
+            ).fetchone()
+            if existing:
+                return self._record(connection, existing)  # stored by someone else meanwhile
             for picture in pictures:
                 self._write_file(picture)
-            _crash_point("files-written")
-            cursor = connection.execute(
-                "INSERT INTO analyses (settings_key, sha256, file_name, kind, verdict, fake_probability,"
-                " created, preview_scale, result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    result_settings_key(result),
-                    result.sha256,
-                    result.file,
-                    result.kind,
-                    result.verdict,
-                    result.fake_probability,
-                    result.created,
-                    preview_scale,
-                    json.dumps(result.to_json()),
-                ),
-            )
-            analysis_id = int(cursor.lastrowid)
-            connection.executemany(
-                "INSERT INTO pictures (analysis_id, role, frame, face, track, model, crop_box, file)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (analysis_id, p.role, p.frame, p.face, p.track, p.model, json.dumps(p.crop_box), p.file)
-                    for p in pictures
-                ],
-            )
-            _crash_point("rows-inserted")
-        stored = tuple(Picture(p.role, p.frame, p.face, p.track, p.model, p.file, p.crop_box) for p in pictures)
+            analysis_id = self._insert_rows(connection, result, pictures, preview_scale)
+        stored = tuple(Picture(p.role, p.position, p.face, p.track, p.model, p.file, p.crop_box) for p in pictures)
         return Record(analysis_id, result, preview_scale, stored)
+
+    def _insert_rows(
+        self, connection: sqlite3.Connection, result: AnalysisResult, pictures: Sequence[PictureData], preview_scale: float
+    ) -> int:
+        """The analysis row and its picture rows, inside the caller's transaction; the new id."""
+        cursor = connection.execute(
+            "INSERT INTO analyses (settings_key, sha256, file_name, kind, verdict, fake_probability,"
+            " created, preview_scale, result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                result_settings_key(result),
+                result.sha256,
+                result.file,
+                result.kind,
+                result.verdict,
+                result.fake_probability,
+                result.created,
+                preview_scale,
+                json.dumps(result.to_json()),
+            ),
+        )
+        analysis_id = int(cursor.lastrowid)
+        connection.executemany(
+            "INSERT INTO pictures (analysis_id, role, position, face, track, model, crop_box, file)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (analysis_id, p.role, p.position, p.face, p.track, p.model, json.dumps(p.crop_box), p.file)
+                for p in pictures
+            ],
+        )
+        return analysis_id
 
     def delete(self, analysis_id: int) -> bool:
         """Delete one analysis and the picture files no other analysis uses. False if absent."""
@@ -359,10 +376,10 @@ class Store:
     def _record(self, connection: sqlite3.Connection, row: sqlite3.Row) -> Record:
         pictures = tuple(
             Picture(
-                p["role"], p["frame"], p["face"], p["track"], p["model"], p["file"], _box(json.loads(p["crop_box"]))
+                p["role"], p["position"], p["face"], p["track"], p["model"], p["file"], _box(json.loads(p["crop_box"]))
             )
             for p in connection.execute(
-                "SELECT * FROM pictures WHERE analysis_id = ? ORDER BY frame, face, model, role", (row["id"],)
+                "SELECT * FROM pictures WHERE analysis_id = ? ORDER BY position, face, model, role", (row["id"],)
             )
         )
         result = AnalysisResult.from_json(json.loads(row["result_json"]))

@@ -13,8 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.errors import ModelsMissingError, PipelineError
-from pipeline.media import sha256_file
+from pipeline.engine.media import sha256_file
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = 1
@@ -50,7 +51,7 @@ class EnsembleSpec:
     threshold: float = 0.5
     uncertain_low: float = 0.4
     uncertain_high: float = 0.6
-    aggregation: str = "confident"
+    aggregation: str = DEFAULT_AGGREGATION
     flip_average: bool = False
     """Each member's logit is the mean of its logits for the crop and its mirror image (chosen on
     validation by `fit_ensemble`; the temperatures are fitted to these averaged logits)."""
@@ -105,7 +106,7 @@ class FaceScores:
     """Inference time per member for the whole batch."""
 
 
-class Detector:
+class Ensemble:
     """The trained ensemble, loaded once, scoring batches of face crops."""
 
     def __init__(self, models_dir: Path, batch_size: int = 32) -> None:

@@ -9,6 +9,8 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.config import VerdictSettings
+
 Label = Literal["real", "fake", "uncertain", "no_face"]
 
 
@@ -71,9 +73,10 @@ class DecisionRule:
 
 @dataclass(frozen=True)
 class ScoredFace:
-    """One face's scores, with where it was (sampled frame position) and who it is (track)."""
+    """One face's scores, with where it was (position among the sampled frames) and who it is
+    (track)."""
 
-    frame: int
+    position: int
     track: int
     fake_probability: float
     model_scores: dict[str, float]
@@ -105,7 +108,7 @@ class Verdict:
 def _by_frame(faces: Sequence[ScoredFace], score: Callable[[ScoredFace], float]) -> list[list[float]]:
     frames: dict[int, list[float]] = {}
     for face in faces:
-        frames.setdefault(face.frame, []).append(score(face))
+        frames.setdefault(face.position, []).append(score(face))
     return [frames[k] for k in sorted(frames)]
 
 
@@ -114,7 +117,7 @@ def decide(
     sampled_frames: int,
     rule: str,
     decision: DecisionRule,
-    min_track_fraction: float = 0.2,
+    min_track_fraction: float = VerdictSettings.min_track_fraction,
 ) -> Verdict:
     """The verdict for a whole image or video."""
     if not faces:

@@ -27,11 +27,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from pipeline.calibration import expected_calibration_error
-from pipeline.data import Sample, balanced_subset, is_video, load_samples, read_face
-from pipeline.detector import Detector
+from pipeline.training.calibration import expected_calibration_error
+from pipeline.training.data import Sample, balanced_subset, is_video, load_samples, read_face
+from pipeline.engine.ensemble import Ensemble
 from pipeline.errors import DataError, PipelineError
-from pipeline.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 
 ENSEMBLE = "ensemble"
 
@@ -103,26 +103,26 @@ def table_metrics(table: ScoreTable, threshold: float) -> dict[str, Any]:
     return out
 
 
-def score_crops(detector: Detector, samples: list[Sample], batch_size: int = 64) -> ScoreTable:
+def score_crops(ensemble: Ensemble, samples: list[Sample], batch_size: int = 64) -> ScoreTable:
     """Score face-crop images with every member; crops are read at the engine's crop size."""
     from tqdm import tqdm
 
     labels, sources = [], []
-    members: dict[str, list[np.ndarray]] = {n: [] for n in detector.member_names}
-    ensemble: list[np.ndarray] = []
-    seconds = {n: 0.0 for n in detector.member_names}
+    members: dict[str, list[np.ndarray]] = {n: [] for n in ensemble.member_names}
+    combined: list[np.ndarray] = []
+    seconds = {n: 0.0 for n in ensemble.member_names}
     for start in tqdm(range(0, len(samples), batch_size), desc="scoring crops", file=sys.stderr, leave=False):
         batch = samples[start : start + batch_size]
         crops = np.stack([read_face(s.path, 224) for s in batch])
-        scores = detector.score(crops)
-        for name in detector.member_names:
+        scores = ensemble.score(crops)
+        for name in ensemble.member_names:
             members[name].append(scores.members[name])
             seconds[name] += scores.seconds[name]
-        ensemble.append(scores.ensemble)
+        combined.append(scores.ensemble)
         labels += [s.label for s in batch]
         sources += [s.source for s in batch]
     probabilities = {n: np.concatenate(v) for n, v in members.items()}
-    probabilities[ENSEMBLE] = np.concatenate(ensemble)
+    probabilities[ENSEMBLE] = np.concatenate(combined)
     return ScoreTable(np.asarray(labels), sources, probabilities, {n: s / len(samples) for n, s in seconds.items()})
 
 
@@ -138,14 +138,14 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
     """Run the engine on each video; keep face-level and video-level (per rule) scores."""
     from tqdm import tqdm
 
-    names = engine.detector.member_names
+    names = engine.ensemble.member_names
     face_labels, face_sources = [], []
     face_probs: dict[str, list[float]] = {n: [] for n in [*names, ENSEMBLE]}
     per_rule: dict[str, dict[str, list[float]]] = {rule: {n: [] for n in [*names, ENSEMBLE]} for rule in AGGREGATIONS}
     video_labels, video_sources, no_face = [], [], []
     seconds = {n: 0.0 for n in names}
     faces_seen = 0
-    spec = engine.detector.spec
+    spec = engine.ensemble.spec
     decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high)
     for sample in tqdm(samples, desc="analysing videos", file=sys.stderr, leave=False):
         try:
@@ -201,12 +201,12 @@ def evaluate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate the ensemble in `models_dir` on the given folders; returns the metrics."""
-    from pipeline.analyze import Engine
+    from pipeline.engine.analyze import Engine
     from pipeline.config import Settings
 
     engine = Engine(Settings(models_dir=models_dir))
-    detector = engine.detector
-    threshold = detector.spec.threshold
+    ensemble = engine.ensemble
+    threshold = ensemble.spec.threshold
     samples: list[Sample] = []
     for root in roots:
         found = load_samples(root, split)
@@ -217,27 +217,27 @@ def evaluate(
         "data": [str(r) for r in roots],
         "split": split or "all",
         "threshold": threshold,
-        "uncertain_band": [detector.spec.uncertain_low, detector.spec.uncertain_high],
-        "models": detector.versions(),
+        "uncertain_band": [ensemble.spec.uncertain_low, ensemble.spec.uncertain_high],
+        "models": ensemble.versions(),
     }
     started = time.perf_counter()
     tables: dict[str, ScoreTable] = {}
     if images:
-        tables["frame"] = score_crops(detector, images)
+        tables["frame"] = score_crops(ensemble, images)
     if videos:
         video_scores = score_videos(engine, videos, frames)
         # Faces found in videos join the face crops (if any) in the frame-level table.
         tables["frame"] = join_tables(tables["frame"], video_scores.faces) if images else video_scores.faces
         report["video_level"] = {rule: table_metrics(t, threshold) for rule, t in video_scores.videos.items()}
-        report["video_level_default_rule"] = detector.spec.aggregation
+        report["video_level_default_rule"] = ensemble.spec.aggregation
         report["videos_without_faces"] = video_scores.no_face
-        tables["video"] = video_scores.videos[detector.spec.aggregation]
+        tables["video"] = video_scores.videos[ensemble.spec.aggregation]
     report["frame_level"] = table_metrics(tables["frame"], threshold)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if report_dir is not None:
-        from pipeline.evaluation_report import write_report
+        from pipeline.training.plots import write_report
 
-        write_report(report, tables, detector, images, report_dir)
+        write_report(report, tables, ensemble, images, report_dir)
     return report
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "load_image",
     "probe",
     "read_frames",
+    "check_readable",
     "sample_frames",
     "sha256_file",
 ]
@@ -55,7 +56,7 @@ __all__ = [
 class Frame:
     """One upright RGB frame of an image or a video."""
 
-    index: int
+    frame_number: int
     """Frame number in the source video (0 for an image)."""
     time_s: float
     """Presentation time in seconds (0.0 for an image; NaN only for a video with no usable
@@ -120,6 +121,11 @@ def _human_bytes(size: int) -> str:
     if size < 1024**3:
         return f"{size / 1024**2:.1f} MB"
     return f"{size / 1024**3:.2f} GB"
+
+
+def check_readable(path: Path, settings: MediaSettings = MediaSettings()) -> None:
+    """Raise a `MediaError` unless `path` is a readable regular file within the size limit."""
+    _check_file(Path(path), settings)
 
 
 def _check_file(path: Path, settings: MediaSettings) -> None:
@@ -290,7 +296,7 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
 
     Transparency is composited onto white rather than dropped: fully transparent pixels often
     hold arbitrary colour (black, or leftovers of an editor) which dropping alpha would expose,
-    while white is what a person sees in a viewer or a document, and what a face detector
+    while white is what a person sees in a viewer or a document, and what a face finder
     should see.
     """
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):

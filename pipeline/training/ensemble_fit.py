@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pipeline.backbones import BACKBONES
-from pipeline.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
-from pipeline.data import Sample, balanced_subset, load_samples, read_face
-from pipeline.media import sha256_file
-from pipeline.detector import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, crop_logits, sigmoid
+from pipeline.config import DEFAULT_AGGREGATION
+from pipeline.training.backbones import BACKBONES
+from pipeline.training.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
+from pipeline.training.data import Sample, balanced_subset, load_samples, read_face
+from pipeline.engine.media import sha256_file
+from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, crop_logits, sigmoid
 
 
 def member_logits(model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64) -> dict[bool, np.ndarray]:
@@ -64,7 +65,7 @@ def fit_ensemble(
     val_roots: list[Path],
     models_dir: Path,
     val_per_class: int | None = None,
-    aggregation: str = "confident",
+    aggregation: str = DEFAULT_AGGREGATION,
 ) -> dict[str, Any]:
     """Calibrate and combine trained members, copy them into `models_dir` and write
     `ensemble.json`. `members`: name -> (model file, backbone, input size). Members that do not

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
-from pipeline.analyze import AnalysisResult
-from pipeline.charts import timeline_png
-from pipeline.store import Picture, Record, Store, Summary
+from pipeline.results import AnalysisResult
+from pipeline.app.charts import timeline_png
+from pipeline.app.store import Picture, Record, Store, Summary
 
 CSV_COLUMNS = ("id", "created", "file_name", "kind", "verdict", "fake_probability", "sha256")
 MIME_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
@@ -71,12 +71,12 @@ def _face_time(result: AnalysisResult, frame: int) -> str:
     if result.kind == "image":
         return "the image"
     sampled = result.frames[frame]
-    return f"frame {sampled.index} ({sampled.time_s:.2f} s)"
+    return f"frame {sampled.frame_number} ({sampled.time_s:.2f} s)"
 
 
 def _gradcam_section(record: Record, store: Store) -> str:
     result = record.result
-    faces = sorted({(p.frame, p.face, p.track) for p in record.pictures_of("gradcam_face")})
+    faces = sorted({(p.position, p.face, p.track) for p in record.pictures_of("explanation_face")})
     if not faces:
         return "<p class='muted'>No face was found, so there is nothing to explain.</p>"
     parts = []
@@ -86,9 +86,9 @@ def _gradcam_section(record: Record, store: Store) -> str:
             f"<h3>Person {track + 1}, {escape(_face_time(result, frame))}: fake probability {probability:.3f}</h3>"
         )
         for model in result.models:
-            for role, css, where in (("gradcam_face", "crop", "face"), ("gradcam_frame", "frame", "frame")):
+            for role, css, where in (("explanation_face", "crop", "face"), ("explanation_frame", "frame", "frame")):
                 picture = next(
-                    (p for p in record.pictures_of(role) if (p.frame, p.face, p.model) == (frame, face, model)), None
+                    (p for p in record.pictures_of(role) if (p.position, p.face, p.model) == (frame, face, model)), None
                 )
                 uri = _picture_uri(store, picture) if picture else None
                 caption = f"{model}: on the {where}"

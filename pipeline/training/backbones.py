@@ -4,7 +4,7 @@ Every backbone takes float32 RGB in [0, 255], shape (N, size, size, 3), normalis
 of its own (so a saved model is self-contained) and returns its final feature map (N, h, w, 1280).
 
 - ``mobilenetv2``: torchvision's MobileNetV2, with its ImageNet weights read from the PyTorch file
-  (`pipeline.torch_weights`). Symmetric padding, BatchNorm epsilon 1e-5, ImageNet mean/std.
+  (`pipeline.training.torch_weights`). Symmetric padding, BatchNorm epsilon 1e-5, ImageNet mean/std.
 - ``efficientnet_lite0``: EfficientNet-Lite0 as ported to PyTorch by ml-illustrated (a fork of
   lukemelas' EfficientNet-PyTorch) from the official TensorFlow checkpoint. TensorFlow "same"
   padding, BatchNorm epsilon 1e-3, ReLU6, no squeeze-excite, input (x - 127) / 128.
@@ -25,7 +25,7 @@ import numpy as np
 from keras import layers
 
 from pipeline.errors import WeightsUnavailableError
-from pipeline.torch_weights import imagenet_weights_path, load_state_dict
+from pipeline.training.torch_weights import imagenet_weights_path, load_state_dict
 
 IMAGENET_CLASSES = 1000
 

@@ -1,0 +1,210 @@
+"""The engine: one file in, a per-frame, per-face, per-model result and a verdict out.
+
+media -> frames -> faces -> scores -> verdict. Each stage lives in its own module; this one only
+runs them in order, streaming frames so a long video never sits in memory, and times them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.config import Settings
+from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.faces import Face, FaceFinder, find_faces, link_tracks
+from pipeline.engine.media import check_readable, read_frames, sha256_file
+from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+from pipeline.errors import PipelineError
+from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResult
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total) while an analysis runs."""
+
+STAGES = ("hash", "decode", "detect", "score", "verdict")
+"""The timed stages of an analysis; their seconds add up to the result's `total`."""
+
+
+@dataclass
+class Analysis:
+    """A result plus the pictures behind it, for display and explanation maps (not serialised)."""
+
+    result: AnalysisResult
+    previews: list[np.ndarray]
+    """Sampled frames, RGB, downscaled by `preview_scale`."""
+    preview_scale: float
+    faces: list[list[Face]]
+    """Faces per sampled frame, with their crops."""
+
+
+def preview(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy of a frame at most `max_side` pixels on its longer side, and its scale."""
+    scale = min(1.0, max_side / max(rgb.shape[:2]))
+    if scale == 1.0:
+        return rgb.copy(), 1.0
+    # At least one pixel a side: a 100000 x 1 picture must not become 0 pixels tall.
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _timing_with_total(timing: dict[str, float]) -> dict[str, float]:
+    stages = {stage: round(seconds, 3) for stage, seconds in timing.items()}
+    return {**stages, "total": round(sum(stages.values()), 3)}
+
+
+class Engine:
+    """Loads MTCNN and the ensemble once and analyses files with them."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._face_finder: FaceFinder | None = None
+        self._ensemble: Ensemble | None = None
+
+    @property
+    def ensemble(self) -> Ensemble:
+        """The trained ensemble, loaded on first use."""
+        if self._ensemble is None:
+            self._ensemble = Ensemble(self.settings.models_dir, self.settings.scoring.batch_size)
+        return self._ensemble
+
+    @property
+    def face_finder(self) -> FaceFinder:
+        """MTCNN, loaded on first use."""
+        if self._face_finder is None:
+            self._face_finder = FaceFinder(self.settings.faces)
+        return self._face_finder
+
+    def check_request(self, frames: int | None, aggregation: str | None, models: list[str] | None) -> tuple[int, str, list[str]]:
+        """(frames, aggregation rule, models) of a request with the defaults filled in; raises a
+        `PipelineError` for a value the user chose badly."""
+        limit = self.settings.media.max_frames
+        frames = self.settings.media.frames if frames is None else frames
+        if not 1 <= frames <= limit:
+            raise PipelineError(f"frames must be between 1 and {limit}, not {frames}")
+        rule = aggregation or self.ensemble.spec.aggregation
+        if rule not in AGGREGATIONS:
+            raise PipelineError(f"unknown aggregation {rule!r}; choose one of {', '.join(AGGREGATIONS)}")
+        chosen = list(models) if models else self.ensemble.member_names
+        for name in chosen:
+            self.ensemble.member(name)
+        return frames, rule, chosen
+
+    def analyze(
+        self,
+        path: Path,
+        frames: int | None = None,
+        aggregation: str | None = None,
+        models: list[str] | None = None,
+        progress: Progress | None = None,
+        sha256: str | None = None,
+    ) -> Analysis:
+        """Analyse one image or video. Raises a `PipelineError` for anything the user can fix.
+
+        `sha256` is the file's hash when the caller has computed it already (each file is read
+        for hashing once)."""
+        path = Path(path)
+        settings = self.settings
+        frames, rule, chosen = self.check_request(frames, aggregation, models)
+        ensemble, face_finder = self.ensemble, self.face_finder
+        progress = progress or (lambda stage, done, total: None)
+        timing = dict.fromkeys(STAGES, 0.0)
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            # Every second of the analysis is charged to exactly one stage.
+            nonlocal clock
+            now = time.perf_counter()
+            timing[stage] += now - clock
+            clock = now
+
+        check_readable(path, settings.media)
+        digest = sha256 or sha256_file(path)
+        lap("hash")
+        info, frame_iter = read_frames(path, settings.media, frames)
+        expected = 1 if info.kind == "image" else frames
+        sampled: list[tuple[int, float]] = []
+        previews: list[np.ndarray] = []
+        preview_scale = 1.0
+        pending_frames: list[np.ndarray] = []
+        faces: list[list[Face]] = []
+
+        def find_pending() -> None:
+            faces.extend(find_faces(pending_frames, face_finder, settings.faces, first=len(faces)))
+            pending_frames.clear()
+            lap("detect")
+            progress("finding faces", len(faces), expected)
+
+        progress("reading frames", 0, expected)
+        lap("decode")
+        for frame in frame_iter:
+            sampled.append((frame.frame_number, frame.time_s))
+            small, preview_scale = preview(frame.rgb, settings.pictures.preview_max_side)
+            previews.append(small)
+            pending_frames.append(frame.rgb)
+            lap("decode")
+            if len(pending_frames) == settings.faces.detect_batch:
+                find_pending()
+        lap("decode")
+        if pending_frames:
+            find_pending()
+        link_tracks(faces, settings.faces.track_iou)
+        lap("detect")
+
+        flat = [face for frame_faces in faces for face in frame_faces]
+        progress("scoring faces", 0, len(flat))
+        seconds_per_face: dict[str, float] = {}
+        scored: list[ScoredFace] = []
+        if flat:
+            scores = ensemble.score(np.stack([f.crop for f in flat]), chosen)
+            seconds_per_face = {n: s / len(flat) for n, s in scores.seconds.items()}
+            scored = [
+                ScoredFace(
+                    position=face.position,
+                    track=face.track,
+                    fake_probability=float(scores.ensemble[i]),
+                    model_scores={n: float(scores.members[n][i]) for n in chosen},
+                )
+                for i, face in enumerate(flat)
+            ]
+        progress("scoring faces", len(flat), len(flat))
+        lap("score")
+
+        spec = ensemble.spec
+        decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high)
+        verdict = decide(scored, len(sampled), rule, decision, settings.verdict.min_track_fraction)
+        by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
+        for face, score in zip(flat, scored, strict=True):
+            by_position[face.position].append(
+                FaceResult(list(face.box), face.track, round(face.confidence, 4), score.fake_probability, score.model_scores)
+            )
+        versions = ensemble.versions()
+        lap("verdict")
+        result = AnalysisResult(
+            file=path.name,
+            sha256=digest,
+            kind=info.kind,
+            width=info.width,
+            height=info.height,
+            duration_s=info.duration_s,
+            verdict=verdict.label,
+            fake_probability=verdict.fake_probability,
+            reason=verdict.reason,
+            model_scores=verdict.model_scores,
+            threshold=spec.threshold,
+            uncertain_band=[spec.uncertain_low, spec.uncertain_high],
+            aggregation=rule,
+            frames_requested=frames,
+            models={n: versions[n] for n in chosen},
+            frames=[FrameResult(number, round(t, 3), by_position[i]) for i, (number, t) in enumerate(sampled)],
+            tracks=[
+                TrackResult(t.track, t.faces, t.fake_probability, t.model_scores, t.label, t.decides) for t in verdict.tracks
+            ],
+            timing=_timing_with_total(timing),
+            model_seconds_per_face={k: round(v, 5) for k, v in seconds_per_face.items()},
+        )
+        progress("done", 1, 1)
+        return Analysis(result, previews, preview_scale, faces)
