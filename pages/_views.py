@@ -6,22 +6,26 @@ Only display code lives here; analysis, storage and exports are in `pipeline`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import contextvars
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipeline.engine.analyze import Engine
-from pipeline.results import AnalysisResult
 from pipeline.app.charts import ENSEMBLE, timeline_figure, timings_table
-from pipeline.config import Settings, data_home
-from pipeline.engine.ensemble import ENSEMBLE_FILE
-from pipeline.errors import PipelineError
-from pipeline.app.pictures import draw_faces, read_picture
 from pipeline.app.export import html_report, result_json
+from pipeline.app.pictures import draw_faces, read_picture
 from pipeline.app.service import AnalysisService
 from pipeline.app.store import Picture, Record, Store, Summary
+from pipeline.config import Settings, data_home
+from pipeline.engine.analyze import Engine
+from pipeline.engine.ensemble import ENSEMBLE_FILE
+from pipeline.errors import PipelineError
+from pipeline.results import AnalysisResult
 
 # A verdict is coloured text, not an alert: a FAKE verdict is a finding, not an error of the page.
 VERDICT_STYLE = {
@@ -35,24 +39,55 @@ FRAME_MIN_WIDTH = 480
 FRAME_MAX_WIDTH = 960
 
 
-def _leave_old_multipage_mode() -> None:
-    """Run every page through app.py, even a fresh server's first request.
+_THROUGH_APP: contextvars.ContextVar[bool] = contextvars.ContextVar("through_app", default=False)
+"""True while app.py runs a page through its own navigation."""
 
-    Streamlit runs a `pages/` folder beside the main script in its old multipage mode until
-    `st.navigation` has run once in the process, so a first request to a deep link (/history)
-    would run that page alone: no app-wide error guard, a sidebar listing file names. Switching
-    the mode off and rerunning sends the same request through app.py, which keeps the page the
-    link asked for. `PagesManager.uses_pages_directory` is Streamlit's own switch (the one
-    `st.navigation` clears); Streamlit is pinned in requirements.txt.
+
+def app_pages() -> list[st.Page]:
+    """The dashboard's pages, in the order of its navigation."""
+    return [
+        st.Page("pages/analyze.py", title="Analyze", icon=":material/search:", default=True),
+        st.Page("pages/compare.py", title="Compare models", icon=":material/compare_arrows:"),
+        st.Page("pages/history.py", title="History", icon=":material/history:"),
+        st.Page("pages/model_card.py", title="Model card", icon=":material/description:"),
+    ]
+
+
+@contextlib.contextmanager
+def through_app() -> Iterator[None]:
+    """Marks a page run as app.py's (see `require_app_navigation`)."""
+    token = _THROUGH_APP.set(True)
+    try:
+        yield
+    finally:
+        _THROUGH_APP.reset(token)
+
+
+def run_app() -> None:
+    """What app.py does: the app's navigation, and the chosen page run inside the app-wide
+    guard (anything unexpected is logged with its traceback and shown as one line)."""
+    page = st.navigation(app_pages())
+    try:
+        with through_app():
+            page.run()
+    except Exception:  # st.stop and st.rerun are BaseExceptions and pass through
+        logging.getLogger("dashboard").exception("page %s failed", page.title)
+        st.error("Something went wrong on this page; the details are in the server's log. Reload to try again.")
+
+
+def require_app_navigation() -> None:
+    """Run every page through the app's navigation, even a fresh server's first request.
+
+    A `pages/` folder beside the main script makes Streamlit start in its old multipage mode,
+    in which a first request to a deep link (/history) runs that page alone: no app-wide guard,
+    a sidebar listing file names. A page that finds itself run that way runs the app instead,
+    exactly as app.py does: `st.navigation` (public, and it turns the old mode off for the
+    process) picks the page the link asked for, which runs inside the guard; then this run
+    stops, so the page is drawn once. Every page calls this first.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-_leave_old_multipage_mode()
+    if not _THROUGH_APP.get():
+        run_app()
+        st.stop()
 
 
 def _models_stamp(models_dir: Path) -> int:

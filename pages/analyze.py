@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
-from pages._views import get_service, get_store, load_models, render_result, summary_label
-from pipeline.config import MediaSettings, Settings
-from pipeline.errors import PipelineError
+from pages._views import (
+    get_service,
+    get_store,
+    load_models,
+    render_result,
+    require_app_navigation,
+    summary_label,
+)
 from pipeline.app.service import AnalysisRequest, uploaded_file
+from pipeline.config import MediaSettings, Settings
 from pipeline.engine.verdict import AGGREGATIONS
+from pipeline.errors import PipelineError
 
 # Session state of the last press of Analyze.
 RESULTS_KEY = "analyze_results"  # [(record id, found in history)]
 ERRORS_KEY = "analyze_errors"  # [(file name, message)] of uploads that could not be analysed
-MAX_FRAMES = 128
 
+require_app_navigation()
 st.title("Analyze")
 service = get_service()
 store = get_store()
@@ -36,7 +45,7 @@ frames_column, rule_column, models_column = st.columns(3)
 frames = frames_column.slider(
     "Frames to sample (videos)",
     min_value=1,
-    max_value=MAX_FRAMES,
+    max_value=media.max_frames,
     value=Settings().media.frames,
     key="analyze_frames",
     help="Evenly spaced over the video. More frames: steadier verdict, longer analysis.",
@@ -68,6 +77,9 @@ if st.button("Analyze", type="primary", disabled=not uploads or not chosen, key=
             results.append((outcome.record.id, outcome.from_history))
         except PipelineError as error:
             errors.append((upload.name, str(error)))
+        except Exception as error:  # a bug, or a file that breaks a library: this upload only
+            logging.getLogger("dashboard").exception("analysing the upload %r failed", upload.name)
+            errors.append((upload.name, f"could not be analysed: unexpected error ({type(error).__name__}); details are in the server's log"))
         finally:
             bar.empty()
     st.session_state[RESULTS_KEY] = results

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._views import get_store, render_verdict, summary_label
+from pages._views import (
+    get_store,
+    render_verdict,
+    require_app_navigation,
+    summary_label,
+)
 from pipeline.app.charts import (
     ENSEMBLE,
     disagreements,
@@ -20,6 +25,7 @@ from pipeline.app.charts import (
 ONE = "One result"
 ALL = "Every result in the history"
 
+require_app_navigation()
 st.title("Compare models")
 store = get_store()
 summaries = store.summaries()

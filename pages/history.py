@@ -5,13 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._views import get_service, get_store, render_result, summary_label
+from pages._views import (
+    get_service,
+    get_store,
+    render_result,
+    require_app_navigation,
+    summary_label,
+)
 from pipeline.app.export import history_csv
 from pipeline.app.store import HistoryFilter
 
 VERDICTS = ("fake", "real", "uncertain", "no_face")
 KINDS = ("image", "video")
 
+require_app_navigation()
 st.title("History")
 store = get_store()
 st.caption(f"Every analysis is kept in {store.root} (set DEEPFAKE_DATA_HOME to move it).")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pipeline.config import Settings
+from pages._views import require_app_navigation
 from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
+from pipeline.config import Settings
 
+require_app_navigation()
 st.title("Model card")
 card = load_model_card(Settings().models_dir)
 st.caption(f"Read from {card.models_dir} (set DEEPFAKE_MODELS_DIR to use another folder).")

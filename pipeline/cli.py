@@ -105,7 +105,10 @@ def write_json(path: Path, payload: Any) -> None:
 def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
     from tqdm import tqdm
 
-    bar = tqdm(total=1, desc=label, unit="step", file=sys.stderr, leave=False, dynamic_ncols=True)
+    # Only on a terminal: in a log or a pipe, stderr holds one line per problem and nothing else.
+    bar = tqdm(
+        total=1, desc=label, unit="step", file=sys.stderr, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty()
+    )
 
     def update(stage: str, done: int, total: int) -> None:
         bar.set_description(f"{label}: {stage}")

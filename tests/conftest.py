@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import shared_data_dir
+from pipeline.config import CACHE_DIR_ENV, DATA_HOME_ENV, shared_data_dir
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' history and caches live in temporary folders, never in the user's own (a test
+    that needs its own folder sets the variable again)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DATA_HOME_ENV, str(tmp_path_factory.mktemp("data-home")))
+        patch.setenv(CACHE_DIR_ENV, str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def _on_ci() -> bool:

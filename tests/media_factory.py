@@ -274,3 +274,27 @@ def gray16_gradient(width: int = 256, height: int = 4) -> np.ndarray:
     row = np.linspace(0, 65535, width).round().astype(np.uint16)
     row[width // 2] = 32768
     return np.tile(row, (height, 1))
+
+
+def large_png(path: Path, width: int, height: int, rgb: tuple[int, int, int] = (90, 120, 150)) -> Path:
+    """A real, valid RGB PNG of one colour, `width` x `height`, written row by row (the picture
+    never exists in memory): 8900 x 8900 is 79 megapixels in about 250 KB."""
+    compressor = zlib.compressobj(9)
+    row = b"\x00" + bytes(rgb) * width  # filter byte + pixels
+    chunks = [compressor.compress(row) for _ in range(height)]
+    data = b"".join(chunks) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b""))
+    return path
+
+
+def jpeg_claiming_size(source: Path, target: Path, width: int, height: int) -> Path:
+    """A copy of a real baseline JPEG whose frame header (SOF0) claims another size: the
+    picture data stays that of the small original, so most of the claimed picture is missing."""
+    data = bytearray(source.read_bytes())
+    at = data.find(b"\xff\xc0")
+    if at < 0:
+        raise ValueError(f"{source} is not a baseline JPEG")
+    data[at + 5 : at + 9] = struct.pack(">HH", height, width)
+    target.write_bytes(bytes(data))
+    return target

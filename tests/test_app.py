@@ -183,6 +183,44 @@ def test_a_file_the_engine_cannot_read_is_an_error_message(home: Path, models_di
     assert len(at.error) == 1 and at.error[0].value.startswith("broken.mp4: ")
 
 
+def test_odd_uploads_each_get_a_line_and_the_others_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, media: Media
+) -> None:
+    """A 2000 x 1 picture, a 420-byte non-Latin name, and an upload that breaks the engine with
+    an unexpected exception (injected here): each gets its own outcome, the others are stored."""
+    from pipeline.engine.analyze import Engine
+
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    real_analyze = Engine.analyze
+
+    def breaking(self, path, *args, **kwargs):  # noqa: ANN001, ANN202
+        if path.name == "explode.jpg":
+            raise RuntimeError("a library failed")
+        return real_analyze(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "analyze", breaking)
+    sliver = io.BytesIO()
+    Image.new("RGB", (2000, 1), (120, 130, 140)).save(sliver, format="PNG")
+    long_name = "日本" * 70 + ".jpg"
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.file_uploader(key="analyze_uploads").set_value(
+        [
+            ("sliver.png", sliver.getvalue(), "image/png"),
+            ("explode.jpg", media.image.read_bytes(), "image/jpeg"),
+            (long_name, media.other_image.read_bytes(), "image/jpeg"),
+            (media.image.name, media.image.read_bytes(), "image/jpeg"),
+        ]
+    )
+    at.run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception
+    assert [e.value.split(":")[0] for e in at.error] == ["explode.jpg"]
+    assert "unexpected error (RuntimeError)" in at.error[0].value and "Traceback" not in at.error[0].value
+    stored = {s.file_name: s.verdict for s in Store(tmp_path).summaries()}
+    assert len(stored) == 3 and stored["sliver.png"] == "no_face" and media.image.name in stored
+    assert any(name.startswith("日本日本") and name.endswith(".jpg") for name in stored)
+
+
 def test_an_image_without_a_face_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
     monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
     sky = np.zeros((240, 320, 3), np.uint8)

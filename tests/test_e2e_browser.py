@@ -1,8 +1,9 @@
 """End to end: the real server (`streamlit run app.py`) driven by headless Chromium.
 
-A deep link is opened first (it must go through app.py's navigation), then two browser tabs
-analyse at once (an image and a video), both get a verdict and both land in the history; then
-every page is opened and photographed into docs/screenshots/ for the README.
+Each page is opened first on a fresh server (a deep link must go through app.py's navigation);
+then two browser tabs analyse at once (an image and a video), both get a verdict and both land in
+the history; then every page is opened and photographed: into a scratch folder, or into
+`$DEEPFAKE_SCREENSHOTS_DIR` (`make screenshots` sets it to docs/screenshots for the README).
 Waits are explicit (an element appears, the app stops running), never sleeps.
 
 Needs Debian's `chromium` and `chromium-driver` (`make browser`) and Selenium. Missing: the test
@@ -34,7 +35,8 @@ pytest_plugins = ["dashboard_fixtures"]  # session fixture: media
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+SCREENSHOTS_ENV = "DEEPFAKE_SCREENSHOTS_DIR"
+NAVIGATION = ["Analyze", "Compare models", "History", "Model card"]
 SERVER_START_S = 90.0
 ANALYSIS_S = 300.0  # the first analysis also loads the models
 PAGE_S = 60.0
@@ -208,16 +210,49 @@ def _open_page(driver, title: str, ready_text: str) -> None:
     _drawn(driver)
 
 
-def test_two_tabs_analyse_at_once_and_every_page_opens(server: tuple[str, Path], browser, media: Media) -> None:
+def _navigation(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    links = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNavLink']")
+    return [link.text.splitlines()[-1] for link in links]
+
+
+@pytest.mark.parametrize(
+    ("path", "title", "ready_text"),
+    [
+        ("", "Analyze", "Images or videos"),
+        ("compare", "Compare models", "No analysis yet"),
+        ("history", "History", "No analysis yet"),
+        ("model_card", "Model card", "Read from"),
+    ],
+)
+def test_a_fresh_server_opens_each_page_first_through_the_apps_navigation(
+    server: tuple[str, Path], browser, path: str, title: str, ready_text: str
+) -> None:
+    """Streamlit starts a server with a pages/ folder in its old multipage mode; the first
+    request of all, a deep link, must still show the app's own navigation and page."""
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser.get(f"{url}/{path}")
+    _text(browser, ready_text)
+    _drawn(browser)
+    _wait(browser, PAGE_S).until(lambda d: _navigation(d) == NAVIGATION)
+    assert browser.find_elements(By.XPATH, f"//h1[normalize-space()='{title}']")
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+
+
+def test_two_tabs_analyse_at_once_and_every_page_opens(
+    server: tuple[str, Path], browser, media: Media, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
 
     url, home = server
-    # A deep link as a fresh server's first request is served through app.py's navigation.
+    screenshots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
     browser.get(f"{url}/history")
     _text(browser, "No analysis yet")
     _drawn(browser)
-    links = browser.find_elements(By.CSS_SELECTOR, "[data-testid='stSidebarNavLink']")
-    assert [link.text.splitlines()[-1] for link in links] == ["Analyze", "Compare models", "History", "Model card"]
+    assert _navigation(browser) == NAVIGATION
 
     image_tab = browser.current_window_handle
     _start_analysis(browser, url, media.image)
@@ -233,14 +268,14 @@ def test_two_tabs_analyse_at_once_and_every_page_opens(server: tuple[str, Path],
         assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
     assert {s.file_name for s in Store(home).summaries()} == {media.video.name, media.image.name}
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    screenshots.mkdir(parents=True, exist_ok=True)
     _wait(browser, PAGE_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
-    browser.save_screenshot(str(SCREENSHOTS / "analyze.png"))
+    browser.save_screenshot(str(screenshots / "analyze.png"))
     _open_page(browser, "Compare models", "Inference time")
-    browser.save_screenshot(str(SCREENSHOTS / "compare.png"))
+    browser.save_screenshot(str(screenshots / "compare.png"))
     _open_page(browser, "History", "Verdict:")
-    browser.save_screenshot(str(SCREENSHOTS / "history.png"))
+    browser.save_screenshot(str(screenshots / "history.png"))
     _open_page(browser, "Model card", "Read from")
-    browser.save_screenshot(str(SCREENSHOTS / "model_card.png"))
+    browser.save_screenshot(str(screenshots / "model_card.png"))
     for name in ("analyze", "compare", "history", "model_card"):
-        assert (SCREENSHOTS / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (screenshots / f"{name}.png").read_bytes().startswith(b"\x89PNG")

@@ -223,6 +223,7 @@ def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir
     from pipeline.engine.bench import run_benchmark
 
     table = run_benchmark([shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"], frames=4, repeat=1)
-    assert "| video | size | faces | hash (s) | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |" in table
-    assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 |" in table
+    assert "| video | size | faces | found / full-res faces | hash (s) | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |" in table
+    assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 | 4/4 |" in table
+    assert "Face recall against MTCNN at full resolution on the same frames: 4/4 = 100.0% (target: 95%)." in table
     assert "target: 8 s" in table

@@ -45,8 +45,8 @@ def test_a_plain_folder_gets_stable_group_splits(shared_data: Path, tmp_path: Pa
     assert class_weights(first) == {0: 1.0, 1: 1.0}
 
 
-def test_a_folder_without_real_and_fake_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="real/ and a fake/"):
+def test_a_folder_without_real_or_fake_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="real/ or a fake/"):
         load_samples(tmp_path)
 
 
@@ -203,19 +203,52 @@ def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_da
 
 
 def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path) -> None:
-    from pipeline.training.prepare import prepare_videos
+    from pipeline.training.prepare import prepare
 
     videos = tmp_path / "videos"
     for label, name in (("real", "0_aayrffkzxn.mp4"), ("fake", "0_aaqaifqrwn.mp4")):
         (videos / label).mkdir(parents=True)
         shutil.copy(shared_data / "videos" / label / name, videos / label / name)
-    count = prepare_videos(videos, tmp_path / "crops", frames=3)
+    count = prepare(videos, tmp_path / "crops", frames=3, landmarks=False)
     assert count == 6
     rows = list(csv.DictReader((tmp_path / "crops" / "metadata.csv").open()))
     assert {r["group"] for r in rows} == {"0_aayrffkzxn", "0_aaqaifqrwn"}
     crop = cv2.imread(str(tmp_path / "crops" / rows[0]["file"]))
     assert crop.shape == (224, 224, 3)
     assert len(load_samples(tmp_path / "crops")) == 6
+
+
+def test_a_training_crop_is_the_engines_crop_of_the_same_image(shared_data: Path, tmp_path: Path, engine) -> None:
+    """`prepare` frames images exactly as the engine frames what it scores: the same pixels."""
+    from pipeline.training.prepare import prepare
+
+    source = tmp_path / "mixed"
+    picks = [
+        ("real", shared_data / "gan-faces" / "real" / "cv_69000.jpg"),
+        ("fake", shared_data / "gan-faces" / "fake" / "f0.jpg"),
+        ("fake", next((shared_data / "sd-faces" / "fake").iterdir())),
+        ("real", next((shared_data / "swap-faces" / "real").iterdir())),
+        ("fake", shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg"),
+    ]
+    for label, path in picks:
+        (source / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, source / label / path.name)
+    out = tmp_path / "prepared"
+    assert prepare(source, out) == len(picks)
+    rows = list(csv.DictReader((out / "metadata.csv").open()))
+    for row in rows:
+        training_crop = cv2.cvtColor(cv2.imread(str(out / row["file"])), cv2.COLOR_BGR2RGB)
+        analysis = engine.analyze(source / row["source"])
+        engine_crop = analysis.faces[0][0].crop
+        assert np.array_equal(training_crop, engine_crop), row["file"]
+        points = np.load(out / row["landmarks"]).astype(np.float32)
+        assert points.shape == (468, 2)
+        # The face mesh lies on the face: most points inside the crop, around its middle.
+        inside = ((points >= 0) & (points < 224)).all(axis=1).mean()
+        assert inside > 0.8 and np.abs(points.mean(axis=0) - 112).max() < 40
+    # Resuming a finished folder does nothing new and keeps the same rows.
+    assert prepare(source, out) == len(picks)
+    assert list(csv.DictReader((out / "metadata.csv").open())) == rows
 
 
 def test_evaluate_crops_reports_every_metric_per_model_and_source(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:

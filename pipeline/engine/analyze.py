@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.engine.ensemble import Ensemble
-from pipeline.engine.faces import Face, FaceFinder, find_faces, link_tracks
+from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 from pipeline.errors import PipelineError
@@ -130,11 +130,16 @@ class Engine:
         previews: list[np.ndarray] = []
         preview_scale = 1.0
         pending_frames: list[np.ndarray] = []
-        faces: list[list[Face]] = []
+        pending_scales: list[float] = []
+        search = FaceSearch(face_finder, settings.faces)
+        faces: list[list[Face]] = search.faces
 
         def find_pending() -> None:
-            faces.extend(find_faces(pending_frames, face_finder, settings.faces, first=len(faces)))
+            for frame_faces, scale in zip(search.add(pending_frames), pending_scales, strict=True):
+                for face in frame_faces:
+                    face.to_original(scale)
             pending_frames.clear()
+            pending_scales.clear()
             lap("detect")
             progress("finding faces", len(faces), expected)
 
@@ -142,16 +147,18 @@ class Engine:
         lap("decode")
         for frame in frame_iter:
             sampled.append((frame.frame_number, frame.time_s))
-            small, preview_scale = preview(frame.rgb, settings.pictures.preview_max_side)
+            small, scale = preview(frame.rgb, settings.pictures.preview_max_side)
+            preview_scale = scale * frame.scale  # preview pixels per original pixel
             previews.append(small)
             pending_frames.append(frame.rgb)
+            pending_scales.append(frame.scale)
             lap("decode")
             if len(pending_frames) == settings.faces.detect_batch:
                 find_pending()
         lap("decode")
         if pending_frames:
             find_pending()
-        link_tracks(faces, settings.faces.track_iou)
+        search.link()
         lap("detect")
 
         flat = [face for frame_faces in faces for face in frame_faces]

@@ -1,37 +1,41 @@
 """First stage of the engine: an image or a video file becomes upright RGB frames.
 
-Images are decoded with Pillow, videos with OpenCV's FFmpeg backend. Every limit comes from
-`MediaSettings`; every problem a user can cause (empty, corrupt, mislabelled, too large) is
-raised as a `MediaError` subclass whose message is one line naming the file.
+Images are decoded with Pillow, videos with PyAV (FFmpeg). Every limit comes from
+`MediaSettings`; every problem a user can cause (missing, not a file, empty, corrupt,
+mislabelled, too large) is raised as a `MediaError` subclass whose message is one line naming
+the file, never its folder.
 
 Videos are read as a stream: at most one decoded frame is alive inside this module at any time,
 so a long 1080p video never sits in memory. Reading a video is two passes:
 
-1. A *packet scan* (`_scan_video`): the container is demuxed without decoding
-   (`CAP_PROP_FORMAT = -1`), which counts the frames that are really in the file, notes the
-   keyframes and the presentation-time span. It took 0.3-1.8 s on a 1.1 GB, 10-minute 1080p
-   H.264 file whose full decode takes about 40 s here, so frame counts and frame rates from the
-   container header never have to be trusted: they are often wrong (0, huge, an estimate from a
-   guessed duration, a file cut short by an interrupted upload).
-2. The *sampling pass* (`_iter_video_frames`): N frame indices evenly spaced over the frames
-   that exist; frames between samples are `grab()`bed (decoded, never converted to RGB) or,
-   where that saves much decoding, skipped by seeking. See `_SEEK_MIN_SKIPPED_FRAMES`.
+1. A *packet scan* (`_scan_video`): the container is demuxed without decoding, which gives the
+   presentation time of every frame really in the file and which frames are keyframes (about
+   0.02 s for a 10-second 1080p clip). Frame counts and rates from the container header are
+   never trusted: they are often wrong (0, huge, an estimate from a guessed duration, a file cut
+   short by an interrupted upload).
+2. The *sampling pass* (`_iter_video_frames`): N frames evenly spaced in time over the frames
+   that exist; frames between samples are decoded (they are references) but never converted to
+   RGB, and where a keyframe lets the decoder skip many frames, it seeks there instead.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
 import math
+import os
+import stat
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
@@ -42,11 +46,11 @@ __all__ = [
     "Frame",
     "MediaInfo",
     "MediaKind",
+    "check_readable",
     "detect_kind",
     "load_image",
     "probe",
     "read_frames",
-    "check_readable",
     "sample_frames",
     "sha256_file",
 ]
@@ -59,10 +63,12 @@ class Frame:
     frame_number: int
     """Frame number in the source video (0 for an image)."""
     time_s: float
-    """Presentation time in seconds (0.0 for an image; NaN only for a video with no usable
-    timestamps and no usable frame rate)."""
+    """Presentation time in seconds from the first frame (0.0 for an image)."""
     rgb: np.ndarray
     """H x W x 3 uint8, RGB, already rotated upright."""
+    scale: float = 1.0
+    """Pixels of `rgb` per pixel of the original picture: below 1 for an image larger than
+    `MediaSettings.max_decoded_side`, which is decoded smaller."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,9 @@ class MediaInfo:
     path: Path
     kind: MediaKind
     width: int
-    """Upright width, after EXIF orientation / video rotation."""
+    """Upright width, after EXIF orientation / video rotation, in original pixels."""
     height: int
-    """Upright height, after EXIF orientation / video rotation."""
+    """Upright height, after EXIF orientation / video rotation, in original pixels."""
     fps: float | None
     """Average frames per second (None for images, or for a video whose timing is unusable)."""
     frame_count: int | None
@@ -105,14 +111,18 @@ def _name(path: Path) -> str:
     return f"'{path.name}'"
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
+def _why(error: object, path: Path) -> str:
+    """A library's error text on one line, with the file's folders taken out (a temporary
+    upload folder is nobody's business)."""
+    text = " ".join(str(error).split())
+    for full in sorted({str(path), str(path.absolute()), str(path.parent), str(path.absolute().parent)}, key=len, reverse=True):
+        if full not in ("", "."):
+            text = text.replace(full + os.sep, "").replace(full, path.name)
+    return text
 
 
 def _supported_types(settings: MediaSettings) -> str:
-    return (
-        f"images {', '.join(settings.image_suffixes)}; videos {', '.join(settings.video_suffixes)}"
-    )
+    return f"images {', '.join(settings.image_suffixes)}; videos {', '.join(settings.video_suffixes)}"
 
 
 def _human_bytes(size: int) -> str:
@@ -124,22 +134,32 @@ def _human_bytes(size: int) -> str:
 
 
 def check_readable(path: Path, settings: MediaSettings = MediaSettings()) -> None:
-    """Raise a `MediaError` unless `path` is a readable regular file within the size limit."""
-    _check_file(Path(path), settings)
-
-
-def _check_file(path: Path, settings: MediaSettings) -> None:
-    """Refuse what is not a readable, non-empty regular file within the size limit."""
-    if not path.exists():
-        raise MediaError(f"{_name(path)} was not found.")
-    if not path.is_file():
-        raise MediaError(f"{_name(path)} is not a file.")
-    size = path.stat().st_size
-    if size == 0:
+    """Raise a `MediaError` unless `path` is a readable, non-empty regular file within the size
+    limit. Never opens anything that could block (a FIFO, a device)."""
+    path = Path(path)
+    try:
+        info = os.stat(path)  # follows links: a loop or a dangling link fails here
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise MediaError(f"{_name(path)} is a link to a file that does not exist.") from None
+        raise MediaError(f"{_name(path)} was not found.") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise MediaError(f"{_name(path)} is a link that leads back to itself (a link loop).") from None
+        if error.errno == errno.ENAMETOOLONG:
+            raise MediaError(f"{_name(path)}: the file name is too long.") from None
+        raise MediaError(f"{_name(path)} cannot be read: {error.strerror}.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise MediaError(f"{_name(path)} is a folder, not a file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise MediaError(f"{_name(path)} is not a regular file (a pipe, socket or device); only files can be analysed.")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{_name(path)} cannot be read: permission denied.")
+    if info.st_size == 0:
         raise MediaError(f"{_name(path)} is an empty file (0 bytes).")
-    if size > settings.max_file_bytes:
+    if info.st_size > settings.max_file_bytes:
         raise MediaTooLargeError(
-            f"{_name(path)} is {_human_bytes(size)}; files up to "
+            f"{_name(path)} is {_human_bytes(info.st_size)}; files up to "
             f"{_human_bytes(settings.max_file_bytes)} are accepted."
         )
 
@@ -174,17 +194,16 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
     Raises:
         UnsupportedMediaError: unknown suffix, or content that is no supported image/video.
         MediaTooLargeError: file larger than `settings.max_file_bytes`.
-        MediaError: missing or empty file.
+        MediaError: missing, unreadable, not a regular file, or empty.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in settings.image_suffixes + settings.video_suffixes:
         shown = f"'{suffix}'" if suffix else "no suffix"
         raise UnsupportedMediaError(
-            f"{_name(path)} has an unsupported type ({shown}); supported are "
-            f"{_supported_types(settings)}."
+            f"{_name(path)} has an unsupported type ({shown}); supported are {_supported_types(settings)}."
         )
-    _check_file(path, settings)
+    check_readable(path, settings)
     with path.open("rb") as stream:
         head = stream.read(_SNIFF_BYTES)
     sniffed = _sniff(head)
@@ -200,9 +219,12 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB chunks (constant memory)."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
+    try:
+        with Path(path).open("rb") as stream:
+            while chunk := stream.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as error:
+        raise MediaError(f"{_name(Path(path))} cannot be read: {error.strerror or error}.") from None
     return digest.hexdigest()
 
 
@@ -224,14 +246,13 @@ def _open_image(path: Path, settings: MediaSettings) -> Image.Image:
         image = Image.open(path, formats=_PILLOW_FORMATS)
     except Image.DecompressionBombError as exc:
         # Pillow's own guard fires in `open` above 2 x Image.MAX_IMAGE_PIXELS (~179 MP); ours
-        # (below) is the one that normally decides. Between ~89 and ~179 MP Pillow only emits a
-        # DecompressionBombWarning, which our check then turns into this same error.
+        # (below) is the one that normally decides.
         raise MediaTooLargeError(
-            f"{_name(path)} is too large to decode safely ({_one_line(exc)}); the limit is "
+            f"{_name(path)} is too large to decode safely ({_why(exc, path)}); the limit is "
             f"{settings.max_image_pixels / 1e6:.1f} megapixels."
         ) from exc
     except _PILLOW_DECODE_ERRORS as exc:
-        raise MediaError(f"{_name(path)} is not a readable image: {_one_line(exc)}") from exc
+        raise MediaError(f"{_name(path)} is not a readable image: {_why(exc, path)}") from exc
     width, height = image.size
     if width * height > settings.max_image_pixels:
         image.close()
@@ -242,33 +263,52 @@ def _open_image(path: Path, settings: MediaSettings) -> Image.Image:
     if width <= 0 or height <= 0:
         image.close()
         raise MediaError(f"{_name(path)} has no pixels ({width} x {height}).")
+    if image.format == "JPEG":
+        _check_jpeg_size(path, width, height, settings)
     return image
 
 
+def _check_jpeg_size(path: Path, width: int, height: int, settings: MediaSettings) -> None:
+    """Refuse a JPEG far too small for the size its header claims.
+
+    Its decoder would fill the missing data with grey and say nothing: a 7 KB file claiming
+    8000 x 8700 pixels decodes to 70 megapixels of grey (and costs 900 MB) instead of an error.
+    A Huffman-coded JPEG spends at least one bit on every 8 x 8 block."""
+    blocks = math.ceil(width / 8) * math.ceil(height / 8)
+    smallest = blocks * settings.min_jpeg_bits_per_block / 8
+    size = path.stat().st_size
+    if size < smallest:
+        raise MediaError(
+            f"{_name(path)} is corrupt: its header claims {width} x {height} pixels, which no JPEG "
+            f"can hold in {_human_bytes(size)} (the picture data is missing or damaged)."
+        )
+
+
 def _exif_rotation(image: Image.Image) -> int:
-    try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except _PILLOW_DECODE_ERRORS:  # a broken EXIF block must not make the picture unreadable
-        return 0
-    return _EXIF_ROTATION.get(orientation, 0)
+    return _EXIF_ROTATION.get(_exif_orientation(image), 0)
 
 
 def _scale_to_uint8(values: np.ndarray, full_scale: float | None) -> np.ndarray:
     """Map high-bit-depth gray values to 0..255 by scaling, never by clipping.
 
     `full_scale` is the value that becomes 255 (65535 for 16-bit data, 1.0 for float data in
-    0..1); None stretches the image's own finite range instead (data of unknown range).
+    0..1); None stretches the image's own finite range instead (data of unknown range). Computed
+    in float64 a band of rows at a time, so a large picture never exists at 8 bytes a pixel.
     """
-    data = values.astype(np.float64)
-    finite = np.isfinite(data)
-    if not finite.all():
-        data = np.where(finite, data, 0.0)
+    finite_values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
     if full_scale is not None:
         low, span = 0.0, full_scale
+    elif finite_values.size:
+        low = float(finite_values.min())
+        span = float(finite_values.max()) - low or 1.0
     else:
-        low = float(data.min())
-        span = float(data.max()) - low or 1.0
-    return np.clip(np.rint((data - low) * (255.0 / span)), 0, 255).astype(np.uint8)
+        low, span = 0.0, 1.0
+    out = np.empty(values.shape, np.uint8)
+    for start in range(0, values.shape[0], 512):
+        band = values[start : start + 512].astype(np.float64)
+        band[~np.isfinite(band)] = 0.0
+        out[start : start + 512] = np.clip(np.rint((band - low) * (255.0 / span)), 0, 255)
+    return out
 
 
 def _high_depth_gray_to_uint8(image: Image.Image) -> np.ndarray:
@@ -277,10 +317,13 @@ def _high_depth_gray_to_uint8(image: Image.Image) -> np.ndarray:
     if image.mode.startswith("I;16"):
         return _scale_to_uint8(values, 65535.0)
     if image.mode == "I":
-        # Pillow uses 'I' for 16-bit PNG/TIFF data too: values within 0..65535 are read as
-        # 16-bit; anything else (true 32-bit data) is stretched over its own range.
-        in_16_bit_range = values.size and values.min() >= 0 and values.max() <= 65535
-        return _scale_to_uint8(values, 65535.0 if in_16_bit_range else None)
+        # 'I' holds 32-bit integers whatever the file's own depth: 8-bit data stored as 32-bit
+        # (values within 0..255) is read as 8-bit, 16-bit data as 16-bit, and anything else
+        # (true 32-bit data) is stretched over its own range.
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low >= 0 and high <= 255:
+            return values.astype(np.uint8)
+        return _scale_to_uint8(values, 65535.0 if low >= 0 and high <= 65535 else None)
     # 'F': float images are conventionally 0..1; other ranges are stretched.
     finite = values[np.isfinite(values)]
     in_unit_range = finite.size and finite.min() >= 0.0 and finite.max() <= 1.0
@@ -311,25 +354,71 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
     return np.array(image)
 
 
-def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int]:
-    """(upright RGB pixels, clockwise rotation applied) of an image file."""
+def _bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+_EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""The transposition that makes a picture with each EXIF orientation upright (as Pillow's
+`ImageOps.exif_transpose`, applied here after any reduction, which drops the EXIF block)."""
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1))
+    except (*_PILLOW_DECODE_ERRORS, TypeError):  # a broken EXIF block must not make the picture unreadable
+        return 1
+
+
+def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """(upright RGB pixels, clockwise rotation applied, upright original size) of an image.
+
+    The pixels are at most `settings.max_decoded_side` on the longer side: a JPEG is decoded
+    at a reduced DCT scale (it never exists at full size); other formats are reduced by whole
+    factors right after decoding, before any copy is made."""
     with _open_image(path, settings) as image:
-        rotation = _exif_rotation(image)
+        orientation = _exif_orientation(image)
+        rotation = _EXIF_ROTATION.get(orientation, 0)
+        original = image.size
+        target = _bounded_size(*original, settings.max_decoded_side)
+        if target != original and image.format == "JPEG":
+            image.draft(image.mode, target)  # the smallest DCT scale at least `target`
         try:
             image.load()
         except _PILLOW_DECODE_ERRORS as exc:
-            raise MediaError(f"{_name(path)} is corrupt or truncated: {_one_line(exc)}") from exc
+            raise MediaError(f"{_name(path)} is corrupt or truncated: {_why(exc, path)}") from exc
+        picture = image
+        factor = max(picture.size) // settings.max_decoded_side
+        if factor >= 2:
+            try:
+                picture = picture.reduce(factor)
+            except ValueError:  # a mode Pillow cannot reduce: reduced after conversion below
+                pass
+        if orientation in _EXIF_TRANSPOSE:
+            picture = picture.transpose(_EXIF_TRANSPOSE[orientation])
+        if picture is not image:
+            image.close()  # frees the full-size pixels before the copies below
         try:
-            upright = ImageOps.exif_transpose(image)
-        except _PILLOW_DECODE_ERRORS:  # a broken EXIF block must not make the picture unreadable
-            upright, rotation = image, 0
-        try:
-            rgb = _pillow_to_rgb(upright)
+            rgb = _pillow_to_rgb(picture)
         except _PILLOW_DECODE_ERRORS as exc:  # e.g. a colour mode Pillow cannot convert (LAB)
             raise UnsupportedMediaError(
                 f"{_name(path)} uses a colour mode that cannot be shown as RGB ({image.mode})."
             ) from exc
-    return np.ascontiguousarray(rgb), rotation
+        del picture
+    upright_original = original if rotation in (0, 180) else (original[1], original[0])
+    if max(rgb.shape[:2]) > settings.max_decoded_side:
+        bounded = _bounded_size(*upright_original, settings.max_decoded_side)
+        rgb = cv2.resize(rgb, bounded, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb), rotation, upright_original
 
 
 def _require_kind(path: Path, settings: MediaSettings, kind: MediaKind) -> None:
@@ -342,7 +431,8 @@ def load_image(path: Path, settings: MediaSettings = MediaSettings()) -> np.ndar
     """Decode an image file to an upright H x W x 3 uint8 RGB array.
 
     EXIF orientation is applied; palette, gray, CMYK and 16-bit/float images become 8-bit RGB
-    (high bit depths are scaled, 65535 -> 255); transparency is composited onto white.
+    (high bit depths are scaled, 65535 -> 255); transparency is composited onto white; pictures
+    larger than `settings.max_decoded_side` come back that large.
 
     Raises:
         MediaTooLargeError: more pixels than `settings.max_image_pixels` (checked from the
@@ -375,32 +465,10 @@ _MAX_FPS_FOR_BOUNDS = 240.0
 """Every loop over a video's packets or frames stops after
 `settings.max_video_seconds * _MAX_FPS_FOR_BOUNDS` steps, whatever the file claims."""
 
-_SEEK_MIN_SKIPPED_FRAMES = 32
-"""Seek (instead of `grab()`bing forward) only when the seek skips decoding at least this many
-frames.
-
-Why: `grab()` does decode a frame (it only skips the conversion to BGR), and OpenCV's seek decodes
-forward from the keyframe before the target; so a seek saves `keyframe - position` decodes and
-costs a fixed overhead, measured at about 0-3 decodes on x264 1080p and 6 decodes on the DFDC
-1080p H.264 (B-frames). 32 leaves a wide margin. Both ways give identical frames; measured
-probe + 32 samples, 2 busy cores, 1080p H.264 (sequential grab / this rule):
-- abofeumbvv.mp4, 10 s, keyframes at 0 and 163: 2.2 s / 2.2 s (no seek pays: same path)
-- synthetic 3 min, keyframe every 30 frames: 18.3 s / 3.0 s
-- synthetic 10 min, keyframe every 250 frames (x264 default): 50.9 s / 11.6 s
-Seeking to every sample regardless (no keyframe rule) took 12-18 s on the 10 s clip, because
-each seek there decodes from frame 0 or 163: the keyframe positions from the packet scan are
-what make the choice right for short and long GOPs alike.
-"""
-
-_OPENCV_SEEK_BACKOFF_FRAMES = 16
-"""OpenCV's FFmpeg seek (cap_ffmpeg_impl.hpp, `seek`) aims 16 frames before the target and
-then decodes forward, so decoding really starts at the last keyframe at or before
-`target - 16`."""
-
-_OPENCV_ROTATES = True
-"""Let OpenCV apply the container's rotation (CAP_PROP_ORIENTATION_AUTO). We read the setting
-back and rotate ourselves only if OpenCV says it does not, so rotation happens exactly once.
-A module flag so that tests can exercise our own rotation path."""
+SEEK_MIN_SKIPPED_FRAMES = 32
+"""Seek (instead of decoding forward) only when the seek skips decoding at least this many
+frames: a seek costs a fixed overhead (flushing the decoder, a few frames of start-up), so it
+pays only over a long gap. Both ways give identical frames (tests/test_media.py)."""
 
 
 def _is_plausible_fps(fps: float | None) -> bool:
@@ -416,166 +484,96 @@ def _format_seconds(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-class _Capture:
-    """A `cv2.VideoCapture` on one file, with rotation handled exactly once."""
+def _open_video(path: Path) -> tuple[Any, Any]:
+    """(container, its first video stream) opened with PyAV, or a `MediaError`."""
+    import av
 
-    def __init__(self, path: Path, *, raw_packets: bool = False) -> None:
-        self.path = path
-        # CAP_FFMPEG explicitly: with CAP_ANY, OpenCV may treat a name holding '%' as an image
-        # sequence pattern.
-        self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        if not self.cap.isOpened():
-            self.cap.release()
-            raise MediaError(
-                f"{_name(path)} could not be opened as a video; it may be truncated (for example"
-                f" an unfinished upload) or corrupt."
-            )
-        self.rotation = self._container_rotation()
-        self.manual_rotation = 0
-        if raw_packets:
-            # Demux only: grab() reads one packet and decodes nothing.
-            self.raw = bool(self.cap.set(cv2.CAP_PROP_FORMAT, -1))
-            return
-        self.raw = False
-        self.cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1 if _OPENCV_ROTATES else 0)
-        opencv_rotates = self.cap.get(cv2.CAP_PROP_ORIENTATION_AUTO) == 1
-        self.manual_rotation = 0 if opencv_rotates else self.rotation
-
-    def _container_rotation(self) -> int:
-        degrees = self.cap.get(cv2.CAP_PROP_ORIENTATION_META)
-        if not math.isfinite(degrees):
-            return 0
-        return int(round(degrees / 90.0)) % 4 * 90
-
-    def get(self, prop: int) -> float:
-        return float(self.cap.get(prop))
-
-    def grab(self) -> bool:
-        return bool(self.cap.grab())
-
-    def retrieve_rgb(self) -> np.ndarray | None:
-        """The grabbed frame, upright RGB, or None if it could not be decoded."""
-        ok, bgr = self.cap.retrieve()
-        if not ok or bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
-            return None
-        if self.manual_rotation == 90:
-            bgr = cv2.rotate(bgr, cv2.ROTATE_90_CLOCKWISE)
-        elif self.manual_rotation == 180:
-            bgr = cv2.rotate(bgr, cv2.ROTATE_180)
-        elif self.manual_rotation == 270:
-            bgr = cv2.rotate(bgr, cv2.ROTATE_90_COUNTERCLOCKWISE)
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    def seek(self, index: int) -> bool:
-        return bool(self.cap.set(cv2.CAP_PROP_POS_FRAMES, float(index)))
-
-    def release(self) -> None:
-        self.cap.release()
-
-    def __enter__(self) -> _Capture:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise MediaError(
+            f"{_name(path)} could not be opened as a video; it may be truncated (for example an unfinished"
+            f" upload) or corrupt ({_why(exc, path)})."
+        ) from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{_name(path)} holds no video stream.")
+    return container, container.streams.video[0]
 
 
 @dataclass(frozen=True)
 class _VideoScan:
     """What the packet scan found. Internal: read_frames passes it on to the sampler."""
 
+    timestamps: array | None
+    """Presentation timestamp of every frame, ascending (8 bytes each: at most ~20 MB for a
+    3-hour 240 fps video); None when the file has none that can be trusted."""
+    keyframes: array
+    """Presentation timestamps of the keyframes, ascending."""
     packets: int
-    keyframes: array | None
-    """Packet indices of keyframes, ascending (8 bytes each: at most ~20 MB for a 3-hour
-    all-keyframe video); None when the backend cannot tell, and then nothing seeks."""
-    container_frame_count: float
-    container_fps: float
-    pts_span_s: float | None
-    """Last minus first presentation time, when the timestamps look usable."""
+    time_base: Fraction
+    container_fps: float | None
 
 
 def _scan_video(path: Path, settings: MediaSettings) -> _VideoScan:
-    """Count the frames really present by demuxing (not decoding) the whole file. Bounded."""
+    """Demux (not decode) the whole file: the frames really present and their timestamps."""
+    import av
+
     max_steps = _max_steps(settings)
-    keyframes: array | None = array("q")
-    first_ms, last_ms = math.inf, -math.inf
-    with _Capture(path, raw_packets=True) as capture:
-        container_frame_count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        container_fps = capture.get(cv2.CAP_PROP_FPS)
-        if not capture.raw:
-            keyframes = None  # this backend cannot demux only: count by decoding, never seek
-        packets = 0
-        while packets < max_steps and capture.grab():
-            if keyframes is not None and capture.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
-                keyframes.append(packets)
-            # Packets come in decode order; with B-frames the extremes still bound the span.
-            ms = capture.get(cv2.CAP_PROP_POS_MSEC)
-            if math.isfinite(ms):
-                first_ms, last_ms = min(first_ms, ms), max(last_ms, ms)
-            packets += 1
-        if packets >= max_steps and capture.grab():
-            raise MediaTooLargeError(
-                f"{_name(path)} has more than {max_steps - 1} frames; videos up to "
-                f"{_format_seconds(settings.max_video_seconds)} are accepted."
-            )
-    span_s = (last_ms - first_ms) / 1000.0 if packets >= 2 and last_ms > first_ms else None
-    if keyframes is not None and (not keyframes or keyframes[0] != 0):
-        keyframes = None  # keyframe flags unusable (or a stream not starting at one): no seeking
-    return _VideoScan(packets, keyframes, container_frame_count, container_fps, span_s)
+    timestamps, keyframes = array("q"), array("q")
+    usable = True
+    container, stream = _open_video(path)
+    try:
+        rate = stream.average_rate or stream.guessed_rate
+        time_base = stream.time_base or Fraction(1, 1)
+        claimed = stream.frames or 0
+        packets, last_pts = 0, None
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # a flush packet at the end, not a frame
+                if packets >= max_steps:
+                    raise MediaTooLargeError(
+                        f"{_name(path)} has more than {max_steps - 1} frames; videos up to "
+                        f"{_format_seconds(settings.max_video_seconds)} are accepted."
+                    )
+                packets += 1
+                last_pts = packet.pts
+                if packet.pts is None:
+                    usable = False
+                    continue
+                timestamps.append(packet.pts)
+                if packet.is_keyframe:
+                    keyframes.append(packet.pts)
+        except av.FFmpegError:
+            pass  # a damaged end: the packets read so far are the video
+    finally:
+        container.close()
+    if claimed > packets > 1:
+        # The header promises more frames than the file holds: the file was cut short (an
+        # unfinished upload) or its header lies. The last packet of a cut file is most likely
+        # cut too, and decoders hide that by repeating an earlier frame: leave it out.
+        packets -= 1
+        if last_pts is not None and last_pts in timestamps:
+            timestamps.remove(last_pts)
+        if last_pts in keyframes:
+            keyframes.remove(last_pts)
+    ordered = array("q", sorted(timestamps))
+    if not usable or len(set(ordered)) != len(ordered):
+        ordered = None  # timestamps missing or repeated: count frames in decode order instead
+    fps = float(rate) if rate else None
+    return _VideoScan(ordered, array("q", sorted(keyframes)), packets, time_base, fps if _is_plausible_fps(fps) else None)
 
 
 def _video_fps(scan: _VideoScan) -> float | None:
     """Average frame rate: from the timestamps of the frames present when they are usable
     (right for variable frame rate too), else the container's rate when plausible."""
-    if scan.pts_span_s is not None:
-        measured = (scan.packets - 1) / scan.pts_span_s
+    stamps = scan.timestamps
+    if stamps is not None and len(stamps) >= 2 and stamps[-1] > stamps[0]:
+        measured = (len(stamps) - 1) / float((stamps[-1] - stamps[0]) * scan.time_base)
         if _is_plausible_fps(measured):
             return measured
-    return scan.container_fps if _is_plausible_fps(scan.container_fps) else None
-
-
-def _can_seek(scan: _VideoScan, fps: float | None) -> bool:
-    """Whether OpenCV's frame seeking can be trusted on this file.
-
-    OpenCV turns a frame index into a timestamp with the container's frame rate, clamps it to
-    the container's frame count, and reports the landing frame from timestamps. That is exact
-    for constant-frame-rate files whose header is right, and wrong otherwise; so seek only when
-    the header agrees with what the packet scan found.
-    """
-    if scan.keyframes is None or fps is None or scan.packets < 2:
-        return False
-    if int(round(scan.container_frame_count)) != scan.packets:
-        return False
-    return _is_plausible_fps(scan.container_fps) and abs(scan.container_fps - fps) <= 0.01 * fps
-
-
-def _probe_video(path: Path, settings: MediaSettings) -> tuple[MediaInfo, _VideoScan, bool]:
-    """(info, scan, seekable). Decodes the first frame, so that an undecodable video fails here."""
-    scan = _scan_video(path, settings)
-    fps = _video_fps(scan)
-    frame_count = scan.packets
-    if scan.container_frame_count > scan.packets > 1:
-        # The header promises more frames than the file holds: the file was cut short (an
-        # unfinished upload) or its header lies. The last packet of a cut file is most likely
-        # cut too, and decoders hide that by repeating an earlier frame: leave it out.
-        frame_count -= 1
-    duration_s = frame_count / fps if fps is not None else None
-    if duration_s is not None and duration_s > settings.max_video_seconds:
-        raise MediaTooLargeError(
-            f"{_name(path)} is {_format_seconds(duration_s)} long; videos up to "
-            f"{_format_seconds(settings.max_video_seconds)} are accepted."
-        )
-    with _Capture(path) as capture:
-        stored_w = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        stored_h = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        _check_video_pixels(path, stored_w, stored_h, settings)  # before decoding anything
-        first = capture.retrieve_rgb() if scan.packets and capture.grab() else None
-        rotation = capture.rotation
-    if first is None:
-        raise MediaError(f"{_name(path)}: could not decode any frame of this video.")
-    height, width = first.shape[:2]  # the decoded, upright frame is the truth about its size
-    _check_video_pixels(path, width, height, settings)
-    info = MediaInfo(path, "video", width, height, fps, frame_count, duration_s, rotation)
-    return info, scan, _can_seek(scan, fps)
+    return scan.container_fps
 
 
 def _check_video_pixels(path: Path, width: int, height: int, settings: MediaSettings) -> None:
@@ -586,90 +584,188 @@ def _check_video_pixels(path: Path, width: int, height: int, settings: MediaSett
         )
 
 
+def _clockwise_rotation(frame: Any) -> int:
+    """Degrees to turn a decoded frame clockwise to show it upright (FFmpeg's display matrix
+    gives the counter-clockwise angle)."""
+    degrees = getattr(frame, "rotation", 0) or 0
+    return int(round(-degrees / 90.0)) % 4 * 90
+
+
+def _upright_rgb(frame: Any) -> np.ndarray:
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = _clockwise_rotation(frame) // 90
+    return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
+
+
+def _seek(container: Any, stream: Any, pts: int) -> None:
+    """Move the decoder to the keyframe at `pts` (or the one before it)."""
+    container.seek(pts, stream=stream, backward=True, any_frame=False)
+
+
+def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[Any]:
+    """Decoded frames in presentation order; a damaged stream ends the iteration (the frames
+    before the damage are kept)."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                yield frame
+    except av.FFmpegError:
+        return
+
+
+def _probe_video(path: Path, settings: MediaSettings) -> tuple[MediaInfo, _VideoScan]:
+    """(info, scan). Decodes the first frame, so that an undecodable video fails here."""
+    scan = _scan_video(path, settings)
+    fps = _video_fps(scan)
+    frame_count = scan.packets if scan.timestamps is None else len(scan.timestamps)
+    duration_s = frame_count / fps if fps else None
+    if duration_s is not None and duration_s > settings.max_video_seconds:
+        raise MediaTooLargeError(
+            f"{_name(path)} is {_format_seconds(duration_s)} long; videos up to "
+            f"{_format_seconds(settings.max_video_seconds)} are accepted."
+        )
+    container, stream = _open_video(path)
+    try:
+        _check_video_pixels(path, stream.width or 0, stream.height or 0, settings)  # before decoding
+        first = next((f for f in _decoded_frames(container, stream, path) if not f.is_corrupt), None)
+        rotation = _clockwise_rotation(first) if first is not None else 0
+        size = (first.width, first.height) if first is not None else None
+    finally:
+        container.close()
+    if first is None or frame_count == 0 or size is None:
+        raise MediaError(f"{_name(path)}: could not decode any frame of this video.")
+    width, height = size if rotation in (0, 180) else (size[1], size[0])
+    _check_video_pixels(path, width, height, settings)
+    return MediaInfo(path, "video", width, height, fps, frame_count, duration_s, rotation), scan
+
+
 def _sample_indices(frame_count: int, samples: int) -> list[int]:
     """`samples` frame indices evenly spaced over `frame_count` frames: the middle of each of
     `samples` equal spans (so neither the often black first frame nor the last one, which is
-    the likeliest to be damaged). Every frame when there are no more frames than samples.
-
-    Evenly spaced indices are evenly spaced times for constant-frame-rate video (cameras, phones
-    in good light, every DFDC clip); for variable frame rate the spacing follows the frames.
-    """
+    the likeliest to be damaged). Every frame when there are no more frames than samples."""
     if frame_count <= samples:
         return list(range(frame_count))
     return [int((k + 0.5) * frame_count / samples) for k in range(samples)]
 
 
-def _seek_saves_decoding(keyframes: array, position: int, target: int) -> bool:
-    """Whether seeking to `target` from `position` (the next frame grab() would decode) saves
-    at least `_SEEK_MIN_SKIPPED_FRAMES` decodes compared with grabbing forward."""
-    aim = max(target - _OPENCV_SEEK_BACKOFF_FRAMES, 0)
-    decode_from = keyframes[bisect.bisect_right(keyframes, aim) - 1]
-    return decode_from - position >= _SEEK_MIN_SKIPPED_FRAMES
+def _sample_by_time(timestamps: array, samples: int) -> list[int]:
+    """Indices of `samples` frames evenly spaced in time: for each of `samples` equal spans of
+    the video's duration, the last frame shown at or before the middle of the span (for a
+    constant frame rate, the same frames as `_sample_indices`)."""
+    count = len(timestamps)
+    if count <= samples:
+        return list(range(count))
+    step = (timestamps[-1] - timestamps[0]) / (count - 1)  # mean frame duration
+    span = timestamps[-1] - timestamps[0] + step
+    chosen: list[int] = []
+    for k in range(samples):
+        target = timestamps[0] + (k + 0.5) * span / samples
+        index = max(0, bisect.bisect_right(timestamps, target + 1e-9 * span) - 1)
+        if chosen and index <= chosen[-1]:
+            index = chosen[-1] + 1  # bursts of frames in time: keep the samples distinct
+        if index >= count:
+            break
+        chosen.append(index)
+    return chosen
 
 
-def _frame_time_s(
-    capture: _Capture, index: int, fps: float | None, duration_s: float | None, previous: float
-) -> float:
-    """CAP_PROP_POS_MSEC when sane (finite, within the video, after the previous sample), else
-    index / fps."""
-    seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-    upper = (duration_s + 1.0) if duration_s is not None else math.inf
-    if math.isfinite(seconds) and 0.0 <= seconds <= upper and seconds > previous:
-        return seconds
-    return index / fps if fps is not None else math.nan
-
-
-def _iter_video_frames(
-    path: Path, info: MediaInfo, scan: _VideoScan, seekable: bool, samples: int,
-    settings: MediaSettings,
-) -> Iterator[Frame]:
-    """Yield the sampled frames, holding one decoded frame at a time. Bounded: at most
-    `info.frame_count` (itself bounded by `_max_steps`) grabs plus one per sample."""
+def _iter_video_frames(path: Path, info: MediaInfo, scan: _VideoScan, samples: int, settings: MediaSettings) -> Iterator[Frame]:
+    """Yield the sampled frames, holding one decoded frame at a time. Bounded by the number of
+    frames the scan found."""
     assert info.frame_count is not None
-    targets = _sample_indices(info.frame_count, samples)
+    stamps = scan.timestamps
+    targets = _sample_by_time(stamps, samples) if stamps is not None else _sample_indices(info.frame_count, samples)
+    position = {pts: i for i, pts in enumerate(stamps)} if stamps is not None else None
+    first_pts = stamps[0] if stamps else 0
     yielded = 0
-    previous_time = -math.inf
-    capture = _Capture(path)
+    container, stream = _open_video(path)
+    stream.thread_type = "AUTO"  # frame and slice threads: decoding is most of a video's cost
+    seekable = stamps is not None and len(scan.keyframes) > 0
     try:
-        position = 0  # index of the frame the next grab() decodes
+        decoded = _decoded_frames(container, stream, path)
+        next_index = 0  # index of the next frame the decoder will give
         for target in targets:
-            landed = False
-            if seekable and scan.keyframes is not None and _seek_saves_decoding(
-                scan.keyframes, position, target
-            ):
-                # After a seek and a grab OpenCV reports the frame after the one grabbed.
-                landed = (
-                    capture.seek(target)
-                    and capture.grab()
-                    and capture.get(cv2.CAP_PROP_POS_FRAMES) == target + 1
-                )
-                if landed:
-                    position = target + 1
-                else:
-                    # The seek missed: start again from the top and read sequentially, which
-                    # is always exact.
-                    capture.release()
-                    capture = _Capture(path)
-                    position, seekable = 0, False
-            if not landed:
-                while position < target and capture.grab():
-                    position += 1
-                if position < target or not capture.grab():
-                    break  # the stream ended early (damaged end): keep what was read
-                position += 1
-            rgb = capture.retrieve_rgb()
-            if rgb is None:
-                continue  # one undecodable frame: skip it, the next sample may be fine
+            sought = False
+            if seekable and _seek_saves_decoding(scan.keyframes, stamps, next_index, target):
+                keyframe = scan.keyframes[bisect.bisect_right(scan.keyframes, stamps[target]) - 1]
+                decoded.close()
+                try:
+                    _seek(container, stream, keyframe)
+                    sought = True
+                except av_errors():
+                    container, stream, seekable = _reopen(container, path)
+                    next_index = 0
+                decoded = _decoded_frames(container, stream, path)
+            found, next_index, overshot = _decode_until(decoded, position, next_index, target)
+            if overshot and sought:
+                # The seek landed past the frame asked for: read from the start, in order,
+                # which is always exact.
+                decoded.close()
+                container, stream, seekable = _reopen(container, path)
+                decoded = _decoded_frames(container, stream, path)
+                found, next_index, _ = _decode_until(decoded, position, 0, target)
+            if found is None or found.is_corrupt:
+                continue
+            rgb = _upright_rgb(found)
+            del found
             _check_video_pixels(path, rgb.shape[1], rgb.shape[0], settings)
-            time_s = _frame_time_s(capture, target, info.fps, info.duration_s, previous_time)
-            previous_time = time_s if math.isfinite(time_s) else previous_time
+            if stamps is not None:
+                time_s = float((stamps[target] - first_pts) * scan.time_base)
+            else:
+                time_s = target / info.fps if info.fps else math.nan
             yield Frame(target, time_s, rgb)
             yielded += 1
-            del rgb  # hold nothing while grabbing towards the next sample
+            del rgb  # hold nothing while decoding towards the next sample
     finally:
-        capture.release()
+        container.close()
     if yielded == 0:
         raise MediaError(f"{_name(path)}: could not decode any frame of this video.")
+
+
+def av_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions PyAV raises for a file it cannot read."""
+    import av
+
+    return (av.FFmpegError,)
+
+
+def _reopen(container: Any, path: Path) -> tuple[Any, Any, bool]:
+    """A fresh container on `path` for reading in order (seeking is off from then on)."""
+    container.close()
+    container, stream = _open_video(path)
+    stream.thread_type = "AUTO"
+    return container, stream, False
+
+
+def _decode_until(
+    decoded: Iterator[Any], position: dict[int, int] | None, next_index: int, target: int
+) -> tuple[Any | None, int, bool]:
+    """Decode up to frame `target`: (that frame or None, the index of the next frame, whether
+    the first frame decoded was already past the target)."""
+    first = True
+    for frame in decoded:
+        index = position.get(frame.pts) if position is not None else next_index
+        if index is None:
+            continue  # a frame the scan did not count (a decoder artefact)
+        next_index = index + 1
+        if index == target:
+            return frame, next_index, False
+        if index > target:
+            return None, next_index, first  # the frame asked for cannot be decoded
+        first = False
+    return None, next_index, False
+
+
+def _seek_saves_decoding(keyframes: array, stamps: array, next_index: int, target: int) -> bool:
+    """Whether seeking to the keyframe before `target` skips at least `SEEK_MIN_SKIPPED_FRAMES`
+    decodes compared with decoding forward from `next_index`."""
+    at = bisect.bisect_right(keyframes, stamps[target]) - 1
+    if at < 0:
+        return False
+    keyframe_index = bisect.bisect_left(stamps, keyframes[at])
+    return keyframe_index - next_index >= SEEK_MIN_SKIPPED_FRAMES
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,7 +782,8 @@ def probe(path: Path, settings: MediaSettings = MediaSettings()) -> MediaInfo:
 
     Raises:
         MediaTooLargeError: pixels, duration or file size over the limits in `settings`.
-        UnsupportedMediaError: not a supported type. MediaError: empty, corrupt, undecodable.
+        UnsupportedMediaError: not a supported type. MediaError: missing, empty, corrupt,
+            undecodable.
     """
     path = Path(path)
     if detect_kind(path, settings) == "image":
@@ -710,26 +807,23 @@ def read_frames(
 ) -> tuple[MediaInfo, Iterator[Frame]]:
     """Probe a file and return its info with an iterator over its frames.
 
-    An image gives one Frame (index 0, time 0.0), decoded now. A video gives `frames`
-    (default `settings.frames`) frames evenly spaced over the whole video, decoded lazily while
-    iterating, one at a time; fewer if the video has fewer frames or its end is damaged.
-    Errors about the file as a whole (type, size, limits, unreadable) are raised here, not
-    while iterating.
+    An image gives one Frame (frame number 0, time 0.0), decoded now. A video gives `frames`
+    (default `settings.frames`) frames evenly spaced in time over the whole video, decoded
+    lazily while iterating, one at a time; fewer if the video has fewer frames or its end is
+    damaged. Errors about the file as a whole (type, size, limits, unreadable) are raised here,
+    not while iterating.
     """
     path = Path(path)
     samples = _frame_count_to_sample(frames, settings)
     if detect_kind(path, settings) == "image":
-        rgb, rotation = _decode_image(path, settings)
-        height, width = rgb.shape[:2]
+        rgb, rotation, (width, height) = _decode_image(path, settings)
         info = MediaInfo(path, "image", width, height, None, None, None, rotation)
-        return info, _yield_one(Frame(0, 0.0, rgb))
-    info, scan, seekable = _probe_video(path, settings)
-    return info, _iter_video_frames(path, info, scan, seekable, samples, settings)
+        return info, _yield_one(Frame(0, 0.0, rgb, rgb.shape[1] / width))
+    info, scan = _probe_video(path, settings)
+    return info, _iter_video_frames(path, info, scan, samples, settings)
 
 
-def sample_frames(
-    path: Path, settings: MediaSettings = MediaSettings(), frames: int | None = None
-) -> Iterator[Frame]:
+def sample_frames(path: Path, settings: MediaSettings = MediaSettings(), frames: int | None = None) -> Iterator[Frame]:
     """A generator of `frames` (default `settings.frames`) upright RGB frames evenly spaced over
     a video (one frame for an image). See `read_frames`, which also returns the `MediaInfo`."""
     return read_frames(path, settings, frames)[1]

@@ -12,10 +12,10 @@ MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from pipeline.training.prepare import prepare_videos
+    from pipeline.training.prepare import prepare
 
-    count = prepare_videos(args.videos_dir, args.out_dir, frames=args.frames)
-    print(f"wrote {count} face crops and metadata.csv to {args.out_dir}")
+    count = prepare(args.source, args.out_dir, frames=args.frames, landmarks=not args.no_landmarks, limit=args.limit)
+    print(f"{args.out_dir}: {count} face crops and metadata.csv (media without a face: skipped.csv)")
     return 0
 
 
@@ -132,10 +132,14 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the training-side subcommands to the CLI."""
-    prepare = commands.add_parser("prepare", help="turn a folder of labelled videos into a face-crop data set")
-    prepare.add_argument("videos_dir", type=Path)
-    prepare.add_argument("out_dir", type=Path)
+    prepare = commands.add_parser(
+        "prepare", help="turn a folder of labelled images and/or videos into face crops framed as the engine frames them"
+    )
+    prepare.add_argument("source", type=Path, help="a folder with real/ and/or fake/ (and optionally metadata.csv)")
+    prepare.add_argument("out_dir", type=Path, help="where the crops go (a stopped run resumes here)")
     prepare.add_argument("--frames", type=int, default=8, help="frames sampled per video")
+    prepare.add_argument("--no-landmarks", action="store_true", help="skip the 468-point face mesh of each crop")
+    prepare.add_argument("--limit", type=int, default=None, help="only the first N media files (a quick look)")
     prepare.set_defaults(run=cmd_prepare)
 
     train = commands.add_parser("train", help="train one ensemble member")

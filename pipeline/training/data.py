@@ -59,9 +59,11 @@ def load_samples(
     test_fraction: float = 0.1,
     settings: MediaSettings = MediaSettings(),
 ) -> list[Sample]:
-    """Samples of a `real/` + `fake/` folder, optionally of one split (`None` or "all": every one)."""
-    if not (root / "real").is_dir() or not (root / "fake").is_dir():
-        raise DataError(f"{root} must hold a real/ and a fake/ folder")
+    """Samples of a `real/` and/or `fake/` folder, optionally of one split (`None` or "all": every
+    one). A folder with one side only (`sd-faces`: fakes) is paired with another source's other
+    side by the caller."""
+    if not (root / "real").is_dir() and not (root / "fake").is_dir():
+        raise DataError(f"{root} must hold a real/ or a fake/ folder")
     source = root.name
     metadata = root / "metadata.csv"
     samples: list[Sample] = []
@@ -81,7 +83,7 @@ def load_samples(
     else:
         suffixes = settings.image_suffixes + settings.video_suffixes
         for name, label in LABELS.items():
-            for path in sorted((root / name).iterdir()):
+            for path in sorted((root / name).iterdir()) if (root / name).is_dir() else []:
                 if path.suffix.lower() in suffixes:
                     group = path.stem
                     samples.append(Sample(path, label, group, split_for_group(group, val_fraction, test_fraction), source))

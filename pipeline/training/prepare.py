@@ -1,50 +1,217 @@
-"""`prepare`: a folder of labelled videos -> a face-crop data set, cropped exactly as the engine
-crops the faces it scores (same sampling, ensemble, crop rule and size)."""
+"""`prepare`: a labelled folder of images and/or videos -> a face-crop data set, each crop framed
+exactly as the engine frames the faces it scores (the engine's own reading, face finding, crop
+rule and size), so that the models train on what they will see.
+
+Input: a folder with `real/` and/or `fake/` (`sd-faces` has no real side), and optionally the
+shared data's `metadata.csv` (`file,label,group,split`), whose groups and splits are kept.
+Output, in its own folder:
+
+    real/NAME.png, fake/NAME.png   crops, lossless (a crop is bit for bit the engine's crop)
+    landmarks/real/NAME.npy, ...    468 face-mesh points (x, y) per crop, in crop pixels
+    metadata.csv                    file,label,group,split,source,frame_number,person,landmarks
+    skipped.csv                     media that gave no crop, and why
+    prepare.json                    the settings the crops were made with
+
+An image gives the crop of its largest face; a video gives every face of `frames` sampled
+frames. Work is logged file by file, so a stopped run resumes where it stopped (`resume`); a
+folder prepared with other settings is refused rather than mixed.
+"""
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
-from pipeline.config import Settings
-from pipeline.training.data import LABELS, split_for_group
-from pipeline.errors import DataError, PipelineError
-from pipeline.engine.faces import FaceFinder, find_faces, link_tracks
+from pipeline.config import MediaSettings, Settings
+from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import read_frames
+from pipeline.errors import DataError, PipelineError
+from pipeline.training.data import LABELS, split_for_group
+
+FORMAT = 1
+COLUMNS = ("file", "label", "group", "split", "source", "frame_number", "person", "landmarks")
+SKIPPED_COLUMNS = ("source", "label", "reason")
 
 
-def prepare_videos(videos_dir: Path, out_dir: Path, frames: int = 8, settings: Settings | None = None) -> int:
-    """Write the face crops of every video under `videos_dir/{real,fake}` to `out_dir` with a
-    `metadata.csv` (group = source video, split drawn by group). Returns the number of crops."""
+@dataclass(frozen=True)
+class SourceItem:
+    """One labelled media file to prepare."""
+
+    path: Path
+    relative: str
+    label: str
+    group: str
+    split: str
+
+
+def source_items(root: Path, media: MediaSettings = MediaSettings()) -> list[SourceItem]:
+    """The labelled media of a folder, with groups and splits from its metadata.csv if any
+    (else each file is its own group and the split is drawn from its name's hash)."""
+    if not any((root / label).is_dir() for label in LABELS):
+        raise DataError(f"{root} must hold a real/ or a fake/ folder")
+    suffixes = media.image_suffixes + media.video_suffixes
+    metadata = root / "metadata.csv"
+    items = []
+    if metadata.exists():
+        with metadata.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["label"] not in LABELS:
+                    raise DataError(f"{metadata}: unknown label {row['label']!r}")
+                group = row.get("group") or Path(row["file"]).stem
+                split = row.get("split") or split_for_group(group, 0.1, 0.1)
+                items.append(SourceItem(root / row["file"], row["file"], row["label"], group, split))
+    else:
+        for label in LABELS:
+            folder = root / label
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if path.suffix.lower() in suffixes:
+                    items.append(SourceItem(path, f"{label}/{path.name}", label, path.stem, split_for_group(path.stem, 0.1, 0.1)))
+    if not items:
+        raise DataError(f"no images or videos in {root}")
+    return items
+
+
+def _settings_record(settings: Settings, frames: int) -> dict[str, object]:
+    """The settings the crops depend on, as they read back from JSON."""
+    record = {"format": FORMAT, "frames": frames, "faces": asdict(settings.faces), "media": asdict(settings.media)}
+    return json.loads(json.dumps(record))
+
+
+def _read_log(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class _Appender:
+    """A CSV file that rows are appended to and flushed one by one (a crash loses at most the
+    row being written; the resume redoes that file)."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+        new = not path.exists() or path.stat().st_size == 0
+        self._handle = path.open("a", newline="")
+        self._writer = csv.DictWriter(self._handle, fieldnames=columns)
+        if new:
+            self._writer.writeheader()
+
+    def add(self, row: dict[str, object]) -> None:
+        self._writer.writerow(row)
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def media_faces(
+    path: Path, finder: FaceFinder, settings: Settings, frames: int
+) -> Iterator[tuple[int, Face, np.ndarray]]:
+    """(frame number, face, frame RGB) of every face the engine finds in a file: for an image its
+    largest face, for a video every face of the sampled frames, with tracks linked as the engine
+    links them."""
+    info, frame_iter = read_frames(path, settings.media, frames)
+    sampled = list(frame_iter)
+    search = FaceSearch(finder, settings.faces)
+    batch = settings.faces.detect_batch
+    for start in range(0, len(sampled), batch):
+        search.add([f.rgb for f in sampled[start : start + batch]])
+    search.link()
+    for frame, frame_faces in zip(sampled, search.faces, strict=True):
+        kept = frame_faces[:1] if info.kind == "image" else frame_faces
+        for face in kept:
+            yield frame.frame_number, face, frame.rgb
+
+
+def prepare(
+    source: Path,
+    out_dir: Path,
+    frames: int = 8,
+    settings: Settings | None = None,
+    resume: bool = True,
+    landmarks: bool = True,
+    limit: int | None = None,
+) -> int:
+    """Prepare the crops of every media file under `source` into `out_dir` (see the module's
+    docstring). Returns the number of crops in the data set."""
+    from tqdm import tqdm
+
     settings = settings or Settings()
-    if not (videos_dir / "real").is_dir() or not (videos_dir / "fake").is_dir():
-        raise DataError(f"{videos_dir} must hold a real/ and a fake/ folder of videos")
+    items = source_items(source, settings.media)[:limit]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = _settings_record(settings, frames)
+    record_path = out_dir / "prepare.json"
+    if record_path.exists():
+        if json.loads(record_path.read_text()) != record:
+            raise DataError(f"{out_dir} was prepared with other settings; prepare into another folder")
+        if not resume:
+            raise DataError(f"{out_dir} is already prepared; pass resume to continue it")
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    partial, skipped_path = out_dir / "metadata.partial.csv", out_dir / "skipped.csv"
+    done = {row["source"] for row in _read_log(out_dir / "done.csv")}
     finder = FaceFinder(settings.faces)
-    rows = []
-    for label in LABELS:
-        (out_dir / label).mkdir(parents=True, exist_ok=True)
-        videos = sorted(p for p in (videos_dir / label).iterdir() if p.suffix.lower() in settings.media.video_suffixes)
-        for video in videos:
+    mesh = None
+    if landmarks:
+        from pipeline.training.landmarks import FaceLandmarks
+
+        mesh = FaceLandmarks()
+    rows, skipped, log = _Appender(partial, COLUMNS), _Appender(skipped_path, SKIPPED_COLUMNS), _Appender(out_dir / "done.csv", ("source",))
+    try:
+        for item in tqdm([i for i in items if i.relative not in done], desc=f"prepare {source.name}", file=sys.stderr):
             try:
-                _, frame_iter = read_frames(video, settings.media, frames)
-                sampled = list(frame_iter)
+                found = list(media_faces(item.path, finder, settings, frames))
             except PipelineError as error:
-                print(f"warning: skipping {video}: {error}", file=sys.stderr)
+                skipped.add({"source": item.relative, "label": item.label, "reason": str(error)})
+                log.add({"source": item.relative})
                 continue
-            faces = find_faces([f.rgb for f in sampled], finder, settings.faces)
-            link_tracks(faces, settings.faces.track_iou)
-            group = video.stem
-            for frame, frame_faces in zip(sampled, faces):
-                for face in frame_faces:
-                    name = f"{label}/{group}_f{frame.frame_number:05d}_p{face.track + 1}.jpg"
-                    cv2.imwrite(str(out_dir / name), cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-                    rows.append({"file": name, "label": label, "group": group, "split": split_for_group(group, 0.1, 0.1)})
-            print(f"{video.name}: {sum(len(f) for f in faces)} faces", file=sys.stderr)
-    with (out_dir / "metadata.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "label", "group", "split"])
+            if not found:
+                skipped.add({"source": item.relative, "label": item.label, "reason": "no face found"})
+            stem = Path(item.relative).stem
+            for frame_number, face, rgb in found:
+                name = stem if len(found) == 1 else f"{stem}_f{frame_number:05d}_p{face.track + 1}"
+                crop_file = f"{item.label}/{name}.png"
+                (out_dir / item.label).mkdir(exist_ok=True)
+                cv2.imwrite(str(out_dir / crop_file), cv2.cvtColor(face.crop, cv2.COLOR_RGB2BGR))
+                points = mesh.find(rgb, face.box, face.crop_box, settings.faces.crop_size) if mesh else None
+                landmark_file = ""
+                if points is not None:
+                    landmark_file = f"landmarks/{item.label}/{name}.npy"
+                    (out_dir / "landmarks" / item.label).mkdir(parents=True, exist_ok=True)
+                    np.save(out_dir / landmark_file, points.astype(np.float16))
+                rows.add(
+                    {
+                        "file": crop_file,
+                        "label": item.label,
+                        "group": item.group,
+                        "split": item.split,
+                        "source": item.relative,
+                        "frame_number": frame_number,
+                        "person": face.track + 1,
+                        "landmarks": landmark_file,
+                    }
+                )
+            log.add({"source": item.relative})
+    finally:
+        rows.close()
+        skipped.close()
+        log.close()
+    return _finish(out_dir, {i.relative for i in items})
+
+
+def _finish(out_dir: Path, sources: set[str]) -> int:
+    """metadata.csv from the log: one row per crop of the sources asked for, written atomically."""
+    by_file = {row["file"]: row for row in _read_log(out_dir / "metadata.partial.csv") if row["source"] in sources}
+    final = out_dir / "metadata.csv.partial"
+    with final.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+        writer.writerows(by_file[name] for name in sorted(by_file))
+    os.replace(final, out_dir / "metadata.csv")
+    return len(by_file)

@@ -1,0 +1,253 @@
+"""Odd and hostile input, as a new user would try it: through the command line, the engine and
+the dashboard's service and pages. Nothing may show a traceback, hang, drop the other files, or
+lose a result."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import media_factory as mf
+from pipeline.app.service import AnalysisRequest, AnalysisService, uploaded_file
+from pipeline.app.store import Store
+from pipeline.config import REPO_ROOT, MediaSettings
+from pipeline.engine import media
+from pipeline.engine.analyze import Engine
+from pipeline.errors import MediaError
+
+if TYPE_CHECKING:
+    from dashboard_fixtures import Media
+
+pytest_plugins = ["dashboard_fixtures"]  # session fixtures: one engine, the shared media
+
+CLI_TIMEOUT_S = 600  # a hang (a FIFO opened for reading) fails the test instead of blocking it
+NOISE = ("Traceback", "[ WARN", "WARNING:tensorflow", "retracing", "oneDNN")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT_S
+    )
+
+
+def assert_quiet(stderr: str) -> None:
+    """stderr holds our own lines only: no traceback, no library chatter."""
+    for noise in NOISE:
+        assert noise not in stderr, stderr
+
+
+@pytest.fixture(scope="module")
+def odd_files(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
+    """Real odd files, made once."""
+    folder = tmp_path_factory.mktemp("odd")
+    face = shared_data / "gan-faces" / "real" / "cv_69000.jpg"
+    files = {
+        "missing": folder / "missing.jpg",
+        "folder": folder / "a_folder.jpg",
+        "loop": folder / "loop.jpg",
+        "dangling": folder / "dangling.jpg",
+        "fifo": folder / "fifo.mp4",
+        "face": folder / "face.jpg",
+        "newline": folder / "two\nlines.jpg",
+        "wide_bmp": folder / "wide.bmp",
+        "wide_png": folder / "wide.png",
+        "wide_video": folder / "wide.avi",
+        "lying_jpeg": mf.jpeg_claiming_size(face, folder / "lying.jpg", 8000, 8700),
+    }
+    files["folder"].mkdir()
+    os.symlink(files["loop"], files["loop"])
+    os.symlink(folder / "gone.jpg", files["dangling"])
+    os.mkfifo(files["fifo"])
+    files["face"].write_bytes(face.read_bytes())
+    files["newline"].write_bytes(face.read_bytes())
+    Image.new("RGB", (100_000, 1), (120, 130, 140)).save(files["wide_bmp"])
+    Image.new("RGB", (2000, 1), (120, 130, 140)).save(files["wide_png"])
+    writer = cv2.VideoWriter(str(files["wide_video"]), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (4000, 2))
+    for i in range(12):
+        writer.write(np.full((2, 4000, 3), 20 * i, np.uint8))
+    writer.release()
+    return files
+
+
+BAD_PATHS = ("missing", "folder", "loop", "dangling", "fifo", "lying_jpeg")
+GOOD_PATHS = ("face", "newline", "wide_bmp", "wide_png", "wide_video")
+
+
+@pytest.fixture(scope="module")
+def batch_run(odd_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], list]:
+    """One `analyze` of every odd file, bad and good mixed, with --json."""
+    out = tmp_path_factory.mktemp("json") / "out.json"
+    order = ["missing", "face", "folder", "wide_bmp", "loop", "wide_png", "dangling", "wide_video", "fifo", "newline", "lying_jpeg"]
+    run = cli("analyze", *(str(odd_files[name]) for name in order), "--frames", "4", "--json", str(out))
+    return run, [order, json.loads(out.read_text())]
+
+
+def test_bad_paths_are_one_line_each_and_the_others_are_analysed(batch_run, odd_files: dict[str, Path]) -> None:
+    run, (order, entries) = batch_run
+    assert run.returncode == 1, run.stderr
+    assert_quiet(run.stderr)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(BAD_PATHS), run.stderr
+    for name, line in zip([n for n in order if n in BAD_PATHS], errors, strict=True):
+        assert odd_files[name].name in line
+    assert "folder, not a file" in errors[1] and "link loop" in errors[2] and "does not exist" in errors[3]
+    assert "not a regular file" in errors[4] and "corrupt" in errors[5]
+    # The JSON holds every file in order: a result for each good one, an error for each bad one.
+    assert [e["file"] for e in entries] == [odd_files[name].name for name in order]
+    for name, entry in zip(order, entries, strict=True):
+        assert ("error" in entry) == (name in BAD_PATHS), entry
+    by_name = dict(zip(order, entries, strict=True))
+    assert by_name["face"]["verdict"] in {"real", "fake", "uncertain"}
+    for wide in ("wide_bmp", "wide_png", "wide_video"):
+        assert by_name[wide]["verdict"] == "no_face"
+
+
+def test_a_newline_in_a_file_name_keeps_one_line_per_file(batch_run) -> None:
+    run, _ = batch_run
+    lines = run.stdout.splitlines()
+    assert len(lines) == len(GOOD_PATHS), run.stdout
+    assert any("two\\nlines.jpg" in line for line in lines)
+
+
+def test_outputs_are_checked_before_any_work(odd_files: dict[str, Path], tmp_path: Path) -> None:
+    run = cli("analyze", str(odd_files["face"]), "--json", str(tmp_path / "no" / "such" / "folder" / "out.json"))
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [f"error: cannot write {tmp_path}/no/such/folder/out.json: the folder {tmp_path}/no/such/folder does not exist"]
+
+
+@pytest.mark.parametrize("frames", ["-3", "0", "many"])
+def test_a_bad_frame_count_is_refused(odd_files: dict[str, Path], frames: str) -> None:
+    run = cli("analyze", str(odd_files["face"]), "--frames", frames)
+    assert run.returncode == 2 and run.stdout == ""
+    assert "argument --frames" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_one_failed_file_writes_one_json_object(odd_files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "one.json"
+    run = cli("analyze", str(odd_files["missing"]), "--json", str(out))
+    assert run.returncode == 1
+    assert json.loads(out.read_text()) == {"file": "missing.jpg", "error": "'missing.jpg' was not found."}
+
+
+def test_a_jpeg_claiming_70_megapixels_in_7_kb_is_corrupt(odd_files: dict[str, Path]) -> None:
+    lying = odd_files["lying_jpeg"]
+    assert lying.stat().st_size < 10_000
+    with pytest.raises(MediaError, match="corrupt") as error:
+        media.read_frames(lying)
+    assert "8000 x 8700" in str(error.value)
+
+
+_DECODE_MEMORY = """
+import json, sys
+from pathlib import Path
+from pipeline.engine import media
+def status_kb(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+before = status_kb("VmRSS")
+info, frames = media.read_frames(Path(sys.argv[1]))
+frame = next(frames)
+print(json.dumps({"growth_mb": (status_kb("VmHWM") - before) / 1024, "shape": frame.rgb.shape, "scale": frame.scale, "size": [info.width, info.height]}))
+"""
+
+
+def test_a_79_megapixel_png_is_decoded_no_larger_than_analysis_needs(tmp_path: Path) -> None:
+    """8900 x 8900 RGB in 250 KB: the decoder needs its 237 MB once; nothing else is full size."""
+    png = mf.large_png(tmp_path / "huge.png", 8900, 8900)
+    assert png.stat().st_size < 400_000
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", _DECODE_MEMORY, str(png)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    side = MediaSettings().max_decoded_side
+    assert measured["size"] == [8900, 8900] and measured["shape"] == [side, side, 3]
+    assert measured["scale"] == pytest.approx(side / 8900)
+    assert measured["growth_mb"] < 450, measured
+
+
+def test_a_32_bit_integer_tiff_of_8_bit_values_keeps_its_brightness(tmp_path: Path) -> None:
+    values = np.tile(np.arange(256, dtype=np.int32), (8, 1))
+    path = tmp_path / "int32.tif"
+    Image.fromarray(values, "I").save(path)
+    assert Image.open(path).mode == "I"
+    rgb = media.load_image(path)
+    assert np.array_equal(rgb[..., 0], values.astype(np.uint8))
+
+
+def test_extreme_aspect_ratios_have_no_face_and_no_error(engine: Engine, odd_files: dict[str, Path]) -> None:
+    for name in ("wide_bmp", "wide_png", "wide_video"):
+        result = engine.analyze(odd_files[name], frames=4).result
+        assert result.verdict == "no_face", name
+
+
+def request(service: AnalysisService) -> AnalysisRequest:
+    return AnalysisRequest(8, service.ensemble.spec.aggregation)
+
+
+def test_the_same_file_in_two_tabs_at_once_is_analysed_and_stored_once(
+    service: AnalysisService, media: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+    analysed: list[str] = []
+    real_analyze = service.engine.analyze
+
+    def counting(path: Path, *args: object, **kwargs: object):
+        analysed.append(path.name)
+        return real_analyze(path, *args, **kwargs)
+
+    monkeypatch.setattr(service.engine, "analyze", counting)
+    outcomes, failures = [], []
+
+    def tab() -> None:
+        try:
+            outcomes.append(service.analyze(media.image, request(service), store))
+        except BaseException as error:  # noqa: BLE001 (reported by the main thread)
+            failures.append(error)
+
+    tabs = [threading.Thread(target=tab) for _ in range(2)]
+    for thread in tabs:
+        thread.start()
+    for thread in tabs:
+        thread.join(timeout=300)
+    assert not failures and len(outcomes) == 2
+    assert analysed == [media.image.name]
+    assert len(store.summaries()) == 1
+    assert {o.record.id for o in outcomes} == {store.summaries()[0].id}
+    assert sorted(o.from_history for o in outcomes) == [False, True]
+
+
+def test_messages_never_show_the_upload_folder(service: AnalysisService, tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    for name, data in (("holiday.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64), ("holiday.jpg", b"\xff\xd8\xff" + b"\x00" * 64)):
+        with uploaded_file(name, data) as path, pytest.raises(MediaError) as error:
+            service.analyze(path, request(service), store)
+        message = str(error.value)
+        assert name in message and str(path.parent) not in message and "deepfake-upload-" not in message, message
+
+
+def test_a_corrupt_upload_does_not_store_anything(service: AnalysisService, tmp_path: Path, odd_files: dict[str, Path]) -> None:
+    store = Store(tmp_path)
+    with pytest.raises(MediaError):
+        service.analyze(odd_files["lying_jpeg"], request(service), store)
+    assert store.summaries() == [] and not list(store.files_dir.glob("??/*"))
+
+
+def test_engine_settings_bound_the_frame_count(engine: Engine, odd_files: dict[str, Path]) -> None:
+    for frames in (0, -3, MediaSettings().max_frames + 1):
+        with pytest.raises(Exception, match="frames must be between"):
+            engine.analyze(odd_files["face"], frames=frames)
+    assert replace(MediaSettings(), frames=1).frames == 1
