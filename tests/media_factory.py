@@ -245,12 +245,7 @@ def save_with_exif_orientation(image: Image.Image, path: Path, orientation: int)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(payload))
-        + kind
-        + payload
-        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
 
 
 def png_bomb(path: Path, width: int, height: int) -> Path:
@@ -284,7 +279,9 @@ def large_png(path: Path, width: int, height: int, rgb: tuple[int, int, int] = (
     chunks = [compressor.compress(row) for _ in range(height)]
     data = b"".join(chunks) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    )
     return path
 
 

@@ -33,7 +33,7 @@ class CrashingStore(Store):
 
     crash_point = ""
 
-    def _insert_rows(self, connection, result, pictures, preview_scale):  # noqa: ANN001, ANN202
+    def _insert_rows(self, connection, result, pictures, preview_scale):
         if self.crash_point == "files-written":
             _die()
         analysis_id = super()._insert_rows(connection, result, pictures, preview_scale)

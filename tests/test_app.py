@@ -19,9 +19,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from pipeline.config import REPO_ROOT
 from pipeline.app.store import Store
-from pipeline.config import DATA_HOME_ENV
+from pipeline.config import DATA_HOME_ENV, REPO_ROOT
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Media
@@ -141,7 +140,7 @@ def test_stored_grad_cam_faces_and_timings_are_shown(analysed: AppTest, home: Pa
     record = Store(home).get(record_id)
     shown = captions(analysed)
     for model in record.result.models:
-        assert f"{model}: Grad-CAM on the face" in shown and f"{model}: Grad-CAM on the frame" in shown
+        assert f"{model}: map on the face" in shown and f"{model}: map on the frame" in shown
     thumbnails = [c for c in shown if re.fullmatch(r"frame \d+ \([\d.]+ s\): [01]\.\d\d", c)]
     assert len(thumbnails) == min(12, sum(len(f.faces) for f in record.result.frames))
     timings = [df.value for df in analysed.dataframe if "stage" in df.value.columns][0]
@@ -156,10 +155,10 @@ def test_picking_a_frame_shows_it_with_boxes_and_its_grad_cam(analysed: AppTest,
     analysed.select_slider(key=f"analyze_{record_id}_frame").set_value(position).run()
     frame = result.frames[position]
     assert f"frame {frame.frame_number} ({frame.time_s:.2f} s)" in captions(analysed)
-    before = captions(analysed).count(f"{next(iter(result.models))}: Grad-CAM on the face")
+    before = captions(analysed).count(f"{next(iter(result.models))}: map on the face")
     analysed.button(key=f"analyze_{record_id}_explain_{position}").click().run()
     assert_clean(analysed)
-    after = captions(analysed).count(f"{next(iter(result.models))}: Grad-CAM on the face")
+    after = captions(analysed).count(f"{next(iter(result.models))}: map on the face")
     assert after == before + len(frame.faces)
 
 
@@ -193,7 +192,7 @@ def test_odd_uploads_each_get_a_line_and_the_others_go_on(
     monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
     real_analyze = Engine.analyze
 
-    def breaking(self, path, *args, **kwargs):  # noqa: ANN001, ANN202
+    def breaking(self, path, *args, **kwargs):
         if path.name == "explode.jpg":
             raise RuntimeError("a library failed")
         return real_analyze(self, path, *args, **kwargs)

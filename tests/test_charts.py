@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pytest
 
-from pipeline.engine.analyze import AnalysisResult
 from pipeline.app.charts import (
     ENSEMBLE,
     disagreements,
@@ -19,6 +18,7 @@ from pipeline.app.charts import (
     timeline_figure,
     timeline_png,
 )
+from pipeline.engine.analyze import AnalysisResult
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipeline.config import REPO_ROOT
 from pipeline.app.store import Store
-from pipeline.config import DATA_HOME_ENV
+from pipeline.config import DATA_HOME_ENV, REPO_ROOT
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Media
 
 pytest_plugins = ["dashboard_fixtures"]  # session fixture: media
+pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.config import REPO_ROOT
+from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
-from pipeline.errors import ModelsMissingError
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
+from pipeline.errors import ModelsMissingError
 from tests import media_factory
 from tests.scenes import grid_image, real_faces, two_people_video
 
@@ -93,17 +93,20 @@ def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, sh
     logits = {n: ensemble.logits(n, crops) for n in ensemble.member_names}
     np.testing.assert_allclose(scores.ensemble, sigmoid(combine_logits(logits, ensemble.spec)), atol=1e-5)
     for member in ensemble.spec.members:
-        np.testing.assert_allclose(scores.members[member.name], sigmoid(logits[member.name] / member.temperature), atol=1e-5)
+        np.testing.assert_allclose(
+            scores.members[member.name], sigmoid(logits[member.name] / member.temperature), atol=1e-5
+        )
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
     from dataclasses import replace
 
     from pipeline.engine.ensemble import Ensemble, predict_crops
-
     from pipeline.training.data import read_face
 
-    faces = sorted((shared_data / "dfdc-faces" / "real").iterdir())[:2] + [shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg"]
+    faces = sorted((shared_data / "dfdc-faces" / "real").iterdir())[:2] + [
+        shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg"
+    ]
     crops = np.stack([read_face(path, 224) for path in faces])
     ensemble = Ensemble(engine.settings.models_dir)
     ensemble.spec = replace(ensemble.spec, flip_average=True)
@@ -128,7 +131,7 @@ def test_gradcam_marks_the_face_for_every_model(video_analysis, engine: Engine) 
     assert set(maps) == set(engine.ensemble.member_names)
     for heat in maps.values():
         assert heat.shape == (224, 224) and heat.dtype == np.float32
-        assert 0.0 <= heat.min() and heat.max() <= 1.0 and heat.max() > 0.5
+        assert heat.min() >= 0.0 and heat.max() <= 1.0 and heat.max() > 0.5
     pictures = face_overlays(engine.ensemble, video_analysis, face)
     for on_crop, on_frame in pictures.values():
         assert on_crop.shape == face.crop.shape
@@ -138,7 +141,13 @@ def test_gradcam_marks_the_face_for_every_model(video_analysis, engine: Engine) 
         x, y, side, _ = (round(v * video_analysis.preview_scale) for v in face.crop_box)
         changed = np.abs(on_frame.astype(int) - preview.astype(int)).sum(axis=2) > 0
         ys, xs = np.nonzero(changed)
-        assert changed.any() and xs.min() >= x - 2 and xs.max() <= x + side + 2 and ys.min() >= y - 2 and ys.max() <= y + side + 2
+        assert (
+            changed.any()
+            and xs.min() >= x - 2
+            and xs.max() <= x + side + 2
+            and ys.min() >= y - 2
+            and ys.max() <= y + side + 2
+        )
 
 
 def test_overlay_blends_heat_over_the_picture() -> None:
@@ -173,22 +182,24 @@ def test_ensemble_file_round_trip(models_dir: Path, tmp_path: Path) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600
+    )
 
 
 def test_cli_writes_a_32_frame_timeline_and_gradcam(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    video = shared_data / "videos" / "fake" / "abofeumbvv.mp4"
+    video = shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"
     run = _cli("analyze", str(video), "--json", str(out), "--cam", str(tmp_path / "cam"))
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
-    assert result["file"] == "abofeumbvv.mp4" and result["kind"] == "video"
+    assert result["file"] == "0_aaqaifqrwn.mp4" and result["kind"] == "video"
     assert len(result["frames"]) == 32
     assert {"file", "sha256", "kind", "verdict", "fake_probability", "model_scores", "frames", "timing"} <= set(result)
     face = next(f for frame in result["frames"] for f in frame["faces"])
     assert {"box", "track", "fake_probability", "model_scores"} <= set(face)
     assert sorted(p.name.split("_")[-1] for p in (tmp_path / "cam").iterdir()).count("crop.png") >= 2
-    assert "abofeumbvv.mp4" in run.stdout and result["verdict"] in run.stdout
+    assert "0_aaqaifqrwn.mp4" in run.stdout and result["verdict"] in run.stdout
 
 
 def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Path) -> None:
@@ -196,10 +207,14 @@ def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Pat
     empty.write_bytes(b"")
     text = tmp_path / "notes.mp4"
     text.write_text("this is not a video\n" * 50)
-    truncated = media_factory.truncate_copy(shared_data / "videos" / "fake" / "abofeumbvv.mp4", tmp_path / "cut.mp4", 0.05)
+    truncated = media_factory.truncate_copy(
+        shared_data / "videos" / "fake" / "abofeumbvv.mp4", tmp_path / "cut.mp4", 0.05
+    )
     bomb = media_factory.png_bomb(tmp_path / "bomb.png", 30_000, 30_000)
     broken_jpeg = tmp_path / "broken.jpg"
-    broken_jpeg.write_bytes((shared_data / "gan-faces" / "real" / os.listdir(shared_data / "gan-faces" / "real")[0]).read_bytes()[:300])
+    broken_jpeg.write_bytes(
+        (shared_data / "gan-faces" / "real" / os.listdir(shared_data / "gan-faces" / "real")[0]).read_bytes()[:300]
+    )
     no_face = tmp_path / "coffee.png"
     from skimage import data
 
@@ -223,7 +238,10 @@ def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir
     from pipeline.engine.bench import run_benchmark
 
     table = run_benchmark([shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"], frames=4, repeat=1)
-    assert "| video | size | faces | found / full-res faces | hash (s) | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |" in table
+    assert (
+        "| video | size | faces | found / full-res faces | hash (s) | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |"
+        in table
+    )
     assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 | 4/4 |" in table
     assert "Face recall against MTCNN at full resolution on the same frames: 4/4 = 100.0% (target: 95%)." in table
     assert "target: 8 s" in table

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 
-from pipeline.engine.analyze import AnalysisResult
 from pipeline.app.export import CSV_COLUMNS, history_csv, html_report, result_json
 from pipeline.app.store import Record, Store
+from pipeline.engine.analyze import AnalysisResult
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed
@@ -76,7 +76,9 @@ def test_json_is_the_whole_result(video_record: Record) -> None:
 
 
 def _images(html: str) -> list[bytes]:
-    return [base64.b64decode(b) for b in re.findall(r"src='data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)'", html)]
+    return [
+        base64.b64decode(b) for b in re.findall(r"src=[\"']data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)[\"']", html)
+    ]
 
 
 def test_html_report_is_self_contained(store: Store, video_record: Record) -> None:

@@ -88,7 +88,14 @@ def test_keeps_every_face_of_twenty_people(shared_data: Path, face_finder: FaceF
     (faces,) = find_faces([picture], face_finder, FaceSettings())
     assert len(faces) == 20
     for x, y in corners:  # one detection inside each placed photo
-        assert sum(1 for f in faces if x <= f.box[0] + f.box[2] / 2 <= x + FACE_SIDE and y <= f.box[1] + f.box[3] / 2 <= y + FACE_SIDE) == 1
+        assert (
+            sum(
+                1
+                for f in faces
+                if x <= f.box[0] + f.box[2] / 2 <= x + FACE_SIDE and y <= f.box[1] + f.box[3] / 2 <= y + FACE_SIDE
+            )
+            == 1
+        )
 
 
 def test_a_face_filling_the_frame_is_found(shared_data: Path, face_finder: FaceFinder) -> None:

@@ -12,15 +12,15 @@ import sys
 from pathlib import Path
 
 import cv2
+import media_factory as mf
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-import media_factory as mf
-from pipeline.engine import media
 from pipeline.config import REPO_ROOT, MediaSettings
-from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
+from pipeline.engine import media
 from pipeline.engine.media import Frame, MediaInfo
+from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
 FULL_SCENE = "videos/fake/abofeumbvv.mp4"  # DFDC, 1920x1080, 300 frames at 29.97 fps
 FACE_CLIPS = ["videos/fake/0_aaqaifqrwn.mp4", "videos/real/xtpeyyltfi-1.mp4"]
@@ -72,9 +72,7 @@ def full_scene(shared_data: Path) -> tuple[MediaInfo, list[tuple[int, float, tup
     """Probe and 32 samples of the 1080p DFDC clip, summarised (the pixels are not kept)."""
     path = shared_data / FULL_SCENE
     info, frames = media.read_frames(path)
-    summary = [
-        (f.frame_number, f.time_s, f.rgb.shape, str(f.rgb.dtype), float(f.rgb.mean())) for f in frames
-    ]
+    summary = [(f.frame_number, f.time_s, f.rgb.shape, str(f.rgb.dtype), float(f.rgb.mean())) for f in frames]
     return info, summary
 
 
@@ -104,7 +102,7 @@ def test_full_scene_video_gives_32_frames_evenly_spaced_over_the_whole_video(ful
     assert {shape for *_, shape, _, _ in summary} == {(1080, 1920, 3)}
     assert {dtype for *_, dtype, _ in summary} == {"uint8"}
     means = [mean for *_, mean in summary]
-    assert 10 < min(means) and max(means) < 245  # real picture content, not blank frames
+    assert min(means) > 10 and max(means) < 245  # real picture content, not blank frames
 
 
 @pytest.mark.parametrize("clip", FACE_CLIPS)
@@ -175,9 +173,7 @@ def make_video(path: Path, frames: int, fps: float = 25.0, fourcc: str = "mp4v",
 
 
 @pytest.mark.parametrize(("suffix", "fourcc"), CONTAINERS)
-def test_every_video_container_gives_the_right_frames(
-    tmp_path: Path, suffix: str, fourcc: str
-) -> None:
+def test_every_video_container_gives_the_right_frames(tmp_path: Path, suffix: str, fourcc: str) -> None:
     path = make_video(tmp_path / f"clip{suffix}", 60, fps=25.0, fourcc=fourcc)
     assert media.detect_kind(path, MediaSettings()) == "video"
     info, frames = media.read_frames(path, frames=8)
@@ -198,9 +194,7 @@ def test_a_video_shorter_than_the_sample_count_gives_every_frame(tmp_path: Path)
     assert [mf.read_index(f.rgb) for f in frames] == [0, 1, 2, 3, 4]
 
 
-def test_long_video_is_sampled_by_seeking_to_the_exact_frames(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_long_video_is_sampled_by_seeking_to_the_exact_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # OpenCV's MPEG-4 writer puts a keyframe every 12 frames: seeking pays between samples.
     path = make_video(tmp_path / "long.mp4", 600)
     seeks = record_seeks(monkeypatch)
@@ -387,29 +381,29 @@ def status_kb(field):
 before = status_kb("VmRSS")
 """
 
-_PEAK_MEMORY_SCRIPT = """
+_PEAK_MEMORY_SCRIPT = (
+    """
 import json, sys
 from pathlib import Path
 from pipeline.engine import media
 media.SEEK_MIN_SKIPPED_FRAMES = 10**12  # decode every frame: where frames could pile up
-""" + _RSS_BEFORE + """
+"""
+    + _RSS_BEFORE
+    + """
 info, frames = media.read_frames(Path(sys.argv[1]), frames=32)
 count = sum(1 for frame in frames)
 after = status_kb("VmHWM")
 print(json.dumps({"frames": count, "decoded": info.frame_count, "growth_kb": after - before}))
 """
-
-
-needs_proc = pytest.mark.skipif(
-    not Path("/proc/self/status").exists(), reason="peak memory is read from Linux's /proc"
 )
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from Linux's /proc")
 
 
 def run_python(script: str, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -458,9 +452,7 @@ def test_missing_file(tmp_path: Path) -> None:
         ("notes.jpg", b"Not a photo either.\n" * 20),
     ],
 )
-def test_content_that_is_no_media_is_refused_by_sniffing(
-    tmp_path: Path, name: str, content: bytes
-) -> None:
+def test_content_that_is_no_media_is_refused_by_sniffing(tmp_path: Path, name: str, content: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(UnsupportedMediaError) as error:
@@ -506,9 +498,7 @@ IMAGE_FORMATS = [
 
 
 @pytest.mark.parametrize(("name", "fmt", "options", "tolerance"), IMAGE_FORMATS)
-def test_every_image_format_decodes_to_rgb(
-    tmp_path: Path, name: str, fmt: str, options: dict, tolerance: int
-) -> None:
+def test_every_image_format_decodes_to_rgb(tmp_path: Path, name: str, fmt: str, options: dict, tolerance: int) -> None:
     path = tmp_path / name
     mf.quadrant_image().save(path, fmt, **options)
     assert media.detect_kind(path, MediaSettings()) == "image"
@@ -652,12 +642,15 @@ def test_decompression_bomb_is_refused_from_its_header(
         assert_user_message(error, path, "megapixels")
 
 
-_BOMB_MEMORY_SCRIPT = """
+_BOMB_MEMORY_SCRIPT = (
+    """
 import json, sys
 from pathlib import Path
 from pipeline.engine import media
 from pipeline.errors import MediaTooLargeError
-""" + _RSS_BEFORE + """
+"""
+    + _RSS_BEFORE
+    + """
 refused = 0
 for name in sys.argv[1:]:
     try:
@@ -667,6 +660,7 @@ for name in sys.argv[1:]:
 after = status_kb("VmHWM")
 print(json.dumps({"refused": refused, "growth_kb": after - before}))
 """
+)
 
 
 @needs_proc

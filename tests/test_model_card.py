@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
 from pipeline.config import Settings
 from pipeline.engine.ensemble import ENSEMBLE_FILE
-from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
 
 
 def test_an_empty_folder_says_what_is_missing(tmp_path: Path) -> None:

@@ -11,28 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from pipeline.errors import MediaError, PipelineError
 from pipeline.app.service import AnalysisRequest, AnalysisService, safe_upload_name, uploaded_file
 from pipeline.app.store import Store
+from pipeline.errors import MediaError, PipelineError
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed, Media
 
 pytest_plugins = ["dashboard_fixtures"]  # session fixtures: one engine, analyses made once
-
-
-@pytest.fixture
-def counted(service: AnalysisService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the files the engine really analyses during a test."""
-    calls: list[str] = []
-    analyze = service.engine.analyze
-
-    def counting(path: Path, *args: object, **kwargs: object):
-        calls.append(path.name)
-        return analyze(path, *args, **kwargs)
-
-    monkeypatch.setattr(service.engine, "analyze", counting)
-    return calls
 
 
 def request(service: AnalysisService, frames: int = 8, **changes: object) -> AnalysisRequest:
@@ -84,7 +70,7 @@ def test_two_sessions_analysing_at_once_both_land_in_history(
     def session(path: Path) -> None:
         try:
             service.analyze(path, request(service), store, lambda stage, d, t: stages[path].append(stage))
-        except BaseException as error:  # noqa: BLE001 (reported by the main thread)
+        except BaseException as error:
             failures.append(error)
 
     threads = [threading.Thread(target=session, args=(path,)) for path in stages]
@@ -155,6 +141,6 @@ def test_grad_cam_of_a_stored_face(service: AnalysisService, analysed_video: Ana
             round(record.result.height * record.preview_scale),
             round(record.result.width * record.preview_scale),
         )
-    changed = replace(record, result=replace(record.result, models={name: "f" * 12 for name in record.result.models}))
+    changed = replace(record, result=replace(record.result, models=dict.fromkeys(record.result.models, "f" * 12)))
     with pytest.raises(PipelineError, match="not the ones loaded now"):
         service.explain(changed, store, frame, 0)

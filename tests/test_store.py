@@ -142,7 +142,7 @@ def test_find_by_file_hash_and_settings(tmp_path: Path, analysed_image: Analysed
         result.sha256, "video", result.frames_requested, result.aggregation, dict(reversed(result.models.items()))
     )
     assert store.find(same).id == video.id
-    other_models = {name: "0" * 12 for name in result.models}
+    other_models = dict.fromkeys(result.models, "0" * 12)
     for key in (
         settings_key(result.sha256, "video", result.frames_requested + 1, result.aggregation, result.models),
         settings_key(

@@ -16,12 +16,17 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.training.augment import augment, jpeg, self_blend, template_landmarks
-from pipeline.training.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.training.data import class_weights, load_samples, read_face
 from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, resize_crops, sigmoid
 from pipeline.errors import DataError
+from pipeline.training.augment import augment, jpeg, self_blend, template_landmarks
+from pipeline.training.calibration import (
+    choose_threshold,
+    choose_uncertain_band,
+    expected_calibration_error,
+    fit_temperature,
+)
+from pipeline.training.data import class_weights, load_samples, read_face
 
 
 def test_shared_splits_keep_each_source_video_on_one_side(shared_data: Path) -> None:
@@ -74,7 +79,11 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
     overconfident = true_logits * 3.0
     temperature = fit_temperature(overconfident, labels)
     assert temperature == pytest.approx(3.0, rel=0.1)
-    assert expected_calibration_error(sigmoid(overconfident / temperature), labels) < 0.02 < expected_calibration_error(sigmoid(overconfident), labels)
+    assert (
+        expected_calibration_error(sigmoid(overconfident / temperature), labels)
+        < 0.02
+        < expected_calibration_error(sigmoid(overconfident), labels)
+    )
 
 
 def test_threshold_and_uncertain_band_come_from_validation() -> None:
@@ -99,13 +108,25 @@ def tiny_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):  # ->
     from pipeline.training.train import TrainConfig, train_member
 
     config = TrainConfig(
-        backbone="mobilenetv2", data=(shared_data / "gan-faces",), out_dir=tmp_path_factory.mktemp("run"),
-        input_size=96, train_per_class=48, val_per_class=16, views=1, self_blend=0.5,
-        trainable_blocks=3, head_epochs=2, finetune_epochs=2, batch_size=16, head_lr=3e-3, patience=5,
+        backbone="mobilenetv2",
+        data=(shared_data / "gan-faces",),
+        out_dir=tmp_path_factory.mktemp("run"),
+        input_size=96,
+        train_per_class=48,
+        val_per_class=16,
+        views=1,
+        self_blend=0.5,
+        trainable_blocks=3,
+        head_epochs=2,
+        finetune_epochs=2,
+        batch_size=16,
+        head_lr=3e-3,
+        patience=5,
     )
     return train_member(config)
 
 
+@pytest.mark.training
 def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, shared_data: Path) -> None:
     losses = tiny_run.history["loss"]
     assert len(losses) == 4 and losses[-1] < losses[0]
@@ -114,9 +135,12 @@ def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, share
     reloaded = keras.models.load_model(tiny_run.model_path, safe_mode=True, compile=False)
     crops = np.stack([read_face(p, 224) for p in sorted((shared_data / "gan-faces" / "fake").iterdir())[:8]])
     batch = resize_crops(crops, 96)
-    np.testing.assert_allclose(np.asarray(reloaded(batch)), np.asarray(tiny_run.model(batch, training=False)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(reloaded(batch)), np.asarray(tiny_run.model(batch, training=False)), atol=1e-5
+    )
 
 
+@pytest.mark.training
 def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: Path) -> None:
     from dataclasses import replace
 
@@ -134,20 +158,40 @@ def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: 
         train_member(replace(config, out_dir=tmp_path, rounds=3, input_size=128), resume=True)
 
 
+@pytest.mark.training
 def test_a_member_can_start_from_a_trained_model_at_another_input_size(tiny_run, tmp_path: Path) -> None:
     from dataclasses import replace
 
     from pipeline.training.train import TrainConfig, build_classifier, cut_layer, train_member
 
     config = TrainConfig.from_json(json.loads((tiny_run.model_path.parent / "config.json").read_text()))
-    grown = train_member(replace(config, name="bigger", out_dir=tmp_path, input_size=128, init_from=tiny_run.model_path,
-                                 trainable_blocks=1, head_epochs=0, finetune_epochs=1, self_blend=0.0))
+    grown = train_member(
+        replace(
+            config,
+            name="bigger",
+            out_dir=tmp_path,
+            input_size=128,
+            init_from=tiny_run.model_path,
+            trainable_blocks=1,
+            head_epochs=0,
+            finetune_epochs=1,
+            self_blend=0.0,
+        )
+    )
     # Blocks the tiny run fine-tuned stay frozen here: they hold its weights, not ImageNet's.
     imagenet = build_classifier("mobilenetv2", 128, "imagenet", 0.3)
     names = [layer.name for layer in imagenet.layers]
     trunk_layers = names[: names.index(cut_layer(imagenet, "mobilenetv2", 1)) + 1]
-    same_as_tiny = [np.array_equal(a, b) for n in trunk_layers for a, b in zip(grown.model.get_layer(n).get_weights(), tiny_run.model.get_layer(n).get_weights())]
-    same_as_imagenet = [np.array_equal(a, b) for n in trunk_layers for a, b in zip(grown.model.get_layer(n).get_weights(), imagenet.get_layer(n).get_weights())]
+    same_as_tiny = [
+        np.array_equal(a, b)
+        for n in trunk_layers
+        for a, b in zip(grown.model.get_layer(n).get_weights(), tiny_run.model.get_layer(n).get_weights())
+    ]
+    same_as_imagenet = [
+        np.array_equal(a, b)
+        for n in trunk_layers
+        for a, b in zip(grown.model.get_layer(n).get_weights(), imagenet.get_layer(n).get_weights())
+    ]
     assert all(same_as_tiny) and not all(same_as_imagenet)
     assert grown.model.input_shape[1:3] == (128, 128) and grown.history["stage"] == ["fine-tune"]
 
@@ -170,35 +214,77 @@ np.save(run / "jax_logits.npy", predict_crops(model, crops, 96, 8))
 """
 
 
+@pytest.mark.training
 def test_training_on_the_jax_backend_writes_a_model_tensorflow_loads(shared_data: Path, tmp_path: Path) -> None:
     # A GPU machine has Keras on JAX and no TensorFlow; what it trains must serve in the engine (TensorFlow).
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     train = [
-        sys.executable, "-m", "pipeline", "train", "--backbone", "mobilenetv2", "--data", str(shared_data / "gan-faces"),
-        "--input-size", "96", "--train-per-class", "32", "--val-per-class", "16", "--views", "1", "--self-blend", "0",
-        "--trainable-blocks", "2", "--head-epochs", "1", "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path),
+        sys.executable,
+        "-m",
+        "pipeline",
+        "train",
+        "--backbone",
+        "mobilenetv2",
+        "--data",
+        str(shared_data / "gan-faces"),
+        "--input-size",
+        "96",
+        "--train-per-class",
+        "32",
+        "--val-per-class",
+        "16",
+        "--views",
+        "1",
+        "--self-blend",
+        "0",
+        "--trainable-blocks",
+        "2",
+        "--head-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path),
     ]
     done = subprocess.run(train, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     faces = shared_data / "gan-faces" / "fake"
-    done = subprocess.run([sys.executable, "-c", JAX_LOGITS, str(tmp_path), str(faces)], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_LOGITS, str(tmp_path), str(faces)],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert keras.backend.backend() == "tensorflow"
     model = keras.models.load_model(tmp_path / "model.keras", safe_mode=True, compile=False)
     crops = np.stack([read_face(path, 224) for path in sorted(faces.iterdir())[:8]])
-    np.testing.assert_allclose(np.asarray(model(resize_crops(crops, 96))), np.load(tmp_path / "jax_logits.npy"), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(model(resize_crops(crops, 96))), np.load(tmp_path / "jax_logits.npy"), atol=1e-4
+    )
 
 
+@pytest.mark.training
 def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_data: Path, tmp_path: Path) -> None:
     from pipeline.engine.analyze import Engine
     from pipeline.training.ensemble_fit import fit_ensemble
 
-    validation = fit_ensemble({"tiny": (tiny_run.model_path, "mobilenetv2", 96)}, [shared_data / "gan-faces"], tmp_path, val_per_class=16)
+    validation = fit_ensemble(
+        {"tiny": (tiny_run.model_path, "mobilenetv2", 96)}, [shared_data / "gan-faces"], tmp_path, val_per_class=16
+    )
     spec = EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
     assert [m.name for m in spec.members] == ["tiny"] and spec.members[0].temperature > 0
     assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high
     assert validation["n"] == 32
-    result = Engine(Settings(models_dir=tmp_path)).analyze(shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4", frames=4).result
+    result = (
+        Engine(Settings(models_dir=tmp_path))
+        .analyze(shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4", frames=4)
+        .result
+    )
     assert list(result.model_scores) == ["tiny"] and len(result.frames) == 4
 
 
@@ -251,19 +337,32 @@ def test_a_training_crop_is_the_engines_crop_of_the_same_image(shared_data: Path
     assert list(csv.DictReader((out / "metadata.csv").open())) == rows
 
 
-def test_evaluate_crops_reports_every_metric_per_model_and_source(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_crops_reports_every_metric_per_model_and_source(
+    shared_data: Path, models_dir: Path, tmp_path: Path
+) -> None:
     from pipeline.training.evaluate import evaluate
 
-    report = evaluate([shared_data / "dfdc-faces", shared_data / "gan-faces"], "test", models_dir, per_class=12, report_dir=tmp_path)
+    report = evaluate(
+        [shared_data / "dfdc-faces", shared_data / "gan-faces"], "test", models_dir, per_class=12, report_dir=tmp_path
+    )
     ensemble = Ensemble(models_dir)
     frame = report["frame_level"]
     assert set(frame) == {*ensemble.member_names, "ensemble"}
     metrics = frame["ensemble"]["all"]
     assert metrics["n"] == 48
-    assert {"roc_auc", "average_precision", "eer", "accuracy", "precision", "recall", "f1", "confusion", "ece"} <= set(metrics)
+    assert {"roc_auc", "average_precision", "eer", "accuracy", "precision", "recall", "f1", "confusion", "ece"} <= set(
+        metrics
+    )
     assert sum(metrics["confusion"].values()) == 48
     assert set(frame["ensemble"]) >= {"all", "dfdc-faces", "gan-faces"}
-    for name in ("roc_frame.png", "reliability_frame.png", "confusion_frame.png", "tsne.png", "summary.md", "metrics.json"):
+    for name in (
+        "roc_frame.png",
+        "reliability_frame.png",
+        "confusion_frame.png",
+        "tsne.png",
+        "summary.md",
+        "metrics.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0
 
 
@@ -271,8 +370,24 @@ def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path
     out = tmp_path / "out.json"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     run = subprocess.run(
-        [sys.executable, "-m", "pipeline", "evaluate", str(shared_data / "videos"), "--json", str(out), "--per-class", "2", "--frames", "4"],
-        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "evaluate",
+            str(shared_data / "videos"),
+            "--json",
+            str(out),
+            "--per-class",
+            "2",
+            "--frames",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
@@ -281,10 +396,15 @@ def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path
     assert "video-level" in run.stdout and "frame-level" in run.stdout
 
 
-def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(shared_data: Path, models_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
+    shared_data: Path, models_dir: Path, tmp_path: Path
+) -> None:
     from pipeline.training.evaluate import evaluate
 
-    for label, crop, video in (("real", "real/aabqcugcpc.jpg", "real/0_aayrffkzxn.mp4"), ("fake", "fake/hoykxrljpv.jpg", "fake/0_aaqaifqrwn.mp4")):
+    for label, crop, video in (
+        ("real", "real/aabqcugcpc.jpg", "real/0_aayrffkzxn.mp4"),
+        ("fake", "fake/hoykxrljpv.jpg", "fake/0_aaqaifqrwn.mp4"),
+    ):
         (tmp_path / label).mkdir()
         shutil.copy(shared_data / "dfdc-faces" / crop, tmp_path / label)
         shutil.copy(shared_data / "videos" / video, tmp_path / label)

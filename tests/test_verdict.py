@@ -39,7 +39,8 @@ def test_unknown_rule_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("probability", "label"), [(0.1, "real"), (0.4, "real"), (0.45, "uncertain"), (0.55, "uncertain"), (0.6, "fake"), (0.99, "fake")]
+    ("probability", "label"),
+    [(0.1, "real"), (0.4, "real"), (0.45, "uncertain"), (0.55, "uncertain"), (0.6, "fake"), (0.99, "fake")],
 )
 def test_decision_band(probability: float, label: str) -> None:
     assert DECISION.label(probability) == label

@@ -219,11 +219,6 @@ def inference_times(results: Sequence[AnalysisResult]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "ms_per_face", "faces", "analyses"])
 
 
-def timings_table(result: AnalysisResult) -> pd.DataFrame:
-    """Seconds spent in each stage of one analysis."""
-    return pd.DataFrame({"stage": list(result.timing), "seconds": list(result.timing.values())})
-
-
 def scores_figure(result: AnalysisResult) -> go.Figure:
     """The verdict-level fake probability of the ensemble beside each model's, with the threshold."""
     names = [ENSEMBLE, *result.models]

@@ -40,7 +40,10 @@ def read_picture(path: Path) -> np.ndarray | None:
 
 
 def collect(
-    ensemble: Ensemble, analysis: Analysis, settings: PictureSettings = PictureSettings(), progress: Progress | None = None
+    ensemble: Ensemble,
+    analysis: Analysis,
+    settings: PictureSettings = PictureSettings(),
+    progress: Progress | None = None,
 ) -> list[PictureData]:
     """Everything worth keeping of an analysis besides its JSON result, encoded for the store."""
     progress = progress or (lambda stage, done, total: None)

@@ -161,7 +161,9 @@ class AnalysisService:
         progress("saved", 1, 1)
         return Outcome(record, False)
 
-    def explain(self, record: Record, store: Store, position: int, face: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def explain(
+        self, record: Record, store: Store, position: int, face: int
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Explanation maps of one stored face (frame position, face index) by each model that
         scored it: model name -> (map over the face crop, map over the frame)."""
         ensemble = self.ensemble

@@ -195,9 +195,7 @@ def _upgrade_from_1(connection: sqlite3.Connection) -> None:
     connection.execute("UPDATE pictures SET role = 'explanation_face' WHERE role = 'gradcam_face'")
     connection.execute("UPDATE pictures SET role = 'explanation_frame' WHERE role = 'gradcam_frame'")
     # Version 1 could store one settings_key twice (two tabs at once): keep the first row.
-    connection.execute(
-        "DELETE FROM analyses WHERE id NOT IN (SELECT MIN(id) FROM analyses GROUP BY settings_key)"
-    )
+    connection.execute("DELETE FROM analyses WHERE id NOT IN (SELECT MIN(id) FROM analyses GROUP BY settings_key)")
     connection.execute("DROP INDEX IF EXISTS analyses_by_settings")
 
 
@@ -323,7 +321,11 @@ class Store:
         return Record(analysis_id, result, preview_scale, stored)
 
     def _insert_rows(
-        self, connection: sqlite3.Connection, result: AnalysisResult, pictures: Sequence[PictureData], preview_scale: float
+        self,
+        connection: sqlite3.Connection,
+        result: AnalysisResult,
+        pictures: Sequence[PictureData],
+        preview_scale: float,
     ) -> int:
         """The analysis row and its picture rows, inside the caller's transaction; the new id."""
         cursor = connection.execute(

@@ -78,7 +78,9 @@ class Engine:
             self._face_finder = FaceFinder(self.settings.faces)
         return self._face_finder
 
-    def check_request(self, frames: int | None, aggregation: str | None, models: list[str] | None) -> tuple[int, str, list[str]]:
+    def check_request(
+        self, frames: int | None, aggregation: str | None, models: list[str] | None
+    ) -> tuple[int, str, list[str]]:
         """(frames, aggregation rule, models) of a request with the defaults filled in; raises a
         `PipelineError` for a value the user chose badly."""
         limit = self.settings.media.max_frames
@@ -186,7 +188,9 @@ class Engine:
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):
             by_position[face.position].append(
-                FaceResult(list(face.box), face.track, round(face.confidence, 4), score.fake_probability, score.model_scores)
+                FaceResult(
+                    list(face.box), face.track, round(face.confidence, 4), score.fake_probability, score.model_scores
+                )
             )
         versions = ensemble.versions()
         lap("verdict")
@@ -208,7 +212,8 @@ class Engine:
             models={n: versions[n] for n in chosen},
             frames=[FrameResult(number, round(t, 3), by_position[i]) for i, (number, t) in enumerate(sampled)],
             tracks=[
-                TrackResult(t.track, t.faces, t.fake_probability, t.model_scores, t.label, t.decides) for t in verdict.tracks
+                TrackResult(t.track, t.faces, t.fake_probability, t.model_scores, t.label, t.decides)
+                for t in verdict.tracks
             ],
             timing=_timing_with_total(timing),
             model_seconds_per_face={k: round(v, 5) for k, v in seconds_per_face.items()},

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, replace
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -116,12 +116,17 @@ def hash_settings(settings: FaceSettings) -> str:
 def recall(found: list[list[Box]], reference: list[list[Box]]) -> tuple[int, int]:
     """(reference faces the engine found, reference faces) over the sampled frames."""
     hits = sum(
-        1 for boxes, wanted in zip(found, reference, strict=True) for box in wanted if any(iou(box, b) >= RECALL_IOU for b in boxes)
+        1
+        for boxes, wanted in zip(found, reference, strict=True)
+        for box in wanted
+        if any(iou(box, b) >= RECALL_IOU for b in boxes)
     )
     return hits, sum(len(wanted) for wanted in reference)
 
 
-def run_benchmark(videos: list[Path], frames: int = 32, repeat: int = 2, memory_video: Path | None = None, memory_minutes: float = 5.0) -> str:
+def run_benchmark(
+    videos: list[Path], frames: int = 32, repeat: int = 2, memory_video: Path | None = None, memory_minutes: float = 5.0
+) -> str:
     """Median seconds per stage for each video over `repeat` runs (after one warm-up), face
     recall against full-resolution MTCNN, and the peak memory of analysing a long 1080p video.
     Returns a Markdown report."""
@@ -148,7 +153,8 @@ def run_benchmark(videos: list[Path], frames: int = 32, repeat: int = 2, memory_
         timing = {s: statistics.median(r.timing[s] for r in runs) for s in STAGES}
         totals.append(timing["total"])
         found, wanted = recall(
-            [[tuple(face.box) for face in frame.faces] for frame in runs[0].frames], reference_faces(video, frames, full_resolution)
+            [[tuple(face.box) for face in frame.faces] for frame in runs[0].frames],
+            reference_faces(video, frames, full_resolution),
         )
         found_total, wanted_total = found_total + found, wanted_total + wanted
         lines.append(
@@ -164,7 +170,9 @@ def run_benchmark(videos: list[Path], frames: int = 32, repeat: int = 2, memory_
         f"{100 * share:.1f}% (target: 95%).",
     ]
     per_face = runs[0].model_seconds_per_face
-    lines.append("Model inference per face (batched): " + ", ".join(f"{m} {s * 1000:.1f} ms" for m, s in per_face.items()) + ".")
+    lines.append(
+        "Model inference per face (batched): " + ", ".join(f"{m} {s * 1000:.1f} ms" for m, s in per_face.items()) + "."
+    )
     if memory_video is not None:
         long_video = make_long_video(videos[0], memory_video, memory_minutes)
         memory = peak_memory_mb(long_video, frames)
@@ -175,4 +183,3 @@ def run_benchmark(videos: list[Path], frames: int = 32, repeat: int = 2, memory_
             f"analysis took {memory['seconds']:.1f} s, {memory['faces']} faces). Target: under 1500 MB.",
         ]
     return "\n".join(lines)
-

@@ -86,7 +86,12 @@ class ClipEncoder:
                 patches.append(hidden[:, 1:])
         if not cls:
             empty = np.zeros((0, 768), np.float32)
-            return ClipFeatures(empty, empty, np.zeros((0, 512), np.float32), np.zeros((0, 196, 768), np.float32) if with_patches else None)
+            return ClipFeatures(
+                empty,
+                empty,
+                np.zeros((0, 512), np.float32),
+                np.zeros((0, 196, 768), np.float32) if with_patches else None,
+            )
         return ClipFeatures(
             np.concatenate(cls),
             np.concatenate(patch_mean),

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.errors import ModelsMissingError, PipelineError
 from pipeline.engine.media import sha256_file
+from pipeline.errors import ModelsMissingError, PipelineError
 
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = 1
@@ -55,7 +55,9 @@ class EnsembleSpec:
     flip_average: bool = False
     """Each member's logit is the mean of its logits for the crop and its mirror image (chosen on
     validation by `fit_ensemble`; the temperatures are fitted to these averaged logits)."""
-    preprocessing: str = "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
+    preprocessing: str = (
+        "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
+    )
     trained_on: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
 

@@ -77,7 +77,9 @@ def overlay_on_frame(
     return out
 
 
-def explanation_maps(ensemble: Ensemble, crop: np.ndarray, members: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def explanation_maps(
+    ensemble: Ensemble, crop: np.ndarray, members: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """Model name -> explanation map ([0, 1], crop-sized) of each chosen member for one crop."""
     maps = {}
     for name in members or ensemble.member_names:

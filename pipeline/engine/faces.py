@@ -283,7 +283,12 @@ class FaceSearch:
                 for extra in self.finder.detect_region(rgb, _around(seen, RECHECK_REGION)):
                     if not any(iou(extra.box, d.box) > 0.3 for d in detections[i]):
                         detections[i].append(extra)
-            if not detections[i] and not self.faces and len(frames) == 1 and max(rgb.shape[:2]) > settings.detect_max_side:
+            if (
+                not detections[i]
+                and not self.faces
+                and len(frames) == 1
+                and max(rgb.shape[:2]) > settings.detect_max_side
+            ):
                 # One large picture without a face: a small face may need more pixels.
                 height, width = rgb.shape[:2]
                 detections[i] = self.finder.detect_region(rgb, (0, 0, width, height))

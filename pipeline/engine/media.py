@@ -21,6 +21,7 @@ so a long 1080p video never sits in memory. Reading a video is two passes:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import hashlib
 import math
@@ -115,7 +116,9 @@ def _why(error: object, path: Path) -> str:
     """A library's error text on one line, with the file's folders taken out (a temporary
     upload folder is nobody's business)."""
     text = " ".join(str(error).split())
-    for full in sorted({str(path), str(path.absolute()), str(path.parent), str(path.absolute().parent)}, key=len, reverse=True):
+    for full in sorted(
+        {str(path), str(path.absolute()), str(path.parent), str(path.absolute().parent)}, key=len, reverse=True
+    ):
         if full not in ("", "."):
             text = text.replace(full + os.sep, "").replace(full, path.name)
     return text
@@ -399,10 +402,8 @@ def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int,
         picture = image
         factor = max(picture.size) // settings.max_decoded_side
         if factor >= 2:
-            try:
+            with contextlib.suppress(ValueError):  # a mode Pillow cannot reduce: resized below
                 picture = picture.reduce(factor)
-            except ValueError:  # a mode Pillow cannot reduce: reduced after conversion below
-                pass
         if orientation in _EXIF_TRANSPOSE:
             picture = picture.transpose(_EXIF_TRANSPOSE[orientation])
         if picture is not image:
@@ -562,7 +563,9 @@ def _scan_video(path: Path, settings: MediaSettings) -> _VideoScan:
     if not usable or len(set(ordered)) != len(ordered):
         ordered = None  # timestamps missing or repeated: count frames in decode order instead
     fps = float(rate) if rate else None
-    return _VideoScan(ordered, array("q", sorted(keyframes)), packets, time_base, fps if _is_plausible_fps(fps) else None)
+    return _VideoScan(
+        ordered, array("q", sorted(keyframes)), packets, time_base, fps if _is_plausible_fps(fps) else None
+    )
 
 
 def _video_fps(scan: _VideoScan) -> float | None:
@@ -609,8 +612,7 @@ def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[Any]:
 
     try:
         for packet in container.demux(stream):
-            for frame in packet.decode():
-                yield frame
+            yield from packet.decode()
     except av.FFmpegError:
         return
 
@@ -671,7 +673,9 @@ def _sample_by_time(timestamps: array, samples: int) -> list[int]:
     return chosen
 
 
-def _iter_video_frames(path: Path, info: MediaInfo, scan: _VideoScan, samples: int, settings: MediaSettings) -> Iterator[Frame]:
+def _iter_video_frames(
+    path: Path, info: MediaInfo, scan: _VideoScan, samples: int, settings: MediaSettings
+) -> Iterator[Frame]:
     """Yield the sampled frames, holding one decoded frame at a time. Bounded by the number of
     frames the scan found."""
     assert info.frame_count is not None

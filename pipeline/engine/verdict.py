@@ -137,9 +137,7 @@ def decide(
                 track=track_id,
                 faces=len(members),
                 fake_probability=probability,
-                model_scores={
-                    m: aggregate(_by_frame(members, lambda f, m=m: f.model_scores[m]), rule) for m in models
-                },
+                model_scores={m: aggregate(_by_frame(members, lambda f, m=m: f.model_scores[m]), rule) for m in models},
                 label=decision.label(probability),
                 decides=len(members) >= max(1, min_track_fraction * longest),
             )

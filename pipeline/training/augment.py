@@ -49,7 +49,9 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 def rescale(image: np.ndarray, factor: float) -> np.ndarray:
     """Down- then up-scale: the softness of a small face blown up, as in many DFDC crops."""
     height, width = image.shape[:2]
-    small = cv2.resize(image, (max(8, round(width * factor)), max(8, round(height * factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image, (max(8, round(width * factor)), max(8, round(height * factor))), interpolation=cv2.INTER_AREA
+    )
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
@@ -105,7 +107,16 @@ def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Gene
     spread = landmarks.max(axis=0) - landmarks.min(axis=0)
     axes = spread * rng.uniform(0.75, 1.05, size=2) + 0.05 * np.array([width, height])
     mask = np.zeros((height, width), np.float32)
-    cv2.ellipse(mask, (round(center[0]), round(center[1] + spread[1] * 0.05)), (round(axes[0]), round(axes[1])), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(
+        mask,
+        (round(center[0]), round(center[1] + spread[1] * 0.05)),
+        (round(axes[0]), round(axes[1])),
+        0,
+        0,
+        360,
+        1.0,
+        -1,
+    )
     # Smooth random deformation so the boundary is never a clean ellipse.
     grid = 4
     displacement = rng.normal(0.0, 0.04 * min(width, height), size=(grid, grid, 2)).astype(np.float32)

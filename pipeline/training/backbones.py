@@ -174,9 +174,7 @@ def _torch_blocks(recipe: _TorchRecipe) -> tuple[str, ...]:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "mobilenetv2": BackboneSpec(
-        "mobilenetv2", 1280, "head_relu", 224, _torch_blocks(_RECIPES["mobilenetv2"])
-    ),
+    "mobilenetv2": BackboneSpec("mobilenetv2", 1280, "head_relu", 224, _torch_blocks(_RECIPES["mobilenetv2"])),
     "efficientnet_lite0": BackboneSpec(
         "efficientnet_lite0", 1280, "head_relu", 224, _torch_blocks(_RECIPES["efficientnet_lite0"])
     ),
@@ -187,11 +185,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         224,
         (
             "stem",
-            *(
-                f"block{i + 1}{chr(ord('a') + j)}"
-                for i, n in enumerate(_EFFICIENTNETV2B0_REPEATS)
-                for j in range(n)
-            ),
+            *(f"block{i + 1}{chr(ord('a') + j)}" for i, n in enumerate(_EFFICIENTNETV2B0_REPEATS) for j in range(n)),
             "top",
         ),
     ),
@@ -202,9 +196,7 @@ def _spec(name: str) -> BackboneSpec:
     try:
         return BACKBONES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}"
-        ) from None
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
 
 
 def _conv_unit(
@@ -226,9 +218,7 @@ def _conv_unit(
         x = layers.DepthwiseConv2D(kernel, stride, padding, use_bias=False, name=name)(x)
     else:
         x = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(
-        epsilon=recipe.bn_epsilon, momentum=recipe.bn_momentum, name=f"{name}_bn"
-    )(x)
+    x = layers.BatchNormalization(epsilon=recipe.bn_epsilon, momentum=recipe.bn_momentum, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation("relu6", name=f"{name}_relu")(x)
     return x
@@ -240,9 +230,7 @@ def _torch_trunk(name: str, input_size: int) -> tuple[keras.KerasTensor, keras.K
     inputs = keras.Input((input_size, input_size, 3), name="image")
     mean, std = np.asarray(recipe.mean), np.asarray(recipe.std)
     # One multiply-add: (x - mean) / std == x * (1 / std) + (-mean / std).
-    x = layers.Rescaling(scale=(1 / std).tolist(), offset=(-mean / std).tolist(), name="normalise")(
-        inputs
-    )
+    x = layers.Rescaling(scale=(1 / std).tolist(), offset=(-mean / std).tolist(), name="normalise")(inputs)
     x = _conv_unit(x, "stem", recipe, kernel=3, stride=2, filters=32)
     channels, k = 32, 0
     for stage in recipe.stages:
@@ -250,13 +238,9 @@ def _torch_trunk(name: str, input_size: int) -> tuple[keras.KerasTensor, keras.K
             stride = stage.stride if repeat == 0 else 1
             block_input, prefix = x, f"block_{k}"
             if stage.expand != 1:
-                x = _conv_unit(
-                    x, f"{prefix}_expand", recipe, kernel=1, filters=channels * stage.expand
-                )
+                x = _conv_unit(x, f"{prefix}_expand", recipe, kernel=1, filters=channels * stage.expand)
             x = _conv_unit(x, f"{prefix}_depthwise", recipe, kernel=stage.kernel, stride=stride)
-            x = _conv_unit(
-                x, f"{prefix}_project", recipe, kernel=1, filters=stage.channels, activation=False
-            )
+            x = _conv_unit(x, f"{prefix}_project", recipe, kernel=1, filters=stage.channels, activation=False)
             if stride == 1 and channels == stage.channels:
                 x = layers.Add(name=f"{prefix}_add")([block_input, x])
             channels, k = stage.channels, k + 1
@@ -264,16 +248,12 @@ def _torch_trunk(name: str, input_size: int) -> tuple[keras.KerasTensor, keras.K
     return inputs, x
 
 
-def _keras_weights(
-    layer: layers.Layer, prefix: str, state: dict[str, np.ndarray]
-) -> list[np.ndarray]:
+def _keras_weights(layer: layers.Layer, prefix: str, state: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The PyTorch parameters at `prefix`, laid out as `layer.set_weights` wants them."""
     if isinstance(layer, layers.DepthwiseConv2D):
         return [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]  # (C, 1, kh, kw) -> (kh, kw, C, 1)
     if isinstance(layer, layers.Conv2D):
-        return [
-            state[f"{prefix}.weight"].transpose(2, 3, 1, 0)
-        ]  # (out, in, kh, kw) -> (kh, kw, in, out)
+        return [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]  # (out, in, kh, kw) -> (kh, kw, in, out)
     if isinstance(layer, layers.BatchNormalization):
         return [state[f"{prefix}.{p}"] for p in ("weight", "bias", "running_mean", "running_var")]
     if isinstance(layer, layers.Dense):
@@ -302,8 +282,7 @@ def _load_torch_weights(model: keras.Model, name: str, with_classifier: bool) ->
     }
     if left:
         raise WeightsUnavailableError(
-            f"the ImageNet weights for {name} do not fit its architecture: "
-            f"unused {sorted(left)[:5]}"
+            f"the ImageNet weights for {name} do not fit its architecture: unused {sorted(left)[:5]}"
         )
 
 
@@ -332,9 +311,7 @@ def _check_weights(weights: str | None) -> None:
         raise ValueError(f"weights must be 'imagenet' or None, not {weights!r}")
 
 
-def build_backbone(
-    name: str, input_size: int = 224, weights: str | None = "imagenet"
-) -> keras.Model:
+def build_backbone(name: str, input_size: int = 224, weights: str | None = "imagenet") -> keras.Model:
     """Feature extractor: (N, size, size, 3) RGB in [0, 255] -> final feature map (N, h, w, 1280).
 
     ``weights="imagenet"`` loads ImageNet weights (raising `WeightsUnavailableError` when they are
@@ -394,9 +371,7 @@ def set_trainable_blocks(model: keras.Model, name: str, n_upper_blocks: int) -> 
     """
     blocks = _spec(name).blocks
     if not 0 <= n_upper_blocks <= len(blocks):
-        raise ValueError(
-            f"n_upper_blocks must be in 0..{len(blocks)} for {name}, not {n_upper_blocks}"
-        )
+        raise ValueError(f"n_upper_blocks must be in 0..{len(blocks)} for {name}, not {n_upper_blocks}")
     first_trainable = len(blocks) - n_upper_blocks
     model.trainable = True  # Keras sets this on every inner layer; the loop then freezes below
     for layer in _all_layers(model):

@@ -17,7 +17,9 @@ def _nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature T minimising the log loss of sigmoid(logit / T) (Guo et al., 2017)."""
     result = minimize_scalar(
-        lambda log_t: _nll(sigmoid(logits / np.exp(log_t)), labels), bounds=(np.log(0.05), np.log(20.0)), method="bounded"
+        lambda log_t: _nll(sigmoid(logits / np.exp(log_t)), labels),
+        bounds=(np.log(0.05), np.log(20.0)),
+        method="bounded",
     )
     return float(np.exp(result.x))
 

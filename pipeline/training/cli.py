@@ -55,7 +55,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         # A one-member calibrated ensemble, so `evaluate` can measure this model on its own.
         from pipeline.training.ensemble_fit import fit_ensemble
 
-        fit_ensemble({config.member_name: (result.model_path, args.backbone, args.input_size)}, list(args.data), args.ensemble_dir, val_per_class=args.val_per_class)
+        fit_ensemble(
+            {config.member_name: (result.model_path, args.backbone, args.input_size)},
+            list(args.data),
+            args.ensemble_dir,
+            val_per_class=args.val_per_class,
+        )
         print(f"wrote a one-member ensemble to {args.ensemble_dir}")
     return 0
 
@@ -93,7 +98,9 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         result = train_member(config, resume=args.resume)
         members[config.member_name] = (result.model_path, config.backbone, config.input_size)
         print(f"{config.member_name}: best validation ROC AUC {result.best_val_auc:.4f}")
-    validation = fit_ensemble(members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation)
+    validation = fit_ensemble(
+        members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation
+    )
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0
 
@@ -102,7 +109,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pipeline.training.evaluate import evaluate, print_summary, write_json
 
     report = evaluate(
-        list(args.dirs), args.split, args.models_dir, per_class=args.per_class, frames=args.frames, report_dir=args.report
+        list(args.dirs),
+        args.split,
+        args.models_dir,
+        per_class=args.per_class,
+        frames=args.frames,
+        report_dir=args.report,
     )
     print_summary(report)
     if args.json:
@@ -112,28 +124,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     shared = shared_data_dir()
-    parser.add_argument("--data", type=Path, nargs="+", default=[shared / "dfdc-faces", shared / "gan-faces"], help="real/+fake/ folders")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        default=[shared / "dfdc-faces", shared / "gan-faces"],
+        help="real/+fake/ folders",
+    )
     parser.add_argument("--input-size", type=int, default=160)
     parser.add_argument("--train-per-class", type=int, default=3000, help="training images per class and data set")
     parser.add_argument("--val-per-class", type=int, default=400)
     parser.add_argument("--views", type=int, default=2, help="augmented views per training image")
-    parser.add_argument("--self-blend", type=float, default=0.5, help="share of real images that also give a self-blended fake (0: off)")
+    parser.add_argument(
+        "--self-blend", type=float, default=0.5, help="share of real images that also give a self-blended fake (0: off)"
+    )
     parser.add_argument("--trainable-blocks", type=int, default=4, help="upper backbone blocks to fine-tune")
     parser.add_argument("--head-epochs", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (early stopping on val AUC)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--rounds", type=int, default=1, help="times the augmented views are redrawn (each later round fine-tunes on fresh views)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="times the augmented views are redrawn (each later round fine-tunes on fresh views)",
+    )
     parser.add_argument("--round-epochs", type=int, default=3, help="fine-tuning epochs in each round after the first")
     parser.add_argument("--round-lr", type=float, default=1e-4, help="learning rate of the rounds after the first")
-    parser.add_argument("--resume", action="store_true", help="continue a run folder's finished rounds instead of training anew")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue a run folder's finished rounds instead of training anew"
+    )
     parser.add_argument("--from-scratch", action="store_true", help="random initial weights instead of ImageNet")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add the training-side subcommands to the CLI."""
     prepare = commands.add_parser(
-        "prepare", help="turn a folder of labelled images and/or videos into face crops framed as the engine frames them"
+        "prepare",
+        help="turn a folder of labelled images and/or videos into face crops framed as the engine frames them",
     )
     prepare.add_argument("source", type=Path, help="a folder with real/ and/or fake/ (and optionally metadata.csv)")
     prepare.add_argument("out_dir", type=Path, help="where the crops go (a stopped run resumes here)")
@@ -145,15 +173,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train one ensemble member")
     train.add_argument("--backbone", required=True, choices=["mobilenetv2", "efficientnet_lite0", "efficientnetv2b0"])
     train.add_argument("--name", default=None, help="member name (default: the backbone's)")
-    train.add_argument("--init-from", type=Path, default=None, help="start from this trained .keras model of the same backbone instead of ImageNet")
+    train.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from this trained .keras model of the same backbone instead of ImageNet",
+    )
     train.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
-    train.add_argument("--ensemble-dir", type=Path, default=None, help="also write a calibrated one-member ensemble here (for evaluate)")
+    train.add_argument(
+        "--ensemble-dir",
+        type=Path,
+        default=None,
+        help="also write a calibrated one-member ensemble here (for evaluate)",
+    )
     _add_training_options(train)
     train.set_defaults(run=cmd_train)
 
     ensemble = commands.add_parser("train-ensemble", help="train the default members and write the calibrated ensemble")
     ensemble.add_argument("--members", default=",".join(MEMBERS))
-    ensemble.add_argument("--recipe", type=Path, default=None, help="JSON of each member's own training settings (see models/recipe.json)")
+    ensemble.add_argument(
+        "--recipe", type=Path, default=None, help="JSON of each member's own training settings (see models/recipe.json)"
+    )
     ensemble.add_argument("--runs", type=Path, default=Path("runs"))
     ensemble.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     ensemble.add_argument("--aggregation", default=DEFAULT_AGGREGATION)
@@ -165,7 +205,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", default=None, help="train, val, test or all (default: all)")
     evaluate.add_argument("--json", type=Path)
     evaluate.add_argument("--report", type=Path, help="folder for plots and summary.md")
-    evaluate.add_argument("--per-class", type=int, default=None, help="evaluate at most this many items per class and folder")
+    evaluate.add_argument(
+        "--per-class", type=int, default=None, help="evaluate at most this many items per class and folder"
+    )
     evaluate.add_argument("--frames", type=int, default=None, help="frames per video")
     evaluate.add_argument("--models-dir", type=Path, default=Settings().models_dir)
     evaluate.set_defaults(run=cmd_evaluate)

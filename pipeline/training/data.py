@@ -73,11 +73,19 @@ def load_samples(
                 if row["label"] not in LABELS:
                     raise DataError(f"{metadata}: unknown label {row['label']!r}")
                 samples.append(
-                    Sample(root / row["file"], LABELS[row["label"]], row.get("group") or row["file"], row.get("split") or "", source)
+                    Sample(
+                        root / row["file"],
+                        LABELS[row["label"]],
+                        row.get("group") or row["file"],
+                        row.get("split") or "",
+                        source,
+                    )
                 )
         if any(not s.split for s in samples):
             samples = [
-                Sample(s.path, s.label, s.group, s.split or split_for_group(s.group, val_fraction, test_fraction), s.source)
+                Sample(
+                    s.path, s.label, s.group, s.split or split_for_group(s.group, val_fraction, test_fraction), s.source
+                )
                 for s in samples
             ]
     else:
@@ -86,7 +94,9 @@ def load_samples(
             for path in sorted((root / name).iterdir()) if (root / name).is_dir() else []:
                 if path.suffix.lower() in suffixes:
                     group = path.stem
-                    samples.append(Sample(path, label, group, split_for_group(group, val_fraction, test_fraction), source))
+                    samples.append(
+                        Sample(path, label, group, split_for_group(group, val_fraction, test_fraction), source)
+                    )
     if split not in (None, "all"):
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} or all")

@@ -13,14 +13,21 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.training.backbones import BACKBONES
-from pipeline.training.calibration import choose_threshold, choose_uncertain_band, expected_calibration_error, fit_temperature
-from pipeline.training.data import Sample, balanced_subset, load_samples, read_face
-from pipeline.engine.media import sha256_file
 from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, crop_logits, sigmoid
+from pipeline.engine.media import sha256_file
+from pipeline.training.backbones import BACKBONES
+from pipeline.training.calibration import (
+    choose_threshold,
+    choose_uncertain_band,
+    expected_calibration_error,
+    fit_temperature,
+)
+from pipeline.training.data import Sample, balanced_subset, load_samples, read_face
 
 
-def member_logits(model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64) -> dict[bool, np.ndarray]:
+def member_logits(
+    model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64
+) -> dict[bool, np.ndarray]:
     """Raw logits of one saved member on face crops (read as the engine reads them), as the
     engine computes them without (False) and with (True) flip averaging."""
     import keras
@@ -28,7 +35,9 @@ def member_logits(model_path: Path, input_size: int, samples: list[Sample], batc
 
     model = keras.models.load_model(model_path, safe_mode=True, compile=False)
     plain, flipped = [], []
-    for start in tqdm(range(0, len(samples), batch_size), desc=f"val logits {model_path.parent.name}", file=sys.stderr, leave=False):
+    for start in tqdm(
+        range(0, len(samples), batch_size), desc=f"val logits {model_path.parent.name}", file=sys.stderr, leave=False
+    ):
         crops = np.stack([read_face(s.path, 224) for s in samples[start : start + batch_size]])
         plain.append(crop_logits(model, crops, input_size, batch_size, flip_average=False))
         flipped.append(crop_logits(model, crops[:, :, ::-1], input_size, batch_size, flip_average=False))
@@ -41,7 +50,7 @@ def select_members(
 ) -> tuple[dict[str, float], float, list[dict[str, Any]]]:
     """Greedy forward selection, best single member first, each later one kept (with its weight
     on a 0.1 grid) only if it raises validation ROC AUC. Returns (weights, AUC, every trial)."""
-    single_auc = {name: float(roc_auc_score(labels, l)) for name, l in logits.items()}
+    single_auc = {name: float(roc_auc_score(labels, values)) for name, values in logits.items()}
     order = sorted(single_auc, key=single_auc.get, reverse=True)
     weights = {order[0]: 1.0}
     best_auc = single_auc[order[0]]
@@ -81,11 +90,11 @@ def fit_ensemble(
     candidates = {}
     for flip_average in (False, True):
         logits = {name: by_flip[flip_average] for name, by_flip in both.items()}
-        temperatures = {name: fit_temperature(l, labels) for name, l in logits.items()}
+        temperatures = {name: fit_temperature(values, labels) for name, values in logits.items()}
         candidates[flip_average] = (logits, temperatures, *select_members(logits, temperatures, labels))
     flip_average = candidates[True][3] > candidates[False][3] + 1e-4
     logits, temperatures, weights, _, trials = candidates[flip_average]
-    single_auc = {name: float(roc_auc_score(labels, l)) for name, l in logits.items()}
+    single_auc = {name: float(roc_auc_score(labels, values)) for name, values in logits.items()}
     chosen = list(weights)
     models_dir.mkdir(parents=True, exist_ok=True)
     specs = []
@@ -96,13 +105,21 @@ def fit_ensemble(
             shutil.copyfile(path, target)
         specs.append(
             MemberSpec(
-                name=name, file=target.name, backbone=backbone, input_size=size, weight=round(weights[name], 3),
-                temperature=round(temperatures[name], 4), gradcam_layer=BACKBONES[backbone].last_conv_layer,
+                name=name,
+                file=target.name,
+                backbone=backbone,
+                input_size=size,
+                weight=round(weights[name], 3),
+                temperature=round(temperatures[name], 4),
+                gradcam_layer=BACKBONES[backbone].last_conv_layer,
                 sha256=sha256_file(target),
             )
         )
     spec = EnsembleSpec(
-        members=tuple(specs), aggregation=aggregation, flip_average=flip_average, trained_on=tuple(r.name for r in val_roots)
+        members=tuple(specs),
+        aggregation=aggregation,
+        flip_average=flip_average,
+        trained_on=tuple(r.name for r in val_roots),
     )
     ensemble_logit = combine_logits({n: logits[n] for n in chosen}, spec)
     spec = replace(spec, temperature=round(fit_temperature(ensemble_logit, labels), 4))
@@ -121,6 +138,8 @@ def fit_ensemble(
         "ensemble_auc_with_flip": candidates[True][3],
         "weight_trials": trials,
     }
-    spec = replace(spec, threshold=round(threshold, 4), uncertain_low=low, uncertain_high=high, metrics={"validation": validation})
+    spec = replace(
+        spec, threshold=round(threshold, 4), uncertain_low=low, uncertain_high=high, metrics={"validation": validation}
+    )
     spec.save(models_dir / ENSEMBLE_FILE)
     return validation

@@ -27,11 +27,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+from pipeline.errors import DataError, PipelineError
 from pipeline.training.calibration import expected_calibration_error
 from pipeline.training.data import Sample, balanced_subset, is_video, load_samples, read_face
-from pipeline.engine.ensemble import Ensemble
-from pipeline.errors import DataError, PipelineError
-from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 
 ENSEMBLE = "ensemble"
 
@@ -77,7 +77,8 @@ def join_tables(first: ScoreTable, second: ScoreTable) -> ScoreTable:
     """One table of the items of both (e.g. face crops and faces found in videos)."""
     n_first, n_second = len(first.labels), len(second.labels)
     seconds = {
-        m: (first.seconds_per_face.get(m, 0.0) * n_first + second.seconds_per_face.get(m, 0.0) * n_second) / (n_first + n_second)
+        m: (first.seconds_per_face.get(m, 0.0) * n_first + second.seconds_per_face.get(m, 0.0) * n_second)
+        / (n_first + n_second)
         for m in first.seconds_per_face.keys() | second.seconds_per_face.keys()
     }
     return ScoreTable(
@@ -110,7 +111,7 @@ def score_crops(ensemble: Ensemble, samples: list[Sample], batch_size: int = 64)
     labels, sources = [], []
     members: dict[str, list[np.ndarray]] = {n: [] for n in ensemble.member_names}
     combined: list[np.ndarray] = []
-    seconds = {n: 0.0 for n in ensemble.member_names}
+    seconds = dict.fromkeys(ensemble.member_names, 0.0)
     for start in tqdm(range(0, len(samples), batch_size), desc="scoring crops", file=sys.stderr, leave=False):
         batch = samples[start : start + batch_size]
         crops = np.stack([read_face(s.path, 224) for s in batch])
@@ -143,7 +144,7 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
     face_probs: dict[str, list[float]] = {n: [] for n in [*names, ENSEMBLE]}
     per_rule: dict[str, dict[str, list[float]]] = {rule: {n: [] for n in [*names, ENSEMBLE]} for rule in AGGREGATIONS}
     video_labels, video_sources, no_face = [], [], []
-    seconds = {n: 0.0 for n in names}
+    seconds = dict.fromkeys(names, 0.0)
     faces_seen = 0
     spec = engine.ensemble.spec
     decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high)
@@ -181,7 +182,9 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
     if not video_labels:
         raise DataError("no face was found in any of the videos")
     faces = ScoreTable(
-        np.asarray(face_labels), face_sources, {n: np.asarray(v) for n, v in face_probs.items()},
+        np.asarray(face_labels),
+        face_sources,
+        {n: np.asarray(v) for n, v in face_probs.items()},
         {n: s / max(faces_seen, 1) for n, s in seconds.items()},
     )
     videos = {
@@ -201,8 +204,8 @@ def evaluate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate the ensemble in `models_dir` on the given folders; returns the metrics."""
-    from pipeline.engine.analyze import Engine
     from pipeline.config import Settings
+    from pipeline.engine.analyze import Engine
 
     engine = Engine(Settings(models_dir=models_dir))
     ensemble = engine.ensemble
@@ -246,10 +249,14 @@ def print_summary(report: dict[str, Any]) -> None:
     for level in ("frame_level", "video_level"):
         if level not in report:
             continue
-        blocks = report[level] if level == "frame_level" else {
-            f"{rule}{' (default)' if rule == report['video_level_default_rule'] else ''}": m
-            for rule, m in report[level].items()
-        }
+        blocks = (
+            report[level]
+            if level == "frame_level"
+            else {
+                f"{rule}{' (default)' if rule == report['video_level_default_rule'] else ''}": m
+                for rule, m in report[level].items()
+            }
+        )
         if level == "frame_level":
             blocks = {"": blocks}
         for rule, models in blocks.items():
@@ -260,7 +267,9 @@ def print_summary(report: dict[str, Any]) -> None:
                     if not isinstance(m, dict):
                         continue
                     fmt = lambda v: f"{v:8.4f}" if isinstance(v, float) else f"{'-':>8}"  # noqa: E731
-                    print(f"{model:<20}{subset:<14}{m['n']:>6}{fmt(m['roc_auc'])}{fmt(m['average_precision'])}{fmt(m['eer'])}{fmt(m['accuracy'])}{fmt(m['f1'])}{fmt(m['ece'])}")
+                    print(
+                        f"{model:<20}{subset:<14}{m['n']:>6}{fmt(m['roc_auc'])}{fmt(m['average_precision'])}{fmt(m['eer'])}{fmt(m['accuracy'])}{fmt(m['f1'])}{fmt(m['ece'])}"
+                    )
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

@@ -10,6 +10,7 @@ the size of a face box; output: 468 points (x, y, z) in that picture's pixels, a
 from __future__ import annotations
 
 import math
+
 import cv2
 import numpy as np
 

@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
-from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.engine.ensemble import Ensemble, predict_crops
+from pipeline.training.data import Sample, balanced_subset, read_face
 
 
 def _figure(width: float, height: float) -> Any:
@@ -99,7 +99,9 @@ def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: 
         for source in sources:
             for label, colour, text in ((0, "tab:blue", "real"), (1, "tab:red", "fake")):
                 picked = (labels == label) & np.asarray([s.source == source for s in subset])
-                ax.scatter(*embedded[picked].T, s=8, c=colour, marker=markers[source], alpha=0.6, label=f"{text} ({source})")
+                ax.scatter(
+                    *embedded[picked].T, s=8, c=colour, marker=markers[source], alpha=0.6, label=f"{text} ({source})"
+                )
         ax.set_title(f"t-SNE of {name} features")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -108,7 +110,9 @@ def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: 
     fig.savefig(path, dpi=100)
 
 
-def write_report(report: dict[str, Any], tables: dict[str, Any], ensemble: Ensemble, images: list[Sample], out_dir: Path) -> None:
+def write_report(
+    report: dict[str, Any], tables: dict[str, Any], ensemble: Ensemble, images: list[Sample], out_dir: Path
+) -> None:
     """Pictures, metrics.json and summary.md in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -119,7 +123,9 @@ def write_report(report: dict[str, Any], tables: dict[str, Any], ensemble: Ensem
         metrics = report["frame_level" if level == "frame" else "video_level"]
         if level == "video":
             metrics = metrics[report["video_level_default_rule"]]
-        plot_confusion(metrics["ensemble"]["all"]["confusion"], out_dir / f"confusion_{level}.png", f"Ensemble, {level} level")
+        plot_confusion(
+            metrics["ensemble"]["all"]["confusion"], out_dir / f"confusion_{level}.png", f"Ensemble, {level} level"
+        )
         pictures += [f"roc_{level}.png", f"reliability_{level}.png", f"confusion_{level}.png"]
     if images:
         plot_tsne(ensemble, images, out_dir / "tsne.png")
@@ -148,7 +154,12 @@ def metrics_markdown(report: dict[str, Any]) -> list[str]:
         levels.append((f"Video level, '{rule}' rule{default}", models))
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "-"  # noqa: E731
     for title, models in levels:
-        lines += [f"### {title}", "", "| model | subset | n | ROC AUC | AP | EER | acc | precision | recall | F1 | ECE |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {title}",
+            "",
+            "| model | subset | n | ROC AUC | AP | EER | acc | precision | recall | F1 | ECE |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for model, subsets in models.items():
             for subset, m in subsets.items():
                 if isinstance(m, dict):

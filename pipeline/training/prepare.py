@@ -73,7 +73,9 @@ def source_items(root: Path, media: MediaSettings = MediaSettings()) -> list[Sou
             folder = root / label
             for path in sorted(folder.iterdir()) if folder.is_dir() else []:
                 if path.suffix.lower() in suffixes:
-                    items.append(SourceItem(path, f"{label}/{path.name}", label, path.stem, split_for_group(path.stem, 0.1, 0.1)))
+                    items.append(
+                        SourceItem(path, f"{label}/{path.name}", label, path.stem, split_for_group(path.stem, 0.1, 0.1))
+                    )
     if not items:
         raise DataError(f"no images or videos in {root}")
     return items
@@ -162,7 +164,11 @@ def prepare(
         from pipeline.training.landmarks import FaceLandmarks
 
         mesh = FaceLandmarks()
-    rows, skipped, log = _Appender(partial, COLUMNS), _Appender(skipped_path, SKIPPED_COLUMNS), _Appender(out_dir / "done.csv", ("source",))
+    rows, skipped, log = (
+        _Appender(partial, COLUMNS),
+        _Appender(skipped_path, SKIPPED_COLUMNS),
+        _Appender(out_dir / "done.csv", ("source",)),
+    )
     try:
         for item in tqdm([i for i in items if i.relative not in done], desc=f"prepare {source.name}", file=sys.stderr):
             try:

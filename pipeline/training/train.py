@@ -70,7 +70,7 @@ class TrainConfig:
     round_lr: float = 1e-4
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         """The config `to_json` wrote (fields unknown to this version are ignored)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         paths = {"data": tuple(Path(p) for p in data["data"]), "out_dir": Path(data["out_dir"])}
@@ -78,7 +78,7 @@ class TrainConfig:
             paths["init_from"] = Path(data["init_from"])
         return cls(**{**known, **paths})
 
-    def same_run(self, other: "TrainConfig", rounds_done: int) -> bool:
+    def same_run(self, other: TrainConfig, rounds_done: int) -> bool:
         """True when a checkpoint of `rounds_done` rounds written under `other` can be resumed under
         this config: they differ only in how many rounds run (and, while only the first round is
         done, in the later rounds' settings)."""
@@ -234,7 +234,9 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
     best = {"auc": max(history["val_auc"], default=-1.0), "weights": model.get_weights() if rounds_done else None}
 
     if rounds_done < config.rounds:  # a finished run resumed has nothing left to validate
-        x_val = _features(trunk, [read_face(s.path, config.input_size) for s in val], config.batch_size, "features (val)")
+        x_val = _features(
+            trunk, [read_face(s.path, config.input_size) for s in val], config.batch_size, "features (val)"
+        )
         y_val = np.asarray([s.label for s in val], np.float32)
 
     def run_stage(stage: str, epochs: int, learning_rate: float, x_train: np.ndarray, y_train: np.ndarray) -> None:
@@ -249,7 +251,9 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
         )
         stale = 0
         for _ in range(epochs):
-            fit = top.fit(x_train, y_train, batch_size=config.batch_size, epochs=1, shuffle=True, class_weight=weights, verbose=2)
+            fit = top.fit(
+                x_train, y_train, batch_size=config.batch_size, epochs=1, shuffle=True, class_weight=weights, verbose=2
+            )
             val_logits = np.asarray(top.predict(x_val, batch_size=256, verbose=0)).reshape(-1)
             auc = float(roc_auc_score(y_val, val_logits))
             val_loss = float(keras.losses.BinaryCrossentropy(from_logits=True)(y_val[:, None], val_logits[:, None]))
@@ -257,7 +261,10 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
             history["val_loss"].append(val_loss)
             history["val_auc"].append(auc)
             history["stage"].append(stage)
-            print(f"[{config.member_name}] {stage} epoch {len(history['loss'])}: loss {history['loss'][-1]:.4f} val_loss {val_loss:.4f} val_auc {auc:.4f}", file=sys.stderr)
+            print(
+                f"[{config.member_name}] {stage} epoch {len(history['loss'])}: loss {history['loss'][-1]:.4f} val_loss {val_loss:.4f} val_auc {auc:.4f}",
+                file=sys.stderr,
+            )
             if auc > best["auc"]:
                 best["auc"], best["weights"], stale = auc, model.get_weights(), 0
             else:

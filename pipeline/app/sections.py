@@ -1,0 +1,173 @@
+"""The sections of a result as the dashboard and the HTML report both show them: built once here
+from a stored record, rendered twice (Streamlit widgets in `pages/_views.py`, a Jinja2 template
+in `pipeline/app/export.py`), so the two never disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.app.store import Picture, Record, Store
+from pipeline.results import AnalysisResult
+
+VERDICT_LABELS = {"fake": "FAKE", "real": "REAL", "uncertain": "UNCERTAIN", "no_face": "NO FACE"}
+ENSEMBLE = "ensemble"
+
+
+@dataclass(frozen=True)
+class VerdictSection:
+    """The verdict line and what it rests on."""
+
+    verdict: str
+    label: str
+    fake_probability: float | None
+    reason: str
+    threshold: float
+    uncertain_band: tuple[float, float]
+    file: str
+    kind: str
+    size: str
+    created: str
+
+    @property
+    def caption(self) -> str:
+        """The rule and the file in one sentence."""
+        low, high = self.uncertain_band
+        return (
+            f"{self.reason}. Threshold {self.threshold:.2f}, uncertain band {low:.2f}-{high:.2f}; "
+            f"{self.file}, {self.kind} {self.size}, analysed {self.created.replace('T', ' ')}."
+        )
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """The verdict-level probability of the ensemble or of one model."""
+
+    model: str
+    fake_probability: float | None
+    version: str
+    ms_per_face: float | None
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """One person: their probability, verdict and each model's score."""
+
+    person: int
+    faces: int
+    fake_probability: float
+    verdict: str
+    decides: bool
+    model_scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ExplanationMaps:
+    """One model's explanation map of one face: over the crop and over the frame (None when the
+    file is missing from the history folder)."""
+
+    model: str
+    on_face: Path | None
+    on_frame: Path | None
+
+
+@dataclass(frozen=True)
+class ExplainedFace:
+    """A person's most suspicious face with each model's map."""
+
+    person: int
+    where: str
+    fake_probability: float
+    maps: tuple[ExplanationMaps, ...]
+
+
+@dataclass(frozen=True)
+class ResultSections:
+    """Everything about one stored result that both renderings show."""
+
+    verdict: VerdictSection
+    scores: tuple[ScoreRow, ...]
+    people: tuple[PersonRow, ...]
+    explained: tuple[ExplainedFace, ...]
+    timings: tuple[tuple[str, float], ...]
+    models: tuple[str, ...]
+    sampling: str
+
+
+def frame_label(result: AnalysisResult, position: int) -> str:
+    """Where a sampled frame is: 'the image', or its number and time."""
+    if result.kind == "image":
+        return "the image"
+    frame = result.frames[position]
+    return f"frame {frame.frame_number} ({frame.time_s:.2f} s)"
+
+
+def existing(store: Store, picture: Picture | None) -> Path | None:
+    """A stored picture's file, or None when it is missing."""
+    if picture is None:
+        return None
+    path = store.path(picture)
+    return path if path.is_file() else None
+
+
+def verdict_section(result: AnalysisResult) -> VerdictSection:
+    """The verdict of a result."""
+    size = f"{result.width}×{result.height}" + (f", {result.duration_s:.1f} s" if result.duration_s else "")
+    return VerdictSection(
+        verdict=result.verdict,
+        label=VERDICT_LABELS[result.verdict],
+        fake_probability=result.fake_probability,
+        reason=result.reason,
+        threshold=result.threshold,
+        uncertain_band=(result.uncertain_band[0], result.uncertain_band[1]),
+        file=result.file,
+        kind=result.kind,
+        size=size,
+        created=result.created,
+    )
+
+
+def result_sections(record: Record, store: Store) -> ResultSections:
+    """The sections of one stored result."""
+    result = record.result
+    scores = [ScoreRow(ENSEMBLE, result.fake_probability, "", None)] + [
+        ScoreRow(
+            name,
+            result.model_scores.get(name),
+            version,
+            1000 * result.model_seconds_per_face[name] if name in result.model_seconds_per_face else None,
+        )
+        for name, version in result.models.items()
+    ]
+    people = [
+        PersonRow(t.track + 1, t.faces, t.fake_probability, t.verdict, t.decides, dict(t.model_scores))
+        for t in result.tracks
+    ]
+    explained = []
+    for position, face, track in sorted(
+        {(p.position, p.face, p.track) for p in record.pictures_of("explanation_face")}
+    ):
+        stored = {(p.role, p.model): p for p in record.pictures if (p.position, p.face) == (position, face)}
+        maps = tuple(
+            ExplanationMaps(
+                model,
+                existing(store, stored.get(("explanation_face", model))),
+                existing(store, stored.get(("explanation_frame", model))),
+            )
+            for model in result.models
+        )
+        probability = result.frames[position].faces[face].fake_probability
+        explained.append(ExplainedFace(track + 1, frame_label(result, position), probability, maps))
+    sampling = (
+        f"Aggregation rule '{result.aggregation}', {len(result.frames)} sampled frame(s) of "
+        f"{result.frames_requested} requested."
+    )
+    return ResultSections(
+        verdict=verdict_section(result),
+        scores=tuple(scores),
+        people=tuple(people),
+        explained=tuple(explained),
+        timings=tuple(result.timing.items()),
+        models=tuple(result.models),
+        sampling=sampling,
+    )
