@@ -52,15 +52,50 @@ def test_no_face_has_a_reason_and_no_probability() -> None:
     assert "no face" in verdict.reason and "32" in verdict.reason
 
 
-def test_a_video_is_fake_if_any_person_is_fake() -> None:
+def odds_mean(*probabilities: float) -> float:
+    odds = sum(p / (1 - p) for p in probabilities) / len(probabilities)
+    return odds / (1 + odds)
+
+
+def test_a_video_with_one_clearly_fake_person_is_fake() -> None:
     faces = faces_of(0, [0.05] * 10) + faces_of(1, [0.9] * 10)
     verdict = decide(faces, sampled_frames=10, rule="mean", decision=DECISION)
     assert verdict.label == "fake"
     assert [t.label for t in verdict.tracks] == ["real", "fake"]
-    assert verdict.fake_probability == pytest.approx(0.9)
-    assert "person 2" in verdict.reason
-    # Each model's video score comes from the same rule over its own face scores.
-    assert verdict.model_scores == {"a": pytest.approx(0.9), "b": pytest.approx(0.95)}
+    # "At least one of the two is fake", with one fake among them expected: the mean of the odds.
+    assert verdict.fake_probability == pytest.approx(odds_mean(0.05, 0.9))
+    assert "person 2" in verdict.reason and "one of the 2 people" in verdict.reason
+    # Each model's video score comes from the same rules over its own face scores.
+    assert verdict.model_scores == {"a": pytest.approx(odds_mean(0.05, 0.9)), "b": pytest.approx(odds_mean(0.95, 0.1))}
+
+
+def test_one_false_alarm_in_a_crowd_does_not_make_it_fake() -> None:
+    faces = [face for person in range(19) for face in faces_of(person, [0.08] * 4)] + faces_of(19, [0.9] * 4)
+    verdict = decide(faces, sampled_frames=4, rule="mean", decision=DECISION)
+    assert [t.label for t in verdict.tracks].count("fake") == 1
+    assert verdict.label == "real" and verdict.fake_probability < 0.4
+
+
+def test_one_person_keeps_their_own_probability() -> None:
+    verdict = decide(faces_of(0, [0.7, 0.8]), sampled_frames=2, rule="mean", decision=DECISION)
+    assert verdict.fake_probability == pytest.approx(0.75)
+
+
+def test_members_that_disagree_beyond_the_margin_make_the_person_uncertain() -> None:
+    faces = [ScoredFace(i, 0, 0.9, {"cnn": 0.97, "clip": 0.2}) for i in range(4)]
+    calm = decide(faces, sampled_frames=4, rule="mean", decision=DECISION)
+    assert calm.label == "fake"
+    strict = DecisionRule(0.5, 0.4, 0.6, disagreement_margin=0.5)
+    verdict = decide(faces, sampled_frames=4, rule="mean", decision=strict)
+    assert verdict.label == "uncertain" and verdict.tracks[0].label == "uncertain"
+    assert verdict.tracks[0].disagreement == pytest.approx(0.77)
+    assert "models disagree" in verdict.reason and "cnn 0.97" in verdict.reason
+
+
+def test_a_member_that_scored_some_faces_only_counts_where_it_looked() -> None:
+    faces = [ScoredFace(i, 0, 0.2, {"cnn": 0.2, **({"clip": 0.4} if i % 2 == 0 else {})}) for i in range(6)]
+    verdict = decide(faces, sampled_frames=6, rule="mean", decision=DECISION)
+    assert verdict.tracks[0].model_scores == {"clip": pytest.approx(0.4), "cnn": pytest.approx(0.2)}
 
 
 def test_a_person_seen_in_one_frame_does_not_decide_alone() -> None:

@@ -168,14 +168,22 @@ class Engine:
         seconds_per_face: dict[str, float] = {}
         scored: list[ScoredFace] = []
         if flat:
-            scores = ensemble.score(np.stack([f.crop for f in flat]), chosen)
-            seconds_per_face = {n: s / len(flat) for n, s in scores.seconds.items()}
+            scores = ensemble.score(
+                np.stack([f.crop for f in flat]),
+                chosen,
+                people=np.asarray([f.track for f in flat]),
+                costly_per_person=settings.scoring.costly_faces_per_person,
+            )
+            seconds_per_face = {
+                n: s / max(1, int(np.isfinite(scores.members[n]).sum())) for n, s in scores.seconds.items()
+            }
             scored = [
                 ScoredFace(
                     position=face.position,
                     track=face.track,
                     fake_probability=float(scores.ensemble[i]),
-                    model_scores={n: float(scores.members[n][i]) for n in chosen},
+                    # A costly member's score exists only for the faces it looked at.
+                    model_scores={n: float(scores.members[n][i]) for n in chosen if np.isfinite(scores.members[n][i])},
                 )
                 for i, face in enumerate(flat)
             ]
@@ -183,7 +191,7 @@ class Engine:
         lap("score")
 
         spec = ensemble.spec
-        decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high)
+        decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin)
         verdict = decide(scored, len(sampled), rule, decision, settings.verdict.min_track_fraction)
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):

@@ -98,3 +98,58 @@ class ClipEncoder:
             np.concatenate(embed),
             np.concatenate(patches) if with_patches else None,
         )
+
+
+@dataclass(frozen=True)
+class ClipProbe:
+    """A linear probe on standardised CLIP features: logit = w . (x - mean) / scale + bias.
+
+    Stored as JSON in the models folder (the encoder stays in its package). On `patch_mean`
+    features the logit splits exactly into one part per patch token, which is its explanation
+    map; on the class token, each patch's map is the probe applied to that patch token instead
+    (what the patch alone points to, not a share of the logit)."""
+
+    feature: str
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def logits(self, features: ClipFeatures) -> np.ndarray:
+        """(N,) raw logits of a batch's features."""
+        return self.logits_of(features.named(self.feature))
+
+    def logits_of(self, values: np.ndarray) -> np.ndarray:
+        """(N,) raw logits of the probe's own feature, given as an (N, D) array."""
+        return ((values.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+
+    def patch_map(self, patches: np.ndarray) -> np.ndarray:
+        """(14, 14) signed contribution of each patch token of one face to the logit (see the
+        class docstring for what it means on class-token probes)."""
+        direction = self.weights / self.scale
+        per_patch = patches @ direction
+        if self.feature == "patch_mean":
+            per_patch = per_patch / len(patches)
+        return per_patch.reshape(PATCH_GRID, PATCH_GRID)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "feature": self.feature,
+            "mean": [round(float(v), 7) for v in self.mean],
+            "scale": [round(float(v), 7) for v in self.scale],
+            "weights": [round(float(v), 7) for v in self.weights],
+            "bias": float(self.bias),
+        }
+
+    @staticmethod
+    def from_json(data: dict[str, object]) -> ClipProbe:
+        feature = str(data["feature"])
+        if feature not in FEATURES:
+            raise ValueError(f"unknown CLIP feature {feature!r}")
+        return ClipProbe(
+            feature,
+            np.asarray(data["mean"], np.float32),
+            np.asarray(data["scale"], np.float32),
+            np.asarray(data["weights"], np.float32),
+            float(data["bias"]),  # type: ignore[arg-type]
+        )

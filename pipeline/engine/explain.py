@@ -4,6 +4,11 @@ For the CNN members the map is Grad-CAM (Selvaraju et al., 2017): the ReLU of th
 convolution's feature maps weighted by the mean gradient of the fake logit with respect to each
 map. It shows what raised the fake score; a real face's map shows what little evidence of fakery
 the model found.
+
+For the CLIP member the map is each of the 14 x 14 patch tokens' push towards "fake" through the
+probe (`ClipProbe.patch_map`), upsampled: the regions whose own features look fake to the probe.
+It is not a gradient and not a share of a class-token probe's logit (attention mixes the patches
+into the class token in ways a linear read-out cannot undo); it shows where, not how much.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import cv2
 import numpy as np
 
 from pipeline.engine.analyze import Analysis
-from pipeline.engine.ensemble import Ensemble, resize_crops
+from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, resize_crops
 from pipeline.engine.faces import Box, Face
 
 OVERLAY_ALPHA = 0.45
@@ -84,8 +89,19 @@ def explanation_maps(
     maps = {}
     for name in members or ensemble.member_names:
         member = ensemble.member(name)
-        maps[name] = gradcam(ensemble.models[name], member.gradcam_layer, crop, member.input_size)
+        if member.kind == CLIP_PROBE:
+            maps[name] = clip_map(ensemble, name, crop)
+        else:
+            maps[name] = gradcam(ensemble.models[name], member.gradcam_layer, crop, member.input_size)
     return maps
+
+
+def clip_map(ensemble: Ensemble, name: str, crop: np.ndarray) -> np.ndarray:
+    """The CLIP member's map for one crop: each patch token's push towards "fake", in [0, 1]."""
+    patches = ensemble.encoder.features(crop[None], with_patches=True).patches
+    assert patches is not None
+    contribution = ensemble.probes[name].patch_map(patches[0])
+    return _to_crop_size(np.maximum(contribution, 0.0), crop.shape[0])
 
 
 def explanation_overlays(

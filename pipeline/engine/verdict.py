@@ -1,5 +1,12 @@
 """Fourth stage: scores -> verdict. Face scores become one timeline per person (track), each
-person gets a probability, and the media gets a verdict: fake if any person is fake."""
+person gets a probability, and the media gets a verdict.
+
+The media's probability is that of "at least one person is fake", with the prior that a fake
+shows one swapped or generated person among the people seen: its odds are the mean of the
+people's odds. One person: their own probability. Twenty real faces in a crowd, one of them
+scored 0.9 by chance: about 0.35, not "fake" (a rule of "fake if any person is fake" would turn
+every per-face false positive into a fake crowd).
+"""
 
 from __future__ import annotations
 
@@ -57,11 +64,13 @@ def aggregate(frame_scores: Sequence[Sequence[float]], rule: str) -> float:
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """Threshold and the band around it where the answer is `uncertain` (from ensemble.json)."""
+    """Threshold and the band around it where the answer is `uncertain`, and how far members may
+    disagree before a person is `uncertain` whatever the probability (from ensemble.json)."""
 
     threshold: float = 0.5
     uncertain_low: float = 0.4
     uncertain_high: float = 0.6
+    disagreement_margin: float | None = None
 
     def label(self, probability: float) -> Label:
         if probability >= max(self.threshold, self.uncertain_high):
@@ -94,6 +103,8 @@ class TrackSummary:
     decides: bool
     """False for a person seen in too few frames to carry the verdict alone (a passer-by or a
     false detection); shown, but only counted when no one else was seen."""
+    disagreement: float = 0.0
+    """The largest difference between two members' probabilities for this person."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +116,37 @@ class Verdict:
     tracks: tuple[TrackSummary, ...]
 
 
-def _by_frame(faces: Sequence[ScoredFace], score: Callable[[ScoredFace], float]) -> list[list[float]]:
+def _by_frame(faces: Sequence[ScoredFace], score: Callable[[ScoredFace], float | None]) -> list[list[float]]:
     frames: dict[int, list[float]] = {}
     for face in faces:
-        frames.setdefault(face.position, []).append(score(face))
+        value = score(face)
+        if value is not None:
+            frames.setdefault(face.position, []).append(value)
     return [frames[k] for k in sorted(frames)]
+
+
+def crowd_probability(probabilities: Sequence[float]) -> float:
+    """The probability that at least one of these people is fake, when a fake shows one of them:
+    the odds are the mean of their odds (for one person, their own probability)."""
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
+    odds = float(np.mean(clipped / (1 - clipped)))
+    return odds / (1 + odds)
+
+
+def _person(
+    track: int, faces: Sequence[ScoredFace], rule: str, models: Sequence[str], decision: DecisionRule, decides: bool
+) -> TrackSummary:
+    probability = aggregate(_by_frame(faces, lambda f: f.fake_probability), rule)
+    model_scores = {}
+    for m in models:
+        frames = _by_frame(faces, lambda f, m=m: f.model_scores.get(m))
+        if frames:
+            model_scores[m] = aggregate(frames, rule)
+    spread = max(model_scores.values()) - min(model_scores.values()) if model_scores else 0.0
+    label = decision.label(probability)
+    if decision.disagreement_margin is not None and spread > decision.disagreement_margin:
+        label = "uncertain"
+    return TrackSummary(track, len(faces), probability, model_scores, label, decides, spread)
 
 
 def decide(
@@ -123,41 +160,54 @@ def decide(
     if not faces:
         where = "the image" if sampled_frames == 1 else f"any of the {sampled_frames} sampled frames"
         return Verdict("no_face", None, f"no face found in {where}", {}, ())
-    models = sorted(faces[0].model_scores)
+    models = sorted({m for face in faces for m in face.model_scores})
     tracks: dict[int, list[ScoredFace]] = {}
     for face in faces:
         tracks.setdefault(face.track, []).append(face)
     longest = max(len(t) for t in tracks.values())
-    summaries = []
-    for track_id in sorted(tracks):
-        members = tracks[track_id]
-        probability = aggregate(_by_frame(members, lambda f: f.fake_probability), rule)
-        summaries.append(
-            TrackSummary(
-                track=track_id,
-                faces=len(members),
-                fake_probability=probability,
-                model_scores={m: aggregate(_by_frame(members, lambda f, m=m: f.model_scores[m]), rule) for m in models},
-                label=decision.label(probability),
-                decides=len(members) >= max(1, min_track_fraction * longest),
-            )
+    summaries = [
+        _person(
+            track, tracks[track], rule, models, decision, len(tracks[track]) >= max(1, min_track_fraction * longest)
         )
+        for track in sorted(tracks)
+    ]
     deciding = [t for t in summaries if t.decides]
     worst = max(deciding, key=lambda t: t.fake_probability)
     if rule == "max_face_mean":
         # The rule is defined over frames, whoever the most suspicious face belongs to.
         probability = aggregate(_by_frame(faces, lambda f: f.fake_probability), rule)
-        model_scores = {m: aggregate(_by_frame(faces, lambda f, m=m: f.model_scores[m]), rule) for m in models}
+        model_scores = {m: aggregate(_by_frame(faces, lambda f, m=m: f.model_scores.get(m)), rule) for m in models}
     else:
-        probability = worst.fake_probability
-        model_scores = {m: max(t.model_scores[m] for t in deciding) for m in models}
+        probability = crowd_probability([t.fake_probability for t in deciding])
+        model_scores = {
+            m: crowd_probability([t.model_scores[m] for t in deciding if m in t.model_scores])
+            for m in models
+            if any(m in t.model_scores for t in deciding)
+        }
     label = decision.label(probability)
-    people = f"{len(deciding)} person" if len(deciding) == 1 else f"{len(deciding)} people"
+    count = len(deciding)
+    people = f"{count} person" if count == 1 else f"{count} people"
     reason = (
         f"{people} tracked over {sampled_frames} sampled frame{'s' if sampled_frames != 1 else ''}; "
         f"most suspicious is person {worst.track + 1} ({worst.faces} face{'s' if worst.faces != 1 else ''}, "
         f"fake probability {worst.fake_probability:.2f}, '{rule}' rule)"
     )
-    if label == "uncertain":
+    if count > 1 and rule != "max_face_mean":
+        reason += f"; the probability that one of the {count} people is fake is {probability:.2f}"
+    if (
+        worst.label == "uncertain"
+        and decision.disagreement_margin is not None
+        and worst.disagreement > decision.disagreement_margin
+    ):
+        if label != "uncertain":
+            label = "uncertain"
+        low, high = (
+            min(worst.model_scores.items(), key=lambda kv: kv[1]),
+            max(worst.model_scores.items(), key=lambda kv: kv[1]),
+        )
+        reason += (
+            f"; the models disagree about person {worst.track + 1} ({high[0]} {high[1]:.2f}, {low[0]} {low[1]:.2f})"
+        )
+    elif label == "uncertain":
         reason += f"; {probability:.2f} is inside the uncertain band {decision.uncertain_low:.2f}-{decision.uncertain_high:.2f}"
     return Verdict(label, probability, reason, model_scores, tuple(summaries))

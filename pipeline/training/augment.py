@@ -97,34 +97,51 @@ def augment(image: np.ndarray, rng: np.random.Generator, settings: AugmentSettin
 
 
 def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A soft, randomly deformed mask over eyes, nose and mouth, float32 in [0, 1].
+    """A soft, randomly deformed mask over the face, float32 in [0, 1].
 
-    Five landmarks are too few for a hull that covers the face, so the mask is an ellipse around
-    them, enlarged at random, warped by a smooth random displacement field and blurred.
+    With a face mesh (many points) the mask is the convex hull of the points, as in the
+    self-blended images paper, so it follows this face's own outline, shrunk towards its centre by
+    5-25%: the engine's crops are tight, and the whole mesh (forehead to chin) would put the
+    blending boundary outside the picture. With five points (eyes,
+    nose, mouth corners: too few for a hull that covers the face) it is an ellipse around them,
+    enlarged at random. Either way it is warped by a smooth random displacement field and
+    blurred, so the boundary is never a clean curve.
     """
     height, width = shape
-    center = landmarks.mean(axis=0)
-    spread = landmarks.max(axis=0) - landmarks.min(axis=0)
-    axes = spread * rng.uniform(0.75, 1.05, size=2) + 0.05 * np.array([width, height])
     mask = np.zeros((height, width), np.float32)
-    cv2.ellipse(
-        mask,
-        (round(center[0]), round(center[1] + spread[1] * 0.05)),
-        (round(axes[0]), round(axes[1])),
-        0,
-        0,
-        360,
-        1.0,
-        -1,
-    )
-    # Smooth random deformation so the boundary is never a clean ellipse.
+    if len(landmarks) > 5:
+        centre = landmarks.mean(axis=0)
+        shrunk = centre + (landmarks - centre) * rng.uniform(0.75, 0.95)
+        hull = cv2.convexHull(np.round(shrunk).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 1.0)
+        # Shrink or grow the hull a little, like the paper's random erosion and dilation.
+        kernel = np.ones((3, 3), np.uint8)
+        steps = int(rng.integers(-3, 4))
+        if steps < 0:
+            mask = cv2.erode(mask, kernel, iterations=-steps)
+        elif steps > 0:
+            mask = cv2.dilate(mask, kernel, iterations=steps)
+    else:
+        center = landmarks.mean(axis=0)
+        spread = landmarks.max(axis=0) - landmarks.min(axis=0)
+        axes = spread * rng.uniform(0.75, 1.05, size=2) + 0.05 * np.array([width, height])
+        cv2.ellipse(
+            mask,
+            (round(center[0]), round(center[1] + spread[1] * 0.05)),
+            (round(axes[0]), round(axes[1])),
+            0,
+            0,
+            360,
+            1.0,
+            -1,
+        )
     grid = 4
     displacement = rng.normal(0.0, 0.04 * min(width, height), size=(grid, grid, 2)).astype(np.float32)
     field = cv2.resize(displacement, (width, height), interpolation=cv2.INTER_CUBIC)
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     mask = cv2.remap(mask, xs + field[..., 0], ys + field[..., 1], cv2.INTER_LINEAR)
-    kernel = int(rng.integers(1, 8)) * 4 + 1
-    mask = cv2.GaussianBlur(mask, (kernel, kernel), 0)
+    kernel_size = int(rng.integers(1, 8)) * 4 + 1
+    mask = cv2.GaussianBlur(mask, (kernel_size, kernel_size), 0)
     return mask / max(float(mask.max()), 1e-6)
 
 
@@ -133,7 +150,8 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
     inside a soft mask, so the only evidence is a blending boundary and a colour or frequency
     mismatch, the traces every face swap leaves whatever generator made it.
 
-    `landmarks` are the five MTCNN points in pixels of `image`.
+    `landmarks` are points of the face in pixels of `image`: its 468-point face mesh (the mask
+    is their hull), or five MTCNN points.
     """
     height, width = image.shape[:2]
     source = image.copy()

@@ -66,3 +66,17 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
         if members.any():
             error += members.mean() * abs(probabilities[members].mean() - labels[members].mean())
     return float(error)
+
+
+def choose_disagreement_margin(
+    spread: np.ndarray, correct: np.ndarray, worst_accuracy: float = 0.6, min_items: int = 30
+) -> float | None:
+    """The smallest gap between members' probabilities beyond which the ensemble was right less
+    than `worst_accuracy` of the time on held-out sources (at least `min_items` such items):
+    past it, a person is reported `uncertain` rather than guessed. None when disagreement never
+    made the ensemble that unreliable."""
+    for margin in np.arange(0.3, 0.96, 0.05):
+        beyond = spread > margin
+        if beyond.sum() >= min_items and correct[beyond].mean() < worst_accuracy:
+            return round(float(margin), 2)
+    return None

@@ -6,7 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings, shared_data_dir
+from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings
+from pipeline.errors import PipelineError
+from pipeline.training.sources import SOURCES
 
 MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 
@@ -46,6 +48,7 @@ def _train_config(args: argparse.Namespace, backbone: str, out_dir: Path):  # ->
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.training.recipe import TrainedMember
     from pipeline.training.train import train_member
 
     config = _train_config(args, args.backbone, args.out or Path("runs") / (args.name or args.backbone))
@@ -55,57 +58,68 @@ def cmd_train(args: argparse.Namespace) -> int:
         # A one-member calibrated ensemble, so `evaluate` can measure this model on its own.
         from pipeline.training.ensemble_fit import fit_ensemble
 
-        fit_ensemble(
-            {config.member_name: (result.model_path, args.backbone, args.input_size)},
-            list(args.data),
-            args.ensemble_dir,
-            val_per_class=args.val_per_class,
-        )
+        member = TrainedMember(config.member_name, "keras", result.model_path, args.backbone, args.input_size)
+        fit_ensemble([member], list(args.data), args.ensemble_dir, val_per_class=args.val_per_class)
         print(f"wrote a one-member ensemble to {args.ensemble_dir}")
     return 0
 
 
-def _recipe_configs(path: Path, runs: Path) -> list:  # -> list[TrainConfig]
-    """Member configs from a recipe file: {"members": [TrainConfig fields...]}. Data folders
-    given by name (e.g. "dfdc-faces") are found in the shared data folder; `init_from` names an
-    earlier member of the recipe, whose trained model starts this one."""
-    from pipeline.training.train import TrainConfig
-
-    configs = []
-    for member in json.loads(path.read_text())["members"]:
-        data = tuple(Path(d) if Path(d).is_absolute() else shared_data_dir() / d for d in member.pop("data"))
-        name = member.get("name") or member["backbone"]
-        init_from = runs / member["init_from"] / "model.keras" if member.get("init_from") else None
-        configs.append(TrainConfig(**{**member, "data": data, "out_dir": runs / name, "init_from": init_from}))
-    return configs
-
-
 def cmd_train_ensemble(args: argparse.Namespace) -> int:
-    """Train every member (from the flags, or each with its own settings from --recipe), then
-    calibrate and combine them into `models/`."""
+    """Train every member of the recipe on all its sources, then calibrate and combine them
+    into the models folder (without --recipe: the members named by --members, from the flags)."""
     from pipeline.training.ensemble_fit import fit_ensemble
-    from pipeline.training.train import train_member
+    from pipeline.training.recipe import Recipe, train_recipe_member
 
     if args.recipe:
-        configs = _recipe_configs(args.recipe, args.runs)
-        recipe = json.loads(args.recipe.read_text())
-        args.aggregation = recipe.get("aggregation", args.aggregation)
-        args.val_per_class = recipe.get("val_per_class", args.val_per_class)
+        recipe = Recipe.load(args.recipe)
     else:
-        configs = [_train_config(args, backbone, args.runs / backbone) for backbone in args.members.split(",")]
-    members = {}
-    for config in configs:
-        result = train_member(config, resume=args.resume)
-        members[config.member_name] = (result.model_path, config.backbone, config.input_size)
-        print(f"{config.member_name}: best validation ROC AUC {result.best_val_auc:.4f}")
+        members = tuple(
+            {"kind": "keras", "name": backbone, **vars(_train_config(args, backbone, args.runs / backbone))}
+            for backbone in args.members.split(",")
+        )
+        for member in members:
+            member.pop("out_dir")
+        recipe = Recipe(tuple(args.data), members, {}, args.aggregation, args.val_per_class, {}, 0, None)
+    trained = [train_recipe_member(member, recipe.sources, args.runs, None, args.resume) for member in recipe.members]
     validation = fit_ensemble(
-        members, list(args.data), args.models_dir, val_per_class=args.val_per_class, aggregation=args.aggregation
+        trained,
+        recipe.sources,
+        args.models_dir,
+        val_per_class=recipe.val_per_class,
+        aggregation=recipe.aggregation,
+        weights=recipe.weights or None,
+        disagreement_margin=recipe.disagreement_margin,
     )
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0
 
 
+def cmd_cross_source(args: argparse.Namespace) -> int:
+    """The cross-source table of a recipe (see pipeline/training/cross_source.py)."""
+    from pipeline.training.cross_source import cross_source_table, table_markdown
+    from pipeline.training.recipe import Recipe
+
+    recipe = Recipe.load(args.recipe)
+    table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh)
+    markdown = table_markdown(table)
+    print(markdown)
+    margin = table["disagreement_margin"]
+    print(
+        f"\ndisagreement margin measured on the held-out sources: {margin if margin is not None else 'none (never needed)'}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown + "\n")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.leave_out:
+        args.held_out, args.fresh, args.markdown = args.leave_out, False, None
+        return cmd_cross_source(args)
+    if not args.dirs:
+        raise PipelineError("evaluate needs folders to score, or --leave-out SOURCE")
     from pipeline.training.evaluate import evaluate, print_summary, write_json
 
     report = evaluate(
@@ -123,13 +137,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    shared = shared_data_dir()
     parser.add_argument(
         "--data",
-        type=Path,
         nargs="+",
-        default=[shared / "dfdc-faces", shared / "gan-faces"],
-        help="real/+fake/ folders",
+        default=list(SOURCES),
+        help="sources: names of prepared shared sources (see `prepare`) or real/+fake/ folders",
     )
     parser.add_argument("--input-size", type=int, default=160)
     parser.add_argument("--train-per-class", type=int, default=3000, help="training images per class and data set")
@@ -200,8 +212,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_training_options(ensemble)
     ensemble.set_defaults(run=cmd_train_ensemble)
 
-    evaluate = commands.add_parser("evaluate", help="metrics and a report on real/+fake/ folders of crops or videos")
-    evaluate.add_argument("dirs", type=Path, nargs="+")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="metrics and a report on real/+fake/ folders of crops or videos; or, with --leave-out, "
+        "the recipe trained without a source and scored on it",
+    )
+    evaluate.add_argument("dirs", type=Path, nargs="*")
     evaluate.add_argument("--split", default=None, help="train, val, test or all (default: all)")
     evaluate.add_argument("--json", type=Path)
     evaluate.add_argument("--report", type=Path, help="folder for plots and summary.md")
@@ -210,4 +226,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--frames", type=int, default=None, help="frames per video")
     evaluate.add_argument("--models-dir", type=Path, default=Settings().models_dir)
+    evaluate.add_argument(
+        "--leave-out", nargs="+", default=None, metavar="SOURCE", help="cross-source folds to run (see cross-source)"
+    )
+    evaluate.add_argument("--recipe", type=Path, default=REPO_ROOT / "models" / "recipe.json")
+    evaluate.add_argument("--runs", type=Path, default=Path("runs"))
     evaluate.set_defaults(run=cmd_evaluate)
+
+    cross = commands.add_parser(
+        "cross-source",
+        help="train the recipe on every source but one and score the one held out, for each source in turn",
+    )
+    cross.add_argument("--recipe", type=Path, default=REPO_ROOT / "models" / "recipe.json")
+    cross.add_argument("--runs", type=Path, default=Path("runs"), help="where the folds keep their models (resumable)")
+    cross.add_argument("--held-out", nargs="+", default=None, metavar="SOURCE", help="only these folds")
+    cross.add_argument("--fresh", action="store_true", help="train every fold anew instead of resuming")
+    cross.add_argument("--json", type=Path, help="write the table as JSON")
+    cross.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    cross.set_defaults(run=cmd_cross_source)

@@ -37,6 +37,8 @@ class Sample:
     split: str
     source: str
     """Name of the data set it came from (the folder name), for per-source metrics."""
+    landmarks: Path | None = None
+    """468 face-mesh points of the crop (`prepare` writes them), for self-blending masks."""
 
 
 def split_for_group(group: str, val_fraction: float, test_fraction: float) -> str:
@@ -77,17 +79,12 @@ def load_samples(
                         root / row["file"],
                         LABELS[row["label"]],
                         row.get("group") or row["file"],
-                        row.get("split") or "",
+                        row.get("split")
+                        or split_for_group(row.get("group") or row["file"], val_fraction, test_fraction),
                         source,
+                        root / row["landmarks"] if row.get("landmarks") else None,
                     )
                 )
-        if any(not s.split for s in samples):
-            samples = [
-                Sample(
-                    s.path, s.label, s.group, s.split or split_for_group(s.group, val_fraction, test_fraction), s.source
-                )
-                for s in samples
-            ]
     else:
         suffixes = settings.image_suffixes + settings.video_suffixes
         for name, label in LABELS.items():

@@ -4,7 +4,7 @@ weights, the ensemble temperature, the threshold and the uncertain band, all on 
 from __future__ import annotations
 
 import shutil
-import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec, MemberSpec, combine_logits, crop_logits, sigmoid
+from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.media import sha256_file
 from pipeline.training.backbones import BACKBONES
 from pipeline.training.calibration import (
@@ -22,27 +22,7 @@ from pipeline.training.calibration import (
     expected_calibration_error,
     fit_temperature,
 )
-from pipeline.training.data import Sample, balanced_subset, load_samples, read_face
-
-
-def member_logits(
-    model_path: Path, input_size: int, samples: list[Sample], batch_size: int = 64
-) -> dict[bool, np.ndarray]:
-    """Raw logits of one saved member on face crops (read as the engine reads them), as the
-    engine computes them without (False) and with (True) flip averaging."""
-    import keras
-    from tqdm import tqdm
-
-    model = keras.models.load_model(model_path, safe_mode=True, compile=False)
-    plain, flipped = [], []
-    for start in tqdm(
-        range(0, len(samples), batch_size), desc=f"val logits {model_path.parent.name}", file=sys.stderr, leave=False
-    ):
-        crops = np.stack([read_face(s.path, 224) for s in samples[start : start + batch_size]])
-        plain.append(crop_logits(model, crops, input_size, batch_size, flip_average=False))
-        flipped.append(crop_logits(model, crops[:, :, ::-1], input_size, batch_size, flip_average=False))
-    plain_logits = np.concatenate(plain)
-    return {False: plain_logits, True: (plain_logits + np.concatenate(flipped)) / 2}
+from pipeline.training.recipe import TrainedMember, samples_of, trained_logits
 
 
 def select_members(
@@ -70,69 +50,89 @@ def select_members(
 
 
 def fit_ensemble(
-    members: dict[str, tuple[Path, str, int]],
-    val_roots: list[Path],
+    members: Sequence[TrainedMember],
+    val_sources: Sequence[str],
     models_dir: Path,
     val_per_class: int | None = None,
     aggregation: str = DEFAULT_AGGREGATION,
+    weights: dict[str, float] | None = None,
+    disagreement_margin: float | None = None,
 ) -> dict[str, Any]:
-    """Calibrate and combine trained members, copy them into `models_dir` and write
-    `ensemble.json`. `members`: name -> (model file, backbone, input size). Members that do not
-    raise the ensemble's validation AUC are left out (greedy forward selection)."""
-    val: list[Sample] = []
-    for root in val_roots:
-        found = load_samples(root, "val")
-        val += balanced_subset(found, val_per_class, seed=0) if val_per_class else found
+    """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
+    into `models_dir` and write `ensemble.json`.
+
+    `weights` (member -> weight, chosen on the cross-source table) fix the combination; without
+    them, members are chosen by greedy forward selection on validation ROC AUC. Flip averaging
+    of the CNN members is used only when it raises validation AUC (it costs a second pass)."""
+    val = samples_of(val_sources, "val", val_per_class)
     labels = np.asarray([s.label for s in val], dtype=float)
-    both = {name: member_logits(path, size, val) for name, (path, _, size) in members.items()}
-    # Flip averaging costs a second pass per face at analysis time, so it is used only when it
-    # raises the ensemble's validation AUC.
+    both = {
+        m.name: {flip: trained_logits(m, val, flip_average=flip) for flip in (False, True)} if m.kind == KERAS else None
+        for m in members
+    }
+    for m in members:
+        if both[m.name] is None:
+            logits = trained_logits(m, val)
+            both[m.name] = {False: logits, True: logits}
     candidates = {}
     for flip_average in (False, True):
         logits = {name: by_flip[flip_average] for name, by_flip in both.items()}
         temperatures = {name: fit_temperature(values, labels) for name, values in logits.items()}
-        candidates[flip_average] = (logits, temperatures, *select_members(logits, temperatures, labels))
+        if weights:
+            chosen = {n: w for n, w in weights.items() if w > 0 and n in logits}
+            mean = sum(w * logits[n] / temperatures[n] for n, w in chosen.items()) / sum(chosen.values())
+            candidates[flip_average] = (logits, temperatures, chosen, float(roc_auc_score(labels, mean)), [])
+        else:
+            candidates[flip_average] = (logits, temperatures, *select_members(logits, temperatures, labels))
     flip_average = candidates[True][3] > candidates[False][3] + 1e-4
-    logits, temperatures, weights, _, trials = candidates[flip_average]
+    logits, temperatures, chosen_weights, _, trials = candidates[flip_average]
     single_auc = {name: float(roc_auc_score(labels, values)) for name, values in logits.items()}
-    chosen = list(weights)
+    by_name = {m.name: m for m in members}
     models_dir.mkdir(parents=True, exist_ok=True)
     specs = []
-    for name in chosen:
-        path, backbone, size = members[name]
-        target = models_dir / f"{name}.keras"
-        if path.resolve() != target.resolve():
-            shutil.copyfile(path, target)
+    for name, weight in chosen_weights.items():
+        member = by_name[name]
+        target = models_dir / (f"{name}.keras" if member.kind == KERAS else f"{name}.json")
+        if member.path.resolve() != target.resolve():
+            shutil.copyfile(member.path, target)
         specs.append(
             MemberSpec(
                 name=name,
                 file=target.name,
-                backbone=backbone,
-                input_size=size,
-                weight=round(weights[name], 3),
+                backbone=member.backbone,
+                input_size=member.input_size,
+                weight=round(weight, 3),
                 temperature=round(temperatures[name], 4),
-                gradcam_layer=BACKBONES[backbone].last_conv_layer,
+                gradcam_layer=BACKBONES[member.backbone].last_conv_layer if member.kind == KERAS else "",
                 sha256=sha256_file(target),
+                kind=member.kind,
             )
         )
     spec = EnsembleSpec(
         members=tuple(specs),
         aggregation=aggregation,
         flip_average=flip_average,
-        trained_on=tuple(r.name for r in val_roots),
+        disagreement_margin=disagreement_margin,
+        trained_on=tuple(str(s) for s in val_sources),
     )
-    ensemble_logit = combine_logits({n: logits[n] for n in chosen}, spec)
+    ensemble_logit = combine_logits({n: logits[n] for n in chosen_weights}, spec)
     spec = replace(spec, temperature=round(fit_temperature(ensemble_logit, labels), 4))
     probabilities = sigmoid(ensemble_logit / spec.temperature)
     threshold = choose_threshold(probabilities, labels)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
+    sources = [s.source for s in val]
     validation = {
         "n": int(len(labels)),
         "single_auc": single_auc,
         "ensemble_auc": float(roc_auc_score(labels, probabilities)),
         "ensemble_ece": expected_calibration_error(probabilities, labels),
+        "ensemble_auc_by_source": {
+            source: float(roc_auc_score(labels[mask], probabilities[mask]))
+            for source in sorted(set(sources))
+            if len(set(labels[mask := np.asarray([x == source for x in sources])])) == 2
+        },
         "member_ece": {n: expected_calibration_error(sigmoid(logits[n] / temperatures[n]), labels) for n in logits},
-        "selected": chosen,
+        "selected": list(chosen_weights),
         "flip_average": flip_average,
         "ensemble_auc_without_flip": candidates[False][3],
         "ensemble_auc_with_flip": candidates[True][3],

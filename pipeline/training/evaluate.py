@@ -94,10 +94,11 @@ def table_metrics(table: ScoreTable, threshold: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     sources = sorted(set(table.sources))
     for name, probabilities in table.probabilities.items():
-        out[name] = {"all": binary_metrics(table.labels, probabilities, threshold)}
+        scored = np.isfinite(probabilities)  # a costly member scores some faces only
+        out[name] = {"all": binary_metrics(table.labels[scored], probabilities[scored], threshold)}
         if len(sources) > 1:
             for source in sources:
-                picked = np.asarray([s == source for s in table.sources])
+                picked = np.asarray([s == source for s in table.sources]) & scored
                 out[name][source] = binary_metrics(table.labels[picked], probabilities[picked], threshold)
         if name in table.seconds_per_face:
             out[name]["seconds_per_face"] = table.seconds_per_face[name]
@@ -147,7 +148,7 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
     seconds = dict.fromkeys(names, 0.0)
     faces_seen = 0
     spec = engine.ensemble.spec
-    decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high)
+    decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin)
     for sample in tqdm(samples, desc="analysing videos", file=sys.stderr, leave=False):
         try:
             result = engine.analyze(sample.path, frames=frames).result
@@ -168,7 +169,7 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
             face_sources.append(sample.source)
             face_probs[ENSEMBLE].append(face.fake_probability)
             for n in names:
-                face_probs[n].append(face.model_scores[n])
+                face_probs[n].append(face.model_scores.get(n, np.nan))  # a costly member skips some faces
         for n in names:
             seconds[n] += result.model_seconds_per_face.get(n, 0.0) * len(scored)
         faces_seen += len(scored)
@@ -176,7 +177,7 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
             verdict = decide(scored, len(result.frames), rule, decision)
             per_rule[rule][ENSEMBLE].append(verdict.fake_probability)
             for n in names:
-                per_rule[rule][n].append(verdict.model_scores[n])
+                per_rule[rule][n].append(verdict.model_scores.get(n, np.nan))
         video_labels.append(sample.label)
         video_sources.append(sample.source)
     if not video_labels:

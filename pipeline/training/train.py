@@ -27,8 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.config import FaceSettings
 from pipeline.training.augment import augment, self_blend, template_landmarks
-from pipeline.training.data import Sample, balanced_subset, class_weights, load_samples, read_face
+from pipeline.training.data import Sample, balanced_subset, class_weights, read_face
+from pipeline.training.sources import source_samples
+
+CROP_SIDE = FaceSettings.crop_size
+"""Side of the prepared crops, in whose pixels their landmarks are stored."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ class TrainConfig:
     backbone: str = "mobilenetv2"
     name: str = ""
     """The member's name in the ensemble (default: the backbone's)."""
-    data: tuple[Path, ...] = ()
+    data: tuple[str, ...] = ()
+    """Sources to train on: names of prepared shared sources (`pipeline.training.sources`) or
+    folder paths."""
     out_dir: Path = Path("runs/mobilenetv2")
     input_size: int = 160
     weights: str | None = "imagenet"
@@ -73,7 +80,7 @@ class TrainConfig:
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
         """The config `to_json` wrote (fields unknown to this version are ignored)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        paths = {"data": tuple(Path(p) for p in data["data"]), "out_dir": Path(data["out_dir"])}
+        paths = {"data": tuple(str(p) for p in data["data"]), "out_dir": Path(data["out_dir"])}
         if data.get("init_from"):
             paths["init_from"] = Path(data["init_from"])
         return cls(**{**known, **paths})
@@ -159,11 +166,20 @@ def _views(samples: list[Sample], config: TrainConfig, rng: np.random.Generator)
             images.append(augment(face, rng))
             labels.append(sample.label)
         if sample.label == 0 and rng.random() < config.self_blend:
-            landmarks = template_landmarks(sample.source, config.input_size)
+            landmarks = face_landmarks(sample, config.input_size)
             landmarks = landmarks + rng.normal(0, 0.02 * config.input_size, landmarks.shape)
             images.append(augment(self_blend(face, landmarks, rng), rng))
             labels.append(1)
     return images, labels
+
+
+def face_landmarks(sample: Sample, size: int) -> np.ndarray:
+    """Points of a crop's face in pixels of a `size` crop: its own 468-point face mesh when
+    `prepare` found one, else the five-point template of its source, jittered."""
+    if sample.landmarks is not None and sample.landmarks.exists():
+        return np.load(sample.landmarks).astype(np.float64) * (size / CROP_SIDE)
+    template = template_landmarks(sample.source, size)
+    return template + np.random.default_rng(abs(hash(sample.path.name)) % 2**32).normal(0, 0.02 * size, template.shape)
 
 
 def _features(trunk: Any, images: list[np.ndarray], batch_size: int, desc: str) -> np.ndarray:
@@ -214,9 +230,9 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
     config.out_dir.mkdir(parents=True, exist_ok=True)
     train: list[Sample] = []
     val: list[Sample] = []
-    for root in config.data:
-        train += balanced_subset(load_samples(root, "train"), config.train_per_class, config.seed)
-        val += balanced_subset(load_samples(root, "val"), config.val_per_class, config.seed)
+    for source in config.data:
+        train += balanced_subset(source_samples(source, "train"), config.train_per_class, config.seed)
+        val += balanced_subset(source_samples(source, "val"), config.val_per_class, config.seed)
 
     model = build_classifier(config.backbone, config.input_size, config.weights, config.dropout)
     if config.init_from:

@@ -1,0 +1,206 @@
+"""The cross-source table: how the recipe does on a source it never saw.
+
+For each source in turn, every member of the recipe is trained on the other sources (their
+train splits), calibrated and combined on their validation splits, and scores the held-out
+source, all of it (none of it was seen), at most `held_out_per_class` items per class. The table
+lists frame-level ROC AUC, AP, EER, ECE and accuracy at the fold's own threshold per held-out
+source and member, and their mean. Every recipe choice is made on this table and on validation
+splits, never on test splits.
+
+Folds are slow (a CNN member trains for each), so each fold keeps its members and their logits
+under `runs/cross-source/FOLD/`, and a stopped run resumes there. The recipe's `cross_source`
+block may make the folds' CNN training cheaper than the shipped one (fewer images, fewer rounds);
+the model card says exactly what was trained.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.ensemble import KERAS, sigmoid
+from pipeline.training.calibration import choose_disagreement_margin, choose_threshold, fit_temperature
+from pipeline.training.data import Sample
+from pipeline.training.evaluate import binary_metrics
+from pipeline.training.recipe import Recipe, samples_of, train_recipe_member, trained_logits
+
+ENSEMBLE = "ensemble"
+METRICS = ("roc_auc", "average_precision", "eer", "ece", "accuracy")
+
+
+@dataclass
+class Scored:
+    """Raw logits of every member on one set of samples."""
+
+    samples: list[Sample]
+    logits: dict[str, np.ndarray]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray([s.label for s in self.samples])
+
+
+def _cached_logits(cache: Path, sets: dict[str, list[Sample]]) -> dict[str, np.ndarray] | None:
+    if not cache.exists():
+        return None
+    with np.load(cache, allow_pickle=False) as data:
+        for name, samples in sets.items():
+            key = f"{name}__paths"
+            if key not in data or data[key].tolist() != [str(s.path) for s in samples]:
+                return None
+        return {name: data[name] for name in sets}
+
+
+def member_logits(
+    member: dict[str, Any],
+    train_sources: Sequence[str],
+    sets: dict[str, list[Sample]],
+    runs: Path,
+    resume: bool,
+    overrides: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Train one member on `train_sources` (or reuse it) and return its logits on each named
+    sample set; cached in `runs/NAME/logits.npz`."""
+    cache = runs / member["name"] / "logits.npz"
+    if resume and (cached := _cached_logits(cache, sets)) is not None:
+        return cached
+    trained = train_recipe_member(member, train_sources, runs, overrides, resume)
+    logits = {name: trained_logits(trained, samples) for name, samples in sets.items()}
+    np.savez(
+        cache,
+        **logits,
+        **{f"{name}__paths": np.asarray([str(s.path) for s in samples]) for name, samples in sets.items()},
+    )
+    return logits
+
+
+def run_fold(recipe: Recipe, held_out: str, runs: Path, resume: bool = True) -> tuple[Scored, Scored]:
+    """Train the recipe without `held_out` and score the validation mix of the other sources and
+    all of the held-out source."""
+    train_sources = [s for s in recipe.sources if s != held_out]
+    fold_runs = runs / "cross-source" / held_out
+    sets = {
+        "val": samples_of(train_sources, "val", recipe.val_per_class),
+        "held_out": samples_of([held_out], None, recipe.held_out_per_class),
+    }
+    val_logits: dict[str, np.ndarray] = {}
+    held_logits: dict[str, np.ndarray] = {}
+    for member in recipe.members:
+        overrides = recipe.cross_source if member["kind"] == KERAS else {}
+        logits = member_logits(member, train_sources, sets, fold_runs, resume, overrides)
+        val_logits[member["name"]], held_logits[member["name"]] = logits["val"], logits["held_out"]
+    return Scored(sets["val"], val_logits), Scored(sets["held_out"], held_logits)
+
+
+def combine(logits: dict[str, np.ndarray], temperatures: dict[str, float], weights: dict[str, float]) -> np.ndarray:
+    """The ensemble logit: the weighted mean of the calibrated member logits."""
+    used = {n: w for n, w in weights.items() if n in logits and w > 0}
+    return sum(w * logits[n] / temperatures[n] for n, w in used.items()) / sum(used.values())
+
+
+@dataclass
+class FoldResult:
+    """One fold: metrics per member and ensemble, and what the disagreement rule needs."""
+
+    metrics: dict[str, dict[str, Any]]
+    spread: np.ndarray
+    """Per held-out item, the largest gap between two members' calibrated probabilities."""
+    correct: np.ndarray
+    """Per held-out item, whether the ensemble's answer at the fold threshold was right."""
+
+
+def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldResult:
+    """Metrics on the held-out set, everything calibrated on the fold's validation mix."""
+    labels_val, labels_held = val.labels, held.labels
+    temperatures = {n: fit_temperature(v, labels_val) for n, v in val.logits.items()}
+    metrics: dict[str, dict[str, Any]] = {}
+    for name in val.logits:
+        threshold = choose_threshold(sigmoid(val.logits[name] / temperatures[name]), labels_val)
+        metrics[name] = {
+            **binary_metrics(labels_held, sigmoid(held.logits[name] / temperatures[name]), threshold),
+            "threshold": threshold,
+        }
+    ensemble_val = combine(val.logits, temperatures, weights)
+    ensemble_temperature = fit_temperature(ensemble_val, labels_val)
+    threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature), labels_val)
+    p_held = sigmoid(combine(held.logits, temperatures, weights) / ensemble_temperature)
+    metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
+    members = np.stack(
+        [sigmoid(held.logits[n] / temperatures[n]) for n in weights if weights[n] > 0 and n in held.logits]
+    )
+    spread = members.max(axis=0) - members.min(axis=0)
+    return FoldResult(metrics, spread, (p_held >= threshold) == labels_held.astype(bool))
+
+
+def cross_source_table(
+    recipe: Recipe, runs: Path, held_out: Sequence[str] | None = None, resume: bool = True
+) -> dict[str, Any]:
+    """The whole table: per held-out source, each member and the ensemble; then the mean over
+    sources; and the disagreement margin measured on all held-out items."""
+    folds: dict[str, FoldResult] = {}
+    for source in held_out or recipe.sources:
+        val, held = run_fold(recipe, source, runs, resume)
+        folds[source] = fold_result(val, held, recipe.weights)
+        print(f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}", file=sys.stderr)
+    names = [m["name"] for m in recipe.members] + [ENSEMBLE]
+    mean = {
+        name: {
+            k: float(np.mean([f.metrics[name][k] for f in folds.values() if f.metrics[name][k] is not None]))
+            for k in METRICS
+        }
+        for name in names
+    }
+    spread = np.concatenate([f.spread for f in folds.values()])
+    correct = np.concatenate([f.correct for f in folds.values()])
+    margin = choose_disagreement_margin(spread, correct) if len(recipe.members) > 1 else None
+    return {
+        "folds": {source: f.metrics for source, f in folds.items()},
+        "mean": mean,
+        "weights": recipe.weights,
+        "members": [m["name"] for m in recipe.members],
+        "disagreement_margin": margin,
+        "disagreement_accuracy": _accuracy_by_spread(spread, correct),
+    }
+
+
+def _accuracy_by_spread(spread: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:
+    """Ensemble accuracy on held-out items by how far the members disagreed (for the card)."""
+    rows = []
+    for low, high in ((0.0, 0.2), (0.2, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 1.01)):
+        inside = (spread >= low) & (spread < high)
+        if inside.any():
+            rows.append(
+                {
+                    "spread_from": low,
+                    "spread_to": min(high, 1.0),
+                    "n": int(inside.sum()),
+                    "accuracy": float(correct[inside].mean()),
+                }
+            )
+    return rows
+
+
+def table_markdown(table: dict[str, Any]) -> str:
+    """The table as Markdown: one row per held-out source and model, the ensemble first."""
+    names = [ENSEMBLE, *table["members"]]
+    lines = [
+        "| held-out source | model | n | ROC AUC | AP | EER | ECE | accuracy at threshold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cells(m: dict[str, Any]) -> str:
+        return " | ".join("-" if m.get(k) is None else f"{m[k]:.3f}" for k in METRICS)
+
+    for source, fold in table["folds"].items():
+        for name in names:
+            label = f"**{name}**" if name == ENSEMBLE else name
+            lines.append(f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} |")
+    for name in names:
+        label = f"**{name}**" if name == ENSEMBLE else name
+        lines.append(f"| **mean** | {label} | | {cells(table['mean'][name])} |")
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""The recipe as data (`models/recipe.json`): which members train on which sources, with what
+settings, and how they combine; and how one member of it is trained and scores samples. The
+shipped ensemble (`train-ensemble --recipe`) and every fold of the cross-source table train their
+members through here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.engine.clip import ClipProbe
+from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits
+from pipeline.training.data import Sample, balanced_subset, read_face
+from pipeline.training.features import clip_features
+from pipeline.training.probe import fit_probe
+from pipeline.training.sources import SOURCES, source_samples
+
+PROBE_FILE = "clip_probe.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What is trained, on what, and how members combine."""
+
+    sources: tuple[str, ...]
+    members: tuple[dict[str, Any], ...]
+    """Each: {"kind": "keras" | "clip_probe", "name": ..., and its settings}."""
+    weights: dict[str, float]
+    """Member name -> weight of its calibrated logit in the ensemble (chosen on the
+    cross-source table)."""
+    aggregation: str
+    val_per_class: int
+    cross_source: dict[str, Any]
+    """Overrides of keras members' settings for the folds (cheaper training)."""
+    held_out_per_class: int
+    disagreement_margin: float | None
+
+    @staticmethod
+    def load(path: Path) -> Recipe:
+        """Read a recipe file."""
+        raw = json.loads(path.read_text())
+        members = tuple(raw["members"])
+        for member in members:
+            if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
+                raise ValueError(f"{path}: unknown member kind {member.get('kind')!r}")
+        return Recipe(
+            sources=tuple(raw.get("sources", SOURCES)),
+            members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
+            weights=raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members},
+            aggregation=raw.get("aggregation", "mean"),
+            val_per_class=int(raw.get("val_per_class", 500)),
+            cross_source=dict(raw.get("cross_source", {})),
+            held_out_per_class=int(raw.get("held_out_per_class", 1000)),
+            disagreement_margin=raw.get("disagreement_margin"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainedMember:
+    """A trained member's file and what the engine needs to know about it."""
+
+    name: str
+    kind: str
+    path: Path
+    """The Keras model, or the probe's JSON."""
+    backbone: str
+    input_size: int
+    flip_average: bool = False
+
+
+def samples_of(sources: Sequence[str], split: str | None, per_class: int | None, seed: int = 0) -> list[Sample]:
+    """The samples of several sources, at most `per_class` per class and source."""
+    chosen: list[Sample] = []
+    for source in sources:
+        found = source_samples(source, split)
+        chosen += balanced_subset(found, per_class, seed) if per_class else found
+    return chosen
+
+
+def clip_rows(samples: Sequence[Sample], feature: str) -> np.ndarray:
+    """Cached CLIP features of prepared crops, in the order of `samples`."""
+    by_folder: dict[Path, list[int]] = {}
+    for i, sample in enumerate(samples):
+        by_folder.setdefault(sample.path.parent.parent, []).append(i)
+    out: np.ndarray | None = None
+    for folder, rows in by_folder.items():
+        table = clip_features(folder)
+        values = table.rows([samples[i].path.relative_to(folder).as_posix() for i in rows])[feature]
+        if out is None:
+            out = np.zeros((len(samples), values.shape[1]), np.float32)
+        out[rows] = values
+    return out if out is not None else np.zeros((0, 768), np.float32)
+
+
+def keras_logits(
+    model_path: Path, input_size: int, samples: Sequence[Sample], flip_average: bool, batch: int = 64
+) -> np.ndarray:
+    """A saved member's logits on crops, read and scored as the engine scores them."""
+    import keras
+    from tqdm import tqdm
+
+    model = keras.models.load_model(model_path, safe_mode=True, compile=False)
+    out = []
+    for start in tqdm(
+        range(0, len(samples), batch), desc=f"logits {model_path.parent.name}", file=sys.stderr, leave=False
+    ):
+        crops = np.stack([read_face(s.path, 224) for s in samples[start : start + batch]])
+        out.append(crop_logits(model, crops, input_size, batch, flip_average))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def train_recipe_member(
+    member: dict[str, Any],
+    sources: Sequence[str],
+    runs: Path,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = True,
+) -> TrainedMember:
+    """Train one member of a recipe on `sources` into `runs/NAME` (a finished run is reused
+    with `resume`)."""
+    name = member["name"]
+    if member["kind"] == CLIP_PROBE:
+        feature = member.get("feature", "cls")
+        train = samples_of(sources, "train", member.get("train_per_class"))
+        probe = fit_probe(
+            clip_rows(train, feature),
+            np.asarray([s.label for s in train]),
+            [s.source for s in train],
+            feature,
+            float(member.get("regularization", 1.0)),
+        )
+        path = runs / name / PROBE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(probe.to_json()) + "\n")
+        return TrainedMember(name, CLIP_PROBE, path, "clip-vit-b16", 224)
+    from pipeline.training.train import TrainConfig, train_member
+
+    fields = {k: v for k, v in member.items() if k not in ("kind", "flip_average", "init_from", "data")}
+    fields.update(overrides or {})
+    init_from = runs / member["init_from"] / "model.keras" if member.get("init_from") else None
+    data = tuple(member.get("data") or sources)
+    config = TrainConfig(**{**fields, "data": data, "out_dir": runs / name, "init_from": init_from})
+    result = train_member(config, resume=resume)
+    print(f"{name}: best validation ROC AUC {result.best_val_auc:.4f}", file=sys.stderr)
+    return TrainedMember(
+        name, KERAS, result.model_path, config.backbone, config.input_size, bool(member.get("flip_average"))
+    )
+
+
+def trained_logits(trained: TrainedMember, samples: Sequence[Sample], flip_average: bool | None = None) -> np.ndarray:
+    """A trained member's raw logits on samples, as the engine computes them."""
+    if trained.kind == CLIP_PROBE:
+        probe = ClipProbe.from_json(json.loads(trained.path.read_text()))
+        return probe.logits_of(clip_rows(samples, probe.feature))
+    flip = trained.flip_average if flip_average is None else flip_average
+    return keras_logits(trained.path, trained.input_size, samples, flip)

@@ -1,0 +1,244 @@
+"""What makes verdicts hold on media from sources the models never saw: the CLIP member with the
+real encoder, self-blending masks from each face's own landmarks, the crowd rule, and the
+cross-source table on a small subset."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.engine.analyze import Engine
+from pipeline.engine.clip import ClipEncoder
+from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec
+from pipeline.engine.explain import explanation_maps
+from pipeline.engine.media import sha256_file
+from pipeline.training.augment import face_mask, self_blend
+from pipeline.training.data import load_samples, read_face
+from pipeline.training.probe import fit_probe
+
+COLLAGES = 20
+FACES_PER_COLLAGE = 20
+COLLAGE_SIDE = 150
+
+
+def _subset(shared_data: Path, tmp_path: Path, source: str, per_label: int, split: str = "train") -> Path:
+    """A small copy of a shared source (first files of a split per label), with its metadata."""
+    folder = tmp_path / source
+    rows = ["file,label,group,split"]
+    for label in ("real", "fake"):
+        picks = [s for s in load_samples(shared_data / source, split) if s.label == (label == "fake")][:per_label]
+        for sample in picks:
+            (folder / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(sample.path, folder / label / sample.path.name)
+            rows.append(f"{label}/{sample.path.name},{label},{sample.group},{sample.split}")
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def encoder() -> ClipEncoder:
+    return ClipEncoder()
+
+
+def test_the_clip_member_scores_a_face_with_the_real_encoder(
+    encoder: ClipEncoder, shared_data: Path, tmp_path: Path
+) -> None:
+    """A probe fitted here on the real encoder's features of 24 faces, shipped as a one-member
+    ensemble: the engine's scores are the probe on the encoder's features of the crop."""
+    train = load_samples(shared_data / "gan-faces", "train")
+    train = [s for s in train if s.label == 0][:12] + [s for s in train if s.label == 1][:12]
+    crops = np.stack([read_face(s.path, 224) for s in train])
+    features = encoder.features(crops, with_patches=True)
+    assert features.cls.shape == (24, 768) and features.embed.shape == (24, 512)
+    assert features.patches is not None and features.patches.shape == (24, 196, 768)
+    assert np.allclose(features.patch_mean, features.patches.mean(axis=1), atol=1e-4)
+    labels = np.asarray([s.label for s in train])
+    probe = fit_probe(features.cls, labels, ["gan-faces"] * 24, "cls", regularization=0.5)
+    assert ((probe.logits(features) > 0) == labels).mean() >= 0.9  # it learned these faces
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "clip.json").write_text(json.dumps(probe.to_json()))
+    member = MemberSpec(
+        "clip", "clip.json", "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(models / "clip.json")
+    )
+    EnsembleSpec(members=(member,)).save(models / ENSEMBLE_FILE)
+    ensemble = Ensemble(models)
+    face = read_face(next(s.path for s in load_samples(shared_data / "gan-faces", "test") if s.label == 1), 224)
+    scores = ensemble.score(face[None])
+    expected = 1 / (1 + np.exp(-probe.logits(encoder.features(face[None]))))
+    assert scores.members["clip"] == pytest.approx(expected, abs=1e-5)
+    assert scores.ensemble == pytest.approx(expected, abs=1e-5)
+    heat = explanation_maps(ensemble, face)["clip"]
+    assert heat.shape == (224, 224) and heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_self_blend_masks_from_each_faces_landmarks_lie_on_the_face(
+    shared_data: Path, tmp_path: Path, engine: Engine
+) -> None:
+    from pipeline.training.prepare import prepare
+    from pipeline.training.train import face_landmarks
+
+    source = _subset(shared_data, tmp_path, "swap-faces", 4)
+    prepare(source, tmp_path / "prepared")
+    rng = np.random.default_rng(0)
+    for sample in load_samples(tmp_path / "prepared", None):
+        assert sample.landmarks is not None
+        crop = read_face(sample.path, 160)
+        points = face_landmarks(sample, 160)
+        assert points.shape == (468, 2)
+        mask = face_mask((160, 160), points, rng)
+        # The mask's weight sits on the face: inside the mesh's outline (a few pixels of margin
+        # for the blur and the random warp), around the mesh's centre, with its boundary inside
+        # the picture at the cheeks and the chin (the tight crop cuts the forehead: the top may
+        # be covered).
+        hull = np.zeros((160, 160), np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+        inside = cv2.dilate(hull, np.ones((15, 15), np.uint8)).astype(bool)
+        assert mask[inside].sum() / mask.sum() > 0.9
+        for band in (mask[:, :8], mask[:, -8:], mask[-8:, :]):  # left, right, bottom edges
+            assert (band < 0.2).mean() > 0.3  # the boundary is crossed inside the picture
+        assert 0.3 < (mask > 0.5).mean() < 0.9
+        ys, xs = np.mgrid[0:160, 0:160]
+        centre = np.array([(mask * xs).sum(), (mask * ys).sum()]) / mask.sum()
+        hull_centre = np.array([(hull * xs).sum(), (hull * ys).sum()]) / hull.sum()
+        assert np.linalg.norm(centre - hull_centre) < 20
+        inside = mask > 0.5
+        # The engine's own face box of this picture holds the mesh's centre.
+        box = engine.analyze(source / sample.path.relative_to(tmp_path / "prepared").with_suffix(".jpg")).result
+        assert box.frames[0].faces
+        blended = self_blend(crop, points, rng)
+        changed = np.abs(blended.astype(int) - crop).sum(axis=2) > 0
+        assert changed[inside].mean() > changed[~inside].mean()
+
+
+def _collage(faces: list[np.ndarray]) -> np.ndarray:
+    columns, gap = 5, 30
+    rows = -(-len(faces) // columns)
+    cell = COLLAGE_SIDE + gap
+    canvas = np.full((rows * cell + gap, columns * cell + gap, 3), 235, np.uint8)
+    for i, face in enumerate(faces):
+        x, y = gap + (i % columns) * cell, gap + (i // columns) * cell
+        canvas[y : y + COLLAGE_SIDE, x : x + COLLAGE_SIDE] = cv2.resize(
+            face, (COLLAGE_SIDE, COLLAGE_SIDE), interpolation=cv2.INTER_AREA
+        )
+    return canvas
+
+
+def test_a_crowd_of_real_faces_is_not_called_fake(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+    """20 collages of 20 real test faces each, drawn from every source's real test photos: at
+    least 95% are `real` or `uncertain`, whatever per-face false alarms there are."""
+    reals = [
+        s.path
+        for source in ("dfdc-faces", "gan-faces", "swap-faces")
+        for s in load_samples(shared_data / source, "test")
+        if s.label == 0
+    ]
+    rng = np.random.default_rng(2026)
+    verdicts = []
+    for index in range(COLLAGES):
+        picks = rng.choice(len(reals), FACES_PER_COLLAGE, replace=False)
+        faces = [cv2.cvtColor(cv2.imread(str(reals[i])), cv2.COLOR_BGR2RGB) for i in picks]
+        path = tmp_path / f"crowd_{index}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(_collage(faces), cv2.COLOR_RGB2BGR))
+        result = engine.analyze(path).result
+        assert len(result.tracks) >= FACES_PER_COLLAGE - 2, index  # the faces were found
+        verdicts.append(result.verdict)
+    assert sum(v in ("real", "uncertain") for v in verdicts) >= 0.95 * COLLAGES, verdicts
+
+
+@pytest.mark.training
+def test_leave_out_trains_without_the_source_and_scores_all_of_it(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evaluate --leave-out` on a small subset: each member of the recipe trains on the other
+    sources only, and the table covers the whole held-out source."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.config import CACHE_DIR_ENV, REPO_ROOT
+    from pipeline.training.prepare import prepare
+    from pipeline.training.sources import source_samples
+
+    cache = tmp_path / "cache"
+    for source, per_label in (("gan-faces", 10), ("swap-faces", 12), ("sd-faces", 10)):
+        folder = tmp_path / "subsets" / source
+        rows = ["file,label,group,split"]
+        for split in ("train", "val"):
+            for label in ("real", "fake"):
+                picks = [s for s in load_samples(shared_data / source, split) if s.label == (label == "fake")][
+                    :per_label
+                ]
+                for sample in picks:
+                    (folder / label).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(sample.path, folder / label / sample.path.name)
+                    rows.append(f"{label}/{sample.path.name},{label},{sample.group},{sample.split}")
+        (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+        prepare(folder, cache / "prepared" / source, landmarks=False)
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(
+        json.dumps(
+            {
+                "sources": ["gan-faces", "swap-faces", "sd-faces"],
+                "val_per_class": 50,
+                "held_out_per_class": 1000,
+                "members": [
+                    {"kind": "clip_probe", "name": "clip", "feature": "cls", "regularization": 0.5},
+                    {
+                        "kind": "keras",
+                        "name": "tiny",
+                        "backbone": "mobilenetv2",
+                        "input_size": 64,
+                        "train_per_class": 20,
+                        "val_per_class": 20,
+                        "views": 1,
+                        "self_blend": 0.0,
+                        "trainable_blocks": 1,
+                        "head_epochs": 1,
+                        "finetune_epochs": 1,
+                        "batch_size": 16,
+                    },
+                ],
+                "weights": {"clip": 1.0, "tiny": 1.0},
+            }
+        )
+    )
+    out = tmp_path / "table.json"
+    env = {**os.environ, CACHE_DIR_ENV: str(cache), "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "evaluate",
+            "--leave-out",
+            "swap-faces",
+            "--recipe",
+            str(recipe),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = json.loads(out.read_text())
+    fold = table["folds"]["swap-faces"]
+    held_out = source_samples("swap-faces", None, root=cache / "prepared")  # every split, its half of the reals
+    assert fold["ensemble"]["n"] == len(held_out) and {s.label for s in held_out} == {0, 1}
+    for name in ("ensemble", "clip", "tiny"):
+        assert {"roc_auc", "average_precision", "eer", "ece", "accuracy"} <= set(fold[name])
+    assert "| swap-faces | **ensemble** |" in run.stdout
+    # Each member of the fold trained without the held-out source.
+    config = json.loads((tmp_path / "runs" / "cross-source" / "swap-faces" / "tiny" / "config.json").read_text())
+    assert config["data"] == ["gan-faces", "sd-faces"]
