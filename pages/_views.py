@@ -167,8 +167,8 @@ def render_verdict(verdict: VerdictSection, provenance: ProvenanceSection | None
     probability = "" if verdict.fake_probability is None else f" · fake probability **{verdict.fake_probability:.2f}**"
     st.markdown(f"### Verdict: :{VERDICT_COLOURS[verdict.verdict]}-background[{verdict.label}]{probability}")
     if provenance is not None:
-        badge = ":violet-badge[AI-generated according to provenance] " if provenance.ai_generated else ""
-        st.markdown(badge + plain(provenance.headline))
+        colour = "violet" if provenance.ai_generated else "orange" if provenance.failing else "gray"
+        st.markdown(f":{colour}-badge[Provenance] {plain(provenance.summary)}")
     st.caption(plain(verdict.caption))
 
 
@@ -336,8 +336,9 @@ def _render_provenance(section: ProvenanceSection) -> None:
         st.info(section.summary)
         return
     st.markdown(f"**{plain(section.summary)}**")
-    for claim in section.ai_claims:
-        st.markdown(f"- {plain(claim)}")
+    if len(section.ai_claims) > 1:  # one claim is the summary already
+        for claim in section.ai_claims:
+            st.markdown(f"- {plain(claim)}")
     for title, rows in (("Content Credentials (C2PA)", section.credentials), ("Metadata", section.metadata)):
         if rows:
             st.markdown(f"**{title}**")

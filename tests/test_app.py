@@ -260,13 +260,14 @@ def test_the_provenance_tab_shows_ai_generated_evidence_beside_the_verdict(
     provenance = result.provenance
     (shown,) = verdicts(at)
     assert shown.endswith(verdict_line(generated.verdict, generated.fake_probability))
-    beside = [m.value for m in at.markdown if "Provenance: " in m.value]
-    assert beside == [f":violet-badge[AI-generated according to provenance] Provenance: {provenance.summary}"]
-    assert "; provenance: Content Credentials (valid signature" in result.reason
+    beside = [m.value for m in at.markdown if "-badge[Provenance]" in m.value]
+    assert beside == [f":violet-badge[Provenance] {provenance.summary}"]
+    assert provenance.summary == f"AI-generated according to {provenance.ai_claims[0]}."
+    assert "; provenance says AI-generated: Content Credentials (valid signature" in result.reason
     assert any(result.reason in c.value for c in at.caption)
     tab = provenance_tab(at)
     texts = [m.value for m in tab.markdown]
-    assert f"**{provenance.summary}**" in texts and f"- {provenance.ai_claims[0]}" in texts
+    assert f"**{provenance.summary}**" in texts
     table = tab.dataframe[0].value
     rows = dict(zip(table["what"], table["value"], strict=True))
     assert rows["signature"] == "valid"
@@ -275,7 +276,9 @@ def test_the_provenance_tab_shows_ai_generated_evidence_beside_the_verdict(
     assert any("absence proves nothing" in c.value.lower() for c in tab.caption)
 
     show(at, tmp_path, media.image.name)
-    assert [m.value for m in at.markdown if "Provenance: " in m.value] == [f"Provenance: {NO_PROVENANCE}"]
+    assert [m.value for m in at.markdown if "-badge[Provenance]" in m.value] == [
+        f":gray-badge[Provenance] {NO_PROVENANCE}"
+    ]
     assert f"**{NO_PROVENANCE}**" in [m.value for m in provenance_tab(at).markdown]
 
     at.switch_page("pages/history.py").run()

@@ -61,8 +61,10 @@ def image_record(store: Store, analysed_image: Analysed) -> Record:
 def test_csv_lists_every_row(store: Store, video_record: Record, image_record: Record) -> None:
     table = list(csv.DictReader(io.StringIO(history_csv(store.records()))))
     assert tuple(table[0]) == CSV_COLUMNS
-    assert [int(row["id"]) for row in table] == [image_record.id, video_record.id]
-    row = table[1]
+    # Newest first (the session's analyses may have been made in either order).
+    newest_first = sorted([image_record, video_record], key=lambda r: (r.result.created, r.id), reverse=True)
+    assert [int(row["id"]) for row in table] == [r.id for r in newest_first]
+    row = next(row for row in table if int(row["id"]) == video_record.id)
     result = video_record.result
     assert (row["file_name"], row["kind"], row["verdict"], row["sha256"]) == (
         result.file,
@@ -90,7 +92,7 @@ def test_csv_has_the_provenance_of_each_row(
     rows = {int(row["id"]): row for row in csv.DictReader(io.StringIO(history_csv(store.records())))}
     assert rows[generated.id]["provenance_ai_generated"] == "true"
     assert rows[generated.id]["provenance"] == generated.result.provenance.summary
-    assert rows[generated.id]["provenance"].startswith("AI-generated according to its provenance: Content Credentials")
+    assert rows[generated.id]["provenance"].startswith("AI-generated according to Content Credentials (valid signature")
     assert (rows[image_record.id]["provenance_ai_generated"], rows[image_record.id]["provenance"]) == (
         "false",
         NO_PROVENANCE,
@@ -162,7 +164,7 @@ def test_html_report_shows_the_provenance_beside_the_verdict(store: Store, analy
     assert text.index(record.result.reason) < headline < text.index("<h2>Model scores</h2>")
     section = text[text.index("<h2>Provenance</h2>") : text.index("<h2>Timings</h2>")]
     for expected in (
-        f"<li>{claim}</li>",
+        f"<p><b>AI-generated according to {claim}.</b></p>",
         "<tr><th>signature</th><td>valid</td></tr>",
         f"<tr><th>signer</th><td>{SIGNER} (not on a trust list)</td></tr>",
         "<tr><th>actions</th><td>c2pa.created: trainedAlgorithmicMedia (made by a trained AI model), by Test Diffusion</td></tr>",

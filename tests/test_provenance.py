@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 
+from pipeline.app.sections import provenance_section
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import Store
 from pipeline.config import REPO_ROOT, ProvenanceSettings
@@ -109,10 +110,10 @@ def test_a_credential_saying_ai_generated_is_a_claim(signed: dict[str, Path]) ->
     assert provenance.ai_generated
     (claim,) = provenance.ai_claims
     assert claim == (
-        f"Content Credentials (valid signature by {SIGNER}, signer not on a trust list) say "
+        f"Content Credentials (valid signature by {SIGNER}, signer not on a trust list): "
         "trainedAlgorithmicMedia (made by a trained AI model)"
     )
-    assert provenance.summary.startswith("AI-generated according to its provenance: ")
+    assert provenance.summary == f"AI-generated according to {claim}."
 
 
 @pytest.mark.parametrize("which", ["altered", "altered_ai"])
@@ -177,7 +178,7 @@ def test_a_jpeg_with_xmp_saying_trained_algorithmic_media(tmp_path: Path, packet
     pf.picture().save(path, xmp=packet)
     provenance = read_provenance(path, "image")
     assert provenance.metadata.digital_source_type == pf.AI_GENERATED
-    assert provenance.ai_claims == ["XMP metadata says trainedAlgorithmicMedia (made by a trained AI model)"]
+    assert provenance.ai_claims == ["XMP metadata: trainedAlgorithmicMedia (made by a trained AI model)"]
 
 
 @pytest.mark.parametrize(
@@ -356,7 +357,7 @@ def test_the_engine_shows_provenance_beside_the_models_verdict(
         plain.fake_probability,
         plain.model_scores,
     )
-    assert result.reason == f"{plain.reason}; provenance: {result.provenance.ai_claims[0]}"
+    assert result.reason == f"{plain.reason}; provenance says AI-generated: {result.provenance.ai_claims[0]}"
     assert plain.provenance.summary == NO_PROVENANCE and plain.reason.count("provenance") == 0
     assert tuple(k for k in result.timing if k != "total") == STAGES and "provenance" in STAGES
     assert result.timing["total"] == pytest.approx(sum(v for k, v in result.timing.items() if k != "total"), abs=1e-9)
@@ -388,7 +389,7 @@ def test_cli_json_has_the_provenance_object(signed: dict[str, Path], media: Medi
     ai, damaged, plain = json.loads(out.read_text())
     assert ai["provenance"]["ai_generated"] and ai["provenance"]["credentials"]["signature"] == "valid"
     assert ai["provenance"]["credentials"]["signer_trusted"] is False
-    assert "provenance: Content Credentials" in ai["reason"]
+    assert "; provenance says AI-generated: Content Credentials (valid signature" in ai["reason"]
     assert damaged["verdict"] == plain["verdict"] and len(damaged["provenance"]["problems"]) == 1
     assert plain["provenance"]["summary"] == NO_PROVENANCE and plain["provenance"]["found"] is False
     assert set(ai["timing"]) == {*STAGES, "total"}
@@ -416,3 +417,12 @@ def test_an_image_a_camera_wrote_is_analysed_with_its_metadata(engine: Engine, t
     result = engine.analyze(path).result
     assert result.provenance.metadata.camera == "Canon EOS R5" and not result.provenance.ai_generated
     assert "provenance" not in result.reason
+
+
+def test_a_failing_credential_is_shown_as_such(signed: dict[str, Path]) -> None:
+    section = provenance_section(read_provenance(signed["altered_ai"], "image"))
+    rows = dict(section.credentials)
+    assert rows["signature"] == "INVALID: fails validation (see failed checks)"
+    assert rows["failed checks"].startswith("assertion.dataHash.mismatch")
+    assert rows["actions"].startswith("c2pa.created: trainedAlgorithmicMedia")  # what it claimed, shown
+    assert section.failing and not section.ai_generated and section.ai_claims == ()

@@ -104,6 +104,8 @@ class ProvenanceSection:
     metadata: tuple[tuple[str, str], ...]
     """What the metadata names; empty when it names nothing."""
     problems: tuple[str, ...]
+    failing: bool = False
+    """Whether the file's Content Credentials fail validation (evidence of a change too)."""
     note: str = PROVENANCE_NOTE
 
     @property
@@ -216,6 +218,7 @@ def provenance_section(provenance: Provenance | None) -> ProvenanceSection:
         credentials=credential_rows,
         metadata=metadata_rows,
         problems=tuple(provenance.problems),
+        failing=credentials is not None and credentials.signature == "invalid",
     )
 
 

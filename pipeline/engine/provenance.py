@@ -614,10 +614,10 @@ def _ai_claims(credentials: ContentCredentials | None, metadata: ProvenanceMetad
     if credentials and credentials.signature == "valid" and (source := credentials.ai_source_type):
         signer = f" by {credentials.signer}" if credentials.signer else ""
         claims.append(
-            f"Content Credentials (valid signature{signer}, {_trust(credentials)}) say {describe_source_type(source)}"
+            f"Content Credentials (valid signature{signer}, {_trust(credentials)}): {describe_source_type(source)}"
         )
     if metadata.digital_source_type and source_type_name(metadata.digital_source_type) in AI_SOURCE_TYPES:
-        claims.append(f"XMP metadata says {describe_source_type(metadata.digital_source_type)}")
+        claims.append(f"XMP metadata: {describe_source_type(metadata.digital_source_type)}")
     if metadata.generator:
         claims.append(f"metadata of an AI generator: {metadata.generator}")
     return claims
@@ -628,7 +628,7 @@ def _summary(
 ) -> str:
     """The strongest evidence in one line."""
     if claims:
-        return "AI-generated according to its provenance: " + "; ".join(claims) + "."
+        return f"AI-generated according to {'; '.join(claims)}."
     if credentials and credentials.signature == "invalid":
         first = credentials.failures[0] if credentials.failures else "a check failed"
         code, _, explanation = first.partition(":")
@@ -724,4 +724,4 @@ def verdict_reason(models_reason: str, provenance: Provenance | None) -> str:
     models' reason first and unchanged (their verdict stays theirs), then the provenance."""
     if provenance is None or not provenance.ai_generated:
         return models_reason
-    return f"{models_reason}; provenance: {'; '.join(provenance.ai_claims)}"
+    return f"{models_reason}; provenance says AI-generated: {'; '.join(provenance.ai_claims)}"
