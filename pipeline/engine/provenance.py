@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import re
 import struct
@@ -55,6 +56,8 @@ __all__ = [
     "read_xmp",
     "verdict_reason",
 ]
+
+log = logging.getLogger(__name__)
 
 NO_PROVENANCE = (
     "No provenance information: no Content Credentials, and no camera, editor or generator in the "
@@ -122,6 +125,17 @@ def _clean(value: object, limit: int) -> str | None:
     if len(text) > limit:
         text = text[: max(0, limit - 1)] + "…"
     return text or None
+
+
+def _why(error: BaseException, path: Path, limit: int = 200) -> str:
+    """A library's error on one line, naming the file without its folders (an upload's temporary
+    folder is nobody's business)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    for full in sorted({str(path.absolute()), str(path)}, key=len, reverse=True):
+        text = text.replace(full, path.name)
+    return _clean(text, limit) or type(error).__name__
 
 
 def _generator_pattern(settings: ProvenanceSettings) -> re.Pattern[str]:
@@ -326,7 +340,7 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
             elif head[:4] in (b"II*\x00", b"MM\x00*"):
                 _tiff_blocks(path, settings, blocks)
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow and reads raise for a bad file
-        blocks.problems.append(f"the metadata could not be read: {_clean(error, 200)}")
+        blocks.problems.append(f"the metadata could not be read: {_why(error, Path(path))}")
     return blocks
 
 
@@ -577,7 +591,7 @@ def read_credentials(
     except c2pa.C2paError.NotSupported:
         return None, problems  # a file type that cannot carry Content Credentials
     except c2pa.C2paError as error:
-        message = _clean(error, 300) or type(error).__name__
+        message = _why(error, Path(path), 300)
         if message.startswith("Remote"):
             found = re.search(r"(?:url|URI) \"?([^\s\"]+)", message)
             address = remote_manifest or (found.group(1) if found else "an address")
@@ -589,7 +603,7 @@ def read_credentials(
             problems.append(f"the Content Credentials could not be read (damaged or not C2PA): {message}")
         return None, problems
     except (OSError, ValueError) as error:
-        problems.append(f"the Content Credentials could not be read: {_clean(error, 200)}")
+        problems.append(f"the Content Credentials could not be read: {_why(error, Path(path))}")
         return None, problems
     try:
         return _credentials(store, settings), problems
@@ -668,6 +682,17 @@ def read_provenance(path: Path, kind: str, settings: ProvenanceSettings = Proven
     Never raises for the file's content: what cannot be read is a line in `problems`, and the
     rest is read on."""
     path = Path(path)
+    try:
+        return _read_provenance(path, kind, settings)
+    except Exception as error:  # a library's surprise on a hostile file must not cost the models' verdict
+        log.debug("reading the provenance of %s failed", path.name, exc_info=True)
+        problem = f"the provenance could not be read: unexpected error ({type(error).__name__})"
+        return Provenance(
+            _summary(None, ProvenanceMetadata(), [], [problem]), False, False, [], None, ProvenanceMetadata(), [problem]
+        )
+
+
+def _read_provenance(path: Path, kind: str, settings: ProvenanceSettings) -> Provenance:
     blocks = read_metadata_blocks(path, settings)
     problems = list(blocks.problems)
     found: dict[str, str | None] = {}
@@ -690,7 +715,7 @@ def read_provenance(path: Path, kind: str, settings: ProvenanceSettings = Proven
         try:
             merge(read_container_tags(path, settings))
         except Exception as error:  # PyAV raises many kinds for a container it cannot open
-            problems.append(f"the video's tags could not be read: {_clean(error, 200)}")
+            problems.append(f"the video's tags could not be read: {_why(error, path)}")
     if not found.get("generator") and _names_generator(found.get("software"), settings):
         found["generator"] = f"software '{found['software']}'"
     credentials, credential_problems = read_credentials(
