@@ -21,6 +21,7 @@ manifests nor certificate status, and no host is allowed.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -138,13 +139,14 @@ def _why(error: BaseException, path: Path, limit: int = 200) -> str:
     return _clean(text, limit) or type(error).__name__
 
 
-def _generator_pattern(settings: ProvenanceSettings) -> re.Pattern[str]:
-    names = "|".join(re.escape(name) for name in settings.generator_names)
-    return re.compile(rf"(?<!\w)(?:{names})(?!\w)", re.IGNORECASE)
+@functools.lru_cache(maxsize=4)
+def _generator_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(name) for name in names)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
 def _names_generator(text: str | None, settings: ProvenanceSettings) -> bool:
-    return bool(text) and _generator_pattern(settings).search(text) is not None
+    return bool(text) and _generator_pattern(settings.generator_names).search(text) is not None
 
 
 def _is_generic_encoder(text: str, settings: ProvenanceSettings) -> bool:
