@@ -37,7 +37,8 @@ class Recipe:
     aggregation: str
     val_per_class: int
     cross_source: dict[str, Any]
-    """Overrides of keras members' settings for the folds (cheaper training)."""
+    """What the folds train: `members` (names; default all) and `keras` (overrides of the CNN
+    members' settings, for cheaper training)."""
     held_out_per_class: int
     disagreement_margin: float | None
 
