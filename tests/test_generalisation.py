@@ -78,6 +78,18 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     assert heat.shape == (224, 224) and heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
 
 
+def test_a_faces_clip_features_do_not_depend_on_the_faces_beside_it(encoder: ClipEncoder, shared_data: Path) -> None:
+    """The int8 encoder quantises activations per run: features cached for training (many crops
+    at once) and the engine's (one person's faces) must both be each face's own."""
+    samples = load_samples(shared_data / "dfdc-faces", "test")[:8]
+    crops = np.stack([read_face(s.path, 224) for s in samples])
+    together = encoder.features(crops)
+    for i in (0, 5):
+        alone = encoder.features(crops[i : i + 1])
+        assert np.allclose(alone.cls[0], together.cls[i], atol=1e-4)
+        assert np.allclose(alone.embed[0], together.embed[i], atol=1e-4)
+
+
 def test_self_blend_masks_from_each_faces_landmarks_lie_on_the_face(
     shared_data: Path, tmp_path: Path, engine: Engine
 ) -> None:

@@ -29,6 +29,7 @@ from pipeline.engine.ensemble import KERAS, sigmoid
 from pipeline.training.calibration import choose_disagreement_margin, choose_threshold, fit_temperature
 from pipeline.training.data import Sample
 from pipeline.training.evaluate import binary_metrics
+from pipeline.training.features import FEATURE_DIR
 from pipeline.training.recipe import Recipe, samples_of, train_recipe_member, trained_logits
 
 ENSEMBLE = "ensemble"
@@ -48,7 +49,9 @@ class Scored:
 
 
 def _settings_hash(member: dict[str, Any], overrides: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps([member, overrides], sort_keys=True).encode()).hexdigest()[:16]
+    # A probe's logits also depend on how its features were computed (their cache's version).
+    inputs = [member, overrides] if member["kind"] == KERAS else [member, overrides, str(FEATURE_DIR)]
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _cached_logits(cache: Path, sets: dict[str, list[Sample]], settings: str) -> dict[str, np.ndarray] | None:

@@ -1,7 +1,7 @@
 """Cached CLIP features of prepared crops, so a probe trains (and the cross-source table is made)
 without running the encoder again: about 0.15 s per face on 2 cores.
 
-Layout: `FOLDER/features/clip/chunk-NNNNN.npz`, each holding the features of some crops and
+Layout: `FOLDER/features/clip-single/chunk-NNNNN.npz`, each holding the features of some crops and
 their file names (paths relative to the prepared folder). Any subset of a folder's crops can be
 asked for: only the crops no chunk holds yet are computed, in new chunks written atomically, so
 a stopped run resumes where it stopped and a larger subset later reuses everything done.
@@ -19,7 +19,9 @@ import numpy as np
 from pipeline.engine.clip import FEATURES, ClipEncoder
 
 CHUNK = 256
-FEATURE_DIR = Path("features") / "clip"
+FEATURE_DIR = Path("features") / "clip-single"
+"""Versioned: features encoded in batches (before the encoder ran one crop at a time, see
+`ClipEncoder.features`) lie in `features/clip` and are not used."""
 
 
 def _chunks(folder: Path) -> list[Path]:
