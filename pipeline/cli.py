@@ -83,6 +83,11 @@ def worker_count(value: str) -> int:
     return workers
 
 
+def worker_counts(value: str) -> tuple[int, ...]:
+    """argparse type for a comma-separated list of worker counts."""
+    return tuple(worker_count(part.strip()) for part in value.split(","))
+
+
 def check_output_file(path: Path | None) -> None:
     """Refuse, before any work, an output file that could not be written afterwards."""
     if path is None:
@@ -295,16 +300,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
             file=err,
         )
         return EXIT_INTERRUPTED
+    workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
+    if report.done:  # skipping is not a speed worth quoting
+        workers += f" ({report.files_per_minute:.1f} files a minute)"
     print(
-        f"scan #{report.job_id} finished: {report.total} files in {_duration(report.seconds)} with "
-        f"{report.workers} worker{'s' if report.workers != 1 else ''} ({report.files_per_minute:.1f} files a minute), after "
-        f"{_duration(report.startup_seconds)} starting Ray and loading the models: {counts}",
+        f"scan #{report.job_id} finished: {report.total} files in {_duration(report.seconds)} with {workers}, "
+        f"after {_duration(report.startup_seconds)} starting Ray and loading the models: {counts}",
         file=err,
     )
     return EXIT_ERROR if report.failed else EXIT_NO_FACE if report.no_face else EXIT_OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.scan:
+        from pipeline.app.scan_bench import run_scan_benchmark
+
+        out = sys.stdout
+        with contextlib.redirect_stdout(_LibraryChatter()):
+            report = run_scan_benchmark(args.videos, frames=args.frames, workers=args.workers, seed=not args.no_seed)
+        print(report, file=out)
+        return EXIT_OK
     from pipeline.engine.bench import run_benchmark
 
     print(
@@ -380,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure peak memory on this long video (made by looping the first video if missing)",
     )
     bench.add_argument("--memory-minutes", type=float, default=5.0, help="length of the long video to make")
+    bench.add_argument(
+        "--scan",
+        action="store_true",
+        help="instead: files per minute of a scan against one process and the seed-style way "
+        "(default files: every shared video)",
+    )
+    bench.add_argument(
+        "--workers", type=worker_counts, default=(1, 2), help="with --scan: the worker counts to measure (default 1,2)"
+    )
+    bench.add_argument("--no-seed", action="store_true", help="with --scan: leave out the slow seed-style way")
     bench.set_defaults(run=cmd_bench)
 
     from pipeline.training import cli as training_cli  # prepare, train, evaluate live with the training code

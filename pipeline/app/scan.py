@@ -141,8 +141,8 @@ class ScanReport:
     workers: int
     worker_starts: int
     """Workers started, replacements included."""
-    peak_memory_mb: dict[int, float] = field(default_factory=dict)
-    """Worker pid -> its peak resident memory (VmHWM), for the workers alive at the end."""
+    memory: dict[int, WorkerMemory] = field(default_factory=dict)
+    """Worker pid -> its peak memory, for the workers alive at the end (with `measure_memory`)."""
 
     @property
     def files_per_minute(self) -> float:
@@ -267,14 +267,35 @@ def _limit_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def peak_memory_mb() -> float:
-    """This process's peak resident memory (VmHWM), in MB; 0 where /proc is missing."""
+def _status_mb(field_name: str) -> float:
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return 0.0
-    found = re.search(r"VmHWM:\s+(\d+)", status)
+    found = re.search(rf"{field_name}:\s+(\d+)", status)
     return int(found.group(1)) / 1024 if found else 0.0
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (VmHWM), in MB; 0 where /proc is missing. It counts
+    the pages of shared libraries it touched (TensorFlow's alone is about 450 MB), which every
+    worker on a machine shares."""
+    return _status_mb("VmHWM")
+
+
+def private_memory_mb() -> float:
+    """This process's resident memory of its own (RssAnon: not files, not shared), in MB."""
+    return _status_mb("RssAnon")
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """A worker's peak memory."""
+
+    peak_mb: float
+    """VmHWM: everything it ever had resident, shared library pages included."""
+    private_peak_mb: float
+    """The most memory of its own (RssAnon) seen while it analysed: what one more worker costs."""
 
 
 class ScanWorker:
@@ -295,6 +316,7 @@ class ScanWorker:
         self._store: Store | None = None
         self._request: AnalysisRequest | None = None
         self._host = socket.gethostname()
+        self._private_peak_mb = 0.0
 
     def ready(self, frames: int | None, aggregation: str | None, models: tuple[str, ...]) -> WorkerReady:
         """Load the models and open the history; the request with its defaults filled in."""
@@ -326,7 +348,9 @@ class ScanWorker:
         job = JobFile(job_id, item.path, attempt)
         clock = time.perf_counter()
         try:
-            outcome = self._service.analyze(Path(item.path), self._request, self._store, job=job)
+            outcome = self._service.analyze(
+                Path(item.path), self._request, self._store, progress=self._sample_memory, job=job
+            )
         except StoreError:
             raise  # the history is unreachable: the driver stops the scan (nothing is lost)
         except PipelineError as error:
@@ -353,9 +377,15 @@ class ScanWorker:
         self._store.record_job_file(job, "failed", error=message)
         return FileOutcome(item, "failed", error=message, attempts=attempt)
 
-    def peak_memory_mb(self) -> float:
-        """This worker's peak resident memory so far (MB)."""
-        return peak_memory_mb()
+    def _sample_memory(self, _stage: str, _done: int, _total: int) -> None:
+        # Called at every step of an analysis: frequent enough to see the peaks of detection
+        # and scoring, which /proc does not keep for private memory.
+        self._private_peak_mb = max(self._private_peak_mb, private_memory_mb())
+
+    def memory(self) -> WorkerMemory:
+        """This worker's peak memory so far."""
+        self._private_peak_mb = max(self._private_peak_mb, private_memory_mb())
+        return WorkerMemory(peak_memory_mb(), self._private_peak_mb)
 
 
 # -- Ray --------------------------------------------------------------------------------------------
@@ -476,7 +506,10 @@ class _Driver:
         self.cpus_per_worker = max(0.01, round(cpus, 2))
         self.threads = max(1, int(self.cpus_per_worker))
         self.actor_class = ray.remote(ScanWorker).options(
-            num_cpus=self.cpus_per_worker, max_restarts=0, max_task_retries=0
+            num_cpus=self.cpus_per_worker,
+            max_restarts=0,  # the driver replaces a dead worker and decides what to retry
+            max_task_retries=0,
+            runtime_env={"env_vars": dict(scan.worker_env)},
         )
         self.workers: dict[int, _Worker] = {}
         self.started_workers = 0
@@ -684,10 +717,10 @@ class _Driver:
         for problem in problems:
             self.record_failure(problem.item, problem.error, 1)
 
-    def peak_memory(self) -> dict[int, float]:
+    def memory(self) -> dict[int, WorkerMemory]:
         workers = self.ready_workers()
         try:
-            peaks = self.ray.get([w.handle.peak_memory_mb.remote() for w in workers], timeout=60)
+            peaks = self.ray.get([w.handle.memory.remote() for w in workers], timeout=60)
         except self.ray.exceptions.RayError:
             return {}
         return {w.info.pid: peak for w, peak in zip(workers, peaks) if w.info is not None}
@@ -723,7 +756,7 @@ def run_scan(
     started = time.monotonic()
     status, message = "finished", ""
     driver: _Driver | None = None
-    peaks: dict[int, float] = {}
+    peaks: dict[int, WorkerMemory] = {}
     with ray_session(request.address, scan) as cluster:
         if store.backend == "sqlite" and cluster.machines > 1:
             raise ScanError(
@@ -735,7 +768,7 @@ def run_scan(
         try:
             driver.run(items, problems, name)
             if measure_memory:
-                peaks = driver.peak_memory()
+                peaks = driver.memory()
         except KeyboardInterrupt:
             status, message = "interrupted", "stopped by the user (Ctrl-C); run the same scan again to resume"
         except PipelineError as error:
