@@ -290,12 +290,15 @@ def private_memory_mb() -> float:
 
 @dataclass(frozen=True)
 class WorkerMemory:
-    """A worker's peak memory."""
+    """A worker's peak memory, and the processor time it spent on files."""
 
     peak_mb: float
     """VmHWM: everything it ever had resident, shared library pages included."""
     private_peak_mb: float
     """The most memory of its own (RssAnon) seen while it analysed: what one more worker costs."""
+    cpu_seconds: float = 0.0
+    """CPU time of all its threads since its models were loaded (divided by the scan's time:
+    the cores it kept busy)."""
 
 
 class ScanWorker:
@@ -317,6 +320,7 @@ class ScanWorker:
         self._request: AnalysisRequest | None = None
         self._host = socket.gethostname()
         self._private_peak_mb = 0.0
+        self._cpu_at_ready = 0.0
 
     def ready(self, frames: int | None, aggregation: str | None, models: tuple[str, ...]) -> WorkerReady:
         """Load the models and open the history; the request with its defaults filled in."""
@@ -334,6 +338,7 @@ class ScanWorker:
         except PipelineError as error:
             return WorkerReady(os.getpid(), self._host, error=str(error))
         versions = service.ensemble.versions()
+        self._cpu_at_ready = time.process_time()
         self._service = service
         self._request = AnalysisRequest(frames, rule, tuple(chosen))
         return WorkerReady(os.getpid(), self._host, frames, rule, {n: versions[n] for n in chosen})
@@ -385,7 +390,7 @@ class ScanWorker:
     def memory(self) -> WorkerMemory:
         """This worker's peak memory so far."""
         self._private_peak_mb = max(self._private_peak_mb, private_memory_mb())
-        return WorkerMemory(peak_memory_mb(), self._private_peak_mb)
+        return WorkerMemory(peak_memory_mb(), self._private_peak_mb, time.process_time() - self._cpu_at_ready)
 
 
 # -- Ray --------------------------------------------------------------------------------------------

@@ -120,6 +120,7 @@ def run_scan_benchmark(
     load_before = os.getloadavg()
     scans: list[Way] = []
     memory: dict[int, list[WorkerMemory]] = {}
+    busy: dict[int, float] = {}
     # The scans first, while this process has no models loaded (its workers are other processes).
     for count in workers:
         with tempfile.TemporaryDirectory(prefix="bench-scan-") as home:
@@ -136,6 +137,7 @@ def run_scan_benchmark(
             )
         )
         memory[count] = sorted(report.memory.values(), key=lambda m: m.peak_mb)
+        busy[count] = sum(m.cpu_seconds for m in memory[count]) / report.seconds if report.seconds else 0.0
     local, driver_peak = _in_one_process(files, frames, seed)
     load_after = os.getloadavg()
     ways = local + scans
@@ -156,6 +158,12 @@ def run_scan_benchmark(
     by_count = {int(w.name.split()[-1].rstrip("`")): w for w in scans}
     if 1 in by_count and 2 in by_count and by_count[1].per_minute:
         lines += ["", f"2 workers / 1 worker: {by_count[2].per_minute / by_count[1].per_minute:.2f}x."]
+    lines += [
+        "",
+        "Cores the workers kept busy (their CPU time over the scan's time): "
+        + "; ".join(f"{count} worker{'s' if count != 1 else ''}: {cores:.2f}" for count, cores in busy.items())
+        + f" of {os.cpu_count()}.",
+    ]
     kinds = sorted({kind for way in local for kind in (way.by_kind or {})})
     if kinds:
         lines += [
