@@ -146,6 +146,9 @@ class ScanSettings:
     worker_memory_bytes: int = 1_500 * 1024**2
     """Memory one worker may need at its peak (about 1.2 GB measured, plus headroom): the
     default number of local workers is capped so that they fit in the free memory."""
+    connect_timeout_s: float = 10.0
+    """How long to wait for a Ray cluster given by `--address` to answer (Ray itself would retry
+    for ever)."""
     worker_start_timeout_s: float = 600.0
     """No worker ready after this long (no room on the cluster, models that do not load): the
     scan stops with a message instead of waiting for ever."""

@@ -16,6 +16,7 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -342,9 +343,14 @@ def test_ctrl_c_stops_the_scan_cleanly_and_running_it_again_resumes(folder: Path
 
 
 def test_command_line_mistakes_are_one_line_before_any_work(folder: Path, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     for args, message in (
         ([str(folder), "--json", str(tmp_path / "no" / "folder" / "out.json")], "does not exist"),
         ([str(tmp_path / "empty")], "no image or video to scan"),
+        ([str(folder), "--address", f"127.0.0.1:{port}"], f"cannot join the Ray cluster at 127.0.0.1:{port}"),
+        ([str(folder), "--address", "nowhere"], "is not a Ray address"),
     ):
         (tmp_path / "empty").mkdir(exist_ok=True)
         run = _cli(tmp_path / "history", *args)

@@ -407,10 +407,44 @@ def _first_line(error: BaseException) -> str:
     return " ".join(str(error).strip().splitlines()[:1]) or type(error).__name__
 
 
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+RAY_CURRENT_CLUSTER_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+"""Where `ray start --head` writes its address on this machine (what `--address auto` finds)."""
+
+
+def _host_and_port(address: str) -> tuple[str, int] | None:
+    """The host and port a Ray address points at, or None when it names none."""
+    if address == "auto":
+        address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
+        if not address:
+            try:
+                address = RAY_CURRENT_CLUSTER_FILE.read_text().strip()
+            except OSError:
+                raise ScanError(
+                    "no Ray cluster runs on this machine (start one with `ray start --head`, or give its address)"
+                ) from None
+    address = address.removeprefix("ray://")
+    host, _, port = address.rpartition(":")
+    return (host.strip("[]"), int(port)) if host and port.isdigit() else None
+
+
+def check_reachable(address: str, timeout_s: float) -> None:
+    """Raise `ScanError` unless something answers at a Ray address within `timeout_s` (Ray's
+    own client retries an address nobody listens on for ever, and prints as it does)."""
+    target = _host_and_port(address)
+    if target is None:
+        raise ScanError(f"{address!r} is not a Ray address: use auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection(target, timeout=timeout_s).close()
+    except OSError as error:
+        why = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error))
+        raise ScanError(f"cannot join the Ray cluster at {address}: {why} at {target[0]}:{target[1]}") from None
+
+
 @contextmanager
 def ray_session(address: str | None, scan: ScanSettings) -> Iterator[_Cluster]:
     """Ray for one scan: a local instance sized to this machine (on 127.0.0.1 only, no
-    dashboard), or the cluster at `address`; shut down (or left) afterwards."""
+    dashboard), shut down afterwards, or the cluster at `address`, left running."""
     if address is None:
         if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
             raise ScanError(
@@ -420,6 +454,7 @@ def ray_session(address: str | None, scan: ScanSettings) -> Iterator[_Cluster]:
         for name, value in RAY_LOCAL_ENV.items():
             os.environ.setdefault(name, value)
     else:
+        check_reachable(address, scan.connect_timeout_s)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -452,11 +487,14 @@ def default_workers(cluster: _Cluster, scan: ScanSettings) -> int:
     machine, no more than fit in its free memory."""
     workers = max(1, int(cluster.cpus // max(scan.cpus_per_worker, 0.01)))
     if cluster.local:
+        # MemAvailable counts the page cache the kernel would give back, which free memory does not.
         try:
-            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            workers = min(workers, max(1, free // scan.worker_memory_bytes))
-        except (ValueError, OSError):
-            pass
+            meminfo = Path("/proc/meminfo").read_text()
+        except OSError:
+            return workers
+        found = re.search(r"MemAvailable:\s+(\d+) kB", meminfo)
+        if found:
+            workers = min(workers, max(1, int(found.group(1)) * 1024 // scan.worker_memory_bytes))
     return workers
 
 
