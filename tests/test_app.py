@@ -307,7 +307,7 @@ def test_delete_from_history_removes_row_and_files(
 
 
 def test_history_shows_a_running_scan_jobs_progress_and_its_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, analysed_image: Analysed
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, analysed_video: Analysed
 ) -> None:
     """The progress of a scan still running, as its workers write it (the scan itself runs on
     Ray in tests/test_scan.py)."""
@@ -315,7 +315,7 @@ def test_history_shows_a_running_scan_jobs_progress_and_its_results(
     store = Store(tmp_path)
     job = store.start_job("night desk", {"frames": 8, "aggregation": "mean", "models": {}, "workers": 2}, total=5)
     stored = store.save(
-        analysed_image.result, analysed_image.pictures, analysed_image.preview_scale, job=JobFile(job.id, "/in/a.jpg")
+        analysed_video.result, analysed_video.pictures, analysed_video.preview_scale, job=JobFile(job.id, "/in/a.mp4")
     )
     store.record_job_file(JobFile(job.id, "/in/b.mp4", attempts=2), "failed", error="its worker died 2 times")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
