@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pipeline.app.charts import ENSEMBLE, timeline_figure
 from pipeline.app.export import html_report, result_json
 from pipeline.app.pictures import draw_faces, read_picture
 from pipeline.app.sections import (
+    ProvenanceSection,
     ResultSections,
     VerdictSection,
     existing,
@@ -210,11 +212,26 @@ def _shown(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
-def render_verdict(verdict: VerdictSection) -> None:
-    """The verdict, the calibrated probability and the one-line reason."""
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*\[\]<>!$|~])")
+
+
+def plain(text: str) -> str:
+    """Text from a file (metadata, a signer's name) made inert in Streamlit's Markdown: no link, no
+    picture that a browser would load, no HTML, no formatting. Ordinary sentences are unchanged."""
+    text = _MARKDOWN_ACTIVE.sub(r"\\\1", text)
+    # Bare addresses would become links (GitHub-flavoured autolinks).
+    return text.replace("://", "\\://").replace("www.", "www\\.")
+
+
+def render_verdict(verdict: VerdictSection, provenance: ProvenanceSection | None = None) -> None:
+    """The verdict, the calibrated probability and the one-line reason; beside them, what the
+    file's provenance says (the models' verdict stays theirs)."""
     probability = "" if verdict.fake_probability is None else f" · fake probability **{verdict.fake_probability:.2f}**"
     st.markdown(f"### Verdict: :{VERDICT_COLOURS[verdict.verdict]}-background[{verdict.label}]{probability}")
-    st.caption(verdict.caption)
+    if provenance is not None:
+        colour = "violet" if provenance.ai_generated else "orange" if provenance.failing else "gray"
+        st.markdown(f":{colour}-badge[Provenance] {plain(provenance.summary)}")
+    st.caption(plain(verdict.caption))
 
 
 Overlay = np.ndarray | str | None
@@ -376,14 +393,33 @@ def _render_scores(sections: ResultSections) -> None:
     st.caption(sections.sampling)
 
 
+def _render_provenance(section: ProvenanceSection) -> None:
+    if not section.read:
+        st.info(section.summary)
+        return
+    st.markdown(f"**{plain(section.summary)}**")
+    if len(section.ai_claims) > 1:  # one claim is the summary already
+        for claim in section.ai_claims:
+            st.markdown(f"- {plain(claim)}")
+    for title, rows in (("Content Credentials (C2PA)", section.credentials), ("Metadata", section.metadata)):
+        if rows:
+            st.markdown(f"**{title}**")
+            st.dataframe(pd.DataFrame(rows, columns=["what", "value"]), hide_index=True, width="stretch")
+    if section.problems:
+        st.markdown("**Could not be read** (the rest of the analysis went on)")
+        for problem in section.problems:
+            st.markdown(f"- {plain(problem)}")
+    st.caption(section.note)
+
+
 def render_result(record: Record, store: Store, service: AnalysisService, where: str) -> None:
     """Everything about one stored result. `where` keeps widget keys apart between pages."""
     result = record.result
     key = f"{where}_{record.id}"
     sections = result_sections(record, store)
-    render_verdict(sections.verdict)
-    timeline, explanations, faces, scores, export = st.tabs(
-        ["Timeline & frames", "Explanation maps", "Faces", "Scores & timings", "Export"]
+    render_verdict(sections.verdict, sections.provenance)
+    timeline, explanations, faces, scores, provenance, export = st.tabs(
+        ["Timeline & frames", "Explanation maps", "Faces", "Scores & timings", "Provenance", "Export"]
     )
     with timeline:
         _render_timeline_and_frames(record, store, service, key)
@@ -393,6 +429,8 @@ def render_result(record: Record, store: Store, service: AnalysisService, where:
         _render_faces(record, store)
     with scores:
         _render_scores(sections)
+    with provenance:
+        _render_provenance(sections.provenance)
     with export:
         stem = Path(result.file).stem or "result"
         st.download_button(

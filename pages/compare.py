@@ -21,7 +21,7 @@ from pipeline.app.charts import (
     scores_table,
     timeline_figure,
 )
-from pipeline.app.sections import verdict_section
+from pipeline.app.sections import provenance_section, verdict_section
 
 ONE = "One result"
 ALL = "Every result in the history"
@@ -53,7 +53,7 @@ threshold = records[0].result.threshold
 st.subheader("Scores beside the ensemble")
 if scope == ONE:
     result = records[0].result
-    render_verdict(verdict_section(result))
+    render_verdict(verdict_section(result), provenance_section(result.provenance))
     if result.kind == "video" and not faces.empty:
         st.plotly_chart(timeline_figure(result, [ENSEMBLE, *result.models]), key="compare_timeline", width="stretch")
     st.plotly_chart(scores_figure(result), key="compare_scores", width="stretch")

@@ -46,10 +46,8 @@ days = date_column.date_input("Analysed between (UTC)", value=(), key="history_d
 name = name_column.text_input("File name contains", key="history_name")
 since = days[0] if len(days) >= 1 else None
 until = days[1] if len(days) == 2 else since
-summaries = store.summaries(
-    HistoryFilter(tuple(verdicts), tuple(kinds), since, until, name, job_id),
-    order="newest" if job_id is None else "most_suspicious",
-)
+where = HistoryFilter(tuple(verdicts), tuple(kinds), since, until, name, job_id)
+summaries = store.summaries(where, order="newest" if job_id is None else "most_suspicious")
 
 st.dataframe(
     pd.DataFrame(
@@ -69,7 +67,14 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
-st.download_button("Download this list (CSV)", history_csv(summaries), "history.csv", "text/csv", key="history_csv")
+st.download_button(
+    "Download this list (CSV)",
+    # Built from the stored results (their provenance lives there) only when asked for.
+    lambda: history_csv(store.records(where)),
+    "history.csv",
+    "text/csv",
+    key="history_csv",
+)
 if not summaries:
     st.info(
         "No stored analysis matches."

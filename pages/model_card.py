@@ -24,6 +24,7 @@ if card.spec is not None:
             [
                 {
                     "model": m.name,
+                    "kind": "CLIP ViT-B/16 probe" if m.kind == "clip_probe" else "CNN",
                     "backbone": m.backbone,
                     "input size": m.input_size,
                     "weight": m.weight,
@@ -40,7 +41,12 @@ if card.spec is not None:
     st.markdown(
         f"Decision threshold **{spec.threshold:.3f}**, "
         f"uncertain band **{spec.uncertain_low:.3f}-{spec.uncertain_high:.3f}**, "
-        f"aggregation rule **{spec.aggregation}**, ensemble temperature {spec.temperature:.3f}."
+        f"aggregation rule **{spec.aggregation}**, ensemble temperature {spec.temperature:.3f}"
+        + (
+            f", members disagreeing by more than **{spec.disagreement_margin:.2f}** make a person uncertain."
+            if spec.disagreement_margin is not None
+            else "."
+        )
     )
     st.markdown(f"Trained on: {', '.join(spec.trained_on) if spec.trained_on else 'not recorded in ensemble.json'}.")
     if spec.metrics:

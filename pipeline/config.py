@@ -22,6 +22,8 @@ team); the pictures stay files under the data folder. Unset: SQLite in the data 
 MODELS_DIR_ENV = "DEEPFAKE_MODELS_DIR"
 SHARED_DATA_ENV = "DEEPFAKE_DATA_DIR"
 CACHE_DIR_ENV = "DEEPFAKE_CACHE_DIR"
+TRUST_ANCHORS_ENV = "DEEPFAKE_TRUST_ANCHORS"
+"""A PEM file of root certificates whose Content Credentials signers are trusted."""
 
 DEFAULT_AGGREGATION = "mean"
 """The aggregation rule a new ensemble gets when its fit does not choose one; a shipped
@@ -167,6 +169,72 @@ class ScanSettings:
 
 
 @dataclass(frozen=True)
+class ProvenanceSettings:
+    """Reading where a file says it comes from (Content Credentials and metadata). A file's
+    metadata is written by whoever made the file, so everything here is a bound on hostile input:
+    what is larger is reported as a problem and skipped, never read."""
+
+    max_metadata_bytes: int = 1024**2
+    """Largest EXIF, XMP or text block read (a camera's EXIF is some kilobytes; a generator's
+    prompt and workflow some tens)."""
+    max_manifest_bytes: int = 16 * 1024**2
+    """Largest C2PA manifest store checked (a signed photo's is some tens of kilobytes, with
+    thumbnails and ingredients some megabytes)."""
+    max_container_entries: int = 100_000
+    """Most JPEG segments, PNG or RIFF chunks, or MP4 top-level boxes walked to find metadata (a
+    large PNG has thousands of 8 KB picture chunks; each costs one 8-byte read)."""
+    max_text_chars: int = 2000
+    """Longest text kept from a metadata field (a generator's prompt) in the result."""
+    max_items: int = 50
+    """Most actions, ingredients, validation failures or tags kept from one file."""
+    generator_text_keys: tuple[tuple[str, str], ...] = (
+        ("parameters", "the Stable Diffusion web UI's format"),  # AUTOMATIC1111, Forge, Fooocus
+        ("prompt", "ComfyUI"),
+        ("workflow", "ComfyUI"),
+        ("sd-metadata", "InvokeAI"),
+        ("invokeai_metadata", "InvokeAI"),
+        ("dream", "InvokeAI"),
+    )
+    """PNG text keys (lowercase) that image generators write and cameras and editors never do,
+    each with the tool that writes it."""
+    generator_names: tuple[str, ...] = (
+        "stable diffusion",
+        "stablediffusion",
+        "stability ai",
+        "dreamstudio",
+        "midjourney",
+        "dall-e",
+        "dall·e",
+        "openai",
+        "adobe firefly",
+        "novelai",
+        "comfyui",
+        "automatic1111",
+        "invokeai",
+        "fooocus",
+        "leonardo.ai",
+        "ideogram",
+        "craiyon",
+        "nightcafe",
+        "runway gen",
+        "black forest labs",
+        "google imagen",
+    )
+    """Names (lowercase, matched as whole words) of AI generators that may appear as the software
+    of a file: EXIF `Software`, XMP `CreatorTool`, PNG `Software`/`Source`, a video's encoder."""
+    generic_encoders: tuple[str, ...] = ("lavf", "lavc")
+    """Encoder tags of FFmpeg's libraries (prefixes, lowercase): nearly every video tool writes
+    them, so they name no camera, editor or generator."""
+    trust_anchors: Path | None = field(
+        default_factory=lambda: Path(os.environ[TRUST_ANCHORS_ENV]) if os.environ.get(TRUST_ANCHORS_ENV) else None
+    )
+    """PEM file of the root certificates to trust (e.g. the C2PA trust list, saved locally):
+    a Content Credentials signer is trusted when its certificate leads to one of them. None (the
+    default): no signer is trusted, and a valid signature is reported as such, by an untrusted
+    signer."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings. Build with defaults and `dataclasses.replace` to change a part."""
 
@@ -175,6 +243,7 @@ class Settings:
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
     pictures: PictureSettings = field(default_factory=PictureSettings)
+    provenance: ProvenanceSettings = field(default_factory=ProvenanceSettings)
     models_dir: Path = field(default_factory=lambda: Path(os.environ.get(MODELS_DIR_ENV, REPO_ROOT / "models")))
 
 

@@ -51,6 +51,153 @@ class TrackResult:
     """False for a person seen too briefly to carry the verdict alone."""
 
 
+IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+"""Where the IPTC digital source types live; C2PA actions and XMP name them by this address."""
+
+DIGITAL_SOURCE_TYPES = {
+    "digitalCapture": "captured by a camera",
+    "computationalCapture": "captured by a camera with computational processing",
+    "negativeFilm": "scanned from a negative",
+    "positiveFilm": "scanned from a slide",
+    "print": "scanned from a print",
+    "humanEdits": "edited by a person",
+    "minorHumanEdits": "minor edits by a person",
+    "compositeCapture": "a composite of captures",
+    "algorithmicallyEnhanced": "enhanced by an algorithm",
+    "dataDrivenMedia": "made from data",
+    "digitalArt": "digital art made by a person",
+    "digitalCreation": "created digitally by a person",
+    "virtualRecording": "a recording of a virtual scene",
+    "compositeSynthetic": "a composite with synthetic elements",
+    "trainedAlgorithmicMedia": "made by a trained AI model",
+    "compositeWithTrainedAlgorithmicMedia": "a composite with AI-generated parts",
+    "algorithmicMedia": "made by an algorithm without training data",
+    "screenCapture": "a screen capture",
+}
+"""IPTC digital source types (the last part of their address) and what they mean."""
+
+AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
+"""The digital source types that say a trained AI model made all or part of the media."""
+
+
+def source_type_name(value: str) -> str:
+    """The short name of a digital source type given by its address (or already short)."""
+    return value.rstrip("/").rsplit("/", 1)[-1]
+
+
+def describe_source_type(value: str) -> str:
+    """A digital source type for a person: its short name and, when known, what it means."""
+    name = source_type_name(value)
+    meaning = DIGITAL_SOURCE_TYPES.get(name)
+    return f"{name} ({meaning})" if meaning else name
+
+
+@dataclass
+class CredentialAction:
+    """One action a C2PA manifest records (created, edited, ...)."""
+
+    action: str
+    """The C2PA action, e.g. `c2pa.created`, `c2pa.edited`."""
+    digital_source_type: str | None = None
+    """The IPTC digital source type the action names (an address), if any."""
+    software_agent: str | None = None
+    """The tool the manifest says performed the action."""
+
+
+@dataclass
+class ContentCredentials:
+    """The active C2PA manifest of a file (its Content Credentials), checked offline."""
+
+    claim_generator: str
+    """The software that wrote the manifest."""
+    title: str | None
+    signer: str | None
+    """Who signed: the signing certificate's common name and organisation."""
+    signed_at: str | None
+    """When, from a trusted timestamp in the manifest (None without one)."""
+    signature: str
+    """`valid`: the signature and every hash check out for these bytes; `invalid`: they do not
+    (the file or its manifest changed after signing; see `failures`)."""
+    signer_trusted: bool
+    """Whether the signing certificate leads to a trusted root (`DEEPFAKE_TRUST_ANCHORS`; none
+    by default, so False for every signer). A valid signature by an untrusted signer says the
+    manifest is intact and who holds the key, not that anyone vouches for them."""
+    actions: list[CredentialAction]
+    ingredients: list[str]
+    """Files the manifest says this one was made from: title and relationship."""
+    failures: list[str]
+    """The checks that failed (code: explanation), the untrusted signer aside."""
+    manifests: int
+    """Manifests in the store: more than one when earlier edits were signed too."""
+
+    @property
+    def ai_source_type(self) -> str | None:
+        """The first AI digital source type an action names, if any."""
+        return next(
+            (
+                a.digital_source_type
+                for a in self.actions
+                if a.digital_source_type and source_type_name(a.digital_source_type) in AI_SOURCE_TYPES
+            ),
+            None,
+        )
+
+
+@dataclass
+class ProvenanceMetadata:
+    """What a file's own metadata says about its origin (none of it is signed)."""
+
+    camera: str | None = None
+    """Camera make and model (EXIF, or a video's tags)."""
+    captured: str | None = None
+    """Date and time the metadata gives for the capture or creation."""
+    software: str | None = None
+    """The camera firmware, editor or tool named (EXIF `Software`, XMP `CreatorTool`, PNG
+    `Software`, a video's encoder other than FFmpeg's)."""
+    generator: str | None = None
+    """The AI generator the metadata names, or the generator's kind of text it carries."""
+    generator_text: str | None = None
+    """The generator's own text (prompt, settings), cut short."""
+    digital_source_type: str | None = None
+    """The XMP `DigitalSourceType` (an IPTC address)."""
+    encoder: str | None = None
+    """A video container's `encoder` tag, as written."""
+
+
+@dataclass
+class Provenance:
+    """Where a file says it comes from: Content Credentials (C2PA) and metadata, read without
+    any model. Present evidence is strong when valid; absent evidence proves nothing (most
+    platforms strip metadata on upload)."""
+
+    summary: str
+    """One line: the strongest evidence, or that there is none."""
+    found: bool
+    """Whether any provenance information was found (credentials, camera, editor or generator)."""
+    ai_generated: bool
+    """Whether valid Content Credentials or a generator's own metadata say AI made the file."""
+    ai_claims: list[str]
+    """Each source that says so, one line each."""
+    credentials: ContentCredentials | None
+    metadata: ProvenanceMetadata
+    problems: list[str]
+    """What could not be read (damaged, too large, stored elsewhere), one line each; the rest
+    of the analysis goes on."""
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Provenance:
+        """A provenance object from `to_json`'s data."""
+        data = dict(data)
+        credentials = data.get("credentials")
+        if credentials is not None:
+            credentials = dict(credentials)
+            credentials["actions"] = [CredentialAction(**a) for a in credentials["actions"]]
+            credentials = ContentCredentials(**credentials)
+        data["credentials"] = credentials
+        data["metadata"] = ProvenanceMetadata(**data["metadata"])
+        return Provenance(**data)
+
+
 @dataclass
 class AnalysisResult:
     """Everything the CLI writes as JSON and the dashboard stores and shows."""
@@ -77,6 +224,8 @@ class AnalysisResult:
     """Seconds per stage; the stages add up to `total`."""
     model_seconds_per_face: dict[str, float]
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    provenance: Provenance | None = None
+    """Where the file says it comes from; None in results stored before provenance was read."""
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-ready data (the CLI's `--json` format)."""
@@ -96,6 +245,8 @@ class AnalysisResult:
             for f in data["frames"]
         ]
         data["tracks"] = [TrackResult(**t) for t in data["tracks"]]
+        if data.get("provenance") is not None:
+            data["provenance"] = Provenance.from_json(data["provenance"])
         known = AnalysisResult.__dataclass_fields__
         return AnalysisResult(**{k: v for k, v in data.items() if k in known})
 

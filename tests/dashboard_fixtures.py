@@ -81,6 +81,23 @@ def analysed_video(service: AnalysisService, media: Media) -> Analysed:
     return analyse(service, media.video)
 
 
+@pytest.fixture(scope="session")
+def generated_image(tmp_path_factory: pytest.TempPathFactory, media: Media) -> Path:
+    """The shared photo with Content Credentials, signed here with a test certificate, saying an
+    AI model generated it (the picture itself is unchanged)."""
+    from tests import provenance_factory as pf
+
+    path = tmp_path_factory.mktemp("generated") / "generated.jpg"
+    definition = pf.manifest(path.name, pf.AI_GENERATED, agent="Test Diffusion")
+    return pf.sign(media.image, path, pf.make_certificates(), definition)
+
+
+@pytest.fixture(scope="session")
+def analysed_generated_image(service: AnalysisService, generated_image: Path) -> Analysed:
+    """The real analysis of `generated_image`."""
+    return analyse(service, generated_image)
+
+
 @pytest.fixture
 def counted(service: AnalysisService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the files the engine really analyses during a test."""

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from pipeline.app.store import JobFile, Store
 from pipeline.config import DATA_HOME_ENV, REPO_ROOT
+from pipeline.engine.provenance import NO_PROVENANCE
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed, Media
@@ -235,6 +236,78 @@ def test_an_image_without_a_face_says_so(tmp_path: Path, monkeypatch: pytest.Mon
     assert "No face found: nothing to explain." in [c.value for c in at.caption]
 
 
+def provenance_tab(at: AppTest):
+    """The Provenance tab of the result on the page."""
+    return next(tab for tab in at.tabs if tab.label == "Provenance")
+
+
+def test_the_provenance_tab_shows_ai_generated_evidence_beside_the_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, media: Media, generated_image: Path
+) -> None:
+    """The shared photo signed with Content Credentials saying AI-generated, beside the same photo
+    without: the models' verdict is the same for both, and the provenance stands beside it."""
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    upload(at, generated_image, media.image)
+    at.button(key="analyze_run").click().run()
+    assert_clean(at)
+    stored = {s.file_name: s for s in Store(tmp_path).summaries()}
+    generated, photo = stored[generated_image.name], stored[media.image.name]
+    assert (generated.verdict, generated.fake_probability) == (photo.verdict, photo.fake_probability)
+
+    show(at, tmp_path, generated_image.name)
+    result = Store(tmp_path).get(generated.id).result
+    provenance = result.provenance
+    (shown,) = verdicts(at)
+    assert shown.endswith(verdict_line(generated.verdict, generated.fake_probability))
+    beside = [m.value for m in at.markdown if "-badge[Provenance]" in m.value]
+    assert beside == [f":violet-badge[Provenance] {provenance.summary}"]
+    assert provenance.summary == f"AI-generated according to {provenance.ai_claims[0]}."
+    assert "; provenance says AI-generated: Content Credentials (valid signature" in result.reason
+    assert any(result.reason in c.value for c in at.caption)
+    tab = provenance_tab(at)
+    texts = [m.value for m in tab.markdown]
+    assert f"**{provenance.summary}**" in texts
+    table = tab.dataframe[0].value
+    rows = dict(zip(table["what"], table["value"], strict=True))
+    assert rows["signature"] == "valid"
+    assert rows["signer"] == "Test Signer (Provenance Test Lab) (not on a trust list)"
+    assert rows["actions"].startswith("c2pa.created: trainedAlgorithmicMedia (made by a trained AI model)")
+    assert any("absence proves nothing" in c.value.lower() for c in tab.caption)
+
+    show(at, tmp_path, media.image.name)
+    assert [m.value for m in at.markdown if "-badge[Provenance]" in m.value] == [
+        f":gray-badge[Provenance] {NO_PROVENANCE}"
+    ]
+    assert f"**{NO_PROVENANCE}**" in [m.value for m in provenance_tab(at).markdown]
+
+    at.switch_page("pages/history.py").run()
+    at.selectbox(key="history_open").set_value(generated.id).run()
+    assert_clean(at)
+    assert f"**{provenance.summary}**" in [m.value for m in provenance_tab(at).markdown]
+
+
+def test_metadata_cannot_put_links_or_pictures_on_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path
+) -> None:
+    """Markdown in a file's metadata stays text: a picture there would make the browser fetch it."""
+    from tests import provenance_factory as pf
+
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    hostile = "![pixel](http://127.0.0.1:9/pixel.png) [click](javascript:alert(1)) <b>Midjourney</b>"
+    path = pf.save_png_with_text(tmp_path / "hostile.png", {"Software": hostile})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.file_uploader(key="analyze_uploads").set_value([(path.name, path.read_bytes(), "image/png")])
+    at.run()
+    at.button(key="analyze_run").click().run()
+    assert_clean(at)
+    shown = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    assert any("Midjourney" in text for text in shown)
+    for text in shown:
+        assert "![pixel]" not in text and "[click]" not in text and "<b>" not in text and "http://" not in text
+    assert any("\\!\\[pixel\\](http\\://127.0.0.1:9/pixel.png)" in text for text in shown)
+
+
 def test_history_lists_filters_opens_and_exports(analysed: AppTest, home: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
     at.switch_page("pages/history.py").run()
@@ -251,6 +324,7 @@ def test_history_lists_filters_opens_and_exports(analysed: AppTest, home: Path) 
         assert at.download_button(key=f"history_{summary.id}_json") and at.download_button(
             key=f"history_{summary.id}_html"
         )
+        assert f"**{NO_PROVENANCE}**" in [m.value for m in provenance_tab(at).markdown]
     video = next(s for s in stored if s.kind == "video")
     at.multiselect(key="history_kinds").set_value(["video"]).run()
     assert list(at.dataframe[0].value["id"]) == [video.id]

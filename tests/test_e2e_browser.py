@@ -2,7 +2,8 @@
 
 Each page is opened first on a fresh server (a deep link must go through app.py's navigation);
 then two browser tabs analyse at once (an image and a video), both get a verdict and both land in
-the history; then every page is opened and photographed: into a scratch folder, or into
+the history; the image's Provenance tab shows its Content Credentials; then every page is opened
+and photographed: into a scratch folder, or into
 `$DEEPFAKE_SCREENSHOTS_DIR` (`make screenshots` sets it to docs/screenshots for the README).
 Waits are explicit (an element appears, the app stops running), never sleeps.
 
@@ -30,7 +31,7 @@ from pipeline.config import DATA_HOME_ENV, REPO_ROOT
 if TYPE_CHECKING:
     from dashboard_fixtures import Media
 
-pytest_plugins = ["dashboard_fixtures"]  # session fixture: media
+pytest_plugins = ["dashboard_fixtures"]  # session fixtures: media, generated_image
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -242,9 +243,22 @@ def test_a_fresh_server_opens_each_page_first_through_the_apps_navigation(
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
 
 
+def _show_provenance(driver) -> None:
+    """Open the result's Provenance tab and bring the verdict and the tab into view."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Provenance']").click()
+    _text(driver, "Content Credentials (C2PA)")
+    verdict = driver.find_element(By.XPATH, "//h3[starts-with(normalize-space(), 'Verdict:')]")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", verdict)
+    _drawn(driver)
+
+
 def test_two_tabs_analyse_at_once_and_every_page_opens(
-    server: tuple[str, Path], browser, media: Media, tmp_path: Path
+    server: tuple[str, Path], browser, media: Media, generated_image: Path, tmp_path: Path
 ) -> None:
+    """The image is the shared photo with Content Credentials saying AI-generated (signed in the
+    test with a test certificate), so its Provenance tab has something to show."""
     from selenium.webdriver.common.by import By
 
     url, home = server
@@ -255,7 +269,7 @@ def test_two_tabs_analyse_at_once_and_every_page_opens(
     assert _navigation(browser) == NAVIGATION
 
     image_tab = browser.current_window_handle
-    _start_analysis(browser, url, media.image)
+    _start_analysis(browser, url, generated_image)
     browser.switch_to.new_window("tab")
     video_tab = browser.current_window_handle
     _start_analysis(browser, url, media.video)  # while the image tab is still analysing
@@ -266,16 +280,22 @@ def test_two_tabs_analyse_at_once_and_every_page_opens(
         _text(browser, "Verdict:", ANALYSIS_S)
         _drawn(browser)
         assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
-    assert {s.file_name for s in Store(home).summaries()} == {media.video.name, media.image.name}
+    assert {s.file_name for s in Store(home).summaries()} == {media.video.name, generated_image.name}
 
     screenshots.mkdir(parents=True, exist_ok=True)
     _wait(browser, PAGE_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"))
     browser.save_screenshot(str(screenshots / "analyze.png"))
+    browser.switch_to.window(image_tab)
+    _text(browser, "AI-generated according to Content Credentials")  # beside the verdict
+    _show_provenance(browser)
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")
+    browser.save_screenshot(str(screenshots / "provenance.png"))
+    browser.switch_to.window(video_tab)
     _open_page(browser, "Compare models", "Inference time")
     browser.save_screenshot(str(screenshots / "compare.png"))
     _open_page(browser, "History", "Verdict:")
     browser.save_screenshot(str(screenshots / "history.png"))
     _open_page(browser, "Model card", "Read from")
     browser.save_screenshot(str(screenshots / "model_card.png"))
-    for name in ("analyze", "compare", "history", "model_card"):
+    for name in ("analyze", "provenance", "compare", "history", "model_card"):
         assert (screenshots / f"{name}.png").read_bytes().startswith(b"\x89PNG")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_video_timeline_has_every_sampled_frame_and_every_model(video_analysis, 
         assert face.box[2] > 0 and face.box[3] > 0
     assert result.verdict in {"real", "fake", "uncertain"} and 0 <= result.fake_probability <= 1
     assert set(result.model_scores) == members
-    assert set(result.timing) == {"hash", "decode", "detect", "score", "verdict", "total"}
+    assert set(result.timing) == {"hash", "decode", "provenance", "detect", "score", "verdict", "total"}
     assert result.timing["total"] == pytest.approx(sum(v for k, v in result.timing.items() if k != "total"), abs=1e-9)
     assert len(result.sha256) == 64
 
@@ -239,9 +240,12 @@ def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir
 
     table = run_benchmark([shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"], frames=4, repeat=1)
     assert (
-        "| video | size | faces | found / full-res faces | hash (s) | decode (s) | detect (s) | score (s) | verdict (s) | total (s) |"
+        "| video | size | faces | found / full-res faces | hash (s) | decode (s) | provenance (s) | detect (s) | score (s) | verdict (s) | total (s) |"
         in table
     )
     assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 | 4/4 |" in table
     assert "Face recall against MTCNN at full resolution on the same frames: 4/4 = 100.0% (target: 95%)." in table
     assert "target: 8 s" in table
+    assert re.search(
+        r"One photo \(portrait_1024.jpg, 1024x1024, one face\), warm: median \d+\.\d\d s \(target: 1.5 s\)", table
+    )

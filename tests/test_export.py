@@ -8,6 +8,7 @@ import io
 import json
 import re
 from dataclasses import replace
+from html import escape, unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,13 +17,17 @@ import pytest
 from PIL import Image
 
 from pipeline.app.export import CSV_COLUMNS, history_csv, html_report, result_json
+from pipeline.app.sections import NOT_READ
 from pipeline.app.store import Record, Store
 from pipeline.engine.analyze import AnalysisResult
+from pipeline.engine.provenance import NO_PROVENANCE, read_provenance
+from tests import provenance_factory as pf
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed
 
 pytest_plugins = ["dashboard_fixtures"]  # session fixtures: one engine, analyses made once
+SIGNER = f"{pf.SIGNER_NAME} ({pf.SIGNER_ORGANISATION})"
 
 
 class _Resources(HTMLParser):
@@ -54,10 +59,12 @@ def image_record(store: Store, analysed_image: Analysed) -> Record:
 
 
 def test_csv_lists_every_row(store: Store, video_record: Record, image_record: Record) -> None:
-    table = list(csv.DictReader(io.StringIO(history_csv(store.summaries()))))
+    table = list(csv.DictReader(io.StringIO(history_csv(store.records()))))
     assert tuple(table[0]) == CSV_COLUMNS
-    assert [int(row["id"]) for row in table] == [image_record.id, video_record.id]
-    row = table[1]
+    # Newest first (the session's analyses may have been made in either order).
+    newest_first = sorted([image_record, video_record], key=lambda r: (r.result.created, r.id), reverse=True)
+    assert [int(row["id"]) for row in table] == [r.id for r in newest_first]
+    row = next(row for row in table if int(row["id"]) == video_record.id)
     result = video_record.result
     assert (row["file_name"], row["kind"], row["verdict"], row["sha256"]) == (
         result.file,
@@ -66,7 +73,31 @@ def test_csv_lists_every_row(store: Store, video_record: Record, image_record: R
         result.sha256,
     )
     assert float(row["fake_probability"]) == pytest.approx(result.fake_probability)
+    assert (row["provenance_ai_generated"], row["provenance"]) == ("false", NO_PROVENANCE)
     assert history_csv([]).strip() == ",".join(CSV_COLUMNS)
+
+
+def test_csv_has_the_provenance_of_each_row(
+    store: Store, image_record: Record, analysed_generated_image: Analysed, analysed_image: Analysed
+) -> None:
+    generated = store.save(
+        analysed_generated_image.result, analysed_generated_image.pictures, analysed_generated_image.preview_scale
+    )
+    # A result stored before provenance was read (another file, so another history key).
+    old = store.save(
+        replace(analysed_image.result, provenance=None, sha256="0" * 64, file="old.jpg"),
+        analysed_image.pictures,
+        analysed_image.preview_scale,
+    )
+    rows = {int(row["id"]): row for row in csv.DictReader(io.StringIO(history_csv(store.records())))}
+    assert rows[generated.id]["provenance_ai_generated"] == "true"
+    assert rows[generated.id]["provenance"] == generated.result.provenance.summary
+    assert rows[generated.id]["provenance"].startswith("AI-generated according to Content Credentials (valid signature")
+    assert (rows[image_record.id]["provenance_ai_generated"], rows[image_record.id]["provenance"]) == (
+        "false",
+        NO_PROVENANCE,
+    )
+    assert (rows[old.id]["provenance_ai_generated"], rows[old.id]["provenance"]) == ("", NOT_READ)
 
 
 def test_json_is_the_whole_result(video_record: Record) -> None:
@@ -120,6 +151,46 @@ def test_html_report_of_an_image_has_no_timeline_and_escapes_text(store: Store, 
     assert "<b>me" not in html and "&lt;b&gt;me &amp; you&lt;/b&gt;.jpg" in html
     assert "Timeline" not in html
     assert len(_images(html)) == 2 * len(record.result.models)
+
+
+def test_html_report_shows_the_provenance_beside_the_verdict(store: Store, analysed_generated_image: Analysed) -> None:
+    record = store.save(
+        analysed_generated_image.result, analysed_generated_image.pictures, analysed_generated_image.preview_scale
+    )
+    text = unescape(html_report(record, store))
+    provenance = record.result.provenance
+    (claim,) = provenance.ai_claims
+    headline = text.index(f'<p class="provenance ai">Provenance: {provenance.summary}</p>')
+    assert text.index(record.result.reason) < headline < text.index("<h2>Model scores</h2>")
+    section = text[text.index("<h2>Provenance</h2>") : text.index("<h2>Timings</h2>")]
+    for expected in (
+        f"<p><b>AI-generated according to {claim}.</b></p>",
+        "<tr><th>signature</th><td>valid</td></tr>",
+        f"<tr><th>signer</th><td>{SIGNER} (not on a trust list)</td></tr>",
+        "<tr><th>actions</th><td>c2pa.created: trainedAlgorithmicMedia (made by a trained AI model), by Test Diffusion</td></tr>",
+        "absence proves nothing",
+    ):
+        assert expected in section, expected
+    assert "Could not be read" not in section
+
+
+def test_html_report_escapes_hostile_metadata_and_lists_problems(
+    store: Store, analysed_image: Analysed, tmp_path: Path
+) -> None:
+    hostile = "<img src=x onerror=alert(1)> Midjourney"
+    path = pf.save_png_with_text(tmp_path / "hostile.png", {"Software": hostile})
+    junk = pf.insert_png_chunks(path, tmp_path / "junk.png", pf.png_chunk(b"caBX", b"not a manifest" * 10))
+    provenance = read_provenance(junk, "image")
+    assert provenance.ai_generated and len(provenance.problems) == 1
+    record = store.save(replace(analysed_image.result, provenance=provenance), analysed_image.pictures, 1.0)
+    html = html_report(record, store)
+    assert "<img src=x" not in html and escape(hostile, quote=False) in html
+    assert f"<li>{provenance.problems[0]}</li>" in unescape(html)
+
+
+def test_html_report_of_a_result_stored_before_provenance(store: Store, analysed_image: Analysed) -> None:
+    record = store.save(replace(analysed_image.result, provenance=None), analysed_image.pictures, 1.0)
+    assert f'<p class="provenance">Provenance: {NOT_READ}</p>' in unescape(html_report(record, store))
 
 
 def test_html_report_says_when_a_picture_is_missing(store: Store, video_record: Record) -> None:

@@ -272,10 +272,10 @@ def test_training_on_the_jax_backend_writes_a_model_tensorflow_loads(shared_data
 def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_data: Path, tmp_path: Path) -> None:
     from pipeline.engine.analyze import Engine
     from pipeline.training.ensemble_fit import fit_ensemble
+    from pipeline.training.recipe import TrainedMember
 
-    validation = fit_ensemble(
-        {"tiny": (tiny_run.model_path, "mobilenetv2", 96)}, [shared_data / "gan-faces"], tmp_path, val_per_class=16
-    )
+    member = TrainedMember("tiny", "keras", tiny_run.model_path, "mobilenetv2", 96)
+    validation = fit_ensemble([member], [str(shared_data / "gan-faces")], tmp_path, val_per_class=16)
     spec = EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
     assert [m.name for m in spec.members] == ["tiny"] and spec.members[0].temperature > 0
     assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high

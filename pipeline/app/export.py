@@ -16,21 +16,33 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pipeline.app.charts import timeline_png
-from pipeline.app.sections import result_sections
-from pipeline.app.store import Record, Store, Summary
+from pipeline.app.sections import provenance_section, result_sections
+from pipeline.app.store import Record, Store
 
-CSV_COLUMNS = ("id", "created", "file_name", "kind", "verdict", "fake_probability", "sha256")
+SUMMARY_COLUMNS = ("id", "created", "file_name", "kind", "verdict", "fake_probability", "sha256")
+PROVENANCE_COLUMNS = ("provenance_ai_generated", "provenance")
+"""Whether the provenance says AI made the file (`true`, `false`, or empty for a result stored
+before provenance was read) and its one-line summary."""
+CSV_COLUMNS = SUMMARY_COLUMNS + PROVENANCE_COLUMNS
 MIME_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-def history_csv(summaries: Sequence[Summary]) -> str:
-    """The history list as CSV, one row per stored analysis."""
+def _provenance_cells(record: Record) -> list[str]:
+    provenance = record.result.provenance
+    if provenance is None:
+        return ["", provenance_section(None).summary]
+    return ["true" if provenance.ai_generated else "false", provenance.summary]
+
+
+def history_csv(records: Sequence[Record]) -> str:
+    """The history list as CSV, one row per stored analysis (`Store.records`, newest first)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in summaries:
-        writer.writerow([getattr(row, column) for column in CSV_COLUMNS])
+    for record in records:
+        summary = record.summary
+        writer.writerow([getattr(summary, column) for column in SUMMARY_COLUMNS] + _provenance_cells(record))
     return buffer.getvalue()
 
 
@@ -66,8 +78,9 @@ def _environment() -> Environment:
 
 
 def html_report(record: Record, store: Store) -> str:
-    """A self-contained HTML report of one stored result: verdict, timeline, model scores and
-    versions, people, explanation maps and timings (every picture embedded, no script)."""
+    """A self-contained HTML report of one stored result: verdict and provenance, timeline, model
+    scores and versions, people, explanation maps and timings (every picture embedded, no
+    script)."""
     result = record.result
     timeline = None
     if result.kind == "video" and any(frame.faces for frame in result.frames):

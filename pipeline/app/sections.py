@@ -8,10 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.app.store import Picture, Record, Store
-from pipeline.results import AnalysisResult
+from pipeline.results import AnalysisResult, Provenance, describe_source_type
 
 VERDICT_LABELS = {"fake": "FAKE", "real": "REAL", "uncertain": "UNCERTAIN", "no_face": "NO FACE"}
 ENSEMBLE = "ensemble"
+PROVENANCE_NOTE = (
+    "Provenance is read from the file itself, without any model, and shown beside the models' verdict; "
+    "neither overrides the other. Valid Content Credentials are strong evidence of where a file comes from; "
+    "metadata is not signed, and anyone can write or remove it. Its absence proves nothing: most apps and "
+    "platforms strip it. A signer whose certificate leads to no trusted root (a test certificate, for one) is "
+    "shown as not on a trust list: the signature may be valid, but nobody vouches for the signer."
+)
+NOT_READ = "Provenance was not read for this result: it was analysed by an earlier version of this app."
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,31 @@ class ExplainedFace:
 
 
 @dataclass(frozen=True)
+class ProvenanceSection:
+    """Where the file says it comes from, as rows of (what, value) for a table."""
+
+    summary: str
+    """The strongest evidence in one line (or that there is none, or that it was not read)."""
+    read: bool
+    """False for a result stored before provenance was read."""
+    ai_generated: bool
+    ai_claims: tuple[str, ...]
+    credentials: tuple[tuple[str, str], ...]
+    """The Content Credentials' fields; empty when the file has none."""
+    metadata: tuple[tuple[str, str], ...]
+    """What the metadata names; empty when it names nothing."""
+    problems: tuple[str, ...]
+    failing: bool = False
+    """Whether the file's Content Credentials fail validation (evidence of a change too)."""
+    note: str = PROVENANCE_NOTE
+
+    @property
+    def headline(self) -> str:
+        """The line shown beside the verdict."""
+        return f"Provenance: {self.summary}"
+
+
+@dataclass(frozen=True)
 class ResultSections:
     """Everything about one stored result that both renderings show."""
 
@@ -92,6 +125,7 @@ class ResultSections:
     timings: tuple[tuple[str, float], ...]
     models: tuple[str, ...]
     sampling: str
+    provenance: ProvenanceSection
 
 
 def frame_label(result: AnalysisResult, position: int) -> str:
@@ -124,6 +158,67 @@ def verdict_section(result: AnalysisResult) -> VerdictSection:
         kind=result.kind,
         size=size,
         created=result.created,
+    )
+
+
+def _rows(pairs: list[tuple[str, str | None]]) -> tuple[tuple[str, str], ...]:
+    return tuple((label, value) for label, value in pairs if value)
+
+
+def provenance_section(provenance: Provenance | None) -> ProvenanceSection:
+    """The provenance of a result (None: stored before provenance was read)."""
+    if provenance is None:
+        return ProvenanceSection(NOT_READ, False, False, (), (), (), ())
+    credentials = provenance.credentials
+    credential_rows: tuple[tuple[str, str], ...] = ()
+    if credentials is not None:
+        trust = "trusted signer" if credentials.signer_trusted else "not on a trust list"
+        actions = "; ".join(
+            a.action
+            + (f": {describe_source_type(a.digital_source_type)}" if a.digital_source_type else "")
+            + (f", by {a.software_agent}" if a.software_agent else "")
+            for a in credentials.actions
+        )
+        credential_rows = _rows(
+            [
+                (
+                    "signature",
+                    "valid" if credentials.signature == "valid" else "INVALID: fails validation (see failed checks)",
+                ),
+                ("signer", f"{credentials.signer or 'unnamed'} ({trust})"),
+                ("signed at", credentials.signed_at or "no trusted timestamp"),
+                ("written by", credentials.claim_generator),
+                ("title", credentials.title),
+                ("actions", actions or "none recorded"),
+                ("ingredients", "; ".join(credentials.ingredients)),
+                ("failed checks", "; ".join(credentials.failures)),
+                ("manifests in the file", str(credentials.manifests)),
+            ]
+        )
+    metadata = provenance.metadata
+    metadata_rows = _rows(
+        [
+            ("camera", metadata.camera),
+            ("captured", metadata.captured),
+            ("software", metadata.software),
+            ("generator", metadata.generator),
+            ("generator's text", metadata.generator_text),
+            (
+                "digital source type",
+                describe_source_type(metadata.digital_source_type) if metadata.digital_source_type else None,
+            ),
+            ("container encoder", metadata.encoder),
+        ]
+    )
+    return ProvenanceSection(
+        summary=provenance.summary,
+        read=True,
+        ai_generated=provenance.ai_generated,
+        ai_claims=tuple(provenance.ai_claims),
+        credentials=credential_rows,
+        metadata=metadata_rows,
+        problems=tuple(provenance.problems),
+        failing=credentials is not None and credentials.signature == "invalid",
     )
 
 
@@ -170,4 +265,5 @@ def result_sections(record: Record, store: Store) -> ResultSections:
         timings=tuple(result.timing.items()),
         models=tuple(result.models),
         sampling=sampling,
+        provenance=provenance_section(result.provenance),
     )

@@ -1,7 +1,8 @@
 """The engine: one file in, a per-frame, per-face, per-model result and a verdict out.
 
-media -> frames -> faces -> scores -> verdict. Each stage lives in its own module; this one only
-runs them in order, streaming frames so a long video never sits in memory, and times them.
+media -> frames -> faces -> scores -> verdict, with the file's provenance (Content Credentials and
+metadata) read beside them. Each stage lives in its own module; this one only runs them in order,
+streaming frames so a long video never sits in memory, and times them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.engine.ensemble import Ensemble
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
+from pipeline.engine.provenance import read_provenance, verdict_reason
 from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 from pipeline.errors import PipelineError
 from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResult
@@ -25,7 +27,7 @@ from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResul
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while an analysis runs."""
 
-STAGES = ("hash", "decode", "detect", "score", "verdict")
+STAGES = ("hash", "decode", "provenance", "detect", "score", "verdict")
 """The timed stages of an analysis; their seconds add up to the result's `total`."""
 
 
@@ -127,6 +129,11 @@ class Engine:
         digest = sha256 or sha256_file(path)
         lap("hash")
         info, frame_iter = read_frames(path, settings.media, frames)
+        lap("decode")
+        # Once the file is known to be a readable image or video; never fails the analysis.
+        progress("reading provenance", 0, 1)
+        provenance = read_provenance(path, info.kind, settings.provenance)
+        lap("provenance")
         expected = 1 if info.kind == "image" else frames
         sampled: list[tuple[int, float]] = []
         previews: list[np.ndarray] = []
@@ -211,7 +218,7 @@ class Engine:
             duration_s=info.duration_s,
             verdict=verdict.label,
             fake_probability=verdict.fake_probability,
-            reason=verdict.reason,
+            reason=verdict_reason(verdict.reason, provenance),
             model_scores=verdict.model_scores,
             threshold=spec.threshold,
             uncertain_band=[spec.uncertain_low, spec.uncertain_high],
@@ -225,6 +232,7 @@ class Engine:
             ],
             timing=_timing_with_total(timing),
             model_seconds_per_face={k: round(v, 5) for k, v in seconds_per_face.items()},
+            provenance=provenance,
         )
         progress("done", 1, 1)
         return Analysis(result, previews, preview_scale, faces)

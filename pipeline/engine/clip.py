@@ -59,7 +59,7 @@ def pixel_values(crops: np.ndarray) -> np.ndarray:
 class ClipEncoder:
     """The int8 CLIP image tower in an onnxruntime session, loaded once."""
 
-    def __init__(self, threads: int | None = None, batch_size: int = 16) -> None:
+    def __init__(self, threads: int | None = None, batch_size: int = 8) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings
 from pipeline.errors import PipelineError
-from pipeline.training.sources import SOURCES
+from pipeline.training.sources import SOURCES, ensure_prepared
 
 MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 
@@ -80,6 +80,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         for member in members:
             member.pop("out_dir")
         recipe = Recipe(tuple(args.data), members, {}, args.aggregation, args.val_per_class, {}, 0, None)
+    ensure_prepared(recipe.sources)
     trained = [train_recipe_member(member, recipe.sources, args.runs, None, args.resume) for member in recipe.members]
     validation = fit_ensemble(
         trained,
@@ -100,6 +101,7 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
     from pipeline.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
+    ensure_prepared(recipe.sources)
     table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh)
     markdown = table_markdown(table)
     print(markdown)

@@ -15,6 +15,8 @@ the model card says exactly what was trained.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,10 +47,16 @@ class Scored:
         return np.asarray([s.label for s in self.samples])
 
 
-def _cached_logits(cache: Path, sets: dict[str, list[Sample]]) -> dict[str, np.ndarray] | None:
+def _settings_hash(member: dict[str, Any], overrides: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps([member, overrides], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cached_logits(cache: Path, sets: dict[str, list[Sample]], settings: str) -> dict[str, np.ndarray] | None:
     if not cache.exists():
         return None
     with np.load(cache, allow_pickle=False) as data:
+        if "settings" not in data or str(data["settings"]) != settings:
+            return None
         for name, samples in sets.items():
             key = f"{name}__paths"
             if key not in data or data[key].tolist() != [str(s.path) for s in samples]:
@@ -67,12 +75,14 @@ def member_logits(
     """Train one member on `train_sources` (or reuse it) and return its logits on each named
     sample set; cached in `runs/NAME/logits.npz`."""
     cache = runs / member["name"] / "logits.npz"
-    if resume and (cached := _cached_logits(cache, sets)) is not None:
+    settings = _settings_hash(member, overrides)
+    if resume and (cached := _cached_logits(cache, sets, settings)) is not None:
         return cached
     trained = train_recipe_member(member, train_sources, runs, overrides, resume)
     logits = {name: trained_logits(trained, samples) for name, samples in sets.items()}
     np.savez(
         cache,
+        settings=np.asarray(settings),
         **logits,
         **{f"{name}__paths": np.asarray([str(s.path) for s in samples]) for name, samples in sets.items()},
     )
@@ -90,11 +100,17 @@ def run_fold(recipe: Recipe, held_out: str, runs: Path, resume: bool = True) -> 
     }
     val_logits: dict[str, np.ndarray] = {}
     held_logits: dict[str, np.ndarray] = {}
-    for member in recipe.members:
-        overrides = recipe.cross_source if member["kind"] == KERAS else {}
+    for member in fold_members(recipe):
+        overrides = recipe.cross_source.get("keras", {}) if member["kind"] == KERAS else {}
         logits = member_logits(member, train_sources, sets, fold_runs, resume, overrides)
         val_logits[member["name"]], held_logits[member["name"]] = logits["val"], logits["held_out"]
     return Scored(sets["val"], val_logits), Scored(sets["held_out"], held_logits)
+
+
+def fold_members(recipe: Recipe) -> list[dict]:
+    """The members the folds train (the recipe's `cross_source.members`, default all)."""
+    names = recipe.cross_source.get("members")
+    return [m for m in recipe.members if names is None or m["name"] in names]
 
 
 def combine(logits: dict[str, np.ndarray], temperatures: dict[str, float], weights: dict[str, float]) -> np.ndarray:
@@ -143,11 +159,13 @@ def cross_source_table(
     """The whole table: per held-out source, each member and the ensemble; then the mean over
     sources; and the disagreement margin measured on all held-out items."""
     folds: dict[str, FoldResult] = {}
+    scored: dict[str, tuple[Scored, Scored]] = {}
     for source in held_out or recipe.sources:
         val, held = run_fold(recipe, source, runs, resume)
+        scored[source] = (val, held)
         folds[source] = fold_result(val, held, recipe.weights)
         print(f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}", file=sys.stderr)
-    names = [m["name"] for m in recipe.members] + [ENSEMBLE]
+    names = [m["name"] for m in fold_members(recipe)] + [ENSEMBLE]
     mean = {
         name: {
             k: float(np.mean([f.metrics[name][k] for f in folds.values() if f.metrics[name][k] is not None]))
@@ -157,15 +175,41 @@ def cross_source_table(
     }
     spread = np.concatenate([f.spread for f in folds.values()])
     correct = np.concatenate([f.correct for f in folds.values()])
-    margin = choose_disagreement_margin(spread, correct) if len(recipe.members) > 1 else None
+    margin = choose_disagreement_margin(spread, correct) if len(fold_members(recipe)) > 1 else None
     return {
         "folds": {source: f.metrics for source, f in folds.items()},
         "mean": mean,
         "weights": recipe.weights,
-        "members": [m["name"] for m in recipe.members],
+        "members": [m["name"] for m in fold_members(recipe)],
         "disagreement_margin": margin,
         "disagreement_accuracy": _accuracy_by_spread(spread, correct),
+        "weight_trials": weight_trials(scored, [m["name"] for m in fold_members(recipe)]),
     }
+
+
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def weight_trials(scored: dict[str, tuple[Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
+    """The mean held-out ensemble ROC AUC of each weighting of the first member (the CLIP probe
+    in the shipped recipe) against the others (weight 1 each), and of each member alone: how the
+    recipe's weights are chosen on this table."""
+    if len(names) < 2:
+        return []
+    first, rest = names[0], names[1:]
+    trials = [{n: 1.0 if n == only else 0.0 for n in names} for only in names]
+    trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in WEIGHT_GRID if w > 0]
+    rows = []
+    for weights in trials:
+        aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held in scored.values()]
+        rows.append(
+            {
+                "weights": weights,
+                "mean_roc_auc": float(np.mean(aucs)),
+                "by_source": dict(zip(scored, aucs, strict=True)),
+            }
+        )
+    return rows
 
 
 def _accuracy_by_spread(spread: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:

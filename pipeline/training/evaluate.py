@@ -32,6 +32,7 @@ from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, deci
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.calibration import expected_calibration_error
 from pipeline.training.data import Sample, balanced_subset, is_video, load_samples, read_face
+from pipeline.training.prepare import prepared_samples
 
 ENSEMBLE = "ensemble"
 
@@ -227,6 +228,9 @@ def evaluate(
     started = time.perf_counter()
     tables: dict[str, ScoreTable] = {}
     if images:
+        # Images are scored as the engine frames them: through `prepare` (cached).
+        images, faceless = prepared_samples(images, engine.settings)
+        report["images_without_faces"] = [str(s.path) for s in faceless]
         tables["frame"] = score_crops(ensemble, images)
     if videos:
         video_scores = score_videos(engine, videos, frames)

@@ -20,11 +20,12 @@ folder prepared with other settings is refused rather than mixed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -34,7 +35,7 @@ from pipeline.config import MediaSettings, Settings
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import read_frames
 from pipeline.errors import DataError, PipelineError
-from pipeline.training.data import LABELS, split_for_group
+from pipeline.training.data import LABELS, Sample, split_for_group
 
 FORMAT = 1
 COLUMNS = ("file", "label", "group", "split", "source", "frame_number", "person", "landmarks")
@@ -140,13 +141,16 @@ def prepare(
     resume: bool = True,
     landmarks: bool = True,
     limit: int | None = None,
+    only: set[str] | None = None,
 ) -> int:
-    """Prepare the crops of every media file under `source` into `out_dir` (see the module's
-    docstring). Returns the number of crops in the data set."""
+    """Prepare the crops of every media file under `source` (or of the first `limit`, or of those
+    whose relative paths are in `only`) into `out_dir` (see the module's docstring). Returns the
+    number of crops of the files asked for; metadata.csv lists every crop prepared so far."""
     from tqdm import tqdm
 
     settings = settings or Settings()
-    items = source_items(source, settings.media)[:limit]
+    everything = source_items(source, settings.media)
+    items = [i for i in everything if only is None or i.relative in only][:limit]
     out_dir.mkdir(parents=True, exist_ok=True)
     record = _settings_record(settings, frames)
     record_path = out_dir / "prepare.json"
@@ -208,11 +212,14 @@ def prepare(
         rows.close()
         skipped.close()
         log.close()
-    return _finish(out_dir, {i.relative for i in items})
+    rows_by_file = _finish(out_dir, {i.relative for i in everything})
+    asked = {i.relative for i in items}
+    return sum(1 for row in rows_by_file.values() if row["source"] in asked)
 
 
-def _finish(out_dir: Path, sources: set[str]) -> int:
-    """metadata.csv from the log: one row per crop of the sources asked for, written atomically."""
+def _finish(out_dir: Path, sources: set[str]) -> dict[str, dict[str, str]]:
+    """metadata.csv from the log: one row per crop prepared so far (of media still in the
+    source), written atomically. Returns the rows by crop file."""
     by_file = {row["file"]: row for row in _read_log(out_dir / "metadata.partial.csv") if row["source"] in sources}
     final = out_dir / "metadata.csv.partial"
     with final.open("w", newline="") as handle:
@@ -220,4 +227,42 @@ def _finish(out_dir: Path, sources: set[str]) -> int:
         writer.writeheader()
         writer.writerows(by_file[name] for name in sorted(by_file))
     os.replace(final, out_dir / "metadata.csv")
-    return len(by_file)
+    return by_file
+
+
+def prepared_folder(source: Path) -> Path:
+    """Where `prepare` keeps the crops of a source folder: the shared sources by name (as the
+    recipe finds them), any other folder by name and a hash of its path."""
+    from pipeline.config import cache_dir, shared_data_dir
+
+    source = source.resolve()
+    root = cache_dir() / "prepared"
+    if source.parent == shared_data_dir().resolve():
+        return root / source.name
+    digest = hashlib.sha256(str(source).encode()).hexdigest()[:8]
+    return root / f"{source.name}-{digest}"
+
+
+def prepared_samples(samples: Sequence[Sample], settings: Settings | None = None) -> tuple[list[Sample], list[Sample]]:
+    """(the engine-framed crops of image samples, the samples with no face), preparing what is
+    not prepared yet: crop-mode evaluation scores what the engine would score."""
+    by_root: dict[Path, list[Sample]] = {}
+    for sample in samples:
+        by_root.setdefault(sample.path.parent.parent, []).append(sample)
+    crops: list[Sample] = []
+    faceless: list[Sample] = []
+    for root, own in by_root.items():
+        if (root / "prepare.json").exists():  # already crops made by prepare
+            crops += own
+            continue
+        folder = prepared_folder(root)
+        relative = {s.path.relative_to(root).as_posix(): s for s in own}
+        prepare(root, folder, settings=settings, only=set(relative), landmarks=False)
+        with (folder / "metadata.csv").open(newline="") as handle:
+            crop_of = {row["source"]: folder / row["file"] for row in csv.DictReader(handle)}
+        for name, sample in relative.items():
+            if name in crop_of:  # an image gives one crop: its largest face
+                crops.append(replace(sample, path=crop_of[name], landmarks=None))
+            else:
+                faceless.append(sample)
+    return crops, faceless

@@ -37,7 +37,8 @@ class Recipe:
     aggregation: str
     val_per_class: int
     cross_source: dict[str, Any]
-    """Overrides of keras members' settings for the folds (cheaper training)."""
+    """What the folds train: `members` (names; default all) and `keras` (overrides of the CNN
+    members' settings, for cheaper training)."""
     held_out_per_class: int
     disagreement_margin: float | None
 
@@ -90,8 +91,7 @@ def clip_rows(samples: Sequence[Sample], feature: str) -> np.ndarray:
         by_folder.setdefault(sample.path.parent.parent, []).append(i)
     out: np.ndarray | None = None
     for folder, rows in by_folder.items():
-        table = clip_features(folder)
-        values = table.rows([samples[i].path.relative_to(folder).as_posix() for i in rows])[feature]
+        values = clip_features(folder, [samples[i].path.relative_to(folder).as_posix() for i in rows])[feature]
         if out is None:
             out = np.zeros((len(samples), values.shape[1]), np.float32)
         out[rows] = values

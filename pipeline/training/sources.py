@@ -11,6 +11,7 @@ is then self-contained, and holding one out of training holds out its reals too.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,3 +49,16 @@ def source_samples(source: str | Path, split: str | None = None, root: Path | No
     if name in PAIRED_REALS.values():
         samples = [s for s in samples if s.label == 1 or _half(s.group) == 0]
     return samples
+
+
+def ensure_prepared(sources: Sequence[str]) -> None:
+    """Prepare (resumably) the shared sources among `sources` that are not prepared yet, from
+    the shared data folder; folder paths are used as they are."""
+    from pipeline.config import shared_data_dir
+    from pipeline.training.prepare import prepare
+
+    needed = [*sources, *(PAIRED_REALS[s] for s in sources if s in PAIRED_REALS)]
+    for source in dict.fromkeys(needed):
+        if Path(source).is_dir() or (prepared_root() / source / "metadata.csv").exists():
+            continue
+        prepare(shared_data_dir() / source, prepared_root() / source)

@@ -1,0 +1,754 @@
+"""Provenance: where a file says it comes from, read beside the models and without them.
+
+One function per source of evidence:
+
+- `read_credentials`: Content Credentials (C2PA manifests), read and checked with the official
+  bindings (`c2pa`): who made or edited the file with what, whether an AI model generated it, who
+  signed, and whether the signature still holds for these bytes.
+- `read_exif`: the camera's make and model, the capture date and the software (EXIF).
+- `read_xmp`: the IPTC `DigitalSourceType` (e.g. `trainedAlgorithmicMedia`), the creator tool,
+  and where a remote manifest would be (XMP).
+- `read_generator_texts`: the PNG text chunks image generators write (`parameters`, `prompt`).
+- `read_container_tags`: a video container's encoder, creation date and camera tags (PyAV).
+
+A file's metadata is written by whoever made the file, so it is read as hostile input. The
+file's structure is walked by hand (JPEG segments, PNG chunks, RIFF chunks, MP4 top-level boxes)
+and only blocks within `ProvenanceSettings` limits are read; XMP is searched with patterns, never
+given to an XML parser. Bad provenance never fails an analysis: every problem becomes one line in
+`Provenance.problems`. Nothing here touches the network: c2pa is told to fetch neither remote
+manifests nor certificate status, and no host is allowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import logging
+import math
+import re
+import struct
+import warnings
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pipeline.config import ProvenanceSettings
+from pipeline.results import (
+    AI_SOURCE_TYPES,
+    ContentCredentials,
+    CredentialAction,
+    Provenance,
+    ProvenanceMetadata,
+    describe_source_type,
+    source_type_name,
+)
+
+__all__ = [
+    "MetadataBlocks",
+    "read_container_tags",
+    "read_credentials",
+    "read_exif",
+    "read_generator_texts",
+    "read_metadata_blocks",
+    "read_provenance",
+    "read_xmp",
+    "verdict_reason",
+]
+
+log = logging.getLogger(__name__)
+
+NO_PROVENANCE = (
+    "No provenance information: no Content Credentials, and no camera, editor or generator in the "
+    "metadata. Its absence proves nothing: most apps and platforms strip metadata."
+)
+
+_EXIF_HEADER = b"Exif\x00\x00"
+_XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_XMP_KEY = "XML:com.adobe.xmp"
+_C2PA_BMFF_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
+"""The `uuid` box type under which MP4/MOV files carry a C2PA manifest store."""
+_FAILURE_MEANINGS = {
+    "assertion.dataHash.mismatch": "the file's content changed after it was signed",
+    "assertion.bmffHash.mismatch": "the video's content changed after it was signed",
+    "assertion.boxesHash.mismatch": "the file's content changed after it was signed",
+    "assertion.hashedURI.mismatch": "a part of the manifest was changed after signing",
+    "claimSignature.mismatch": "the signature does not match the manifest",
+    "signingCredential.expired": "the signing certificate had expired",
+    "signingCredential.revoked": "the signing certificate was revoked",
+    "signingCredential.invalid": "the signing certificate is not fit for signing",
+}
+"""What the commonest failed checks mean, for the one-line summary."""
+_UNTRUSTED = "signingCredential.untrusted"
+"""The check that fails for a valid signature by a signer on no trust list (reported apart)."""
+
+# EXIF tags (TIFF numbering).
+_MAKE, _MODEL, _SOFTWARE, _DATETIME = 0x010F, 0x0110, 0x0131, 0x0132
+_EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
+
+
+@dataclass
+class MetadataBlocks:
+    """The raw metadata blocks of a file, each within `ProvenanceSettings.max_metadata_bytes`."""
+
+    exif: bytes | None = None
+    """The EXIF block (a TIFF structure)."""
+    xmp: bytes | None = None
+    texts: dict[str, str] = field(default_factory=dict)
+    """PNG text chunks: key -> text."""
+    manifest_bytes: int | None = None
+    """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
+    problems: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _size(count: int) -> str:
+    if count < 1024**2:
+        return f"{count / 1024:.0f} KB" if count >= 1024 else f"{count} bytes"
+    return f"{count / 1024**2:.1f} MB"
+
+
+def _clean(value: object, limit: int) -> str | None:
+    """A metadata value as one printable line of at most `limit` characters (None when empty)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = " ".join(str(value).replace("\x00", " ").split())
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    if len(text) > limit:
+        text = text[: max(0, limit - 1)] + "…"
+    return text or None
+
+
+def _why(error: BaseException, path: Path, limit: int = 200) -> str:
+    """A library's error on one line, naming the file without its folders (an upload's temporary
+    folder is nobody's business)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error)
+    for full in sorted({str(path.absolute()), str(path)}, key=len, reverse=True):
+        text = text.replace(full, path.name)
+    return _clean(text, limit) or type(error).__name__
+
+
+@functools.lru_cache(maxsize=4)
+def _generator_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(name) for name in names)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+def _names_generator(text: str | None, settings: ProvenanceSettings) -> bool:
+    return bool(text) and _generator_pattern(settings.generator_names).search(text) is not None
+
+
+def _is_generic_encoder(text: str, settings: ProvenanceSettings) -> bool:
+    return text.lower().startswith(settings.generic_encoders)
+
+
+# --------------------------------------------------------------------------------------------
+# Walking the file: bounded reads of the metadata blocks
+# --------------------------------------------------------------------------------------------
+
+
+def _too_many(settings: ProvenanceSettings, what: str) -> str:
+    return f"more than {settings.max_container_entries:,} {what}: the rest of the file was not searched for metadata"
+
+
+def _jpeg_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """EXIF and XMP (APP1) and C2PA (APP11 JUMBF) segments before the picture data. A JPEG
+    segment holds at most 64 KB, so every block read here is small."""
+    blocks.manifest_bytes = 0
+    stream.seek(2)
+    for _ in range(settings.max_container_entries):
+        prefix = stream.read(2)
+        if len(prefix) < 2 or prefix[0] != 0xFF:
+            return  # damaged structure: whether the picture decodes is the media stage's call
+        marker = prefix[1]
+        while marker == 0xFF:  # fill bytes before a marker
+            byte = stream.read(1)
+            if not byte:
+                return
+            marker = byte[0]
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            continue  # markers without a length
+        if marker in (0xD9, 0xDA):
+            return  # metadata comes before the first scan
+        length = int.from_bytes(stream.read(2), "big") - 2
+        if length < 0:
+            return
+        start = stream.tell()
+        if marker == 0xE1:
+            body = stream.read(length)
+            if body.startswith(_EXIF_HEADER) and blocks.exif is None:
+                blocks.exif = body[len(_EXIF_HEADER) :]
+            elif body.startswith(_XMP_HEADER) and blocks.xmp is None:
+                blocks.xmp = body[len(_XMP_HEADER) :]
+        elif marker == 0xEB and stream.read(2) == b"JP":
+            blocks.manifest_bytes += length
+        stream.seek(start + length)
+    blocks.problems.append(_too_many(settings, "JPEG segments"))
+
+
+def _inflate(data: bytes, limit: int) -> bytes | None:
+    """zlib data inflated to at most `limit` bytes; None when it would be larger (a bomb)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit + 1)
+    return None if len(out) > limit or inflater.unconsumed_tail else out
+
+
+def _png_text(kind: bytes, data: bytes, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """One tEXt, zTXt or iTXt chunk into `blocks`."""
+    key_bytes, _, rest = data.partition(b"\x00")
+    key = key_bytes.decode("latin-1")
+    limit = settings.max_metadata_bytes
+    if kind == b"tEXt":
+        raw: bytes | None = rest
+        encoding = "latin-1"
+    elif kind == b"zTXt":
+        raw, encoding = _inflate(rest[1:], limit), "latin-1"
+    else:  # iTXt: compressed flag, method, language, translated keyword, then the text
+        compressed, rest = rest[:1] == b"\x01", rest[2:]
+        rest = rest.partition(b"\x00")[2].partition(b"\x00")[2]
+        raw, encoding = (_inflate(rest, limit) if compressed else rest), "utf-8"
+    if raw is None:
+        blocks.problems.append(f"the compressed PNG text '{_clean(key, 80)}' inflates past {_size(limit)}: not read")
+    elif key == _PNG_XMP_KEY:
+        blocks.xmp = blocks.xmp or raw
+    elif len(blocks.texts) < settings.max_items:
+        blocks.texts.setdefault(key, raw.decode(encoding, "replace"))
+
+
+def _png_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """Text, EXIF and C2PA (caBX) chunks, wherever they are; chunk headers are read and the
+    bodies of large chunks skipped."""
+    blocks.manifest_bytes = 0
+    stream.seek(len(_PNG_SIGNATURE))
+    for _ in range(settings.max_container_entries):
+        header = stream.read(8)
+        if len(header) < 8:
+            return
+        length, kind = int.from_bytes(header[:4], "big"), header[4:]
+        start = stream.tell()
+        if kind == b"IEND":
+            return
+        if kind == b"caBX":
+            blocks.manifest_bytes += length
+        elif kind in (b"tEXt", b"zTXt", b"iTXt", b"eXIf"):
+            if length > settings.max_metadata_bytes:
+                blocks.problems.append(
+                    f"a PNG {kind.decode()} chunk of {_size(length)} is over the "
+                    f"{_size(settings.max_metadata_bytes)} limit: not read"
+                )
+            elif kind == b"eXIf":
+                blocks.exif = blocks.exif or stream.read(length)
+            else:
+                try:
+                    _png_text(kind, stream.read(length), settings, blocks)
+                except zlib.error:
+                    blocks.problems.append(f"a compressed PNG {kind.decode()} chunk is damaged: not read")
+        stream.seek(start + length + 4)  # the body and its CRC
+    blocks.problems.append(_too_many(settings, "PNG chunks"))
+
+
+def _riff_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """EXIF, XMP and C2PA chunks of a RIFF file (WebP, AVI), top level only."""
+    blocks.manifest_bytes = 0
+    stream.seek(12)
+    for _ in range(settings.max_container_entries):
+        header = stream.read(8)
+        if len(header) < 8:
+            return
+        kind, length = header[:4], int.from_bytes(header[4:], "little")
+        start = stream.tell()
+        if kind == b"C2PA":
+            blocks.manifest_bytes += length
+        elif kind in (b"EXIF", b"XMP "):
+            if length > settings.max_metadata_bytes:
+                blocks.problems.append(
+                    f"a {kind.decode().strip()} chunk of {_size(length)} is over the "
+                    f"{_size(settings.max_metadata_bytes)} limit: not read"
+                )
+            elif kind == b"EXIF":
+                blocks.exif = blocks.exif or stream.read(length)
+            else:
+                blocks.xmp = blocks.xmp or stream.read(length)
+        stream.seek(start + length + (length & 1))  # chunks are padded to an even size
+    blocks.problems.append(_too_many(settings, "RIFF chunks"))
+
+
+def _bmff_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """The size of the C2PA `uuid` boxes of an MP4/MOV file (top level only: where C2PA puts
+    them); the container's tags are PyAV's to read."""
+    blocks.manifest_bytes = 0
+    end = stream.seek(0, 2)
+    offset = 0
+    for _ in range(settings.max_container_entries):
+        stream.seek(offset)
+        header = stream.read(8)
+        if len(header) < 8:
+            return
+        size, kind, header_size = int.from_bytes(header[:4], "big"), header[4:], 8
+        if size == 1:
+            size, header_size = int.from_bytes(stream.read(8), "big"), 16
+        elif size == 0:
+            size = end - offset  # the last box runs to the end of the file
+        if size < header_size:
+            return
+        if kind == b"uuid" and stream.read(16) == _C2PA_BMFF_UUID:
+            blocks.manifest_bytes += size
+        offset += size
+        if offset >= end:
+            return
+    blocks.problems.append(_too_many(settings, "MP4 boxes"))
+
+
+def _tiff_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """A TIFF file is itself an EXIF structure: Pillow reads its tags, header only."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # damage shows as missing tags
+        with Image.open(path, formats=["TIFF"]) as image:
+            blocks.exif = image.getexif().tobytes()
+            xmp = image.info.get("xmp")
+    if isinstance(xmp, bytes) and len(xmp) <= settings.max_metadata_bytes:
+        blocks.xmp = xmp
+
+
+def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSettings()) -> MetadataBlocks:
+    """The EXIF, XMP and text blocks of a file and the size of its C2PA blocks, reading only
+    the blocks within the limits (larger ones become a problem line). Never raises for the
+    file's content."""
+    blocks = MetadataBlocks()
+    try:
+        with Path(path).open("rb") as stream:
+            head = stream.read(12)
+            if head.startswith(b"\xff\xd8"):
+                _jpeg_blocks(stream, settings, blocks)
+            elif head.startswith(_PNG_SIGNATURE):
+                _png_blocks(stream, settings, blocks)
+            elif head[:4] == b"RIFF":
+                _riff_blocks(stream, settings, blocks)
+            elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+                _bmff_blocks(stream, settings, blocks)
+            elif head[:4] in (b"II*\x00", b"MM\x00*"):
+                _tiff_blocks(path, settings, blocks)
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow and reads raise for a bad file
+        blocks.problems.append(f"the metadata could not be read: {_why(error, Path(path))}")
+    return blocks
+
+
+# --------------------------------------------------------------------------------------------
+# The sources of evidence
+# --------------------------------------------------------------------------------------------
+
+
+def read_exif(data: bytes, settings: ProvenanceSettings = ProvenanceSettings()) -> dict[str, str | None]:
+    """Camera (make and model), capture date and software from an EXIF block. Raises
+    `ValueError` for a block that is not EXIF."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    if not data.startswith(_EXIF_HEADER):
+        data = _EXIF_HEADER + data  # how Pillow's parser expects it (PNG and TIFF carry none)
+    # Pillow warns, rather than raises, about most damage and keeps what it could read: a
+    # warning makes the block damaged here (and keeps the warning off the user's terminal).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            exif.load(data)
+            details = exif.get_ifd(_EXIF_IFD)
+        except (OSError, SyntaxError, EOFError, KeyError, TypeError, IndexError, UnicodeError, struct.error) as error:
+            raise ValueError(str(error) or type(error).__name__) from error
+    if caught:
+        raise ValueError(str(caught[0].message))
+    limit = settings.max_text_chars
+    make, model = _clean(exif.get(_MAKE), 100), _clean(exif.get(_MODEL), 100)
+    # Model names often repeat the make ("Canon" + "Canon EOS R5").
+    camera = model if make and model and model.lower().startswith(make.lower()) else _join(make, model)
+    return {
+        "camera": camera,
+        "captured": _clean(details.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME), 40),
+        "software": _clean(exif.get(_SOFTWARE), limit),
+    }
+
+
+def _join(*parts: str | None) -> str | None:
+    return " ".join(p for p in parts if p) or None
+
+
+def _xmp_value(xmp: bytes, name: bytes, limit: int) -> str | None:
+    """The value of an XMP property, written as an attribute, an element, or a resource."""
+    found = re.search(
+        rb"[:\s<]"
+        + name
+        + rb"(?:\s*=\s*[\"']([^\"']{0,4096})[\"']|\s[^>]{0,4096}?rdf:resource\s*=\s*[\"']([^\"']{0,4096})[\"']|\s*>\s*([^<]{0,4096}?)\s*<)",
+        xmp,
+    )
+    if not found:
+        return None
+    value = next(group for group in found.groups() if group is not None)
+    return _clean(html.unescape(value.decode("utf-8", "replace")), limit)
+
+
+def read_xmp(xmp: bytes, settings: ProvenanceSettings = ProvenanceSettings()) -> dict[str, str | None]:
+    """The IPTC digital source type, the creator tool and a remote manifest's address from an XMP
+    packet (searched with patterns: no XML parser sees hostile XMP)."""
+    return {
+        "digital_source_type": _xmp_value(xmp, rb"DigitalSourceType", 300),
+        "software": _xmp_value(xmp, rb"CreatorTool", settings.max_text_chars),
+        "remote_manifest": _xmp_value(xmp, rb"provenance", 300),
+    }
+
+
+def read_generator_texts(
+    texts: dict[str, str], settings: ProvenanceSettings = ProvenanceSettings()
+) -> dict[str, str | None]:
+    """The generator named by PNG text chunks (its kind of text, or its name as `Software` or
+    `Source`), the generator's own text cut short, and the software."""
+    by_key = {key.lower(): (key, text) for key, text in texts.items()}
+    generator = generator_text = None
+    for key, tool in settings.generator_text_keys:
+        if key in by_key:
+            original, text = by_key[key]
+            generator = f"PNG text '{_clean(original, 80)}' ({tool})"
+            generator_text = _clean(text, settings.max_text_chars)
+            break
+    software = _clean(by_key.get("software", ("", ""))[1], settings.max_text_chars)
+    source = _clean(by_key.get("source", ("", ""))[1], settings.max_text_chars)
+    for named in (software, source):
+        if generator is None and _names_generator(named, settings):
+            generator = named
+    return {"generator": generator, "generator_text": generator_text, "software": software}
+
+
+_VIDEO_CAMERA_TAGS = (
+    ("com.apple.quicktime.make", "com.apple.quicktime.model"),
+    ("com.android.manufacturer", "com.android.model"),
+    ("make", "model"),
+)
+_VIDEO_DATE_TAGS = ("com.apple.quicktime.creationdate", "creation_time", "date")
+_VIDEO_SOFTWARE_TAGS = ("com.apple.quicktime.software", "software")
+
+
+def read_container_tags(path: Path, settings: ProvenanceSettings = ProvenanceSettings()) -> dict[str, str | None]:
+    """A video container's encoder, creation date, camera and software tags, and a generator
+    named in any tag (PyAV; the container's header only, no frame is decoded). Raises PyAV's
+    errors for a file it cannot open."""
+    import av
+
+    tags: dict[str, str] = {}
+    with av.open(str(path), metadata_errors="replace") as container:
+        sources: Iterable[Any] = [container.metadata, *(stream.metadata for stream in container.streams)]
+        for metadata in sources:
+            for key, value in list(metadata.items())[: settings.max_items]:
+                tags.setdefault(str(key).lower(), _clean(value, settings.max_text_chars) or "")
+    camera = next((_join(tags.get(m), tags.get(n)) for m, n in _VIDEO_CAMERA_TAGS if tags.get(m) or tags.get(n)), None)
+    encoder = tags.get("encoder") or None
+    software = next((tags[k] for k in _VIDEO_SOFTWARE_TAGS if tags.get(k)), None)
+    if software is None and encoder and not _is_generic_encoder(encoder, settings):
+        software = encoder
+    generator = next((f"{key} tag '{value}'" for key, value in tags.items() if _names_generator(value, settings)), None)
+    return {
+        "camera": camera,
+        "captured": next((tags[k] for k in _VIDEO_DATE_TAGS if tags.get(k)), None),
+        "software": software,
+        "generator": generator,
+        "encoder": encoder,
+    }
+
+
+def _c2pa_config(settings: ProvenanceSettings, problems: list[str]) -> dict[str, Any]:
+    """c2pa's settings: offline (no remote manifest, no certificate status, no host allowed),
+    manifests bounded, and the trust anchors when configured."""
+    config: dict[str, Any] = {
+        "core": {
+            "allowed_network_hosts": [],
+            "max_decompressed_manifest_size_in_mb": math.ceil(settings.max_manifest_bytes / 1024**2),
+        },
+        "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False, "verify_trust": True},
+    }
+    if settings.trust_anchors is not None:
+        try:
+            config["trust"] = {"trust_anchors": settings.trust_anchors.read_text(encoding="ascii")}
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(
+                f"the trust anchors ({settings.trust_anchors.name}) cannot be read ({_clean(error, 120)}): no signer is trusted"
+            )
+    return config
+
+
+def _software_agent(value: object) -> str | None:
+    if isinstance(value, dict):
+        return _join(_clean(value.get("name"), 100), _clean(value.get("version"), 40))
+    return _clean(value, 100) if value else None
+
+
+def _signer(signature: dict[str, Any]) -> str | None:
+    """The signing certificate's holder: its common name and organisation."""
+    name, organisation = _clean(signature.get("common_name"), 100), _clean(signature.get("issuer"), 100)
+    if name and organisation and organisation != name:
+        return f"{name} ({organisation})"
+    return name or organisation
+
+
+def _claim_generator(manifest: dict[str, Any]) -> str:
+    infos = manifest.get("claim_generator_info")
+    if isinstance(infos, list) and infos:
+        named = [_join(_clean(i.get("name"), 100), _clean(i.get("version"), 40)) for i in infos if isinstance(i, dict)]
+        if any(named):
+            return ", ".join(n for n in named if n)
+    return _clean(manifest.get("claim_generator"), 200) or "unnamed"
+
+
+def _actions(manifest: dict[str, Any], limit: int) -> list[CredentialAction]:
+    actions: list[CredentialAction] = []
+    for assertion in manifest.get("assertions") or []:
+        if not str(assertion.get("label", "")).startswith("c2pa.actions"):
+            continue
+        for action in (assertion.get("data") or {}).get("actions") or []:
+            source = action.get("digitalSourceType") or (action.get("parameters") or {}).get("digitalSourceType")
+            actions.append(
+                CredentialAction(
+                    _clean(action.get("action"), 100) or "unnamed",
+                    _clean(source, 300),
+                    _software_agent(action.get("softwareAgent")),
+                )
+            )
+    return actions[:limit]
+
+
+def _credentials(store: dict[str, Any], settings: ProvenanceSettings) -> ContentCredentials:
+    """Content Credentials from c2pa's manifest store (its JSON)."""
+    manifests = store.get("manifests") or {}
+    manifest = manifests[store["active_manifest"]]
+    signature = manifest.get("signature_info") or {}
+    results = (store.get("validation_results") or {}).get("activeManifest") or {}
+    checks = results.get("failure") if results else store.get("validation_status")
+    failures = [
+        _clean(f"{check.get('code')}: {check.get('explanation', '')}".rstrip(": "), 300) or ""
+        for check in checks or []
+        if check.get("code") != _UNTRUSTED
+    ]
+    state = store.get("validation_state") or ("Invalid" if failures else "Valid")
+    limit = settings.max_items
+    return ContentCredentials(
+        claim_generator=_claim_generator(manifest),
+        title=_clean(manifest.get("title"), 200),
+        signer=_signer(signature),
+        signed_at=_clean(signature.get("time"), 40),
+        signature="valid" if state in ("Valid", "Trusted") else "invalid",
+        signer_trusted=state == "Trusted",
+        actions=_actions(manifest, limit),
+        ingredients=[
+            _join(_clean(i.get("title"), 200) or "untitled", f"({_clean(i.get('relationship'), 40) or 'ingredient'})")
+            or ""
+            for i in (manifest.get("ingredients") or [])[:limit]
+        ],
+        failures=failures[:limit],
+        manifests=len(manifests),
+    )
+
+
+def read_credentials(
+    path: Path,
+    settings: ProvenanceSettings = ProvenanceSettings(),
+    manifest_bytes: int | None = None,
+    remote_manifest: str | None = None,
+) -> tuple[ContentCredentials | None, list[str]]:
+    """The file's Content Credentials (None without any) and the problems met reading them.
+
+    Read and checked offline with the official C2PA bindings: the signature, the hashes binding
+    the manifest to these bytes, and the signer against the trust anchors when configured.
+    `manifest_bytes` (from `read_metadata_blocks`) refuses a manifest over the limit before c2pa
+    reads it; `remote_manifest` names the address a manifest kept elsewhere would be at.
+    """
+    problems: list[str] = []
+    if manifest_bytes is not None and manifest_bytes > settings.max_manifest_bytes:
+        problems.append(
+            f"Content Credentials of {_size(manifest_bytes)} are over the {_size(settings.max_manifest_bytes)} limit: not checked"
+        )
+        return None, problems
+    import c2pa
+
+    try:
+        with c2pa.Context.from_dict(_c2pa_config(settings, problems)) as context, Path(path).open("rb") as stream:
+            reader = c2pa.Reader.try_create(stream, context=context)
+            if reader is None:
+                if manifest_bytes:
+                    problems.append(
+                        "a Content Credentials block (JUMBF) is present but holds no readable manifest (damaged or not C2PA)"
+                    )
+                return None, problems
+            with reader:
+                store = json.loads(reader.json())
+    except c2pa.C2paError.NotSupported:
+        return None, problems  # a file type that cannot carry Content Credentials
+    except c2pa.C2paError as error:
+        message = _why(error, Path(path), 300)
+        if message.startswith("Remote"):
+            found = re.search(r"(?:url|URI) \"?([^\s\"]+)", message)
+            address = remote_manifest or (found.group(1) if found else "an address")
+            problems.append(
+                f"the Content Credentials are kept elsewhere ({_clean(address, 200)}), which is never fetched "
+                "(the analysis stays offline): not checked"
+            )
+        else:
+            problems.append(f"the Content Credentials could not be read (damaged or not C2PA): {message}")
+        return None, problems
+    except (OSError, ValueError) as error:
+        problems.append(f"the Content Credentials could not be read: {_why(error, Path(path))}")
+        return None, problems
+    try:
+        return _credentials(store, settings), problems
+    except (KeyError, TypeError, AttributeError) as error:
+        problems.append(f"the Content Credentials could not be understood (missing {_clean(error, 100)})")
+        return None, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Putting the evidence together
+# --------------------------------------------------------------------------------------------
+
+
+def _trust(credentials: ContentCredentials) -> str:
+    return "trusted signer" if credentials.signer_trusted else "signer not on a trust list"
+
+
+def _ai_claims(credentials: ContentCredentials | None, metadata: ProvenanceMetadata) -> list[str]:
+    """Each source that says an AI model made the file: valid credentials or a generator's
+    own metadata (credentials that fail validation are shown, but claim nothing)."""
+    claims = []
+    if credentials and credentials.signature == "valid" and (source := credentials.ai_source_type):
+        signer = f" by {credentials.signer}" if credentials.signer else ""
+        claims.append(
+            f"Content Credentials (valid signature{signer}, {_trust(credentials)}): {describe_source_type(source)}"
+        )
+    if metadata.digital_source_type and source_type_name(metadata.digital_source_type) in AI_SOURCE_TYPES:
+        claims.append(f"XMP metadata: {describe_source_type(metadata.digital_source_type)}")
+    if metadata.generator:
+        claims.append(f"metadata of an AI generator: {metadata.generator}")
+    return claims
+
+
+def _summary(
+    credentials: ContentCredentials | None, metadata: ProvenanceMetadata, claims: list[str], problems: list[str]
+) -> str:
+    """The strongest evidence in one line."""
+    if claims:
+        return f"AI-generated according to {'; '.join(claims)}."
+    if credentials and credentials.signature == "invalid":
+        first = credentials.failures[0] if credentials.failures else "a check failed"
+        code, _, explanation = first.partition(":")
+        meaning = _FAILURE_MEANINGS.get(code) or explanation.strip() or code
+        signer = f" by {credentials.signer}" if credentials.signer else ""
+        return f"Content Credentials{signer} that fail validation: {meaning} ({code})."
+    if credentials:
+        signer = f" by {credentials.signer}" if credentials.signer else ""
+        actions = ", ".join(
+            a.action + (f" ({describe_source_type(a.digital_source_type)})" if a.digital_source_type else "")
+            for a in credentials.actions[:3]
+        )
+        return (
+            f"Content Credentials with a valid signature{signer} ({_trust(credentials)}), written by "
+            f"{credentials.claim_generator}{f': {actions}' if actions else ''}."
+        )
+    named = [
+        f"camera {metadata.camera}" if metadata.camera else None,
+        f"software {metadata.software}" if metadata.software else None,
+        f"digital source type {describe_source_type(metadata.digital_source_type)}"
+        if metadata.digital_source_type
+        else None,
+    ]
+    if any(named):
+        return (
+            f"Metadata names {', '.join(n for n in named if n)}; no Content Credentials "
+            "(metadata is not signed: anyone can write or remove it)."
+        )
+    if problems:
+        return "No readable provenance information (see the problems); its absence proves nothing."
+    return NO_PROVENANCE
+
+
+def read_provenance(path: Path, kind: str, settings: ProvenanceSettings = ProvenanceSettings()) -> Provenance:
+    """Everything the file says about where it comes from, for an `image` or a `video`.
+
+    Never raises for the file's content: what cannot be read is a line in `problems`, and the
+    rest is read on."""
+    path = Path(path)
+    try:
+        return _read_provenance(path, kind, settings)
+    except Exception as error:  # a library's surprise on a hostile file must not cost the models' verdict
+        log.debug("reading the provenance of %s failed", path.name, exc_info=True)
+        problem = f"the provenance could not be read: unexpected error ({type(error).__name__})"
+        return Provenance(
+            _summary(None, ProvenanceMetadata(), [], [problem]), False, False, [], None, ProvenanceMetadata(), [problem]
+        )
+
+
+def _read_provenance(path: Path, kind: str, settings: ProvenanceSettings) -> Provenance:
+    blocks = read_metadata_blocks(path, settings)
+    problems = list(blocks.problems)
+    found: dict[str, str | None] = {}
+
+    def merge(values: dict[str, str | None]) -> None:
+        for key, value in values.items():
+            if value and not found.get(key):
+                found[key] = value
+
+    if blocks.exif:
+        try:
+            merge(read_exif(blocks.exif, settings))
+        except ValueError as error:
+            problems.append(f"the EXIF metadata is damaged: {_clean(error, 200)}")
+    if blocks.xmp:
+        merge(read_xmp(blocks.xmp, settings))
+    if blocks.texts:
+        merge(read_generator_texts(blocks.texts, settings))
+    if kind == "video":
+        try:
+            merge(read_container_tags(path, settings))
+        except Exception as error:  # PyAV raises many kinds for a container it cannot open
+            problems.append(f"the video's tags could not be read: {_why(error, path)}")
+    if not found.get("generator") and _names_generator(found.get("software"), settings):
+        found["generator"] = f"software '{found['software']}'"
+    credentials, credential_problems = read_credentials(
+        path, settings, blocks.manifest_bytes, found.get("remote_manifest")
+    )
+    problems += credential_problems
+    metadata = ProvenanceMetadata(
+        camera=found.get("camera"),
+        captured=found.get("captured"),
+        software=found.get("software"),
+        generator=found.get("generator"),
+        generator_text=found.get("generator_text"),
+        digital_source_type=found.get("digital_source_type"),
+        encoder=found.get("encoder"),
+    )
+    claims = _ai_claims(credentials, metadata)
+    software = metadata.software and not _is_generic_encoder(metadata.software, settings)
+    return Provenance(
+        summary=_summary(credentials, metadata, claims, problems),
+        found=bool(credentials or metadata.camera or software or metadata.generator or metadata.digital_source_type),
+        ai_generated=bool(claims),
+        ai_claims=claims,
+        credentials=credentials,
+        metadata=metadata,
+        problems=problems[: settings.max_items],
+    )
+
+
+def verdict_reason(models_reason: str, provenance: Provenance | None) -> str:
+    """The verdict's reason with what provenance says about AI generation beside it: the
+    models' reason first and unchanged (their verdict stays theirs), then the provenance."""
+    if provenance is None or not provenance.ai_generated:
+        return models_reason
+    return f"{models_reason}; provenance says AI-generated: {'; '.join(provenance.ai_claims)}"

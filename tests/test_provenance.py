@@ -1,0 +1,428 @@
+"""Provenance on real files: Content Credentials signed here with the official C2PA bindings and a
+test certificate (valid, altered after signing, AI-generated), metadata as cameras, editors and
+generators write it, the shared media (which carry none), and hostile input (huge blocks,
+damaged manifests, a manifest kept at a remote address). Then the engine, the command line and
+the history with it."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from PIL import Image
+
+from pipeline.app.sections import provenance_section
+from pipeline.app.service import AnalysisRequest, AnalysisService
+from pipeline.app.store import Store
+from pipeline.config import REPO_ROOT, ProvenanceSettings
+from pipeline.engine.analyze import STAGES, Engine
+from pipeline.engine.provenance import NO_PROVENANCE, read_provenance
+from pipeline.results import AnalysisResult, Provenance
+from tests import provenance_factory as pf
+
+if TYPE_CHECKING:
+    from dashboard_fixtures import Analysed, Media
+
+pytest_plugins = ["dashboard_fixtures"]  # session fixtures: one engine, the shared media
+
+CLI_TIMEOUT_S = 600
+SIGNER = f"{pf.SIGNER_NAME} ({pf.SIGNER_ORGANISATION})"
+
+
+@pytest.fixture(scope="module")
+def certificates() -> pf.TestCertificates:
+    return pf.make_certificates()
+
+
+@pytest.fixture(scope="module")
+def signed(
+    tmp_path_factory: pytest.TempPathFactory, certificates: pf.TestCertificates, media: Media
+) -> dict[str, Path]:
+    """The shared photo signed three ways, and the shared video signed as AI-generated."""
+    folder = tmp_path_factory.mktemp("signed")
+    files = {
+        "captured": pf.sign(
+            media.image, folder / "captured.jpg", certificates, pf.manifest("captured.jpg", pf.CAPTURED)
+        ),
+        "ai": pf.sign(
+            media.image,
+            folder / "generated.jpg",
+            certificates,
+            pf.manifest("generated.jpg", pf.AI_GENERATED, agent="Test Diffusion"),
+        ),
+        "video": pf.sign(
+            media.video, folder / "generated.mp4", certificates, pf.manifest("generated.mp4", pf.AI_GENERATED)
+        ),
+    }
+    files["altered"] = pf.alter_pixels(files["captured"], folder / "altered.jpg")
+    files["altered_ai"] = pf.alter_pixels(files["ai"], folder / "altered_ai.jpg")
+    return files
+
+
+def only_problem(provenance: Provenance) -> str:
+    """The one problem line a hostile file must give."""
+    assert len(provenance.problems) == 1, provenance.problems
+    (problem,) = provenance.problems
+    assert "\n" not in problem and "Traceback" not in problem
+    return problem
+
+
+# ------------------------------------------------------------------------- Content Credentials
+
+
+def test_a_valid_credential_by_a_test_signer_is_valid_and_untrusted(signed: dict[str, Path]) -> None:
+    provenance = read_provenance(signed["captured"], "image")
+    credentials = provenance.credentials
+    assert credentials is not None
+    assert (credentials.signature, credentials.signer_trusted) == ("valid", False)
+    assert credentials.signer == SIGNER and credentials.claim_generator == "provenance-tests 1.0"
+    assert credentials.title == "captured.jpg" and credentials.failures == [] and credentials.manifests == 1
+    assert [(a.action, a.digital_source_type) for a in credentials.actions] == [("c2pa.created", pf.CAPTURED)]
+    assert provenance.found and not provenance.ai_generated and provenance.problems == []
+    assert "valid signature by " + SIGNER in provenance.summary and "signer not on a trust list" in provenance.summary
+
+
+def test_trusting_the_test_ca_makes_its_signer_trusted(
+    signed: dict[str, Path], certificates: pf.TestCertificates, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(certificates.ca)
+    provenance = read_provenance(signed["captured"], "image", ProvenanceSettings(trust_anchors=anchors))
+    assert provenance.credentials.signature == "valid" and provenance.credentials.signer_trusted
+    assert "(trusted signer)" in provenance.summary
+
+
+def test_a_credential_saying_ai_generated_is_a_claim(signed: dict[str, Path]) -> None:
+    provenance = read_provenance(signed["ai"], "image")
+    credentials = provenance.credentials
+    assert credentials.signature == "valid" and credentials.ai_source_type == pf.AI_GENERATED
+    assert credentials.actions[0].software_agent == "Test Diffusion"
+    assert provenance.ai_generated
+    (claim,) = provenance.ai_claims
+    assert claim == (
+        f"Content Credentials (valid signature by {SIGNER}, signer not on a trust list): "
+        "trainedAlgorithmicMedia (made by a trained AI model)"
+    )
+    assert provenance.summary == f"AI-generated according to {claim}."
+
+
+@pytest.mark.parametrize("which", ["altered", "altered_ai"])
+def test_a_file_altered_after_signing_fails_validation_and_claims_nothing(signed: dict[str, Path], which: str) -> None:
+    provenance = read_provenance(signed[which], "image")
+    credentials = provenance.credentials
+    assert credentials.signature == "invalid" and not credentials.signer_trusted
+    assert any(f.startswith("assertion.dataHash.mismatch") for f in credentials.failures)
+    assert provenance.found and not provenance.ai_generated and provenance.ai_claims == []
+    assert provenance.summary == (
+        f"Content Credentials by {SIGNER} that fail validation: the file's content changed after it was "
+        "signed (assertion.dataHash.mismatch)."
+    )
+
+
+def test_a_signed_video_carries_its_credentials(signed: dict[str, Path]) -> None:
+    provenance = read_provenance(signed["video"], "video")
+    assert provenance.credentials.signature == "valid" and provenance.ai_generated
+    assert provenance.metadata.encoder.startswith("Lavf")
+
+
+# ------------------------------------------------------------------------------------ metadata
+
+
+def test_a_png_with_a_generators_parameters_text(tmp_path: Path) -> None:
+    path = pf.save_png_with_text(tmp_path / "sd.png", {"parameters": pf.SD_PARAMETERS})
+    provenance = read_provenance(path, "image")
+    metadata = provenance.metadata
+    assert metadata.generator == "PNG text 'parameters' (the Stable Diffusion web UI's format)"
+    assert metadata.generator_text.startswith("portrait photo of a woman") and "\n" not in metadata.generator_text
+    assert provenance.ai_generated and provenance.credentials is None and provenance.problems == []
+    assert provenance.ai_claims == [f"metadata of an AI generator: {metadata.generator}"]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_an_image_with_camera_exif(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"camera{suffix}"
+    pf.picture().save(path, exif=pf.camera_exif())
+    provenance = read_provenance(path, "image")
+    metadata = provenance.metadata
+    assert (metadata.camera, metadata.captured, metadata.software) == (
+        "Canon EOS R5",
+        "2024:05:01 10:00:00",
+        "Firmware Version 1.8.1",
+    )
+    assert provenance.found and not provenance.ai_generated and provenance.problems == []
+    assert provenance.summary.startswith("Metadata names camera Canon EOS R5, software Firmware Version 1.8.1;")
+    assert "not signed" in provenance.summary
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        pf.xmp(pf.AI_GENERATED),
+        pf.xmp(elements=f"<Iptc4xmpExt:DigitalSourceType>{pf.AI_GENERATED}</Iptc4xmpExt:DigitalSourceType>"),
+        pf.xmp(elements=f'<Iptc4xmpExt:DigitalSourceType rdf:resource="{pf.AI_GENERATED}"/>'),
+    ],
+    ids=["attribute", "element", "resource"],
+)
+def test_a_jpeg_with_xmp_saying_trained_algorithmic_media(tmp_path: Path, packet: bytes) -> None:
+    path = tmp_path / "xmp.jpg"
+    pf.picture().save(path, xmp=packet)
+    provenance = read_provenance(path, "image")
+    assert provenance.metadata.digital_source_type == pf.AI_GENERATED
+    assert provenance.ai_claims == ["XMP metadata: trainedAlgorithmicMedia (made by a trained AI model)"]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "save"),
+    [
+        (".jpg", lambda image, path: image.save(path, exif=pf.camera_exif("", "", "Midjourney v6"))),
+        (
+            ".png",
+            lambda image, path: pf.save_png_with_text(path, {"Software": "NovelAI", "Source": "Stable Diffusion XL"}),
+        ),
+        (".webp", lambda image, path: image.save(path, xmp=pf.xmp(creator_tool="Adobe Firefly Image 3"))),
+    ],
+    ids=["exif-software", "png-software", "webp-xmp-creator-tool"],
+)
+def test_software_named_after_an_ai_generator_is_a_claim(tmp_path: Path, suffix: str, save) -> None:
+    path = tmp_path / f"tool{suffix}"
+    save(pf.picture(), path)
+    provenance = read_provenance(path, "image")
+    assert provenance.ai_generated, provenance
+    assert provenance.metadata.generator and provenance.problems == []
+
+
+def test_the_shared_media_carry_no_provenance(media: Media, shared_data: Path) -> None:
+    sd_face = next(iter(sorted((shared_data / "sd-faces" / "fake").iterdir())))
+    for path, kind in (
+        (media.image, "image"),
+        (media.other_image, "image"),
+        (sd_face, "image"),
+        (media.video, "video"),
+    ):
+        provenance = read_provenance(path, kind)
+        assert provenance.summary == NO_PROVENANCE, path
+        assert not provenance.found and not provenance.ai_generated and provenance.problems == []
+        assert provenance.credentials is None
+    # The video's container names FFmpeg's muxer, which says nothing about where it comes from.
+    assert read_provenance(media.video, "video").metadata.encoder.startswith("Lavf")
+
+
+# --------------------------------------------------------------------------------------- hostile
+
+
+def test_a_huge_exif_chunk_is_one_problem_and_the_rest_is_read(tmp_path: Path) -> None:
+    plain = pf.save_png_with_text(tmp_path / "plain.png", {"parameters": pf.SD_PARAMETERS})
+    huge = b"MM\x00*" + bytes(5 * 1024**2)
+    path = pf.insert_png_chunks(plain, tmp_path / "huge_exif.png", pf.png_chunk(b"eXIf", huge))
+    provenance = read_provenance(path, "image")
+    assert only_problem(provenance) == "a PNG eXIf chunk of 5.0 MB is over the 1.0 MB limit: not read"
+    assert provenance.ai_generated  # the generator's text beside it is still read
+
+
+def test_a_huge_xmp_packet_is_one_problem(tmp_path: Path) -> None:
+    plain = pf.save_png_with_text(tmp_path / "plain.png", {})
+    packet = pf.xmp(pf.AI_GENERATED, elements="<x>" + "A" * 3 * 1024**2 + "</x>")
+    itxt = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + packet
+    path = pf.insert_png_chunks(plain, tmp_path / "huge_xmp.png", pf.png_chunk(b"iTXt", itxt))
+    provenance = read_provenance(path, "image")
+    assert only_problem(provenance) == "a PNG iTXt chunk of 3.0 MB is over the 1.0 MB limit: not read"
+    assert provenance.metadata.digital_source_type is None
+
+
+def test_a_compressed_text_bomb_is_one_problem(tmp_path: Path) -> None:
+    plain = pf.save_png_with_text(tmp_path / "plain.png", {})
+    bomb = zlib.compress(b"\x00" * 200 * 1024**2, 9)  # 200 MB of zeros in about 200 KB
+    path = pf.insert_png_chunks(plain, tmp_path / "bomb.png", pf.png_chunk(b"zTXt", b"parameters\x00\x00" + bomb))
+    provenance = read_provenance(path, "image")
+    assert only_problem(provenance) == "the compressed PNG text 'parameters' inflates past 1.0 MB: not read"
+
+
+def test_the_largest_exif_a_jpeg_can_hold_is_read(tmp_path: Path) -> None:
+    block = pf.exif_with_tags(1150)
+    assert 50_000 < len(block) < 65_000  # a JPEG segment holds at most 64 KB
+    path = pf.insert_jpeg_segment(pf.picture_jpeg(tmp_path / "plain.jpg"), tmp_path / "big_exif.jpg", 0xE1, block)
+    provenance = read_provenance(path, "image")
+    assert provenance.metadata.camera == "Canon EOS R5" and provenance.problems == []
+
+
+def test_damaged_exif_is_one_problem(tmp_path: Path) -> None:
+    body = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + bytes(range(64))
+    path = pf.insert_jpeg_segment(pf.picture_jpeg(tmp_path / "plain.jpg"), tmp_path / "bad_exif.jpg", 0xE1, body)
+    provenance = read_provenance(path, "image")
+    assert only_problem(provenance).startswith("the EXIF metadata is damaged")
+
+
+@pytest.mark.parametrize(("keep", "expected"), [(None, "holds no readable manifest"), (200, "could not be read")])
+def test_a_damaged_manifest_is_one_problem(
+    signed: dict[str, Path], tmp_path: Path, keep: int | None, expected: str
+) -> None:
+    path = pf.damage_manifest(signed["ai"], tmp_path / "damaged.jpg", keep)
+    provenance = read_provenance(path, "image")
+    assert expected in only_problem(provenance)
+    assert provenance.credentials is None and not provenance.ai_generated
+
+
+def test_a_jumbf_segment_of_junk_is_one_problem(tmp_path: Path) -> None:
+    junk = b"JP" + bytes((i * 131 + 7) & 0xFF for i in range(3000))
+    path = pf.insert_jpeg_segment(pf.picture_jpeg(tmp_path / "plain.jpg"), tmp_path / "junk.jpg", 0xEB, junk)
+    provenance = read_provenance(path, "image")
+    assert only_problem(provenance) == (
+        "a Content Credentials block (JUMBF) is present but holds no readable manifest (damaged or not C2PA)"
+    )
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that records every request: (its address, the paths asked for)."""
+    asked: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_manifest_kept_at_a_remote_address_is_never_fetched(
+    media: Media, certificates: pf.TestCertificates, tmp_path: Path, listener: tuple[str, list[str]]
+) -> None:
+    address, asked = listener
+    url = f"{address}/manifests/generated.c2pa"
+    path = pf.sign(media.image, tmp_path / "remote.jpg", certificates, pf.manifest("remote.jpg", pf.AI_GENERATED), url)
+    provenance = read_provenance(path, "image")
+    assert only_problem(provenance) == (
+        f"the Content Credentials are kept elsewhere ({url}), which is never fetched (the analysis stays offline): not checked"
+    )
+    assert asked == [] and provenance.credentials is None
+
+
+def test_a_manifest_over_the_limit_is_not_checked(signed: dict[str, Path]) -> None:
+    provenance = read_provenance(signed["ai"], "image", ProvenanceSettings(max_manifest_bytes=1024))
+    assert "over the 1 KB limit: not checked" in only_problem(provenance)
+
+
+def test_a_file_of_many_segments_is_walked_no_further_than_the_limit(tmp_path: Path) -> None:
+    path = pf.picture_jpeg(tmp_path / "plain.jpg")
+    for _ in range(60):
+        path = pf.insert_jpeg_segment(path, tmp_path / "many.jpg", 0xFE, b"a comment")
+    provenance = read_provenance(path, "image", ProvenanceSettings(max_container_entries=50))
+    assert only_problem(provenance) == (
+        "more than 50 JPEG segments: the rest of the file was not searched for metadata"
+    )
+
+
+def test_control_characters_and_long_texts_are_one_short_line(tmp_path: Path) -> None:
+    path = pf.save_png_with_text(
+        tmp_path / "odd.png", {"parameters": "line one\nline two\x1b[31m red " + "x" * 5000, "Software": "a\rb\x00c"}
+    )
+    metadata = read_provenance(path, "image", ProvenanceSettings(max_text_chars=100)).metadata
+    assert metadata.generator_text.startswith("line one line two?[31m red x") and len(metadata.generator_text) == 100
+    assert metadata.software == "a b c"
+
+
+# ------------------------------------------------------------------ the engine, CLI and history
+
+
+def test_the_engine_shows_provenance_beside_the_models_verdict(
+    engine: Engine, signed: dict[str, Path], media: Media
+) -> None:
+    plain = engine.analyze(media.image).result
+    result = engine.analyze(signed["ai"]).result
+    # Signing added a segment and left the picture as it was: the models see the same face, and
+    # their verdict stays theirs; the provenance stands beside it in the reason.
+    assert (result.verdict, result.fake_probability, result.model_scores) == (
+        plain.verdict,
+        plain.fake_probability,
+        plain.model_scores,
+    )
+    assert result.reason == f"{plain.reason}; provenance says AI-generated: {result.provenance.ai_claims[0]}"
+    assert plain.provenance.summary == NO_PROVENANCE and plain.reason.count("provenance") == 0
+    assert tuple(k for k in result.timing if k != "total") == STAGES and "provenance" in STAGES
+    assert result.timing["total"] == pytest.approx(sum(v for k, v in result.timing.items() if k != "total"), abs=1e-9)
+
+
+def test_cli_json_has_the_provenance_object(signed: dict[str, Path], media: Media, tmp_path: Path) -> None:
+    junk = pf.damage_manifest(signed["ai"], tmp_path / "junk manifest.jpg")
+    out = tmp_path / "out.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "analyze",
+            str(signed["ai"]),
+            str(junk),
+            str(media.image),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT_S,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    ai, damaged, plain = json.loads(out.read_text())
+    assert ai["provenance"]["ai_generated"] and ai["provenance"]["credentials"]["signature"] == "valid"
+    assert ai["provenance"]["credentials"]["signer_trusted"] is False
+    assert "; provenance says AI-generated: Content Credentials (valid signature" in ai["reason"]
+    assert damaged["verdict"] == plain["verdict"] and len(damaged["provenance"]["problems"]) == 1
+    assert plain["provenance"]["summary"] == NO_PROVENANCE and plain["provenance"]["found"] is False
+    assert set(ai["timing"]) == {*STAGES, "total"}
+
+
+def test_provenance_is_stored_and_reloaded(service: AnalysisService, signed: dict[str, Path], tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    outcome = service.analyze(signed["ai"], AnalysisRequest(1, service.ensemble.spec.aggregation), store)
+    reloaded = Store(tmp_path).get(outcome.record.id).result
+    assert reloaded.provenance == outcome.record.result.provenance
+    assert reloaded.provenance.ai_generated and reloaded.provenance.credentials.signer == SIGNER
+
+
+def test_results_stored_before_provenance_still_open(analysed_image: Analysed) -> None:
+    data = analysed_image.result.to_json()
+    assert data["provenance"]["summary"] == NO_PROVENANCE
+    del data["provenance"]
+    old = AnalysisResult.from_json(data)
+    assert old.provenance is None and old == replace(analysed_image.result, provenance=None)
+
+
+def test_an_image_a_camera_wrote_is_analysed_with_its_metadata(engine: Engine, tmp_path: Path, media: Media) -> None:
+    path = tmp_path / "camera.jpg"
+    Image.open(media.image).save(path, exif=pf.camera_exif(), quality=95)
+    result = engine.analyze(path).result
+    assert result.provenance.metadata.camera == "Canon EOS R5" and not result.provenance.ai_generated
+    assert "provenance" not in result.reason
+
+
+def test_a_failing_credential_is_shown_as_such(signed: dict[str, Path]) -> None:
+    section = provenance_section(read_provenance(signed["altered_ai"], "image"))
+    rows = dict(section.credentials)
+    assert rows["signature"] == "INVALID: fails validation (see failed checks)"
+    assert rows["failed checks"].startswith("assertion.dataHash.mismatch")
+    assert rows["actions"].startswith("c2pa.created: trainedAlgorithmicMedia")  # what it claimed, shown
+    assert section.failing and not section.ai_generated and section.ai_claims == ()
