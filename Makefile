@@ -3,9 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-FAST := not training and not notebook and not browser
+FAST := not training and not notebook and not browser and not cluster
 
-.PHONY: app test test-fast lint screenshots venv browser clean
+.PHONY: app test test-fast lint screenshots venv browser postgresql clean
 
 venv: $(STAMP)
 
@@ -22,10 +22,10 @@ app: venv
 	$(BIN)/streamlit run app.py
 
 # Lint, formatting and the import contract (pyproject.toml), then every test.
-test: venv browser lint
+test: venv browser postgresql lint
 	$(BIN)/python -m pytest
 
-# The tests that need no training, notebook or browser (a couple of minutes).
+# The tests that need no training, notebook, browser, PostgreSQL server or Ray cluster (a couple of minutes).
 test-fast: venv lint
 	$(BIN)/python -m pytest -m "$(FAST)"
 
@@ -45,6 +45,17 @@ browser:
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	      || echo "warning: could not install chromium; the browser test will fail under CI"; \
 	    else echo "warning: chromium/chromedriver missing; install Debian's chromium and chromium-driver"; fi; }
+
+# The history's tests also run on a throwaway PostgreSQL server that they start themselves
+# (Debian's initdb and pg_ctl, on 127.0.0.1): the binaries only, no system-wide server.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { command -v pg_ctl && command -v initdb; } >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      mkdir -p /etc/postgresql-common/createcluster.d && \
+	      echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/deepfake-tests.conf && \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	      || echo "warning: could not install postgresql; the PostgreSQL tests will fail under CI"; \
+	    else echo "warning: PostgreSQL missing; install Debian's postgresql"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

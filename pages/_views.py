@@ -29,14 +29,16 @@ from pipeline.app.sections import (
     result_sections,
 )
 from pipeline.app.service import AnalysisService
-from pipeline.app.store import Record, Store, Summary
-from pipeline.config import Settings, data_home
+from pipeline.app.store import Record, ScanJob, Store, Summary
+from pipeline.config import Settings, data_home, database_url
 from pipeline.engine.analyze import Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE
 from pipeline.errors import PipelineError
 
 # A verdict is coloured text, not an alert: a FAKE verdict is a finding, not an error of the page.
 VERDICT_COLOURS = {"fake": "red", "real": "green", "uncertain": "orange", "no_face": "gray"}
+JOB_REFRESH_S = 5.0
+"""How often the History page looks at a running scan's progress."""
 THUMBNAILS_PER_PERSON = 12
 FRAME_MIN_WIDTH = 480
 FRAME_MAX_WIDTH = 960
@@ -114,13 +116,14 @@ def get_service() -> AnalysisService:
 
 
 @st.cache_resource(show_spinner=False)
-def _store(root: str) -> Store:
-    return Store(Path(root))
+def _store(root: str, url: str) -> Store:
+    return Store(Path(root), url=url or None)
 
 
 def get_store() -> Store:
-    """The history in `data_home()`; opening it once per process cleans up after a crash."""
-    return _store(str(data_home()))
+    """The history in `data_home()` (its rows on `$DEEPFAKE_DATABASE_URL` when set); opening it
+    once per process cleans up after a crash."""
+    return _store(str(data_home()), database_url() or "")
 
 
 def load_models(service: AnalysisService) -> list[str] | None:
@@ -144,6 +147,65 @@ def summary_label(summary: Summary) -> str:
     probability = "" if summary.fake_probability is None else f" {summary.fake_probability:.2f}"
     created = summary.created.replace("T", " ")[:16]
     return f"#{summary.id} · {summary.file_name} · {summary.verdict}{probability} · {created}"
+
+
+def job_label(job: ScanJob) -> str:
+    """One line naming a scan job in a picker."""
+    return f"#{job.id} · {job.name} · {job.status} · {job.processed}/{job.total} · {job.started.replace('T', ' ')[:16]}"
+
+
+def _job_progress(store: Store, job_id: int) -> None:
+    job = store.job(job_id)
+    if job is None:
+        st.info("This scan job is gone from the history.")
+        return
+    seen_key = f"history_job_{job_id}_seen"
+    if st.session_state.get(seen_key, job.processed) != job.processed:
+        st.session_state[seen_key] = job.processed
+        st.rerun()  # new results: list them too
+    st.session_state[seen_key] = job.processed
+    st.markdown(f"**Scan #{job.id}: {job.name}** · {job.status}")
+    st.progress(
+        min(1.0, job.processed / job.total) if job.total else 1.0,
+        text=f"{job.processed} of {job.total} files: {job.done} analysed, {job.skipped} skipped "
+        f"(already in the history), {job.failed} failed",
+    )
+    done, skipped, failed, total = st.columns(4)
+    done.metric("Analysed", job.done)
+    skipped.metric("Skipped", job.skipped)
+    failed.metric("Failed", job.failed)
+    total.metric("Total", job.total)
+    settings = job.settings
+    timing = f"started {job.started.replace('T', ' ')}"
+    timing += f", last file {job.updated.replace('T', ' ')}"
+    if job.finished:
+        timing += f", ended {job.finished.replace('T', ' ')}"
+    st.caption(
+        f"{timing} (UTC). {settings.get('frames')} frames, {settings.get('aggregation')} rule, models "
+        f"{', '.join(settings.get('models', {}))}, {settings.get('workers')} workers."
+        + (f" {job.message}" if job.message else "")
+    )
+    if job.failed:
+        with st.expander(f"Files that could not be analysed ({job.failed})"):
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {"file": f.path, "why": f.error, "tries": f.attempts}
+                        for f in store.job_files(job.id, status="failed")
+                    ],
+                    columns=["file", "why", "tries"],
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+
+
+def render_job_progress(store: Store, job_id: int) -> None:
+    """A scan job's progress (counts done/skipped/failed/total), read from the history; while
+    the scan runs it is read again every few seconds, and the page is redrawn when files came in."""
+    job = store.job(job_id)
+    running = job is not None and job.status == "running"
+    st.fragment(_job_progress, run_every=JOB_REFRESH_S if running else None)(store, job_id)
 
 
 def _shown(path: Path | None) -> str | None:

@@ -1,4 +1,4 @@
-"""History: every stored analysis; filter, open, export, delete."""
+"""History: every stored analysis; filter (by scan job too, with its progress), open, export, delete."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import streamlit as st
 from pages._views import (
     get_service,
     get_store,
+    job_label,
+    render_job_progress,
     render_result,
     require_app_navigation,
     summary_label,
@@ -21,7 +23,21 @@ KINDS = ("image", "video")
 require_app_navigation()
 st.title("History")
 store = get_store()
-st.caption(f"Every analysis is kept in {store.root} (set DEEPFAKE_DATA_HOME to move it).")
+if store.backend == "sqlite":
+    st.caption(f"Every analysis is kept in {store.root} (set DEEPFAKE_DATA_HOME to move it).")
+else:
+    st.caption(f"Every analysis is kept in {store.where}, its pictures in {store.root}.")
+
+jobs = {job.id: job for job in store.jobs()}
+job_id = st.selectbox(
+    "Scan job",
+    [None, *jobs],
+    format_func=lambda j: "Every analysis" if j is None else job_label(jobs[j]),
+    key="history_job",
+    help="The results of one `python -m pipeline scan`, the most suspicious first.",
+)
+if job_id is not None:
+    render_job_progress(store, job_id)
 
 verdict_column, kind_column, date_column, name_column = st.columns(4)
 verdicts = verdict_column.multiselect("Verdict", VERDICTS, key="history_verdicts")
@@ -30,8 +46,8 @@ days = date_column.date_input("Analysed between (UTC)", value=(), key="history_d
 name = name_column.text_input("File name contains", key="history_name")
 since = days[0] if len(days) >= 1 else None
 until = days[1] if len(days) == 2 else since
-where = HistoryFilter(tuple(verdicts), tuple(kinds), since, until, name)
-summaries = store.summaries(where)
+where = HistoryFilter(tuple(verdicts), tuple(kinds), since, until, name, job_id)
+summaries = store.summaries(where, order="newest" if job_id is None else "most_suspicious")
 
 st.dataframe(
     pd.DataFrame(
@@ -62,7 +78,7 @@ st.download_button(
 if not summaries:
     st.info(
         "No stored analysis matches."
-        if (verdicts or kinds or days or name)
+        if (verdicts or kinds or days or name or job_id is not None)
         else "No analysis yet: analyse a file on the Analyze page."
     )
     st.stop()

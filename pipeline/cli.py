@@ -1,4 +1,4 @@
-"""Command line: `python -m pipeline analyze|bench|...` (training commands: `pipeline.training.cli`).
+"""Command line: `python -m pipeline analyze|scan|bench|...` (training commands: `pipeline.training.cli`).
 
 Thin by design: parse arguments, call `pipeline`, print. Every problem with one input file
 becomes one line on stderr and the other files go on; a problem with the command itself (a bad
@@ -9,6 +9,8 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -68,6 +70,22 @@ def frame_count(value: str) -> int:
     if not 1 <= frames <= limit:
         raise argparse.ArgumentTypeError(f"must be between 1 and {limit}, not {frames}")
     return frames
+
+
+def worker_count(value: str) -> int:
+    """argparse type for --workers: a whole number, at least 1."""
+    try:
+        workers = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {workers}")
+    return workers
+
+
+def worker_counts(value: str) -> tuple[int, ...]:
+    """argparse type for a comma-separated list of worker counts."""
+    return tuple(worker_count(part.strip()) for part in value.split(","))
 
 
 def check_output_file(path: Path | None) -> None:
@@ -176,7 +194,132 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_NO_FACE if no_face else EXIT_OK
 
 
+class _LibraryChatter(io.TextIOBase):
+    """Where library prints go during a scan (Ray prints a worker's death on stdout, which holds
+    one line per file): into the debug log."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.debug("library: %s", line)
+        return len(text)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{seconds:.1f} s"
+
+
+def _scan_printer(out: Any, err: Any) -> Any:
+    """The scan's events as `analyze` prints a file: one line per finished file on stdout,
+    problems on stderr, a progress bar on stderr when it is a terminal."""
+    from tqdm import tqdm
+
+    from pipeline.app.scan import FileOutcome, ScanEvents, ScanItem
+
+    class Printer(ScanEvents):
+        def __init__(self) -> None:
+            self.bar = tqdm(total=0, desc="scan", unit="file", file=err, dynamic_ncols=True, disable=not err.isatty())
+
+        def say(self, line: str, stream: Any) -> None:
+            with self.bar.external_write_mode(file=stream):
+                print(line, file=stream, flush=True)
+
+        def job_started(self, job_id: int, total: int) -> None:
+            self.bar.total = total
+            self.bar.set_description(f"scan #{job_id}")
+            self.bar.refresh()
+
+        def finished(self, outcome: FileOutcome) -> None:
+            self.bar.update(1)
+            shown = printable(outcome.item.shown)
+            if outcome.status == "failed":
+                self.say(f"error: {shown}: {printable(outcome.error)}", err)
+                return
+            if outcome.verdict == "no_face":
+                self.say(f"{shown}: no_face: {printable(outcome.reason)}", err)
+            probability = "-" if outcome.fake_probability is None else f"{outcome.fake_probability:.3f}"
+            scores = " ".join(f"{k}={v:.3f}" for k, v in outcome.model_scores.items())
+            when = (
+                f"in the history, #{outcome.analysis_id}" if outcome.status == "skipped" else f"{outcome.seconds:.1f} s"
+            )
+            self.say(f"{shown}\t{outcome.verdict}\t{probability}\t{scores}\t({when})", out)
+
+        def worker_lost(self, item: ScanItem | None, detail: str, retrying: bool) -> None:
+            if item is None:
+                what = "a worker stopped before it was working; starting another"
+            else:
+                then = "trying it again on another worker" if retrying else "it is recorded as failed"
+                what = f"a worker died while analysing {printable(item.shown)}; {then}"
+            self.say(f"warning: {what} ({printable(detail)})", err)
+
+        def close(self) -> None:
+            self.bar.close()
+
+    return Printer()
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from pipeline.app.scan import ScanRequest, run_scan, write_csv, write_json
+    from pipeline.app.store import Store
+
+    check_output_file(args.json)
+    check_output_file(args.csv)
+    store = Store()
+    request = ScanRequest(
+        paths=tuple(args.paths),
+        frames=args.frames,
+        aggregation=args.aggregation,
+        models=tuple(args.models.split(",")) if args.models else (),
+        workers=args.workers,
+        address=args.address,
+        name=args.name or "",
+        models_dir=args.models_dir,
+    )
+    out, err = sys.stdout, sys.stderr
+    printer = _scan_printer(out, err)
+    try:
+        with contextlib.redirect_stdout(_LibraryChatter()):
+            report = run_scan(request, store, printer)
+    finally:
+        printer.close()
+    if report.job_id is not None:
+        # Written even when interrupted: every finished file keeps its result.
+        if args.json:
+            write_json(store, report.job_id, args.json)
+        if args.csv:
+            write_csv(store, report.job_id, args.csv)
+    counts = f"{report.done} analysed, {report.skipped} skipped (already in the history), {report.failed} failed"
+    if report.status == "interrupted":
+        left = report.total - report.done - report.skipped - report.failed
+        print(
+            f"scan #{report.job_id} interrupted: {counts}, {left} not done; run the same command again to resume",
+            file=err,
+        )
+        return EXIT_INTERRUPTED
+    workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
+    if report.done:  # skipping is not a speed worth quoting
+        workers += f" ({report.files_per_minute:.1f} files a minute)"
+    print(
+        f"scan #{report.job_id} finished: {report.total} files in {_duration(report.seconds)} with {workers}, "
+        f"after {_duration(report.startup_seconds)} starting Ray and loading the models: {counts}",
+        file=err,
+    )
+    return EXIT_ERROR if report.failed else EXIT_NO_FACE if report.no_face else EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.scan:
+        from pipeline.app.scan_bench import run_scan_benchmark
+
+        out = sys.stdout
+        with contextlib.redirect_stdout(_LibraryChatter()):
+            report = run_scan_benchmark(args.videos, frames=args.frames, workers=args.workers, seed=not args.no_seed)
+        print(report, file=out)
+        return EXIT_OK
     from pipeline.engine.bench import run_benchmark
 
     print(
@@ -213,6 +356,34 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--models-dir", type=Path, default=None, help="folder with ensemble.json")
     analyze.set_defaults(run=cmd_analyze, loads_tensorflow_itself=True)
 
+    scan = commands.add_parser(
+        "scan", help="analyse every image and video under folders or in lists of paths, on Ray, into the history"
+    )
+    scan.add_argument(
+        "paths", nargs="+", type=Path, help="folders, files, or lists of paths (.txt/.lst/.list/.csv, one per line)"
+    )
+    scan.add_argument(
+        "--workers", type=worker_count, default=None, help="workers (default: one per core, as memory allows)"
+    )
+    scan.add_argument(
+        "--address",
+        default=None,
+        help="join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local Ray instance)",
+    )
+    scan.add_argument(
+        "--frames",
+        type=frame_count,
+        default=None,
+        help=f"frames to sample from a video (default {MediaSettings.frames})",
+    )
+    scan.add_argument("--aggregation", default=None, help="mean, max_face_mean or confident")
+    scan.add_argument("--models", default=None, help="comma-separated ensemble members to use")
+    scan.add_argument("--models-dir", type=Path, default=None, help="folder with ensemble.json (on every machine)")
+    scan.add_argument("--name", default=None, help="the scan job's name in the history")
+    scan.add_argument("--json", type=Path, help="write every result as JSON, the most suspicious first")
+    scan.add_argument("--csv", type=Path, help="write one row per file as CSV, the most suspicious first")
+    scan.set_defaults(run=cmd_scan, loads_tensorflow_itself=True)  # only the workers load TensorFlow
+
     bench = commands.add_parser("bench", help="time each stage on videos and print a table")
     bench.add_argument("videos", nargs="*", type=Path, help="videos (default: the shared 1080p ones)")
     bench.add_argument("--frames", type=frame_count, default=MediaSettings.frames)
@@ -224,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also measure peak memory on this long video (made by looping the first video if missing)",
     )
     bench.add_argument("--memory-minutes", type=float, default=5.0, help="length of the long video to make")
+    bench.add_argument(
+        "--scan",
+        action="store_true",
+        help="instead: files per minute of a scan against one process and the seed-style way "
+        "(default files: every shared video)",
+    )
+    bench.add_argument(
+        "--workers", type=worker_counts, default=(1, 2), help="with --scan: the worker counts to measure (default 1,2)"
+    )
+    bench.add_argument("--no-seed", action="store_true", help="with --scan: leave out the slow seed-style way")
     bench.set_defaults(run=cmd_bench)
 
     from pipeline.training import cli as training_cli  # prepare, train, evaluate live with the training code

@@ -42,3 +42,8 @@ class DataError(PipelineError):
 class StoreError(PipelineError):
     """The history cannot be opened or written (another version's schema, an unreachable
     database)."""
+
+
+class ScanError(PipelineError):
+    """A scan cannot start or go on: no Ray cluster at the address given, workers that cannot
+    start, models that differ between machines."""

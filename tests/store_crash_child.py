@@ -8,6 +8,13 @@ store_crash_child.py analyze STORE_ROOT MEDIA FRAMES
                                                analyse MEDIA with the real engine and store it,
                                                printing "progress STAGE DONE TOTAL" lines so the
                                                parent can kill it in the middle
+store_crash_child.py save-on-go STORE_ROOT PICKLE
+store_crash_child.py delete-on-go STORE_ROOT ID
+                                               open the store, print "ready", wait for a line on
+                                               stdin, then save (print "saved ID") or delete
+                                               (print "deleted"): writers started at one moment
+
+The history's database is the one `DEEPFAKE_DATABASE_URL` names (SQLite in STORE_ROOT if unset).
 """
 
 from __future__ import annotations
@@ -50,6 +57,17 @@ def main(argv: list[str]) -> int:
         store.crash_point = argv[3]
         store.save(result, pictures, preview_scale)
         print("saved", flush=True)
+        return 0
+    if mode in ("save-on-go", "delete-on-go"):
+        store = Store(root, clean=False)  # the parent cleaned it; a cleanup would serialise the start
+        print("ready", flush=True)
+        sys.stdin.readline()
+        if mode == "delete-on-go":
+            store.delete(int(argv[2]))
+            print("deleted", flush=True)
+        else:
+            result, pictures, preview_scale = pickle.loads(Path(argv[2]).read_bytes())
+            print(f"saved {store.save(result, pictures, preview_scale).id}", flush=True)
         return 0
     if mode == "analyze":
         from pipeline.app.service import AnalysisRequest, AnalysisService

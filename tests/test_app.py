@@ -19,12 +19,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from pipeline.app.store import Store
+from pipeline.app.store import JobFile, Store
 from pipeline.config import DATA_HOME_ENV, REPO_ROOT
 from pipeline.engine.provenance import NO_PROVENANCE
 
 if TYPE_CHECKING:
-    from dashboard_fixtures import Media
+    from dashboard_fixtures import Analysed, Media
 
 pytest_plugins = ["dashboard_fixtures"]  # session fixture: media
 
@@ -378,6 +378,39 @@ def test_delete_from_history_removes_row_and_files(
     assert_clean(at)
     assert store.summaries() == [] and not any(f.exists() for f in files)
     assert any(m.startswith("No analysis yet") for m in messages(at))
+
+
+def test_history_shows_a_running_scan_jobs_progress_and_its_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, analysed_video: Analysed
+) -> None:
+    """The progress of a scan still running, as its workers write it (the scan itself runs on
+    Ray in tests/test_scan.py)."""
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    store = Store(tmp_path)
+    job = store.start_job("night desk", {"frames": 8, "aggregation": "mean", "models": {}, "workers": 2}, total=5)
+    stored = store.save(
+        analysed_video.result, analysed_video.pictures, analysed_video.preview_scale, job=JobFile(job.id, "/in/a.mp4")
+    )
+    store.record_job_file(JobFile(job.id, "/in/b.mp4", attempts=2), "failed", error="its worker died 2 times")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.switch_page("pages/history.py").run()
+    assert_clean(at)
+    picker = at.selectbox(key="history_job")
+    assert picker.options == [
+        "Every analysis",
+        f"#{job.id} · night desk · running · 2/5 · {job.started.replace('T', ' ')[:16]}",
+    ]
+    picker.set_value(job.id).run()
+    assert_clean(at)
+    (progress,) = at.get("progress")
+    assert progress.proto.text == "2 of 5 files: 1 analysed, 0 skipped (already in the history), 1 failed"
+    assert any(m.value == f"**Scan #{job.id}: night desk** · running" for m in at.markdown)
+    listed = next(t.value for t in at.dataframe if "verdict" in t.value.columns)
+    assert list(listed["id"]) == [stored.id]
+    # More files come in: the page reads the store again (the fragment refreshes itself).
+    store.record_job_file(JobFile(job.id, "/in/c.mp4"), "failed", error="corrupt")
+    at.run()
+    assert at.get("progress")[0].proto.text.startswith("3 of 5 files")
 
 
 def test_model_card_page(home: Path, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.app.pictures import collect, read_picture
-from pipeline.app.store import Record, Store, settings_key
+from pipeline.app.store import JobFile, Record, Store, settings_key
 from pipeline.config import PictureSettings
 from pipeline.engine.analyze import Engine, Progress
 from pipeline.engine.ensemble import Ensemble
@@ -132,10 +132,17 @@ class AnalysisService:
         kind = detect_kind(path, media)
         return settings_key(sha256 or sha256_file(path), kind, frames, aggregation, {n: versions[n] for n in models})
 
-    def analyze(self, path: Path, request: AnalysisRequest, store: Store, progress: Progress | None = None) -> Outcome:
+    def analyze(
+        self,
+        path: Path,
+        request: AnalysisRequest,
+        store: Store,
+        progress: Progress | None = None,
+        job: JobFile | None = None,
+    ) -> Outcome:
         """The stored result of the same file with the same settings, else a new analysis,
-        stored with its pictures. Raises `PipelineError` for anything the user can fix; on any
-        error nothing is stored."""
+        stored with its pictures (and, for a scan `job`, linked to it in the same transaction).
+        Raises `PipelineError` for anything the user can fix; on any error nothing is stored."""
         progress = progress or (lambda stage, done, total: None)
         check_readable(path, self.engine.settings.media)
         digest = sha256_file(path)
@@ -157,7 +164,7 @@ class AnalysisService:
             finally:
                 self._engine_lock.release()
             progress("saving to history", 0, 1)
-            record = store.save(analysis.result, pictures, analysis.preview_scale)
+            record = store.save(analysis.result, pictures, analysis.preview_scale, job=job)
         progress("saved", 1, 1)
         return Outcome(record, False)
 

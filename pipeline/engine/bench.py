@@ -18,7 +18,8 @@ import cv2
 
 from pipeline.config import FaceSettings, Settings, cache_dir, shared_data_dir
 from pipeline.engine.analyze import STAGES as ANALYSIS_STAGES
-from pipeline.engine.faces import Box, FaceFinder, iou
+from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.faces import Box, FaceFinder, crop_box_for, crop_square, iou
 from pipeline.engine.media import read_frames, sha256_file
 
 STAGES = (*ANALYSIS_STAGES, "total")
@@ -88,6 +89,33 @@ def peak_memory_mb(video: Path, frames: int) -> dict[str, float]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def seed_style_analyze(path: Path, frames: int, finder: FaceFinder, ensemble: Ensemble, settings: FaceSettings) -> int:
+    """Analyse a video the way the project's seed did, as the baseline `bench --scan` measures
+    against: OpenCV decodes and converts every frame, MTCNN runs on each sampled frame at full
+    resolution one frame at a time (`finder` should not downscale), and each face is scored
+    alone by each model. Returns the faces found."""
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    wanted = {round(i * (count - 1) / max(frames - 1, 1)) for i in range(frames)} if count > 0 else set()
+    index = faces = 0
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # every frame, as the seed did
+            if index in wanted:
+                for detection in finder.detect([rgb])[0]:
+                    crop = crop_square(rgb, crop_box_for(detection.box, settings), settings.crop_size)
+                    for name in ensemble.member_names:
+                        ensemble.score(crop[None], [name])
+                    faces += 1
+            index += 1
+    finally:
+        capture.release()
+    return faces
 
 
 def portrait_photo(target: Path) -> Path:
