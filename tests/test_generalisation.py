@@ -142,6 +142,11 @@ def _collage(faces: list[np.ndarray]) -> np.ndarray:
     return canvas
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 10, open: the shipped ensemble calls 4 of these 20 crowds fake (16/20 real or uncertain, "
+    "19 needed; the v4 candidate on branch ensemble-v4: 18/20). Strict: when it passes, remove this mark.",
+)
 def test_a_crowd_of_real_faces_is_not_called_fake(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
     """20 collages of 20 real test faces each, drawn from every source's real test photos: at
     least 95% are `real` or `uncertain`, whatever per-face false alarms there are."""
