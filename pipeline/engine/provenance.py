@@ -162,6 +162,16 @@ def _too_many(settings: ProvenanceSettings, what: str) -> str:
     return f"more than {settings.max_container_entries:,} {what}: the rest of the file was not searched for metadata"
 
 
+def _over_limit(what: str, length: int, settings: ProvenanceSettings, blocks: MetadataBlocks) -> bool:
+    """Whether a metadata block of `length` bytes is too large to read (then noted as a problem)."""
+    if length <= settings.max_metadata_bytes:
+        return False
+    blocks.problems.append(
+        f"a {what} chunk of {_size(length)} is over the {_size(settings.max_metadata_bytes)} limit: not read"
+    )
+    return True
+
+
 def _jpeg_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
     """EXIF and XMP (APP1) and C2PA (APP11 JUMBF) segments before the picture data. A JPEG
     segment holds at most 64 KB, so every block read here is small."""
@@ -241,13 +251,10 @@ def _png_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: Metadata
             return
         if kind == b"caBX":
             blocks.manifest_bytes += length
-        elif kind in (b"tEXt", b"zTXt", b"iTXt", b"eXIf"):
-            if length > settings.max_metadata_bytes:
-                blocks.problems.append(
-                    f"a PNG {kind.decode()} chunk of {_size(length)} is over the "
-                    f"{_size(settings.max_metadata_bytes)} limit: not read"
-                )
-            elif kind == b"eXIf":
+        elif kind in (b"tEXt", b"zTXt", b"iTXt", b"eXIf") and not _over_limit(
+            f"PNG {kind.decode()}", length, settings, blocks
+        ):
+            if kind == b"eXIf":
                 blocks.exif = blocks.exif or stream.read(length)
             else:
                 try:
@@ -270,13 +277,8 @@ def _riff_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: Metadat
         start = stream.tell()
         if kind == b"C2PA":
             blocks.manifest_bytes += length
-        elif kind in (b"EXIF", b"XMP "):
-            if length > settings.max_metadata_bytes:
-                blocks.problems.append(
-                    f"a {kind.decode().strip()} chunk of {_size(length)} is over the "
-                    f"{_size(settings.max_metadata_bytes)} limit: not read"
-                )
-            elif kind == b"EXIF":
+        elif kind in (b"EXIF", b"XMP ") and not _over_limit(kind.decode().strip(), length, settings, blocks):
+            if kind == b"EXIF":
                 blocks.exif = blocks.exif or stream.read(length)
             else:
                 blocks.xmp = blocks.xmp or stream.read(length)
