@@ -257,7 +257,11 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
             [ENSEMBLE, *result.models],
             default=[ENSEMBLE],
             key=f"{key}_sources",
-            help="The ensemble and each model, for every tracked person.",
+            help=(
+                "The ensemble and each model, for every tracked person. A model drawn with fewer "
+                "points scored only some faces of each person (CLIP is slow, so it looks at a few, "
+                "spread over the video); its line joins them."
+            ),
         )
         st.plotly_chart(timeline_figure(result, sources or [ENSEMBLE]), key=f"{key}_timeline", width="stretch")
     elif result.kind == "video":
@@ -297,10 +301,13 @@ def _render_timeline_and_frames(record: Record, store: Store, service: AnalysisS
                     "person": f.track + 1,
                     ENSEMBLE: f.fake_probability,
                     **f.model_scores,
-                    "ensemble confidence": f.confidence,
+                    # MTCNN's confidence that this is a face, not anything about fakes.
+                    "face detection confidence": f.confidence,
                 }
                 for f in faces
-            ]
+            ],
+            # Every model gets a column; an empty cell is a face a costly member did not score.
+            columns=["person", ENSEMBLE, *result.models, "face detection confidence"],
         ),
         hide_index=True,
         width="stretch",

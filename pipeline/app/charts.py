@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,6 +84,8 @@ def timeline_figure(result: AnalysisResult, sources: Sequence[str] = (ENSEMBLE,)
                     x=x,
                     y=rows[source],
                     mode="lines+markers",
+                    # A costly member (CLIP) scores a few faces per person: join its points.
+                    connectgaps=True,
                     name=f"person {person} · {source}",
                     line={
                         "color": COLOURS[colour_index % len(COLOURS)],
@@ -202,11 +205,14 @@ def scores_table(results: Sequence[tuple[int, AnalysisResult]]) -> pd.DataFrame:
 
 def inference_times(results: Sequence[AnalysisResult]) -> pd.DataFrame:
     """Each model's inference time per face in milliseconds, averaged over the results that
-    used it (weighted by their number of faces)."""
+    used it (weighted by the number of faces it scored there: a costly member scores only some)."""
     totals: dict[str, list[float]] = {}
     for result in results:
-        faces = sum(len(frame.faces) for frame in result.frames)
+        faces_by_model = Counter(
+            model for frame in result.frames for face in frame.faces for model in face.model_scores
+        )
         for model, seconds in result.model_seconds_per_face.items():
+            faces = faces_by_model[model]
             total = totals.setdefault(model, [0.0, 0.0, 0.0])
             total[0] += seconds * faces
             total[1] += faces

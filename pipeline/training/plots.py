@@ -1,5 +1,5 @@
 """The evaluation report folder: ROC curves, reliability diagram, confusion matrix, t-SNE of the
-penultimate-layer features, and a Markdown summary."""
+features each member classifies, and a Markdown summary."""
 
 from __future__ import annotations
 
@@ -71,17 +71,20 @@ def plot_confusion(confusion: dict[str, int], path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def penultimate_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndarray:
-    """Pooled backbone features (the layer before the classifier) of one member."""
+def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndarray:
+    """The features one member classifies: a CNN's pooled backbone features (the layer before
+    its classifier), or the CLIP features a probe reads."""
     import keras
 
+    if name in ensemble.probes:
+        return ensemble.encoder.features(crops).named(ensemble.probes[name].feature)
     model = ensemble.models[name]
     features = keras.Model(model.input, model.get_layer("pool").output)
     return predict_crops(features, crops, ensemble.member(name).input_size, batch_size=64)
 
 
 def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: int = 300) -> None:
-    """t-SNE of each member's penultimate features, coloured by label and marked by source."""
+    """t-SNE of the features each member classifies, coloured by label and marked by source."""
     from sklearn.manifold import TSNE
 
     subset = balanced_subset(samples, per_class, seed=0)
@@ -94,7 +97,7 @@ def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: 
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names):
         embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(
-            penultimate_features(ensemble, name, crops)
+            member_features(ensemble, name, crops)
         )
         for source in sources:
             for label, colour, text in ((0, "tab:blue", "real"), (1, "tab:red", "fake")):
