@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,12 +13,12 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import REPO_ROOT
 from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
+from tests.command_line import run_cli
 from tests.scenes import grid_image, real_faces, two_people_video
 
 
@@ -189,17 +187,10 @@ def test_ensemble_file_round_trip(models_dir: Path, tmp_path: Path) -> None:
     assert all(m.gradcam_layer for m in spec.members if m.kind == KERAS)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600
-    )
-
-
 def test_cli_writes_a_32_frame_timeline_and_gradcam(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     video = shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"
-    run = _cli("analyze", str(video), "--json", str(out), "--cam", str(tmp_path / "cam"))
+    run = run_cli("analyze", str(video), "--json", str(out), "--cam", str(tmp_path / "cam"))
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["file"] == "0_aaqaifqrwn.mp4" and result["kind"] == "video"
@@ -229,7 +220,7 @@ def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Pat
 
     cv2.imwrite(str(no_face), data.coffee()[..., ::-1])
     bad = [empty, text, truncated, bomb, broken_jpeg]
-    run = _cli("analyze", *map(str, bad), str(no_face), "--frames", "4", "--json", str(tmp_path / "out.json"))
+    run = run_cli("analyze", *map(str, bad), str(no_face), "--frames", "4", "--json", str(tmp_path / "out.json"))
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]

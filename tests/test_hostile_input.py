@@ -25,21 +25,14 @@ from pipeline.config import REPO_ROOT, MediaSettings
 from pipeline.engine import media
 from pipeline.engine.analyze import Engine
 from pipeline.errors import MediaError
+from tests.command_line import run_cli
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Media
 
 pytest_plugins = ["dashboard_fixtures"]  # session fixtures: one engine, the shared media
 
-CLI_TIMEOUT_S = 600  # a hang (a FIFO opened for reading) fails the test instead of blocking it
 NOISE = ("Traceback", "[ WARN", "WARNING:tensorflow", "retracing", "oneDNN")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT_S
-    )
 
 
 def assert_quiet(stderr: str) -> None:
@@ -104,7 +97,7 @@ def batch_run(
         "newline",
         "lying_jpeg",
     ]
-    run = cli("analyze", *(str(odd_files[name]) for name in order), "--frames", "4", "--json", str(out))
+    run = run_cli("analyze", *(str(odd_files[name]) for name in order), "--frames", "4", "--json", str(out))
     return run, [order, json.loads(out.read_text())]
 
 
@@ -136,7 +129,7 @@ def test_a_newline_in_a_file_name_keeps_one_line_per_file(batch_run) -> None:
 
 
 def test_outputs_are_checked_before_any_work(odd_files: dict[str, Path], tmp_path: Path) -> None:
-    run = cli("analyze", str(odd_files["face"]), "--json", str(tmp_path / "no" / "such" / "folder" / "out.json"))
+    run = run_cli("analyze", str(odd_files["face"]), "--json", str(tmp_path / "no" / "such" / "folder" / "out.json"))
     assert run.returncode == 1 and run.stdout == ""
     assert run.stderr.strip().splitlines() == [
         f"error: cannot write {tmp_path}/no/such/folder/out.json: the folder {tmp_path}/no/such/folder does not exist"
@@ -145,14 +138,14 @@ def test_outputs_are_checked_before_any_work(odd_files: dict[str, Path], tmp_pat
 
 @pytest.mark.parametrize("frames", ["-3", "0", "many"])
 def test_a_bad_frame_count_is_refused(odd_files: dict[str, Path], frames: str) -> None:
-    run = cli("analyze", str(odd_files["face"]), "--frames", frames)
+    run = run_cli("analyze", str(odd_files["face"]), "--frames", frames)
     assert run.returncode == 2 and run.stdout == ""
     assert "argument --frames" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_one_failed_file_writes_one_json_object(odd_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "one.json"
-    run = cli("analyze", str(odd_files["missing"]), "--json", str(out))
+    run = run_cli("analyze", str(odd_files["missing"]), "--json", str(out))
     assert run.returncode == 1
     assert json.loads(out.read_text()) == {"file": "missing.jpg", "error": "'missing.jpg' was not found."}
 

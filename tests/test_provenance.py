@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
-import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -24,18 +21,18 @@ from PIL import Image
 from pipeline.app.sections import provenance_section
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import Store
-from pipeline.config import REPO_ROOT, ProvenanceSettings
+from pipeline.config import ProvenanceSettings
 from pipeline.engine.analyze import STAGES, Engine
 from pipeline.engine.provenance import NO_PROVENANCE, read_provenance
 from pipeline.results import AnalysisResult, Provenance
 from tests import provenance_factory as pf
+from tests.command_line import run_cli
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed, Media
 
 pytest_plugins = ["dashboard_fixtures"]  # session fixtures: one engine, the shared media
 
-CLI_TIMEOUT_S = 600
 SIGNER = f"{pf.SIGNER_NAME} ({pf.SIGNER_ORGANISATION})"
 
 
@@ -366,23 +363,13 @@ def test_the_engine_shows_provenance_beside_the_models_verdict(
 def test_cli_json_has_the_provenance_object(signed: dict[str, Path], media: Media, tmp_path: Path) -> None:
     junk = pf.damage_manifest(signed["ai"], tmp_path / "junk manifest.jpg")
     out = tmp_path / "out.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "analyze",
-            str(signed["ai"]),
-            str(junk),
-            str(media.image),
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=CLI_TIMEOUT_S,
+    run = run_cli(
+        "analyze",
+        str(signed["ai"]),
+        str(junk),
+        str(media.image),
+        "--json",
+        str(out),
     )
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr

@@ -27,6 +27,7 @@ from pipeline.training.calibration import (
     fit_temperature,
 )
 from pipeline.training.data import class_weights, load_samples, read_face
+from tests.command_line import run_cli
 
 
 def test_shared_splits_keep_each_source_video_on_one_side(shared_data: Path) -> None:
@@ -368,26 +369,15 @@ def test_evaluate_crops_reports_every_metric_per_model_and_source(
 
 def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "evaluate",
-            str(shared_data / "videos"),
-            "--json",
-            str(out),
-            "--per-class",
-            "2",
-            "--frames",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=600,
+    run = run_cli(
+        "evaluate",
+        str(shared_data / "videos"),
+        "--json",
+        str(out),
+        "--per-class",
+        "2",
+        "--frames",
+        "4",
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
