@@ -377,11 +377,17 @@ def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path
         "--per-class",
         "2",
         "--frames",
-        "4",
+        "8",  # more faces per person than CLIP scores (6)
+        "--report",
+        str(tmp_path / "report"),
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(out.read_text())
     assert set(report["video_level"]) == {"mean", "max_face_mean", "confident"}
+    # The plots too, though a costly member (CLIP) left some faces without a score.
+    for level in ("frame", "video"):
+        assert (tmp_path / "report" / f"roc_{level}.png").stat().st_size > 0
+        assert (tmp_path / "report" / f"reliability_{level}.png").stat().st_size > 0
     assert report["video_level"]["confident"]["ensemble"]["all"]["n"] == 4
     assert "video-level" in run.stdout and "frame-level" in run.stdout
 

@@ -23,13 +23,21 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height))
 
 
+def scored(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The labels and probabilities of the faces a model scored (a costly member, CLIP, leaves
+    NaN where it did not look)."""
+    known = np.isfinite(probabilities)
+    return labels[known], probabilities[known]
+
+
 def plot_roc(table: Any, path: Path, title: str) -> None:
     fig = _figure(4.5, 4.5)
     ax = fig.subplots()
-    for name, probabilities in table.probabilities.items():
-        if len(set(table.labels.tolist())) < 2:
+    for name, all_probabilities in table.probabilities.items():
+        labels, probabilities = scored(table.labels, all_probabilities)
+        if len(set(labels.tolist())) < 2:
             continue
-        fpr, tpr, _ = roc_curve(table.labels, probabilities)
+        fpr, tpr, _ = roc_curve(labels, probabilities)
         ax.plot(fpr, tpr, label=name, linewidth=2.5 if name == "ensemble" else 1.2)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set_xlabel("false positive rate (real called fake)")
@@ -43,8 +51,11 @@ def plot_roc(table: Any, path: Path, title: str) -> None:
 def plot_reliability(table: Any, path: Path, title: str, bins: int = 10) -> None:
     fig = _figure(4.5, 4.5)
     ax = fig.subplots()
-    for name, probabilities in table.probabilities.items():
-        observed, predicted = calibration_curve(table.labels, probabilities, n_bins=bins, strategy="uniform")
+    for name, all_probabilities in table.probabilities.items():
+        labels, probabilities = scored(table.labels, all_probabilities)
+        if not len(labels):
+            continue
+        observed, predicted = calibration_curve(labels, probabilities, n_bins=bins, strategy="uniform")
         ax.plot(predicted, observed, "o-", label=name, linewidth=2.5 if name == "ensemble" else 1.2)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     ax.set_xlabel("predicted fake probability")
