@@ -143,12 +143,6 @@ def _collage(faces: list[np.ndarray]) -> np.ndarray:
     return canvas
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10, open: the v4 ensemble calls 2 of these 20 crowds fake (18/20 real or uncertain, "
-    "19 needed): at its per-face false-alarm rate (about 20%) a crowd holds a real face scored 0.98 or "
-    "more, whose odds outweigh the rest in the mean-of-odds rule. Strict: when it passes, remove this mark.",
-)
 def test_a_crowd_of_real_faces_is_not_called_fake(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
     """20 collages of 20 real test faces each, drawn from every source's real test photos: at
     least 95% are `real` or `uncertain`, whatever per-face false alarms there are."""

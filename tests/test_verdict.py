@@ -109,3 +109,32 @@ def test_max_face_mean_is_over_frames_whoever_the_face_belongs_to() -> None:
     faces = faces_of(0, [0.1, 0.1]) + faces_of(1, [0.9, 0.3])
     verdict = decide(faces, sampled_frames=2, rule="max_face_mean", decision=DECISION)
     assert verdict.fake_probability == pytest.approx(0.6)
+
+
+# Real validation faces: 10% score 0.9 or more, 2% score 0.98 or more, 0.1% score 0.995 or more.
+FALSE_ALARMS = ((0.5, 0.2), (0.9, 0.1), (0.98, 0.02), (0.995, 0.001))
+WEIGHED = DecisionRule(0.5, 0.4, 0.6, false_alarm_curve=FALSE_ALARMS)
+
+
+def test_a_crowd_whose_top_score_real_faces_often_reach_is_uncertain_not_fake() -> None:
+    # 19 real-looking people and one at 0.99: the mean of the odds alone says fake.
+    faces = [face for person in range(19) for face in faces_of(person, [0.3] * 4)] + faces_of(19, [0.99] * 4)
+    assert decide(faces, sampled_frames=4, rule="mean", decision=DECISION).label == "fake"
+    verdict = decide(faces, sampled_frames=4, rule="mean", decision=WEIGHED)
+    # Among 20 real people, one at 0.98 or more (2% each): 1 - 0.98 ** 20 = 33% of the time.
+    assert WEIGHED.crowd_false_alarm(0.99, 20) == pytest.approx(1 - 0.98**20)
+    assert verdict.label == "uncertain" and verdict.tracks[19].label == "fake"
+    assert "among 20 real people" in verdict.reason and "33%" in verdict.reason
+
+
+def test_a_score_real_faces_rarely_reach_still_makes_a_crowd_fake() -> None:
+    # Two people, one at 0.997: real faces reach 0.995 0.1% of the time -> 0.2% for two people.
+    faces = faces_of(0, [0.05] * 4) + faces_of(1, [0.997] * 4)
+    assert decide(faces, sampled_frames=4, rule="mean", decision=WEIGHED).label == "fake"
+
+
+def test_one_person_is_judged_on_their_own_probability_whatever_the_curve() -> None:
+    verdict = decide(faces_of(0, [0.92] * 4), sampled_frames=4, rule="mean", decision=WEIGHED)
+    assert verdict.label == "fake"
+    assert WEIGHED.crowd_false_alarm(0.3, 5) == pytest.approx(1.0)  # below the curve: any real face
+    assert DECISION.crowd_false_alarm(0.99, 20) is None  # no curve: the rule is off

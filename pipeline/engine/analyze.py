@@ -198,7 +198,9 @@ class Engine:
         lap("score")
 
         spec = ensemble.spec
-        decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin)
+        decision = DecisionRule(
+            spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin, spec.false_alarm_curve
+        )
         verdict = decide(scored, len(sampled), rule, decision, settings.verdict.min_track_fraction)
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):

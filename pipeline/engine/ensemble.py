@@ -70,6 +70,10 @@ class EnsembleSpec:
     """A person is `uncertain` when two members' probabilities for them differ by more than this
     (measured on held-out sources, where such disagreement meant the ensemble was often wrong);
     None: never."""
+    false_alarm_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of real validation faces the ensemble scored at least that high),
+    rising probabilities: how often a real face scores as high by chance, which the verdict
+    weighs when a crowd's most suspicious person decides it; empty: not measured."""
     preprocessing: str = (
         "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
     )
@@ -88,6 +92,7 @@ class EnsembleSpec:
         members = tuple(MemberSpec(**m) for m in raw.pop("members"))
         raw.pop("format")
         raw["trained_on"] = tuple(raw.get("trained_on", ()))
+        raw["false_alarm_curve"] = tuple((float(p), float(share)) for p, share in raw.get("false_alarm_curve", ()))
         return EnsembleSpec(members=members, **raw)
 
     def save(self, path: Path) -> None:
@@ -95,6 +100,7 @@ class EnsembleSpec:
         data = {"format": ENSEMBLE_FORMAT, **asdict(self)}
         data["members"] = [asdict(m) for m in self.members]
         data["trained_on"] = list(self.trained_on)
+        data["false_alarm_curve"] = [list(point) for point in self.false_alarm_curve]
         path.write_text(json.dumps(data, indent=2) + "\n")
 
 

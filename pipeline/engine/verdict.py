@@ -5,7 +5,11 @@ The media's probability is that of "at least one person is fake", with the prior
 shows one swapped or generated person among the people seen: its odds are the mean of the
 people's odds. One person: their own probability. Twenty real faces in a crowd, one of them
 scored 0.9 by chance: about 0.35, not "fake" (a rule of "fake if any person is fake" would turn
-every per-face false positive into a fake crowd).
+every per-face false positive into a fake crowd). One real face scored 0.99 would still tip it,
+so with several people a `fake` must also be a score that real faces seldom reach: the chance
+that as many real people include one scored as high (from the ensemble's false-alarm curve,
+measured on real faces of sources the models never saw) must be under
+`VerdictSettings.crowd_false_alarm_chance`, else the media is `uncertain`.
 """
 
 from __future__ import annotations
@@ -71,6 +75,18 @@ class DecisionRule:
     uncertain_low: float = 0.4
     uncertain_high: float = 0.6
     disagreement_margin: float | None = None
+    false_alarm_curve: tuple[tuple[float, float], ...] = ()
+    crowd_false_alarm_chance: float = VerdictSettings.crowd_false_alarm_chance
+
+    def crowd_false_alarm(self, probability: float, people: int) -> float | None:
+        """The chance that `people` real people include one scored at least `probability`: from
+        the share of real validation faces at the curve's highest point not above it (so never
+        less than the share at `probability` itself). None without a curve."""
+        if not self.false_alarm_curve:
+            return None
+        shares = [share for point, share in self.false_alarm_curve if point <= probability]
+        share = shares[-1] if shares else 1.0
+        return 1.0 - (1.0 - share) ** people
 
     def label(self, probability: float) -> Label:
         if probability >= max(self.threshold, self.uncertain_high):
@@ -210,4 +226,15 @@ def decide(
         )
     elif label == "uncertain":
         reason += f"; {probability:.2f} is inside the uncertain band {decision.uncertain_low:.2f}-{decision.uncertain_high:.2f}"
+    elif label == "fake" and count > 1 and rule != "max_face_mean":
+        # One person alone: their probability is the answer. In a crowd, a real face scored
+        # this high by chance is likely enough among so many people that the crowd is not
+        # called fake on it (the crowd rule's odds are dominated by its top score).
+        chance = decision.crowd_false_alarm(worst.fake_probability, count)
+        if chance is not None and chance >= decision.crowd_false_alarm_chance:
+            label = "uncertain"
+            reason += (
+                f"; among {count} real people, one is scored {worst.fake_probability:.2f} or more "
+                f"{chance:.0%} of the time (real validation faces), so the crowd is uncertain"
+            )
     return Verdict(label, probability, reason, model_scores, tuple(summaries))

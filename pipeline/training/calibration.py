@@ -6,6 +6,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.metrics import roc_curve
 
+from pipeline.config import VerdictSettings
 from pipeline.engine.ensemble import sigmoid
 
 
@@ -80,3 +81,10 @@ def choose_disagreement_margin(
         if beyond.sum() >= min_items and correct[beyond].mean() < worst_accuracy:
             return round(float(margin), 2)
     return None
+
+
+def false_alarm_curve(
+    real_probabilities: np.ndarray, points: tuple[float, ...] = VerdictSettings.false_alarm_points
+) -> tuple[tuple[float, float], ...]:
+    """(probability, share of these real faces scored at least that high) at each point."""
+    return tuple((float(p), round(float(np.mean(real_probabilities >= p)), 5)) for p in points)

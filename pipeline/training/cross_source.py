@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 
 from pipeline.engine.ensemble import KERAS, sigmoid
-from pipeline.training.calibration import choose_disagreement_margin, choose_threshold, fit_temperature
+from pipeline.training.calibration import (
+    choose_disagreement_margin,
+    choose_threshold,
+    false_alarm_curve,
+    fit_temperature,
+)
 from pipeline.training.data import Sample
 from pipeline.training.evaluate import binary_metrics
 from pipeline.training.features import FEATURE_DIR
@@ -131,6 +136,8 @@ class FoldResult:
     """Per held-out item, the largest gap between two members' calibrated probabilities."""
     correct: np.ndarray
     """Per held-out item, whether the ensemble's answer at the fold threshold was right."""
+    real_probabilities: np.ndarray
+    """The ensemble's probabilities for the held-out real items (the false-alarm curve)."""
 
 
 def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldResult:
@@ -153,7 +160,8 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldRes
         [sigmoid(held.logits[n] / temperatures[n]) for n in weights if weights[n] > 0 and n in held.logits]
     )
     spread = members.max(axis=0) - members.min(axis=0)
-    return FoldResult(metrics, spread, (p_held >= threshold) == labels_held.astype(bool))
+    correct = (p_held >= threshold) == labels_held.astype(bool)
+    return FoldResult(metrics, spread, correct, p_held[labels_held == 0])
 
 
 def cross_source_table(
@@ -186,6 +194,11 @@ def cross_source_table(
         "members": [m["name"] for m in fold_members(recipe)],
         "disagreement_margin": margin,
         "disagreement_accuracy": _accuracy_by_spread(spread, correct),
+        # How often a real face from a source the models never saw scores at least p: what the
+        # crowd rule weighs (the recipe's `false_alarm_curve`).
+        "false_alarm_curve": [
+            list(point) for point in false_alarm_curve(np.concatenate([f.real_probabilities for f in folds.values()]))
+        ],
         "weight_trials": weight_trials(scored, [m["name"] for m in fold_members(recipe)]),
     }
 

@@ -20,6 +20,7 @@ from pipeline.training.calibration import (
     choose_threshold,
     choose_uncertain_band,
     expected_calibration_error,
+    false_alarm_curve,
     fit_temperature,
 )
 from pipeline.training.recipe import TrainedMember, samples_of, trained_logits
@@ -57,13 +58,16 @@ def fit_ensemble(
     aggregation: str = DEFAULT_AGGREGATION,
     weights: dict[str, float] | None = None,
     disagreement_margin: float | None = None,
+    held_out_false_alarms: Sequence[Sequence[float]] = (),
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
 
     `weights` (member -> weight, chosen on the cross-source table) fix the combination; without
     them, members are chosen by greedy forward selection on validation ROC AUC. Flip averaging
-    of the CNN members is used only when it raises validation AUC (it costs a second pass)."""
+    of the CNN members is used only when it raises validation AUC (it costs a second pass).
+    `held_out_false_alarms` (the cross-source table's curve of real held-out faces) becomes the
+    ensemble's false-alarm curve; without it, the validation reals' curve does."""
     val = samples_of(val_sources, "val", val_per_class)
     labels = np.asarray([s.label for s in val], dtype=float)
     both = {
@@ -137,9 +141,17 @@ def fit_ensemble(
         "ensemble_auc_without_flip": candidates[False][3],
         "ensemble_auc_with_flip": candidates[True][3],
         "weight_trials": trials,
+        "false_alarm_curve_from": "cross-source held-out reals" if held_out_false_alarms else "validation reals",
+        "validation_false_alarm_curve": false_alarm_curve(probabilities[labels == 0]),
     }
     spec = replace(
-        spec, threshold=round(threshold, 4), uncertain_low=low, uncertain_high=high, metrics={"validation": validation}
+        spec,
+        threshold=round(threshold, 4),
+        uncertain_low=low,
+        uncertain_high=high,
+        false_alarm_curve=tuple((float(p), float(share)) for p, share in held_out_false_alarms)
+        or false_alarm_curve(probabilities[labels == 0]),
+        metrics={"validation": validation},
     )
     spec.save(models_dir / ENSEMBLE_FILE)
     return validation

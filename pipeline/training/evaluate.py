@@ -149,7 +149,9 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
     seconds = dict.fromkeys(names, 0.0)
     faces_seen = 0
     spec = engine.ensemble.spec
-    decision = DecisionRule(spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin)
+    decision = DecisionRule(
+        spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin, spec.false_alarm_curve
+    )
     for sample in tqdm(samples, desc="analysing videos", file=sys.stderr, leave=False):
         try:
             result = engine.analyze(sample.path, frames=frames).result

@@ -41,6 +41,9 @@ class Recipe:
     members' settings, for cheaper training)."""
     held_out_per_class: int
     disagreement_margin: float | None
+    false_alarm_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of real held-out faces scored at least that), from the cross-source
+    table; empty: the ensemble uses its validation reals' curve."""
 
     @staticmethod
     def load(path: Path) -> Recipe:
@@ -59,6 +62,7 @@ class Recipe:
             cross_source=dict(raw.get("cross_source", {})),
             held_out_per_class=int(raw.get("held_out_per_class", 1000)),
             disagreement_margin=raw.get("disagreement_margin"),
+            false_alarm_curve=tuple((float(p), float(share)) for p, share in raw.get("false_alarm_curve", ())),
         )
 
 
