@@ -100,11 +100,11 @@ class VerdictSettings:
     does not decide the verdict (a passer-by or a false detection)."""
     crowd_false_alarm_chance: float = 0.05
     """Several people: the media is `fake` only if the chance that as many real people include
-    one scored as high as the most suspicious person (from the false-alarm curve of real
-    validation faces in ensemble.json) is below this; else `uncertain`. Conventional 5%."""
+    one scored as high as the most suspicious person (from the false-alarm curve in
+    ensemble.json) is below this; else `uncertain`. Conventional 5%."""
     false_alarm_points: tuple[float, ...] = (*(round(0.5 + 0.01 * k, 2) for k in range(50)), 0.995, 0.999)
-    """Probabilities at which `fit_ensemble` records the share of real validation faces scored
-    at least that high."""
+    """Probabilities at which the cross-source table (held-out real faces) and `fit_ensemble`
+    (validation real faces) record the share of real faces scored at least that high."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pipeline.engine.ensemble import Ensemble
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import read_provenance, verdict_reason
-from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide
 from pipeline.errors import PipelineError
 from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResult
 
@@ -198,10 +198,7 @@ class Engine:
         lap("score")
 
         spec = ensemble.spec
-        decision = DecisionRule(
-            spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin, spec.false_alarm_curve
-        )
-        verdict = decide(scored, len(sampled), rule, decision, settings.verdict.min_track_fraction)
+        verdict = decide(scored, len(sampled), rule, spec.decision_rule, settings.verdict.min_track_fraction)
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):
             by_position[face.position].append(

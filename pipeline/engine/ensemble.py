@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import ClipEncoder, ClipProbe
 from pipeline.engine.media import sha256_file
+from pipeline.engine.verdict import DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -71,9 +72,10 @@ class EnsembleSpec:
     (measured on held-out sources, where such disagreement meant the ensemble was often wrong);
     None: never."""
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
-    """(probability, share of real validation faces the ensemble scored at least that high),
-    rising probabilities: how often a real face scores as high by chance, which the verdict
-    weighs when a crowd's most suspicious person decides it; empty: not measured."""
+    """(probability, share of real faces the ensemble scored at least that high), rising
+    probabilities, measured on the real faces of held-out sources (else of the validation mix):
+    how often a real face scores as high by chance, which the verdict weighs when a crowd's
+    most suspicious person decides it; empty: not measured."""
     preprocessing: str = (
         "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
     )
@@ -92,7 +94,7 @@ class EnsembleSpec:
         members = tuple(MemberSpec(**m) for m in raw.pop("members"))
         raw.pop("format")
         raw["trained_on"] = tuple(raw.get("trained_on", ()))
-        raw["false_alarm_curve"] = tuple((float(p), float(share)) for p, share in raw.get("false_alarm_curve", ()))
+        raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
         return EnsembleSpec(members=members, **raw)
 
     def save(self, path: Path) -> None:
@@ -100,8 +102,19 @@ class EnsembleSpec:
         data = {"format": ENSEMBLE_FORMAT, **asdict(self)}
         data["members"] = [asdict(m) for m in self.members]
         data["trained_on"] = list(self.trained_on)
-        data["false_alarm_curve"] = [list(point) for point in self.false_alarm_curve]
         path.write_text(json.dumps(data, indent=2) + "\n")
+
+    @property
+    def decision_rule(self) -> DecisionRule:
+        """How this ensemble's probabilities become labels."""
+        return DecisionRule(
+            self.threshold, self.uncertain_low, self.uncertain_high, self.disagreement_margin, self.false_alarm_curve
+        )
+
+
+def read_curve(points: Any) -> tuple[tuple[float, float], ...]:
+    """A false-alarm curve read from JSON (lists of [probability, share])."""
+    return tuple((float(p), float(share)) for p, share in points)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -80,8 +80,8 @@ class DecisionRule:
 
     def crowd_false_alarm(self, probability: float, people: int) -> float | None:
         """The chance that `people` real people include one scored at least `probability`: from
-        the share of real validation faces at the curve's highest point not above it (so never
-        less than the share at `probability` itself). None without a curve."""
+        the share of real faces at the curve's highest point not above it (so never less than
+        the share at `probability` itself). None without a curve."""
         if not self.false_alarm_curve:
             return None
         shares = [share for point, share in self.false_alarm_curve if point <= probability]
@@ -235,6 +235,6 @@ def decide(
             label = "uncertain"
             reason += (
                 f"; among {count} real people, one is scored {worst.fake_probability:.2f} or more "
-                f"{chance:.0%} of the time (real validation faces), so the crowd is uncertain"
+                f"{chance:.0%} of the time (measured on real faces), so the crowd is uncertain"
             )
     return Verdict(label, probability, reason, model_scores, tuple(summaries))

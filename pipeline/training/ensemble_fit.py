@@ -58,7 +58,7 @@ def fit_ensemble(
     aggregation: str = DEFAULT_AGGREGATION,
     weights: dict[str, float] | None = None,
     disagreement_margin: float | None = None,
-    held_out_false_alarms: Sequence[Sequence[float]] = (),
+    held_out_false_alarms: tuple[tuple[float, float], ...] = (),
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
@@ -125,6 +125,7 @@ def fit_ensemble(
     threshold = choose_threshold(probabilities, labels)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
     sources = [s.source for s in val]
+    validation_false_alarms = false_alarm_curve(probabilities[labels == 0])
     validation = {
         "n": int(len(labels)),
         "single_auc": single_auc,
@@ -142,15 +143,14 @@ def fit_ensemble(
         "ensemble_auc_with_flip": candidates[True][3],
         "weight_trials": trials,
         "false_alarm_curve_from": "cross-source held-out reals" if held_out_false_alarms else "validation reals",
-        "validation_false_alarm_curve": false_alarm_curve(probabilities[labels == 0]),
+        "validation_false_alarm_curve": validation_false_alarms,
     }
     spec = replace(
         spec,
         threshold=round(threshold, 4),
         uncertain_low=low,
         uncertain_high=high,
-        false_alarm_curve=tuple((float(p), float(share)) for p, share in held_out_false_alarms)
-        or false_alarm_curve(probabilities[labels == 0]),
+        false_alarm_curve=held_out_false_alarms or validation_false_alarms,
         metrics={"validation": validation},
     )
     spec.save(models_dir / ENSEMBLE_FILE)

@@ -28,7 +28,7 @@ from sklearn.metrics import (
 )
 
 from pipeline.engine.ensemble import Ensemble
-from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.calibration import expected_calibration_error
 from pipeline.training.data import Sample, balanced_subset, is_video, load_samples, read_face
@@ -148,10 +148,7 @@ def score_videos(engine: Any, samples: list[Sample], frames: int | None = None) 
     video_labels, video_sources, no_face = [], [], []
     seconds = dict.fromkeys(names, 0.0)
     faces_seen = 0
-    spec = engine.ensemble.spec
-    decision = DecisionRule(
-        spec.threshold, spec.uncertain_low, spec.uncertain_high, spec.disagreement_margin, spec.false_alarm_curve
-    )
+    decision = engine.ensemble.spec.decision_rule
     for sample in tqdm(samples, desc="analysing videos", file=sys.stderr, leave=False):
         try:
             result = engine.analyze(sample.path, frames=frames).result

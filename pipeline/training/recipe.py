@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.engine.clip import ClipProbe
-from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits
+from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features
 from pipeline.training.probe import fit_probe
@@ -62,7 +62,7 @@ class Recipe:
             cross_source=dict(raw.get("cross_source", {})),
             held_out_per_class=int(raw.get("held_out_per_class", 1000)),
             disagreement_margin=raw.get("disagreement_margin"),
-            false_alarm_curve=tuple((float(p), float(share)) for p, share in raw.get("false_alarm_curve", ())),
+            false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
         )
 
 
