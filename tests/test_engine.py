@@ -169,6 +169,24 @@ def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
         Ensemble(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"false_alarm_curve": [["x", 1], [0.5]]},  # not (probability, share) pairs
+        {"members": [{"name": "a"}]},  # a member without its file
+        {"members": None},
+        {"an_unknown_setting": 1},
+    ],
+)
+def test_a_malformed_ensemble_description_is_one_clear_error(
+    models_dir: Path, tmp_path: Path, damage: dict[str, object]
+) -> None:
+    raw = json.loads((models_dir / ENSEMBLE_FILE).read_text())
+    (tmp_path / ENSEMBLE_FILE).write_text(json.dumps({**raw, **damage}))
+    with pytest.raises(ModelsMissingError, match="is malformed"):
+        EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
+
+
 def test_a_model_file_that_hides_code_is_refused(tmp_path: Path) -> None:
     inputs = keras.Input((32, 32, 3))
     outputs = keras.layers.Lambda(lambda x: x[:, :1, 0, 0])(inputs)

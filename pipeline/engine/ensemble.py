@@ -91,11 +91,14 @@ class EnsembleSpec:
             raise ModelsMissingError(f"cannot read the ensemble description {path}: {error}") from error
         if raw.get("format") != ENSEMBLE_FORMAT:
             raise ModelsMissingError(f"{path} has format {raw.get('format')!r}; this version reads {ENSEMBLE_FORMAT}")
-        members = tuple(MemberSpec(**m) for m in raw.pop("members"))
-        raw.pop("format")
-        raw["trained_on"] = tuple(raw.get("trained_on", ()))
-        raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
-        return EnsembleSpec(members=members, **raw)
+        try:
+            members = tuple(MemberSpec(**m) for m in raw.pop("members"))
+            raw.pop("format")
+            raw["trained_on"] = tuple(raw.get("trained_on", ()))
+            raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
+            return EnsembleSpec(members=members, **raw)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelsMissingError(f"the ensemble description {path} is malformed: {error!r}") from error
 
     def save(self, path: Path) -> None:
         """Write `ensemble.json` (members' hashes are what the history records as versions)."""
