@@ -408,3 +408,32 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
     # 2 crops + 3 faces from each of the 2 face-crop clips, all at frame level.
     assert report["frame_level"]["ensemble"]["all"]["n"] == 2 + 2 * 3
     assert report["video_level"]["mean"]["ensemble"]["all"]["n"] == 2
+
+
+@pytest.mark.parametrize(
+    "recipe_text",
+    [
+        '{"members": [{"kind": "clip_probe", "name": "clip"}], "false_alarm_curve": [[0.5]]}',
+        '{"members": [{"kind": "a_kind_that_does_not_exist", "name": "x"}]}',
+        '{"sources": ["dfdc-faces"]}',  # no members
+        "not json",
+    ],
+)
+def test_a_malformed_recipe_is_a_data_error_naming_the_file(tmp_path: Path, recipe_text: str) -> None:
+    from pipeline.training.recipe import Recipe
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(recipe_text)
+    with pytest.raises(DataError, match="recipe.json"):
+        Recipe.load(recipe)
+
+
+def test_a_malformed_recipe_is_one_line_from_the_command_line(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"members": [{"kind": "clip_probe", "name": "clip"}], "false_alarm_curve": [[0.5]]}')
+    for command in (["train-ensemble", "--models-dir", str(tmp_path / "models")], ["cross-source"]):
+        run = run_cli(*command, "--recipe", str(recipe), "--runs", str(tmp_path / "runs"))
+        assert run.returncode != 0
+        assert "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().startswith("error:") and "is malformed" in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr

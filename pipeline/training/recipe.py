@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.engine.clip import ClipProbe
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
+from pipeline.errors import DataError
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features
 from pipeline.training.probe import fit_probe
@@ -47,23 +48,29 @@ class Recipe:
 
     @staticmethod
     def load(path: Path) -> Recipe:
-        """Read a recipe file."""
-        raw = json.loads(path.read_text())
-        members = tuple(raw["members"])
-        for member in members:
-            if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
-                raise ValueError(f"{path}: unknown member kind {member.get('kind')!r}")
-        return Recipe(
-            sources=tuple(raw.get("sources", SOURCES)),
-            members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
-            weights=raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members},
-            aggregation=raw.get("aggregation", "mean"),
-            val_per_class=int(raw.get("val_per_class", 500)),
-            cross_source=dict(raw.get("cross_source", {})),
-            held_out_per_class=int(raw.get("held_out_per_class", 1000)),
-            disagreement_margin=raw.get("disagreement_margin"),
-            false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
-        )
+        """Read a recipe file; a missing or malformed one is a `DataError` naming what is wrong."""
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot read the recipe {path}: {error}") from error
+        try:
+            members = tuple(raw["members"])
+            for member in members:
+                if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
+                    raise ValueError(f"unknown member kind {member.get('kind')!r}")
+            return Recipe(
+                sources=tuple(raw.get("sources", SOURCES)),
+                members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
+                weights=raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members},
+                aggregation=raw.get("aggregation", "mean"),
+                val_per_class=int(raw.get("val_per_class", 500)),
+                cross_source=dict(raw.get("cross_source", {})),
+                held_out_per_class=int(raw.get("held_out_per_class", 1000)),
+                disagreement_margin=raw.get("disagreement_margin"),
+                false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise DataError(f"the recipe {path} is malformed: {error!r}") from error
 
 
 @dataclass(frozen=True)
