@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.engine.analyze import Engine
-from pipeline.engine.clip import ClipEncoder
+from pipeline.engine.clip import ClipEncoder, ClipProbe
 from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec
 from pipeline.engine.explain import explanation_maps
 from pipeline.engine.media import sha256_file
@@ -54,12 +54,13 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     train = load_samples(shared_data / "gan-faces", "train")
     train = [s for s in train if s.label == 0][:12] + [s for s in train if s.label == 1][:12]
     crops = np.stack([read_face(s.path, 224) for s in train])
-    features = encoder.features(crops, with_patches=True)
-    assert features.cls.shape == (24, 768) and features.embed.shape == (24, 512)
+    features = encoder.features(crops, patches_block=5)
+    assert features.cls.shape == (24, 12, 768) and features.embed.shape == (24, 512)
     assert features.patches is not None and features.patches.shape == (24, 196, 768)
-    assert np.allclose(features.patch_mean, features.patches.mean(axis=1), atol=1e-4)
+    assert np.allclose(features.patch_mean[:, 4], features.patches.mean(axis=1), atol=1e-4)
+    assert not np.allclose(features.cls[:, 4], features.cls[:, 11], atol=1e-2)  # blocks differ
     labels = np.asarray([s.label for s in train])
-    probe = fit_probe(features.cls, labels, ["gan-faces"] * 24, "cls", regularization=0.5)
+    probe = fit_probe(features.named("cls", 5), labels, ["gan-faces"] * 24, "cls", regularization=0.5, block=5)
     assert ((probe.logits(features) > 0) == labels).mean() >= 0.9  # it learned these faces
 
     models = tmp_path / "models"
@@ -79,6 +80,18 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     assert heat.shape == (224, 224) and heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
 
 
+def test_a_clip_probe_names_the_block_it_reads(models_dir: Path) -> None:
+    """A probe says which block's output it reads; one written before blocks were read (no
+    `block`) read the last, and a block the tower does not have is refused."""
+    shipped = json.loads((models_dir / "clip.json").read_text())
+    old = {k: v for k, v in shipped.items() if k != "block"}
+    assert ClipProbe.from_json(old).block == 12
+    assert ClipProbe.from_json({**shipped, "block": 5}).to_json()["block"] == 5
+    for block in (0, 13):
+        with pytest.raises(ValueError, match="between 1 and 12"):
+            ClipProbe.from_json({**shipped, "block": block})
+
+
 def test_a_faces_clip_features_do_not_depend_on_the_faces_beside_it(encoder: ClipEncoder, shared_data: Path) -> None:
     """The int8 encoder quantises activations per run: features cached for training (many crops
     at once) and the engine's (one person's faces) must both be each face's own."""
@@ -87,7 +100,7 @@ def test_a_faces_clip_features_do_not_depend_on_the_faces_beside_it(encoder: Cli
     together = encoder.features(crops)
     for i in (0, 5):
         alone = encoder.features(crops[i : i + 1])
-        assert np.allclose(alone.cls[0], together.cls[i], atol=1e-4)
+        assert np.allclose(alone.cls[0], together.cls[i], atol=1e-4)  # every block
         assert np.allclose(alone.embed[0], together.embed[i], atol=1e-4)
 
 
@@ -198,7 +211,7 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
                 "val_per_class": 50,
                 "held_out_per_class": 1000,
                 "members": [
-                    {"kind": "clip_probe", "name": "clip", "feature": "cls", "regularization": 0.5},
+                    {"kind": "clip_probe", "name": "clip", "feature": "cls", "block": 5, "regularization": 0.5},
                     {
                         "kind": "keras",
                         "name": "tiny",

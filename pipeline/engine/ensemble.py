@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.engine.clip import ClipEncoder, ClipProbe
+from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
@@ -187,9 +187,10 @@ class Ensemble:
 
     @property
     def encoder(self) -> ClipEncoder:
-        """The CLIP image encoder, loaded on first use."""
+        """The CLIP image encoder, loaded on first use, run up to the last block a probe reads."""
         if self._encoder is None:
-            self._encoder = ClipEncoder()
+            needed = [BLOCKS if p.feature == "embed" else p.block for p in self.probes.values()]
+            self._encoder = ClipEncoder(last_block=max(needed, default=BLOCKS))
         return self._encoder
 
     def member(self, name: str) -> MemberSpec:

@@ -122,9 +122,10 @@ def explanation_maps(
 
 def clip_map(ensemble: Ensemble, name: str, crop: np.ndarray) -> np.ndarray:
     """The CLIP member's map for one crop: each patch token's push towards "fake", in [0, 1]."""
-    patches = ensemble.encoder.features(crop[None], with_patches=True).patches
+    probe = ensemble.probes[name]
+    patches = ensemble.encoder.features(crop[None], patches_block=probe.block).patches
     assert patches is not None
-    contribution = ensemble.probes[name].patch_map(patches[0])
+    contribution = probe.patch_map(patches[0])
     return _to_crop_size(np.maximum(contribution, 0.0), crop.shape[0])
 
 

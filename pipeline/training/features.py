@@ -1,8 +1,9 @@
 """Cached CLIP features of prepared crops, so a probe trains (and the cross-source table is made)
 without running the encoder again: about 0.15 s per face on 2 cores.
 
-Layout: `FOLDER/features/clip-single/chunk-NNNNN.npz`, each holding the features of some crops and
-their file names (paths relative to the prepared folder). Any subset of a folder's crops can be
+Layout: `FOLDER/features/clip-blocks/chunk-NNNNN.npz`, each holding the features of some crops
+after every block (class token and patch mean, float16; 37 KB a crop) and their file names
+(paths relative to the prepared folder), so a recipe may choose any block without encoding again. Any subset of a folder's crops can be
 asked for: only the crops no chunk holds yet are computed, in new chunks written atomically, so
 a stopped run resumes where it stopped and a larger subset later reuses everything done.
 """
@@ -16,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.engine.clip import FEATURES, ClipEncoder
+from pipeline.engine.clip import BLOCKS, FEATURES, ClipEncoder
 
 CHUNK = 256
-FEATURE_DIR = Path("features") / "clip-single"
-"""Versioned: features encoded in batches (before the encoder ran one crop at a time, see
-`ClipEncoder.features`) lie in `features/clip` and are not used."""
+FEATURE_DIR = Path("features") / "clip-blocks"
+"""Versioned: `features/clip` (encoded in batches, before the encoder ran one crop at a time, see
+`ClipEncoder.features`) and `features/clip-single` (the last block only) are not used."""
 
 
 def _chunks(folder: Path) -> list[Path]:
@@ -51,16 +52,29 @@ def _compute(folder: Path, names: list[str], encoder: ClipEncoder) -> None:
         computed = encoder.features(crops)
         target = target_dir / f"chunk-{number:05d}.npz"
         partial = target_dir / f"chunk-{number:05d}.partial.npz"
-        np.savez(partial, files=np.asarray(part), **{f: computed.named(f).astype(np.float16) for f in FEATURES})
+        np.savez(
+            partial,
+            files=np.asarray(part),
+            cls=computed.cls.astype(np.float16),
+            patch_mean=computed.patch_mean.astype(np.float16),
+            embed=np.asarray(computed.embed).astype(np.float16),  # the whole tower ran
+        )
         partial.replace(target)
         number += 1
 
 
 def clip_features(
-    folder: Path, names: Sequence[str] | None = None, encoder: ClipEncoder | None = None
-) -> dict[str, np.ndarray]:
-    """Feature name -> float32 array with one row per crop of `names` (paths relative to the
-    prepared `folder`; default: every crop in its metadata.csv), computing what is missing."""
+    folder: Path,
+    names: Sequence[str] | None = None,
+    feature: str = "cls",
+    block: int = BLOCKS,
+    encoder: ClipEncoder | None = None,
+) -> np.ndarray:
+    """(N, D) float32: one feature (of `FEATURES`, after `block`) of each crop of `names` (paths
+    relative to the prepared `folder`; default: every crop in its metadata.csv), computing (all
+    blocks of) what is missing."""
+    if feature not in FEATURES:
+        raise ValueError(f"unknown CLIP feature {feature!r}")
     if names is None:
         import csv
 
@@ -72,7 +86,7 @@ def clip_features(
     if missing:
         _compute(folder, missing, encoder or ClipEncoder())
         index = _index(folder)
-    out = {f: np.zeros((len(names), 512 if f == "embed" else 768), np.float32) for f in FEATURES}
+    out = np.zeros((len(names), 512 if feature == "embed" else 768), np.float32)
     by_chunk: dict[Path, list[tuple[int, int]]] = {}
     for i, name in enumerate(names):
         chunk, row = index[name]
@@ -80,6 +94,6 @@ def clip_features(
     for chunk, pairs in by_chunk.items():
         with np.load(chunk) as data:
             positions, rows = zip(*pairs, strict=True)
-            for feature in FEATURES:
-                out[feature][list(positions)] = data[feature][list(rows)].astype(np.float32)
+            values = data[feature][list(rows)]
+            out[list(positions)] = values if feature == "embed" else values[:, block - 1]
     return out

@@ -88,7 +88,8 @@ def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndar
     import keras
 
     if name in ensemble.probes:
-        return ensemble.encoder.features(crops).named(ensemble.probes[name].feature)
+        probe = ensemble.probes[name]
+        return ensemble.encoder.features(crops).named(probe.feature, probe.block)
     model = ensemble.models[name]
     features = keras.Model(model.input, model.get_layer("pool").output)
     return predict_crops(features, crops, ensemble.member(name).input_size, batch_size=64)

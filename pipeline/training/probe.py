@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.engine.clip import ClipProbe
+from pipeline.engine.clip import BLOCKS, ClipProbe
 
 
 def balanced_weights(labels: Sequence[int], sources: Sequence[str]) -> np.ndarray:
@@ -23,10 +23,15 @@ def balanced_weights(labels: Sequence[int], sources: Sequence[str]) -> np.ndarra
 
 
 def fit_probe(
-    features: np.ndarray, labels: np.ndarray, sources: Sequence[str], feature: str, regularization: float = 1.0
+    features: np.ndarray,
+    labels: np.ndarray,
+    sources: Sequence[str],
+    feature: str,
+    regularization: float = 1.0,
+    block: int = BLOCKS,
 ) -> ClipProbe:
     """L2-regularised logistic regression (inverse strength `regularization`) on standardised
-    features, sources and classes balanced."""
+    features (`feature` after `block`), sources and classes balanced."""
     from sklearn.linear_model import LogisticRegression
 
     mean = features.mean(axis=0)
@@ -40,4 +45,5 @@ def fit_probe(
         scale.astype(np.float32),
         model.coef_[0].astype(np.float32),
         float(model.intercept_[0]),
+        block,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.clip import ClipProbe
+from pipeline.engine.clip import BLOCKS, ClipProbe
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
 from pipeline.training.data import Sample, balanced_subset, read_face
@@ -95,14 +95,14 @@ def samples_of(sources: Sequence[str], split: str | None, per_class: int | None,
     return chosen
 
 
-def clip_rows(samples: Sequence[Sample], feature: str) -> np.ndarray:
-    """Cached CLIP features of prepared crops, in the order of `samples`."""
+def clip_rows(samples: Sequence[Sample], feature: str, block: int = BLOCKS) -> np.ndarray:
+    """Cached CLIP features (after `block`) of prepared crops, in the order of `samples`."""
     by_folder: dict[Path, list[int]] = {}
     for i, sample in enumerate(samples):
         by_folder.setdefault(sample.path.parent.parent, []).append(i)
     out: np.ndarray | None = None
     for folder, rows in by_folder.items():
-        values = clip_features(folder, [samples[i].path.relative_to(folder).as_posix() for i in rows])[feature]
+        values = clip_features(folder, [samples[i].path.relative_to(folder).as_posix() for i in rows], feature, block)
         if out is None:
             out = np.zeros((len(samples), values.shape[1]), np.float32)
         out[rows] = values
@@ -138,13 +138,15 @@ def train_recipe_member(
     name = member["name"]
     if member["kind"] == CLIP_PROBE:
         feature = member.get("feature", "cls")
+        block = int(member.get("block", BLOCKS))
         train = samples_of(sources, "train", member.get("train_per_class"))
         probe = fit_probe(
-            clip_rows(train, feature),
+            clip_rows(train, feature, block),
             np.asarray([s.label for s in train]),
             [s.source for s in train],
             feature,
             float(member.get("regularization", 1.0)),
+            block,
         )
         path = runs / name / PROBE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +170,6 @@ def trained_logits(trained: TrainedMember, samples: Sequence[Sample], flip_avera
     """A trained member's raw logits on samples, as the engine computes them."""
     if trained.kind == CLIP_PROBE:
         probe = ClipProbe.from_json(json.loads(trained.path.read_text()))
-        return probe.logits_of(clip_rows(samples, probe.feature))
+        return probe.logits_of(clip_rows(samples, probe.feature, probe.block))
     flip = trained.flip_average if flip_average is None else flip_average
     return keras_logits(trained.path, trained.input_size, samples, flip)
