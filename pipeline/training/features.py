@@ -3,9 +3,10 @@ without running the encoder again: about 0.15 s per face on 2 cores.
 
 Layout: `FOLDER/features/clip-blocks/chunk-NNNNN.npz`, each holding the features of some crops
 after every block (class token and patch mean, float16; 37 KB a crop) and their file names
-(paths relative to the prepared folder), so a recipe may choose any block without encoding again. Any subset of a folder's crops can be
-asked for: only the crops no chunk holds yet are computed, in new chunks written atomically, so
-a stopped run resumes where it stopped and a larger subset later reuses everything done.
+(paths relative to the prepared folder), so a recipe may choose any block without encoding
+again. Any subset of a folder's crops can be asked for: only the crops no chunk holds yet are
+computed, in new chunks written atomically, so a stopped run resumes where it stopped and a
+larger subset later reuses everything done.
 """
 
 from __future__ import annotations
