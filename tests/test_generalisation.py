@@ -59,6 +59,8 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     assert features.patches is not None and features.patches.shape == (24, 196, 768)
     assert np.allclose(features.patch_mean[:, 4], features.patches.mean(axis=1), atol=1e-4)
     assert not np.allclose(features.cls[:, 4], features.cls[:, 11], atol=1e-2)  # blocks differ
+    with pytest.raises(ValueError, match="between 1 and 12"):
+        features.named("cls", 0)  # not a silent read of the last block
     labels = np.asarray([s.label for s in train])
     probe = fit_probe(features.named("cls", 5), labels, ["gan-faces"] * 24, "cls", regularization=0.5, block=5)
     assert ((probe.logits(features) > 0) == labels).mean() >= 0.9  # it learned these faces

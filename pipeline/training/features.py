@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.engine.clip import BLOCKS, FEATURES, ClipEncoder
+from pipeline.engine.clip import BLOCKS, FEATURES, ClipEncoder, block_index
 
 CHUNK = 256
 FEATURE_DIR = Path("features") / "clip-blocks"
@@ -58,7 +58,7 @@ def _compute(folder: Path, names: list[str], encoder: ClipEncoder) -> None:
             files=np.asarray(part),
             cls=computed.cls.astype(np.float16),
             patch_mean=computed.patch_mean.astype(np.float16),
-            embed=np.asarray(computed.embed).astype(np.float16),  # the whole tower ran
+            embed=np.asarray(computed.embed).astype(np.float16),  # the whole tower ran (checked)
         )
         partial.replace(target)
         number += 1
@@ -76,6 +76,9 @@ def clip_features(
     blocks of) what is missing."""
     if feature not in FEATURES:
         raise ValueError(f"unknown CLIP feature {feature!r}")
+    block_row = block_index(block)
+    if encoder is not None and encoder.last_block != BLOCKS:
+        raise ValueError("the feature cache holds every block: it needs the whole tower (last_block 12)")
     if names is None:
         import csv
 
@@ -96,5 +99,5 @@ def clip_features(
         with np.load(chunk) as data:
             positions, rows = zip(*pairs, strict=True)
             values = data[feature][list(rows)]
-            out[list(positions)] = values if feature == "embed" else values[:, block - 1]
+            out[list(positions)] = values if feature == "embed" else values[:, block_row]
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.clip import BLOCKS, ClipProbe
+from pipeline.engine.clip import BLOCKS, ClipProbe, block_index
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
 from pipeline.training.data import Sample, balanced_subset, read_face
@@ -58,6 +58,8 @@ class Recipe:
             for member in members:
                 if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
                     raise ValueError(f"unknown member kind {member.get('kind')!r}")
+                if member.get("kind") == CLIP_PROBE:
+                    block_index(int(member.get("block", BLOCKS)))
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
