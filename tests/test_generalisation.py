@@ -180,6 +180,34 @@ def test_a_crowd_of_real_faces_is_not_called_fake(engine: Engine, shared_data: P
     assert sum(v in ("real", "uncertain") for v in verdicts) >= 0.95 * COLLAGES, verdicts
 
 
+def test_reshared_crops_are_degraded_the_same_way_on_every_run(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cross-source table's re-shared crops: the same size and labels, visibly degraded, a
+    different degradation per crop, and bit for bit the same when made again from scratch."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.augment import jpeg
+    from pipeline.training.sources import reshared_samples
+
+    samples = load_samples(_subset(shared_data, tmp_path, "swap-faces", 4, "val"), "val")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "first"))
+    first = reshared_samples(samples)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "second"))
+    second = reshared_samples(samples)
+    assert [(s.label, s.group) for s in first] == [(s.label, s.group) for s in samples]
+    changes = []
+    for sample, copy, again in zip(samples, first, second, strict=True):
+        assert copy.path != again.path and str(tmp_path / "first") in str(copy.path)
+        original, degraded = cv2.imread(str(sample.path)), cv2.imread(str(copy.path))
+        assert degraded.shape == original.shape
+        assert np.array_equal(degraded, cv2.imread(str(again.path)))
+        change = float(np.abs(degraded.astype(float) - original.astype(float)).mean())
+        # Softer than the original's own JPEG noise at a high quality: degraded, not a copy.
+        assert change > np.abs(jpeg(original, 95).astype(float) - original.astype(float)).mean()
+        changes.append(round(change, 3))
+    assert len(set(changes)) == len(changes)  # each crop its own draw
+
+
 @pytest.mark.training
 def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -255,6 +283,14 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     for name in ("ensemble", "clip", "tiny"):
         assert {"roc_auc", "average_precision", "eer", "ece", "accuracy"} <= set(fold[name])
     assert "| swap-faces | **ensemble** |" in run.stdout
+    # The same held-out crops re-shared, scored by the same fold.
+    again = table["reshared_folds"]["swap-faces"]
+    assert again["ensemble"]["n"] == fold["ensemble"]["n"]
+    with np.load(tmp_path / "runs" / "cross-source" / "swap-faces" / "clip" / "logits.npz") as logits:
+        assert all(str(cache / "reshared") in path for path in logits["held_out_reshared__paths"])
+        assert not np.allclose(logits["held_out_reshared"], logits["held_out"])
+    assert set(table["reshared_mean"]) == {"ensemble", "clip", "tiny"}
+    assert "re-shared: ROC AUC" in run.stdout
     # How often the held-out real faces score at least p: never rising with p, a share of them.
     shares = [share for _, share in table["false_alarm_curve"]]
     assert len(shares) > 2 and all(0 <= b <= a <= 1 for a, b in zip(shares, shares[1:]))

@@ -41,6 +41,18 @@ class AugmentSettings:
     scale: tuple[float, float] = (0.9, 1.1)
 
 
+@dataclass(frozen=True)
+class ReshareSettings:
+    """How the cross-source table re-shares a held-out crop: downscaled by a factor drawn from
+    `scale` and brought back to its size, then JPEG-compressed at a quality drawn from
+    `jpeg_quality`, as a picture that went through a messaging app or a social network before it
+    was uploaded. Drawn once per crop from a seed of its name, so every run scores the same
+    pictures."""
+
+    scale: tuple[float, float] = (0.5, 1.0)
+    jpeg_quality: tuple[int, int] = (50, 90)
+
+
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else image
@@ -94,6 +106,12 @@ def augment(image: np.ndarray, rng: np.random.Generator, settings: AugmentSettin
     if rng.random() < s.jpeg_p:
         image = jpeg(image, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
     return image
+
+
+def reshare(image: np.ndarray, rng: np.random.Generator, settings: ReshareSettings = ReshareSettings()) -> np.ndarray:
+    """A re-shared copy of a crop (see `ReshareSettings`)."""
+    image = rescale(image, rng.uniform(*settings.scale))
+    return jpeg(image, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
 
 
 def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:

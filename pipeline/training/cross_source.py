@@ -4,7 +4,10 @@ For each source in turn, every member of the recipe is trained on the other sour
 train splits), calibrated and combined on their validation splits, and scores the held-out
 source, all of it (none of it was seen), at most `held_out_per_class` items per class. The table
 lists frame-level ROC AUC, AP, EER, ECE and accuracy at the fold's own threshold per held-out
-source and member, and their mean. Every recipe choice is made on this table and on validation
+source and member, and their mean, twice: on the held-out crops as they are, and on the same
+crops re-shared (downscaled and JPEG-compressed, seeded per crop: `ReshareSettings`), because an
+upload has usually been passed around before it reaches the engine, and a feature that ranks clean
+crops well may not survive that. Every recipe choice is made on this table and on validation
 splits, never on test splits.
 
 Folds are slow (a CNN member trains for each), so each fold keeps its members and their logits
@@ -19,13 +22,14 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.engine.ensemble import KERAS, sigmoid
+from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import (
     choose_disagreement_margin,
     choose_threshold,
@@ -36,8 +40,10 @@ from pipeline.training.data import Sample
 from pipeline.training.evaluate import binary_metrics
 from pipeline.training.features import FEATURE_DIR
 from pipeline.training.recipe import Recipe, samples_of, train_recipe_member, trained_logits
+from pipeline.training.sources import reshared_samples
 
 ENSEMBLE = "ensemble"
+RESHARED = "held_out_reshared"
 METRICS = ("roc_auc", "average_precision", "eer", "ece", "accuracy")
 
 
@@ -59,17 +65,18 @@ def _settings_hash(member: dict[str, Any], overrides: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _cached_logits(cache: Path, sets: dict[str, list[Sample]], settings: str) -> dict[str, np.ndarray] | None:
+def _cached_logits(cache: Path, sets: dict[str, list[Sample]], settings: str) -> dict[str, np.ndarray]:
+    """The logits of the named sets the cache holds for exactly these samples and settings."""
     if not cache.exists():
-        return None
+        return {}
     with np.load(cache, allow_pickle=False) as data:
         if "settings" not in data or str(data["settings"]) != settings:
-            return None
-        for name, samples in sets.items():
-            key = f"{name}__paths"
-            if key not in data or data[key].tolist() != [str(s.path) for s in samples]:
-                return None
-        return {name: data[name] for name in sets}
+            return {}
+        return {
+            name: data[name]
+            for name, samples in sets.items()
+            if name in data and data[f"{name}__paths"].tolist() == [str(s.path) for s in samples]
+        }
 
 
 def member_logits(
@@ -81,13 +88,16 @@ def member_logits(
     overrides: dict[str, Any],
 ) -> dict[str, np.ndarray]:
     """Train one member on `train_sources` (or reuse it) and return its logits on each named
-    sample set; cached in `runs/NAME/logits.npz`."""
+    sample set; cached in `runs/NAME/logits.npz`, set by set, so a set added later (the re-shared
+    held-out crops) is scored by the member already trained."""
     cache = runs / member["name"] / "logits.npz"
     settings = _settings_hash(member, overrides)
-    if resume and (cached := _cached_logits(cache, sets, settings)) is not None:
-        return cached
+    logits = _cached_logits(cache, sets, settings) if resume else {}
+    missing = [name for name in sets if name not in logits]
+    if not missing:
+        return logits
     trained = train_recipe_member(member, train_sources, runs, overrides, resume)
-    logits = {name: trained_logits(trained, samples) for name, samples in sets.items()}
+    logits.update({name: trained_logits(trained, sets[name]) for name in missing})
     np.savez(
         cache,
         settings=np.asarray(settings),
@@ -97,22 +107,24 @@ def member_logits(
     return logits
 
 
-def run_fold(recipe: Recipe, held_out: str, runs: Path, resume: bool = True) -> tuple[Scored, Scored]:
-    """Train the recipe without `held_out` and score the validation mix of the other sources and
-    all of the held-out source."""
+def run_fold(recipe: Recipe, held_out: str, runs: Path, resume: bool = True) -> tuple[Scored, Scored, Scored]:
+    """Train the recipe without `held_out` and score the validation mix of the other sources,
+    all of the held-out source, and the same held-out crops re-shared."""
     train_sources = [s for s in recipe.sources if s != held_out]
     fold_runs = runs / "cross-source" / held_out
+    held_samples = samples_of([held_out], None, recipe.held_out_per_class)
     sets = {
         "val": samples_of(train_sources, "val", recipe.val_per_class),
-        "held_out": samples_of([held_out], None, recipe.held_out_per_class),
+        "held_out": held_samples,
+        RESHARED: reshared_samples(held_samples),
     }
-    val_logits: dict[str, np.ndarray] = {}
-    held_logits: dict[str, np.ndarray] = {}
+    logits: dict[str, dict[str, np.ndarray]] = {name: {} for name in sets}
     for member in fold_members(recipe):
         overrides = recipe.cross_source.get("keras", {}) if member["kind"] == KERAS else {}
-        logits = member_logits(member, train_sources, sets, fold_runs, resume, overrides)
-        val_logits[member["name"]], held_logits[member["name"]] = logits["val"], logits["held_out"]
-    return Scored(sets["val"], val_logits), Scored(sets["held_out"], held_logits)
+        for name, values in member_logits(member, train_sources, sets, fold_runs, resume, overrides).items():
+            logits[name][member["name"]] = values
+    val, held, reshared = (Scored(sets[name], logits[name]) for name in ("val", "held_out", RESHARED))
+    return val, held, reshared
 
 
 def fold_members(recipe: Recipe) -> list[dict]:
@@ -164,32 +176,45 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldRes
     return FoldResult(metrics, spread, correct, p_held[labels_held == 0])
 
 
-def cross_source_table(
-    recipe: Recipe, runs: Path, held_out: Sequence[str] | None = None, resume: bool = True
-) -> dict[str, Any]:
-    """The whole table: per held-out source, each member and the ensemble; then the mean over
-    sources; and the disagreement margin measured on all held-out items."""
-    folds: dict[str, FoldResult] = {}
-    scored: dict[str, tuple[Scored, Scored]] = {}
-    for source in held_out or recipe.sources:
-        val, held = run_fold(recipe, source, runs, resume)
-        scored[source] = (val, held)
-        folds[source] = fold_result(val, held, recipe.weights)
-        print(f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}", file=sys.stderr)
-    names = [m["name"] for m in fold_members(recipe)] + [ENSEMBLE]
-    mean = {
+def _mean(folds: dict[str, FoldResult], names: list[str]) -> dict[str, dict[str, float]]:
+    return {
         name: {
             k: float(np.mean([f.metrics[name][k] for f in folds.values() if f.metrics[name][k] is not None]))
             for k in METRICS
         }
         for name in names
     }
+
+
+def cross_source_table(
+    recipe: Recipe, runs: Path, held_out: Sequence[str] | None = None, resume: bool = True
+) -> dict[str, Any]:
+    """The whole table: per held-out source, each member and the ensemble, on the held-out crops
+    as they are and re-shared; then the means over sources; and the disagreement margin and
+    false-alarm curve measured on all held-out items as they are."""
+    folds: dict[str, FoldResult] = {}
+    reshared: dict[str, FoldResult] = {}
+    scored: dict[str, tuple[Scored, Scored, Scored]] = {}
+    for source in held_out or recipe.sources:
+        scored[source] = run_fold(recipe, source, runs, resume)
+        val, held, held_reshared = scored[source]
+        folds[source] = fold_result(val, held, recipe.weights)
+        reshared[source] = fold_result(val, held_reshared, recipe.weights)
+        print(
+            f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
+            f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}",
+            file=sys.stderr,
+        )
+    names = [m["name"] for m in fold_members(recipe)] + [ENSEMBLE]
     spread = np.concatenate([f.spread for f in folds.values()])
     correct = np.concatenate([f.correct for f in folds.values()])
     margin = choose_disagreement_margin(spread, correct) if len(fold_members(recipe)) > 1 else None
     return {
         "folds": {source: f.metrics for source, f in folds.items()},
-        "mean": mean,
+        "mean": _mean(folds, names),
+        "reshared_folds": {source: f.metrics for source, f in reshared.items()},
+        "reshared_mean": _mean(reshared, names),
+        "reshare": asdict(ReshareSettings()),
         "weights": recipe.weights,
         "members": [m["name"] for m in fold_members(recipe)],
         "disagreement_margin": margin,
@@ -206,10 +231,10 @@ def cross_source_table(
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def weight_trials(scored: dict[str, tuple[Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
-    """The mean held-out ensemble ROC AUC of each weighting of the first member (the CLIP probe
-    in the shipped recipe) against the others (weight 1 each), and of each member alone: how the
-    recipe's weights are chosen on this table."""
+def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
+    """The mean held-out ensemble ROC AUC (as they are, and re-shared) of each weighting of the
+    first member (the CLIP probe in the shipped recipe) against the others (weight 1 each), and
+    of each member alone: how the recipe's weights are chosen on this table."""
     if len(names) < 2:
         return []
     first, rest = names[0], names[1:]
@@ -217,12 +242,15 @@ def weight_trials(scored: dict[str, tuple[Scored, Scored]], names: list[str]) ->
     trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in WEIGHT_GRID if w > 0]
     rows = []
     for weights in trials:
-        aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held in scored.values()]
+        aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held, _ in scored.values()]
+        reshared = [fold_result(val, r, weights).metrics[ENSEMBLE]["roc_auc"] for val, _, r in scored.values()]
         rows.append(
             {
                 "weights": weights,
                 "mean_roc_auc": float(np.mean(aucs)),
+                "mean_roc_auc_reshared": float(np.mean(reshared)),
                 "by_source": dict(zip(scored, aucs, strict=True)),
+                "by_source_reshared": dict(zip(scored, reshared, strict=True)),
             }
         )
     return rows
@@ -246,11 +274,13 @@ def _accuracy_by_spread(spread: np.ndarray, correct: np.ndarray) -> list[dict[st
 
 
 def table_markdown(table: dict[str, Any]) -> str:
-    """The table as Markdown: one row per held-out source and model, the ensemble first."""
+    """The table as Markdown: one row per held-out source and model, the ensemble first, with
+    the held-out crops as they are and re-shared side by side."""
     names = [ENSEMBLE, *table["members"]]
+    columns = ("ROC AUC", "AP", "EER", "ECE", "accuracy at threshold")
     lines = [
-        "| held-out source | model | n | ROC AUC | AP | EER | ECE | accuracy at threshold |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| held-out source | model | n | {' | '.join(columns)} | re-shared: {' | '.join(columns)} |",
+        "|---|---|---|" + "---|" * 2 * len(columns),
     ]
 
     def cells(m: dict[str, Any]) -> str:
@@ -259,8 +289,9 @@ def table_markdown(table: dict[str, Any]) -> str:
     for source, fold in table["folds"].items():
         for name in names:
             label = f"**{name}**" if name == ENSEMBLE else name
-            lines.append(f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} |")
+            again = table["reshared_folds"][source][name]
+            lines.append(f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} | {cells(again)} |")
     for name in names:
         label = f"**{name}**" if name == ENSEMBLE else name
-        lines.append(f"| **mean** | {label} | | {cells(table['mean'][name])} |")
+        lines.append(f"| **mean** | {label} | | {cells(table['mean'][name])} | {cells(table['reshared_mean'][name])} |")
     return "\n".join(lines)

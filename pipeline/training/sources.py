@@ -6,16 +6,25 @@ folder given by its path. `sd-faces` has no real side (Stable Diffusion portrait
 paired with real photos of the same size and kind: half of the `swap-faces` real photos (FFHQ,
 256 px), chosen by a hash of their group, while `swap-faces` keeps the other half. Each source
 is then self-contained, and holding one out of training holds out its reals too.
+
+`reshared_samples` gives re-shared copies of crops (downscaled and JPEG-compressed, seeded by each
+crop's name), so the cross-source table also says how a recipe does on pictures that were passed
+around before they were uploaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from pipeline.config import cache_dir
+from pipeline.training.augment import ReshareSettings, reshare
 from pipeline.training.data import Sample, load_samples
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
@@ -62,3 +71,30 @@ def ensure_prepared(sources: Sequence[str]) -> None:
         if Path(source).is_dir() or (prepared_root() / source / "metadata.csv").exists():
             continue
         prepare(shared_data_dir() / source, prepared_root() / source)
+
+
+def reshared_root(settings: ReshareSettings = ReshareSettings()) -> Path:
+    """Where re-shared copies made with `settings` are kept (one folder per settings)."""
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir() / "reshared" / digest
+
+
+def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = ReshareSettings()) -> list[Sample]:
+    """The samples with their crops re-shared (see `ReshareSettings`): copies under
+    `reshared_root()`, made once (each drawn from a seed of the crop's folder and name, so a copy
+    is the same on every run and machine), same order, labels and groups."""
+    out = []
+    for sample in samples:
+        folder = sample.path.parent.parent
+        name = f"{folder.name}/{sample.path.relative_to(folder).as_posix()}"
+        target = reshared_root(settings) / name
+        if not target.exists():
+            rgb = cv2.cvtColor(cv2.imread(str(sample.path)), cv2.COLOR_BGR2RGB)
+            seed = int(hashlib.sha256(name.encode()).hexdigest()[:16], 16)
+            copy = reshare(rgb, np.random.default_rng(seed), settings)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f"{target.stem}.partial{target.suffix}")
+            cv2.imwrite(str(partial), cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
+            partial.replace(target)
+        out.append(replace(sample, path=target, landmarks=None))
+    return out
