@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.engine.analyze import Engine
-from pipeline.engine.clip import ClipEncoder, ClipProbe
+from pipeline.engine.clip import ClipEncoder, ClipProbe, _tower_to_block
 from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec
 from pipeline.engine.explain import explanation_maps
 from pipeline.engine.media import sha256_file
@@ -80,6 +80,24 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     assert scores.ensemble == pytest.approx(expected, abs=1e-5)
     heat = explanation_maps(ensemble, face)["clip"]
     assert heat.shape == (224, 224) and heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEncoder, shared_data: Path) -> None:
+    """The int8 tower's products run uint8 by uint8, which onnxruntime computes exactly on every
+    CPU (uint8 by int8 saturates on x86 CPUs without VNNI, and the same face got other features
+    there): block 5's class tokens of two faces equal the reference made on a CPU that computes
+    them exactly."""
+    import onnx
+
+    graph, _ = _tower_to_block(encoder.path, 5)
+    model = onnx.load_from_string(graph)
+    weights = {w.name: w.data_type for w in model.graph.initializer}
+    products = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert products and all(weights[n.input[1]] == onnx.TensorProto.UINT8 for n in products)
+    samples = load_samples(shared_data / "gan-faces", "train")[:2]
+    tokens = encoder.features(np.stack([read_face(s.path, 224) for s in samples])).cls[:, 4]
+    reference = np.load(Path(__file__).parent / "fixtures" / "clip_block5_reference.npy")
+    assert np.allclose(tokens, reference, atol=1e-4), np.abs(tokens - reference).max()
 
 
 def test_a_clip_probe_names_the_block_it_reads(models_dir: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -109,10 +110,30 @@ def _tower_to_block(path: os.PathLike[str], last_block: int) -> tuple[bytes, lis
             needed.update(node.input)
     del graph.node[:]
     graph.node.extend(reversed(nodes))
-    weights = [w for w in graph.initializer if w.name in needed]
+    signed = _signed_matmul_weights(graph)
+    weights = [_unsigned(w) if w.name in signed else w for w in graph.initializer if w.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(weights)
     return model.SerializeToString(), blocks
+
+
+def _signed_matmul_weights(graph: Any) -> set[str]:
+    """Names of the int8 weights (and their zero points) of the graph's integer matrix products."""
+    signed = {w.name for w in graph.initializer if w.data_type == 3}  # TensorProto.INT8
+    return {name for node in graph.node if node.op_type == "MatMulInteger" for name in node.input[1::2]} & signed
+
+
+def _unsigned(weight: Any) -> Any:
+    """An int8 weight (or zero point) shifted by 128 into uint8: the same products exactly.
+
+    Why: onnxruntime multiplies uint8 activations by int8 weights with an instruction that, on
+    x86 CPUs without VNNI, adds pairs of products in 16 bits and saturates, so the same crop got
+    other features (and other verdicts) on another CPU. uint8 by uint8 is computed exactly on
+    every CPU, so every machine now gives the exact integer result."""
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(weight).astype(np.int16) + 128
+    return numpy_helper.from_array(values.astype(np.uint8), weight.name)
 
 
 class ClipEncoder:
