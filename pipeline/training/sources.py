@@ -81,13 +81,16 @@ def reshared_root(settings: ReshareSettings = ReshareSettings()) -> Path:
 
 def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = ReshareSettings()) -> list[Sample]:
     """The samples with their crops re-shared (see `ReshareSettings`): copies under
-    `reshared_root()`, made once (each drawn from a seed of the crop's folder and name, so a copy
-    is the same on every run and machine), same order, labels and groups."""
+    `reshared_root()`, made once (each drawn from a seed of the crop's folder name and file name,
+    so a copy is the same on every run and machine), same order, labels and groups."""
+    root = reshared_root(settings)
     out = []
     for sample in samples:
         folder = sample.path.parent.parent
         name = f"{folder.name}/{sample.path.relative_to(folder).as_posix()}"
-        target = reshared_root(settings) / name
+        # Kept apart per folder path: two folders of the same name hold different crops.
+        where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+        target = root / f"{folder.name}-{where}" / sample.path.relative_to(folder)
         if not target.exists():
             rgb = cv2.cvtColor(cv2.imread(str(sample.path)), cv2.COLOR_BGR2RGB)
             seed = int(hashlib.sha256(name.encode()).hexdigest()[:16], 16)
