@@ -119,7 +119,9 @@ def _tower_to_block(path: os.PathLike[str], last_block: int) -> tuple[bytes, lis
 
 def _signed_matmul_weights(graph: Any) -> set[str]:
     """Names of the int8 weights (and their zero points) of the graph's integer matrix products."""
-    signed = {w.name for w in graph.initializer if w.data_type == 3}  # TensorProto.INT8
+    from onnx import TensorProto
+
+    signed = {w.name for w in graph.initializer if w.data_type == TensorProto.INT8}
     return {name for node in graph.node if node.op_type == "MatMulInteger" for name in node.input[1::2]} & signed
 
 

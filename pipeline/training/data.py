@@ -131,12 +131,18 @@ def balanced_subset(samples: Sequence[Sample], per_class: int, seed: int) -> lis
     return chosen
 
 
-def read_face(path: Path, size: int) -> np.ndarray:
-    """A face crop file as RGB uint8, resized to `size` x `size`."""
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8, at its own size; an unreadable one is a `DataError`."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DataError(f"cannot read image {path}")
-    if bgr.shape[0] != size or bgr.shape[1] != size:
-        interpolation = cv2.INTER_AREA if bgr.shape[0] > size else cv2.INTER_LINEAR
-        bgr = cv2.resize(bgr, (size, size), interpolation=interpolation)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_face(path: Path, size: int) -> np.ndarray:
+    """A face crop file as RGB uint8, resized to `size` x `size`."""
+    rgb = read_rgb(path)
+    if rgb.shape[0] != size or rgb.shape[1] != size:
+        interpolation = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, (size, size), interpolation=interpolation)
+    return rgb

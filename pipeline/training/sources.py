@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.config import cache_dir
 from pipeline.training.augment import ReshareSettings, reshare
-from pipeline.training.data import Sample, load_samples
+from pipeline.training.data import Sample, load_samples, read_rgb
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 """The shared sources, in the order the cross-source table lists them."""
@@ -87,14 +87,13 @@ def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = Resh
     out = []
     for sample in samples:
         folder = sample.path.parent.parent
-        name = f"{folder.name}/{sample.path.relative_to(folder).as_posix()}"
+        relative = sample.path.relative_to(folder)
         # Kept apart per folder path: two folders of the same name hold different crops.
         where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
-        target = root / f"{folder.name}-{where}" / sample.path.relative_to(folder)
+        target = root / f"{folder.name}-{where}" / relative
         if not target.exists():
-            rgb = cv2.cvtColor(cv2.imread(str(sample.path)), cv2.COLOR_BGR2RGB)
-            seed = int(hashlib.sha256(name.encode()).hexdigest()[:16], 16)
-            copy = reshare(rgb, np.random.default_rng(seed), settings)
+            seed = int(hashlib.sha256(f"{folder.name}/{relative.as_posix()}".encode()).hexdigest()[:16], 16)
+            copy = reshare(read_rgb(sample.path), np.random.default_rng(seed), settings)
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f"{target.stem}.partial{target.suffix}")
             cv2.imwrite(str(partial), cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
