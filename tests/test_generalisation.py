@@ -226,6 +226,39 @@ def test_reshared_crops_are_degraded_the_same_way_on_every_run(
     assert len(set(changes)) == len(changes)  # each crop its own draw
 
 
+def test_the_probe_can_train_on_the_cnns_degraded_views_of_its_crops(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`augmented_views`: each view is the CNNs' own augmentation of every training crop, made
+    once per crop and view, the same from scratch; the probe trains on the crops and their views
+    (their features computed by the real encoder) and comes out different."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.recipe import train_recipe_member
+    from pipeline.training.sources import augmented_samples
+
+    folder = _subset(shared_data, tmp_path, "gan-faces", 6)
+    samples = load_samples(folder, "train")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "again"))
+    again = augmented_samples(samples, 0)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    views = [augmented_samples(samples, view) for view in (0, 1)]
+    for sample, first, second, remade in zip(samples, *views, again, strict=True):
+        original = cv2.imread(str(sample.path))
+        pictures = [cv2.imread(str(v.path)) for v in (first, second)]
+        assert (first.label, first.group) == (sample.label, sample.group)
+        assert all(p.shape == original.shape for p in pictures)
+        assert np.array_equal(pictures[0], cv2.imread(str(remade.path)))
+        assert not np.array_equal(pictures[0], pictures[1])  # each view its own draw
+    member = {"kind": "clip_probe", "name": "clip", "block": 5, "regularization": 0.5}
+    plain = train_recipe_member(member, [str(folder)], tmp_path / "runs")
+    augmented = train_recipe_member({**member, "name": "aug", "augmented_views": 2}, [str(folder)], tmp_path / "runs")
+    for view in views:
+        copies = view[0].path.parent.parent
+        assert len(list((copies / "features" / "clip-blocks").glob("chunk-*.npz"))) == 1
+    weights = [np.asarray(json.loads(t.path.read_text())["weights"]) for t in (plain, augmented)]
+    assert not np.allclose(*weights)
+
+
 @pytest.mark.training
 def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

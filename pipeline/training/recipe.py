@@ -20,7 +20,7 @@ from pipeline.errors import DataError
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features
 from pipeline.training.probe import fit_probe
-from pipeline.training.sources import SOURCES, source_samples
+from pipeline.training.sources import SOURCES, augmented_samples, source_samples
 
 PROBE_FILE = "clip_probe.json"
 
@@ -142,6 +142,9 @@ def train_recipe_member(
         feature = member.get("feature", "cls")
         block = int(member.get("block", BLOCKS))
         train = samples_of(sources, "train", member.get("train_per_class"))
+        # Degraded views of the same crops (as the CNNs train on), so the probe does not lean
+        # on fine pixel statistics a downscaled or recompressed upload no longer has.
+        train += [v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(train, view)]
         probe = fit_probe(
             clip_rows(train, feature, block),
             np.asarray([s.label for s in train]),

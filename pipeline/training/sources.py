@@ -9,14 +9,15 @@ is then self-contained, and holding one out of training holds out its reals too.
 
 `reshared_samples` gives re-shared copies of crops (downscaled and JPEG-compressed, seeded by each
 crop's name), so the cross-source table also says how a recipe does on pictures that were passed
-around before they were uploaded.
+around before they were uploaded; `augmented_samples` gives copies degraded as the CNNs' training
+degrades its crops, which the CLIP probe can train on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import cache_dir
-from pipeline.training.augment import ReshareSettings, reshare
+from pipeline.training.augment import AugmentSettings, ReshareSettings, augment, reshare
 from pipeline.training.data import Sample, load_samples, read_rgb
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
@@ -83,7 +84,29 @@ def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = Resh
     """The samples with their crops re-shared (see `ReshareSettings`): copies under
     `reshared_root()`, made once (each drawn from a seed of the crop's folder name and file name,
     so a copy is the same on every run and machine), same order, labels and groups."""
-    root = reshared_root(settings)
+    return _degraded_copies(samples, reshared_root(settings), "", lambda image, rng: reshare(image, rng, settings))
+
+
+def augmented_samples(
+    samples: Sequence[Sample], view: int, settings: AugmentSettings = AugmentSettings()
+) -> list[Sample]:
+    """The samples with their crops degraded as the CNN members' training degrades them
+    (`augment` with `settings`): view number `view` of each crop, kept under
+    `cache_dir()/augmented/`, made once and seeded by the crop's name and the view, so a feature
+    cache of them stays valid. The CLIP probe trains on these beside the clean crops."""
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+    root = cache_dir() / "augmented" / f"{digest}-view{view}"
+    return _degraded_copies(samples, root, f"/view{view}", lambda image, rng: augment(image, rng, settings))
+
+
+def _degraded_copies(
+    samples: Sequence[Sample],
+    root: Path,
+    salt: str,
+    degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+) -> list[Sample]:
+    """Copies of the samples' crops under `root`, each made once by `degrade` with a generator
+    seeded by the crop's folder name, file name and `salt`; same order, labels and groups."""
     out = []
     for sample in samples:
         folder = sample.path.parent.parent
@@ -92,8 +115,8 @@ def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = Resh
         where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
         target = root / f"{folder.name}-{where}" / relative
         if not target.exists():
-            seed = int(hashlib.sha256(f"{folder.name}/{relative.as_posix()}".encode()).hexdigest()[:16], 16)
-            copy = reshare(read_rgb(sample.path), np.random.default_rng(seed), settings)
+            seed = int(hashlib.sha256(f"{folder.name}/{relative.as_posix()}{salt}".encode()).hexdigest()[:16], 16)
+            copy = degrade(read_rgb(sample.path), np.random.default_rng(seed))
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f"{target.stem}.partial{target.suffix}")
             cv2.imwrite(str(partial), cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
