@@ -168,10 +168,13 @@ class ScanSettings:
     """Database connections each worker keeps (a worker saves one result at a time)."""
     object_store_bytes: int = 256 * 1024**2
     """Ray's shared object store on a local instance: only paths and small summaries travel."""
-    worker_env: tuple[tuple[str, str], ...] = (("MALLOC_ARENA_MAX", "2"),)
+    worker_env: tuple[tuple[str, str], ...] = (("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "1048576"))
     """Environment of each worker process. glibc gives every thread that allocates its own
     malloc arena, and TensorFlow's threads leave them fragmented: two arenas cut a worker's peak
-    memory by about 70 MB at no measurable cost in speed."""
+    memory by about 70 MB at no measurable cost in speed. A fixed 1 MB mmap threshold: glibc
+    otherwise raises it after the first large frees, so a 1080p clip's frames then come from
+    the heap and stay resident after the clip (measured, 28 shared videos in one process: 1,406
+    MB of private memory at the end against 985 MB)."""
     list_suffixes: tuple[str, ...] = (".txt", ".lst", ".list", ".csv")
     """A file argument with one of these suffixes is a list of paths, one per line."""
 
