@@ -74,10 +74,14 @@ def ensure_prepared(sources: Sequence[str]) -> None:
         prepare(shared_data_dir() / source, prepared_root() / source)
 
 
+def _settings_digest(settings: ReshareSettings | AugmentSettings) -> str:
+    """A short name for a settings value: copies made with other settings go to another folder."""
+    return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
+
+
 def reshared_root(settings: ReshareSettings = ReshareSettings()) -> Path:
     """Where re-shared copies made with `settings` are kept (one folder per settings)."""
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
-    return cache_dir() / "reshared" / digest
+    return cache_dir() / "reshared" / _settings_digest(settings)
 
 
 def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = ReshareSettings()) -> list[Sample]:
@@ -94,8 +98,7 @@ def augmented_samples(
     (`augment` with `settings`): view number `view` of each crop, kept under
     `cache_dir()/augmented/`, made once and seeded by the crop's name and the view, so a feature
     cache of them stays valid. The CLIP probe trains on these beside the clean crops."""
-    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True).encode()).hexdigest()[:8]
-    root = cache_dir() / "augmented" / f"{digest}-view{view}"
+    root = cache_dir() / "augmented" / f"{_settings_digest(settings)}-view{view}"
     return _degraded_copies(samples, root, f"/view{view}", lambda image, rng: augment(image, rng, settings))
 
 
