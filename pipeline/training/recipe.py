@@ -60,6 +60,8 @@ class Recipe:
                     raise ValueError(f"unknown member kind {member.get('kind')!r}")
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
+                    if int(member.get("augmented_views", 0)) < 0:
+                        raise ValueError("augmented_views must be 0 or more")
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
