@@ -138,3 +138,15 @@ def test_one_person_is_judged_on_their_own_probability_whatever_the_curve() -> N
     assert verdict.label == "fake"
     assert WEIGHED.crowd_false_alarm(0.3, 5) == pytest.approx(1.0)  # below the curve: any real face
     assert DECISION.crowd_false_alarm(0.99, 20) is None  # no curve: the rule is off
+
+
+def test_a_fake_says_how_often_real_faces_from_unseen_sources_score_as_high() -> None:
+    # One person at 0.95: of the real faces the models never saw, 10% reach 0.9 (the curve's
+    # highest point not above 0.95), and the reason says so.
+    faces = faces_of(0, [0.95] * 4)
+    verdict = decide(faces, sampled_frames=4, rule="mean", decision=WEIGHED)
+    assert verdict.label == "fake"
+    assert "10% of real faces from sources the models never saw score 0.95 or more" in verdict.reason
+    # Without a measured curve nothing is claimed; a `real` or `uncertain` media claims nothing.
+    assert "never saw" not in decide(faces, sampled_frames=4, rule="mean", decision=DECISION).reason
+    assert "never saw" not in decide(faces_of(0, [0.1] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason

@@ -78,15 +78,20 @@ class DecisionRule:
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
     crowd_false_alarm_chance: float = VerdictSettings.crowd_false_alarm_chance
 
-    def crowd_false_alarm(self, probability: float, people: int) -> float | None:
-        """The chance that `people` real people include one scored at least `probability`: from
-        the share of real faces at the curve's highest point not above it (so never less than
-        the share at `probability` itself). None without a curve."""
+    def false_alarm_share(self, probability: float) -> float | None:
+        """The share of real faces from sources the models never saw that score at least
+        `probability`: read at the curve's highest point not above it (so never less than the
+        share at `probability` itself). None without a curve."""
         if not self.false_alarm_curve:
             return None
         shares = [share for point, share in self.false_alarm_curve if point <= probability]
-        share = shares[-1] if shares else 1.0
-        return 1.0 - (1.0 - share) ** people
+        return shares[-1] if shares else 1.0
+
+    def crowd_false_alarm(self, probability: float, people: int) -> float | None:
+        """The chance that `people` real people include one scored at least `probability`.
+        None without a curve."""
+        share = self.false_alarm_share(probability)
+        return None if share is None else 1.0 - (1.0 - share) ** people
 
     def label(self, probability: float) -> Label:
         if probability >= max(self.threshold, self.uncertain_high):
@@ -237,4 +242,11 @@ def decide(
                 f"; among {count} real people, one is scored {worst.fake_probability:.2f} or more "
                 f"{chance:.0%} of the time (measured on real faces), so the crowd is uncertain"
             )
+    share = decision.false_alarm_share(worst.fake_probability) if label == "fake" else None
+    if share is not None:
+        # A `fake` is only as strong as the models are on media like this one: say how often
+        # real faces they were not trained on score as high, so nobody reads 0.95 as 95% sure.
+        reason += (
+            f"; {share:.0%} of real faces from sources the models never saw score {worst.fake_probability:.2f} or more"
+        )
     return Verdict(label, probability, reason, model_scores, tuple(summaries))
