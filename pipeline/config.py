@@ -106,6 +106,9 @@ class VerdictSettings:
     false_alarm_points: tuple[float, ...] = (*(round(0.5 + 0.01 * k, 2) for k in range(50)), 0.995, 0.999)
     """Probabilities at which the cross-source table (held-out real faces) and `fit_ensemble`
     (validation real faces) record the share of real faces scored at least that high."""
+    miss_points: tuple[float, ...] = (0.001, 0.005, *(round(0.01 * k, 2) for k in range(1, 51)))
+    """Probabilities at which the same two record the share of fake faces scored at most that
+    low (what a `real` verdict is worth)."""
 
 
 @dataclass(frozen=True)

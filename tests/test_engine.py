@@ -173,6 +173,7 @@ def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
     "damage",
     [
         {"false_alarm_curve": [["x", 1], [0.5]]},  # not (probability, share) pairs
+        {"miss_curve": [[0.5]]},
         {"members": [{"name": "a"}]},  # a member without its file
         {"members": None},
         {"an_unknown_setting": 1},

@@ -345,6 +345,9 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     # How often the held-out real faces score at least p: never rising with p, a share of them.
     shares = [share for _, share in table["false_alarm_curve"]]
     assert len(shares) > 2 and all(0 <= b <= a <= 1 for a, b in zip(shares, shares[1:]))
+    # How often the held-out fakes score at most p: never falling with p.
+    shares = [share for _, share in table["miss_curve"]]
+    assert len(shares) > 2 and all(0 <= a <= b <= 1 for a, b in zip(shares, shares[1:]))
     # Each member of the fold trained without the held-out source.
     config = json.loads((tmp_path / "runs" / "cross-source" / "swap-faces" / "tiny" / "config.json").read_text())
     assert config["data"] == ["gan-faces", "sd-faces"]

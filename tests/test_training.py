@@ -414,6 +414,7 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
     "recipe_text",
     [
         '{"members": [{"kind": "clip_probe", "name": "clip"}], "false_alarm_curve": [[0.5]]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip"}], "miss_curve": [["x", 1]]}',
         '{"members": [{"kind": "a_kind_that_does_not_exist", "name": "x"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "block": 0}]}',  # no block 0 (-1 read the last)
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": "two"}]}',

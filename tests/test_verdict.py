@@ -147,6 +147,22 @@ def test_a_fake_says_how_often_real_faces_from_unseen_sources_score_as_high() ->
     verdict = decide(faces, sampled_frames=4, rule="mean", decision=WEIGHED)
     assert verdict.label == "fake"
     assert "10% of real faces from sources the models never saw score 0.95 or more" in verdict.reason
-    # Without a measured curve nothing is claimed; a `real` or `uncertain` media claims nothing.
+    # Without a measured curve nothing is claimed.
     assert "never saw" not in decide(faces, sampled_frames=4, rule="mean", decision=DECISION).reason
-    assert "never saw" not in decide(faces_of(0, [0.1] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason
+
+
+# Fake validation faces: 30% score 0.1 or less, 45% score 0.3 or less.
+MISSES = ((0.01, 0.1), (0.1, 0.3), (0.3, 0.45), (0.5, 0.6))
+
+
+def test_a_real_verdict_says_how_often_fakes_from_unseen_sources_score_as_low() -> None:
+    rule = DecisionRule(0.5, 0.4, 0.6, false_alarm_curve=FALSE_ALARMS, miss_curve=MISSES)
+    # One person at 0.2: of the fakes the models never saw, 45% score 0.3 or less (the curve's
+    # lowest point not below 0.2), and the reason says so.
+    verdict = decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=rule)
+    assert verdict.label == "real"
+    assert "45% of fake faces from sources the models never saw score 0.20 or less" in verdict.reason
+    assert "real faces" not in verdict.reason
+    # An `uncertain` media claims neither; without a miss curve a `real` claims nothing.
+    assert "never saw" not in decide(faces_of(0, [0.5] * 4), sampled_frames=4, rule="mean", decision=rule).reason
+    assert "never saw" not in decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason

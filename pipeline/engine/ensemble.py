@@ -76,6 +76,11 @@ class EnsembleSpec:
     probabilities, measured on the real faces of held-out sources (else of the validation mix):
     how often a real face scores as high by chance, which the verdict weighs when a crowd's
     most suspicious person decides it; empty: not measured."""
+    miss_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of fake faces the ensemble scored at most that low), rising
+    probabilities, measured on the fake faces of held-out sources (else of the validation mix):
+    how often a fake passes as this real, which a `real` verdict quotes; empty: not measured
+    (ensembles made before it was)."""
     preprocessing: str = (
         "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
     )
@@ -96,6 +101,7 @@ class EnsembleSpec:
             raw.pop("format")
             raw["trained_on"] = tuple(raw.get("trained_on", ()))
             raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
+            raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
             return EnsembleSpec(members=members, **raw)
         except (KeyError, TypeError, ValueError) as error:
             raise ModelsMissingError(f"the ensemble description {path} is malformed: {error!r}") from error
@@ -111,12 +117,17 @@ class EnsembleSpec:
     def decision_rule(self) -> DecisionRule:
         """How this ensemble's probabilities become labels."""
         return DecisionRule(
-            self.threshold, self.uncertain_low, self.uncertain_high, self.disagreement_margin, self.false_alarm_curve
+            self.threshold,
+            self.uncertain_low,
+            self.uncertain_high,
+            self.disagreement_margin,
+            self.false_alarm_curve,
+            miss_curve=self.miss_curve,
         )
 
 
 def read_curve(points: Any) -> tuple[tuple[float, float], ...]:
-    """A false-alarm curve read from JSON (lists of [probability, share])."""
+    """A false-alarm or miss curve read from JSON (lists of [probability, share])."""
     return tuple((float(p), float(share)) for p, share in points)
 
 

@@ -77,6 +77,7 @@ class DecisionRule:
     disagreement_margin: float | None = None
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
     crowd_false_alarm_chance: float = VerdictSettings.crowd_false_alarm_chance
+    miss_curve: tuple[tuple[float, float], ...] = ()
 
     def false_alarm_share(self, probability: float) -> float | None:
         """The share of real faces from sources the models never saw that score at least
@@ -86,6 +87,15 @@ class DecisionRule:
             return None
         shares = [share for point, share in self.false_alarm_curve if point <= probability]
         return shares[-1] if shares else 1.0
+
+    def miss_share(self, probability: float) -> float | None:
+        """The share of fake faces from sources the models never saw that score at most
+        `probability`: read at the curve's lowest point not below it (so never less than the
+        share at `probability` itself). None without a curve."""
+        if not self.miss_curve:
+            return None
+        shares = [share for point, share in self.miss_curve if point >= probability]
+        return shares[0] if shares else 1.0
 
     def crowd_false_alarm(self, probability: float, people: int) -> float | None:
         """The chance that `people` real people include one scored at least `probability`.
@@ -242,11 +252,12 @@ def decide(
                 f"; among {count} real people, one is scored {worst.fake_probability:.2f} or more "
                 f"{chance:.0%} of the time (measured on real faces), so the crowd is uncertain"
             )
-    share = decision.false_alarm_share(worst.fake_probability) if label == "fake" else None
-    if share is not None:
-        # A `fake` is only as strong as the models are on media like this one: say how often
-        # real faces they were not trained on score as high, so nobody reads 0.95 as 95% sure.
-        reason += (
-            f"; {share:.0%} of real faces from sources the models never saw score {worst.fake_probability:.2f} or more"
-        )
+    # A verdict is only as strong as the models are on media unlike their training data: say how
+    # often faces from sources they never saw score the same way, so 0.95 is not read as 95% sure
+    # and 0.05 not as 95% safe.
+    score = worst.fake_probability
+    if label == "fake" and (share := decision.false_alarm_share(score)) is not None:
+        reason += f"; {share:.0%} of real faces from sources the models never saw score {score:.2f} or more"
+    elif label == "real" and (share := decision.miss_share(score)) is not None:
+        reason += f"; {share:.0%} of fake faces from sources the models never saw score {score:.2f} or less"
     return Verdict(label, probability, reason, model_scores, tuple(summaries))

@@ -88,3 +88,10 @@ def false_alarm_curve(
 ) -> tuple[tuple[float, float], ...]:
     """(probability, share of these real faces scored at least that high) at each point."""
     return tuple((float(p), round(float(np.mean(real_probabilities >= p)), 5)) for p in points)
+
+
+def miss_curve(
+    fake_probabilities: np.ndarray, points: tuple[float, ...] = VerdictSettings.miss_points
+) -> tuple[tuple[float, float], ...]:
+    """(probability, share of these fake faces scored at most that low) at each point."""
+    return tuple((float(p), round(float(np.mean(fake_probabilities <= p)), 5)) for p in points)

@@ -35,6 +35,7 @@ from pipeline.training.calibration import (
     choose_threshold,
     false_alarm_curve,
     fit_temperature,
+    miss_curve,
 )
 from pipeline.training.data import Sample
 from pipeline.training.evaluate import binary_metrics
@@ -150,6 +151,8 @@ class FoldResult:
     """Per held-out item, whether the ensemble's answer at the fold threshold was right."""
     real_probabilities: np.ndarray
     """The ensemble's probabilities for the held-out real items (the false-alarm curve)."""
+    fake_probabilities: np.ndarray
+    """The same for the held-out fake items (the miss curve)."""
 
 
 def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldResult:
@@ -173,7 +176,7 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldRes
     )
     spread = members.max(axis=0) - members.min(axis=0)
     correct = (p_held >= threshold) == labels_held.astype(bool)
-    return FoldResult(metrics, spread, correct, p_held[labels_held == 0])
+    return FoldResult(metrics, spread, correct, p_held[labels_held == 0], p_held[labels_held == 1])
 
 
 def _mean(folds: dict[str, FoldResult], names: list[str]) -> dict[str, dict[str, float]]:
@@ -223,6 +226,11 @@ def cross_source_table(
         # crowd rule weighs (the recipe's `false_alarm_curve`).
         "false_alarm_curve": [
             list(point) for point in false_alarm_curve(np.concatenate([f.real_probabilities for f in folds.values()]))
+        ],
+        # How often a fake face from a source the models never saw scores at most p: what a
+        # `real` verdict quotes (the recipe's `miss_curve`).
+        "miss_curve": [
+            list(point) for point in miss_curve(np.concatenate([f.fake_probabilities for f in folds.values()]))
         ],
         "weight_trials": weight_trials(scored, [m["name"] for m in fold_members(recipe)]),
     }

@@ -22,6 +22,7 @@ from pipeline.training.calibration import (
     expected_calibration_error,
     false_alarm_curve,
     fit_temperature,
+    miss_curve,
 )
 from pipeline.training.recipe import TrainedMember, samples_of, trained_logits
 
@@ -59,6 +60,7 @@ def fit_ensemble(
     weights: dict[str, float] | None = None,
     disagreement_margin: float | None = None,
     held_out_false_alarms: tuple[tuple[float, float], ...] = (),
+    held_out_misses: tuple[tuple[float, float], ...] = (),
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
@@ -67,7 +69,8 @@ def fit_ensemble(
     them, members are chosen by greedy forward selection on validation ROC AUC. Flip averaging
     of the CNN members is used only when it raises validation AUC (it costs a second pass).
     `held_out_false_alarms` (the cross-source table's curve of real held-out faces) becomes the
-    ensemble's false-alarm curve; without it, the validation reals' curve does."""
+    ensemble's false-alarm curve; without it, the validation reals' curve does. The same for
+    `held_out_misses` (held-out fakes) and the miss curve."""
     val = samples_of(val_sources, "val", val_per_class)
     labels = np.asarray([s.label for s in val], dtype=float)
     both = {
@@ -126,6 +129,7 @@ def fit_ensemble(
     low, high = choose_uncertain_band(probabilities, labels, threshold)
     sources = [s.source for s in val]
     validation_false_alarms = false_alarm_curve(probabilities[labels == 0])
+    validation_misses = miss_curve(probabilities[labels == 1])
     validation = {
         "n": int(len(labels)),
         "single_auc": single_auc,
@@ -144,6 +148,8 @@ def fit_ensemble(
         "weight_trials": trials,
         "false_alarm_curve_from": "cross-source held-out reals" if held_out_false_alarms else "validation reals",
         "validation_false_alarm_curve": validation_false_alarms,
+        "miss_curve_from": "cross-source held-out fakes" if held_out_misses else "validation fakes",
+        "validation_miss_curve": validation_misses,
     }
     spec = replace(
         spec,
@@ -151,6 +157,7 @@ def fit_ensemble(
         uncertain_low=low,
         uncertain_high=high,
         false_alarm_curve=held_out_false_alarms or validation_false_alarms,
+        miss_curve=held_out_misses or validation_misses,
         metrics={"validation": validation},
     )
     spec.save(models_dir / ENSEMBLE_FILE)

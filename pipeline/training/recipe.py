@@ -45,6 +45,9 @@ class Recipe:
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
     """(probability, share of real held-out faces scored at least that), from the cross-source
     table; empty: the ensemble uses its validation reals' curve."""
+    miss_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of fake held-out faces scored at most that), from the same table;
+    empty: the ensemble uses its validation fakes' curve."""
 
     @staticmethod
     def load(path: Path) -> Recipe:
@@ -72,6 +75,7 @@ class Recipe:
                 held_out_per_class=int(raw.get("held_out_per_class", 1000)),
                 disagreement_margin=raw.get("disagreement_margin"),
                 false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
+                miss_curve=read_curve(raw.get("miss_curve", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"the recipe {path} is malformed: {error!r}") from error
