@@ -267,3 +267,25 @@ def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir
     assert re.search(
         r"One photo \(portrait_1024.jpg, 1024x1024, one face\), warm: median \d+\.\d\d s \(target: 1.5 s\)", table
     )
+
+
+def _in_heap(address: int) -> bool:
+    """Whether an address lies in the process's brk heap (glibc's main arena)."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith("[heap]"):
+            low, high = (int(part, 16) for part in line.split()[0].split("-"))
+            if low <= address < high:
+                return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
+def test_an_engine_keeps_large_frames_out_of_the_heap() -> None:
+    # Freeing a 6 MB block raises glibc's default (dynamic) mmap threshold past 4 MB, so the
+    # next frame-sized block would come from the heap and stay resident after it is freed.
+    # An engine fixes the threshold at 1 MB, so it gets a mapping of its own.
+    Engine()
+    freed = np.ones(6 * 1024**2, np.uint8)
+    del freed
+    frame = np.ones(4 * 1024**2, np.uint8)
+    assert not _in_heap(frame.ctypes.data)

@@ -42,7 +42,7 @@ from typing import Any
 
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import HistoryFilter, JobFile, Store, StoreSettings
-from pipeline.config import MediaSettings, ScanSettings, Settings
+from pipeline.config import MediaSettings, MemorySettings, ScanSettings, Settings
 from pipeline.errors import PipelineError, ScanError, StoreError
 
 log = logging.getLogger("pipeline.scan")
@@ -552,7 +552,7 @@ class _Driver:
             num_cpus=self.cpus_per_worker,
             max_restarts=0,  # the driver replaces a dead worker and decides what to retry
             max_task_retries=0,
-            runtime_env={"env_vars": dict(scan.worker_env)},
+            runtime_env={"env_vars": MemorySettings().environment()},
         )
         self.workers: dict[int, _Worker] = {}
         self.started_workers = 0

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import Settings
+from pipeline.engine.allocator import tune_allocator
 from pipeline.engine.ensemble import Ensemble
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
@@ -63,6 +64,8 @@ class Engine:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        # A process that analyses media holds large frames for a while and then frees them.
+        tune_allocator(self.settings.memory)
         self._face_finder: FaceFinder | None = None
         self._ensemble: Ensemble | None = None
 
