@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import pytest
 from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
+from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
 from tests.command_line import run_cli
@@ -105,7 +107,6 @@ def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, sh
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
-    from dataclasses import replace
 
     from pipeline.engine.ensemble import Ensemble, predict_crops
     from pipeline.training.data import read_face
@@ -186,6 +187,21 @@ def test_a_malformed_ensemble_description_is_one_clear_error(
     (tmp_path / ENSEMBLE_FILE).write_text(json.dumps({**raw, **damage}))
     with pytest.raises(ModelsMissingError, match="is malformed"):
         EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
+
+
+def test_a_verdict_names_where_its_curves_were_measured(models_dir: Path) -> None:
+    # The shipped curves come from the cross-source table's held-out sources; an ensemble fitted
+    # without them falls back on its validation mix, and its reasons must not claim otherwise.
+    shipped = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
+    rule = shipped.decision_rule
+    assert (rule.false_alarm_faces, rule.miss_faces) == (UNSEEN_SOURCES, UNSEEN_SOURCES)
+    validation = {**shipped.metrics["validation"], "false_alarm_curve_from": "validation reals"}
+    validation.pop("miss_curve_from")
+    rule = replace(shipped, metrics={"validation": validation}).decision_rule
+    assert (rule.false_alarm_faces, rule.miss_faces) == (VALIDATION_MIX, VALIDATION_MIX)
+    real = [ScoredFace(i, 0, 0.01, {"clip": 0.01, "mobilenetv2": 0.01}) for i in range(4)]
+    reason = decide(real, sampled_frames=4, rule="mean", decision=rule).reason
+    assert "of fake faces from the validation mix" in reason and "never saw" not in reason
 
 
 def test_a_model_file_that_hides_code_is_refused(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
 from pipeline.engine.media import sha256_file
-from pipeline.engine.verdict import DecisionRule
+from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -116,6 +116,13 @@ class EnsembleSpec:
     @property
     def decision_rule(self) -> DecisionRule:
         """How this ensemble's probabilities become labels."""
+        # `fit_ensemble` records whether each curve came from the cross-source table's held-out
+        # sources or, without one, from the validation mix; a reason must not claim the former.
+        validation = self.metrics.get("validation", {})
+
+        def faces(curve_from: str) -> str:
+            return UNSEEN_SOURCES if str(validation.get(curve_from, "")).startswith("cross-source") else VALIDATION_MIX
+
         return DecisionRule(
             self.threshold,
             self.uncertain_low,
@@ -123,6 +130,8 @@ class EnsembleSpec:
             self.disagreement_margin,
             self.false_alarm_curve,
             miss_curve=self.miss_curve,
+            false_alarm_faces=faces("false_alarm_curve_from"),
+            miss_faces=faces("miss_curve_from"),
         )
 
 

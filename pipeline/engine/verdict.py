@@ -66,6 +66,11 @@ def aggregate(frame_scores: Sequence[Sequence[float]], rule: str) -> float:
     return AGGREGATIONS[rule](frame_scores)
 
 
+UNSEEN_SOURCES = "sources the models never saw"
+VALIDATION_MIX = "the validation mix (sources the models were trained on)"
+"""Where a false-alarm or miss curve's faces came from, as a verdict's reason names them."""
+
+
 @dataclass(frozen=True)
 class DecisionRule:
     """Threshold and the band around it where the answer is `uncertain`, and how far members may
@@ -78,9 +83,13 @@ class DecisionRule:
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
     crowd_false_alarm_chance: float = VerdictSettings.crowd_false_alarm_chance
     miss_curve: tuple[tuple[float, float], ...] = ()
+    false_alarm_faces: str = UNSEEN_SOURCES
+    """Where the false-alarm curve's real faces came from (`UNSEEN_SOURCES` or `VALIDATION_MIX`)."""
+    miss_faces: str = UNSEEN_SOURCES
+    """Where the miss curve's fake faces came from."""
 
     def false_alarm_share(self, probability: float) -> float | None:
-        """The share of real faces from sources the models never saw that score at least
+        """The share of real faces (from `false_alarm_faces`) that score at least
         `probability`: read at the curve's highest point not above it (so never less than the
         share at `probability` itself). None without a curve."""
         if not self.false_alarm_curve:
@@ -89,7 +98,7 @@ class DecisionRule:
         return shares[-1] if shares else 1.0
 
     def miss_share(self, probability: float) -> float | None:
-        """The share of fake faces from sources the models never saw that score at most
+        """The share of fake faces (from `miss_faces`) that score at most
         `probability`: read at the curve's lowest point not below it (so never less than the
         share at `probability` itself). None without a curve."""
         if not self.miss_curve:
@@ -257,7 +266,7 @@ def decide(
     # and 0.05 not as 95% safe.
     score = worst.fake_probability
     if label == "fake" and (share := decision.false_alarm_share(score)) is not None:
-        reason += f"; {share:.0%} of real faces from sources the models never saw score {score:.2f} or more"
+        reason += f"; {share:.0%} of real faces from {decision.false_alarm_faces} score {score:.2f} or more"
     elif label == "real" and (share := decision.miss_share(score)) is not None:
-        reason += f"; {share:.0%} of fake faces from sources the models never saw score {score:.2f} or less"
+        reason += f"; {share:.0%} of fake faces from {decision.miss_faces} score {score:.2f} or less"
     return Verdict(label, probability, reason, model_scores, tuple(summaries))
