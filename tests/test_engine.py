@@ -107,7 +107,6 @@ def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, sh
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
-
     from pipeline.engine.ensemble import Ensemble, predict_crops
     from pipeline.training.data import read_face
 
