@@ -10,6 +10,10 @@ so with several people a `fake` must also be a score that real faces seldom reac
 that as many real people include one scored as high (from the ensemble's false-alarm curve,
 measured on real faces of sources the models never saw) must be under
 `VerdictSettings.crowd_false_alarm_chance`, else the media is `uncertain`.
+
+A `fake` or `real` verdict's reason also quotes what such a score is worth on media unlike the
+training data: how often real faces (for `fake`) or fakes (for `real`) from sources the models
+never saw score as high or as low (the ensemble's false-alarm and miss curves).
 """
 
 from __future__ import annotations
@@ -89,18 +93,18 @@ class DecisionRule:
     """Where the miss curve's fake faces came from."""
 
     def false_alarm_share(self, probability: float) -> float | None:
-        """The share of real faces (from `false_alarm_faces`) that score at least
-        `probability`: read at the curve's highest point not above it (so never less than the
-        share at `probability` itself). None without a curve."""
+        """The share of real faces (from `false_alarm_faces`) that score at least `probability`:
+        read at the curve's highest point not above it (so never less than the share at
+        `probability` itself). None without a curve."""
         if not self.false_alarm_curve:
             return None
         shares = [share for point, share in self.false_alarm_curve if point <= probability]
         return shares[-1] if shares else 1.0
 
     def miss_share(self, probability: float) -> float | None:
-        """The share of fake faces (from `miss_faces`) that score at most
-        `probability`: read at the curve's lowest point not below it (so never less than the
-        share at `probability` itself). None without a curve."""
+        """The share of fake faces (from `miss_faces`) that score at most `probability`: read
+        at the curve's lowest point not below it (so never less than the share at `probability`
+        itself). None without a curve."""
         if not self.miss_curve:
             return None
         shares = [share for point, share in self.miss_curve if point >= probability]
