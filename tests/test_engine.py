@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -294,7 +295,10 @@ def _in_heap(address: int) -> bool:
     return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc" or not Path("/proc/self/maps").exists(),
+    reason="glibc's allocator, seen through Linux's /proc",
+)
 def test_an_engine_keeps_large_frames_out_of_the_heap() -> None:
     # Freeing a 6 MB block raises glibc's default (dynamic) mmap threshold past 4 MB, so the
     # next frame-sized block would come from the heap and stay resident after it is freed.
