@@ -20,6 +20,12 @@ from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
 
 ENSEMBLE_FILE = "ensemble.json"
+HELD_OUT_CURVES = {
+    "false_alarm_curve_from": "cross-source held-out reals",
+    "miss_curve_from": "cross-source held-out fakes",
+}
+"""What `fit_ensemble` records in the validation metrics when a curve came from the cross-source
+table's held-out sources (else "validation reals" / "validation fakes")."""
 ENSEMBLE_FORMAT = 1
 KERAS, CLIP_PROBE = "keras", "clip_probe"
 
@@ -116,12 +122,11 @@ class EnsembleSpec:
     @property
     def decision_rule(self) -> DecisionRule:
         """How this ensemble's probabilities become labels."""
-        # `fit_ensemble` records whether each curve came from the cross-source table's held-out
-        # sources or, without one, from the validation mix; a reason must not claim the former.
+        # A curve from the validation mix must not be quoted as one from unseen sources.
         validation = self.metrics.get("validation", {})
 
         def faces(curve_from: str) -> str:
-            return UNSEEN_SOURCES if str(validation.get(curve_from, "")).startswith("cross-source") else VALIDATION_MIX
+            return UNSEEN_SOURCES if validation.get(curve_from) == HELD_OUT_CURVES[curve_from] else VALIDATION_MIX
 
         return DecisionRule(
             self.threshold,

@@ -13,7 +13,15 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, EnsembleSpec, MemberSpec, combine_logits, sigmoid
+from pipeline.engine.ensemble import (
+    ENSEMBLE_FILE,
+    HELD_OUT_CURVES,
+    KERAS,
+    EnsembleSpec,
+    MemberSpec,
+    combine_logits,
+    sigmoid,
+)
 from pipeline.engine.media import sha256_file
 from pipeline.training.backbones import BACKBONES
 from pipeline.training.calibration import (
@@ -146,9 +154,11 @@ def fit_ensemble(
         "ensemble_auc_without_flip": candidates[False][3],
         "ensemble_auc_with_flip": candidates[True][3],
         "weight_trials": trials,
-        "false_alarm_curve_from": "cross-source held-out reals" if held_out_false_alarms else "validation reals",
+        "false_alarm_curve_from": HELD_OUT_CURVES["false_alarm_curve_from"]
+        if held_out_false_alarms
+        else "validation reals",
         "validation_false_alarm_curve": validation_false_alarms,
-        "miss_curve_from": "cross-source held-out fakes" if held_out_misses else "validation fakes",
+        "miss_curve_from": HELD_OUT_CURVES["miss_curve_from"] if held_out_misses else "validation fakes",
         "validation_miss_curve": validation_misses,
     }
     spec = replace(
