@@ -420,6 +420,14 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": "two"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": -1}]}',
         '{"sources": ["dfdc-faces"]}',  # no members
+        # A CNN can start only from a CNN trained before it.
+        '{"members": [{"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"},'
+        ' {"kind": "keras", "name": "small", "backbone": "mobilenetv2"}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip"},'
+        ' {"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "clip"}]}',
+        '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2"},'
+        ' {"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"}],'
+        ' "cross_source": {"members": ["big"]}}',
         "not json",
     ],
 )

@@ -58,9 +58,21 @@ class Recipe:
             raise DataError(f"cannot read the recipe {path}: {error}") from error
         try:
             members = tuple(raw["members"])
+            earlier_cnns: list[str] = []
             for member in members:
                 if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
                     raise ValueError(f"unknown member kind {member.get('kind')!r}")
+                # A CNN started from another is trained after it, from its runs folder: caught
+                # here rather than after hours of training the members before it.
+                if member.get("init_from") and member["init_from"] not in earlier_cnns:
+                    raise ValueError(f"init_from {member['init_from']!r} is not a CNN member listed before it")
+                if member.get("kind", KERAS) == KERAS:
+                    earlier_cnns.append(member.get("name") or member["backbone"])
+            folds = raw.get("cross_source", {}).get("members")
+            for member in members:
+                name = member.get("name") or member.get("backbone")
+                if folds is not None and name in folds and member.get("init_from") not in (None, *folds):
+                    raise ValueError(f"the folds train {name!r} but not {member['init_from']!r}, which it starts from")
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
                     if int(member.get("augmented_views", 0)) < 0:
