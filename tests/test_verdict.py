@@ -146,7 +146,11 @@ def test_a_fake_says_how_often_real_faces_from_unseen_sources_score_as_high() ->
     faces = faces_of(0, [0.95] * 4)
     verdict = decide(faces, sampled_frames=4, rule="mean", decision=WEIGHED)
     assert verdict.label == "fake"
-    assert "10% of real faces from sources the models never saw score 0.95 or more" in verdict.reason
+    assert "10% of real faces from sources the models never saw score 0.9 or more" in verdict.reason
+    # A score that rounds to 1.00 quotes the point measured, never "1.00 or more".
+    almost_one = decide(faces_of(0, [0.9985] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason
+    assert "0.1% of real faces from sources the models never saw score 0.995 or more" in almost_one
+    assert "1.00 or more" not in almost_one
     # Without a measured curve nothing is claimed.
     assert "never saw" not in decide(faces, sampled_frames=4, rule="mean", decision=DECISION).reason
 
@@ -161,7 +165,9 @@ def test_a_real_verdict_says_how_often_fakes_from_unseen_sources_score_as_low() 
     # lowest point not below 0.2), and the reason says so.
     verdict = decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=rule)
     assert verdict.label == "real"
-    assert "45% of fake faces from sources the models never saw score 0.20 or less" in verdict.reason
+    assert "45% of fake faces from sources the models never saw score 0.3 or less" in verdict.reason
+    tiny = decide(faces_of(0, [0.004] * 4), sampled_frames=4, rule="mean", decision=rule).reason
+    assert "10% of fake faces from sources the models never saw score 0.01 or less" in tiny
     assert "real faces" not in verdict.reason
     # An `uncertain` media claims neither; without a miss curve a `real` claims nothing.
     assert "never saw" not in decide(faces_of(0, [0.5] * 4), sampled_frames=4, rule="mean", decision=rule).reason

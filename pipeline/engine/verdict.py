@@ -70,6 +70,11 @@ def aggregate(frame_scores: Sequence[Sequence[float]], rule: str) -> float:
     return AGGREGATIONS[rule](frame_scores)
 
 
+def percent(share: float) -> str:
+    """A share as a person reads it: whole percent, but never a rare nonzero share as "0%"."""
+    return f"{share:.0%}" if share == 0 or share >= 0.01 else f"{share * 100:.2g}%"
+
+
 UNSEEN_SOURCES = "sources the models never saw"
 VALIDATION_MIX = "the validation mix (sources the models were trained on)"
 """Where a false-alarm or miss curve's faces came from, as a verdict's reason names them."""
@@ -92,29 +97,29 @@ class DecisionRule:
     miss_faces: str = UNSEEN_SOURCES
     """Where the miss curve's fake faces came from."""
 
-    def false_alarm_share(self, probability: float) -> float | None:
-        """The share of real faces (from `false_alarm_faces`) that score at least `probability`:
-        read at the curve's highest point not above it (so never less than the share at
-        `probability` itself). None without a curve."""
+    def false_alarm_reading(self, probability: float) -> tuple[float, float] | None:
+        """(p, share of real faces from `false_alarm_faces` scoring at least p), read at the
+        curve's highest point p not above `probability`, so the share is never less than the
+        one at `probability` itself (below the curve: every real face). None without a curve."""
         if not self.false_alarm_curve:
             return None
-        shares = [share for point, share in self.false_alarm_curve if point <= probability]
-        return shares[-1] if shares else 1.0
+        readings = [(point, share) for point, share in self.false_alarm_curve if point <= probability]
+        return readings[-1] if readings else (probability, 1.0)
 
-    def miss_share(self, probability: float) -> float | None:
-        """The share of fake faces (from `miss_faces`) that score at most `probability`: read
-        at the curve's lowest point not below it (so never less than the share at `probability`
-        itself). None without a curve."""
+    def miss_reading(self, probability: float) -> tuple[float, float] | None:
+        """(p, share of fake faces from `miss_faces` scoring at most p), read at the curve's
+        lowest point p not below `probability` (above the curve: every fake face). None without
+        a curve."""
         if not self.miss_curve:
             return None
-        shares = [share for point, share in self.miss_curve if point >= probability]
-        return shares[0] if shares else 1.0
+        readings = [(point, share) for point, share in self.miss_curve if point >= probability]
+        return readings[0] if readings else (probability, 1.0)
 
     def crowd_false_alarm(self, probability: float, people: int) -> float | None:
         """The chance that `people` real people include one scored at least `probability`.
         None without a curve."""
-        share = self.false_alarm_share(probability)
-        return None if share is None else 1.0 - (1.0 - share) ** people
+        reading = self.false_alarm_reading(probability)
+        return None if reading is None else 1.0 - (1.0 - reading[1]) ** people
 
     def label(self, probability: float) -> Label:
         if probability >= max(self.threshold, self.uncertain_high):
@@ -261,16 +266,20 @@ def decide(
         chance = decision.crowd_false_alarm(worst.fake_probability, count)
         if chance is not None and chance >= decision.crowd_false_alarm_chance:
             label = "uncertain"
+            point = decision.false_alarm_reading(worst.fake_probability)[0]
             reason += (
-                f"; among {count} real people, one is scored {worst.fake_probability:.2f} or more "
-                f"{chance:.0%} of the time (measured on real faces), so the crowd is uncertain"
+                f"; among {count} real people, one is scored {point:g} or more "
+                f"{percent(chance)} of the time (measured on real faces), so the crowd is uncertain"
             )
     # A verdict is only as strong as the models are on media unlike their training data: say how
     # often faces from sources they never saw score the same way, so 0.95 is not read as 95% sure
-    # and 0.05 not as 95% safe.
+    # and 0.05 not as 95% safe. The probability quoted is the curve's point, what was measured:
+    # the person's own rounded to two decimals could read "1.00 or more".
     score = worst.fake_probability
-    if label == "fake" and (share := decision.false_alarm_share(score)) is not None:
-        reason += f"; {share:.0%} of real faces from {decision.false_alarm_faces} score {score:.2f} or more"
-    elif label == "real" and (share := decision.miss_share(score)) is not None:
-        reason += f"; {share:.0%} of fake faces from {decision.miss_faces} score {score:.2f} or less"
+    if label == "fake" and (reading := decision.false_alarm_reading(score)) is not None:
+        point, share = reading
+        reason += f"; {percent(share)} of real faces from {decision.false_alarm_faces} score {point:g} or more"
+    elif label == "real" and (reading := decision.miss_reading(score)) is not None:
+        point, share = reading
+        reason += f"; {percent(share)} of fake faces from {decision.miss_faces} score {point:g} or less"
     return Verdict(label, probability, reason, model_scores, tuple(summaries))
