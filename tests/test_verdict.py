@@ -151,6 +151,10 @@ def test_a_fake_says_how_often_real_faces_from_unseen_sources_score_as_high() ->
     almost_one = decide(faces_of(0, [0.9985] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason
     assert "0.1% of real faces from sources the models never saw score 0.995 or more" in almost_one
     assert "1.00 or more" not in almost_one
+    # Below the curve's first point nothing bounds the share but 100%; the score is still short.
+    low_threshold = DecisionRule(0.3, 0.2, 0.4, false_alarm_curve=FALSE_ALARMS)
+    below = decide(faces_of(0, [0.4567] * 4), sampled_frames=4, rule="mean", decision=low_threshold).reason
+    assert "100% of real faces from sources the models never saw score 0.457 or more" in below
     # Without a measured curve nothing is claimed.
     assert "never saw" not in decide(faces, sampled_frames=4, rule="mean", decision=DECISION).reason
 

@@ -264,11 +264,11 @@ def decide(
         # this high by chance is likely enough among so many people that the crowd is not
         # called fake on it (the crowd rule's odds are dominated by its top score).
         chance = decision.crowd_false_alarm(worst.fake_probability, count)
-        if chance is not None and chance >= decision.crowd_false_alarm_chance:
+        reading = decision.false_alarm_reading(worst.fake_probability)
+        if chance is not None and reading is not None and chance >= decision.crowd_false_alarm_chance:
             label = "uncertain"
-            point = decision.false_alarm_reading(worst.fake_probability)[0]
             reason += (
-                f"; among {count} real people, one is scored {point:g} or more "
+                f"; among {count} real people, one is scored {reading[0]:.3g} or more "
                 f"{percent(chance)} of the time (measured on real faces), so the crowd is uncertain"
             )
     # A verdict is only as strong as the models are on media unlike their training data: say how
@@ -278,8 +278,8 @@ def decide(
     score = worst.fake_probability
     if label == "fake" and (reading := decision.false_alarm_reading(score)) is not None:
         point, share = reading
-        reason += f"; {percent(share)} of real faces from {decision.false_alarm_faces} score {point:g} or more"
+        reason += f"; {percent(share)} of real faces from {decision.false_alarm_faces} score {point:.3g} or more"
     elif label == "real" and (reading := decision.miss_reading(score)) is not None:
         point, share = reading
-        reason += f"; {percent(share)} of fake faces from {decision.miss_faces} score {point:g} or less"
+        reason += f"; {percent(share)} of fake faces from {decision.miss_faces} score {point:.3g} or less"
     return Verdict(label, probability, reason, model_scores, tuple(summaries))

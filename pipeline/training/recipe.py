@@ -68,15 +68,15 @@ class Recipe:
                     raise ValueError(f"init_from {member['init_from']!r} is not a CNN member listed before it")
                 if member.get("kind", KERAS) == KERAS:
                     earlier_cnns.append(member.get("name") or member["backbone"])
+                if member.get("kind") == CLIP_PROBE:
+                    block_index(int(member.get("block", BLOCKS)))
+                    if int(member.get("augmented_views", 0)) < 0:
+                        raise ValueError("augmented_views must be 0 or more")
             folds = raw.get("cross_source", {}).get("members")
             for member in members:
                 name = member.get("name") or member.get("backbone")
                 if folds is not None and name in folds and member.get("init_from") not in (None, *folds):
                     raise ValueError(f"the folds train {name!r} but not {member['init_from']!r}, which it starts from")
-                if member.get("kind") == CLIP_PROBE:
-                    block_index(int(member.get("block", BLOCKS)))
-                    if int(member.get("augmented_views", 0)) < 0:
-                        raise ValueError("augmented_views must be 0 or more")
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
