@@ -58,25 +58,25 @@ class Recipe:
             raise DataError(f"cannot read the recipe {path}: {error}") from error
         try:
             members = tuple(raw["members"])
+            folds = raw.get("cross_source", {}).get("members")
             earlier_cnns: list[str] = []
             for member in members:
                 if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
                     raise ValueError(f"unknown member kind {member.get('kind')!r}")
+                name = member.get("name") or member.get("backbone")
                 # A CNN started from another is trained after it, from its runs folder: caught
                 # here rather than after hours of training the members before it.
-                if member.get("init_from") and member["init_from"] not in earlier_cnns:
-                    raise ValueError(f"init_from {member['init_from']!r} is not a CNN member listed before it")
+                if init_from := member.get("init_from"):
+                    if init_from not in earlier_cnns:
+                        raise ValueError(f"init_from {init_from!r} is not a CNN member listed before it")
+                    if folds is not None and name in folds and init_from not in folds:
+                        raise ValueError(f"the folds train {name!r} but not {init_from!r}, which it starts from")
                 if member.get("kind", KERAS) == KERAS:
-                    earlier_cnns.append(member.get("name") or member["backbone"])
+                    earlier_cnns.append(name or member["backbone"])
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
                     if int(member.get("augmented_views", 0)) < 0:
                         raise ValueError("augmented_views must be 0 or more")
-            folds = raw.get("cross_source", {}).get("members")
-            for member in members:
-                name = member.get("name") or member.get("backbone")
-                if folds is not None and name in folds and member.get("init_from") not in (None, *folds):
-                    raise ValueError(f"the folds train {name!r} but not {member['init_from']!r}, which it starts from")
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
