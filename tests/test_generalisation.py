@@ -128,7 +128,7 @@ def test_self_blend_masks_from_each_faces_landmarks_lie_on_the_face(
     shared_data: Path, tmp_path: Path, engine: Engine
 ) -> None:
     from pipeline.training.prepare import prepare
-    from pipeline.training.train import face_landmarks
+    from pipeline.training.sources import face_landmarks
 
     source = _subset(shared_data, tmp_path, "swap-faces", 4)
     prepare(source, tmp_path / "prepared")
@@ -256,6 +256,48 @@ def test_the_probe_can_train_on_the_cnns_degraded_views_of_its_crops(
         copies = view[0].path.parent.parent
         assert len(list((copies / "features" / "clip-blocks").glob("chunk-*.npz"))) == 1
     weights = [np.asarray(json.loads(t.path.read_text())["weights"]) for t in (plain, augmented)]
+    assert not np.allclose(*weights)
+
+
+def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`self_blended_views`: each real crop blended with an altered copy of itself inside its own
+    face mesh, labelled fake, made once per crop and view, the same from scratch; the change
+    sits on the face; the probe trains on them and comes out different."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.prepare import prepare
+    from pipeline.training.recipe import train_recipe_member
+    from pipeline.training.sources import face_landmarks, self_blended_samples
+
+    prepared = tmp_path / "prepared"
+    prepare(_subset(shared_data, tmp_path, "swap-faces", 4), prepared)
+    samples = load_samples(prepared, "train")
+    reals = [s for s in samples if s.label == 0]
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "again"))
+    again = self_blended_samples(samples, 0)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    copies = self_blended_samples(samples, 0)
+    assert len(copies) == len(reals) == 4
+    for real, copy, remade in zip(reals, copies, again, strict=True):
+        assert (copy.label, copy.group, copy.source) == (1, real.group, f"{real.source}/self-blend")
+        original, blended = cv2.imread(str(real.path)), cv2.imread(str(copy.path))
+        assert np.array_equal(blended, cv2.imread(str(remade.path)))
+        changed = np.abs(blended.astype(int) - original.astype(int)).max(axis=2) > 2
+        # The tight crop is mostly face (its mesh's hull covers about 90% of it): the blend
+        # changes much of the hull, and less of what lies outside it.
+        hull = np.zeros(original.shape[:2], np.uint8)
+        points = face_landmarks(real, original.shape[0])
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+        on_face = hull.astype(bool)
+        assert changed[on_face].mean() > 0.3
+        assert changed[on_face].mean() > changed[~on_face].mean()
+    member = {"kind": "clip_probe", "name": "clip", "block": 5, "regularization": 0.5}
+    plain = train_recipe_member(member, [str(prepared)], tmp_path / "runs")
+    blended = train_recipe_member(
+        {**member, "name": "sbi", "self_blended_views": 1}, [str(prepared)], tmp_path / "runs"
+    )
+    weights = [np.asarray(json.loads(t.path.read_text())["weights"]) for t in (plain, blended)]
     assert not np.allclose(*weights)
 
 

@@ -419,6 +419,7 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
         '{"members": [{"kind": "clip_probe", "name": "clip", "block": 0}]}',  # no block 0 (-1 read the last)
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": "two"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": -1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "self_blended_views": -1}]}',
         '{"sources": ["dfdc-faces"]}',  # no members
         # A CNN can start only from a CNN trained before it.
         '{"members": [{"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"},'

@@ -20,7 +20,7 @@ from pipeline.errors import DataError
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features
 from pipeline.training.probe import fit_probe
-from pipeline.training.sources import SOURCES, augmented_samples, source_samples
+from pipeline.training.sources import SOURCES, augmented_samples, self_blended_samples, source_samples
 
 PROBE_FILE = "clip_probe.json"
 
@@ -75,8 +75,9 @@ class Recipe:
                     earlier_cnns.append(name or member["backbone"])
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
-                    if int(member.get("augmented_views", 0)) < 0:
-                        raise ValueError("augmented_views must be 0 or more")
+                    for views in ("augmented_views", "self_blended_views"):
+                        if int(member.get(views, 0)) < 0:
+                            raise ValueError(f"{views} must be 0 or more")
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
@@ -164,6 +165,11 @@ def train_recipe_member(
         # fine pixel statistics a re-shared upload no longer has. Measured worse on unseen
         # sources, so the shipped recipe has none (model card).
         train += [v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(train, view)]
+        # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on): a
+        # blending boundary no generator in particular leaves; chosen on the cross-source table.
+        train += [
+            v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(train, view)
+        ]
         probe = fit_probe(
             clip_rows(train, feature, block),
             np.asarray([s.label for s in train]),

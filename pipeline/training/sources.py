@@ -10,7 +10,8 @@ is then self-contained, and holding one out of training holds out its reals too.
 `reshared_samples` gives re-shared copies of crops (downscaled and JPEG-compressed, seeded by each
 crop's name), so the cross-source table also says how a recipe does on pictures that were passed
 around before they were uploaded; `augmented_samples` gives copies degraded as the CNNs' training
-degrades its crops, which the CLIP probe can train on.
+degrades its crops, and `self_blended_samples` pseudo-fakes made from the real crops, both of which
+the CLIP probe can train on.
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import cache_dir
-from pipeline.training.augment import AugmentSettings, ReshareSettings, augment, reshare
+from pipeline.config import FaceSettings, cache_dir
+from pipeline.training.augment import AugmentSettings, ReshareSettings, augment, reshare, self_blend, template_landmarks
 from pipeline.training.data import Sample, load_samples, read_rgb
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 """The shared sources, in the order the cross-source table lists them."""
 PAIRED_REALS = {"sd-faces": "swap-faces"}
 """A fake-only source -> the source whose real photos it shares (half each)."""
+
+
+CROP_SIDE = FaceSettings.crop_size
+"""Side of the prepared crops, in whose pixels their landmarks are stored."""
 
 
 def prepared_root() -> Path:
@@ -61,6 +66,17 @@ def source_samples(source: str | Path, split: str | None = None, root: Path | No
     return samples
 
 
+def face_landmarks(sample: Sample, size: int) -> np.ndarray:
+    """Points of a crop's face in pixels of a `size` crop: its own 468-point face mesh when
+    `prepare` found one, else the five-point template of its source, jittered."""
+    if sample.landmarks is not None and sample.landmarks.exists():
+        return np.load(sample.landmarks).astype(np.float64) * (size / CROP_SIDE)
+    template = template_landmarks(sample.source, size)
+    # Seeded by the name's digest, not hash(): Python salts str hashes per process.
+    seed = int(hashlib.sha256(sample.path.name.encode()).hexdigest()[:16], 16)
+    return template + np.random.default_rng(seed).normal(0, 0.02 * size, template.shape)
+
+
 def ensure_prepared(sources: Sequence[str]) -> None:
     """Prepare (resumably) the shared sources among `sources` that are not prepared yet, from
     the shared data folder; folder paths are used as they are."""
@@ -88,7 +104,9 @@ def reshared_samples(samples: Sequence[Sample], settings: ReshareSettings = Resh
     """The samples with their crops re-shared (see `ReshareSettings`): copies under
     `reshared_root()`, made once (each drawn from a seed of the crop's folder name and file name,
     so a copy is the same on every run and machine), same order, labels and groups."""
-    return _degraded_copies(samples, reshared_root(settings), "", lambda image, rng: reshare(image, rng, settings))
+    return _degraded_copies(
+        samples, reshared_root(settings), "", lambda sample, image, rng: reshare(image, rng, settings)
+    )
 
 
 def augmented_samples(
@@ -99,14 +117,31 @@ def augmented_samples(
     `cache_dir()/augmented/`, made once and seeded by the crop's name and the view, so a feature
     cache of them stays valid. The CLIP probe trains on these beside the clean crops."""
     root = cache_dir() / "augmented" / f"{_settings_digest(settings)}-view{view}"
-    return _degraded_copies(samples, root, f"/view{view}", lambda image, rng: augment(image, rng, settings))
+    return _degraded_copies(samples, root, f"/view{view}", lambda sample, image, rng: augment(image, rng, settings))
+
+
+def self_blended_samples(samples: Sequence[Sample], view: int) -> list[Sample]:
+    """Pseudo-fakes of the real samples: view number `view` of each real crop self-blended with
+    its own face mesh (`self_blend`, as the CNN members' training makes them, without the
+    degradations), kept under `cache_dir()/self-blended/`, made once and seeded by the crop's
+    name and the view. Labelled fake, with the source `SOURCE/self-blend`, so a fit that balances
+    sources weighs them as a group of their own."""
+
+    def blend(sample: Sample, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        size = image.shape[0]
+        landmarks = face_landmarks(sample, size)
+        return self_blend(image, landmarks + rng.normal(0, 0.02 * size, landmarks.shape), rng)
+
+    reals = [s for s in samples if s.label == 0]
+    copies = _degraded_copies(reals, cache_dir() / "self-blended" / f"view{view}", f"/blend{view}", blend)
+    return [replace(c, label=1, source=f"{c.source}/self-blend") for c in copies]
 
 
 def _degraded_copies(
     samples: Sequence[Sample],
     root: Path,
     salt: str,
-    degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    degrade: Callable[[Sample, np.ndarray, np.random.Generator], np.ndarray],
 ) -> list[Sample]:
     """Copies of the samples' crops under `root`, each made once by `degrade` with a generator
     seeded by the crop's folder name, file name and `salt`; same order, labels and groups."""
@@ -119,7 +154,7 @@ def _degraded_copies(
         target = root / f"{folder.name}-{where}" / relative
         if not target.exists():
             seed = int(hashlib.sha256(f"{folder.name}/{relative.as_posix()}{salt}".encode()).hexdigest()[:16], 16)
-            copy = degrade(read_rgb(sample.path), np.random.default_rng(seed))
+            copy = degrade(sample, read_rgb(sample.path), np.random.default_rng(seed))
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f"{target.stem}.partial{target.suffix}")
             cv2.imwrite(str(partial), cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))

@@ -27,13 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import FaceSettings
-from pipeline.training.augment import augment, self_blend, template_landmarks
+from pipeline.training.augment import augment, self_blend
 from pipeline.training.data import Sample, balanced_subset, class_weights, read_face
-from pipeline.training.sources import source_samples
-
-CROP_SIDE = FaceSettings.crop_size
-"""Side of the prepared crops, in whose pixels their landmarks are stored."""
+from pipeline.training.sources import face_landmarks, source_samples
 
 
 @dataclass(frozen=True)
@@ -171,15 +167,6 @@ def _views(samples: list[Sample], config: TrainConfig, rng: np.random.Generator)
             images.append(augment(self_blend(face, landmarks, rng), rng))
             labels.append(1)
     return images, labels
-
-
-def face_landmarks(sample: Sample, size: int) -> np.ndarray:
-    """Points of a crop's face in pixels of a `size` crop: its own 468-point face mesh when
-    `prepare` found one, else the five-point template of its source, jittered."""
-    if sample.landmarks is not None and sample.landmarks.exists():
-        return np.load(sample.landmarks).astype(np.float64) * (size / CROP_SIDE)
-    template = template_landmarks(sample.source, size)
-    return template + np.random.default_rng(abs(hash(sample.path.name)) % 2**32).normal(0, 0.02 * size, template.shape)
 
 
 def _features(trunk: Any, images: list[np.ndarray], batch_size: int, desc: str) -> np.ndarray:
