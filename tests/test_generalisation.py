@@ -308,6 +308,8 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     """`evaluate --leave-out` on a small subset: each member of the recipe trains on the other
     sources only, and the table covers the whole held-out source."""
     from pipeline.config import CACHE_DIR_ENV
+    from pipeline.errors import DataError
+    from pipeline.training.cross_source import compare_tables
     from pipeline.training.prepare import prepare
     from pipeline.training.sources import source_samples
 
@@ -375,7 +377,18 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     assert fold["ensemble"]["n"] == len(held_out) and {s.label for s in held_out} == {0, 1}
     for name in ("ensemble", "clip", "tiny"):
         assert {"roc_auc", "average_precision", "eer", "ece", "accuracy"} <= set(fold[name])
+        # The bootstrap 95% interval holds the ROC AUC itself, per fold and over the folds.
+        for metrics in (fold[name], table["mean"][name]):
+            low, high = metrics["roc_auc_interval"]
+            assert low <= metrics["roc_auc"] <= high and low < high
     assert "| swap-faces | **ensemble** |" in run.stdout
+    assert f"{fold['ensemble']['roc_auc']:.3f} [" in run.stdout
+    # Against itself, the paired comparison is exactly zero: both tables drew the same resamples.
+    for column in compare_tables(table, table).values():
+        assert column["difference"] == 0 and column["interval"] == [0.0, 0.0]
+    other = {**table, "bootstrap": {**table["bootstrap"], "held_out": {"gan-faces": 3}}}
+    with pytest.raises(DataError, match="other folds or items"):
+        compare_tables(table, other)
     # The same held-out crops re-shared, scored by the same fold.
     again = table["reshared_folds"]["swap-faces"]
     assert again["ensemble"]["n"] == fold["ensemble"]["n"]

@@ -441,6 +441,36 @@ def test_a_malformed_recipe_is_a_data_error_naming_the_file(tmp_path: Path, reci
         Recipe.load(recipe)
 
 
+def test_bootstrap_resamples_are_paired_between_models_scored_on_the_same_items() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.training.cross_source import bootstrap_roc_auc, interval
+
+    rng = np.random.default_rng(7)
+    labels = np.repeat([0, 1], [300, 200])
+    noise = rng.normal(size=500)
+    weak, strong = noise + 0.5 * labels, noise + 1.5 * labels
+    draws = {name: bootstrap_roc_auc(labels, scores, seed=11) for name, scores in (("weak", weak), ("strong", strong))}
+    # Same labels and seed: the same items drawn, so the weak model's ranking helped by the same
+    # signal is beaten on every resample, and its interval is about the AUC of one draw.
+    assert (draws["strong"] > draws["weak"]).all()
+    assert np.array_equal(bootstrap_roc_auc(labels, weak, seed=11), draws["weak"])
+    low, high = interval(draws["weak"])
+    assert low < roc_auc_score(labels, weak) < high and 0.02 < high - low < 0.15
+    assert (bootstrap_roc_auc(labels, labels.astype(float), seed=3) == 1.0).all()
+    assert interval(bootstrap_roc_auc(np.zeros(5, int), np.arange(5.0), seed=3)) is None
+
+
+def test_an_unreadable_baseline_table_is_one_line_before_any_fold_runs(tmp_path: Path) -> None:
+    (tmp_path / "baseline.json").write_text("{not json")
+    for baseline in (tmp_path / "missing.json", tmp_path / "baseline.json"):
+        run = run_cli("cross-source", "--baseline", str(baseline), "--runs", str(tmp_path / "runs"))
+        assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().startswith("error: cannot read the baseline table"), run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_malformed_recipe_is_one_line_from_the_command_line(tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.json"
     recipe.write_text('{"members": [{"kind": "clip_probe", "name": "clip"}], "false_alarm_curve": [[0.5]]}')

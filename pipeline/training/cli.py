@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings
-from pipeline.errors import PipelineError
+from pipeline.errors import DataError, PipelineError
 from pipeline.training.sources import SOURCES, ensure_prepared
 
 MEMBERS = ("mobilenetv2", "efficientnet_lite0")
@@ -99,10 +99,16 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
 
 def cmd_cross_source(args: argparse.Namespace) -> int:
     """The cross-source table of a recipe (see pipeline/training/cross_source.py)."""
-    from pipeline.training.cross_source import cross_source_table, table_markdown
+    from pipeline.training.cross_source import compare_tables, cross_source_table, table_markdown
     from pipeline.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
+    baseline = None
+    if getattr(args, "baseline", None):
+        try:
+            baseline = json.loads(args.baseline.read_text())
+        except (OSError, ValueError) as error:
+            raise DataError(f"cannot read the baseline table {args.baseline}: {error}") from error
     ensure_prepared(recipe.sources)
     table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh)
     markdown = table_markdown(table)
@@ -115,6 +121,14 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(table, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown + "\n")
+    if baseline is not None:
+        table["against_baseline"] = compare_tables(table, baseline)
+        print(f"\nensemble's mean held-out ROC AUC against {args.baseline} (paired bootstrap, 95% interval):")
+        for column, result in table["against_baseline"].items():
+            low, high = result["interval"] or (float("nan"), float("nan"))
+            print(f"  {column.replace('_', ' ')}: {result['difference']:+.3f} [{low:+.3f}, {high:+.3f}]")
+        if args.json:
+            args.json.write_text(json.dumps(table, indent=2) + "\n")
     return 0
 
 
@@ -247,4 +261,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cross.add_argument("--fresh", action="store_true", help="train every fold anew instead of resuming")
     cross.add_argument("--json", type=Path, help="write the table as JSON")
     cross.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    cross.add_argument(
+        "--baseline",
+        type=Path,
+        help="a table's JSON from an earlier run of the same folds: print the ensemble's paired difference to it",
+    )
     cross.set_defaults(run=cmd_cross_source)

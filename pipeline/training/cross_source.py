@@ -7,8 +7,12 @@ lists frame-level ROC AUC, AP, EER, ECE and accuracy at the fold's own threshold
 source and member, and their mean, twice: on the held-out crops as they are, and on the same
 crops re-shared (downscaled and JPEG-compressed, seeded per crop: `ReshareSettings`), because an
 upload has usually been passed around before it reaches the engine, and a feature that ranks clean
-crops well may not survive that. Every recipe choice is made on this table and on validation
-splits, never on test splits.
+crops well may not survive that. Every ROC AUC comes with a 95% interval from stratified
+bootstrap resamples of the held-out items, seeded per source, so a table made later for another
+recipe on the same folds resamples the same way and `compare_tables` (`cross-source --baseline`)
+gives a paired interval for the difference. The interval covers which items were held out, not
+training noise nor the flattery of choosing among many recipes on one table. Every recipe choice
+is made on this table and on validation splits, never on test splits.
 
 Folds are slow (a CNN member trains for each), so each fold keeps its members and their logits
 under `runs/cross-source/FOLD/`, and a stopped run resumes there. The recipe's `cross_source`
@@ -46,6 +50,10 @@ from pipeline.training.sources import reshared_samples
 ENSEMBLE = "ensemble"
 RESHARED = "held_out_reshared"
 METRICS = ("roc_auc", "average_precision", "eer", "ece", "accuracy")
+BOOTSTRAP_RESAMPLES = 1000
+"""Stratified resamples of each held-out source's items behind every ROC AUC's 95% interval. They
+are seeded by the source's name alone, so two tables of the same folds draw the same resamples
+and the difference of two recipes is a paired comparison (`compare_tables`)."""
 
 
 @dataclass
@@ -153,6 +161,8 @@ class FoldResult:
     """The ensemble's probabilities for the held-out real items (the false-alarm curve)."""
     fake_probabilities: np.ndarray
     """The same for the held-out fake items (the miss curve)."""
+    probabilities: dict[str, np.ndarray]
+    """Per model (members calibrated, and the ensemble), its probability for each held-out item."""
 
 
 def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldResult:
@@ -160,23 +170,70 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldRes
     labels_val, labels_held = val.labels, held.labels
     temperatures = {n: fit_temperature(v, labels_val) for n, v in val.logits.items()}
     metrics: dict[str, dict[str, Any]] = {}
+    probabilities: dict[str, np.ndarray] = {}
     for name in val.logits:
         threshold = choose_threshold(sigmoid(val.logits[name] / temperatures[name]), labels_val)
-        metrics[name] = {
-            **binary_metrics(labels_held, sigmoid(held.logits[name] / temperatures[name]), threshold),
-            "threshold": threshold,
-        }
+        probabilities[name] = sigmoid(held.logits[name] / temperatures[name])
+        metrics[name] = {**binary_metrics(labels_held, probabilities[name], threshold), "threshold": threshold}
     ensemble_val = combine(val.logits, temperatures, weights)
     ensemble_temperature = fit_temperature(ensemble_val, labels_val)
     threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature), labels_val)
     p_held = sigmoid(combine(held.logits, temperatures, weights) / ensemble_temperature)
     metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
-    members = np.stack(
-        [sigmoid(held.logits[n] / temperatures[n]) for n in weights if weights[n] > 0 and n in held.logits]
-    )
+    members = np.stack([probabilities[n] for n in weights if weights[n] > 0 and n in held.logits])
     spread = members.max(axis=0) - members.min(axis=0)
     correct = (p_held >= threshold) == labels_held.astype(bool)
-    return FoldResult(metrics, spread, correct, p_held[labels_held == 0], p_held[labels_held == 1])
+    probabilities[ENSEMBLE] = p_held
+    return FoldResult(metrics, spread, correct, p_held[labels_held == 0], p_held[labels_held == 1], probabilities)
+
+
+def bootstrap_roc_auc(
+    labels: np.ndarray, scores: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES
+) -> np.ndarray:
+    """(resamples,) ROC AUC of stratified bootstrap resamples (the reals and the fakes each drawn
+    with replacement, their counts kept). The draws depend only on the labels and `seed`, never on
+    the scores, so two models scored on the same items are resampled alike (paired); NaN without
+    both classes."""
+    from scipy.stats import rankdata
+
+    reals, fakes = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if not len(reals) or not len(fakes):
+        return np.full(resamples, np.nan)
+    rng = np.random.default_rng(seed)
+    drawn = np.concatenate(
+        [rng.choice(reals, (resamples, len(reals))), rng.choice(fakes, (resamples, len(fakes)))], axis=1
+    )
+    # Mann-Whitney: the fakes' rank sum among all drawn items, ties shared.
+    ranks = rankdata(scores[drawn], axis=1)
+    fake_ranks = ranks[:, len(reals) :].sum(axis=1)
+    return (fake_ranks - len(fakes) * (len(fakes) + 1) / 2) / (len(fakes) * len(reals))
+
+
+def interval(draws: np.ndarray) -> list[float] | None:
+    """The central 95% of bootstrap draws, or None when they are undefined."""
+    if np.isnan(draws).any():
+        return None
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def _fold_seed(source: str) -> int:
+    return int(hashlib.sha256(f"bootstrap/{source}".encode()).hexdigest()[:8], 16)
+
+
+def _add_intervals(
+    folds: dict[str, FoldResult], labels: dict[str, np.ndarray], mean: dict[str, dict[str, Any]]
+) -> list[float]:
+    """Each model's ROC AUC interval per fold and over the folds' mean (each fold resampled on its
+    own, the draws averaged); returns the ensemble's mean draws (for `compare_tables`)."""
+    means: dict[str, np.ndarray] = {}
+    for name in mean:
+        draws = [bootstrap_roc_auc(labels[s], f.probabilities[name], _fold_seed(s)) for s, f in folds.items()]
+        for fold, fold_draws in zip(folds.values(), draws, strict=True):
+            fold.metrics[name]["roc_auc_interval"] = interval(fold_draws)
+        defined = [d for d in draws if not np.isnan(d).any()]
+        means[name] = np.mean(defined, axis=0) if defined else np.full(BOOTSTRAP_RESAMPLES, np.nan)
+        mean[name]["roc_auc_interval"] = interval(means[name])
+    return [round(float(v), 6) for v in means[ENSEMBLE]]
 
 
 def _mean(folds: dict[str, FoldResult], names: list[str]) -> dict[str, dict[str, float]]:
@@ -212,11 +269,21 @@ def cross_source_table(
     spread = np.concatenate([f.spread for f in folds.values()])
     correct = np.concatenate([f.correct for f in folds.values()])
     margin = choose_disagreement_margin(spread, correct) if len(fold_members(recipe)) > 1 else None
+    labels = {source: held.labels for source, (_, held, _) in scored.items()}
+    mean, reshared_mean = _mean(folds, names), _mean(reshared, names)
     return {
         "folds": {source: f.metrics for source, f in folds.items()},
-        "mean": _mean(folds, names),
+        "mean": mean,
         "reshared_folds": {source: f.metrics for source, f in reshared.items()},
-        "reshared_mean": _mean(reshared, names),
+        "reshared_mean": reshared_mean,
+        # The ensemble's mean ROC AUC over the folds, per bootstrap resample (paired between
+        # tables of the same folds: `compare_tables`).
+        "bootstrap": {
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "held_out": {source: fold.metrics[ENSEMBLE]["n"] for source, fold in folds.items()},
+            "mean_roc_auc": _add_intervals(folds, labels, mean),
+            "mean_roc_auc_reshared": _add_intervals(reshared, labels, reshared_mean),
+        },
         "reshare": asdict(ReshareSettings()),
         "weights": recipe.weights,
         "members": [m["name"] for m in fold_members(recipe)],
@@ -281,9 +348,46 @@ def _accuracy_by_spread(spread: np.ndarray, correct: np.ndarray) -> list[dict[st
     return rows
 
 
+def _cell(metrics: dict[str, Any], key: str) -> str:
+    """A metric to three decimals; the ROC AUC with its bootstrap 95% interval when it has one."""
+    bounds = metrics.get(f"{key}_interval")
+    return f"{metrics[key]:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
+
+
+def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ensemble's mean held-out ROC AUC of `table` minus `baseline`'s, as they are, re-shared
+    and the mean of the two, each with the 95% interval of the paired bootstrap differences: both
+    tables' folds resampled alike (the same held-out items, so the same draws). A `DataError` when
+    the tables do not hold the same folds and items."""
+    from pipeline.errors import DataError
+
+    ours, theirs = table.get("bootstrap"), baseline.get("bootstrap")
+    if not ours or not theirs:
+        raise DataError("the baseline table has no bootstrap draws: remake it with this version of cross-source")
+    if (ours["resamples"], ours["held_out"]) != (theirs["resamples"], theirs["held_out"]):
+        raise DataError(
+            f"the tables hold other folds or items ({ours['held_out']} against {theirs['held_out']}): no paired comparison"
+        )
+    columns = {
+        "as_they_are": ("mean", "mean_roc_auc"),
+        "reshared": ("reshared_mean", "mean_roc_auc_reshared"),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    draws = {}
+    for column, (mean_key, draws_key) in columns.items():
+        draws[column] = np.asarray(ours[draws_key]) - np.asarray(theirs[draws_key])
+        difference = table[mean_key][ENSEMBLE]["roc_auc"] - baseline[mean_key][ENSEMBLE]["roc_auc"]
+        out[column] = {"difference": difference, "interval": interval(draws[column])}
+    out["mean_of_the_two"] = {
+        "difference": (out["as_they_are"]["difference"] + out["reshared"]["difference"]) / 2,
+        "interval": interval((draws["as_they_are"] + draws["reshared"]) / 2),
+    }
+    return out
+
+
 def table_markdown(table: dict[str, Any]) -> str:
     """The table as Markdown: one row per held-out source and model, the ensemble first, with
-    the held-out crops as they are and re-shared side by side."""
+    the held-out crops as they are and re-shared side by side; each ROC AUC with its 95% interval."""
     names = [ENSEMBLE, *table["members"]]
     columns = ("ROC AUC", "AP", "EER", "ECE", "accuracy at threshold")
     lines = [
@@ -292,7 +396,7 @@ def table_markdown(table: dict[str, Any]) -> str:
     ]
 
     def cells(m: dict[str, Any]) -> str:
-        return " | ".join("-" if m.get(k) is None else f"{m[k]:.3f}" for k in METRICS)
+        return " | ".join("-" if m.get(k) is None else _cell(m, k) for k in METRICS)
 
     for source, fold in table["folds"].items():
         for name in names:
