@@ -289,6 +289,70 @@ def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_da
     assert list(result.model_scores) == ["tiny"] and len(result.frames) == 4
 
 
+@pytest.mark.training
+def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
+    tiny_run, shared_data: Path, tmp_path: Path
+) -> None:
+    """`train-ensemble --keep tiny`: the CNN's file in the models folder stays as it is and is
+    calibrated with the probe, which is trained; a wrong `--keep` is one line, before any work."""
+    folder = tmp_path / "gan-faces"
+    rows = ["file,label,group,split"]
+    for split in ("train", "val"):
+        for label in ("real", "fake"):
+            for sample in [s for s in load_samples(shared_data / "gan-faces", split) if s.label == (label == "fake")][
+                :8
+            ]:
+                (folder / label).mkdir(parents=True, exist_ok=True)
+                shutil.copy(sample.path, folder / label / sample.path.name)
+                rows.append(f"{label}/{sample.path.name},{label},{sample.group},{sample.split}")
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(
+        json.dumps(
+            {
+                "sources": [str(folder)],
+                "val_per_class": 8,
+                "members": [
+                    {"kind": "clip_probe", "name": "clip", "block": 5, "regularization": 0.5},
+                    {"kind": "keras", "name": "tiny", "backbone": "mobilenetv2", "input_size": 96},
+                ],
+                "weights": {"clip": 1.0, "tiny": 1.0},
+            }
+        )
+    )
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    models.mkdir()
+    shutil.copy(tiny_run.model_path, models / "tiny.keras")
+    before = (models / "tiny.keras").read_bytes()
+    for keep, message in (
+        (["nothing"], "names no member of the recipe: nothing"),
+        (["clip"], "clip.json does not exist"),
+    ):
+        run = run_cli(
+            "train-ensemble", "--recipe", str(recipe), "--keep", *keep, "--models-dir", str(models), "--runs", str(runs)
+        )
+        assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().startswith("error:") and message in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and not runs.exists()
+    run = run_cli(
+        "train-ensemble",
+        "--recipe",
+        str(recipe),
+        "--keep",
+        "tiny",
+        "--models-dir",
+        str(models),
+        "--runs",
+        str(runs),
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    spec = EnsembleSpec.load(models / ENSEMBLE_FILE)
+    assert [m.name for m in spec.members] == ["clip", "tiny"]
+    assert (models / "tiny.keras").read_bytes() == before and (models / "clip.json").is_file()
+    assert (runs / "clip").is_dir() and not (runs / "tiny").exists()  # only the probe was trained
+
+
 def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path) -> None:
     from pipeline.training.prepare import prepare
 

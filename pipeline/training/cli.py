@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.sources import SOURCES, ensure_prepared
+
+if TYPE_CHECKING:
+    from pipeline.training.recipe import Recipe, TrainedMember
 
 MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 
@@ -70,6 +75,8 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
     from pipeline.training.ensemble_fit import fit_ensemble
     from pipeline.training.recipe import Recipe, train_recipe_member
 
+    if args.keep and not args.recipe:
+        raise PipelineError("--keep needs --recipe (it names members of the recipe)")
     if args.recipe:
         recipe = Recipe.load(args.recipe)
     else:
@@ -80,8 +87,12 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         for member in members:
             member.pop("out_dir")
         recipe = Recipe(tuple(args.data), members, {}, args.aggregation, args.val_per_class, {}, 0, None)
+    kept = _kept_members(recipe, args.keep or (), args.models_dir)
     ensure_prepared(recipe.sources)
-    trained = [train_recipe_member(member, recipe.sources, args.runs, None, args.resume) for member in recipe.members]
+    trained = [
+        kept.get(member["name"]) or train_recipe_member(member, recipe.sources, args.runs, None, args.resume)
+        for member in recipe.members
+    ]
     validation = fit_ensemble(
         trained,
         recipe.sources,
@@ -95,6 +106,22 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
     )
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0
+
+
+def _kept_members(recipe: Recipe, names: Sequence[str], models_dir: Path) -> dict[str, TrainedMember]:
+    """The members `--keep` takes as they are from the models folder, checked before any training."""
+    from pipeline.training.recipe import kept_member
+
+    by_name = {m["name"]: m for m in recipe.members}
+    if unknown := sorted(set(names) - set(by_name)):
+        raise DataError(f"--keep names no member of the recipe: {', '.join(unknown)}")
+    for member in recipe.members:
+        if member["name"] not in names and member.get("init_from") in names:
+            # Its start would be the kept file, not the run the recipe trains it from.
+            raise DataError(
+                f"cannot train {member['name']!r} from {member['init_from']!r} while keeping it: keep both or neither"
+            )
+    return {name: kept_member(by_name[name], models_dir) for name in names}
 
 
 def cmd_cross_source(args: argparse.Namespace) -> int:
@@ -227,6 +254,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ensemble.add_argument("--runs", type=Path, default=Path("runs"))
     ensemble.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     ensemble.add_argument("--aggregation", default=DEFAULT_AGGREGATION)
+    ensemble.add_argument(
+        "--keep",
+        nargs="+",
+        default=None,
+        metavar="MEMBER",
+        help="take these recipe members as they are from --models-dir instead of training them (e.g. refit the "
+        "probe and the calibration with the CNNs unchanged)",
+    )
     _add_training_options(ensemble)
     ensemble.set_defaults(run=cmd_train_ensemble)
 

@@ -196,6 +196,22 @@ def train_recipe_member(
     )
 
 
+def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
+    """A recipe member taken as it is from a models folder (its file there), not trained again:
+    e.g. the CNNs kept while the probe and the calibration are refitted."""
+    from pipeline.training.train import TrainConfig
+
+    name = member["name"]
+    if member["kind"] == CLIP_PROBE:
+        path, backbone, input_size = models_dir / f"{name}.json", "clip-vit-b16", 224
+    else:
+        path = models_dir / f"{name}.keras"
+        backbone, input_size = member["backbone"], int(member.get("input_size", TrainConfig.input_size))
+    if not path.is_file():
+        raise DataError(f"cannot keep the member {name!r}: {path} does not exist")
+    return TrainedMember(name, member["kind"], path, backbone, input_size, bool(member.get("flip_average")))
+
+
 def trained_logits(trained: TrainedMember, samples: Sequence[Sample], flip_average: bool | None = None) -> np.ndarray:
     """A trained member's raw logits on samples, as the engine computes them."""
     if trained.kind == CLIP_PROBE:
