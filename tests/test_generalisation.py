@@ -383,10 +383,11 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
             assert low <= metrics["roc_auc"] <= high and low < high
     assert "| swap-faces | **ensemble** |" in run.stdout
     assert f"{fold['ensemble']['roc_auc']:.3f} [" in run.stdout
+    assert table["bootstrap"]["held_out"]["swap-faces"].startswith(f"{len(held_out)} items ")
     # Against itself, the paired comparison is exactly zero: both tables drew the same resamples.
     for column in compare_tables(table, table).values():
         assert column["difference"] == 0 and column["interval"] == [0.0, 0.0]
-    other = {**table, "bootstrap": {**table["bootstrap"], "held_out": {"gan-faces": 3}}}
+    other = {**table, "bootstrap": {**table["bootstrap"], "held_out": {"swap-faces": "3 items 0123"}}}
     with pytest.raises(DataError, match="other folds or items"):
         compare_tables(table, other)
     # The same held-out crops re-shared, scored by the same fold.

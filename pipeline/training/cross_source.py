@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.engine.ensemble import KERAS, sigmoid
+from pipeline.errors import DataError
 from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import (
     choose_disagreement_margin,
@@ -216,6 +217,12 @@ def interval(draws: np.ndarray) -> list[float] | None:
     return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
 
 
+def _items_digest(samples: Sequence[Sample]) -> str:
+    """Which items, in which order, a fold held out (their count and a digest of their paths)."""
+    digest = hashlib.sha256("\n".join(str(s.path) for s in samples).encode()).hexdigest()[:16]
+    return f"{len(samples)} items {digest}"
+
+
 def _fold_seed(source: str) -> int:
     return int(hashlib.sha256(f"bootstrap/{source}".encode()).hexdigest()[:8], 16)
 
@@ -280,7 +287,7 @@ def cross_source_table(
         # tables of the same folds: `compare_tables`).
         "bootstrap": {
             "resamples": BOOTSTRAP_RESAMPLES,
-            "held_out": {source: fold.metrics[ENSEMBLE]["n"] for source, fold in folds.items()},
+            "held_out": {source: _items_digest(held.samples) for source, (_, held, _) in scored.items()},
             "mean_roc_auc": _add_intervals(folds, labels, mean),
             "mean_roc_auc_reshared": _add_intervals(reshared, labels, reshared_mean),
         },
@@ -359,8 +366,6 @@ def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str,
     and the mean of the two, each with the 95% interval of the paired bootstrap differences: both
     tables' folds resampled alike (the same held-out items, so the same draws). A `DataError` when
     the tables do not hold the same folds and items."""
-    from pipeline.errors import DataError
-
     ours, theirs = table.get("bootstrap"), baseline.get("bootstrap")
     if not ours or not theirs:
         raise DataError("the baseline table has no bootstrap draws: remake it with this version of cross-source")
