@@ -5,7 +5,6 @@ cross-source table on a small subset."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
@@ -21,6 +20,7 @@ from pipeline.training.augment import face_mask, self_blend
 from pipeline.training.data import load_samples, read_face
 from pipeline.training.probe import fit_probe
 from tests.command_line import run_cli
+from tests.subsets import copy_subset
 
 COLLAGES = 20
 FACES_PER_COLLAGE = 20
@@ -29,16 +29,7 @@ COLLAGE_SIDE = 150
 
 def _subset(shared_data: Path, tmp_path: Path, source: str, per_label: int, split: str = "train") -> Path:
     """A small copy of a shared source (first files of a split per label), with its metadata."""
-    folder = tmp_path / source
-    rows = ["file,label,group,split"]
-    for label in ("real", "fake"):
-        picks = [s for s in load_samples(shared_data / source, split) if s.label == (label == "fake")][:per_label]
-        for sample in picks:
-            (folder / label).mkdir(parents=True, exist_ok=True)
-            shutil.copy(sample.path, folder / label / sample.path.name)
-            rows.append(f"{label}/{sample.path.name},{label},{sample.group},{sample.split}")
-    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
-    return folder
+    return copy_subset(shared_data / source, tmp_path / source, per_label, (split,))
 
 
 @pytest.fixture(scope="module")
@@ -315,18 +306,7 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
 
     cache = tmp_path / "cache"
     for source, per_label in (("gan-faces", 10), ("swap-faces", 12), ("sd-faces", 10)):
-        folder = tmp_path / "subsets" / source
-        rows = ["file,label,group,split"]
-        for split in ("train", "val"):
-            for label in ("real", "fake"):
-                picks = [s for s in load_samples(shared_data / source, split) if s.label == (label == "fake")][
-                    :per_label
-                ]
-                for sample in picks:
-                    (folder / label).mkdir(parents=True, exist_ok=True)
-                    shutil.copy(sample.path, folder / label / sample.path.name)
-                    rows.append(f"{label}/{sample.path.name},{label},{sample.group},{sample.split}")
-        (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+        folder = copy_subset(shared_data / source, tmp_path / "subsets" / source, per_label, ("train", "val"))
         prepare(folder, cache / "prepared" / source, landmarks=False)
     recipe = tmp_path / "recipe.json"
     recipe.write_text(

@@ -28,6 +28,7 @@ from pipeline.training.calibration import (
 )
 from pipeline.training.data import class_weights, load_samples, read_face
 from tests.command_line import run_cli
+from tests.subsets import copy_subset
 
 
 def test_shared_splits_keep_each_source_video_on_one_side(shared_data: Path) -> None:
@@ -295,17 +296,7 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
 ) -> None:
     """`train-ensemble --keep tiny`: the CNN's file in the models folder stays as it is and is
     calibrated with the probe, which is trained; a wrong `--keep` is one line, before any work."""
-    folder = tmp_path / "gan-faces"
-    rows = ["file,label,group,split"]
-    for split in ("train", "val"):
-        for label in ("real", "fake"):
-            for sample in [s for s in load_samples(shared_data / "gan-faces", split) if s.label == (label == "fake")][
-                :8
-            ]:
-                (folder / label).mkdir(parents=True, exist_ok=True)
-                shutil.copy(sample.path, folder / label / sample.path.name)
-                rows.append(f"{label}/{sample.path.name},{label},{sample.group},{sample.split}")
-    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
+    folder = copy_subset(shared_data / "gan-faces", tmp_path / "gan-faces", 8, ("train", "val"))
     recipe = tmp_path / "recipe.json"
     recipe.write_text(
         json.dumps(

@@ -72,7 +72,7 @@ class Recipe:
                     if folds is not None and name in folds and init_from not in folds:
                         raise ValueError(f"the folds train {name!r} but not {init_from!r}, which it starts from")
                 if member.get("kind", KERAS) == KERAS:
-                    earlier_cnns.append(name or member["backbone"])
+                    earlier_cnns.append(name)
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
                     for views in ("augmented_views", "self_blended_views"):

@@ -77,6 +77,13 @@ def face_landmarks(sample: Sample, size: int) -> np.ndarray:
     return template + np.random.default_rng(seed).normal(0, 0.02 * size, template.shape)
 
 
+def blend_landmarks(sample: Sample, size: int, rng: np.random.Generator) -> np.ndarray:
+    """The points a self-blend mask is drawn from: the crop's `face_landmarks`, each moved by
+    a draw of 2% of the crop, so no two pseudo-fakes share a boundary exactly."""
+    landmarks = face_landmarks(sample, size)
+    return landmarks + rng.normal(0, 0.02 * size, landmarks.shape)
+
+
 def ensure_prepared(sources: Sequence[str]) -> None:
     """Prepare (resumably) the shared sources among `sources` that are not prepared yet, from
     the shared data folder; folder paths are used as they are."""
@@ -128,9 +135,7 @@ def self_blended_samples(samples: Sequence[Sample], view: int) -> list[Sample]:
     sources weighs them as a group of their own."""
 
     def blend(sample: Sample, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        size = image.shape[0]
-        landmarks = face_landmarks(sample, size)
-        return self_blend(image, landmarks + rng.normal(0, 0.02 * size, landmarks.shape), rng)
+        return self_blend(image, blend_landmarks(sample, image.shape[0], rng), rng)
 
     reals = [s for s in samples if s.label == 0]
     copies = _degraded_copies(reals, cache_dir() / "self-blended" / f"view{view}", f"/blend{view}", blend)

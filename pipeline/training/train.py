@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.training.augment import augment, self_blend
 from pipeline.training.data import Sample, balanced_subset, class_weights, read_face
-from pipeline.training.sources import face_landmarks, source_samples
+from pipeline.training.sources import blend_landmarks, source_samples
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,7 @@ def _views(samples: list[Sample], config: TrainConfig, rng: np.random.Generator)
             images.append(augment(face, rng))
             labels.append(sample.label)
         if sample.label == 0 and rng.random() < config.self_blend:
-            landmarks = face_landmarks(sample, config.input_size)
-            landmarks = landmarks + rng.normal(0, 0.02 * config.input_size, landmarks.shape)
+            landmarks = blend_landmarks(sample, config.input_size, rng)
             images.append(augment(self_blend(face, landmarks, rng), rng))
             labels.append(1)
     return images, labels
