@@ -290,6 +290,12 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     )
     weights = [np.asarray(json.loads(t.path.read_text())["weights"]) for t in (plain, blended)]
     assert not np.allclose(*weights)
+    # With degraded views too, only the clean crops are blended (a degraded view has no mesh).
+    train_recipe_member(
+        {**member, "name": "both", "augmented_views": 1, "self_blended_views": 1}, [str(prepared)], tmp_path / "runs"
+    )
+    blended_from = [folder.name for folder in (tmp_path / "cache" / "self-blended" / "view0").iterdir()]
+    assert len(blended_from) == 1 and blended_from[0].startswith("prepared-"), blended_from
 
 
 @pytest.mark.training

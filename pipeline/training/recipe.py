@@ -160,15 +160,17 @@ def train_recipe_member(
     if member["kind"] == CLIP_PROBE:
         feature = member.get("feature", "cls")
         block = int(member.get("block", BLOCKS))
-        train = samples_of(sources, "train", member.get("train_per_class"))
+        clean = samples_of(sources, "train", member.get("train_per_class"))
+        train = list(clean)
         # Degraded views of the same crops (as the CNNs train on), meant to keep the probe off
         # fine pixel statistics a re-shared upload no longer has. Measured worse on unseen
         # sources, so the shipped recipe has none (model card).
-        train += [v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(train, view)]
-        # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on): a
-        # blending boundary no generator in particular leaves; chosen on the cross-source table.
+        train += [v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(clean, view)]
+        # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
+        # a degraded view, which has no face mesh): a blending boundary no generator in
+        # particular leaves; chosen on the cross-source table.
         train += [
-            v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(train, view)
+            v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view)
         ]
         probe = fit_probe(
             clip_rows(train, feature, block),
