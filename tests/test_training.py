@@ -517,11 +517,21 @@ def test_bootstrap_resamples_are_paired_between_models_scored_on_the_same_items(
 
 
 def test_an_unreadable_baseline_table_is_one_line_before_any_fold_runs(tmp_path: Path) -> None:
-    (tmp_path / "baseline.json").write_text("{not json")
-    for baseline in (tmp_path / "missing.json", tmp_path / "baseline.json"):
-        run = run_cli("cross-source", "--baseline", str(baseline), "--runs", str(tmp_path / "runs"))
+    (tmp_path / "broken.json").write_text("{not json")
+    draws = {"resamples": 3, "held_out": {"gan-faces": "6 items 0123"}, "mean_roc_auc_reshared": [0.5] * 3}
+    baselines = {
+        "missing.json": ("cannot read the baseline table", None),
+        "broken.json": ("cannot read the baseline table", None),
+        "list.json": ("is not a cross-source table", []),
+        "old.json": ("is not a cross-source table", {"mean": {}, "reshared_mean": {}}),
+        "short.json": ("is not a cross-source table", {"bootstrap": {**draws, "mean_roc_auc": [0.5]}}),
+    }
+    for name, (message, content) in baselines.items():
+        if content is not None:
+            (tmp_path / name).write_text(json.dumps(content))
+        run = run_cli("cross-source", "--baseline", str(tmp_path / name), "--runs", str(tmp_path / "runs"))
         assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
-        assert run.stderr.strip().startswith("error: cannot read the baseline table"), run.stderr
+        assert run.stderr.strip().startswith("error:") and message in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not (tmp_path / "runs").exists()
 

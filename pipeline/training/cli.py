@@ -126,16 +126,11 @@ def _kept_members(recipe: Recipe, names: Sequence[str], models_dir: Path) -> dic
 
 def cmd_cross_source(args: argparse.Namespace) -> int:
     """The cross-source table of a recipe (see pipeline/training/cross_source.py)."""
-    from pipeline.training.cross_source import compare_tables, cross_source_table, table_markdown
+    from pipeline.training.cross_source import compare_tables, cross_source_table, read_baseline, table_markdown
     from pipeline.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
-    baseline = None
-    if getattr(args, "baseline", None):
-        try:
-            baseline = json.loads(args.baseline.read_text())
-        except (OSError, ValueError) as error:
-            raise DataError(f"cannot read the baseline table {args.baseline}: {error}") from error
+    baseline = read_baseline(args.baseline) if getattr(args, "baseline", None) else None
     ensure_prepared(recipe.sources)
     table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh)
     markdown = table_markdown(table)

@@ -361,14 +361,34 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     return f"{metrics[key]:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
 
 
+def read_baseline(path: Path) -> dict[str, Any]:
+    """A table's JSON written by `cross-source --json`, checked to hold what `compare_tables`
+    reads (read before any fold runs); anything else is a `DataError` saying what is wrong."""
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read the baseline table {path}: {error}") from error
+    try:
+        draws = table["bootstrap"]
+        for key in ("mean_roc_auc", "mean_roc_auc_reshared"):
+            if len(draws[key]) != draws["resamples"]:
+                raise ValueError(f"{key} holds {len(draws[key])} draws, not {draws['resamples']}")
+        dict(draws["held_out"])
+        float(table["mean"][ENSEMBLE]["roc_auc"]) + float(table["reshared_mean"][ENSEMBLE]["roc_auc"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise DataError(
+            f"the baseline {path} is not a cross-source table with bootstrap draws ({error!r}): "
+            "remake it with this version's cross-source --json"
+        ) from error
+    return table
+
+
 def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ensemble's mean held-out ROC AUC of `table` minus `baseline`'s, as they are, re-shared
-    and the mean of the two, each with the 95% interval of the paired bootstrap differences: both
-    tables' folds resampled alike (the same held-out items, so the same draws). A `DataError` when
-    the tables do not hold the same folds and items."""
-    ours, theirs = table.get("bootstrap"), baseline.get("bootstrap")
-    if not ours or not theirs:
-        raise DataError("the baseline table has no bootstrap draws: remake it with this version of cross-source")
+    """The ensemble's mean held-out ROC AUC of `table` minus `baseline`'s (as `read_baseline`
+    checks it), as they are, re-shared and the mean of the two, each with the 95% interval of the
+    paired bootstrap differences: both tables' folds resampled alike (the same held-out items, so
+    the same draws). A `DataError` when the tables do not hold the same folds and items."""
+    ours, theirs = table["bootstrap"], baseline["bootstrap"]
     if (ours["resamples"], ours["held_out"]) != (theirs["resamples"], theirs["held_out"]):
         raise DataError(
             f"the tables hold other folds or items ({ours['held_out']} against {theirs['held_out']}): no paired comparison"
