@@ -315,12 +315,18 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
     models.mkdir()
     shutil.copy(tiny_run.model_path, models / "tiny.keras")
     before = (models / "tiny.keras").read_bytes()
-    for keep, message in (
-        (["nothing"], "names no member of the recipe: nothing"),
-        (["clip"], "clip.json does not exist"),
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tiny.keras").write_bytes(before[: len(before) // 2])
+    (broken / "clip.json").write_text('{"feature": "cls"}')
+    for keep, folder, message in (
+        (["nothing"], models, "names no member of the recipe: nothing"),
+        (["clip"], models, "clip.json does not exist"),
+        (["tiny"], broken, "tiny.keras does not load"),
+        (["clip"], broken, "clip.json does not load"),
     ):
         run = run_cli(
-            "train-ensemble", "--recipe", str(recipe), "--keep", *keep, "--models-dir", str(models), "--runs", str(runs)
+            "train-ensemble", "--recipe", str(recipe), "--keep", *keep, "--models-dir", str(folder), "--runs", str(runs)
         )
         assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
         assert run.stderr.strip().startswith("error:") and message in run.stderr, run.stderr

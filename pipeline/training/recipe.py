@@ -211,6 +211,16 @@ def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
         backbone, input_size = member["backbone"], int(member.get("input_size", TrainConfig.input_size))
     if not path.is_file():
         raise DataError(f"cannot keep the member {name!r}: {path} does not exist")
+    # Loaded once here, so a broken file is one line before any member trains, not after.
+    try:
+        if member["kind"] == CLIP_PROBE:
+            ClipProbe.from_json(json.loads(path.read_text()))
+        else:
+            import keras
+
+            keras.models.load_model(path, safe_mode=True, compile=False)
+    except (KeyError, TypeError, ValueError, OSError) as error:
+        raise DataError(f"cannot keep the member {name!r}: {path} does not load ({error})") from error
     return TrainedMember(name, member["kind"], path, backbone, input_size, bool(member.get("flip_average")))
 
 
