@@ -522,6 +522,48 @@ def test_bootstrap_resamples_are_paired_between_models_scored_on_the_same_items(
     assert interval(bootstrap_roc_auc(np.zeros(5, int), np.arange(5.0), seed=3)) is None
 
 
+def test_the_weight_choice_takes_the_smallest_near_best_weight_and_is_checked_on_unseen_folds() -> None:
+    from pipeline.training.cross_source import weight_choice, weight_choice_markdown
+
+    # The mean of the two columns per fold and CLIP weight (the CNN at 1). On all folds 4 is best
+    # (0.8143) but 2 (0.8100) is within the tie; "a" and "b" alone would pick 8, which fails "c".
+    means = {
+        "a": {1.0: 0.70, 2.0: 0.80, 4.0: 0.804, 8.0: 0.83},
+        "b": {1.0: 0.70, 2.0: 0.78, 4.0: 0.784, 8.0: 0.81},
+        "c": {1.0: 0.90, 2.0: 0.85, 4.0: 0.855, 8.0: 0.50},
+    }
+
+    def row(weights: dict[str, float], mean: dict[str, float]) -> dict[str, object]:
+        return {
+            "weights": weights,
+            "by_source": {s: m + 0.01 for s, m in mean.items()},
+            "by_source_reshared": {s: m - 0.01 for s, m in mean.items()},
+        }
+
+    # The members alone score best of all, but are not weights of the grid: ignored.
+    trials = [
+        row({"clip": 1.0, "cnn": 0.0}, dict.fromkeys(means, 0.99)),
+        row({"clip": 0.0, "cnn": 1.0}, dict.fromkeys(means, 0.99)),
+    ]
+    trials += [row({"clip": w, "cnn": 1.0}, {s: by_weight[w] for s, by_weight in means.items()}) for w in means["a"]]
+    choice = weight_choice(trials)
+    assert choice["chosen"] == 2.0 and choice["score"] == pytest.approx(0.81)
+    assert max(choice["scores"].values()) == pytest.approx(choice["scores"]["4.0"])
+    assert {s: n["weight"] for s, n in choice["nested"].items()} == {"a": 2.0, "b": 2.0, "c": 8.0}
+    assert choice["nested"]["c"]["score"] == pytest.approx(0.50)
+    assert choice["nested_score"] == pytest.approx((0.80 + 0.78 + 0.50) / 3)
+    text = weight_choice_markdown(choice, ["clip", "cnn"])
+    assert "chosen (the smallest within 0.005 of the best): 2." in text and "c 8 → 0.500" in text
+    # One fold alone: nothing to check a choice against.
+    alone = weight_choice(
+        [
+            {**r, "by_source": {"a": r["by_source"]["a"]}, "by_source_reshared": {"a": r["by_source_reshared"]["a"]}}
+            for r in trials
+        ]
+    )
+    assert alone["chosen"] == 8.0 and alone["nested"] == {} and alone["nested_score"] is None
+
+
 def test_an_unreadable_baseline_table_is_one_line_before_any_fold_runs(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{not json")
     draws = {"resamples": 3, "held_out": {"gan-faces": "6 items 0123"}, "mean_roc_auc_reshared": [0.5] * 3}

@@ -277,6 +277,7 @@ def cross_source_table(
     correct = np.concatenate([f.correct for f in folds.values()])
     margin = choose_disagreement_margin(spread, correct) if len(fold_members(recipe)) > 1 else None
     labels = {source: held.labels for source, (_, held, _) in scored.items()}
+    trials = weight_trials(scored, [m["name"] for m in fold_members(recipe)])
     mean, reshared_mean = _mean(folds, names), _mean(reshared, names)
     return {
         "folds": {source: f.metrics for source, f in folds.items()},
@@ -306,11 +307,16 @@ def cross_source_table(
         "miss_curve": [
             list(point) for point in miss_curve(np.concatenate([f.fake_probabilities for f in folds.values()]))
         ],
-        "weight_trials": weight_trials(scored, [m["name"] for m in fold_members(recipe)]),
+        "weight_trials": trials,
+        "weight_choice": weight_choice(trials) if trials else None,
     }
 
 
-WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+WEIGHT_GRID = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
+"""The first member's weights tried against the others' 1 each (the members alone are tried too)."""
+WEIGHT_TIE = 0.005
+"""`choose_weight` takes the smallest grid weight scoring within this of the best, so the CNNs,
+much the stronger members in domain, keep as much say as the table allows."""
 
 
 def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
@@ -321,7 +327,7 @@ def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[
         return []
     first, rest = names[0], names[1:]
     trials = [{n: 1.0 if n == only else 0.0 for n in names} for only in names]
-    trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in WEIGHT_GRID if w > 0]
+    trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in WEIGHT_GRID]
     rows = []
     for weights in trials:
         aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held, _ in scored.values()]
@@ -336,6 +342,48 @@ def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[
             }
         )
     return rows
+
+
+def _grid_rows(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The weight trials of the grid (every other member at weight 1), not the members alone."""
+    return [row for row in trials if sum(w > 0 for w in row["weights"].values()) == len(row["weights"])]
+
+
+def _grid_weight(row: dict[str, Any]) -> float:
+    return next(iter(row["weights"].values()))
+
+
+def _score(row: dict[str, Any], sources: Sequence[str]) -> float:
+    """The mean over `sources` of the ensemble's held-out ROC AUC as they are and re-shared."""
+    return float(np.mean([(row["by_source"][s] + row["by_source_reshared"][s]) / 2 for s in sources]))
+
+
+def choose_weight(trials: list[dict[str, Any]], sources: Sequence[str]) -> float:
+    """The first member's grid weight that scores best on `sources` (the mean of the two columns),
+    the smallest within `WEIGHT_TIE` of the best."""
+    rows = _grid_rows(trials)
+    best = max(_score(row, sources) for row in rows)
+    return min(_grid_weight(row) for row in rows if _score(row, sources) >= best - WEIGHT_TIE)
+
+
+def weight_choice(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The weight `choose_weight` picks on every fold, and how well that choice travels: for each
+    held-out source, the weight chosen on the other folds alone and its score on this one (a
+    choice made on the whole table flatters itself; the nested score does not)."""
+    sources = list(trials[0]["by_source"])
+    by_weight = {_grid_weight(row): row for row in _grid_rows(trials)}
+    nested = {}
+    for source in sources if len(sources) > 1 else ():
+        weight = choose_weight(trials, [s for s in sources if s != source])
+        nested[source] = {"weight": weight, "score": _score(by_weight[weight], [source])}
+    chosen = choose_weight(trials, sources)
+    return {
+        "chosen": chosen,
+        "score": _score(by_weight[chosen], sources),
+        "nested": nested,
+        "nested_score": float(np.mean([n["score"] for n in nested.values()])) if nested else None,
+        "scores": {str(weight): _score(row, sources) for weight, row in by_weight.items()},
+    }
 
 
 def _accuracy_by_spread(spread: np.ndarray, correct: np.ndarray) -> list[dict[str, float]]:
@@ -431,4 +479,26 @@ def table_markdown(table: dict[str, Any]) -> str:
     for name in names:
         label = f"**{name}**" if name == ENSEMBLE else name
         lines.append(f"| **mean** | {label} | | {cells(table['mean'][name])} | {cells(table['reshared_mean'][name])} |")
+    if table.get("weight_choice"):
+        lines += ["", weight_choice_markdown(table["weight_choice"], table["members"])]
+    return "\n".join(lines)
+
+
+def weight_choice_markdown(choice: dict[str, Any], members: Sequence[str]) -> str:
+    """The weight trials' scores, the weight `choose_weight` picks, and its nested check."""
+    first, rest = members[0], ", ".join(members[1:])
+    scores = ", ".join(
+        f"{'**' if float(w) == choice['chosen'] else ''}{float(w):g}: {score:.3f}{'**' if float(w) == choice['chosen'] else ''}"
+        for w, score in choice["scores"].items()
+    )
+    lines = [
+        f"Weight of {first} against {rest} (1 each), ensemble's mean held-out ROC AUC, mean of the two columns: "
+        f"{scores}; chosen (the smallest within {WEIGHT_TIE} of the best): {choice['chosen']:g}."
+    ]
+    if choice["nested"]:
+        per_fold = ", ".join(f"{s} {n['weight']:g} → {n['score']:.3f}" for s, n in choice["nested"].items())
+        lines.append(
+            f"Chosen on the other folds and scored on each: {per_fold}; mean {choice['nested_score']:.3f} "
+            f"(chosen on all folds: {choice['score']:.3f})."
+        )
     return "\n".join(lines)
