@@ -487,10 +487,12 @@ def table_markdown(table: dict[str, Any]) -> str:
 def weight_choice_markdown(choice: dict[str, Any], members: Sequence[str]) -> str:
     """The weight trials' scores, the weight `choose_weight` picks, and its nested check."""
     first, rest = members[0], ", ".join(members[1:])
-    scores = ", ".join(
-        f"{'**' if float(w) == choice['chosen'] else ''}{float(w):g}: {score:.3f}{'**' if float(w) == choice['chosen'] else ''}"
-        for w, score in choice["scores"].items()
-    )
+
+    def trial(weight: str, score: float) -> str:
+        text = f"{float(weight):g}: {score:.3f}"
+        return f"**{text}**" if float(weight) == choice["chosen"] else text
+
+    scores = ", ".join(trial(weight, score) for weight, score in choice["scores"].items())
     lines = [
         f"Weight of {first} against {rest} (1 each), ensemble's mean held-out ROC AUC, mean of the two columns: "
         f"{scores}; chosen (the smallest within {WEIGHT_TIE} of the best): {choice['chosen']:g}."
