@@ -42,6 +42,7 @@ if card.spec is not None:
         f"Decision threshold **{spec.threshold:.3f}**, "
         f"uncertain band **{spec.uncertain_low:.3f}-{spec.uncertain_high:.3f}**, "
         f"aggregation rule **{spec.aggregation}**, ensemble temperature {spec.temperature:.3f}"
+        + (f", offset {spec.offset:+.3f}" if spec.offset else "")
         + (
             f", members disagreeing by more than **{spec.disagreement_margin:.2f}** make a person uncertain."
             if spec.disagreement_margin is not None

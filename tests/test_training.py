@@ -21,9 +21,12 @@ from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, resi
 from pipeline.errors import DataError
 from pipeline.training.augment import augment, jpeg, self_blend, template_landmarks
 from pipeline.training.calibration import (
+    TEMPERATURE,
+    TEMPERATURE_AND_OFFSET,
     choose_threshold,
     choose_uncertain_band,
     expected_calibration_error,
+    fit_calibration,
     fit_temperature,
 )
 from pipeline.training.data import class_weights, load_samples, read_face
@@ -288,6 +291,41 @@ def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_da
         .result
     )
     assert list(result.model_scores) == ["tiny"] and len(result.frames) == 4
+    assert validation["calibration"] == TEMPERATURE and spec.offset == 0.0
+    # The same member calibrated with an offset too: the engine adds it to the ensemble's logit.
+    shifted = fit_ensemble(
+        [member],
+        [str(shared_data / "gan-faces")],
+        tmp_path / "offset",
+        val_per_class=16,
+        calibration=TEMPERATURE_AND_OFFSET,
+    )
+    with_offset = EnsembleSpec.load(tmp_path / "offset" / ENSEMBLE_FILE)
+    assert shifted["calibration"] == TEMPERATURE_AND_OFFSET and with_offset.offset != 0.0
+    ensemble = Ensemble(tmp_path / "offset")
+    crops = np.stack([read_face(path, 224) for path in sorted((shared_data / "gan-faces" / "fake").iterdir())[:6]])
+    scores, logits = ensemble.score(crops), ensemble.logits("tiny", crops)
+    (tiny,) = with_offset.members
+    np.testing.assert_allclose(
+        scores.ensemble, sigmoid(logits / tiny.temperature / with_offset.temperature + with_offset.offset), rtol=1e-6
+    )
+    np.testing.assert_allclose(scores.members["tiny"], Ensemble(tmp_path).score(crops).members["tiny"], rtol=1e-6)
+
+
+def test_a_temperature_and_offset_fit_recovers_how_the_labels_were_drawn() -> None:
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 3.0, 40_000)
+    labels = (rng.random(40_000) < sigmoid(logits / 0.5 - 0.8)).astype(float)
+    temperature, offset = fit_calibration(logits, labels, TEMPERATURE_AND_OFFSET)
+    assert temperature == pytest.approx(0.5, rel=0.05) and offset == pytest.approx(-0.8, abs=0.08)
+    # A temperature alone cannot move where the logit crosses 0.5, so it fits these labels worse.
+    alone, none = fit_calibration(logits, labels, TEMPERATURE)
+    assert none == 0.0
+    assert expected_calibration_error(sigmoid(logits / temperature + offset), labels) < expected_calibration_error(
+        sigmoid(logits / alone), labels
+    )
+    with pytest.raises(ValueError, match="unknown calibration 'isotonic'"):
+        fit_calibration(logits, labels, "isotonic")
 
 
 @pytest.mark.training
@@ -482,6 +520,7 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blended_views": -1}]}',
         '{"sources": ["dfdc-faces"]}',  # no members
+        '{"members": [{"kind": "clip_probe", "name": "clip"}], "ensemble_calibration": "isotonic"}',
         # A CNN can start only from a CNN trained before it.
         '{"members": [{"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"},'
         ' {"kind": "keras", "name": "small", "backbone": "mobilenetv2"}]}',

@@ -61,11 +61,14 @@ class EnsembleSpec:
     """The ensemble: its members, how their scores combine, and the decision rule.
 
     Members are combined in logit space: the ensemble logit is the weighted mean of the members'
-    calibrated logits, then scaled by the ensemble's own temperature.
+    calibrated logits, then scaled by the ensemble's own temperature and shifted by its offset.
     """
 
     members: tuple[MemberSpec, ...]
     temperature: float = 1.0
+    offset: float = 0.0
+    """Added to the ensemble logit after the temperature (0: calibrated by a temperature alone, as
+    every release up to v7.1; see the recipe's `ensemble_calibration`)."""
     threshold: float = 0.5
     uncertain_low: float = 0.4
     uncertain_high: float = 0.6
@@ -150,14 +153,15 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def combine_logits(member_logits: dict[str, np.ndarray], spec: EnsembleSpec) -> np.ndarray:
-    """Ensemble logit from raw member logits: calibrated, weighted, then its own temperature."""
+    """Ensemble logit from raw member logits: calibrated, weighted, then its own temperature and
+    offset."""
     weights = {m.name: m.weight for m in spec.members if m.name in member_logits}
     total = sum(weights.values())
     if total <= 0:
         raise PipelineError("no ensemble member selected")
     temperatures = {m.name: m.temperature for m in spec.members}
     mean = sum(weights[n] * member_logits[n] / temperatures[n] for n in weights) / total
-    return mean / spec.temperature
+    return mean / spec.temperature + spec.offset
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from sklearn.metrics import roc_curve
 
 from pipeline.config import VerdictSettings
@@ -23,6 +23,35 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         method="bounded",
     )
     return float(np.exp(result.x))
+
+
+TEMPERATURE = "temperature"
+TEMPERATURE_AND_OFFSET = "temperature_and_offset"
+CALIBRATIONS = (TEMPERATURE, TEMPERATURE_AND_OFFSET)
+"""How the ensemble's logit is calibrated (a recipe's `ensemble_calibration`)."""
+
+
+def fit_temperature_and_offset(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Temperature T and offset b minimising the log loss of sigmoid(logit / T + b) (Platt
+    scaling): where the weighted mean of the members' logits leans to one class, the offset moves
+    it back, which a temperature alone cannot."""
+    bound = (np.log(0.05), np.log(20.0))
+    result = minimize(
+        lambda x: _nll(sigmoid(logits / np.exp(x[0]) + x[1]), labels),
+        x0=[np.log(fit_temperature(logits, labels)), 0.0],
+        method="L-BFGS-B",
+        bounds=[bound, (-10.0, 10.0)],
+    )
+    return float(np.exp(result.x[0])), float(result.x[1])
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray, form: str = TEMPERATURE) -> tuple[float, float]:
+    """(temperature, offset) of one of `CALIBRATIONS`; the probability is sigmoid(logit / T + b)."""
+    if form == TEMPERATURE:
+        return fit_temperature(logits, labels), 0.0
+    if form == TEMPERATURE_AND_OFFSET:
+        return fit_temperature_and_offset(logits, labels)
+    raise ValueError(f"unknown calibration {form!r}: one of {', '.join(CALIBRATIONS)}")
 
 
 def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -36,9 +36,11 @@ from pipeline.engine.ensemble import KERAS, sigmoid
 from pipeline.errors import DataError
 from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import (
+    TEMPERATURE,
     choose_disagreement_margin,
     choose_threshold,
     false_alarm_curve,
+    fit_calibration,
     fit_temperature,
     miss_curve,
 )
@@ -166,8 +168,9 @@ class FoldResult:
     """Per model (members calibrated, and the ensemble), its probability for each held-out item."""
 
 
-def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldResult:
-    """Metrics on the held-out set, everything calibrated on the fold's validation mix."""
+def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE) -> FoldResult:
+    """Metrics on the held-out set, everything calibrated on the fold's validation mix (the
+    ensemble as `calibration` says)."""
     labels_val, labels_held = val.labels, held.labels
     temperatures = {n: fit_temperature(v, labels_val) for n, v in val.logits.items()}
     metrics: dict[str, dict[str, Any]] = {}
@@ -177,9 +180,9 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float]) -> FoldRes
         probabilities[name] = sigmoid(held.logits[name] / temperatures[name])
         metrics[name] = {**binary_metrics(labels_held, probabilities[name], threshold), "threshold": threshold}
     ensemble_val = combine(val.logits, temperatures, weights)
-    ensemble_temperature = fit_temperature(ensemble_val, labels_val)
-    threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature), labels_val)
-    p_held = sigmoid(combine(held.logits, temperatures, weights) / ensemble_temperature)
+    ensemble_temperature, offset = fit_calibration(ensemble_val, labels_val, calibration)
+    threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature + offset), labels_val)
+    p_held = sigmoid(combine(held.logits, temperatures, weights) / ensemble_temperature + offset)
     metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
     members = np.stack([probabilities[n] for n in weights if weights[n] > 0 and n in held.logits])
     spread = members.max(axis=0) - members.min(axis=0)
@@ -265,8 +268,8 @@ def cross_source_table(
     for source in held_out or recipe.sources:
         scored[source] = run_fold(recipe, source, runs, resume)
         val, held, held_reshared = scored[source]
-        folds[source] = fold_result(val, held, recipe.weights)
-        reshared[source] = fold_result(val, held_reshared, recipe.weights)
+        folds[source] = fold_result(val, held, recipe.weights, recipe.ensemble_calibration)
+        reshared[source] = fold_result(val, held_reshared, recipe.weights, recipe.ensemble_calibration)
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
             f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}",
@@ -294,6 +297,7 @@ def cross_source_table(
         },
         "reshare": asdict(ReshareSettings()),
         "weights": recipe.weights,
+        "ensemble_calibration": recipe.ensemble_calibration,
         "members": [m["name"] for m in fold_members(recipe)],
         "disagreement_margin": margin,
         "disagreement_accuracy": _accuracy_by_spread(spread, correct),
@@ -322,7 +326,8 @@ much the stronger members in domain, keep as much say as the table allows."""
 def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
     """The mean held-out ensemble ROC AUC (as they are, and re-shared) of each weighting of the
     first member (the CLIP probe in the shipped recipe) against the others (weight 1 each), and
-    of each member alone: how the recipe's weights are chosen on this table."""
+    of each member alone: how the recipe's weights are chosen on this table. (A ROC AUC does not
+    depend on how the ensemble's logit is calibrated, so the trials use a temperature alone.)"""
     if len(names) < 2:
         return []
     first, rest = names[0], names[1:]

@@ -25,10 +25,12 @@ from pipeline.engine.ensemble import (
 from pipeline.engine.media import sha256_file
 from pipeline.training.backbones import BACKBONES
 from pipeline.training.calibration import (
+    TEMPERATURE,
     choose_threshold,
     choose_uncertain_band,
     expected_calibration_error,
     false_alarm_curve,
+    fit_calibration,
     fit_temperature,
     miss_curve,
 )
@@ -69,6 +71,7 @@ def fit_ensemble(
     disagreement_margin: float | None = None,
     held_out_false_alarms: tuple[tuple[float, float], ...] = (),
     held_out_misses: tuple[tuple[float, float], ...] = (),
+    calibration: str = TEMPERATURE,
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
@@ -78,7 +81,8 @@ def fit_ensemble(
     of the CNN members is used only when it raises validation AUC (it costs a second pass).
     `held_out_false_alarms` (the cross-source table's curve of real held-out faces) becomes the
     ensemble's false-alarm curve; without it, the validation reals' curve does. The same for
-    `held_out_misses` (held-out fakes) and the miss curve."""
+    `held_out_misses` (held-out fakes) and the miss curve. `calibration` is how the ensemble's
+    logit is calibrated (one of `CALIBRATIONS`)."""
     val = samples_of(val_sources, "val", val_per_class)
     labels = np.asarray([s.label for s in val], dtype=float)
     both = {
@@ -131,8 +135,9 @@ def fit_ensemble(
         trained_on=tuple(str(s) for s in val_sources),
     )
     ensemble_logit = combine_logits({n: logits[n] for n in chosen_weights}, spec)
-    spec = replace(spec, temperature=round(fit_temperature(ensemble_logit, labels), 4))
-    probabilities = sigmoid(ensemble_logit / spec.temperature)
+    temperature, offset = fit_calibration(ensemble_logit, labels, calibration)
+    spec = replace(spec, temperature=round(temperature, 4), offset=round(offset, 4))
+    probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
     threshold = choose_threshold(probabilities, labels)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
     sources = [s.source for s in val]
@@ -143,6 +148,7 @@ def fit_ensemble(
         "single_auc": single_auc,
         "ensemble_auc": float(roc_auc_score(labels, probabilities)),
         "ensemble_ece": expected_calibration_error(probabilities, labels),
+        "calibration": calibration,
         "ensemble_auc_by_source": {
             source: float(roc_auc_score(labels[mask], probabilities[mask]))
             for source in sorted(set(sources))

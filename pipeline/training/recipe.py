@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.engine.clip import BLOCKS, ClipProbe, block_index
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
+from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features
 from pipeline.training.probe import fit_probe
@@ -48,6 +49,9 @@ class Recipe:
     miss_curve: tuple[tuple[float, float], ...] = ()
     """(probability, share of fake held-out faces scored at most that), from the same table;
     empty: the ensemble uses its validation fakes' curve."""
+    ensemble_calibration: str = TEMPERATURE
+    """How the ensemble's logit is calibrated on validation (one of `CALIBRATIONS`), in the
+    shipped ensemble and in the cross-source folds alike."""
 
     @staticmethod
     def load(path: Path) -> Recipe:
@@ -78,6 +82,9 @@ class Recipe:
                     for views in ("augmented_views", "self_blended_views"):
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
+            calibration = raw.get("ensemble_calibration", TEMPERATURE)
+            if calibration not in CALIBRATIONS:
+                raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
@@ -89,6 +96,7 @@ class Recipe:
                 disagreement_margin=raw.get("disagreement_margin"),
                 false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
                 miss_curve=read_curve(raw.get("miss_curve", ())),
+                ensemble_calibration=calibration,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"the recipe {path} is malformed: {error!r}") from error
