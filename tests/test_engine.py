@@ -178,6 +178,8 @@ def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
         {"members": [{"name": "a"}]},  # a member without its file
         {"members": None},
         {"an_unknown_setting": 1},
+        {"offset": "x"},  # the calibration numbers every score uses
+        {"temperature": None},
     ],
 )
 def test_a_malformed_ensemble_description_is_one_clear_error(

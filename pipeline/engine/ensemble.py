@@ -109,6 +109,11 @@ class EnsembleSpec:
             members = tuple(MemberSpec(**m) for m in raw.pop("members"))
             raw.pop("format")
             raw["trained_on"] = tuple(raw.get("trained_on", ()))
+            # Numbers every score is computed with: a wrong type here is this file's fault, said now,
+            # not a TypeError in the middle of an analysis.
+            for key in ("temperature", "offset"):
+                if key in raw:
+                    raw[key] = float(raw[key])
             raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
             raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
             return EnsembleSpec(members=members, **raw)
