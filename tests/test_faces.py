@@ -109,3 +109,31 @@ def test_no_face_in_a_landscape(face_finder: FaceFinder) -> None:
     from skimage import data
 
     assert face_finder.detect([data.coffee()]) == [[]]
+
+
+def test_the_compiled_detector_finds_exactly_what_the_package_finds(
+    shared_data: Path, face_finder: FaceFinder
+) -> None:
+    """FaceFinder runs MTCNN's networks as graphs and converts each batch to a tensor once; the
+    boxes, confidences and landmarks must be the package's own, on a batch of video frames, a
+    photo of twenty people and a picture with no face."""
+    from mtcnn import MTCNN
+    from skimage import data
+
+    _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=4)
+    video_batch = [cv2.resize(f.rgb, (640, 360), interpolation=cv2.INTER_AREA) for f in frames]
+    crowd, _ = grid_image(real_faces(shared_data, 20), columns=5)
+    package = MTCNN()
+
+    def rounded(found: list[dict]) -> list[tuple]:
+        return [
+            (tuple(np.round(f["box"], 4)), round(float(f["confidence"]), 5))
+            + tuple(tuple(np.round(f["keypoints"][k], 4)) for k in sorted(f["keypoints"]))
+            for f in found
+        ]
+
+    for batch in (video_batch, [crowd], [data.coffee()]):
+        expected = package.detect_faces(batch) if len(batch) > 1 else [package.detect_faces(batch[0])]
+        found = face_finder._run_mtcnn(batch)
+        assert [rounded(f) for f in found] == [rounded(f) for f in expected]
+    assert sum(len(f) for f in face_finder._run_mtcnn(video_batch)) >= 4
