@@ -157,16 +157,25 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
 
 
+def weighted_logit(
+    member_logits: dict[str, np.ndarray], temperatures: dict[str, float], weights: dict[str, float]
+) -> np.ndarray:
+    """The weighted mean of the members' calibrated logits (logit / temperature), over the
+    members in `member_logits` with a positive weight. The engine and the cross-source folds
+    both combine members with it."""
+    used = {name: weight for name, weight in weights.items() if name in member_logits and weight > 0}
+    total = sum(used.values())
+    if total <= 0:
+        raise PipelineError("no ensemble member selected")
+    return sum(weight * member_logits[name] / temperatures[name] for name, weight in used.items()) / total
+
+
 def combine_logits(member_logits: dict[str, np.ndarray], spec: EnsembleSpec) -> np.ndarray:
     """Ensemble logit from raw member logits: calibrated, weighted, then its own temperature and
     offset."""
-    weights = {m.name: m.weight for m in spec.members if m.name in member_logits}
-    total = sum(weights.values())
-    if total <= 0:
-        raise PipelineError("no ensemble member selected")
+    weights = {m.name: m.weight for m in spec.members}
     temperatures = {m.name: m.temperature for m in spec.members}
-    mean = sum(weights[n] * member_logits[n] / temperatures[n] for n in weights) / total
-    return mean / spec.temperature + spec.offset
+    return weighted_logit(member_logits, temperatures, weights) / spec.temperature + spec.offset
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.ensemble import KERAS, sigmoid
+from pipeline.engine.ensemble import KERAS, sigmoid, weighted_logit
 from pipeline.errors import DataError
 from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import (
@@ -145,12 +145,6 @@ def fold_members(recipe: Recipe) -> list[dict]:
     return [m for m in recipe.members if names is None or m["name"] in names]
 
 
-def combine(logits: dict[str, np.ndarray], temperatures: dict[str, float], weights: dict[str, float]) -> np.ndarray:
-    """The ensemble logit: the weighted mean of the calibrated member logits."""
-    used = {n: w for n, w in weights.items() if n in logits and w > 0}
-    return sum(w * logits[n] / temperatures[n] for n, w in used.items()) / sum(used.values())
-
-
 @dataclass
 class FoldResult:
     """One fold: metrics per member and ensemble, and what the disagreement rule needs."""
@@ -179,10 +173,10 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibratio
         threshold = choose_threshold(sigmoid(val.logits[name] / temperatures[name]), labels_val)
         probabilities[name] = sigmoid(held.logits[name] / temperatures[name])
         metrics[name] = {**binary_metrics(labels_held, probabilities[name], threshold), "threshold": threshold}
-    ensemble_val = combine(val.logits, temperatures, weights)
+    ensemble_val = weighted_logit(val.logits, temperatures, weights)
     ensemble_temperature, offset = fit_calibration(ensemble_val, labels_val, calibration)
     threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature + offset), labels_val)
-    p_held = sigmoid(combine(held.logits, temperatures, weights) / ensemble_temperature + offset)
+    p_held = sigmoid(weighted_logit(held.logits, temperatures, weights) / ensemble_temperature + offset)
     metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
     members = np.stack([probabilities[n] for n in weights if weights[n] > 0 and n in held.logits])
     spread = members.max(axis=0) - members.min(axis=0)
