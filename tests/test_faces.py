@@ -111,9 +111,7 @@ def test_no_face_in_a_landscape(face_finder: FaceFinder) -> None:
     assert face_finder.detect([data.coffee()]) == [[]]
 
 
-def test_the_compiled_detector_finds_exactly_what_the_package_finds(
-    shared_data: Path, face_finder: FaceFinder
-) -> None:
+def test_the_compiled_detector_finds_exactly_what_the_package_finds(shared_data: Path, face_finder: FaceFinder) -> None:
     """FaceFinder runs MTCNN's networks as graphs and converts each batch to a tensor once; the
     boxes, confidences and landmarks must be the package's own, on a batch of video frames, a
     photo of twenty people and a picture with no face."""
