@@ -491,6 +491,35 @@ def test_evaluate_videos_from_the_command_line(shared_data: Path, tmp_path: Path
     assert "video-level" in run.stdout and "frame-level" in run.stdout
 
 
+def test_evaluate_reshared_scores_the_same_faces_passed_around(shared_data: Path, tmp_path: Path) -> None:
+    """`evaluate --reshare` scores the same crops downscaled and JPEG-compressed (the cross-source
+    table's second column), says so in its JSON, and prints the share of reals called fake; a
+    video among the folders is one line, not a traceback."""
+    folders = [str(shared_data / "dfdc-faces"), str(shared_data / "gan-faces")]
+    reports = {}
+    for name, extra in (("as_they_are", []), ("reshared", ["--reshare"])):
+        out = tmp_path / f"{name}.json"
+        run = run_cli("evaluate", *folders, "--split", "val", "--per-class", "12", "--json", str(out), *extra)
+        assert run.returncode == 0, run.stderr
+        assert "real→fake" in run.stdout and "caught" in run.stdout and "as a one-face photo" in run.stdout
+        reports[name] = json.loads(out.read_text())
+    assert "reshared" not in reports["as_they_are"]
+    assert reports["reshared"]["reshared"] == {"scale": [0.5, 1.0], "jpeg_quality": [50, 90]}
+    plain, reshared = (reports[k]["frame_level"]["ensemble"]["all"] for k in ("as_they_are", "reshared"))
+    assert plain["n"] == reshared["n"] >= 40  # the same faces (a picture where MTCNN finds none is left out of both)
+    assert plain["ece"] != reshared["ece"]  # other pictures, other probabilities
+    for report in reports.values():
+        # Each crop's verdict as a one-face photo, every crop counted once per class.
+        verdicts = report["photo_verdicts"]["all"]
+        counted = {label: sum(verdicts[label].values()) for label in verdicts}
+        confusion = report["frame_level"]["ensemble"]["all"]["confusion"]
+        assert counted == {"real": confusion["tn"] + confusion["fp"], "fake": confusion["tp"] + confusion["fn"]}
+        assert set(verdicts["real"]) | set(verdicts["fake"]) <= {"fake", "uncertain", "real"}
+    run = run_cli("evaluate", str(shared_data / "videos"), "--per-class", "1", "--reshare")
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "re-sharing applies to pictures, not videos" in run.stderr
+
+
 def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
     shared_data: Path, models_dir: Path, tmp_path: Path
 ) -> None:

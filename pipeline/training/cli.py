@@ -161,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return cmd_cross_source(args)
     if not args.dirs:
         raise PipelineError("evaluate needs folders to score, or --leave-out SOURCE")
-    from pipeline.training.evaluate import evaluate, print_summary, write_json
+    from pipeline.training.evaluate import evaluate, print_photo_verdicts, print_summary, write_json
 
     report = evaluate(
         list(args.dirs),
@@ -170,8 +170,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         per_class=args.per_class,
         frames=args.frames,
         report_dir=args.report,
+        reshare=args.reshare,
     )
     print_summary(report)
+    print_photo_verdicts(report)
     if args.json:
         write_json(report, args.json)
     return 0
@@ -274,6 +276,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--per-class", type=int, default=None, help="evaluate at most this many items per class and folder"
     )
     evaluate.add_argument("--frames", type=int, default=None, help="frames per video")
+    evaluate.add_argument(
+        "--reshare",
+        action="store_true",
+        help="score every face crop re-shared (downscaled 0.5-1x, JPEG q50-90, drawn per crop), pictures only",
+    )
     evaluate.add_argument("--models-dir", type=Path, default=Settings().models_dir)
     evaluate.add_argument(
         "--leave-out", nargs="+", default=None, metavar="SOURCE", help="cross-source folds to run (see cross-source)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,13 @@ from sklearn.metrics import (
 )
 
 from pipeline.engine.ensemble import Ensemble
-from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide
+from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
+from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import expected_calibration_error
 from pipeline.training.data import Sample, balanced_subset, is_video, load_samples, read_face
 from pipeline.training.prepare import prepared_samples
+from pipeline.training.sources import reshared_samples
 
 ENSEMBLE = "ensemble"
 
@@ -129,6 +131,23 @@ def score_crops(ensemble: Ensemble, samples: list[Sample], batch_size: int = 64)
     return ScoreTable(np.asarray(labels), sources, probabilities, {n: s / len(samples) for n, s in seconds.items()})
 
 
+def photo_verdicts(table: ScoreTable, decision: DecisionRule, rule: str) -> dict[str, dict[str, dict[str, int]]]:
+    """The verdict each scored crop would get uploaded alone as a one-face photo (the engine's
+    `decide`: threshold, uncertain band, members' disagreement), counted per subset ("all" and
+    each source) and class: {subset: {"real" | "fake": {"fake": n, "uncertain": n, "real": n}}}."""
+    members = [name for name in table.probabilities if name != ENSEMBLE]
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for row, (label, source) in enumerate(zip(table.labels, table.sources, strict=True)):
+        face = ScoredFace(
+            0, 0, float(table.probabilities[ENSEMBLE][row]), {m: float(table.probabilities[m][row]) for m in members}
+        )
+        verdict = decide([face], 1, rule, decision).label
+        for subset in ("all", source):
+            per_label = counts.setdefault(subset, {}).setdefault("fake" if label else "real", {})
+            per_label[verdict] = per_label.get(verdict, 0) + 1
+    return counts
+
+
 @dataclass
 class VideoScores:
     faces: ScoreTable
@@ -203,8 +222,12 @@ def evaluate(
     frames: int | None = None,
     report_dir: Path | None = None,
     seed: int = 0,
+    reshare: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the ensemble in `models_dir` on the given folders; returns the metrics."""
+    """Evaluate the ensemble in `models_dir` on the given folders; returns the metrics. With
+    `reshare`, every face crop is scored re-shared (downscaled and JPEG-compressed as
+    `ReshareSettings` says, the cross-source table's second column): how the verdicts move when
+    the same faces have been passed around before they are uploaded."""
     from pipeline.config import Settings
     from pipeline.engine.analyze import Engine
 
@@ -217,6 +240,10 @@ def evaluate(
         samples += balanced_subset(found, per_class, seed) if per_class else found
     videos = [s for s in samples if is_video(s.path)]
     images = [s for s in samples if not is_video(s.path)]
+    if reshare and videos:
+        raise PipelineError(
+            f"re-sharing applies to pictures, not videos: {len(videos)} video(s) among the folders to evaluate."
+        )
     report: dict[str, Any] = {
         "data": [str(r) for r in roots],
         "split": split or "all",
@@ -230,7 +257,13 @@ def evaluate(
         # Images are scored as the engine frames them: through `prepare` (cached).
         images, faceless = prepared_samples(images, engine.settings)
         report["images_without_faces"] = [str(s.path) for s in faceless]
+        if reshare:
+            images = reshared_samples(images)
+            report["reshared"] = asdict(ReshareSettings())
         tables["frame"] = score_crops(ensemble, images)
+        report["photo_verdicts"] = photo_verdicts(
+            tables["frame"], ensemble.spec.decision_rule, ensemble.spec.aggregation
+        )
     if videos:
         video_scores = score_videos(engine, videos, frames)
         # Faces found in videos join the face crops (if any) in the frame-level table.
@@ -246,6 +279,13 @@ def evaluate(
 
         write_report(report, tables, ensemble, images, report_dir)
     return report
+
+
+def shares_called_fake(confusion: dict[str, int]) -> tuple[float | None, float | None]:
+    """(share of the real items called fake, share of the fake items caught) at the threshold;
+    None where there are none of that class."""
+    reals, fakes = confusion["tn"] + confusion["fp"], confusion["tp"] + confusion["fn"]
+    return (confusion["fp"] / reals if reals else None, confusion["tp"] / fakes if fakes else None)
 
 
 def print_summary(report: dict[str, Any]) -> None:
@@ -265,15 +305,32 @@ def print_summary(report: dict[str, Any]) -> None:
             blocks = {"": blocks}
         for rule, models in blocks.items():
             print(f"\n{level.replace('_', '-')}{' — ' + rule if rule else ''}")
-            print(f"{'model':<20}{'subset':<14}{'n':>6}{'AUC':>8}{'AP':>8}{'EER':>8}{'acc':>8}{'F1':>8}{'ECE':>8}")
+            print(
+                f"{'model':<20}{'subset':<14}{'n':>6}{'AUC':>8}{'AP':>8}{'EER':>8}{'acc':>8}{'F1':>8}{'ECE':>8}"
+                f"{'real→fake':>11}{'caught':>8}"
+            )
             for model, subsets in models.items():
                 for subset, m in subsets.items():
                     if not isinstance(m, dict):
                         continue
                     fmt = lambda v: f"{v:8.4f}" if isinstance(v, float) else f"{'-':>8}"  # noqa: E731
+                    called_fake, caught = shares_called_fake(m["confusion"])
                     print(
                         f"{model:<20}{subset:<14}{m['n']:>6}{fmt(m['roc_auc'])}{fmt(m['average_precision'])}{fmt(m['eer'])}{fmt(m['accuracy'])}{fmt(m['f1'])}{fmt(m['ece'])}"
+                        f"   {fmt(called_fake)}{fmt(caught)}"
                     )
+
+
+def print_photo_verdicts(report: dict[str, Any]) -> None:
+    """The verdicts of the crops as one-face photos, as shares of each class, on stdout."""
+    if "photo_verdicts" not in report:
+        return
+    print("\nverdicts, each crop as a one-face photo (share of the class called fake / uncertain / real)")
+    for subset, classes in report["photo_verdicts"].items():
+        for label, verdicts in sorted(classes.items(), reverse=True):
+            total = sum(verdicts.values())
+            shares = " / ".join(f"{100 * verdicts.get(v, 0) / total:.1f}%" for v in ("fake", "uncertain", "real"))
+            print(f"{subset:<14}{label + ' faces':<12}{total:>6}  {shares}")
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
