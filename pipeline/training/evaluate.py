@@ -281,11 +281,11 @@ def evaluate(
     return report
 
 
-def shares_called_fake(confusion: dict[str, int]) -> tuple[float | None, float | None]:
-    """(share of the real items called fake, share of the fake items caught) at the threshold;
-    None where there are none of that class."""
-    reals, fakes = confusion["tn"] + confusion["fp"], confusion["tp"] + confusion["fn"]
-    return (confusion["fp"] / reals if reals else None, confusion["tp"] / fakes if fakes else None)
+def share_of_reals_called_fake(confusion: dict[str, int]) -> float | None:
+    """The share of the real items called fake at the threshold; None without real items (the
+    share of fakes caught is the metrics' `recall`)."""
+    reals = confusion["tn"] + confusion["fp"]
+    return confusion["fp"] / reals if reals else None
 
 
 def print_summary(report: dict[str, Any]) -> None:
@@ -314,7 +314,9 @@ def print_summary(report: dict[str, Any]) -> None:
                     if not isinstance(m, dict):
                         continue
                     fmt = lambda v: f"{v:8.4f}" if isinstance(v, float) else f"{'-':>8}"  # noqa: E731
-                    called_fake, caught = shares_called_fake(m["confusion"])
+                    confusion = m["confusion"]
+                    called_fake = share_of_reals_called_fake(confusion)
+                    caught = m["recall"] if confusion["tp"] + confusion["fn"] else None  # no fakes: nothing to catch
                     print(
                         f"{model:<20}{subset:<14}{m['n']:>6}{fmt(m['roc_auc'])}{fmt(m['average_precision'])}{fmt(m['eer'])}{fmt(m['accuracy'])}{fmt(m['f1'])}{fmt(m['ece'])}"
                         f"   {fmt(called_fake)}{fmt(caught)}"
