@@ -258,8 +258,9 @@ def evaluate(
         images, faceless = prepared_samples(images, engine.settings)
         report["images_without_faces"] = [str(s.path) for s in faceless]
         if reshare:
-            images = reshared_samples(images)
-            report["reshared"] = asdict(ReshareSettings())
+            reshare_settings = ReshareSettings()  # one object: the copies and the report say the same
+            images = reshared_samples(images, reshare_settings)
+            report["reshared"] = asdict(reshare_settings)
         tables["frame"] = score_crops(ensemble, images)
         report["photo_verdicts"] = photo_verdicts(
             tables["frame"], ensemble.spec.decision_rule, ensemble.spec.aggregation
