@@ -250,6 +250,35 @@ def test_the_probe_can_train_on_the_cnns_degraded_views_of_its_crops(
     assert not np.allclose(*weights)
 
 
+def test_recompression_only_views_change_the_file_history_not_the_face(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`augmented_settings` narrows the probe's degraded views: with every augmentation but
+    downscaling and JPEG switched off, a view is the same face in the same place and colours
+    (no flip, shift, blur, noise or colour change), only recompressed, and it is kept apart
+    from the default views' copies."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.augment import AugmentSettings
+    from pipeline.training.sources import augmented_samples
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    folder = _subset(shared_data, tmp_path, "gan-faces", 6)
+    samples = load_samples(folder, "train")
+    off = dict.fromkeys(("blur_p", "noise_p", "color_p", "flip_p", "affine_p"), 0.0)
+    settings = AugmentSettings.from_json({**off, "jpeg_p": 1, "jpeg_quality": [40, 60], "rescale_p": 0})
+    recompressed = augmented_samples(samples, 0, settings)
+    default = augmented_samples(samples, 0)
+    assert recompressed[0].path.parents[2] != default[0].path.parents[2]
+    for sample, view in zip(samples, recompressed, strict=True):
+        original = cv2.imread(str(sample.path)).astype(float)
+        picture = cv2.imread(str(view.path)).astype(float)
+        assert (view.label, view.group) == (sample.label, sample.group)
+        assert 0 < np.abs(picture - original).mean() < 6  # recompressed...
+        assert np.abs(picture.mean(axis=(0, 1)) - original.mean(axis=(0, 1))).max() < 2  # ...same colours
+        flipped = np.abs(picture - original[:, ::-1]).mean()
+        assert np.abs(picture - original).mean() < flipped  # ...and not mirrored or moved
+
+
 def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

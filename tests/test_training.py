@@ -548,6 +548,10 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": "two"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blended_views": -1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpen_p": 1}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"blur_p": "none"}}]}',
         '{"sources": ["dfdc-faces"]}',  # no members
         '{"members": [{"kind": "clip_probe", "name": "clip"}], "ensemble_calibration": "isotonic"}',
         # A CNN can start only from a CNN trained before it.

@@ -7,7 +7,8 @@ seed reproduces a training run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,6 +40,29 @@ class AugmentSettings:
     affine_p: float = 0.5
     shift: float = 0.06
     scale: tuple[float, float] = (0.9, 1.1)
+
+    @staticmethod
+    def from_json(overrides: dict[str, Any]) -> AugmentSettings:
+        """The defaults with some fields replaced (a recipe's `augmented_settings`); an unknown
+        field or a malformed value is a `ValueError`."""
+        defaults = AugmentSettings()
+        known = {f.name for f in fields(AugmentSettings)}
+        values: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in known:
+                raise ValueError(f"unknown augmentation setting {name!r}")
+            default = getattr(defaults, name)
+            # Cast to the default's types, so 0 and 0.0 name the same settings (and cache folder).
+            if isinstance(default, tuple):
+                low, high = (type(default[0])(v) for v in value)
+                if low > high:
+                    raise ValueError(f"{name} must be [low, high], got {value!r}")
+                values[name] = (low, high)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                values[name] = type(default)(value)
+            else:
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        return AugmentSettings(**values)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.engine.clip import BLOCKS, ClipProbe, block_index
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
+from pipeline.training.augment import AugmentSettings
 from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features
@@ -82,6 +83,7 @@ class Recipe:
                     for views in ("augmented_views", "self_blended_views"):
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
+                    AugmentSettings.from_json(member.get("augmented_settings", {}))
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
@@ -170,10 +172,13 @@ def train_recipe_member(
         block = int(member.get("block", BLOCKS))
         clean = samples_of(sources, "train", member.get("train_per_class"))
         train = list(clean)
-        # Degraded views of the same crops (as the CNNs train on), meant to keep the probe off
-        # fine pixel statistics a re-shared upload no longer has. Measured worse on unseen
-        # sources, so the shipped recipe has none (model card).
-        train += [v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(clean, view)]
+        # Degraded views of the same crops, both classes, meant to keep the probe off fine pixel
+        # statistics a re-shared upload no longer has: by default as the CNNs train on them;
+        # `augmented_settings` narrows them (e.g. to recompression only). See the model card.
+        settings = AugmentSettings.from_json(member.get("augmented_settings", {}))
+        train += [
+            v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(clean, view, settings)
+        ]
         # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
         # a degraded view, which has no face mesh): a blending boundary no generator in
         # particular leaves; chosen on the cross-source table.
