@@ -413,6 +413,12 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
         assert not np.allclose(logits["held_out_reshared"], logits["held_out"])
     assert set(table["reshared_mean"]) == {"ensemble", "clip", "tiny"}
     assert "re-shared: ROC AUC" in run.stdout
+    # Both together ("mixed"): every held-out item twice, its interval drawn by item.
+    both = table["mixed_folds"]["swap-faces"]["ensemble"]
+    assert both["n"] == 2 * fold["ensemble"]["n"]
+    low, high = table["mixed_mean"]["ensemble"]["roc_auc_interval"]
+    assert low <= table["mixed_mean"]["ensemble"]["roc_auc"] <= high
+    assert "mixed: ROC AUC" in run.stdout and compare_tables(table, table)["mixed"]["difference"] == 0
     # How often the held-out real faces score at least p: never rising with p, a share of them.
     shares = [share for _, share in table["false_alarm_curve"]]
     assert len(shares) > 2 and all(0 <= b <= a <= 1 for a, b in zip(shares, shares[1:]))

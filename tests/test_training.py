@@ -29,7 +29,7 @@ from pipeline.training.calibration import (
     fit_calibration,
     fit_temperature,
 )
-from pipeline.training.data import class_weights, load_samples, read_face
+from pipeline.training.data import Sample, class_weights, load_samples, read_face
 from tests.command_line import run_cli
 from tests.subsets import copy_subset
 
@@ -592,6 +592,30 @@ def test_bootstrap_resamples_are_paired_between_models_scored_on_the_same_items(
     assert low < roc_auc_score(labels, weak) < high and 0.02 < high - low < 0.15
     assert (bootstrap_roc_auc(labels, labels.astype(float), seed=3) == 1.0).all()
     assert interval(bootstrap_roc_auc(np.zeros(5, int), np.arange(5.0), seed=3)) is None
+
+
+def test_the_mixed_figure_resamples_items_with_both_their_copies() -> None:
+    """`mixed` ranks each held-out item as it is and re-shared in one set; its bootstrap draws an
+    item with both copies, so copying every item unchanged gives exactly the single set's draws,
+    and a shift that moves every re-shared face up (a model reading processing as fake) costs
+    the mixed figure what neither set alone shows."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.training.cross_source import MIXED_COPIES, Scored, bootstrap_roc_auc, mixed
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat([0, 1], [250, 150])
+    scores = rng.normal(size=400) + labels
+    twice = np.concatenate([scores, scores])
+    single = bootstrap_roc_auc(labels, scores, seed=4)
+    assert np.allclose(bootstrap_roc_auc(labels, twice, seed=4, copies=MIXED_COPIES), single)
+    samples = [Sample(Path(f"{i}.png"), int(label), f"g{i}", "test", "toy") for i, label in enumerate(labels)]
+    shifted = mixed(Scored(samples, {"m": scores}), Scored(samples, {"m": scores + 3.0}))
+    assert np.array_equal(shifted.labels, np.concatenate([labels, labels]))
+    assert roc_auc_score(labels, scores + 3.0) == roc_auc_score(labels, scores)
+    assert roc_auc_score(shifted.labels, shifted.logits["m"]) < roc_auc_score(labels, scores) - 0.1
+    draws = bootstrap_roc_auc(labels, shifted.logits["m"], seed=4, copies=MIXED_COPIES)
+    assert (draws < single).all()
 
 
 def test_the_weight_choice_takes_the_smallest_near_best_weight_and_is_checked_on_unseen_folds() -> None:

@@ -7,7 +7,10 @@ lists frame-level ROC AUC, AP, EER, ECE and accuracy at the fold's own threshold
 source and member, and their mean, twice: on the held-out crops as they are, and on the same
 crops re-shared (downscaled and JPEG-compressed, seeded per crop: `ReshareSettings`), because an
 upload has usually been passed around before it reaches the engine, and a feature that ranks clean
-crops well may not survive that. Every ROC AUC comes with a 95% interval from stratified
+crops well may not survive that. A third figure, "mixed", ranks both together (each held-out item
+as it is and re-shared, in one set): uploads mix processing histories, and a model that reads
+processing as a sign of fake ranks a passed-around real face above a clean fake, which neither
+column alone can show. Every ROC AUC comes with a 95% interval from stratified
 bootstrap resamples of the held-out items, seeded per source, so a table made later for another
 recipe on the same folds resamples the same way and `compare_tables` (`cross-source --baseline`)
 gives a paired interval for the difference. The interval covers which items were held out, not
@@ -52,6 +55,7 @@ from pipeline.training.sources import reshared_samples
 
 ENSEMBLE = "ensemble"
 RESHARED = "held_out_reshared"
+MIXED_COPIES = 2
 METRICS = ("roc_auc", "average_precision", "eer", "ece", "accuracy")
 BOOTSTRAP_RESAMPLES = 1000
 """Stratified resamples of each held-out source's items behind every ROC AUC's 95% interval. They
@@ -69,6 +73,14 @@ class Scored:
     @property
     def labels(self) -> np.ndarray:
         return np.asarray([s.label for s in self.samples])
+
+
+def mixed(held: Scored, reshared: Scored) -> Scored:
+    """The held-out items as they are followed by the same items re-shared, in one set: how a
+    processing history independent of the label ranks (item i's copies at i and i + n)."""
+    return Scored(
+        held.samples + reshared.samples, {n: np.concatenate([held.logits[n], reshared.logits[n]]) for n in held.logits}
+    )
 
 
 def _settings_hash(member: dict[str, Any], overrides: dict[str, Any]) -> str:
@@ -186,25 +198,30 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibratio
 
 
 def bootstrap_roc_auc(
-    labels: np.ndarray, scores: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES
+    labels: np.ndarray, scores: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES, copies: int = 1
 ) -> np.ndarray:
     """(resamples,) ROC AUC of stratified bootstrap resamples (the reals and the fakes each drawn
     with replacement, their counts kept). The draws depend only on the labels and `seed`, never on
     the scores, so two models scored on the same items are resampled alike (paired); NaN without
-    both classes."""
+    both classes. With `copies` > 1, `scores` holds that many copies of the items (item i's at
+    i, i + n, ...: `mixed`) and a drawn item brings all of them, so the interval counts items,
+    not copies."""
     from scipy.stats import rankdata
 
     reals, fakes = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
     if not len(reals) or not len(fakes):
         return np.full(resamples, np.nan)
     rng = np.random.default_rng(seed)
+    drawn_reals, drawn_fakes = rng.choice(reals, (resamples, len(reals))), rng.choice(fakes, (resamples, len(fakes)))
+    shifts = [copy * len(labels) for copy in range(copies)]
     drawn = np.concatenate(
-        [rng.choice(reals, (resamples, len(reals))), rng.choice(fakes, (resamples, len(fakes)))], axis=1
+        [drawn_reals + shift for shift in shifts] + [drawn_fakes + shift for shift in shifts], axis=1
     )
     # Mann-Whitney: the fakes' rank sum among all drawn items, ties shared.
+    n_reals, n_fakes = copies * len(reals), copies * len(fakes)
     ranks = rankdata(scores[drawn], axis=1)
-    fake_ranks = ranks[:, len(reals) :].sum(axis=1)
-    return (fake_ranks - len(fakes) * (len(fakes) + 1) / 2) / (len(fakes) * len(reals))
+    fake_ranks = ranks[:, n_reals:].sum(axis=1)
+    return (fake_ranks - n_fakes * (n_fakes + 1) / 2) / (n_fakes * n_reals)
 
 
 def interval(draws: np.ndarray) -> list[float] | None:
@@ -225,13 +242,15 @@ def _fold_seed(source: str) -> int:
 
 
 def _add_intervals(
-    folds: dict[str, FoldResult], labels: dict[str, np.ndarray], mean: dict[str, dict[str, Any]]
+    folds: dict[str, FoldResult], labels: dict[str, np.ndarray], mean: dict[str, dict[str, Any]], copies: int = 1
 ) -> list[float]:
     """Each model's ROC AUC interval per fold and over the folds' mean (each fold resampled on its
     own, the draws averaged); returns the ensemble's mean draws (for `compare_tables`)."""
     means: dict[str, np.ndarray] = {}
     for name in mean:
-        draws = [bootstrap_roc_auc(labels[s], f.probabilities[name], _fold_seed(s)) for s, f in folds.items()]
+        draws = [
+            bootstrap_roc_auc(labels[s], f.probabilities[name], _fold_seed(s), copies=copies) for s, f in folds.items()
+        ]
         for fold, fold_draws in zip(folds.values(), draws, strict=True):
             fold.metrics[name]["roc_auc_interval"] = interval(fold_draws)
         defined = [d for d in draws if not np.isnan(d).any()]
@@ -254,19 +273,22 @@ def cross_source_table(
     recipe: Recipe, runs: Path, held_out: Sequence[str] | None = None, resume: bool = True
 ) -> dict[str, Any]:
     """The whole table: per held-out source, each member and the ensemble, on the held-out crops
-    as they are and re-shared; then the means over sources; and the disagreement margin and
-    false-alarm curve measured on all held-out items as they are."""
+    as they are, re-shared, and both mixed; then the means over sources; and the disagreement
+    margin and false-alarm curve measured on all held-out items as they are."""
     folds: dict[str, FoldResult] = {}
     reshared: dict[str, FoldResult] = {}
+    mixed_folds: dict[str, FoldResult] = {}
     scored: dict[str, tuple[Scored, Scored, Scored]] = {}
     for source in held_out or recipe.sources:
         scored[source] = run_fold(recipe, source, runs, resume)
         val, held, held_reshared = scored[source]
         folds[source] = fold_result(val, held, recipe.weights, recipe.ensemble_calibration)
         reshared[source] = fold_result(val, held_reshared, recipe.weights, recipe.ensemble_calibration)
+        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), recipe.weights, recipe.ensemble_calibration)
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
-            f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}",
+            f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
+            f"mixed {mixed_folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}",
             file=sys.stderr,
         )
     names = [m["name"] for m in fold_members(recipe)] + [ENSEMBLE]
@@ -275,12 +297,14 @@ def cross_source_table(
     margin = choose_disagreement_margin(spread, correct) if len(fold_members(recipe)) > 1 else None
     labels = {source: held.labels for source, (_, held, _) in scored.items()}
     trials = weight_trials(scored, [m["name"] for m in fold_members(recipe)])
-    mean, reshared_mean = _mean(folds, names), _mean(reshared, names)
+    mean, reshared_mean, mixed_mean = _mean(folds, names), _mean(reshared, names), _mean(mixed_folds, names)
     return {
         "folds": {source: f.metrics for source, f in folds.items()},
         "mean": mean,
         "reshared_folds": {source: f.metrics for source, f in reshared.items()},
         "reshared_mean": reshared_mean,
+        "mixed_folds": {source: f.metrics for source, f in mixed_folds.items()},
+        "mixed_mean": mixed_mean,
         # The ensemble's mean ROC AUC over the folds, per bootstrap resample (paired between
         # tables of the same folds: `compare_tables`).
         "bootstrap": {
@@ -288,6 +312,7 @@ def cross_source_table(
             "held_out": {source: _items_digest(held.samples) for source, (_, held, _) in scored.items()},
             "mean_roc_auc": _add_intervals(folds, labels, mean),
             "mean_roc_auc_reshared": _add_intervals(reshared, labels, reshared_mean),
+            "mean_roc_auc_mixed": _add_intervals(mixed_folds, labels, mixed_mean, MIXED_COPIES),
         },
         "reshare": asdict(ReshareSettings()),
         "weights": recipe.weights,
@@ -318,7 +343,7 @@ much the stronger members in domain, keep as much say as the table allows."""
 
 
 def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
-    """The mean held-out ensemble ROC AUC (as they are, and re-shared) of each weighting of the
+    """The mean held-out ensemble ROC AUC (as they are, re-shared, and mixed) of each weighting of the
     first member (the CLIP probe in the shipped recipe) against the others (weight 1 each), and
     of each member alone: how the recipe's weights are chosen on this table. (A ROC AUC does not
     depend on how the ensemble's logit is calibrated, so the trials use a temperature alone.)"""
@@ -331,13 +356,16 @@ def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[
     for weights in trials:
         aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held, _ in scored.values()]
         reshared = [fold_result(val, r, weights).metrics[ENSEMBLE]["roc_auc"] for val, _, r in scored.values()]
+        both = [fold_result(val, mixed(h, r), weights).metrics[ENSEMBLE]["roc_auc"] for val, h, r in scored.values()]
         rows.append(
             {
                 "weights": weights,
                 "mean_roc_auc": float(np.mean(aucs)),
                 "mean_roc_auc_reshared": float(np.mean(reshared)),
+                "mean_roc_auc_mixed": float(np.mean(both)),  # reported, not (yet) used to choose
                 "by_source": dict(zip(scored, aucs, strict=True)),
                 "by_source_reshared": dict(zip(scored, reshared, strict=True)),
+                "by_source_mixed": dict(zip(scored, both, strict=True)),
             }
         )
     return rows
@@ -432,7 +460,8 @@ def read_baseline(path: Path) -> dict[str, Any]:
 
 def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The ensemble's mean held-out ROC AUC of `table` minus `baseline`'s (as `read_baseline`
-    checks it), as they are, re-shared and the mean of the two, each with the 95% interval of the
+    checks it), as they are, re-shared, the mean of the two and (when both tables have it) mixed,
+    each with the 95% interval of the
     paired bootstrap differences: both tables' folds resampled alike (the same held-out items, so
     the same draws). A `DataError` when the tables do not hold the same folds and items."""
     ours, theirs = table["bootstrap"], baseline["bootstrap"]
@@ -454,30 +483,44 @@ def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str,
         "difference": (out["as_they_are"]["difference"] + out["reshared"]["difference"]) / 2,
         "interval": interval((draws["as_they_are"] + draws["reshared"]) / 2),
     }
+    # Tables made before the mixed figure existed have none to compare.
+    if "mean_roc_auc_mixed" in ours and "mean_roc_auc_mixed" in theirs:
+        mixed_draws = np.asarray(ours["mean_roc_auc_mixed"]) - np.asarray(theirs["mean_roc_auc_mixed"])
+        difference = table["mixed_mean"][ENSEMBLE]["roc_auc"] - baseline["mixed_mean"][ENSEMBLE]["roc_auc"]
+        out["mixed"] = {"difference": difference, "interval": interval(mixed_draws)}
     return out
 
 
 def table_markdown(table: dict[str, Any]) -> str:
     """The table as Markdown: one row per held-out source and model, the ensemble first, with
-    the held-out crops as they are and re-shared side by side; each ROC AUC with its 95% interval."""
+    the held-out crops as they are and re-shared side by side, then the ROC AUC of both mixed;
+    each ROC AUC with its 95% interval."""
     names = [ENSEMBLE, *table["members"]]
     columns = ("ROC AUC", "AP", "EER", "ECE", "accuracy at threshold")
     lines = [
-        f"| held-out source | model | n | {' | '.join(columns)} | re-shared: {' | '.join(columns)} |",
-        "|---|---|---|" + "---|" * 2 * len(columns),
+        f"| held-out source | model | n | {' | '.join(columns)} | re-shared: {' | '.join(columns)} | mixed: ROC AUC |",
+        "|---|---|---|" + "---|" * (2 * len(columns) + 1),
     ]
 
     def cells(m: dict[str, Any]) -> str:
         return " | ".join("-" if m.get(k) is None else _cell(m, k) for k in METRICS)
 
+    def mixed_cell(m: dict[str, Any]) -> str:
+        return "-" if m.get("roc_auc") is None else _cell(m, "roc_auc")
+
     for source, fold in table["folds"].items():
         for name in names:
             label = f"**{name}**" if name == ENSEMBLE else name
-            again = table["reshared_folds"][source][name]
-            lines.append(f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} | {cells(again)} |")
+            again, both = table["reshared_folds"][source][name], table["mixed_folds"][source][name]
+            lines.append(
+                f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} | {cells(again)} | {mixed_cell(both)} |"
+            )
     for name in names:
         label = f"**{name}**" if name == ENSEMBLE else name
-        lines.append(f"| **mean** | {label} | | {cells(table['mean'][name])} | {cells(table['reshared_mean'][name])} |")
+        lines.append(
+            f"| **mean** | {label} | | {cells(table['mean'][name])} | {cells(table['reshared_mean'][name])} "
+            f"| {mixed_cell(table['mixed_mean'][name])} |"
+        )
     if table.get("weight_choice"):
         lines += ["", weight_choice_markdown(table["weight_choice"], table["members"])]
     return "\n".join(lines)
