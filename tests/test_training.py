@@ -552,6 +552,12 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"blur_p": "none"}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_p": 60}}]}',
+        # A misspelt setting, of a probe, a CNN or the folds' CNN overrides.
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_view": 1}]}',
+        '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "finetune_epoch": 3}]}',
+        '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2"}],'
+        ' "cross_source": {"keras": {"train_per_clas": 10}}}',
         '{"sources": ["dfdc-faces"]}',  # no members
         '{"members": [{"kind": "clip_probe", "name": "clip"}], "ensemble_calibration": "isotonic"}',
         # A CNN can start only from a CNN trained before it.

@@ -59,6 +59,8 @@ class AugmentSettings:
                     raise ValueError(f"{name} must be [low, high], got {value!r}")
                 values[name] = (low, high)
             elif isinstance(value, int | float) and not isinstance(value, bool):
+                if name.endswith("_p") and not 0 <= value <= 1:
+                    raise ValueError(f"{name} is a probability, between 0 and 1, not {value!r}")
                 values[name] = type(default)(value)
             else:
                 raise ValueError(f"{name} must be a number, got {value!r}")

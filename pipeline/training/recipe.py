@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,34 @@ from pipeline.training.probe import fit_probe
 from pipeline.training.sources import SOURCES, augmented_samples, self_blended_samples, source_samples
 
 PROBE_FILE = "clip_probe.json"
+PROBE_SETTINGS = frozenset(
+    {
+        "kind",
+        "name",
+        "feature",
+        "block",
+        "regularization",
+        "train_per_class",
+        "augmented_views",
+        "augmented_settings",
+        "self_blended_views",
+    }
+)
+"""What a probe member of a recipe may set (`train_recipe_member` reads these)."""
+
+
+def cnn_settings() -> frozenset[str]:
+    """What a CNN member of a recipe (or the folds' `cross_source.keras` overrides) may set: the
+    fields of `TrainConfig` but its output folder, which the runs folder decides."""
+    from pipeline.training.train import TrainConfig
+
+    return frozenset({f.name for f in fields(TrainConfig)} - {"out_dir"} | {"kind", "flip_average"})
+
+
+def _check_settings(settings: dict[str, Any], known: frozenset[str], what: str) -> None:
+    # A misspelt setting would be ignored, or fail only after hours of training.
+    if unknown := sorted(set(settings) - known):
+        raise ValueError(f"{what}: unknown setting(s) {', '.join(map(repr, unknown))}")
 
 
 @dataclass(frozen=True)
@@ -64,11 +92,14 @@ class Recipe:
         try:
             members = tuple(raw["members"])
             folds = raw.get("cross_source", {}).get("members")
+            _check_settings(raw.get("cross_source", {}).get("keras", {}), cnn_settings(), "cross_source.keras")
             earlier_cnns: list[str] = []
             for member in members:
                 if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
                     raise ValueError(f"unknown member kind {member.get('kind')!r}")
                 name = member.get("name") or member.get("backbone")
+                known = PROBE_SETTINGS if member.get("kind") == CLIP_PROBE else cnn_settings()
+                _check_settings(member, known, f"member {name!r}")
                 # A CNN started from another is trained after it, from its runs folder: caught
                 # here rather than after hours of training the members before it.
                 if init_from := member.get("init_from"):
