@@ -4,7 +4,7 @@ For each source in turn, every member of the recipe is trained on the other sour
 train splits), calibrated and combined on their validation splits, and scores the held-out
 source, all of it (none of it was seen), at most `held_out_per_class` items per class. The table
 lists frame-level ROC AUC, AP, EER, ECE and accuracy at the fold's own threshold per held-out
-source and member, and their mean, twice: on the held-out crops as they are, and on the same
+source and member, and their mean, for two columns: the held-out crops as they are, and the same
 crops re-shared (downscaled and JPEG-compressed, seeded per crop: `ReshareSettings`), because an
 upload has usually been passed around before it reaches the engine, and a feature that ranks clean
 crops well may not survive that. A third figure, "mixed", ranks both together (each held-out item
@@ -56,6 +56,7 @@ from pipeline.training.sources import reshared_samples
 ENSEMBLE = "ensemble"
 RESHARED = "held_out_reshared"
 MIXED_COPIES = 2
+"""Copies of each held-out item in the mixed figure: as it is, and re-shared (`mixed`)."""
 METRICS = ("roc_auc", "average_precision", "eer", "ece", "accuracy")
 BOOTSTRAP_RESAMPLES = 1000
 """Stratified resamples of each held-out source's items behind every ROC AUC's 95% interval. They
@@ -461,9 +462,9 @@ def read_baseline(path: Path) -> dict[str, Any]:
 def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The ensemble's mean held-out ROC AUC of `table` minus `baseline`'s (as `read_baseline`
     checks it), as they are, re-shared, the mean of the two and (when both tables have it) mixed,
-    each with the 95% interval of the
-    paired bootstrap differences: both tables' folds resampled alike (the same held-out items, so
-    the same draws). A `DataError` when the tables do not hold the same folds and items."""
+    each with the 95% interval of the paired bootstrap differences: both tables' folds resampled
+    alike (the same held-out items, so the same draws). A `DataError` when the tables do not hold
+    the same folds and items."""
     ours, theirs = table["bootstrap"], baseline["bootstrap"]
     if (ours["resamples"], ours["held_out"]) != (theirs["resamples"], theirs["held_out"]):
         raise DataError(
