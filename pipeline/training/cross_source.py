@@ -474,6 +474,9 @@ def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str,
         "as_they_are": ("mean", "mean_roc_auc"),
         "reshared": ("reshared_mean", "mean_roc_auc_reshared"),
     }
+    # Tables made before the mixed figure existed have none to compare.
+    if "mean_roc_auc_mixed" in ours and "mean_roc_auc_mixed" in theirs:
+        columns["mixed"] = ("mixed_mean", "mean_roc_auc_mixed")
     out: dict[str, dict[str, Any]] = {}
     draws = {}
     for column, (mean_key, draws_key) in columns.items():
@@ -484,11 +487,6 @@ def compare_tables(table: dict[str, Any], baseline: dict[str, Any]) -> dict[str,
         "difference": (out["as_they_are"]["difference"] + out["reshared"]["difference"]) / 2,
         "interval": interval((draws["as_they_are"] + draws["reshared"]) / 2),
     }
-    # Tables made before the mixed figure existed have none to compare.
-    if "mean_roc_auc_mixed" in ours and "mean_roc_auc_mixed" in theirs:
-        mixed_draws = np.asarray(ours["mean_roc_auc_mixed"]) - np.asarray(theirs["mean_roc_auc_mixed"])
-        difference = table["mixed_mean"][ENSEMBLE]["roc_auc"] - baseline["mixed_mean"][ENSEMBLE]["roc_auc"]
-        out["mixed"] = {"difference": difference, "interval": interval(mixed_draws)}
     return out
 
 
@@ -503,24 +501,21 @@ def table_markdown(table: dict[str, Any]) -> str:
         "|---|---|---|" + "---|" * (2 * len(columns) + 1),
     ]
 
-    def cells(m: dict[str, Any]) -> str:
-        return " | ".join("-" if m.get(k) is None else _cell(m, k) for k in METRICS)
-
-    def mixed_cell(m: dict[str, Any]) -> str:
-        return "-" if m.get("roc_auc") is None else _cell(m, "roc_auc")
+    def cells(m: dict[str, Any], keys: Sequence[str] = METRICS) -> str:
+        return " | ".join("-" if m.get(k) is None else _cell(m, k) for k in keys)
 
     for source, fold in table["folds"].items():
         for name in names:
             label = f"**{name}**" if name == ENSEMBLE else name
             again, both = table["reshared_folds"][source][name], table["mixed_folds"][source][name]
             lines.append(
-                f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} | {cells(again)} | {mixed_cell(both)} |"
+                f"| {source} | {label} | {fold[name]['n']} | {cells(fold[name])} | {cells(again)} | {cells(both, ['roc_auc'])} |"
             )
     for name in names:
         label = f"**{name}**" if name == ENSEMBLE else name
         lines.append(
             f"| **mean** | {label} | | {cells(table['mean'][name])} | {cells(table['reshared_mean'][name])} "
-            f"| {mixed_cell(table['mixed_mean'][name])} |"
+            f"| {cells(table['mixed_mean'][name], ['roc_auc'])} |"
         )
     if table.get("weight_choice"):
         lines += ["", weight_choice_markdown(table["weight_choice"], table["members"])]

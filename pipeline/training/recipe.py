@@ -92,13 +92,14 @@ class Recipe:
         try:
             members = tuple(raw["members"])
             folds = raw.get("cross_source", {}).get("members")
-            _check_settings(raw.get("cross_source", {}).get("keras", {}), cnn_settings(), "cross_source.keras")
+            cnn = cnn_settings()
+            _check_settings(raw.get("cross_source", {}).get("keras", {}), cnn, "cross_source.keras")
             earlier_cnns: list[str] = []
             for member in members:
                 if member.get("kind", KERAS) not in (KERAS, CLIP_PROBE):
                     raise ValueError(f"unknown member kind {member.get('kind')!r}")
                 name = member.get("name") or member.get("backbone")
-                known = PROBE_SETTINGS if member.get("kind") == CLIP_PROBE else cnn_settings()
+                known = PROBE_SETTINGS if member.get("kind") == CLIP_PROBE else cnn
                 _check_settings(member, known, f"member {name!r}")
                 # A CNN started from another is trained after it, from its runs folder: caught
                 # here rather than after hours of training the members before it.
