@@ -408,10 +408,11 @@ def _render_provenance(section: ProvenanceSection) -> None:
     if len(section.ai_claims) > 1:  # one claim is the summary already
         for claim in section.ai_claims:
             st.markdown(f"- {plain(claim)}")
-    for title, rows in (("Content Credentials (C2PA)", section.credentials), ("Metadata", section.metadata)):
-        if rows:
-            st.markdown(f"**{title}**")
-            st.dataframe(pd.DataFrame(rows, columns=["what", "value"]), hide_index=True, width="stretch")
+    for title, rows in section.tables:
+        st.markdown(f"**{title}**")
+        st.dataframe(pd.DataFrame(rows, columns=["what", "value"]), hide_index=True, width="stretch")
+    if section.caveat:
+        st.warning(plain(section.caveat))
     if section.problems:
         st.markdown("**Could not be read** (the rest of the analysis went on)")
         for problem in section.problems:

@@ -185,6 +185,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             probability = "-" if result.fake_probability is None else f"{result.fake_probability:.3f}"
             scores = " ".join(f"{k}={v:.3f}" for k, v in result.model_scores.items())
             print(f"{shown}\t{result.verdict}\t{probability}\t{scores}\t({result.timing['total']:.1f} s)", flush=True)
+            history = result.provenance.file_history if result.provenance else None
+            if history is not None and history.caveat:
+                print(f"  note: {printable(history.caveat)}", file=sys.stderr)
             for written in explained:
                 print(f"  explanation map: {printable(written)}", file=sys.stderr)
     finally:

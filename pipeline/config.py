@@ -253,6 +253,12 @@ class ProvenanceSettings:
     generic_encoders: tuple[str, ...] = ("lavf", "lavc")
     """Encoder tags of FFmpeg's libraries (prefixes, lowercase): nearly every video tool writes
     them, so they name no camera, editor or generator."""
+    trained_jpeg_quality: int = 90
+    """The JPEG quality of the photos the models were trained on (the shared gan-faces, swap-faces
+    and sd-faces pictures are all q90; the DFDC crops, frames of videos, q75). A photo last saved
+    below it is more compressed than they were, and its verdict says so: re-saved at quality 45-75,
+    validation photos were ranked worse and real ones told fake more often (the model card's "A
+    photo saved more compressed than the training photos"). Read from the data, not tuned."""
     trust_anchors: Path | None = field(
         default_factory=lambda: Path(os.environ[TRUST_ANCHORS_ENV]) if os.environ.get(TRUST_ANCHORS_ENV) else None
     )

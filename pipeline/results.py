@@ -165,6 +165,28 @@ class ProvenanceMetadata:
 
 
 @dataclass
+class FileHistory:
+    """How an image file was last saved, read from its own structure (no model, no metadata a
+    person writes): its format and, for a JPEG, the compression of its last save. Earlier saves
+    leave no trace this reads: a photo recompressed at quality 60 and saved again at 95 reads 95."""
+
+    format: str
+    """The container: JPEG, PNG, WebP, TIFF, ..."""
+    jpeg_quality: int | None = None
+    """A JPEG's last save's quality on the libjpeg scale (1-100), the one whose quantisation tables
+    are nearest the file's; None when the file is not a JPEG or its tables were not found."""
+    standard_tables: bool = False
+    """Whether the tables are exactly libjpeg's at that quality (Pillow, OpenCV, most apps); a
+    camera's or an editor's own tables only come near one, so the quality is then approximate."""
+    chroma_subsampling: str | None = None
+    """How colour was stored: 4:2:0 (halved both ways), 4:2:2, 4:4:4, or grey."""
+    progressive: bool = False
+    caveat: str | None = None
+    """When the last save was more compressed than the models' training pictures: what that
+    means for the verdict, one line (None otherwise)."""
+
+
+@dataclass
 class Provenance:
     """Where a file says it comes from: Content Credentials (C2PA) and metadata, read without
     any model. Present evidence is strong when valid; absent evidence proves nothing (most
@@ -183,6 +205,9 @@ class Provenance:
     problems: list[str]
     """What could not be read (damaged, too large, stored elsewhere), one line each; the rest
     of the analysis goes on."""
+    file_history: FileHistory | None = None
+    """How the file was last saved (images only); None for videos and for results stored before
+    it was read."""
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Provenance:
@@ -195,6 +220,8 @@ class Provenance:
             credentials = ContentCredentials(**credentials)
         data["credentials"] = credentials
         data["metadata"] = ProvenanceMetadata(**data["metadata"])
+        if data.get("file_history") is not None:
+            data["file_history"] = FileHistory(**data["file_history"])
         return Provenance(**data)
 
 

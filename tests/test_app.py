@@ -273,6 +273,11 @@ def test_the_provenance_tab_shows_ai_generated_evidence_beside_the_verdict(
     assert rows["signature"] == "valid"
     assert rows["signer"] == "Test Signer (Provenance Test Lab) (not on a trust list)"
     assert rows["actions"].startswith("c2pa.created: trainedAlgorithmicMedia (made by a trained AI model)")
+    # How the file was last saved: the shared photo's quality, as the training photos', so no caveat.
+    assert "**How the file was last saved**" in texts
+    saved = tab.dataframe[-1].value
+    assert dict(zip(saved["what"], saved["value"], strict=True))["JPEG quality"] == "90 of 100 (libjpeg's own tables)"
+    assert len(tab.warning) == 0
     assert any("absence proves nothing" in c.value.lower() for c in tab.caption)
 
     show(at, tmp_path, media.image.name)

@@ -73,7 +73,7 @@ def test_csv_lists_every_row(store: Store, video_record: Record, image_record: R
         result.sha256,
     )
     assert float(row["fake_probability"]) == pytest.approx(result.fake_probability)
-    assert (row["provenance_ai_generated"], row["provenance"]) == ("false", NO_PROVENANCE)
+    assert (row["provenance_ai_generated"], row["provenance"], row["last_saved"]) == ("false", NO_PROVENANCE, "")
     assert history_csv([]).strip() == ",".join(CSV_COLUMNS)
 
 
@@ -98,6 +98,8 @@ def test_csv_has_the_provenance_of_each_row(
         NO_PROVENANCE,
     )
     assert (rows[old.id]["provenance_ai_generated"], rows[old.id]["provenance"]) == ("", NOT_READ)
+    # How each image was last saved (the shared photo: quality 90); unknown for the old result.
+    assert (rows[image_record.id]["last_saved"], rows[old.id]["last_saved"]) == ("JPEG at quality 90", "")
 
 
 def test_json_is_the_whole_result(video_record: Record) -> None:

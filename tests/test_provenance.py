@@ -6,25 +6,35 @@ the history with it."""
 
 from __future__ import annotations
 
+import csv
 import http.server
+import io
 import json
 import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
+from html import unescape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import pytest
 from PIL import Image
 
+from pipeline.app.export import history_csv, html_report
 from pipeline.app.sections import provenance_section
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import Store
-from pipeline.config import ProvenanceSettings
+from pipeline.config import REPO_ROOT, ProvenanceSettings
 from pipeline.engine.analyze import STAGES, Engine
-from pipeline.engine.provenance import NO_PROVENANCE, read_provenance
-from pipeline.results import AnalysisResult, Provenance
+from pipeline.engine.provenance import (
+    NO_PROVENANCE,
+    read_file_history,
+    read_metadata_blocks,
+    read_provenance,
+)
+from pipeline.results import AnalysisResult, FileHistory, Provenance
 from tests import provenance_factory as pf
 from tests.command_line import run_cli
 
@@ -339,6 +349,87 @@ def test_control_characters_and_long_texts_are_one_short_line(tmp_path: Path) ->
     assert metadata.software == "a b c"
 
 
+# ------------------------------------------------------------------------------ file history
+
+
+def test_a_jpegs_quality_is_read_from_its_own_tables(media: Media, shared_data: Path, tmp_path: Path) -> None:
+    # The shared photos were encoded at quality 90 (the data's README), the DFDC crops at 75.
+    swap_face = next(iter(sorted((shared_data / "swap-faces" / "real").iterdir())))
+    for path, quality in ((media.image, 90), (swap_face, 90), (media.other_image, 75)):
+        history = read_provenance(path, "image").file_history
+        assert (history.format, history.jpeg_quality, history.standard_tables) == ("JPEG", quality, True), path
+        assert (history.chroma_subsampling, history.progressive) == ("4:2:0", False)
+        assert (history.caveat is None) == (quality == 90)
+    face = Image.open(media.image)
+    saved = {}
+    for quality in (5, 45, 75, 100):  # Pillow
+        face.save(saved.setdefault(quality, tmp_path / f"pillow{quality}.jpg"), quality=quality)
+    for quality in (37, 83):  # OpenCV writes its own copy of libjpeg's tables
+        cv2.imwrite(
+            str(saved.setdefault(quality, tmp_path / f"opencv{quality}.jpg")),
+            cv2.imread(str(media.image)),
+            [
+                cv2.IMWRITE_JPEG_QUALITY,
+                quality,
+            ],
+        )
+    for quality, path in saved.items():
+        history = read_file_history(read_metadata_blocks(path))
+        assert (history.jpeg_quality, history.standard_tables) == (quality, True), path
+    face.save(tmp_path / "full_colour.jpg", quality=80, subsampling=0, progressive=True)
+    face.convert("L").save(tmp_path / "grey.jpg", quality=80)
+    full, grey = (read_file_history(read_metadata_blocks(tmp_path / n)) for n in ("full_colour.jpg", "grey.jpg"))
+    assert (full.jpeg_quality, full.chroma_subsampling, full.progressive) == (80, "4:4:4", True)
+    assert (grey.jpeg_quality, grey.standard_tables, grey.chroma_subsampling) == (80, True, "grey")
+
+
+def test_an_encoders_own_tables_give_the_nearest_quality(media: Media, tmp_path: Path) -> None:
+    # A camera's or an editor's tables are not libjpeg's: here each step of quality 70's, one finer.
+    face = Image.open(media.image)
+    face.save(tmp_path / "q70.jpg", quality=70)
+    tables = Image.open(tmp_path / "q70.jpg").quantization  # Pillow's order: row by row
+    face.save(tmp_path / "own.jpg", qtables=[[max(1, step - 1) for step in tables[n]] for n in (0, 1)])
+    history = read_file_history(read_metadata_blocks(tmp_path / "own.jpg"))
+    assert 70 < history.jpeg_quality <= 75 and not history.standard_tables
+    assert history.caveat.startswith(f"the file was last saved as JPEG at about quality {history.jpeg_quality}, more")
+
+
+def test_files_that_are_no_jpeg_have_no_quality(tmp_path: Path, media: Media) -> None:
+    png = pf.save_png_with_text(tmp_path / "plain.png", {})
+    assert read_provenance(png, "image").file_history == FileHistory("PNG")
+    pf.picture().save(tmp_path / "plain.webp", quality=50)
+    assert read_provenance(tmp_path / "plain.webp", "image").file_history == FileHistory("WebP")
+    assert read_provenance(media.video, "video").file_history is None
+
+
+@pytest.mark.parametrize("damage", ["table cut short", "sixteen-bit table", "no frame header", "frame header cut"])
+def test_damaged_compression_headers_are_read_no_further_than_they_hold(
+    media: Media, tmp_path: Path, damage: str
+) -> None:
+    data = media.image.read_bytes()
+    segments = pf.jpeg_segments(data)
+    luminance_at, colour_at = (offset for marker, offset, _ in segments if marker == 0xDB)
+    frame_at, frame_length = next((offset, length) for marker, offset, length in segments if marker == 0xC0)
+    if damage == "table cut short":  # the colour table's segment ends 30 steps in
+        data = data[: colour_at + 2] + (2 + 1 + 30).to_bytes(2, "big") + data[colour_at + 4 :]
+    elif damage == "sixteen-bit table":  # the same luminance steps, two bytes each
+        steps = data[luminance_at + 5 : luminance_at + 5 + 64]
+        wide = b"\x10" + b"".join(step.to_bytes(2, "big") for step in steps)
+        data = data[:luminance_at] + b"\xff\xdb" + (2 + len(wide)).to_bytes(2, "big") + wide + data[colour_at:]
+    elif damage == "no frame header":
+        data = data[:frame_at] + data[frame_at + 2 + frame_length :]
+    else:  # the frame header counts nine components and holds three
+        data = data[: frame_at + 9] + b"\x09" + data[frame_at + 10 :]
+    path = tmp_path / "damaged.jpg"
+    path.write_bytes(data)
+    provenance = read_provenance(path, "image")
+    history = provenance.file_history
+    assert (history.format, history.jpeg_quality, history.standard_tables) == ("JPEG", 90, True), damage
+    # With the walk stopped at the cut table, no frame header was read: nothing is guessed.
+    expected = None if damage in ("table cut short", "no frame header") else "4:2:0"
+    assert history.chroma_subsampling == expected and provenance.problems == []
+
+
 # ------------------------------------------------------------------ the engine, CLI and history
 
 
@@ -368,18 +459,52 @@ def test_cli_json_has_the_provenance_object(signed: dict[str, Path], media: Medi
         str(signed["ai"]),
         str(junk),
         str(media.image),
+        str(media.other_image),
         "--json",
         str(out),
     )
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
-    ai, damaged, plain = json.loads(out.read_text())
+    ai, damaged, plain, dfdc_crop = json.loads(out.read_text())
+    # The DFDC crop was saved at quality 75: its caveat is in its reason and on the console.
+    caveat = dfdc_crop["provenance"]["file_history"]["caveat"]
+    assert dfdc_crop["reason"].endswith(f"; {caveat}") and f"  note: {caveat}" in run.stderr.splitlines()
+    assert plain["provenance"]["file_history"]["caveat"] is None and run.stderr.count("  note:") == 1
     assert ai["provenance"]["ai_generated"] and ai["provenance"]["credentials"]["signature"] == "valid"
     assert ai["provenance"]["credentials"]["signer_trusted"] is False
     assert "; provenance says AI-generated: Content Credentials (valid signature" in ai["reason"]
     assert damaged["verdict"] == plain["verdict"] and len(damaged["provenance"]["problems"]) == 1
     assert plain["provenance"]["summary"] == NO_PROVENANCE and plain["provenance"]["found"] is False
     assert set(ai["timing"]) == {*STAGES, "total"}
+
+
+def test_a_photo_more_compressed_than_the_training_photos_says_so(
+    service: AnalysisService, media: Media, tmp_path: Path
+) -> None:
+    path = tmp_path / "passed around.jpg"
+    Image.open(media.image).save(path, quality=60)
+    store = Store(tmp_path / "history")
+    outcome = service.analyze(path, AnalysisRequest(1, service.ensemble.spec.aggregation), store)
+    caveat = outcome.record.result.provenance.file_history.caveat
+    assert caveat.startswith("the file was last saved as JPEG at quality 60, more compressed than the photos")
+    # It points at the model card's measurement, which must be there to read.
+    section_title = caveat.split("model card: '")[1].rstrip("')")
+    assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
+    # The models' verdict stays theirs; the caveat stands beside its reason.
+    assert outcome.record.result.reason.endswith(f"; {caveat}") and outcome.record.result.fake_probability is not None
+    reloaded = Store(tmp_path / "history").get(outcome.record.id)
+    assert reloaded.result == outcome.record.result
+    section = provenance_section(reloaded.result.provenance)
+    assert dict(section.history) == {
+        "format": "JPEG",
+        "JPEG quality": "60 of 100 (libjpeg's own tables)",
+        "colour stored": "4:2:0",
+        "scans": "baseline",
+    }
+    assert section.caveat == f"{caveat[0].upper()}{caveat[1:]}."
+    assert section.caveat in unescape(html_report(reloaded, store))
+    row = next(csv.DictReader(io.StringIO(history_csv([reloaded]))))
+    assert row["last_saved"] == "JPEG at quality 60"
 
 
 def test_provenance_is_stored_and_reloaded(service: AnalysisService, signed: dict[str, Path], tmp_path: Path) -> None:
@@ -393,6 +518,8 @@ def test_provenance_is_stored_and_reloaded(service: AnalysisService, signed: dic
 def test_results_stored_before_provenance_still_open(analysed_image: Analysed) -> None:
     data = analysed_image.result.to_json()
     assert data["provenance"]["summary"] == NO_PROVENANCE
+    del data["provenance"]["file_history"]  # stored before the file's history was read
+    assert AnalysisResult.from_json(data).provenance.file_history is None
     del data["provenance"]
     old = AnalysisResult.from_json(data)
     assert old.provenance is None and old == replace(analysed_image.result, provenance=None)

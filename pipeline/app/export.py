@@ -16,13 +16,14 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pipeline.app.charts import timeline_png
-from pipeline.app.sections import provenance_section, result_sections
+from pipeline.app.sections import last_saved, provenance_section, result_sections
 from pipeline.app.store import Record, Store
 
 SUMMARY_COLUMNS = ("id", "created", "file_name", "kind", "verdict", "fake_probability", "sha256")
-PROVENANCE_COLUMNS = ("provenance_ai_generated", "provenance")
+PROVENANCE_COLUMNS = ("provenance_ai_generated", "provenance", "last_saved")
 """Whether the provenance says AI made the file (`true`, `false`, or empty for a result stored
-before provenance was read) and its one-line summary."""
+before provenance was read), its one-line summary, and how an image was last saved (e.g. `JPEG at
+quality 75`; empty for a video or an older result)."""
 CSV_COLUMNS = SUMMARY_COLUMNS + PROVENANCE_COLUMNS
 MIME_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
 TEMPLATES = Path(__file__).with_name("templates")
@@ -31,8 +32,8 @@ TEMPLATES = Path(__file__).with_name("templates")
 def _provenance_cells(record: Record) -> list[str]:
     provenance = record.result.provenance
     if provenance is None:
-        return ["", provenance_section(None).summary]
-    return ["true" if provenance.ai_generated else "false", provenance.summary]
+        return ["", provenance_section(None).summary, ""]
+    return ["true" if provenance.ai_generated else "false", provenance.summary, last_saved(provenance.file_history)]
 
 
 def history_csv(records: Sequence[Record]) -> str:

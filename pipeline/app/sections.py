@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.app.store import Picture, Record, Store
-from pipeline.results import AnalysisResult, Provenance, describe_source_type
+from pipeline.results import AnalysisResult, FileHistory, Provenance, describe_source_type
 
 VERDICT_LABELS = {"fake": "FAKE", "real": "REAL", "uncertain": "UNCERTAIN", "no_face": "NO FACE"}
 ENSEMBLE = "ensemble"
@@ -106,7 +106,22 @@ class ProvenanceSection:
     problems: tuple[str, ...]
     failing: bool = False
     """Whether the file's Content Credentials fail validation (evidence of a change too)."""
+    history: tuple[tuple[str, str], ...] = ()
+    """How the file was last saved (images); empty for videos and older results."""
+    caveat: str | None = None
+    """What the file's compression means for the verdict, as a sentence, when it is more
+    compressed than the models' training pictures."""
     note: str = PROVENANCE_NOTE
+
+    @property
+    def tables(self) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+        """The titled tables of evidence that have rows, in the order both renderings show them."""
+        titled = (
+            ("Content Credentials (C2PA)", self.credentials),
+            ("Metadata", self.metadata),
+            ("How the file was last saved", self.history),
+        )
+        return tuple((title, rows) for title, rows in titled if rows)
 
     @property
     def headline(self) -> str:
@@ -165,6 +180,38 @@ def _rows(pairs: list[tuple[str, str | None]]) -> tuple[tuple[str, str], ...]:
     return tuple((label, value) for label, value in pairs if value)
 
 
+def last_saved(history: FileHistory | None) -> str:
+    """How a file was last saved, in a few words ('' for a video or an older result)."""
+    if history is None:
+        return ""
+    if history.jpeg_quality is None:
+        return history.format
+    about = "" if history.standard_tables else "about "
+    return f"{history.format} at {about}quality {history.jpeg_quality}"
+
+
+def _sentence(clause: str | None) -> str | None:
+    """A clause of a verdict's reason as a sentence of its own."""
+    return f"{clause[0].upper()}{clause[1:]}." if clause else None
+
+
+def _history_rows(history: FileHistory | None) -> tuple[tuple[str, str], ...]:
+    if history is None:
+        return ()
+    quality = None
+    if history.jpeg_quality is not None:
+        tables = "libjpeg's own tables" if history.standard_tables else "the encoder's own tables, nearest libjpeg's"
+        quality = f"{history.jpeg_quality} of 100 ({tables})"
+    return _rows(
+        [
+            ("format", history.format),
+            ("JPEG quality", quality),
+            ("colour stored", history.chroma_subsampling),
+            ("scans", ("progressive" if history.progressive else "baseline") if history.format == "JPEG" else None),
+        ]
+    )
+
+
 def provenance_section(provenance: Provenance | None) -> ProvenanceSection:
     """The provenance of a result (None: stored before provenance was read)."""
     if provenance is None:
@@ -219,6 +266,8 @@ def provenance_section(provenance: Provenance | None) -> ProvenanceSection:
         metadata=metadata_rows,
         problems=tuple(provenance.problems),
         failing=credentials is not None and credentials.signature == "invalid",
+        history=_history_rows(provenance.file_history),
+        caveat=_sentence(provenance.file_history.caveat) if provenance.file_history else None,
     )
 
 

@@ -10,6 +10,8 @@ One function per source of evidence:
   and where a remote manifest would be (XMP).
 - `read_generator_texts`: the PNG text chunks image generators write (`parameters`, `prompt`).
 - `read_container_tags`: a video container's encoder, creation date and camera tags (PyAV).
+- `read_file_history`: how an image was last saved (a JPEG's quality, from its quantisation
+  tables), and a caveat when that is more compressed than the models' training pictures.
 
 A file's metadata is written by whoever made the file, so it is read as hostile input. The
 file's structure is walked by hand (JPEG segments, PNG chunks, RIFF chunks, MP4 top-level boxes)
@@ -40,6 +42,7 @@ from pipeline.results import (
     AI_SOURCE_TYPES,
     ContentCredentials,
     CredentialAction,
+    FileHistory,
     Provenance,
     ProvenanceMetadata,
     describe_source_type,
@@ -48,9 +51,11 @@ from pipeline.results import (
 
 __all__ = [
     "MetadataBlocks",
+    "estimate_jpeg_quality",
     "read_container_tags",
     "read_credentials",
     "read_exif",
+    "read_file_history",
     "read_generator_texts",
     "read_metadata_blocks",
     "read_provenance",
@@ -85,6 +90,39 @@ _FAILURE_MEANINGS = {
 _UNTRUSTED = "signingCredential.untrusted"
 """The check that fails for a valid signature by a signer on no trust list (reported apart)."""
 
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+"""Start-of-frame markers (0xC4, 0xC8 and 0xCC share the range but are other segments)."""
+_JPEG_PROGRESSIVE_MARKERS = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+# The JPEG standard's example tables (ITU T.81, Annex K), row by row, which libjpeg scales by
+# quality; nearly every encoder uses them.
+_LUMINANCE_STEPS = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+_CHROMINANCE_STEPS = (
+    (17, 18, 24, 47, 99, 99, 99, 99),
+    (18, 21, 26, 66, 99, 99, 99, 99),
+    (24, 26, 56, 99, 99, 99, 99, 99),
+    (47, 66, 99, 99, 99, 99, 99, 99),
+    *((99,) * 8,) * 4,
+)
+_ZIGZAG = tuple(
+    (row, diagonal - row)
+    for diagonal in range(15)
+    for row in (
+        range(min(diagonal, 7), max(0, diagonal - 7) - 1, -1)
+        if diagonal % 2 == 0
+        else range(max(0, diagonal - 7), min(diagonal, 7) + 1)
+    )
+)
+"""(row, column) of each of a block's 64 coefficients in the order a JPEG file stores them."""
+
 # EXIF tags (TIFF numbering).
 _MAKE, _MODEL, _SOFTWARE, _DATETIME = 0x010F, 0x0110, 0x0131, 0x0132
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
@@ -101,6 +139,13 @@ class MetadataBlocks:
     """PNG text chunks: key -> text."""
     manifest_bytes: int | None = None
     """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
+    format: str | None = None
+    """The container, from the file's first bytes (JPEG, PNG, WebP, MP4, TIFF); None if unknown."""
+    quantization: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """A JPEG's quantisation tables: table number -> 64 steps in the file's (zigzag) order."""
+    components: list[tuple[int, int, int]] = field(default_factory=list)
+    """A JPEG's colour components: (horizontal sampling, vertical sampling, table number)."""
+    progressive: bool = False
     problems: list[str] = field(default_factory=list)
 
 
@@ -172,9 +217,36 @@ def _over_limit(what: str, length: int, settings: ProvenanceSettings, blocks: Me
     return True
 
 
+def _quantization_tables(body: bytes, blocks: MetadataBlocks) -> None:
+    """The tables of one DQT segment (each: precision and number in one byte, then 64 steps of
+    one or two bytes)."""
+    offset = 0
+    while offset < len(body):
+        wide, number = body[offset] >> 4, body[offset] & 0x0F
+        size = 128 if wide else 64
+        steps = body[offset + 1 : offset + 1 + size]
+        if len(steps) < size:
+            return  # a damaged table is not guessed at
+        blocks.quantization[number] = struct.unpack(">64H", steps) if wide else tuple(steps)
+        offset += 1 + size
+
+
+def _frame_header(body: bytes, marker: int, blocks: MetadataBlocks) -> None:
+    """The colour components of the frame header: sampling and quantisation table of each."""
+    if len(body) < 6:
+        return
+    blocks.progressive = marker in _JPEG_PROGRESSIVE_MARKERS
+    for start in range(6, 6 + 3 * body[5], 3):  # after precision, height, width and the count
+        component = body[start : start + 3]  # its number, its sampling, its table
+        if len(component) < 3:
+            return
+        blocks.components.append((component[1] >> 4, component[1] & 0x0F, component[2]))
+
+
 def _jpeg_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
-    """EXIF and XMP (APP1) and C2PA (APP11 JUMBF) segments before the picture data. A JPEG
-    segment holds at most 64 KB, so every block read here is small."""
+    """EXIF and XMP (APP1) and C2PA (APP11 JUMBF) segments before the picture data, and the
+    quantisation tables and frame header (how the picture was compressed). A JPEG segment holds
+    at most 64 KB, so every block read here is small."""
     blocks.manifest_bytes = 0
     stream.seek(2)
     for _ in range(settings.max_container_entries):
@@ -203,6 +275,10 @@ def _jpeg_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: Metadat
                 blocks.xmp = body[len(_XMP_HEADER) :]
         elif marker == 0xEB and stream.read(2) == b"JP":
             blocks.manifest_bytes += length
+        elif marker == 0xDB:
+            _quantization_tables(stream.read(length), blocks)
+        elif marker in _JPEG_FRAME_MARKERS and not blocks.components:
+            _frame_header(stream.read(length), marker, blocks)
         stream.seek(start + length)
     blocks.problems.append(_too_many(settings, "JPEG segments"))
 
@@ -334,14 +410,19 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
         with Path(path).open("rb") as stream:
             head = stream.read(12)
             if head.startswith(b"\xff\xd8"):
+                blocks.format = "JPEG"
                 _jpeg_blocks(stream, settings, blocks)
             elif head.startswith(_PNG_SIGNATURE):
+                blocks.format = "PNG"
                 _png_blocks(stream, settings, blocks)
             elif head[:4] == b"RIFF":
+                blocks.format = "WebP" if head[8:12] == b"WEBP" else "RIFF"
                 _riff_blocks(stream, settings, blocks)
             elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+                blocks.format = "MP4"
                 _bmff_blocks(stream, settings, blocks)
             elif head[:4] in (b"II*\x00", b"MM\x00*"):
+                blocks.format = "TIFF"
                 _tiff_blocks(path, settings, blocks)
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow and reads raise for a bad file
         blocks.problems.append(f"the metadata could not be read: {_why(error, Path(path))}")
@@ -621,6 +702,66 @@ def read_credentials(
 # --------------------------------------------------------------------------------------------
 
 
+def _libjpeg_table(steps: tuple[tuple[int, ...], ...], quality: int) -> tuple[int, ...]:
+    """The quantisation table libjpeg writes for one of the standard tables at `quality`
+    (1-100; its `jpeg_quality_scaling` and baseline limit of 255), in the file's order."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return tuple(min(255, max(1, (steps[row][column] * scale + 50) // 100)) for row, column in _ZIGZAG)
+
+
+def estimate_jpeg_quality(luminance: tuple[int, ...], chrominance: tuple[int, ...] | None) -> tuple[int, bool]:
+    """The libjpeg quality whose tables are nearest a file's (the smallest sum of absolute
+    differences of their steps), and whether they are exactly that quality's."""
+
+    def distance(quality: int) -> int:
+        pairs = list(zip(luminance, _libjpeg_table(_LUMINANCE_STEPS, quality), strict=True))
+        if chrominance is not None:
+            pairs += zip(chrominance, _libjpeg_table(_CHROMINANCE_STEPS, quality), strict=True)
+        return sum(abs(found - standard) for found, standard in pairs)
+
+    quality = min(range(1, 101), key=distance)
+    return quality, distance(quality) == 0
+
+
+def _chroma_subsampling(components: list[tuple[int, int, int]]) -> str | None:
+    if len(components) == 1:
+        return "grey"
+    if len(components) < 3:
+        return None
+    (luma_h, luma_v, _), (chroma_h, chroma_v, _) = components[0], components[1]
+    if chroma_h == 0 or chroma_v == 0:
+        return None
+    names = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0", (4, 1): "4:1:1"}
+    ratio = (luma_h // chroma_h, luma_v // chroma_v)
+    return names.get(ratio, f"{luma_h}x{luma_v} luma to {chroma_h}x{chroma_v} colour samples")
+
+
+def read_file_history(blocks: MetadataBlocks, settings: ProvenanceSettings = ProvenanceSettings()) -> FileHistory:
+    """How an image file was last saved, from the blocks `read_metadata_blocks` walked: its
+    format, a JPEG's quality (estimated from its quantisation tables: libjpeg's scale), colour
+    subsampling and scan order, and a caveat when it is more compressed than the models' training
+    pictures (`ProvenanceSettings.trained_jpeg_quality`)."""
+    history = FileHistory(format=blocks.format or "unknown")
+    if blocks.format != "JPEG":
+        return history
+    history.chroma_subsampling = _chroma_subsampling(blocks.components)
+    history.progressive = blocks.progressive
+    tables = [component[2] for component in blocks.components[:2]] or sorted(blocks.quantization)[:2]
+    if not tables or tables[0] not in blocks.quantization or len(blocks.quantization[tables[0]]) != 64:
+        return history
+    chrominance = blocks.quantization.get(tables[1]) if len(tables) > 1 and tables[1] != tables[0] else None
+    history.jpeg_quality, history.standard_tables = estimate_jpeg_quality(blocks.quantization[tables[0]], chrominance)
+    if history.jpeg_quality < settings.trained_jpeg_quality:
+        about = "" if history.standard_tables else "about "
+        history.caveat = (
+            f"the file was last saved as JPEG at {about}quality {history.jpeg_quality}, more compressed than "
+            f"the photos the models were trained on (quality {settings.trained_jpeg_quality}): their scores are "
+            "less reliable on such files, and real photos re-saved so were told fake more often (model card: "
+            "'A photo saved more compressed than the training photos')"
+        )
+    return history
+
+
 def _trust(credentials: ContentCredentials) -> str:
     return "trusted signer" if credentials.signer_trusted else "signer not on a trust list"
 
@@ -745,12 +886,19 @@ def _read_provenance(path: Path, kind: str, settings: ProvenanceSettings) -> Pro
         credentials=credentials,
         metadata=metadata,
         problems=problems[: settings.max_items],
+        file_history=read_file_history(blocks, settings) if kind == "image" else None,
     )
 
 
 def verdict_reason(models_reason: str, provenance: Provenance | None) -> str:
-    """The verdict's reason with what provenance says about AI generation beside it: the
-    models' reason first and unchanged (their verdict stays theirs), then the provenance."""
-    if provenance is None or not provenance.ai_generated:
+    """The verdict's reason with what the file says beside it: the models' reason first and
+    unchanged (their verdict stays theirs), then the caveat of a photo more compressed than the
+    models' training photos, then what provenance says about AI generation."""
+    if provenance is None:
         return models_reason
-    return f"{models_reason}; provenance says AI-generated: {'; '.join(provenance.ai_claims)}"
+    reason = models_reason
+    if provenance.file_history is not None and provenance.file_history.caveat:
+        reason += f"; {provenance.file_history.caveat}"
+    if provenance.ai_generated:
+        reason += f"; provenance says AI-generated: {'; '.join(provenance.ai_claims)}"
+    return reason
