@@ -1,0 +1,97 @@
+"""Validation pictures re-saved at lower JPEG qualities, scored through the whole product.
+
+The models were trained on photos saved at JPEG quality 90 (the DFDC crops at 75). This builds,
+from the validation split of each shared source, up to 100 pictures per class, as they are and
+re-saved with Pillow at qualities 75, 60 and 45, and summarises how the shipped engine's
+verdicts move (the model card's "A photo saved more compressed than the training photos"):
+
+    .venv/bin/python benchmarks/resaved_photos.py make OUT
+    for q in asis 75 60 45; do .venv/bin/python -m pipeline scan OUT/q$q --json OUT/scan-q$q.json; done
+    .venv/bin/python benchmarks/resaved_photos.py summarise OUT
+
+Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
+split is read. `sd-faces` has fakes only; pooled, its portraits stand against the other reals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from pipeline.config import shared_data_dir
+
+SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
+QUALITIES = ("asis", "75", "60", "45")
+PER_CLASS = 100
+VERDICTS = ("fake", "uncertain", "real", "no_face")
+MEMBERS = ("clip", "mobilenetv2", "mobilenetv2_224")
+
+
+def make(out: Path) -> None:
+    """The pictures, under OUT/qQUALITY/SOURCE/LABEL/."""
+    for source in SOURCES:
+        with (shared_data_dir() / source / "metadata.csv").open() as table:
+            rows = [row for row in csv.DictReader(table) if row["split"] == "val"]
+        for label in ("real", "fake"):
+            chosen = sorted(
+                (row for row in rows if row["label"] == label),
+                key=lambda row: hashlib.sha256(row["file"].encode()).hexdigest(),
+            )[:PER_CLASS]
+            for row in chosen:
+                path = shared_data_dir() / source / row["file"]
+                for quality in QUALITIES:
+                    target = out / f"q{quality}" / source / label / path.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if quality == "asis":
+                        target.write_bytes(path.read_bytes())
+                    else:
+                        with Image.open(path) as picture:
+                            picture.convert("RGB").save(target, "JPEG", quality=int(quality))
+            print(f"{source} {label}: {len(chosen)}")
+
+
+def _shares(results: list[dict]) -> str:
+    counts = Counter(r["verdict"] for r in results)
+    return " / ".join(f"{100 * counts[v] / len(results):.1f}" for v in VERDICTS)
+
+
+def summarise(out: Path) -> None:
+    """Per quality: verdict shares (fake / uncertain / real / no face) of reals and fakes, and
+    ROC AUC of the ensemble and each member, pooled and per source."""
+    for quality in QUALITIES:
+        scanned = json.loads((out / f"scan-q{quality}.json").read_text())
+        print(f"quality {quality}")
+        for source in ("pooled", *SOURCES):
+            chosen = [r for r in scanned if source == "pooled" or Path(r["path"]).parts[-3] == source]
+            by_label = {label: [r for r in chosen if Path(r["path"]).parts[-2] == label] for label in ("real", "fake")}
+            line = [f"  {source}:"]
+            line += [f"{label} n={len(rs)} {_shares(rs)}" for label, rs in by_label.items() if rs]
+            scored = [r for r in chosen if r["fake_probability"] is not None]
+            labels = np.array([Path(r["path"]).parts[-2] == "fake" for r in scored])
+            if len(set(labels.tolist())) == 2:
+                auc = roc_auc_score(labels, [r["fake_probability"] for r in scored])
+                members = " ".join(
+                    f"{m} {roc_auc_score(labels, [r['model_scores'][m] for r in scored]):.3f}" for m in MEMBERS
+                )
+                line.append(f"ROC AUC {auc:.3f} ({members})")
+            print(" | ".join(line))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["make", "summarise"])
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args()
+    make(args.out) if args.step == "make" else summarise(args.out)
+
+
+if __name__ == "__main__":
+    main()
