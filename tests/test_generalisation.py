@@ -287,7 +287,8 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     sits on the face; the probe trains on them and comes out different."""
     from pipeline.config import CACHE_DIR_ENV
     from pipeline.training.prepare import prepare
-    from pipeline.training.recipe import train_recipe_member
+    from pipeline.training.probe import fit_probe
+    from pipeline.training.recipe import clip_rows, train_recipe_member
     from pipeline.training.sources import face_landmarks, self_blended_samples
 
     prepared = tmp_path / "prepared"
@@ -319,6 +320,18 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     )
     weights = [np.asarray(json.loads(t.path.read_text())["weights"]) for t in (plain, blended)]
     assert not np.allclose(*weights)
+    # `source_fakes: false`: the real crops against their own pseudo-fakes, the source's fakes unseen.
+    only_blends = train_recipe_member(
+        {**member, "name": "sbi_only", "self_blended_views": 1, "source_fakes": False},
+        [str(prepared)],
+        tmp_path / "runs",
+    )
+    seen = reals + copies
+    expected = fit_probe(
+        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, 5
+    )
+    found = np.asarray(json.loads(only_blends.path.read_text())["weights"])
+    assert np.allclose(found, expected.weights, atol=1e-6) and not np.allclose(found, weights[1])
     # With degraded views too, only the clean crops are blended (a degraded view has no mesh).
     train_recipe_member(
         {**member, "name": "both", "augmented_views": 1, "self_blended_views": 1}, [str(prepared)], tmp_path / "runs"

@@ -538,6 +538,18 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
     assert report["video_level"]["mean"]["ensemble"]["all"]["n"] == 2
 
 
+def test_every_recipe_the_project_ships_loads() -> None:
+    """The shipped recipe and the benchmarks' recipes are read as `Recipe.load` reads any, so a
+    setting renamed in the code cannot leave one of them unreadable."""
+    from pipeline.config import REPO_ROOT
+    from pipeline.training.recipe import Recipe
+
+    recipes = [REPO_ROOT / "models" / "recipe.json", *sorted((REPO_ROOT / "benchmarks").glob("*.json"))]
+    assert len(recipes) >= 9
+    for path in recipes:
+        assert Recipe.load(path).members, path
+
+
 @pytest.mark.parametrize(
     "recipe_text",
     [
@@ -548,6 +560,8 @@ def test_evaluate_a_folder_of_both_crops_and_videos_counts_every_face(
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": "two"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blended_views": -1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "source_fakes": "no"}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "source_fakes": false}]}',  # then no fakes at all
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpen_p": 1}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',

@@ -36,6 +36,7 @@ PROBE_SETTINGS = frozenset(
         "augmented_views",
         "augmented_settings",
         "self_blended_views",
+        "source_fakes",
     }
 )
 """What a probe member of a recipe may set (`train_recipe_member` reads these)."""
@@ -116,6 +117,10 @@ class Recipe:
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
+                    if not isinstance(member.get("source_fakes", True), bool):
+                        raise ValueError("source_fakes must be true or false")
+                    if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
+                        raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
@@ -203,7 +208,9 @@ def train_recipe_member(
         feature = member.get("feature", "cls")
         block = int(member.get("block", BLOCKS))
         clean = samples_of(sources, "train", member.get("train_per_class"))
-        train = list(clean)
+        # `source_fakes: false` keeps only the real crops (and what is made from them below): the
+        # probe then learns no trace of the sources' own generators, their file histories included.
+        train = list(clean) if member.get("source_fakes", True) else [s for s in clean if s.label == 0]
         # Degraded views of the same crops, both classes, meant to keep the probe off fine pixel
         # statistics a re-shared upload no longer has: by default as the CNNs train on them;
         # `augmented_settings` narrows them (e.g. to recompression only). See the model card.
