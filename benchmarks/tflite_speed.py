@@ -1,0 +1,74 @@
+"""Each shipped CNN member scored by Keras and by TensorFlow Lite (fp32, XNNPACK), side by side.
+
+Not used by the engine yet: this measures what converting the members would buy on the machine
+it runs on, and what it would change. For each Keras member in `models/`, on 64 shared face
+crops (DFDC and GAN-source, real and fake) scored in batches of 32 as the engine scores them:
+milliseconds per crop each way (after a warm-up), the largest difference between their logits,
+and the seconds the conversion takes (which the engine would have to cache):
+
+    .venv/bin/python benchmarks/tflite_speed.py
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.config import REPO_ROOT, shared_data_dir
+from pipeline.engine.ensemble import predict_crops, resize_crops
+from pipeline.training.data import read_face
+
+BATCH = 32
+CROPS_PER_FOLDER = 16
+
+
+def shared_crops() -> np.ndarray:
+    folders = [shared_data_dir() / s / label for s in ("dfdc-faces", "gan-faces") for label in ("real", "fake")]
+    paths = [path for folder in folders for path in sorted(folder.iterdir())[:CROPS_PER_FOLDER]]
+    return np.stack([read_face(path, 224) for path in paths])
+
+
+def tflite_logits(interpreter: tf.lite.Interpreter, crops: np.ndarray, size: int) -> np.ndarray:
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    out = []
+    for start in range(0, len(crops), BATCH):
+        interpreter.set_tensor(source["index"], resize_crops(crops[start : start + BATCH], size))
+        interpreter.invoke()
+        out.append(interpreter.get_tensor(target["index"]).copy())
+    return np.concatenate(out)
+
+
+def timed(run: Callable[..., np.ndarray], *args: object) -> tuple[np.ndarray, float]:
+    run(*args)  # warm-up: graphs traced, arenas allocated
+    start = time.perf_counter()
+    result = run(*args)
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    crops = shared_crops()
+    for path in sorted((REPO_ROOT / "models").glob("*.keras")):
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        size = int(model.input_shape[1])
+        started = time.perf_counter()
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        converting = time.perf_counter() - started
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=2)
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [BATCH, size, size, 3])
+        interpreter.allocate_tensors()
+        by_keras, keras_seconds = timed(predict_crops, model, crops, size, BATCH)
+        by_lite, lite_seconds = timed(tflite_logits, interpreter, crops, size)
+        print(
+            f"{Path(path).stem} ({size} px): Keras {1000 * keras_seconds / len(crops):.1f} ms a crop, "
+            f"TFLite {1000 * lite_seconds / len(crops):.1f} ms; largest logit difference "
+            f"{np.abs(by_keras - by_lite).max():.2e}; conversion {converting:.1f} s, {len(flatbuffer) / 1e6:.1f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
