@@ -399,6 +399,8 @@ def test_files_that_are_no_jpeg_have_no_quality(tmp_path: Path, media: Media) ->
     assert read_provenance(png, "image").file_history == FileHistory("PNG")
     pf.picture().save(tmp_path / "plain.webp", quality=50)
     assert read_provenance(tmp_path / "plain.webp", "image").file_history == FileHistory("WebP")
+    pf.picture().save(tmp_path / "plain.bmp")
+    assert read_provenance(tmp_path / "plain.bmp", "image").file_history == FileHistory("BMP")
     assert read_provenance(media.video, "video").file_history is None
 
 

@@ -140,7 +140,7 @@ class MetadataBlocks:
     manifest_bytes: int | None = None
     """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
     format: str | None = None
-    """The container, from the file's first bytes (JPEG, PNG, WebP, MP4, TIFF); None if unknown."""
+    """The container, from the file's first bytes (JPEG, PNG, WebP, MP4, TIFF, BMP); None if unknown."""
     quantization: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """A JPEG's quantisation tables: table number -> 64 steps in the file's (zigzag) order."""
     components: list[tuple[int, int, int]] = field(default_factory=list)
@@ -424,6 +424,8 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
             elif head[:4] in (b"II*\x00", b"MM\x00*"):
                 blocks.format = "TIFF"
                 _tiff_blocks(path, settings, blocks)
+            elif head.startswith(b"BM"):
+                blocks.format = "BMP"  # no metadata to read; named for how the file was saved
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow and reads raise for a bad file
         blocks.problems.append(f"the metadata could not be read: {_why(error, Path(path))}")
     return blocks
