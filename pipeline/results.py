@@ -166,9 +166,10 @@ class ProvenanceMetadata:
 
 @dataclass
 class FileHistory:
-    """How an image file was last saved, read from its own structure (no model, no metadata a
-    person writes): its format and, for a JPEG, the compression of its last save. Earlier saves
-    leave no trace this reads: a photo recompressed at quality 60 and saved again at 95 reads 95."""
+    """How an image file was last saved, read from its own structure without any model: its
+    format and, for a JPEG, the compression of its last save (its tables, which any encoder can
+    write as it likes). Earlier saves leave no trace this reads: a photo recompressed at quality
+    60 and saved again at 95 reads 95."""
 
     format: str
     """The container: JPEG, PNG, WebP, TIFF, ..."""

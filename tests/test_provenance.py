@@ -365,14 +365,8 @@ def test_a_jpegs_quality_is_read_from_its_own_tables(media: Media, shared_data: 
     for quality in (5, 45, 75, 100):  # Pillow
         face.save(saved.setdefault(quality, tmp_path / f"pillow{quality}.jpg"), quality=quality)
     for quality in (37, 83):  # OpenCV writes its own copy of libjpeg's tables
-        cv2.imwrite(
-            str(saved.setdefault(quality, tmp_path / f"opencv{quality}.jpg")),
-            cv2.imread(str(media.image)),
-            [
-                cv2.IMWRITE_JPEG_QUALITY,
-                quality,
-            ],
-        )
+        path = saved.setdefault(quality, tmp_path / f"opencv{quality}.jpg")
+        cv2.imwrite(str(path), cv2.imread(str(media.image)), [cv2.IMWRITE_JPEG_QUALITY, quality])
     for quality, path in saved.items():
         history = read_file_history(read_metadata_blocks(path))
         assert (history.jpeg_quality, history.standard_tables) == (quality, True), path
