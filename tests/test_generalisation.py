@@ -76,8 +76,11 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
 def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEncoder, shared_data: Path) -> None:
     """The int8 tower's products run uint8 by uint8, which onnxruntime computes exactly on every
     CPU (uint8 by int8 saturates on x86 CPUs without VNNI, and the same face got other features
-    there): block 5's class tokens of two faces equal the reference made on a CPU that computes
-    them exactly."""
+    there): block 5's class tokens of two faces lie near the reference made on an AVX-512 CPU.
+    Near, not equal: the float parts between the products (layer norms, softmax, GELU) run other
+    kernels on CPUs without AVX-512, and re-quantising each block's activations carries those
+    last-bit differences on. Measured on an AMD EPYC with AVX2 only: 4% away (relative L2), the
+    probe's logit 0.06 away; with the saturating products this guards against, 118% and 0.8-1.1."""
     import onnx
 
     graph, _ = _tower_to_block(encoder.path, 5)
@@ -88,7 +91,8 @@ def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEn
     samples = load_samples(shared_data / "gan-faces", "train")[:2]
     tokens = encoder.features(np.stack([read_face(s.path, 224) for s in samples])).cls[:, 4]
     reference = np.load(Path(__file__).parent / "fixtures" / "clip_block5_reference.npy")
-    assert np.allclose(tokens, reference, atol=1e-4), np.abs(tokens - reference).max()
+    relative = np.linalg.norm(tokens - reference) / np.linalg.norm(reference)
+    assert relative < 0.15, relative
 
 
 def test_a_clip_probe_names_the_block_it_reads(models_dir: Path) -> None:

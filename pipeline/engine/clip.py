@@ -131,7 +131,9 @@ def _unsigned(weight: Any) -> Any:
     Why: onnxruntime multiplies uint8 activations by int8 weights with an instruction that, on
     x86 CPUs without VNNI, adds pairs of products in 16 bits and saturates, so the same crop got
     other features (and other verdicts) on another CPU. uint8 by uint8 is computed exactly on
-    every CPU, so every machine now gives the exact integer result."""
+    every CPU, so every machine now gives the exact integer products (the float parts between
+    them still differ in their last bits between CPUs with and without AVX-512: the model card's
+    "Verdicts depend a little on the CPU")."""
     from onnx import numpy_helper
 
     values = numpy_helper.to_array(weight).astype(np.int16) + 128
