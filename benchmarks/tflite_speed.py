@@ -1,10 +1,10 @@
 """Each shipped CNN member scored by Keras and by TensorFlow Lite (fp32, XNNPACK), side by side.
 
-Not used by the engine yet: this measures what converting the members would buy on the machine
-it runs on, and what it would change. For each Keras member in `models/`, on 64 shared face
-crops (DFDC and GAN-source, real and fake) scored in batches of 32 as the engine scores them:
-milliseconds per crop each way (after a warm-up), the largest difference between their logits,
-and the seconds the conversion takes (which the engine would have to cache):
+The engine scores them with TensorFlow Lite (`ScoringSettings.cnn_runtime`); this measures what
+that buys on the machine it runs on, and what it changes. For each Keras member in `models/`, on 64
+shared face crops (DFDC and GAN-source, real and fake) scored in batches of 32 as the engine scores
+them: milliseconds per crop each way (after a warm-up), the largest difference between their
+logits, and the seconds the conversion takes (which the engine caches):
 
     .venv/bin/python benchmarks/tflite_speed.py
 """

@@ -86,6 +86,10 @@ class ScoringSettings:
     """How faces are scored."""
 
     batch_size: int = 16
+    cnn_runtime: str = "tflite"
+    """What runs the CNN members when they score: "tflite" (TensorFlow Lite, fp32, XNNPACK: the same
+    logits to about 1e-4 and 2.6-3.8 times faster on CPU, benchmarks/tflite_speed.py; converted once
+    per model file and cached) or "keras" (the Keras model itself, which explanation maps always use)."""
     costly_faces_per_person: int = 6
     """Faces of each person the costly members score (CLIP: about 0.05 s a face on 2 cores run
     up to block 5, 0.13 s for the whole tower), evenly spread over the person's appearances; the

@@ -126,6 +126,38 @@ def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine,
     np.testing.assert_allclose(ensemble.logits(name, crops[:, :, ::-1]), ensemble.logits(name, crops), atol=1e-4)
 
 
+def test_the_cnns_score_through_tensorflow_lite_as_keras_scores_them(engine: Engine, shared_data: Path) -> None:
+    """The engine scores the CNN members with TensorFlow Lite: the same logits as the Keras
+    models to within 1e-4, converted once (cached, named by the file's content), and right when
+    two threads (two dashboard tabs) score at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.config import cache_dir
+    from pipeline.engine.ensemble import LiteModel
+    from pipeline.errors import PipelineError
+    from pipeline.training.data import read_face
+
+    faces = [path for label in ("real", "fake") for path in sorted((shared_data / "gan-faces" / label).iterdir())[:6]]
+    crops = np.stack([read_face(path, 224) for path in faces])
+    lite, by_keras = engine.ensemble, Ensemble(engine.settings.models_dir, 16, "keras")
+    files = [Path(lite.member(name).file).stem for name in lite.models]
+    converted = [path for stem in files for path in (cache_dir() / "tflite").glob(f"{stem}-*.tflite")]
+    assert len(converted) == len(lite.models) == 2
+    for name in lite.models:
+        assert isinstance(lite.runners[name], LiteModel) and by_keras.runners[name] is by_keras.models[name]
+        np.testing.assert_allclose(lite.logits(name, crops), by_keras.logits(name, crops), atol=1e-4)
+    alone = {name: lite.logits(name, crops) for name in lite.models}
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda name: (name, lite.logits(name, crops)), [*lite.models] * 2))
+    for name, logits in together:
+        np.testing.assert_array_equal(logits, alone[name])
+    stamps = [path.stat().st_mtime_ns for path in converted]
+    Ensemble(engine.settings.models_dir)  # loads the cached conversions, converts nothing
+    assert [path.stat().st_mtime_ns for path in converted] == stamps
+    with pytest.raises(PipelineError, match="unknown CNN runtime"):
+        Ensemble(engine.settings.models_dir, 16, "onnx")
+
+
 def test_one_model_can_be_chosen(engine: Engine, shared_data: Path) -> None:
     name = engine.ensemble.member_names[0]
     result = engine.analyze(shared_data / "dfdc-faces" / "fake" / "hoykxrljpv.jpg", models=[name]).result

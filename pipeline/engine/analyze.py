@@ -73,7 +73,8 @@ class Engine:
     def ensemble(self) -> Ensemble:
         """The trained ensemble, loaded on first use."""
         if self._ensemble is None:
-            self._ensemble = Ensemble(self.settings.models_dir, self.settings.scoring.batch_size)
+            scoring = self.settings.scoring
+            self._ensemble = Ensemble(self.settings.models_dir, scoring.batch_size, scoring.cnn_runtime)
         return self._ensemble
 
     @property

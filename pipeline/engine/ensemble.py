@@ -3,9 +3,16 @@ with every member, keeping each member's calibrated probability and the ensemble
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import logging
 import os
+import threading
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.config import DEFAULT_AGGREGATION
+from pipeline.config import DEFAULT_AGGREGATION, cache_dir
 from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
@@ -28,6 +35,9 @@ HELD_OUT_CURVES = {
 table's held-out sources (else "validation reals" / "validation fakes")."""
 ENSEMBLE_FORMAT = 1
 KERAS, CLIP_PROBE = "keras", "clip_probe"
+CNN_RUNTIMES = ("tflite", "keras")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -191,7 +201,7 @@ class FaceScores:
 class Ensemble:
     """The trained ensemble, loaded once, scoring batches of face crops."""
 
-    def __init__(self, models_dir: Path, batch_size: int = 32) -> None:
+    def __init__(self, models_dir: Path, batch_size: int = 32, cnn_runtime: str = "tflite") -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         spec_path = models_dir / ENSEMBLE_FILE
         if not spec_path.exists():
@@ -205,7 +215,12 @@ class Ensemble:
         self.models_dir = models_dir
         self.spec = EnsembleSpec.load(spec_path)
         self.batch_size = batch_size
+        if cnn_runtime not in CNN_RUNTIMES:
+            raise PipelineError(f"unknown CNN runtime {cnn_runtime!r}: one of {', '.join(CNN_RUNTIMES)}")
         self.models: dict[str, Any] = {}
+        """Keras members: the models themselves (explanation maps need their gradients)."""
+        self.runners: dict[str, Any] = {}
+        """Keras members: what scores them (a `LiteModel`, or the Keras model)."""
         self.probes: dict[str, ClipProbe] = {}
         self._encoder: ClipEncoder | None = None
         for member in self.spec.members:
@@ -223,6 +238,8 @@ class Ensemble:
                 self.models[member.name] = keras.models.load_model(path, safe_mode=True, compile=False)
             except (ValueError, OSError, TypeError) as error:
                 raise ModelsMissingError(f"refused to load {path.name}: {error}") from error
+            model = self.models[member.name]
+            self.runners[member.name] = lite_model(path, model) if cnn_runtime == "tflite" else model
 
     @property
     def member_names(self) -> list[str]:
@@ -251,7 +268,7 @@ class Ensemble:
         member = self.member(name)
         if member.kind == CLIP_PROBE:
             return self.probes[name].logits(self.encoder.features(crops)) if len(crops) else np.zeros(0)
-        return crop_logits(self.models[name], crops, member.input_size, self.batch_size, self.spec.flip_average)
+        return crop_logits(self.runners[name], crops, member.input_size, self.batch_size, self.spec.flip_average)
 
     def score(
         self,
@@ -287,6 +304,71 @@ class Ensemble:
             members={n: sigmoid(raw[n] / temperatures[n]) for n in names},
             seconds=seconds,
         )
+
+
+class LiteModel:
+    """A Keras member converted to TensorFlow Lite, scoring as the Keras model's `predict_on_batch`
+    does. An interpreter is not thread-safe (two dashboard tabs may score at once), so its calls
+    are serialised; it is resized when the batch's shape changes."""
+
+    def __init__(self, flatbuffer: bytes) -> None:
+        import tensorflow as tf
+
+        # TensorFlow warns that tf.lite moves to another package, and its C++ side prints a line
+        # on creating the XNNPACK delegate: neither is for the person reading stderr.
+        with warnings.catch_warnings(), quiet_stderr():
+            warnings.simplefilter("ignore")
+            self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
+            self.interpreter.allocate_tensors()
+        self.lock = threading.Lock()
+        self.shape: tuple[int, ...] | None = None
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            source = self.interpreter.get_input_details()[0]["index"]
+            if self.shape != batch.shape:
+                self.interpreter.resize_tensor_input(source, list(batch.shape))
+                self.interpreter.allocate_tensors()
+                self.shape = batch.shape
+            self.interpreter.set_tensor(source, batch.astype(np.float32, copy=False))
+            self.interpreter.invoke()
+            return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"]).copy()
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """The process's stderr (file descriptor 2, where C++ libraries print) pointed at /dev/null."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def lite_model(path: Path, model: Any) -> Any:
+    """`model` (loaded from `path`) converted to TensorFlow Lite, or the model itself when the
+    conversion fails (then logged). Converting takes seconds (14-16 s a member on 2 cores), so the
+    result is kept under `cache_dir()/tflite`, named by the file's content and TensorFlow's version."""
+    import tensorflow as tf
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cached = cache_dir() / "tflite" / f"{path.stem}-{digest}-tf{tf.__version__}.tflite"
+    if not cached.exists():
+        try:
+            # The converter prints the model's signature on stdout, where the CLI prints results.
+            with contextlib.redirect_stdout(io.StringIO()):
+                flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
+            log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
+            return model
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
+        partial.write_bytes(flatbuffer)
+        partial.replace(cached)
+    return LiteModel(cached.read_bytes())
 
 
 def spread_rows(people: np.ndarray, per_person: int) -> np.ndarray:
