@@ -16,8 +16,15 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
     """Run the command line with `args`; `env` adds variables to this process's environment."""
+    return run_python("-m", "pipeline", *args, env=env, timeout=timeout)
+
+
+def run_python(
+    *args: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """Run Python with `args` in a fresh process from the repository root, as `run_cli` does."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},

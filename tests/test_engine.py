@@ -7,8 +7,6 @@ import json
 import os
 import platform
 import re
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,14 +15,13 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import REPO_ROOT
 from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
-from tests.command_line import run_cli
+from tests.command_line import run_cli, run_python
 from tests.scenes import grid_image, real_faces, two_people_video
 
 
@@ -353,12 +350,5 @@ def test_an_engine_keeps_large_frames_out_of_the_heap() -> None:
         "frame = np.ones(4 * 1024**2, np.uint8)\n"
         "print('in heap' if _in_heap(frame.ctypes.data) else 'mapped')\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    run = run_python("-c", script, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "mapped", run.stderr[-2000:]

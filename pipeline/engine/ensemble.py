@@ -4,7 +4,6 @@ with every member, keeping each member's calibrated probability and the ensemble
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -320,19 +319,20 @@ class LiteModel:
             warnings.simplefilter("ignore")
             self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
             self.interpreter.allocate_tensors()
+        self.source = self.interpreter.get_input_details()[0]["index"]
+        self.target = self.interpreter.get_output_details()[0]["index"]
         self.lock = threading.Lock()
         self.shape: tuple[int, ...] | None = None
 
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         with self.lock:
-            source = self.interpreter.get_input_details()[0]["index"]
             if self.shape != batch.shape:
-                self.interpreter.resize_tensor_input(source, list(batch.shape))
+                self.interpreter.resize_tensor_input(self.source, list(batch.shape))
                 self.interpreter.allocate_tensors()
                 self.shape = batch.shape
-            self.interpreter.set_tensor(source, batch.astype(np.float32, copy=False))
+            self.interpreter.set_tensor(self.source, batch.astype(np.float32, copy=False))
             self.interpreter.invoke()
-            return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"]).copy()
+            return self.interpreter.get_tensor(self.target).copy()
 
 
 @contextlib.contextmanager
@@ -354,21 +354,21 @@ def lite_model(path: Path, model: Any) -> Any:
     result is kept under `cache_dir()/tflite`, named by the file's content and TensorFlow's version."""
     import tensorflow as tf
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    cached = cache_dir() / "tflite" / f"{path.stem}-{digest}-tf{tf.__version__}.tflite"
-    if not cached.exists():
-        try:
-            # The converter prints the model's signature on stdout, where the CLI prints results.
-            with contextlib.redirect_stdout(io.StringIO()):
-                flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-        except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
-            log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
-            return model
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
-        partial.write_bytes(flatbuffer)
-        partial.replace(cached)
-    return LiteModel(cached.read_bytes())
+    cached = cache_dir() / "tflite" / f"{path.stem}-{sha256_file(path)[:16]}-tf{tf.__version__}.tflite"
+    if cached.exists():
+        return LiteModel(cached.read_bytes())
+    try:
+        # The converter prints the model's signature on stdout, where the CLI prints results.
+        with contextlib.redirect_stdout(io.StringIO()):
+            flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
+        log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
+        return model
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
+    partial.write_bytes(flatbuffer)
+    partial.replace(cached)
+    return LiteModel(flatbuffer)
 
 
 def spread_rows(people: np.ndarray, per_person: int) -> np.ndarray:

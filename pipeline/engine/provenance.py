@@ -749,7 +749,7 @@ def read_file_history(blocks: MetadataBlocks, settings: ProvenanceSettings = Pro
     history.chroma_subsampling = _chroma_subsampling(blocks.components)
     history.progressive = blocks.progressive
     tables = [component[2] for component in blocks.components[:2]] or sorted(blocks.quantization)[:2]
-    if not tables or tables[0] not in blocks.quantization or len(blocks.quantization[tables[0]]) != 64:
+    if not tables or tables[0] not in blocks.quantization:
         return history
     chrominance = blocks.quantization.get(tables[1]) if len(tables) > 1 and tables[1] != tables[0] else None
     history.jpeg_quality, history.standard_tables = estimate_jpeg_quality(blocks.quantization[tables[0]], chrominance)
