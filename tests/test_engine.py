@@ -154,6 +154,11 @@ def test_the_cnns_score_through_tensorflow_lite_as_keras_scores_them(engine: Eng
     stamps = [path.stat().st_mtime_ns for path in converted]
     Ensemble(engine.settings.models_dir)  # loads the cached conversions, converts nothing
     assert [path.stat().st_mtime_ns for path in converted] == stamps
+    # A damaged cached copy is converted again, not a traceback.
+    converted[0].write_bytes(b"not a flatbuffer")
+    again = Ensemble(engine.settings.models_dir)
+    assert all(isinstance(runner, LiteModel) for runner in again.runners.values())
+    LiteModel(converted[0].read_bytes())  # the cache holds a working copy again
     with pytest.raises(PipelineError, match="unknown CNN runtime"):
         Ensemble(engine.settings.models_dir, 16, "onnx")
 

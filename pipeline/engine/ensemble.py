@@ -356,7 +356,10 @@ def lite_model(path: Path, model: Any) -> Any:
 
     cached = cache_dir() / "tflite" / f"{path.stem}-{sha256_file(path)[:16]}-tf{tf.__version__}.tflite"
     if cached.exists():
-        return LiteModel(cached.read_bytes())
+        try:
+            return LiteModel(cached.read_bytes())
+        except ValueError:  # a damaged cache file (a full disk, a stray edit): converted again below
+            log.warning("the cached TensorFlow Lite copy of %s is damaged; converting it again", path.name)
     try:
         # The converter prints the model's signature on stdout, where the CLI prints results.
         with contextlib.redirect_stdout(io.StringIO()):
