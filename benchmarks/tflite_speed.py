@@ -1,10 +1,13 @@
-"""Each shipped CNN member scored by Keras and by TensorFlow Lite (fp32, XNNPACK), side by side.
+"""Each shipped CNN member, and MTCNN, run by Keras and by TensorFlow Lite (fp32, XNNPACK), side by side.
 
-The engine scores them with TensorFlow Lite (`ScoringSettings.cnn_runtime`); this measures what
-that buys on the machine it runs on, and what it changes. For each Keras member in `models/`, on 64
-shared face crops (DFDC and GAN-source, real and fake) scored in batches of 32 as the engine scores
-them: milliseconds per crop each way (after a warm-up), the largest difference between their
-logits, and the seconds the conversion takes (which the engine caches):
+The engine scores the CNN members (`ScoringSettings.cnn_runtime`) and finds faces
+(`FaceSettings.mtcnn_runtime`) with TensorFlow Lite; this measures what that buys on the machine
+it runs on, and what it changes. For each Keras member in `models/`, on 64 shared face crops (DFDC
+and GAN-source, real and fake) scored in batches of 32 as the engine scores them: milliseconds per
+crop each way (after a warm-up), the largest difference between their logits, and the seconds the
+conversion takes (which the engine caches). For MTCNN, on the 32 frames the engine samples from
+each `bench` video, found as the engine finds them (batches of 8 with the second look): seconds
+each way (after a warm-up), faces found, and how many boxes differ (with the lowest overlap):
 
     .venv/bin/python benchmarks/tflite_speed.py
 """
@@ -19,8 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.config import REPO_ROOT, shared_data_dir
+from pipeline.config import REPO_ROOT, FaceSettings, shared_data_dir
+from pipeline.engine.bench import default_videos
 from pipeline.engine.ensemble import predict_crops, resize_crops
+from pipeline.engine.faces import Face, FaceFinder, FaceSearch, iou
+from pipeline.engine.media import sample_frames
 from pipeline.training.data import read_face
 
 BATCH = 32
@@ -50,6 +56,32 @@ def timed(run: Callable[..., np.ndarray], *args: object) -> tuple[np.ndarray, fl
     return result, time.perf_counter() - start
 
 
+def search_faces(finder: FaceFinder, frames: list[np.ndarray]) -> list[list[Face]]:
+    search = FaceSearch(finder, finder.settings)
+    for start in range(0, len(frames), finder.settings.detect_batch):
+        search.add(frames[start : start + finder.settings.detect_batch])
+    return search.faces
+
+
+def detection() -> None:
+    finders = {runtime: FaceFinder(FaceSettings(mtcnn_runtime=runtime)) for runtime in ("keras", "tflite")}
+    for video in default_videos():
+        frames = [frame.rgb for frame in sample_frames(video, frames=32)]
+        (by_keras, keras_seconds), (by_lite, lite_seconds) = (
+            timed(search_faces, finders[runtime], frames) for runtime in ("keras", "tflite")
+        )
+        pairs = [
+            max((iou(face.box, other.box) for other in lite_faces), default=0.0)
+            for keras_faces, lite_faces in zip(by_keras, by_lite, strict=True)
+            for face in keras_faces
+        ]
+        print(
+            f"MTCNN on {video.name}: Keras {keras_seconds:.2f} s, TFLite {lite_seconds:.2f} s; faces "
+            f"{sum(map(len, by_keras))} / {sum(map(len, by_lite))}; boxes differing "
+            f"{sum(overlap < 1.0 for overlap in pairs)} (lowest overlap {min(pairs, default=1.0):.3f})"
+        )
+
+
 def main() -> None:
     crops = shared_crops()
     for path in sorted((REPO_ROOT / "models").glob("*.keras")):
@@ -68,6 +100,7 @@ def main() -> None:
             f"TFLite {1000 * lite_seconds / len(crops):.1f} ms; largest logit difference "
             f"{np.abs(by_keras - by_lite).max():.2e}; conversion {converting:.1f} s, {len(flatbuffer) / 1e6:.1f} MB"
         )
+    detection()
 
 
 if __name__ == "__main__":

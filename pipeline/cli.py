@@ -44,7 +44,7 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return
-    from pipeline.engine.ensemble import quiet_stderr  # after OPENCV_LOG_LEVEL: it loads cv2
+    from pipeline.engine.lite import quiet_stderr  # after OPENCV_LOG_LEVEL: it loads cv2
 
     with quiet_stderr():
         import tensorflow as tf

@@ -79,6 +79,11 @@ class FaceSettings:
     """Boxes in consecutive sampled frames with at least this overlap belong to one person."""
     detect_batch: int = 8
     """Frames per MTCNN call (the package batches frames of one size)."""
+    mtcnn_runtime: str = "tflite"
+    """What runs MTCNN's three networks: "tflite" (TensorFlow Lite copies of the package's Keras
+    networks, converted once and cached: the same outputs to about 1e-5 and detection about twice
+    as fast on 2 cores, `benchmarks/tflite_speed.py`) or "keras" (the package's networks, compiled
+    into TensorFlow graphs)."""
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def test_the_cnns_score_through_tensorflow_lite_as_keras_scores_them(engine: Eng
     from concurrent.futures import ThreadPoolExecutor
 
     from pipeline.config import cache_dir
-    from pipeline.engine.ensemble import LiteModel
+    from pipeline.engine.lite import LiteModel
     from pipeline.errors import PipelineError
     from pipeline.training.data import read_face
 

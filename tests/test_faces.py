@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -111,13 +112,14 @@ def test_no_face_in_a_landscape(face_finder: FaceFinder) -> None:
     assert face_finder.detect([data.coffee()]) == [[]]
 
 
-def test_the_compiled_detector_finds_exactly_what_the_package_finds(shared_data: Path, face_finder: FaceFinder) -> None:
-    """FaceFinder runs MTCNN's networks as graphs and converts each batch to a tensor once; the
-    boxes, confidences and landmarks must be the package's own, on a batch of video frames, a
-    photo of twenty people and a picture with no face."""
+def test_the_compiled_detector_finds_exactly_what_the_package_finds(shared_data: Path) -> None:
+    """With the "keras" runtime FaceFinder runs MTCNN's networks as graphs and converts each batch
+    to a tensor once; the boxes, confidences and landmarks must be the package's own, on a batch
+    of video frames, a photo of twenty people and a picture with no face."""
     from mtcnn import MTCNN
     from skimage import data
 
+    face_finder = FaceFinder(replace(FaceSettings(), mtcnn_runtime="keras"))
     _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=4)
     video_batch = [cv2.resize(f.rgb, (640, 360), interpolation=cv2.INTER_AREA) for f in frames]
     crowd, _ = grid_image(real_faces(shared_data, 20), columns=5)
@@ -135,3 +137,50 @@ def test_the_compiled_detector_finds_exactly_what_the_package_finds(shared_data:
         found = face_finder._run_mtcnn(batch)
         assert [rounded(f) for f in found] == [rounded(f) for f in expected]
     assert sum(len(f) for f in face_finder._run_mtcnn(video_batch)) >= 4
+
+
+def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: Path, face_finder: FaceFinder) -> None:
+    """The default finder runs MTCNN's three networks as TensorFlow Lite copies: each gives the
+    package's Keras network's outputs to within 1e-4 on real inputs (and no rows for no patch),
+    the faces found in real video frames and photos are the Keras runtime's, the conversions are
+    cached and reused, and an unknown runtime is refused."""
+    from mtcnn import MTCNN
+    from mtcnn.utils.images import standarize_batch
+
+    from pipeline.config import cache_dir
+    from pipeline.engine.faces import MTCNN_NETWORKS
+    from pipeline.errors import PipelineError
+
+    _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=4)
+    full = [f.rgb for f in frames]
+    video = [cv2.resize(rgb, (640, 360), interpolation=cv2.INTER_AREA) for rgb in full]
+    faces = real_faces(shared_data, 8)
+    inputs = [
+        standarize_batch(np.stack(video))[0],
+        *(standarize_batch(np.stack([cv2.resize(f, (side, side)) for f in faces]))[0] for side in (24, 48)),
+    ]
+    package = MTCNN()
+    for stage, package_stage, batch in zip(face_finder._mtcnn.stages, package.stages, inputs, strict=True):
+        lite_outputs, keras_outputs = stage._model(batch), package_stage._model(batch)
+        assert len(lite_outputs) == len(keras_outputs) >= 2
+        for lite, expected in zip(lite_outputs, keras_outputs, strict=True):
+            np.testing.assert_allclose(lite.numpy(), expected.numpy(), atol=1e-4)
+        if package_stage is not package.stages[0]:  # the patch networks may get no patch at all
+            empty = stage._model(batch[:0])
+            assert [output.shape for output in empty] == [(0, *output.shape[1:]) for output in keras_outputs]
+
+    by_keras = FaceFinder(replace(FaceSettings(), mtcnn_runtime="keras"))
+    crowd, _ = grid_image(faces, columns=4)
+    for batch in (full, [crowd]):
+        found, expected = face_finder.detect(batch), by_keras.detect(batch)
+        assert [len(f) for f in found] == [len(f) for f in expected] and sum(map(len, found)) >= 4
+        for lite_detections, keras_detections in zip(found, expected, strict=True):
+            for lite, keras_detection in zip(lite_detections, keras_detections, strict=True):
+                assert iou(lite.box, keras_detection.box) > 0.95
+
+    converted = [next((cache_dir() / "tflite").glob(f"{Path(weights).stem}-*.tflite")) for weights, _ in MTCNN_NETWORKS]
+    stamps = [path.stat().st_mtime_ns for path in converted]
+    FaceFinder(FaceSettings())  # loads the cached conversions, converts nothing
+    assert [path.stat().st_mtime_ns for path in converted] == stamps
+    with pytest.raises(PipelineError, match="unknown MTCNN runtime"):
+        FaceFinder(replace(FaceSettings(), mtcnn_runtime="onnx"))

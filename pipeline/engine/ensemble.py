@@ -3,15 +3,9 @@ with every member, keeping each member's calibrated probability and the ensemble
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
-import threading
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.config import DEFAULT_AGGREGATION, cache_dir
+from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
+from pipeline.engine.lite import lite_model
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
@@ -35,8 +30,6 @@ table's held-out sources (else "validation reals" / "validation fakes")."""
 ENSEMBLE_FORMAT = 1
 KERAS, CLIP_PROBE = "keras", "clip_probe"
 CNN_RUNTIMES = ("tflite", "keras")
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -303,75 +296,6 @@ class Ensemble:
             members={n: sigmoid(raw[n] / temperatures[n]) for n in names},
             seconds=seconds,
         )
-
-
-class LiteModel:
-    """A Keras member converted to TensorFlow Lite, scoring as the Keras model's `predict_on_batch`
-    does. An interpreter is not thread-safe (two dashboard tabs may score at once), so its calls
-    are serialised; it is resized when the batch's shape changes."""
-
-    def __init__(self, flatbuffer: bytes) -> None:
-        import tensorflow as tf
-
-        # TensorFlow warns that tf.lite moves to another package, and its C++ side prints a line
-        # on creating the XNNPACK delegate: neither is for the person reading stderr.
-        with warnings.catch_warnings(), quiet_stderr():
-            warnings.simplefilter("ignore")
-            self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
-            self.interpreter.allocate_tensors()
-        self.source = self.interpreter.get_input_details()[0]["index"]
-        self.target = self.interpreter.get_output_details()[0]["index"]
-        self.lock = threading.Lock()
-        self.shape: tuple[int, ...] | None = None
-
-    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
-        with self.lock:
-            if self.shape != batch.shape:
-                self.interpreter.resize_tensor_input(self.source, list(batch.shape))
-                self.interpreter.allocate_tensors()
-                self.shape = batch.shape
-            self.interpreter.set_tensor(self.source, batch.astype(np.float32, copy=False))
-            self.interpreter.invoke()
-            return self.interpreter.get_tensor(self.target).copy()
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """The process's stderr (file descriptor 2, where C++ libraries print) pointed at /dev/null."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def lite_model(path: Path, model: Any) -> Any:
-    """`model` (loaded from `path`) converted to TensorFlow Lite, or the model itself when the
-    conversion fails (then logged). Converting takes seconds (14-16 s a member on 2 cores), so the
-    result is kept under `cache_dir()/tflite`, named by the file's content and TensorFlow's version."""
-    import tensorflow as tf
-
-    cached = cache_dir() / "tflite" / f"{path.stem}-{sha256_file(path)[:16]}-tf{tf.__version__}.tflite"
-    if cached.exists():
-        try:
-            return LiteModel(cached.read_bytes())
-        except ValueError:  # a damaged cache file (a full disk, a stray edit): converted again below
-            log.warning("the cached TensorFlow Lite copy of %s is damaged; converting it again", path.name)
-    try:
-        # The converter prints the model's signature on stdout, where the CLI prints results.
-        with contextlib.redirect_stdout(io.StringIO()):
-            flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
-        log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
-        return model
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
-    partial.write_bytes(flatbuffer)
-    partial.replace(cached)
-    return LiteModel(flatbuffer)
 
 
 def spread_rows(people: np.ndarray, per_person: int) -> np.ndarray:

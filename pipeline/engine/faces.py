@@ -7,14 +7,22 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from pipeline.config import FaceSettings
+from pipeline.errors import PipelineError
 
 Box = tuple[int, int, int, int]
 """x, y, width, height in pixels of the original frame."""
+
+MTCNN_RUNTIMES = ("tflite", "keras")
+MTCNN_NETWORKS = (("pnet.lz4", (None, None, 3)), ("rnet.lz4", (24, 24, 3)), ("onet.lz4", (48, 48, 3)))
+"""Each MTCNN stage's weights file in the package and its network's input (height, width,
+channels): the proposal network takes a whole pyramid level, the other two fixed-size patches."""
 
 
 @dataclass(frozen=True)
@@ -80,20 +88,24 @@ def crop_square(rgb: np.ndarray, region: Box, size: int) -> np.ndarray:
 
 class FaceFinder:
     """MTCNN from the `mtcnn` package (its weights ship inside it: nothing is downloaded), its
-    networks run as compiled graphs."""
+    three networks run as TensorFlow Lite copies (`FaceSettings.mtcnn_runtime`; about half the
+    detection time of the package's Keras networks on 2 cores) around the package's own stages."""
 
     def __init__(self, settings: FaceSettings = FaceSettings()) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf  # imported here: loading it takes seconds
         from mtcnn import MTCNN
 
+        if settings.mtcnn_runtime not in MTCNN_RUNTIMES:
+            raise PipelineError(f"unknown MTCNN runtime {settings.mtcnn_runtime!r}: one of {', '.join(MTCNN_RUNTIMES)}")
         self.settings = settings
         self._mtcnn = MTCNN()
-        for stage in self._mtcnn.stages:
-            # The package calls each network eagerly, layer by layer; compiled into a graph the
-            # same weights give the same boxes in about three fifths of the time. reduce_retracing:
-            # one graph with free height and width serves every pyramid level and frame size.
-            stage._model = tf.function(stage._model, reduce_retracing=True)
+        for stage, (weights, input_shape) in zip(self._mtcnn.stages, MTCNN_NETWORKS, strict=True):
+            lite = _lite_network(stage._model, weights, input_shape) if settings.mtcnn_runtime == "tflite" else None
+            # Else the package's network, which it calls eagerly, layer by layer: compiled into a
+            # graph the same weights give the same boxes in about three fifths of the time.
+            # reduce_retracing: one graph with free height and width serves every pyramid level.
+            stage._model = lite or tf.function(stage._model, reduce_retracing=True)
 
     def _run_mtcnn(self, frames: list[np.ndarray]) -> list[list[dict]]:
         """MTCNN's three stages on frames of one size: the package's `detect_faces`, except
@@ -182,6 +194,36 @@ class FaceFinder:
             kept.append(Detection(box, float(item["confidence"]), landmarks))
         kept.sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
         return kept[: settings.max_faces_per_frame]
+
+
+class _LiteNetwork:
+    """An MTCNN network scored by TensorFlow Lite, answering as the package's Keras network does
+    (its stages read the outputs as tensors)."""
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+
+    def __call__(self, batch: Any) -> list[Any]:
+        import tensorflow as tf
+
+        return [tf.constant(output) for output in self.runner.outputs(np.asarray(batch, np.float32))]
+
+
+def _lite_network(network: Any, weights: str, input_shape: tuple[int | None, ...]) -> _LiteNetwork | None:
+    """`network` as a TensorFlow Lite copy (cached by its weights file), or None when it cannot
+    be converted (`lite_model` logs why)."""
+    import importlib.resources
+
+    import keras
+
+    from pipeline.engine.lite import LiteModel, lite_model
+
+    source = keras.Input(input_shape)
+    runner = lite_model(
+        Path(str(importlib.resources.files("mtcnn.assets.weights") / weights)),
+        keras.Model(source, network(source)),
+    )
+    return _LiteNetwork(runner) if isinstance(runner, LiteModel) else None
 
 
 def _shifted(detection: Detection, dx: int, dy: int, shape: tuple[int, int]) -> Detection:

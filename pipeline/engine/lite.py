@@ -1,0 +1,110 @@
+"""TensorFlow Lite copies of Keras networks, for scoring on a CPU: XNNPACK's kernels run the same
+weights 2.6-3.8 times faster than Keras does on 2 cores (`benchmarks/tflite_speed.py`). Both the
+face finder (MTCNN's three networks) and the CNN members score through them; Keras keeps the
+originals for what needs gradients (explanation maps)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import cache_dir
+from pipeline.engine.media import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class LiteModel:
+    """A Keras model converted to TensorFlow Lite, answering as the Keras model does. An
+    interpreter is not thread-safe (two dashboard tabs may score at once), so its calls are
+    serialised; it is resized when the batch's shape changes (a network with free height and
+    width, like MTCNN's first, is only allocated once it sees a batch)."""
+
+    def __init__(self, flatbuffer: bytes) -> None:
+        import tensorflow as tf
+
+        # TensorFlow warns that tf.lite moves to another package: not for the person reading stderr.
+        with warnings.catch_warnings(), quiet_stderr():
+            warnings.simplefilter("ignore")
+            self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
+        self.source = self.interpreter.get_input_details()[0]["index"]
+        # The converter lists the outputs in its own order and names each "...:K", K being the
+        # Keras model's output position.
+        details = sorted(self.interpreter.get_output_details(), key=lambda d: _output_position(d["name"]))
+        self.targets = [d["index"] for d in details]
+        self.empty_shapes = [tuple(max(int(n), 0) for n in d["shape_signature"][1:]) for d in details]
+        self.lock = threading.Lock()
+        self.shape: tuple[int, ...] | None = None
+
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output of the network for `batch`, in the Keras model's order."""
+        if len(batch) == 0:  # TensorFlow Lite cannot allocate a batch of none
+            return [np.zeros((0, *shape), np.float32) for shape in self.empty_shapes]
+        with self.lock:
+            if self.shape != batch.shape:
+                self.interpreter.resize_tensor_input(self.source, list(batch.shape))
+                # The first allocation creates the XNNPACK delegate, which says so on stderr.
+                with quiet_stderr() if self.shape is None else contextlib.nullcontext():
+                    self.interpreter.allocate_tensors()
+                self.shape = batch.shape
+            self.interpreter.set_tensor(self.source, batch.astype(np.float32, copy=False))
+            self.interpreter.invoke()
+            return [self.interpreter.get_tensor(target).copy() for target in self.targets]
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        """The first output, as Keras's `predict_on_batch` gives a one-output model's."""
+        return self.outputs(batch)[0]
+
+
+def _output_position(name: str) -> int:
+    tail = name.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """The process's stderr (file descriptor 2, where C++ libraries print) pointed at /dev/null."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def lite_model(path: Path, model: Any) -> Any:
+    """`model` (whose weights are the file at `path`) converted to TensorFlow Lite, or the model
+    itself when the conversion fails (then logged). Converting takes seconds (14-16 s a CNN member
+    on 2 cores), so the result is kept under `cache_dir()/tflite`, named by the file's content and
+    TensorFlow's version."""
+    import tensorflow as tf
+
+    cached = cache_dir() / "tflite" / f"{path.stem}-{sha256_file(path)[:16]}-tf{tf.__version__}.tflite"
+    if cached.exists():
+        try:
+            return LiteModel(cached.read_bytes())
+        except ValueError:  # a damaged cache file (a full disk, a stray edit): converted again below
+            log.warning("the cached TensorFlow Lite copy of %s is damaged; converting it again", path.name)
+    try:
+        # The converter prints the model's signature on stdout, where the CLI prints results.
+        with contextlib.redirect_stdout(io.StringIO()):
+            flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
+        log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
+        return model
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
+    partial.write_bytes(flatbuffer)
+    partial.replace(cached)
+    return LiteModel(flatbuffer)
