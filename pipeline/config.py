@@ -77,8 +77,12 @@ class FaceSettings:
     """Side of the face crop in pixels; each model resizes it to its own input size."""
     track_iou: float = 0.3
     """Boxes in consecutive sampled frames with at least this overlap belong to one person."""
-    detect_batch: int = 8
-    """Frames per MTCNN call (the package batches frames of one size)."""
+    detect_batch: int = 4
+    """Frames per MTCNN call (the package batches frames of one size). With TensorFlow Lite the
+    batch hardly changes the time (1.58, 1.63, 1.59 s a bench video at 8, 4, 2 frames), while the
+    proposal network's buffers grow with it (peak memory 1,403 MB at 8 and 1,345 at 4 on the
+    5-minute bench video); and a batch of frames that all miss their face is searched again with
+    a border (a face filling the frame), so a batch too small would retry on a scene's few misses."""
     mtcnn_runtime: str = "tflite"
     """What runs MTCNN's three networks: "tflite" (TensorFlow Lite copies of the package's Keras
     networks, converted once and cached: the same outputs to about 1e-5 and detection about twice
