@@ -142,8 +142,11 @@ def test_the_compiled_detector_finds_exactly_what_the_package_finds(shared_data:
 def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: Path, face_finder: FaceFinder) -> None:
     """The default finder runs MTCNN's three networks as TensorFlow Lite copies: each gives the
     package's Keras network's outputs to within 1e-4 on real inputs (and no rows for no patch),
-    the faces found in real video frames and photos are the Keras runtime's, the conversions are
-    cached and reused, and an unknown runtime is refused."""
+    the faces found in real video frames and photos are the Keras runtime's, two threads at once
+    find what one finds alone, the conversions are cached and reused, and an unknown runtime is
+    refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from mtcnn import MTCNN
     from mtcnn.utils.images import standarize_batch
 
@@ -177,6 +180,12 @@ def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: 
         for lite_detections, keras_detections in zip(found, expected, strict=True):
             for lite, keras_detection in zip(lite_detections, keras_detections, strict=True):
                 assert iou(lite.box, keras_detection.box) > 0.95
+
+    # Two dashboard tabs may look for faces at once: an interpreter serves one call at a time.
+    alone = [face_finder.detect(full), face_finder.detect([crowd])]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(face_finder.detect, [full, [crowd]] * 4))
+    assert together == alone * 4
 
     converted = [next((cache_dir() / "tflite").glob(f"{Path(weights).stem}-*.tflite")) for weights, _ in MTCNN_NETWORKS]
     stamps = [path.stat().st_mtime_ns for path in converted]
