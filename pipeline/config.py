@@ -85,9 +85,9 @@ class FaceSettings:
     a border (a face filling the frame), so a batch too small would retry on a scene's few misses."""
     mtcnn_runtime: str = "tflite"
     """What runs MTCNN's three networks: "tflite" (TensorFlow Lite copies of the package's Keras
-    networks, converted once and cached: the same outputs to about 1e-5 and detection about twice
-    as fast on 2 cores, `benchmarks/tflite_speed.py`) or "keras" (the package's networks, compiled
-    into TensorFlow graphs)."""
+    networks, converted once and cached: the same outputs to within 1e-4, and detection 1.4-1.9
+    times as fast on 2 AVX2 cores, `benchmarks/tflite_speed.py`) or "keras" (the package's
+    networks, compiled into TensorFlow graphs)."""
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,7 @@ def _lite_network(network: Any, weights: str, input_shape: tuple[int | None, ...
     runner = lite_model(
         Path(str(importlib.resources.files("mtcnn.assets.weights") / weights)),
         keras.Model(source, network(source)),
+        form="x".join(str(side or "any") for side in input_shape),
     )
     return _LiteNetwork(runner) if isinstance(runner, LiteModel) else None
 

@@ -1,7 +1,7 @@
-"""TensorFlow Lite copies of Keras networks, for scoring on a CPU: XNNPACK's kernels run the same
-weights 2.6-3.8 times faster than Keras does on 2 cores (`benchmarks/tflite_speed.py`). Both the
-face finder (MTCNN's three networks) and the CNN members score through them; Keras keeps the
-originals for what needs gradients (explanation maps)."""
+"""TensorFlow Lite copies of Keras networks, for scoring on a CPU: with XNNPACK's kernels the CNN
+members score 2.6-3.8 times faster than with Keras on 2 cores, and MTCNN finds faces 1.4-1.9 times
+faster (`benchmarks/tflite_speed.py`). Keras keeps the originals for what needs gradients
+(explanation maps)."""
 
 from __future__ import annotations
 
@@ -83,14 +83,16 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def lite_model(path: Path, model: Any) -> Any:
+def lite_model(path: Path, model: Any, form: str = "") -> Any:
     """`model` (whose weights are the file at `path`) converted to TensorFlow Lite, or the model
     itself when the conversion fails (then logged). Converting takes seconds (14-16 s a CNN member
-    on 2 cores), so the result is kept under `cache_dir()/tflite`, named by the file's content and
-    TensorFlow's version."""
+    on 2 cores), so the result is kept under `cache_dir()/tflite`, named by the file's content,
+    `form` (what else shapes the copy, such as the input it was wrapped with) and TensorFlow's
+    version."""
     import tensorflow as tf
 
-    cached = cache_dir() / "tflite" / f"{path.stem}-{sha256_file(path)[:16]}-tf{tf.__version__}.tflite"
+    name = f"{path.stem}-{sha256_file(path)[:16]}{f'-{form}' if form else ''}-tf{tf.__version__}.tflite"
+    cached = cache_dir() / "tflite" / name
     if cached.exists():
         try:
             return LiteModel(cached.read_bytes())
