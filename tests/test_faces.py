@@ -193,3 +193,26 @@ def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: 
     assert [path.stat().st_mtime_ns for path in converted] == stamps
     with pytest.raises(PipelineError, match="unknown MTCNN runtime"):
         FaceFinder(replace(FaceSettings(), mtcnn_runtime="onnx"))
+
+
+def test_mtcnn_works_when_the_cache_folder_cannot_be_written(
+    shared_data: Path,
+    face_finder: FaceFinder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cache folder that cannot be written (here a file stands where it should be) costs a
+    conversion on each load and a warning, never the analysis."""
+    from pipeline.config import CACHE_DIR_ENV
+
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file, not a folder")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+    _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=2)
+    rgb = [f.rgb for f in frames]
+    with caplog.at_level("WARNING", logger="pipeline.engine.lite"):
+        uncached = FaceFinder(FaceSettings())
+    assert sum("could not keep the TensorFlow Lite copy" in r.getMessage() for r in caplog.records) == 3
+    assert uncached.detect(rgb) == face_finder.detect(rgb) and any(uncached.detect(rgb))
+    assert blocked.read_text() == "a file, not a folder"

@@ -105,8 +105,13 @@ def lite_model(path: Path, model: Any, form: str = "") -> Any:
     except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
         log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
         return model
-    cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
-    partial.write_bytes(flatbuffer)
-    partial.replace(cached)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(flatbuffer)
+        partial.replace(cached)
+    except OSError as error:  # a read-only or full cache folder: use the copy, convert again next time
+        log.warning("could not keep the TensorFlow Lite copy of %s in %s: %s", path.name, cached.parent, error)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
     return LiteModel(flatbuffer)
