@@ -119,6 +119,24 @@ def test_a_faces_clip_features_do_not_depend_on_the_faces_beside_it(encoder: Cli
         assert np.allclose(alone.embed[0], together.embed[i], atol=1e-4)
 
 
+def test_the_landmark_model_loads_without_tensorflows_notices(capfd: pytest.CaptureFixture[str]) -> None:
+    """Loading the face mesh model warns nothing and prints nothing: TensorFlow's notice that
+    tf.lite moves to another package and XNNPACK's line are not for the person reading stderr
+    (`prepare` loads it)."""
+    import warnings
+
+    import tensorflow  # noqa: F401  (its own import lines on stderr are not what this checks)
+
+    from pipeline.training.landmarks import FaceLandmarks
+
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FaceLandmarks()
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr().err == ""
+
+
 def test_self_blend_masks_from_each_faces_landmarks_lie_on_the_face(
     shared_data: Path, tmp_path: Path, engine: Engine
 ) -> None:

@@ -30,12 +30,7 @@ class LiteModel:
     width, like MTCNN's first, is only allocated once it sees a batch)."""
 
     def __init__(self, flatbuffer: bytes) -> None:
-        import tensorflow as tf
-
-        # TensorFlow warns that tf.lite moves to another package: not for the person reading stderr.
-        with warnings.catch_warnings(), quiet_stderr():
-            warnings.simplefilter("ignore")
-            self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
+        self.interpreter = lite_interpreter(flatbuffer)
         self.source = self.interpreter.get_input_details()[0]["index"]
         # The converter lists the outputs in its own order and names each "...:K", K being the
         # Keras model's output position.
@@ -63,6 +58,16 @@ class LiteModel:
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         """The first output, as Keras's `predict_on_batch` gives a one-output model's."""
         return self.outputs(batch)[0]
+
+
+def lite_interpreter(flatbuffer: bytes) -> Any:
+    """A TensorFlow Lite interpreter for `flatbuffer` on every core. TensorFlow warns, on making
+    one, that tf.lite moves to another package: not for the person reading stderr."""
+    import tensorflow as tf
+
+    with warnings.catch_warnings(), quiet_stderr():
+        warnings.simplefilter("ignore")
+        return tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
 
 
 def _output_position(name: str) -> int:

