@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
-from pipeline.engine.lite import lite_model
+from pipeline.engine.lite import check_runtime, lite_model
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
@@ -29,7 +29,6 @@ HELD_OUT_CURVES = {
 table's held-out sources (else "validation reals" / "validation fakes")."""
 ENSEMBLE_FORMAT = 1
 KERAS, CLIP_PROBE = "keras", "clip_probe"
-CNN_RUNTIMES = ("tflite", "keras")
 
 
 @dataclass(frozen=True)
@@ -207,8 +206,7 @@ class Ensemble:
         self.models_dir = models_dir
         self.spec = EnsembleSpec.load(spec_path)
         self.batch_size = batch_size
-        if cnn_runtime not in CNN_RUNTIMES:
-            raise PipelineError(f"unknown CNN runtime {cnn_runtime!r}: one of {', '.join(CNN_RUNTIMES)}")
+        check_runtime(cnn_runtime, "CNN")
         self.models: dict[str, Any] = {}
         """Keras members: the models themselves (explanation maps need their gradients)."""
         self.runners: dict[str, Any] = {}

@@ -3,6 +3,7 @@ the training crops are framed, and faces are linked into one track per person.""
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 from collections.abc import Sequence
@@ -14,12 +15,11 @@ import cv2
 import numpy as np
 
 from pipeline.config import FaceSettings
-from pipeline.errors import PipelineError
+from pipeline.engine.lite import LiteModel, check_runtime, lite_model
 
 Box = tuple[int, int, int, int]
 """x, y, width, height in pixels of the original frame."""
 
-MTCNN_RUNTIMES = ("tflite", "keras")
 MTCNN_NETWORKS = (("pnet.lz4", (None, None, 3)), ("rnet.lz4", (24, 24, 3)), ("onet.lz4", (48, 48, 3)))
 """Each MTCNN stage's weights file in the package and its network's input (height, width,
 channels): the proposal network takes a whole pyramid level, the other two fixed-size patches."""
@@ -96,8 +96,7 @@ class FaceFinder:
         import tensorflow as tf  # imported here: loading it takes seconds
         from mtcnn import MTCNN
 
-        if settings.mtcnn_runtime not in MTCNN_RUNTIMES:
-            raise PipelineError(f"unknown MTCNN runtime {settings.mtcnn_runtime!r}: one of {', '.join(MTCNN_RUNTIMES)}")
+        check_runtime(settings.mtcnn_runtime, "MTCNN")
         self.settings = settings
         self._mtcnn = MTCNN()
         for stage, (weights, input_shape) in zip(self._mtcnn.stages, MTCNN_NETWORKS, strict=True):
@@ -212,11 +211,7 @@ class _LiteNetwork:
 def _lite_network(network: Any, weights: str, input_shape: tuple[int | None, ...]) -> _LiteNetwork | None:
     """`network` as a TensorFlow Lite copy (cached by its weights file), or None when it cannot
     be converted (`lite_model` logs why)."""
-    import importlib.resources
-
     import keras
-
-    from pipeline.engine.lite import LiteModel, lite_model
 
     source = keras.Input(input_shape)
     runner = lite_model(

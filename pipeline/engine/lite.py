@@ -19,8 +19,18 @@ import numpy as np
 
 from pipeline.config import cache_dir
 from pipeline.engine.media import sha256_file
+from pipeline.errors import PipelineError
+
+RUNTIMES = ("tflite", "keras")
+"""What may run a Keras network when it scores: its TensorFlow Lite copy, or Keras itself."""
 
 log = logging.getLogger(__name__)
+
+
+def check_runtime(runtime: str, networks: str) -> None:
+    """A `PipelineError` unless `runtime` is one of `RUNTIMES` (`networks` names what it runs)."""
+    if runtime not in RUNTIMES:
+        raise PipelineError(f"unknown {networks} runtime {runtime!r}: one of {', '.join(RUNTIMES)}")
 
 
 class LiteModel:
