@@ -57,10 +57,7 @@ def timed(run: Callable[..., np.ndarray], *args: object) -> tuple[np.ndarray, fl
 
 
 def search_faces(finder: FaceFinder, frames: list[np.ndarray]) -> list[list[Face]]:
-    search = FaceSearch(finder, finder.settings)
-    for start in range(0, len(frames), finder.settings.detect_batch):
-        search.add(frames[start : start + finder.settings.detect_batch])
-    return search.faces
+    return FaceSearch(finder, finder.settings).add_all(frames)
 
 
 def detection() -> None:

@@ -319,6 +319,13 @@ class FaceSearch:
         self.faces.extend(found)
         return found
 
+    def add_all(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+        """`add` over frames already decoded, in batches of `detect_batch`, as the engine adds
+        them while it decodes; returns the faces of every frame added so far."""
+        for start in range(0, len(frames), self.settings.detect_batch):
+            self.add(frames[start : start + self.settings.detect_batch])
+        return self.faces
+
     def link(self) -> int:
         """Give every face found so far its track (person); returns the number of people."""
         return link_tracks(self.faces, self.settings.track_iou)

@@ -123,9 +123,7 @@ def media_faces(
     info, frame_iter = read_frames(path, settings.media, frames)
     sampled = list(frame_iter)
     search = FaceSearch(finder, settings.faces)
-    batch = settings.faces.detect_batch
-    for start in range(0, len(sampled), batch):
-        search.add([f.rgb for f in sampled[start : start + batch]])
+    search.add_all([f.rgb for f in sampled])
     search.link()
     for frame, frame_faces in zip(sampled, search.faces, strict=True):
         kept = frame_faces[:1] if info.kind == "image" else frame_faces
