@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -119,7 +118,7 @@ def test_the_compiled_detector_finds_exactly_what_the_package_finds(shared_data:
     from mtcnn import MTCNN
     from skimage import data
 
-    face_finder = FaceFinder(replace(FaceSettings(), mtcnn_runtime="keras"))
+    face_finder = FaceFinder(FaceSettings(mtcnn_runtime="keras"))
     _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=4)
     video_batch = [cv2.resize(f.rgb, (640, 360), interpolation=cv2.INTER_AREA) for f in frames]
     crowd, _ = grid_image(real_faces(shared_data, 20), columns=5)
@@ -172,17 +171,18 @@ def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: 
             empty = stage._model(batch[:0])
             assert [output.shape for output in empty] == [(0, *output.shape[1:]) for output in keras_outputs]
 
-    by_keras = FaceFinder(replace(FaceSettings(), mtcnn_runtime="keras"))
+    by_keras = FaceFinder(FaceSettings(mtcnn_runtime="keras"))
     crowd, _ = grid_image(faces, columns=4)
+    alone = []
     for batch in (full, [crowd]):
         found, expected = face_finder.detect(batch), by_keras.detect(batch)
+        alone.append(found)
         assert [len(f) for f in found] == [len(f) for f in expected] and sum(map(len, found)) >= 4
         for lite_detections, keras_detections in zip(found, expected, strict=True):
             for lite, keras_detection in zip(lite_detections, keras_detections, strict=True):
                 assert iou(lite.box, keras_detection.box) > 0.95
 
     # Two dashboard tabs may look for faces at once: an interpreter serves one call at a time.
-    alone = [face_finder.detect(full), face_finder.detect([crowd])]
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(face_finder.detect, [full, [crowd]] * 4))
     assert together == alone * 4
@@ -192,7 +192,7 @@ def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: 
     FaceFinder(FaceSettings())  # loads the cached conversions, converts nothing
     assert [path.stat().st_mtime_ns for path in converted] == stamps
     with pytest.raises(PipelineError, match="unknown MTCNN runtime"):
-        FaceFinder(replace(FaceSettings(), mtcnn_runtime="onnx"))
+        FaceFinder(FaceSettings(mtcnn_runtime="onnx"))
 
 
 def test_mtcnn_works_when_the_cache_folder_cannot_be_written(
@@ -214,5 +214,6 @@ def test_mtcnn_works_when_the_cache_folder_cannot_be_written(
     with caplog.at_level("WARNING", logger="pipeline.engine.lite"):
         uncached = FaceFinder(FaceSettings())
     assert sum("could not keep the TensorFlow Lite copy" in r.getMessage() for r in caplog.records) == 3
-    assert uncached.detect(rgb) == face_finder.detect(rgb) and any(uncached.detect(rgb))
+    found = uncached.detect(rgb)
+    assert found == face_finder.detect(rgb) and any(found)
     assert blocked.read_text() == "a file, not a folder"
