@@ -211,7 +211,7 @@ def test_mtcnn_works_when_the_cache_folder_cannot_be_written(
     monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
     _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=2)
     rgb = [f.rgb for f in frames]
-    with caplog.at_level("WARNING", logger="pipeline.engine.lite"):
+    with caplog.at_level("WARNING", logger="pipeline.engine.derived"):
         uncached = FaceFinder(FaceSettings())
     assert sum("could not keep the TensorFlow Lite copy" in r.getMessage() for r in caplog.records) == 3
     found = uncached.detect(rgb)

@@ -95,6 +95,48 @@ def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEn
     assert relative < 0.15, relative
 
 
+def test_the_cut_clip_tower_is_kept_and_read_back(
+    encoder: ClipEncoder,
+    shared_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The tower cut after block 5 is made once and kept in the cache folder; the next encoder
+    reads it back without cutting again. A damaged copy is cut again with a warning, and a cache
+    folder that cannot be written costs a cut and a warning on each load: the same features every
+    way, and the same as the whole tower's after its block 5."""
+    from pipeline.config import CACHE_DIR_ENV
+
+    samples = load_samples(shared_data / "gan-faces", "train")[:2]
+    crops = np.stack([read_face(s.path, 224) for s in samples])
+    whole = encoder.features(crops).cls[:, 4]
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    first = ClipEncoder(last_block=5)
+    (kept,) = (tmp_path / "cache" / "onnx").glob("clip_encoder.int8-*-blocks5-*.onnx")
+    stamp = kept.stat().st_mtime_ns
+    cut = first.features(crops).cls
+    assert cut.shape == (2, 5, 768) and np.allclose(cut[:, 4], whole, atol=1e-5)
+
+    assert np.array_equal(ClipEncoder(last_block=5).features(crops).cls, cut)
+    assert kept.stat().st_mtime_ns == stamp  # read back, not cut again
+
+    kept.write_bytes(b"half a file")
+    with caplog.at_level("WARNING", logger="pipeline.engine.clip"):
+        assert np.array_equal(ClipEncoder(last_block=5).features(crops).cls, cut)
+    assert any("is damaged; cutting it again" in r.getMessage() for r in caplog.records)
+    assert kept.stat().st_size > 10_000_000
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocked))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.engine.derived"):
+        assert np.array_equal(ClipEncoder(last_block=5).features(crops).cls, cut)
+    assert any("could not keep the CLIP tower cut after block 5" in r.getMessage() for r in caplog.records)
+    assert blocked.read_text() == "a file, not a folder"
+
+
 def test_a_clip_probe_names_the_block_it_reads(models_dir: Path) -> None:
     """A probe says which block's output it reads; one written before blocks were read (no
     `block`) read the last, and a block the tower does not have is refused."""

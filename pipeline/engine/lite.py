@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import cache_dir
-from pipeline.engine.media import sha256_file
+from pipeline.engine.derived import derived_path, keep
 from pipeline.errors import PipelineError
 
 RUNTIMES = ("tflite", "keras")
@@ -102,8 +101,7 @@ def lite_model(path: Path, model: Any, form: str = "") -> Any:
     version."""
     import tensorflow as tf
 
-    name = f"{path.stem}-{sha256_file(path)[:16]}{f'-{form}' if form else ''}-tf{tf.__version__}.tflite"
-    cached = cache_dir() / "tflite" / name
+    cached = derived_path("tflite", path, f"{form}-tf{tf.__version__}" if form else f"tf{tf.__version__}", "tflite")
     if cached.exists():
         try:
             return LiteModel(cached.read_bytes())
@@ -116,13 +114,5 @@ def lite_model(path: Path, model: Any, form: str = "") -> Any:
     except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
         log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
         return model
-    partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")  # workers may convert at once
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(flatbuffer)
-        partial.replace(cached)
-    except OSError as error:  # a read-only or full cache folder: use the copy, convert again next time
-        log.warning("could not keep the TensorFlow Lite copy of %s in %s: %s", path.name, cached.parent, error)
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+    keep(cached, flatbuffer, f"the TensorFlow Lite copy of {path.name}")
     return LiteModel(flatbuffer)
