@@ -97,8 +97,8 @@ class ScoringSettings:
     batch_size: int = 4
     """Crops a CNN member scores at once. Small on purpose: a TensorFlow Lite interpreter keeps
     buffers for its largest batch, and at 16 crops MobileNetV2-224's were where the engine's peak
-    memory was (1,560 MB against 1,432 at 4 on the 5-minute bench video, Intel Xeon, 2026-12-02),
-    while the time per crop barely changes (benchmarks/README.md)."""
+    memory was (1,560 MB against 1,432 at 4 on the 5-minute bench video, Intel Xeon, 2026-12-02);
+    the logits are the same and a crop is scored a little faster at 4 (benchmarks/README.md)."""
     cnn_runtime: str = "tflite"
     """What runs the CNN members when they score: "tflite" (TensorFlow Lite, fp32, XNNPACK: the same
     logits to about 1e-4 and 2.6-3.8 times faster on CPU, benchmarks/tflite_speed.py; converted once
