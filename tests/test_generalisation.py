@@ -83,7 +83,7 @@ def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEn
     probe's logit 0.06 away; with the saturating products this guards against, 118% and 0.8-1.1."""
     import onnx
 
-    graph, _ = _tower_to_block(encoder.path, 5)
+    graph = _tower_to_block(encoder.path, 5)
     model = onnx.load_from_string(graph)
     weights = {w.name: w.data_type for w in model.graph.initializer}
     products = [n for n in model.graph.node if n.op_type == "MatMulInteger"]

@@ -87,11 +87,10 @@ def pixel_values(crops: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
 
 
-def _tower_to_block(path: os.PathLike[str], last_block: int) -> tuple[bytes, list[str]]:
-    """The encoder's graph, serialised, whose outputs are the outputs of blocks 1 to
-    `last_block` (and `image_embeds` when that is the last block), and those blocks' output
-    names. The nodes no output needs are removed, so a tower cut at block 5 runs 5 of its 12
-    blocks."""
+def _tower_to_block(path: os.PathLike[str], last_block: int) -> bytes:
+    """The encoder's graph, serialised, whose outputs are `image_embeds` when `last_block` is the
+    last block, then the outputs of blocks 1 to `last_block`. The nodes no output needs are
+    removed, so a tower cut at block 5 runs 5 of its 12 blocks."""
     import onnx
 
     model = onnx.load(str(path))
@@ -120,7 +119,7 @@ def _tower_to_block(path: os.PathLike[str], last_block: int) -> tuple[bytes, lis
     weights = [_unsigned(w) if w.name in signed else w for w in graph.initializer if w.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(weights)
-    return model.SerializeToString(), blocks
+    return model.SerializeToString()
 
 
 def _signed_matmul_weights(graph: Any) -> set[str]:
@@ -159,7 +158,7 @@ def cut_tower(path: Path, last_block: int) -> str | bytes:
     cached = derived_path("onnx", path, f"blocks{last_block}-{CUT_FORM}", "onnx")
     if cached.exists():
         return str(cached)
-    graph, _ = _tower_to_block(path, last_block)
+    graph = _tower_to_block(path, last_block)
     keep(cached, graph, f"the CLIP tower cut after block {last_block}")
     return str(cached) if cached.exists() else graph
 
