@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,16 @@ import numpy as np
 import pytest
 
 from pipeline.config import FaceSettings
-from pipeline.engine.faces import Face, FaceFinder, crop_box_for, crop_square, find_faces, iou, link_tracks
+from pipeline.engine.faces import (
+    MTCNN_NETWORKS,
+    Face,
+    FaceFinder,
+    crop_box_for,
+    crop_square,
+    find_faces,
+    iou,
+    link_tracks,
+)
 from pipeline.engine.media import read_frames
 from tests.scenes import FACE_SIDE, grid_image, real_faces
 
@@ -150,7 +160,6 @@ def test_mtcnn_runs_through_tensorflow_lite_as_the_package_runs_it(shared_data: 
     from mtcnn.utils.images import standarize_batch
 
     from pipeline.config import cache_dir
-    from pipeline.engine.faces import MTCNN_NETWORKS
     from pipeline.errors import PipelineError
 
     _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=4)
@@ -217,3 +226,40 @@ def test_mtcnn_works_when_the_cache_folder_cannot_be_written(
     found = uncached.detect(rgb)
     assert found == face_finder.detect(rgb) and any(found)
     assert blocked.read_text() == "a file, not a folder"
+
+
+def test_mtcnn_works_past_a_folder_where_a_conversion_should_be(
+    shared_data: Path,
+    face_finder: FaceFinder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A folder standing where a kept conversion should be is a warning and a conversion, never
+    the analysis; keeping a file again removes the partial files of writers that were killed, and
+    leaves those of writers still running."""
+    from pipeline.config import CACHE_DIR_ENV
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    FaceFinder(FaceSettings())
+    pnet, rnet, _ = (next((tmp_path / "cache" / "tflite").glob(f"{Path(w).stem}-*.tflite")) for w, _ in MTCNN_NETWORKS)
+    pnet.unlink()
+    pnet.mkdir()
+    rnet.unlink()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    killed = rnet.with_name(f"{rnet.name}.{ended.pid}.partial")
+    running = rnet.with_name(f"{rnet.name}.1.partial")  # process 1 always runs
+    for partial in (killed, running):
+        partial.write_bytes(b"half a file")
+
+    _, frames = read_frames(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=2)
+    rgb = [f.rgb for f in frames]
+    with caplog.at_level("WARNING", logger="pipeline.engine.derived"):
+        found = FaceFinder(FaceSettings()).detect(rgb)
+    assert found == face_finder.detect(rgb) and any(found)
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        "could not keep the TensorFlow Lite copy of pnet.lz4"
+    ]
+    assert pnet.is_dir() and rnet.is_file()
+    assert not killed.exists() and running.exists()

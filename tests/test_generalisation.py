@@ -103,9 +103,9 @@ def test_the_cut_clip_tower_is_kept_and_read_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The tower cut after block 5 is made once and kept in the cache folder; the next encoder
-    reads it back without cutting again. A damaged copy is cut again with a warning, and a cache
-    folder that cannot be written costs a cut and a warning on each load: the same features every
-    way, and the same as the whole tower's after its block 5."""
+    reads it back without cutting again. A damaged copy is cut again with a warning; a folder where
+    the copy should be, or a cache folder that cannot be written, costs a cut and a warning on each
+    load: the same features every way, and the same as the whole tower's after its block 5."""
     from pipeline.config import CACHE_DIR_ENV
 
     samples = load_samples(shared_data / "gan-faces", "train")[:2]
@@ -126,6 +126,14 @@ def test_the_cut_clip_tower_is_kept_and_read_back(
         assert np.array_equal(ClipEncoder(last_block=5).features(crops).cls, cut)
     assert any("is damaged; cutting it again" in r.getMessage() for r in caplog.records)
     assert kept.stat().st_size > 10_000_000
+
+    kept.unlink()
+    kept.mkdir()  # a folder where the cut should be: cut for this load, with a warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.engine.derived"):
+        assert np.array_equal(ClipEncoder(last_block=5).features(crops).cls, cut)
+    assert any("could not keep the CLIP tower cut after block 5" in r.getMessage() for r in caplog.records)
+    assert kept.is_dir()
 
     blocked = tmp_path / "blocked"
     blocked.write_text("a file, not a folder")

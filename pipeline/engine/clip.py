@@ -156,11 +156,11 @@ def cut_tower(path: Path, last_block: int) -> str | bytes:
     file: parsing the 90 MB tower with the `onnx` library and serialising the cut took about
     0.15 GB of memory at its peak, and an onnxruntime session made from a path does neither."""
     cached = derived_path("onnx", path, f"blocks{last_block}-{CUT_FORM}", "onnx")
-    if cached.exists():
+    if cached.is_file():
         return str(cached)
     graph = _tower_to_block(path, last_block)
     keep(cached, graph, f"the CLIP tower cut after block {last_block}")
-    return str(cached) if cached.exists() else graph
+    return str(cached) if cached.is_file() else graph
 
 
 class ClipEncoder:

@@ -5,6 +5,7 @@ reading them back takes neither."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 from pathlib import Path
@@ -25,8 +26,9 @@ def derived_path(kind: str, source: Path, form: str, suffix: str) -> Path:
 
 def keep(path: Path, content: bytes, what: str) -> None:
     """Write `content` to `path` whole or not at all (processes may derive the same file at once).
-    A cache folder that cannot be written (read-only, full) is a warning, not an error: the
-    caller uses the content it has and derives it again next time."""
+    A cache folder that cannot be written (read-only, full, a folder where the file should be) is
+    a warning, not an error: the caller uses the content it has and derives it again next time.
+    Partial files left by processes killed while writing are removed once the file is kept."""
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,3 +38,20 @@ def keep(path: Path, content: bytes, what: str) -> None:
         log.warning("could not keep %s in %s: %s", what, path.parent, error)
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
+        return
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.*.partial"):
+        writer = stale.name[len(path.name) + 1 : -len(".partial")]
+        if writer.isdigit() and not _running(int(writer)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (one run by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -102,7 +102,7 @@ def lite_model(path: Path, model: Any, form: str = "") -> Any:
     import tensorflow as tf
 
     cached = derived_path("tflite", path, f"{form}-tf{tf.__version__}" if form else f"tf{tf.__version__}", "tflite")
-    if cached.exists():
+    if cached.is_file():
         try:
             return LiteModel(cached.read_bytes())
         except ValueError:  # a damaged cache file (a full disk, a stray edit): converted again below
