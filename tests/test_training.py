@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -131,6 +132,21 @@ def tiny_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):  # ->
     return train_member(config)
 
 
+def test_a_member_without_source_fakes_trains_on_the_same_real_images_only(shared_data: Path) -> None:
+    """`source_fakes: false` drops the sources' fakes from training, keeps the same real images,
+    and leaves validation (where the fakes measure the member) as it was."""
+    from pipeline.training.train import TrainConfig, training_samples
+
+    config = TrainConfig(
+        backbone="mobilenetv2", data=(shared_data / "gan-faces",), train_per_class=48, val_per_class=16
+    )
+    train, val = training_samples(config)
+    reals_only, same_val = training_samples(replace(config, source_fakes=False))
+    assert sorted(s.label for s in train) == [0] * 48 + [1] * 48
+    assert reals_only == [s for s in train if s.label == 0]
+    assert same_val == val and {s.label for s in val} == {0, 1}
+
+
 @pytest.mark.training
 def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, shared_data: Path) -> None:
     losses = tiny_run.history["loss"]
@@ -147,8 +163,6 @@ def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, share
 
 @pytest.mark.training
 def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: Path) -> None:
-    from dataclasses import replace
-
     from pipeline.training.train import TrainConfig, train_member
 
     shutil.copytree(tiny_run.model_path.parent, tmp_path, dirs_exist_ok=True)
@@ -165,8 +179,6 @@ def test_a_finished_run_resumes_with_a_round_on_fresh_views(tiny_run, tmp_path: 
 
 @pytest.mark.training
 def test_a_member_can_start_from_a_trained_model_at_another_input_size(tiny_run, tmp_path: Path) -> None:
-    from dataclasses import replace
-
     from pipeline.training.train import TrainConfig, build_classifier, cut_layer, train_member
 
     config = TrainConfig.from_json(json.loads((tiny_run.model_path.parent / "config.json").read_text()))
@@ -562,6 +574,9 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blended_views": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "source_fakes": "no"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "source_fakes": false}]}',  # then no fakes at all
+        '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": "no"}]}',
+        '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": false,'
+        ' "self_blend": 0}]}',  # no fakes at all
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpen_p": 1}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',

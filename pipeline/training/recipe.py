@@ -109,16 +109,22 @@ class Recipe:
                         raise ValueError(f"init_from {init_from!r} is not a CNN member listed before it")
                     if folds is not None and name in folds and init_from not in folds:
                         raise ValueError(f"the folds train {name!r} but not {init_from!r}, which it starts from")
+                if not isinstance(member.get("source_fakes", True), bool):
+                    raise ValueError("source_fakes must be true or false")
                 if member.get("kind", KERAS) == KERAS:
                     earlier_cnns.append(name)
+                    if (
+                        member.get("source_fakes") is False
+                        and "self_blend" in member
+                        and float(member["self_blend"]) <= 0
+                    ):
+                        raise ValueError("source_fakes: false needs self_blend: the CNN would see no fake")
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
                     for views in ("augmented_views", "self_blended_views"):
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
-                    if not isinstance(member.get("source_fakes", True), bool):
-                        raise ValueError("source_fakes must be true or false")
                     if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
                         raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
             calibration = raw.get("ensemble_calibration", TEMPERATURE)

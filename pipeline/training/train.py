@@ -55,6 +55,9 @@ class TrainConfig:
     """Augmented views of each training image, computed once through the frozen blocks."""
     self_blend: float = 0.5
     """Share of real training images that also yield a self-blended pseudo-fake (0 turns it off)."""
+    source_fakes: bool = True
+    """Train on the sources' fakes too; false keeps only their real images (and the pseudo-fakes
+    made from them), so the member learns no source's own fakes (validation keeps them)."""
     trainable_blocks: int = 4
     head_epochs: int = 1
     finetune_epochs: int = 6
@@ -102,7 +105,7 @@ class TrainConfig:
 
 
 # Fields added after the first trained release; older run folders lack them.
-FIRST_VERSION_DEFAULTS = {"round_epochs": 3, "round_lr": 1e-4, "name": "", "init_from": None}
+FIRST_VERSION_DEFAULTS = {"round_epochs": 3, "round_lr": 1e-4, "name": "", "init_from": None, "source_fakes": True}
 
 
 @dataclass
@@ -202,6 +205,19 @@ def _load_checkpoint(config: TrainConfig, model: Any) -> tuple[dict[str, list], 
     return history, done
 
 
+def training_samples(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
+    """(training, validation) samples: a class-balanced subset of each source's split; without
+    `source_fakes`, the training samples are the real ones of that subset only."""
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for source in config.data:
+        train += balanced_subset(source_samples(source, "train"), config.train_per_class, config.seed)
+        val += balanced_subset(source_samples(source, "val"), config.val_per_class, config.seed)
+    if not config.source_fakes:
+        train = [sample for sample in train if sample.label == 0]
+    return train, val
+
+
 def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
     """Train one member and save `model.keras`, `history.json`, `config.json` and `curves.png`.
 
@@ -214,11 +230,7 @@ def train_member(config: TrainConfig, resume: bool = False) -> TrainResult:
 
     set_seeds(config.seed)
     config.out_dir.mkdir(parents=True, exist_ok=True)
-    train: list[Sample] = []
-    val: list[Sample] = []
-    for source in config.data:
-        train += balanced_subset(source_samples(source, "train"), config.train_per_class, config.seed)
-        val += balanced_subset(source_samples(source, "val"), config.val_per_class, config.seed)
+    train, val = training_samples(config)
 
     model = build_classifier(config.backbone, config.input_size, config.weights, config.dropout)
     if config.init_from:
