@@ -1,12 +1,15 @@
-"""Validation pictures re-saved at lower JPEG qualities, scored through the whole product.
+"""Validation pictures re-saved at lower JPEG qualities or smaller sizes, scored through the
+whole product.
 
 The models were trained on photos saved at JPEG quality 90 (the DFDC crops at 75). This builds,
-from the validation split of each shared source, up to 100 pictures per class, as they are and
-re-saved with Pillow at qualities 75, 60 and 45, and summarises how the shipped engine's
-verdicts move (the model card's "A photo saved more compressed than the training photos"):
+from the validation split of each shared source, up to 100 pictures per class, as they are,
+re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a half and a third,
+Pillow's area-averaging reduction, saved as PNG so that no compression is added), and summarises
+how the shipped engine's verdicts move (the model card's "A photo saved more compressed than the
+training photos" and "A photo whose faces are smaller than the training faces"):
 
     .venv/bin/python benchmarks/resaved_photos.py make OUT
-    for q in asis 75 60 45; do .venv/bin/python -m pipeline scan OUT/q$q --json OUT/scan-q$q.json; done
+    for v in qasis q75 q60 q45 s50 s33; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python benchmarks/resaved_photos.py summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -30,6 +33,9 @@ from pipeline.config import shared_data_dir
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 QUALITIES = ("asis", "75", "60", "45")
+SCALES = {"50": 2, "33": 3}
+"""Smaller copies: folder `sNN` holds each picture with its sides divided by the number."""
+VARIANTS = (*(f"q{quality}" for quality in QUALITIES), *(f"s{name}" for name in SCALES))
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
 MEMBERS = ("clip", "mobilenetv2", "mobilenetv2_224")
@@ -55,6 +61,11 @@ def make(out: Path) -> None:
                     else:
                         with Image.open(path) as picture:
                             picture.convert("RGB").save(target, "JPEG", quality=int(quality))
+                for name, factor in SCALES.items():
+                    target = (out / f"s{name}" / source / label / path.name).with_suffix(".png")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with Image.open(path) as picture:
+                        picture.convert("RGB").reduce(factor).save(target, "PNG")
             print(f"{source} {label}: {len(chosen)}")
 
 
@@ -64,11 +75,13 @@ def _shares(results: list[dict]) -> str:
 
 
 def summarise(out: Path) -> None:
-    """Per quality: verdict shares (fake / uncertain / real / no face) of reals and fakes, and
+    """Per variant: verdict shares (fake / uncertain / real / no face) of reals and fakes, and
     ROC AUC of the ensemble and each member, pooled and per source."""
-    for quality in QUALITIES:
-        scanned = json.loads((out / f"scan-q{quality}.json").read_text())
-        print(f"quality {quality}")
+    for variant in VARIANTS:
+        if not (out / f"scan-{variant}.json").exists():
+            continue
+        scanned = json.loads((out / f"scan-{variant}.json").read_text())
+        print(variant)
         for source in ("pooled", *SOURCES):
             chosen = [r for r in scanned if source == "pooled" or Path(r["path"]).parts[-3] == source]
             by_label = {label: [r for r in chosen if Path(r["path"]).parts[-2] == label] for label in ("real", "fake")}
