@@ -1,8 +1,8 @@
 """Private memory of one process that analyses the 28 shared videos one after another, as the
 dashboard or a scan worker does (analysis service + history), printed after each file.
 
-    python benchmarks/one_process_memory.py            # with the engine's allocator settings
-    python benchmarks/one_process_memory.py --untuned  # without them (glibc's defaults)
+    python -m benchmarks.one_process_memory            # with the engine's allocator settings
+    python -m benchmarks.one_process_memory --untuned  # without them (glibc's defaults)
 
 Run it without MALLOC_* variables in the environment: they would set the same thing from the
 start. Linux only (reads /proc/self/status). Results: benchmarks/README.md.

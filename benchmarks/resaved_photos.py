@@ -8,9 +8,9 @@ Pillow's area-averaging reduction, saved as PNG so that no compression is added)
 how the shipped engine's verdicts move (the model card's "A photo saved more compressed than the
 training photos" and "A photo whose faces are smaller than the training faces"):
 
-    .venv/bin/python benchmarks/resaved_photos.py make OUT
+    .venv/bin/python -m benchmarks.resaved_photos make OUT
     for v in qasis q75 q60 q45 s50 s33; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
-    .venv/bin/python benchmarks/resaved_photos.py summarise OUT
+    .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
 split is read. `sd-faces` has fakes only; pooled, its portraits stand against the other reals.

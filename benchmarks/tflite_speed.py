@@ -9,7 +9,7 @@ conversion takes (which the engine caches). For MTCNN, on the 32 frames the engi
 each `bench` video, found as the engine finds them (batches of 8 with the second look): seconds
 each way (after a warm-up), faces found, and how many boxes differ (with the lowest overlap):
 
-    .venv/bin/python benchmarks/tflite_speed.py
+    .venv/bin/python -m benchmarks.tflite_speed
 """
 
 from __future__ import annotations
