@@ -78,9 +78,12 @@ def summarise(out: Path) -> None:
     """Per variant: verdict shares (fake / uncertain / real / no face) of reals and fakes, and
     ROC AUC of the ensemble and each member, pooled and per source."""
     for variant in VARIANTS:
-        if not (out / f"scan-{variant}.json").exists():
+        scan = out / f"scan-{variant}.json"
+        if not scan.exists():
+            # Said, not skipped silently: a scan left out by mistake shows here.
+            print(f"{variant}: not scanned ({scan} does not exist)")
             continue
-        scanned = json.loads((out / f"scan-{variant}.json").read_text())
+        scanned = json.loads(scan.read_text())
         print(variant)
         for source in ("pooled", *SOURCES):
             chosen = [r for r in scanned if source == "pooled" or Path(r["path"]).parts[-3] == source]
