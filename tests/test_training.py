@@ -577,7 +577,13 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": "no"}]}',
         '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": false,'
         ' "self_blend": 0}]}',  # no fakes at all
-        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpen_p": 1}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpness_p": 1}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpen_p": 2}}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augment_self_blends": "yes",'
+        ' "augmented_views": 1, "self_blended_views": 1}]}',
+        # Degrading the self-blends alike needs both the degraded views and the self-blends.
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augment_self_blends": true, "augmented_views": 1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augment_self_blends": true, "self_blended_views": 1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"blur_p": "none"}}]}',

@@ -31,6 +31,10 @@ class AugmentSettings:
     jpeg_quality: tuple[int, int] = (40, 100)
     blur_p: float = 0.2
     blur_sigma: tuple[float, float] = (0.3, 1.5)
+    # Unsharp masking (as phones and photo apps sharpen), off by default: added after the
+    # other settings, so it neither draws from the generator nor names the cache folder unless set.
+    sharpen_p: float = 0.0
+    sharpen_amount: tuple[float, float] = (0.3, 1.0)
     rescale_p: float = 0.3
     rescale_factor: tuple[float, float] = (0.35, 0.9)
     noise_p: float = 0.2
@@ -93,6 +97,12 @@ def rescale(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def sharpen(image: np.ndarray, amount: float) -> np.ndarray:
+    """Unsharp masking: the picture plus `amount` times its detail above a 1-pixel blur."""
+    blurred = cv2.GaussianBlur(image, (0, 0), 1.0)
+    return cv2.addWeighted(image, 1.0 + amount, blurred, -amount, 0)
+
+
 def color_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-5, 5)) % 180
@@ -126,6 +136,8 @@ def augment(image: np.ndarray, rng: np.random.Generator, settings: AugmentSettin
         image = rescale(image, rng.uniform(*s.rescale_factor))
     if rng.random() < s.blur_p:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*s.blur_sigma))
+    if s.sharpen_p > 0 and rng.random() < s.sharpen_p:
+        image = sharpen(image, rng.uniform(*s.sharpen_amount))
     if rng.random() < s.noise_p:
         noise = rng.normal(0.0, rng.uniform(*s.noise_sigma), image.shape)
         image = (image + noise).clip(0, 255).astype(np.uint8)

@@ -36,6 +36,7 @@ PROBE_SETTINGS = frozenset(
         "augmented_views",
         "augmented_settings",
         "self_blended_views",
+        "augment_self_blends",
         "source_fakes",
     }
 )
@@ -127,6 +128,12 @@ class Recipe:
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
                     if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
                         raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
+                    if not isinstance(member.get("augment_self_blends", False), bool):
+                        raise ValueError("augment_self_blends must be true or false")
+                    if member.get("augment_self_blends") and (
+                        int(member.get("augmented_views", 0)) < 1 or int(member.get("self_blended_views", 0)) < 1
+                    ):
+                        raise ValueError("augment_self_blends needs augmented_views and self_blended_views")
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
@@ -216,20 +223,26 @@ def train_recipe_member(
         clean = samples_of(sources, "train", member.get("train_per_class"))
         # `source_fakes: false` keeps only the real crops (and what is made from them below): the
         # probe then learns no trace of the sources' own generators, their file histories included.
-        train = list(clean) if member.get("source_fakes", True) else [s for s in clean if s.label == 0]
-        # Degraded views of the same crops, both classes, meant to keep the probe off fine pixel
-        # statistics a re-shared upload no longer has: by default as the CNNs train on them;
-        # `augmented_settings` narrows them (e.g. to recompression only). See the model card.
-        settings = AugmentSettings.from_json(member.get("augmented_settings", {}))
-        train += [
-            v for view in range(int(member.get("augmented_views", 0))) for v in augmented_samples(clean, view, settings)
-        ]
+        base = list(clean) if member.get("source_fakes", True) else [s for s in clean if s.label == 0]
         # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
         # a degraded view, which has no face mesh): a blending boundary no generator in
         # particular leaves; chosen on the cross-source table.
-        train += [
+        blends = [
             v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view)
         ]
+        # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
+        # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on
+        # them; `augmented_settings` narrows them (e.g. to recompression only). With
+        # `augment_self_blends` the pseudo-fakes are degraded alike, so that a changed picture is
+        # no more often fake than an untouched one. See the model card.
+        settings = AugmentSettings.from_json(member.get("augmented_settings", {}))
+        degraded_from = base + blends if member.get("augment_self_blends") else base
+        degraded = [
+            v
+            for view in range(int(member.get("augmented_views", 0)))
+            for v in augmented_samples(degraded_from, view, settings)
+        ]
+        train = base + degraded + blends
         probe = fit_probe(
             clip_rows(train, feature, block),
             np.asarray([s.label for s in train]),
