@@ -416,6 +416,85 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     assert len(blended_from) == 1 and blended_from[0].startswith("prepared-"), blended_from
 
 
+def test_the_probe_can_degrade_its_self_blends_alike_under_their_own_label(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`augment_self_blends`: the degraded views are made of the real crops and of their
+    self-blends alike, each under its own label, so a changed picture is as often real as fake;
+    with `source_fakes: false` the source's fakes are neither seen nor degraded. The probe is
+    exactly the fit on those crops (their features from the real encoder)."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.augment import AugmentSettings
+    from pipeline.training.prepare import prepare
+    from pipeline.training.recipe import clip_rows, train_recipe_member
+    from pipeline.training.sources import augmented_samples, self_blended_samples
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    prepared = tmp_path / "prepared"
+    prepare(_subset(shared_data, tmp_path, "swap-faces", 3), prepared)
+    samples = load_samples(prepared, "train")
+    reals = [s for s in samples if s.label == 0]
+    handling = {"flip_p": 0, "color_p": 0, "noise_p": 0, "affine_p": 0, "rescale_p": 0, "blur_p": 0}
+    handling |= {"sharpen_p": 1, "jpeg_p": 1, "jpeg_quality": [60, 80]}
+    member = {
+        "kind": "clip_probe",
+        "name": "handled",
+        "block": 5,
+        "regularization": 0.5,
+        "source_fakes": False,
+        "self_blended_views": 1,
+        "augmented_views": 1,
+        "augment_self_blends": True,
+        "augmented_settings": handling,
+    }
+    trained = train_recipe_member(member, [str(prepared)], tmp_path / "runs")
+    blends = self_blended_samples(samples, 0)
+    handled = augmented_samples(reals + blends, 0, AugmentSettings.from_json(handling))
+    assert [s.label for s in handled] == [0] * len(reals) + [1] * len(blends) and len(reals) == 3
+    for before, after in zip(reals + blends, handled, strict=True):
+        assert not np.array_equal(cv2.imread(str(before.path)), cv2.imread(str(after.path)))
+    seen = reals + handled + blends
+    expected = fit_probe(
+        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, 5
+    )
+    assert np.allclose(json.loads(trained.path.read_text())["weights"], expected.weights, atol=1e-6)
+    # Only the three reals and their three blends were degraded: the source's fakes were not.
+    copies = list((tmp_path / "cache" / "augmented").rglob("*.png"))
+    assert len(copies) == 6, copies
+
+
+def test_sharpening_adds_detail_and_leaves_earlier_views_where_they_were(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unsharp masking as a view: the face gains fine detail and keeps its colours; settings
+    without it keep the folder (and so the cached features) of the views made before it existed."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.augment import AugmentSettings
+    from pipeline.training.sources import augmented_samples
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    samples = load_samples(_subset(shared_data, tmp_path, "gan-faces", 3), "train")
+    off = dict.fromkeys(("jpeg_p", "blur_p", "rescale_p", "noise_p", "color_p", "flip_p", "affine_p"), 0.0)
+    views = augmented_samples(samples, 0, AugmentSettings.from_json({**off, "sharpen_p": 1}))
+    for sample, view in zip(samples, views, strict=True):
+        original = cv2.imread(str(sample.path)).astype(float)
+        picture = cv2.imread(str(view.path)).astype(float)
+        detail = [
+            cv2.Laplacian(cv2.cvtColor(p.astype(np.uint8), cv2.COLOR_BGR2GRAY), cv2.CV_64F).var()
+            for p in (original, picture)
+        ]
+        assert detail[1] > 1.3 * detail[0]
+        assert np.abs(picture.mean(axis=(0, 1)) - original.mean(axis=(0, 1))).max() < 2
+    # The folders of the default views and of rule 15's recompressed views, as named before
+    # sharpening was added (their cached features are found by these names).
+    default = augmented_samples(samples, 0)[0].path.parents[2].name
+    recompressed = AugmentSettings.from_json(
+        {**off, "jpeg_p": 1, "jpeg_quality": [40, 95], "rescale_p": 0.5, "rescale_factor": [0.4, 1.0]}
+    )
+    assert default == "0703dd2b-view0"
+    assert augmented_samples(samples, 0, recompressed)[0].path.parents[2].name == "6f3dfe35-view0"
+
+
 @pytest.mark.training
 def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
