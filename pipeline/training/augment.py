@@ -220,8 +220,7 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
     if rng.random() < 0.3:
         source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.5, 1.5))
     elif rng.random() < 0.3:
-        blurred = cv2.GaussianBlur(source, (0, 0), 1.0)
-        source = cv2.addWeighted(source, 1.6, blurred, -0.6, 0)
+        source = sharpen(source, 0.6)
     # ...and slightly moved or resized, like a swapped face that does not sit exactly in place.
     zoom = rng.uniform(0.95, 1.05)
     dx, dy = rng.uniform(-0.03, 0.03, size=2) * (width, height)
