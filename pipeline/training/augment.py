@@ -8,7 +8,7 @@ seed reproduces a training run.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -26,6 +26,9 @@ DEFAULT_TEMPLATE = "dfdc-faces"
 @dataclass(frozen=True)
 class AugmentSettings:
     """Probabilities and ranges of each augmentation."""
+
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("sharpen_p", "sharpen_amount")
+    """Fields that name a views folder only when set (see `sources._settings_digest`)."""
 
     jpeg_p: float = 0.6
     jpeg_quality: tuple[int, int] = (40, 100)

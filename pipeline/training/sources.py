@@ -97,17 +97,14 @@ def ensure_prepared(sources: Sequence[str]) -> None:
         prepare(shared_data_dir() / source, prepared_root() / source)
 
 
-LATER_SETTINGS = ("sharpen_p", "sharpen_amount")
-
-
 def _settings_digest(settings: ReshareSettings | AugmentSettings) -> str:
     """A short name for a settings value: copies made with other settings go to another folder.
-    Settings added later (`LATER_SETTINGS`) count only when set, so the copies made before they
-    existed keep their folder."""
+    Fields the settings class lists as `ADDED_LATER` count only when set, so the copies made
+    before they existed keep their folder."""
     values = asdict(settings)
     defaults = asdict(type(settings)())
-    for name in LATER_SETTINGS:
-        if name in values and values[name] == defaults[name]:
+    for name in getattr(type(settings), "ADDED_LATER", ()):
+        if values[name] == defaults[name]:
             del values[name]
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
