@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from pipeline.engine.clip import ClipEncoder, ClipProbe
-from pipeline.engine.ensemble import CLIP_PROBE, EnsembleSpec
+from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, EnsembleSpec
+from pipeline.errors import ModelsMissingError
 from pipeline.training.augment import jpeg, rescale, sharpen
 from pipeline.training.data import balanced_subset, read_rgb
 from pipeline.training.sources import source_samples
@@ -49,17 +50,25 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def calibrated_probe(models_dir: Path) -> tuple[ClipProbe, float]:
-    """The folder's CLIP probe and its temperature."""
-    spec = EnsembleSpec.load(models_dir / "ensemble.json")
-    member = next(m for m in spec.members if m.kind == CLIP_PROBE)
-    return ClipProbe.from_json(json.loads((models_dir / member.file).read_text())), member.temperature
+    """The folder's CLIP probe and its temperature; `ModelsMissingError` if it has none to read."""
+    spec = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
+    member = next((m for m in spec.members if m.kind == CLIP_PROBE), None)
+    if member is None:
+        raise ModelsMissingError(f"{models_dir / ENSEMBLE_FILE} has no CLIP probe member")
+    try:
+        return ClipProbe.from_json(json.loads((models_dir / member.file).read_text())), member.temperature
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise ModelsMissingError(f"cannot read the CLIP probe {models_dir / member.file}: {error}") from error
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models_dirs", nargs="+", type=Path)
     args = parser.parse_args()
-    probes = {str(d): calibrated_probe(d) for d in args.models_dirs}
+    try:
+        probes = {str(d): calibrated_probe(d) for d in args.models_dirs}
+    except ModelsMissingError as error:
+        parser.error(str(error))
     blocks = {probe.block for probe, _ in probes.values()}
     encoder = ClipEncoder(last_block=max(blocks))
     print("source | crops | change | " + " | ".join(probes))
