@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import MediaSettings, Settings
+from pipeline.engine.quiet import quiet_libraries, quiet_settings
 from pipeline.errors import PipelineError
 
 EXIT_OK = 0
@@ -29,26 +30,6 @@ EXIT_NO_FACE = 3
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("pipeline")
-
-
-def quiet_libraries() -> None:
-    """Keep third-party chatter off stderr, where each line should be ours.
-
-    OpenCV's `[ WARN ]` lines obey OPENCV_LOG_LEVEL, read when cv2 loads; TensorFlow prints C++
-    log lines (oneDNN notice, absl warning) before any log level applies, so stderr is pointed at
-    /dev/null for its import alone, and its Python logger (tf.function retracing warnings) is
-    set to errors only. Under another Keras backend (KERAS_BACKEND=jax, for training on a GPU
-    machine without TensorFlow) there is no TensorFlow to import.
-    """
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return
-    from pipeline.engine.lite import quiet_stderr  # after OPENCV_LOG_LEVEL: it loads cv2
-
-    with quiet_stderr():
-        import tensorflow as tf
-    tf.get_logger().setLevel(logging.ERROR)
 
 
 def printable(text: object) -> str:
@@ -311,6 +292,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    quiet_libraries()
     if args.scan:
         from pipeline.app.scan_bench import run_scan_benchmark
 
@@ -353,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--aggregation", default=None, help="mean, max_face_mean or confident")
     analyze.add_argument("--models", default=None, help="comma-separated ensemble members to use")
     analyze.add_argument("--models-dir", type=Path, default=None, help="folder with ensemble.json")
-    analyze.set_defaults(run=cmd_analyze, loads_tensorflow_itself=True)
+    analyze.set_defaults(run=cmd_analyze)
 
     scan = commands.add_parser(
         "scan", help="analyse every image and video under folders or in lists of paths, on Ray, into the history"
@@ -381,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--name", default=None, help="the scan job's name in the history")
     scan.add_argument("--json", type=Path, help="write every result as JSON, the most suspicious first")
     scan.add_argument("--csv", type=Path, help="write one row per file as CSV, the most suspicious first")
-    scan.set_defaults(run=cmd_scan, loads_tensorflow_itself=True)  # only the workers load TensorFlow
+    scan.set_defaults(run=cmd_scan)  # only the workers load TensorFlow
 
     bench = commands.add_parser("bench", help="time each stage on videos and print a table")
     bench.add_argument("videos", nargs="*", type=Path, help="videos (default: the shared 1080p ones)")
@@ -415,9 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    quiet_settings()  # before any command loads OpenCV; each loads TensorFlow once its checks pass
     try:
-        if not getattr(args, "loads_tensorflow_itself", False):
-            quiet_libraries()
         return int(args.run(args))
     except PipelineError as error:
         print(f"error: {printable(error)}", file=sys.stderr)

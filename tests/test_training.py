@@ -31,7 +31,7 @@ from pipeline.training.calibration import (
     fit_temperature,
 )
 from pipeline.training.data import Sample, class_weights, load_samples, read_face
-from tests.command_line import run_cli
+from tests.command_line import run_cli, run_python
 from tests.subsets import copy_subset
 
 
@@ -730,3 +730,48 @@ def test_a_malformed_recipe_is_one_line_from_the_command_line(tmp_path: Path) ->
         assert "Traceback" not in run.stderr, run.stderr
         assert run.stderr.strip().startswith("error:") and "is malformed" in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+_MISTAKES_SCRIPT = """
+import json, sys
+from pipeline.cli import main
+for argv in json.loads(sys.argv[1]):
+    status = main(argv)
+    print(json.dumps({"status": status, "tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
+"""
+
+
+def test_a_mistyped_input_to_a_training_command_is_answered_before_tensorflow_loads(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Loading TensorFlow takes seconds: the training commands check what they were given first,
+    so a wrong path, table, recipe or member name costs a moment, not a model load."""
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"members": [{"kind": "clip_probe", "name": "clip", "block": 5}]}))
+    runs = str(tmp_path / "runs")
+    mistakes = {
+        "cannot read the baseline table": ["cross-source", "--baseline", str(tmp_path / "no.json"), "--runs", runs],
+        "cannot read the recipe": ["cross-source", "--recipe", str(tmp_path / "no-recipe.json"), "--runs", runs],
+        "names no member of the recipe": ["train-ensemble", "--recipe", str(recipe), "--keep", "cnn", "--runs", runs],
+        "clip.json does not exist": [
+            "train-ensemble",
+            "--recipe",
+            str(recipe),
+            "--keep",
+            "clip",
+            "--models-dir",
+            str(tmp_path),
+            "--runs",
+            runs,
+        ],
+        "must hold a real/ or a fake/ folder": ["evaluate", str(tmp_path)],
+        "re-sharing applies to pictures": ["evaluate", str(shared_data / "videos"), "--per-class", "1", "--reshare"],
+    }
+    run = run_python("-c", _MISTAKES_SCRIPT, json.dumps(list(mistakes.values())))
+    answers = [json.loads(line) for line in run.stdout.splitlines()]
+    errors = run.stderr.strip().splitlines()
+    assert len(answers) == len(errors) == len(mistakes), run.stderr
+    for message, answer, error in zip(mistakes, answers, errors, strict=True):
+        assert answer == {"status": 1, "tensorflow": False, "keras": False}, (message, answer)
+        assert error.startswith("error:") and message in error, error
+    assert not (tmp_path / "runs").exists()

@@ -11,13 +11,13 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.engine.derived import derived_path, keep
+from pipeline.engine.quiet import quiet_stderr
 from pipeline.errors import PipelineError
 
 RUNTIMES = ("tflite", "keras")
@@ -78,19 +78,6 @@ class LiteModel:
 def _output_position(name: str) -> int:
     tail = name.rsplit(":", 1)[-1]
     return int(tail) if tail.isdigit() else 0
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """The process's stderr (file descriptor 2, where C++ libraries print) pointed at /dev/null."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def lite_model(path: Path, model: Any, form: str = "") -> Any:

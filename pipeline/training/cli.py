@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import DEFAULT_AGGREGATION, REPO_ROOT, Settings
+from pipeline.engine.quiet import quiet_libraries
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.sources import SOURCES, ensure_prepared
 
@@ -21,6 +22,7 @@ MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 def cmd_prepare(args: argparse.Namespace) -> int:
     from pipeline.training.prepare import prepare
 
+    quiet_libraries()
     count = prepare(args.source, args.out_dir, frames=args.frames, landmarks=not args.no_landmarks, limit=args.limit)
     print(f"{args.out_dir}: {count} face crops and metadata.csv (media without a face: skipped.csv)")
     return 0
@@ -57,6 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pipeline.training.train import train_member
 
     config = _train_config(args, args.backbone, args.out or Path("runs") / (args.name or args.backbone))
+    quiet_libraries()
     result = train_member(config, resume=args.resume)
     print(f"saved {result.model_path} (best validation ROC AUC {result.best_val_auc:.4f})")
     if args.ensemble_dir:
@@ -72,7 +75,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_train_ensemble(args: argparse.Namespace) -> int:
     """Train every member of the recipe on all its sources, then calibrate and combine them
     into the models folder (without --recipe: the members named by --members, from the flags)."""
-    from pipeline.training.ensemble_fit import fit_ensemble
     from pipeline.training.recipe import Recipe, train_recipe_member
 
     if args.keep and not args.recipe:
@@ -88,6 +90,9 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
             member.pop("out_dir")
         recipe = Recipe(tuple(args.data), members, {}, args.aggregation, args.val_per_class, {}, 0, None)
     kept = _kept_members(recipe, args.keep or (), args.models_dir)
+    quiet_libraries()
+    from pipeline.training.ensemble_fit import fit_ensemble  # it loads Keras: after the checks
+
     ensure_prepared(recipe.sources)
     trained = [
         kept.get(member["name"]) or train_recipe_member(member, recipe.sources, args.runs, None, args.resume)
@@ -111,6 +116,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
 
 def _kept_members(recipe: Recipe, names: Sequence[str], models_dir: Path) -> dict[str, TrainedMember]:
     """The members `--keep` takes as they are from the models folder, checked before any training."""
+    from pipeline.engine.ensemble import CLIP_PROBE
     from pipeline.training.recipe import kept_member
 
     by_name = {m["name"]: m for m in recipe.members}
@@ -122,7 +128,13 @@ def _kept_members(recipe: Recipe, names: Sequence[str], models_dir: Path) -> dic
             raise DataError(
                 f"cannot train {member['name']!r} from {member['init_from']!r} while keeping it: keep both or neither"
             )
-    return {name: kept_member(by_name[name], models_dir) for name in names}
+    # Probes first: their files are read without TensorFlow, so a wrong one is one line at once.
+    kept = {}
+    for name in sorted(names, key=lambda name: by_name[name]["kind"] != CLIP_PROBE):
+        if by_name[name]["kind"] != CLIP_PROBE:
+            quiet_libraries()
+        kept[name] = kept_member(by_name[name], models_dir)
+    return kept
 
 
 def cmd_cross_source(args: argparse.Namespace) -> int:
@@ -132,6 +144,7 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
 
     recipe = Recipe.load(args.recipe)
     baseline = read_baseline(args.baseline) if getattr(args, "baseline", None) else None
+    quiet_libraries()
     ensure_prepared(recipe.sources)
     table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh)
     markdown = table_markdown(table)

@@ -28,6 +28,7 @@ from sklearn.metrics import (
 )
 
 from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.quiet import quiet_libraries
 from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.augment import ReshareSettings
@@ -231,9 +232,7 @@ def evaluate(
     from pipeline.config import Settings
     from pipeline.engine.analyze import Engine
 
-    engine = Engine(Settings(models_dir=models_dir))
-    ensemble = engine.ensemble
-    threshold = ensemble.spec.threshold
+    # The folders first: a wrong one is one line before the models (and TensorFlow) load.
     samples: list[Sample] = []
     for root in roots:
         found = load_samples(root, split)
@@ -244,6 +243,10 @@ def evaluate(
         raise PipelineError(
             f"re-sharing applies to pictures, not videos: {len(videos)} video(s) among the folders to evaluate."
         )
+    quiet_libraries()
+    engine = Engine(Settings(models_dir=models_dir))
+    ensemble = engine.ensemble
+    threshold = ensemble.spec.threshold
     report: dict[str, Any] = {
         "data": [str(r) for r in roots],
         "split": split or "all",
