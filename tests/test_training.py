@@ -749,29 +749,33 @@ def test_a_mistyped_input_to_a_training_command_is_answered_before_tensorflow_lo
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"members": [{"kind": "clip_probe", "name": "clip", "block": 5}]}))
     runs = str(tmp_path / "runs")
-    mistakes = {
-        "cannot read the baseline table": ["cross-source", "--baseline", str(tmp_path / "no.json"), "--runs", runs],
-        "cannot read the recipe": ["cross-source", "--recipe", str(tmp_path / "no-recipe.json"), "--runs", runs],
-        "names no member of the recipe": ["train-ensemble", "--recipe", str(recipe), "--keep", "cnn", "--runs", runs],
-        "clip.json does not exist": [
-            "train-ensemble",
-            "--recipe",
-            str(recipe),
-            "--keep",
-            "clip",
-            "--models-dir",
-            str(tmp_path),
-            "--runs",
-            runs,
-        ],
-        "must hold a real/ or a fake/ folder": ["evaluate", str(tmp_path)],
-        "re-sharing applies to pictures": ["evaluate", str(shared_data / "videos"), "--per-class", "1", "--reshare"],
-    }
-    run = run_python("-c", _MISTAKES_SCRIPT, json.dumps(list(mistakes.values())))
+    mistakes = [
+        ("cannot read the baseline table", ["cross-source", "--baseline", str(tmp_path / "no.json"), "--runs", runs]),
+        ("cannot read the recipe", ["cross-source", "--recipe", str(tmp_path / "no-recipe.json"), "--runs", runs]),
+        ("names no member of the recipe", ["train-ensemble", "--recipe", str(recipe), "--keep", "cnn", "--runs", runs]),
+        (
+            "clip.json does not exist",
+            [
+                "train-ensemble",
+                "--recipe",
+                str(recipe),
+                "--keep",
+                "clip",
+                "--models-dir",
+                str(tmp_path),
+                "--runs",
+                runs,
+            ],
+        ),
+        ("must hold a real/ or a fake/ folder", ["evaluate", str(tmp_path)]),
+        ("re-sharing applies to pictures", ["evaluate", str(shared_data / "videos"), "--per-class", "1", "--reshare"]),
+        ("must hold a real/ or a fake/ folder", ["prepare", str(tmp_path), str(tmp_path / "crops")]),
+    ]
+    run = run_python("-c", _MISTAKES_SCRIPT, json.dumps([argv for _, argv in mistakes]))
     answers = [json.loads(line) for line in run.stdout.splitlines()]
     errors = run.stderr.strip().splitlines()
     assert len(answers) == len(errors) == len(mistakes), run.stderr
-    for message, answer, error in zip(mistakes, answers, errors, strict=True):
+    for (message, _), answer, error in zip(mistakes, answers, errors, strict=True):
         assert answer == {"status": 1, "tensorflow": False, "keras": False}, (message, answer)
         assert error.startswith("error:") and message in error, error
     assert not (tmp_path / "runs").exists()

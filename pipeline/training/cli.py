@@ -22,7 +22,6 @@ MEMBERS = ("mobilenetv2", "efficientnet_lite0")
 def cmd_prepare(args: argparse.Namespace) -> int:
     from pipeline.training.prepare import prepare
 
-    quiet_libraries()
     count = prepare(args.source, args.out_dir, frames=args.frames, landmarks=not args.no_landmarks, limit=args.limit)
     print(f"{args.out_dir}: {count} face crops and metadata.csv (media without a face: skipped.csv)")
     return 0

@@ -34,6 +34,7 @@ import numpy as np
 from pipeline.config import MediaSettings, Settings
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import read_frames
+from pipeline.engine.quiet import quiet_libraries
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.data import LABELS, Sample, split_for_group
 
@@ -160,6 +161,7 @@ def prepare(
     record_path.write_text(json.dumps(record, indent=2) + "\n")
     partial, skipped_path = out_dir / "metadata.partial.csv", out_dir / "skipped.csv"
     done = {row["source"] for row in _read_log(out_dir / "done.csv")}
+    quiet_libraries()  # only now: a wrong folder or settings record is one line at once
     finder = FaceFinder(settings.faces)
     mesh = None
     if landmarks:
