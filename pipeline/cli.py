@@ -17,11 +17,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import MediaSettings, Settings
 from pipeline.engine.quiet import quiet_libraries, quiet_settings
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.engine.analyze import Analysis, Engine
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -121,34 +124,36 @@ def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from pipeline.engine.analyze import Engine
-    from pipeline.engine.explain import write_explanations
+    from pipeline.engine.media import check_readable
 
     check_output_file(args.json)
     check_output_folder(args.cam)
-    quiet_libraries()  # only now: a bad option or output is reported at once
     settings = Settings() if args.models_dir is None else Settings(models_dir=args.models_dir)
-    engine = Engine(settings)
+    # A file that cannot be read at all (a mistyped name, a folder, an empty file) is answered
+    # without the models, which take seconds to load; when no file can be read they never load.
+    unreadable: dict[Path, str] = {}
+    for path in args.files:
+        try:
+            check_readable(path, settings.media)
+        except PipelineError as error:
+            unreadable[path] = printable(error)
+    engine: Engine | None = None
     models = args.models.split(",") if args.models else None
-    engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
+    if len(unreadable) < len(args.files):
+        from pipeline.engine.analyze import Engine
+
+        quiet_libraries()  # only now: a bad option or output is reported at once
+        engine = Engine(settings)
+        engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
     entries: list[dict[str, Any]] = []
     failed = no_face = False
     try:
         for path in args.files:
             shown = printable(path)
-            update, close = _progress_bar(printable(path.name))
-            try:
-                analysis = engine.analyze(path, args.frames, args.aggregation, models, update)
-                explained = write_explanations(engine.ensemble, analysis, args.cam) if args.cam else []
-            except PipelineError as error:
-                message = printable(error)
-            except Exception as error:  # a bug, or a file that breaks a library: this file only
-                log.debug("analysing %s failed", path, exc_info=True)
-                message = printable(f"unexpected error ({type(error).__name__}: {error})")
+            if path in unreadable:
+                analysis, explained, message = None, [], unreadable[path]
             else:
-                message = None
-            finally:
-                close()
+                analysis, explained, message = _analyse(engine, path, args, models)
             if message is not None:
                 print(f"error: {shown}: {message}", file=sys.stderr)
                 entries.append({"file": path.name, "error": message})
@@ -172,6 +177,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if args.json:
             write_json(args.json, entries[0] if len(args.files) == 1 and entries else entries)
     return EXIT_ERROR if failed else EXIT_NO_FACE if no_face else EXIT_OK
+
+
+def _analyse(
+    engine: Engine, path: Path, args: argparse.Namespace, models: list[str] | None
+) -> tuple[Analysis | None, list[Path], str | None]:
+    """(the analysis, the explanation maps written, None), or (None, [], the one-line message) when
+    this file fails; a progress bar on a terminal meanwhile."""
+    from pipeline.engine.explain import write_explanations
+
+    update, close = _progress_bar(printable(path.name))
+    try:
+        analysis = engine.analyze(path, args.frames, args.aggregation, models, update)
+        explained = write_explanations(engine.ensemble, analysis, args.cam) if args.cam else []
+    except PipelineError as error:
+        return None, [], printable(error)
+    except Exception as error:  # a bug, or a file that breaks a library: this file only
+        log.debug("analysing %s failed", path, exc_info=True)
+        return None, [], printable(f"unexpected error ({type(error).__name__}: {error})")
+    finally:
+        close()
+    return analysis, explained, None
 
 
 class _LibraryChatter(io.TextIOBase):

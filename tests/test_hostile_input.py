@@ -25,7 +25,7 @@ from pipeline.config import REPO_ROOT, MediaSettings
 from pipeline.engine import media
 from pipeline.engine.analyze import Engine
 from pipeline.errors import MediaError
-from tests.command_line import run_cli
+from tests.command_line import run_cli, run_python
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Media
@@ -148,6 +148,29 @@ def test_one_failed_file_writes_one_json_object(odd_files: dict[str, Path], tmp_
     run = run_cli("analyze", str(odd_files["missing"]), "--json", str(out))
     assert run.returncode == 1
     assert json.loads(out.read_text()) == {"file": "missing.jpg", "error": "'missing.jpg' was not found."}
+
+
+_MAIN_SCRIPT = """
+import sys
+from pipeline.cli import main
+status = main(sys.argv[1:])
+print(status, "tensorflow" in sys.modules, "onnxruntime" in sys.modules)
+"""
+
+
+def test_files_that_cannot_be_read_are_answered_without_loading_the_models(
+    odd_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The models and TensorFlow take seconds to load: when no file given can be read at all,
+    `analyze` says so for each, in order, without them."""
+    names = ("missing", "folder", "loop", "dangling", "fifo")
+    out = tmp_path / "out.json"
+    run = run_python("-c", _MAIN_SCRIPT, "analyze", *(str(odd_files[n]) for n in names), "--json", str(out))
+    assert run.stdout.split() == ["1", "False", "False"], run.stderr
+    assert_quiet(run.stderr)
+    errors = run.stderr.strip().splitlines()
+    assert [line.startswith(f"error: {odd_files[n]}: ") for n, line in zip(names, errors, strict=True)] == [True] * 5
+    assert [entry["file"] for entry in json.loads(out.read_text())] == [odd_files[n].name for n in names]
 
 
 def test_a_jpeg_claiming_70_megapixels_in_7_kb_is_corrupt(odd_files: dict[str, Path]) -> None:
