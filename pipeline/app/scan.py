@@ -43,6 +43,7 @@ from typing import Any
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import HistoryFilter, JobFile, Store, StoreSettings
 from pipeline.config import MediaSettings, MemorySettings, ScanSettings, Settings
+from pipeline.engine.quiet import quiet_settings
 from pipeline.errors import PipelineError, ScanError, StoreError
 
 log = logging.getLogger("pipeline.scan")
@@ -254,8 +255,7 @@ def _limit_threads(threads: int) -> None:
     """Give this worker's libraries `threads` threads: workers side by side on one machine
     would otherwise each start one thread per core and fight over them. TensorFlow takes its
     thread counts only before it first runs anything."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    quiet_settings()
     import cv2
 
     cv2.setNumThreads(threads)
