@@ -142,7 +142,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if len(unreadable) < len(args.files):
         from pipeline.engine.analyze import Engine
 
-        quiet_libraries()  # only now: a bad option or output is reported at once
+        quiet_libraries()  # only now: a bad output or unreadable files were reported at once
         engine = Engine(settings)
         engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
     entries: list[dict[str, Any]] = []
