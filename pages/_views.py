@@ -127,8 +127,8 @@ def get_store() -> Store:
 
 
 def load_models(service: AnalysisService) -> list[str] | None:
-    """The ensemble's model names, loading the models on first use; None (and an error on the
-    page) when they cannot be loaded."""
+    """The ensemble's model names once its models are loaded (a spinner while they load, or while
+    the background load finishes); None (and an error on the page) when they cannot be loaded."""
     try:
         with st.spinner("Loading the models (once per server start)…"):
             return service.member_names

@@ -12,6 +12,7 @@ from pages._views import (
     load_models,
     render_result,
     require_app_navigation,
+    show_error,
     summary_label,
 )
 from pipeline.app.service import AnalysisRequest, uploaded_file
@@ -27,10 +28,16 @@ require_app_navigation()
 st.title("Analyze")
 service = get_service()
 store = get_store()
-models = load_models(service)
-if models is None:
+try:
+    spec = service.spec
+except PipelineError as error:
+    show_error(error)
     st.stop()
-spec = service.ensemble.spec
+# The form is usable at once; the models load meanwhile, and pressing Analyze waits for them.
+service.load_in_background()
+if service.loading:
+    st.caption("The models are loading in the background (once per server start); choose your files meanwhile.")
+models = [member.name for member in spec.members]
 media = MediaSettings()
 limit_mb = st.get_option("server.maxUploadSize")
 
@@ -62,6 +69,8 @@ if not chosen:
     st.warning("Choose at least one model.")
 
 if st.button("Analyze", type="primary", disabled=not uploads or not chosen, key="analyze_run"):
+    if load_models(service) is None:
+        st.stop()
     request = AnalysisRequest(frames=frames, aggregation=aggregation, models=tuple(chosen))
     results: list[tuple[int, bool]] = []
     errors: list[tuple[str, str]] = []

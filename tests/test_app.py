@@ -437,6 +437,26 @@ def test_model_card_page(home: Path, models_dir: Path, tmp_path: Path, monkeypat
     )
 
 
+def test_the_analyze_page_takes_uploads_while_the_models_load_and_says_when_they_cannot(
+    home: Path, models_dir: Path, media: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Near the end of this module: it replaces the cached engine (the cache holds one models folder).
+    # The ensemble's description without its member files: the form shows from the description
+    # alone (the models load behind it), and pressing Analyze is what meets the missing files.
+    (tmp_path / "ensemble.json").write_bytes((models_dir / "ensemble.json").read_bytes())
+    monkeypatch.setenv("DEEPFAKE_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert_clean(at)
+    members = json.loads((models_dir / "ensemble.json").read_text())["members"]
+    assert at.multiselect(key="analyze_models").value == [m["name"] for m in members]
+    upload(at, media.image)
+    at.button(key="analyze_run").click().run()
+    assert not at.exception
+    missing = f"{tmp_path / 'ensemble.json'} names {members[0]['file']}, which is not in {tmp_path}"
+    assert [e.value for e in at.error] == [missing]
+    assert not verdicts(at)
+
+
 def test_missing_models_are_an_error_message_not_a_traceback(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

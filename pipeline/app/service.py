@@ -1,15 +1,17 @@
 """What the dashboard does with the engine, without Streamlit: analyse an upload or open its
 stored result, keep what is needed to show it later, and explain a stored face on demand.
 
-One `AnalysisService` (one engine, its models loaded once) serves every browser session of a
-process. Sessions run in threads, so the engine is used by one of them at a time (`_engine_lock`):
-the models and MTCNN are shared objects, and on a few CPU cores two analyses side by side would
-not finish sooner than one after the other. The same file with the same settings asked for twice
-at once (two tabs) is analysed once: the second request waits for the first one's stored result.
+One `AnalysisService` (one engine, its models loaded once, in a thread of their own while the
+first page is used) serves every browser session of a process. Sessions run in threads, so the
+engine is used by one of them at a time (`_engine_lock`): the models and MTCNN are shared objects,
+and on a few CPU cores two analyses side by side would not finish sooner than one after the other.
+The same file with the same settings asked for twice at once (two tabs) is analysed once: the
+second request waits for the first one's stored result.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 import threading
@@ -24,7 +26,7 @@ from pipeline.app.pictures import collect, read_picture
 from pipeline.app.store import JobFile, Record, Store, settings_key
 from pipeline.config import PictureSettings
 from pipeline.engine.analyze import Engine, Progress
-from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.ensemble import Ensemble, EnsembleSpec
 from pipeline.engine.explain import explanation_overlays
 from pipeline.engine.media import check_readable, detect_kind, sha256_file
 from pipeline.errors import PipelineError
@@ -108,10 +110,41 @@ class AnalysisService:
         self._engine_lock = threading.Lock()  # held while the engine runs (an analysis, a map)
         self._loading = threading.Lock()  # held while the models load: sessions opened at once load them once
         self._key_locks = _KeyLocks()  # one analysis per file and settings at a time
+        self._loader: threading.Thread | None = None  # loads the models while the first page is used
+        self._loader_start = threading.Lock()
+
+    @property
+    def spec(self) -> EnsembleSpec:
+        """The ensemble's description (members, default rule), read without waiting for the models
+        to load; raises `ModelsMissingError` when the models folder has none."""
+        return self.engine.spec
+
+    def load_in_background(self) -> None:
+        """Start loading the models in a thread of their own, once per service, so that a page can
+        take uploads while they load (about 15 s); whatever needs them waits for that thread."""
+        with self._loader_start:
+            if self._loader is None:
+                self._loader = threading.Thread(target=self._load, name="load-models", daemon=True)
+                self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            with self._loading:
+                self.engine.load()
+        except PipelineError:
+            pass  # a models folder to mend: the first use that needs the models tries again and says why
+        except Exception:  # a bug: logged; the first use that needs the models raises it again
+            logging.getLogger("dashboard").exception("loading the models in the background failed")
+
+    @property
+    def loading(self) -> bool:
+        """Whether the background load (`load_in_background`) is still running."""
+        return self._loader is not None and self._loader.is_alive()
 
     @property
     def ensemble(self) -> Ensemble:
-        """The ensemble, loaded on first use; raises `ModelsMissingError` without models."""
+        """The ensemble, loaded on first use (or waited for while it loads in the background);
+        raises `ModelsMissingError` without models."""
         with self._loading:
             return self.engine.ensemble
 

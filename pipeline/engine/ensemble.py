@@ -189,22 +189,29 @@ class FaceScores:
     """Inference time per member for the whole batch."""
 
 
+def read_spec(models_dir: Path) -> EnsembleSpec:
+    """The description of the ensemble in `models_dir`, read without loading a model (a page
+    shows its members while they load); raises `ModelsMissingError` when there is none."""
+    spec_path = models_dir / ENSEMBLE_FILE
+    if not spec_path.exists():
+        raise ModelsMissingError(
+            f"no trained models in {models_dir} (no {ENSEMBLE_FILE}). Train them with "
+            "`python -m pipeline train-ensemble` (see models/MODEL_CARD.md), or point "
+            "DEEPFAKE_MODELS_DIR at a folder that holds them."
+        )
+    return EnsembleSpec.load(spec_path)
+
+
 class Ensemble:
     """The trained ensemble, loaded once, scoring batches of face crops."""
 
     def __init__(self, models_dir: Path, batch_size: int = 32, cnn_runtime: str = "tflite") -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        self.spec = read_spec(models_dir)
         spec_path = models_dir / ENSEMBLE_FILE
-        if not spec_path.exists():
-            raise ModelsMissingError(
-                f"no trained models in {models_dir} (no {ENSEMBLE_FILE}). Train them with "
-                "`python -m pipeline train-ensemble` (see models/MODEL_CARD.md), or point "
-                "DEEPFAKE_MODELS_DIR at a folder that holds them."
-            )
         import keras  # imported here: loading TensorFlow takes seconds
 
         self.models_dir = models_dir
-        self.spec = EnsembleSpec.load(spec_path)
         self.batch_size = batch_size
         check_runtime(cnn_runtime, "CNN")
         self.models: dict[str, Any] = {}
