@@ -319,6 +319,7 @@ def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir
     assert "| 0_aaqaifqrwn.mp4 | 256x256 | 4 | 4/4 |" in table
     assert "Face recall against MTCNN at full resolution on the same frames: 4/4 = 100.0% (target: 95%)." in table
     assert "target: 8 s" in table
+    assert re.search(r"Loading MTCNN, the ensemble and the CLIP encoder once per process: \d+\.\d s", table)
     assert re.search(
         r"One photo \(portrait_1024.jpg, 1024x1024, one face\), warm: median \d+\.\d\d s \(target: 1.5 s\)", table
     )
