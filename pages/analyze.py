@@ -35,8 +35,11 @@ except PipelineError as error:
     st.stop()
 # The form is usable at once; the models load meanwhile, and pressing Analyze waits for them.
 service.load_in_background()
+loading_note = st.empty()
 if service.loading:
-    st.caption("The models are loading in the background (once per server start); choose your files meanwhile.")
+    loading_note.caption(
+        "The models are loading in the background (once per server start); choose your files meanwhile."
+    )
 models = [member.name for member in spec.members]
 media = MediaSettings()
 limit_mb = st.get_option("server.maxUploadSize")
@@ -71,6 +74,7 @@ if not chosen:
 if st.button("Analyze", type="primary", disabled=not uploads or not chosen, key="analyze_run"):
     if load_models(service) is None:
         st.stop()
+    loading_note.empty()
     request = AnalysisRequest(frames=frames, aggregation=aggregation, models=tuple(chosen))
     results: list[tuple[int, bool]] = []
     errors: list[tuple[str, str]] = []
