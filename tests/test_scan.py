@@ -35,6 +35,7 @@ from pipeline.app.scan import (
     Started,
     WorkerReady,
     find_media,
+    readable,
     run_scan,
 )
 from pipeline.app.store import HistoryFilter, Store
@@ -56,14 +57,15 @@ LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F", "0000000000000000000
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """Four face-crop clips, a photo in a subfolder, a corrupt 'video' and files that are not
-    media (left out), as a newsroom's folder might hold them."""
+    """Four face-crop clips, a photo in a subfolder, a corrupt 'video', an empty one and files
+    that are not media (left out), as a newsroom's folder might hold them."""
     root = tmp_path_factory.mktemp("to-scan")
     for name in CLIPS:
         shutil.copyfile(shared_data / "videos" / "fake" / name, root / name)
     (root / "photos").mkdir()
     shutil.copyfile(shared_data / PHOTO, root / "photos" / "face.jpg")
     (root / "corrupt.mp4").write_bytes(b"this is not a video")
+    (root / "empty.mp4").write_bytes(b"")
     (root / "notes.txt").write_text("not media\n")
     (root / ".hidden.mp4").write_bytes((root / CLIPS[0]).read_bytes())
     return root
@@ -77,9 +79,17 @@ def test_folders_and_lists_give_each_media_file_once(folder: Path, tmp_path: Pat
     relative.write_text(os.path.relpath(folder / CLIPS[3], relative.parent) + "\n")  # from the list's folder
     items, problems = find_media([listing, folder, relative, tmp_path / "missing.txt", folder / "nothing.mp4"])
     names = [Path(item.path).name for item in items]
-    assert names == [CLIPS[0], "face.jpg", CLIPS[1], CLIPS[2], CLIPS[3], "corrupt.mp4", "nothing.mp4"]
+    assert names == [CLIPS[0], "face.jpg", CLIPS[1], CLIPS[2], CLIPS[3], "corrupt.mp4", "empty.mp4", "nothing.mp4"]
     assert [p.item.shown for p in problems] == [str(tmp_path / "missing.txt")]
     assert problems[0].error == "the list of paths was not found"
+    # What a worker could not open is set aside before the scan starts, with `analyze`'s message;
+    # a file that opens but is not media (corrupt.mp4) is the worker's to find out.
+    kept, unreadable = readable(items)
+    assert [Path(item.path).name for item in kept] == names[:6]
+    assert [(Path(o.item.path).name, o.status, o.error) for o in unreadable] == [
+        ("empty.mp4", "failed", "'empty.mp4' is an empty file (0 bytes)."),
+        ("nothing.mp4", "failed", "'nothing.mp4' was not found."),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +197,7 @@ def test_a_killed_worker_costs_one_retry_on_another_worker_and_nothing_is_stored
     cluster_scan: ClusterScan,
 ) -> None:
     report, events, store = cluster_scan.report, cluster_scan.events, cluster_scan.store
-    assert (report.status, report.total, report.done, report.skipped, report.failed) == ("finished", 6, 4, 0, 2)
+    assert (report.status, report.total, report.done, report.skipped, report.failed) == ("finished", 7, 4, 0, 3)
     assert {ready.host for ready in events.ready} and len(events.ready) >= 2
     # VICTIM: killed on its first try, then analysed by another worker, once.
     first, second = events.started_on[VICTIM]
@@ -202,15 +212,18 @@ def test_a_killed_worker_costs_one_retry_on_another_worker_and_nothing_is_stored
     assert (job.name, job.status, job.total, job.done, job.skipped, job.failed) == (
         "desk batch",
         "finished",
-        6,
+        7,
         4,
         0,
-        2,
+        3,
     )
     failed = {Path(f.path).name: f for f in store.job_files(job.id, "failed")}
-    assert set(failed) == {DOOMED, "corrupt.mp4"}
+    assert set(failed) == {DOOMED, "corrupt.mp4", "empty.mp4"}
     assert failed[DOOMED].attempts == 2 and "worker died 2 times" in failed[DOOMED].error
     assert failed["corrupt.mp4"].attempts == 1 and "is not an image or a video" in failed["corrupt.mp4"].error
+    # The empty file failed before any worker saw it.
+    assert failed["empty.mp4"].attempts == 1 and failed["empty.mp4"].error == "'empty.mp4' is an empty file (0 bytes)."
+    assert "empty.mp4" not in events.started_on and "corrupt.mp4" in events.started_on
     # Every result once, whole, with its pictures, linked to the job.
     summaries = store.summaries(HistoryFilter(job_id=job.id), order="most_suspicious")
     assert sorted(s.file_name for s in summaries) == sorted({*CLIPS} - {DOOMED} | {"face.jpg"})
@@ -233,11 +246,12 @@ def test_a_second_scan_skips_what_is_stored_and_does_the_rest(
     cluster_scan: ClusterScan, ray_cluster, folder: Path
 ) -> None:
     """Like a scan run again after it was stopped: stored files are skipped (and listed in the
-    new job), the file that failed for its worker is analysed now, the corrupt one fails again."""
+    new job), the file that failed for its worker is analysed now, the corrupt and empty ones
+    fail again."""
     store = cluster_scan.store
     events = KillingEvents(kill=False)
     report = run_scan(ScanRequest((folder,), frames=FRAMES, workers=2, address=ray_cluster.address), store, events)
-    assert (report.done, report.skipped, report.failed) == (1, 4, 1)
+    assert (report.done, report.skipped, report.failed) == (1, 4, 2)
     assert {Path(o.item.path).name for o in events.outcomes if o.status == "done"} == {DOOMED}
     assert len(store.summaries()) == 5
     assert len(store.summaries(HistoryFilter(job_id=report.job_id))) == 5
@@ -255,22 +269,22 @@ def test_the_history_page_filters_by_scan_job_and_shows_its_progress(
     assert not at.exception, [e.value for e in at.exception]
     job = store.job(cluster_scan.report.job_id)
     picker = at.selectbox(key="history_job")
-    assert any(option.startswith(f"#{job.id} · desk batch · finished · 6/6") for option in picker.options)
+    assert any(option.startswith(f"#{job.id} · desk batch · finished · 7/7") for option in picker.options)
     picker.set_value(job.id).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any(p.proto.text.startswith("6 of 6 files: 4 analysed, 0 skipped") for p in at.get("progress"))
+    assert any(p.proto.text.startswith("7 of 7 files: 4 analysed, 0 skipped") for p in at.get("progress"))
     assert [(m.label, m.value) for m in at.metric] == [
         ("Analysed", "4"),
         ("Skipped", "0"),
-        ("Failed", "2"),
-        ("Total", "6"),
+        ("Failed", "3"),
+        ("Total", "7"),
     ]
     tables = [table.value for table in at.dataframe]
     listed = next(t for t in tables if "verdict" in t.columns)
     stored = store.summaries(HistoryFilter(job_id=job.id), order="most_suspicious")
     assert list(listed["id"]) == [s.id for s in stored]  # the job's results, the most suspicious first
     failed = next(t for t in tables if "why" in t.columns)
-    assert sorted(Path(p).name for p in failed["file"]) == sorted([DOOMED, "corrupt.mp4"])
+    assert sorted(Path(p).name for p in failed["file"]) == sorted([DOOMED, "corrupt.mp4", "empty.mp4"])
     at.selectbox(key="history_open").set_value(stored[0].id).run()
     assert any(m.value.startswith("### Verdict:") for m in at.markdown)  # opens like an uploaded result
 
@@ -360,3 +374,19 @@ def test_command_line_mistakes_are_one_line_before_any_work(folder: Path, tmp_pa
     bad = _cli(tmp_path / "history", str(folder), "--workers", "0")
     _, stderr = bad.communicate(timeout=CLI_DEADLINE_S)
     assert bad.returncode == 2 and "must be at least 1" in stderr
+
+
+def test_files_that_cannot_be_read_are_answered_without_starting_a_scan(folder: Path, tmp_path: Path) -> None:
+    """Only files no worker could open: a line each, in order, then why nothing was scanned;
+    Ray is not started and no job goes into the history."""
+    home = tmp_path / "history"
+    (tmp_path / "no-media").mkdir()
+    run = _cli(home, str(folder / "empty.mp4"), str(tmp_path / "nothing.mp4"), str(tmp_path / "no-media"))
+    stdout, stderr = run.communicate(timeout=CLI_DEADLINE_S)
+    assert run.returncode == 1 and stdout == "" and "Traceback" not in stderr
+    assert stderr.splitlines() == [
+        f"error: {folder / 'empty.mp4'}: 'empty.mp4' is an empty file (0 bytes).",
+        f"error: {tmp_path / 'nothing.mp4'}: 'nothing.mp4' was not found.",
+        "error: none of the files given can be read: nothing to scan",
+    ], stderr
+    assert Store(home).jobs() == []

@@ -43,6 +43,7 @@ from typing import Any
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import HistoryFilter, JobFile, Store, StoreSettings
 from pipeline.config import MediaSettings, MemorySettings, ScanSettings, Settings
+from pipeline.engine.media import check_readable
 from pipeline.engine.quiet import quiet_settings
 from pipeline.errors import PipelineError, ScanError, StoreError
 
@@ -205,7 +206,7 @@ def find_media(
 
     A folder gives the images and videos under it; a file whose suffix is one of
     `ScanSettings.list_suffixes` is a list of paths (files or folders); anything else is a file
-    to analyse (a missing or unreadable one fails in the worker with `analyze`'s message)."""
+    to analyse (`readable` then sets aside a missing or unreadable one with `analyze`'s message)."""
     suffixes = media.image_suffixes + media.video_suffixes
     items: list[ScanItem] = []
     problems: list[FileOutcome] = []
@@ -240,6 +241,22 @@ def find_media(
             continue
         expand(argument, from_list=False)
     return items, problems
+
+
+def readable(items: list[ScanItem], media: MediaSettings = MediaSettings()) -> tuple[list[ScanItem], list[FileOutcome]]:
+    """The items a worker can open, and the others as failed outcomes with the message `analyze`
+    gives (`check_readable`: a stat each, nothing opened). Checked here, before Ray starts,
+    since the workers see the media at the same paths as this machine."""
+    kept: list[ScanItem] = []
+    unreadable: list[FileOutcome] = []
+    for item in items:
+        try:
+            check_readable(Path(item.path), media)
+        except PipelineError as error:
+            unreadable.append(FileOutcome(item, "failed", error=str(error)))
+        else:
+            kept.append(item)
+    return kept, unreadable
 
 
 def default_job_name(arguments: Sequence[Path]) -> str:
@@ -791,9 +808,13 @@ def run_scan(
     if request.workers is not None and request.workers < 1:
         raise ScanError(f"workers must be at least 1, not {request.workers}")
     items, problems = find_media(request.paths, scan=scan)
-    if not items:
+    items, unreadable = readable(items)
+    problems += unreadable
+    if not items:  # said without starting Ray, and no job is recorded
         for problem in problems:
             events.finished(problem)
+        if unreadable:
+            raise ScanError("none of the files given can be read: nothing to scan")
         raise ScanError("no image or video to scan in the paths given")
     name = request.name.strip() or default_job_name(request.paths)
     started = time.monotonic()
