@@ -51,7 +51,7 @@ class MediaSettings:
     min_jpeg_bits_per_block: float = 1.0
     """A Huffman-coded JPEG spends at least one bit per 8x8 block; a file with fewer bytes than
     that for the size its header claims is corrupt (a decoder would fill the rest with grey)."""
-    image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+    image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif")
     video_suffixes: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 

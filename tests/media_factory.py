@@ -237,10 +237,11 @@ def quadrant_colours(rgb: np.ndarray) -> dict[str, tuple[int, int, int]]:
 
 
 def save_with_exif_orientation(image: Image.Image, path: Path, orientation: int) -> Path:
-    """Save as JPEG with an EXIF Orientation tag (stored pixels unchanged)."""
+    """Save as JPEG (or AVIF, by the suffix) with an EXIF Orientation tag, the stored pixels
+    unchanged (Pillow turns it into AVIF's own rotation and mirror boxes)."""
     exif = Image.Exif()
     exif[0x0112] = orientation
-    image.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    image.save(path, "AVIF" if path.suffix == ".avif" else "JPEG", quality=95, exif=exif.tobytes())
     return path
 
 

@@ -143,7 +143,7 @@ def sign(
     remote_url: str | None = None,
 ) -> Path:
     """`source` signed with `definition` into `target` (embedded, or kept at `remote_url`)."""
-    mime = {".jpg": "image/jpeg", ".png": "image/png", ".mp4": "video/mp4"}[source.suffix]
+    mime = {".jpg": "image/jpeg", ".png": "image/png", ".avif": "image/avif", ".mp4": "video/mp4"}[source.suffix]
     builder = c2pa.Builder(definition)
     if remote_url:
         builder.set_no_embed()

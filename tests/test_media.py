@@ -478,6 +478,18 @@ def test_content_decides_the_kind_not_the_suffix(tmp_path: Path) -> None:
     assert media.probe(avi_named_mp4).frame_count == 10
 
 
+def test_a_heic_photo_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """HEIC (how iPhones save photos) cannot be decoded here: named as such, by its suffix and
+    by its content under another name, never read as the MP4 its container resembles."""
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    for name in ("IMG_0001.heic", "IMG_0001.jpg", "IMG_0001.mp4"):
+        path = tmp_path / name
+        path.write_bytes(heic)
+        with pytest.raises(UnsupportedMediaError) as error:
+            media.read_frames(path)
+        assert_user_message(error, path, "heic/heif", "jpeg")
+
+
 def test_frames_must_be_positive(tmp_path: Path) -> None:
     path = make_video(tmp_path / "clip.avi", 10, fourcc="MJPG")
     with pytest.raises(ValueError):
@@ -494,6 +506,7 @@ IMAGE_FORMATS = [
     ("photo.bmp", "BMP", {}, 0),
     ("photo.tif", "TIFF", {}, 0),
     ("deflate.tiff", "TIFF", {"compression": "tiff_deflate"}, 0),
+    ("photo.avif", "AVIF", {"quality": 90}, 16),
 ]
 
 
@@ -519,9 +532,10 @@ def test_every_image_format_decodes_to_rgb(tmp_path: Path, name: str, fmt: str, 
 EXIF_ORIENTATIONS = {1: (0, "tl"), 2: (0, "tr"), 3: (180, "br"), 6: (90, "tr"), 8: (270, "bl")}
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".avif"])
 @pytest.mark.parametrize("orientation", sorted(EXIF_ORIENTATIONS))
-def test_exif_orientation_makes_the_picture_upright(tmp_path: Path, orientation: int) -> None:
-    path = tmp_path / "phone.jpg"
+def test_exif_orientation_makes_the_picture_upright(tmp_path: Path, orientation: int, suffix: str) -> None:
+    path = tmp_path / f"phone{suffix}"
     mf.save_with_exif_orientation(mf.quadrant_image(60, 40), path, orientation)
     rotation, red_corner = EXIF_ORIENTATIONS[orientation]
     upright = (40, 60) if rotation in (90, 270) else (60, 40)  # (width, height)

@@ -55,8 +55,11 @@ def certificates() -> pf.TestCertificates:
 def signed(
     tmp_path_factory: pytest.TempPathFactory, certificates: pf.TestCertificates, media: Media
 ) -> dict[str, Path]:
-    """The shared photo signed three ways, and the shared video signed as AI-generated."""
+    """The shared photo signed three ways (and saved as AVIF, signed as AI-generated), and the
+    shared video signed as AI-generated."""
     folder = tmp_path_factory.mktemp("signed")
+    avif = folder / "photo.avif"
+    Image.open(media.image).save(avif, quality=90)
     files = {
         "captured": pf.sign(
             media.image, folder / "captured.jpg", certificates, pf.manifest("captured.jpg", pf.CAPTURED)
@@ -67,6 +70,7 @@ def signed(
             certificates,
             pf.manifest("generated.jpg", pf.AI_GENERATED, agent="Test Diffusion"),
         ),
+        "avif": pf.sign(avif, folder / "generated.avif", certificates, pf.manifest("generated.avif", pf.AI_GENERATED)),
         "video": pf.sign(
             media.video, folder / "generated.mp4", certificates, pf.manifest("generated.mp4", pf.AI_GENERATED)
         ),
@@ -136,6 +140,13 @@ def test_a_file_altered_after_signing_fails_validation_and_claims_nothing(signed
     )
 
 
+def test_a_signed_avif_picture_carries_its_credentials(signed: dict[str, Path]) -> None:
+    provenance = read_provenance(signed["avif"], "image")
+    assert provenance.credentials.signature == "valid" and provenance.ai_generated
+    assert provenance.credentials.title == "generated.avif" and provenance.problems == []
+    assert provenance.file_history == FileHistory("AVIF")
+
+
 def test_a_signed_video_carries_its_credentials(signed: dict[str, Path]) -> None:
     provenance = read_provenance(signed["video"], "video")
     assert provenance.credentials.signature == "valid" and provenance.ai_generated
@@ -155,7 +166,7 @@ def test_a_png_with_a_generators_parameters_text(tmp_path: Path) -> None:
     assert provenance.ai_claims == [f"metadata of an AI generator: {metadata.generator}"]
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif", ".avif"])
 def test_an_image_with_camera_exif(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"camera{suffix}"
     pf.picture().save(path, exif=pf.camera_exif())
@@ -197,8 +208,9 @@ def test_a_jpeg_with_xmp_saying_trained_algorithmic_media(tmp_path: Path, packet
             lambda image, path: pf.save_png_with_text(path, {"Software": "NovelAI", "Source": "Stable Diffusion XL"}),
         ),
         (".webp", lambda image, path: image.save(path, xmp=pf.xmp(creator_tool="Adobe Firefly Image 3"))),
+        (".avif", lambda image, path: image.save(path, xmp=pf.xmp(creator_tool="Adobe Firefly Image 3"))),
     ],
-    ids=["exif-software", "png-software", "webp-xmp-creator-tool"],
+    ids=["exif-software", "png-software", "webp-xmp-creator-tool", "avif-xmp-creator-tool"],
 )
 def test_software_named_after_an_ai_generator_is_a_claim(tmp_path: Path, suffix: str, save) -> None:
     path = tmp_path / f"tool{suffix}"
@@ -393,6 +405,8 @@ def test_files_that_are_no_jpeg_have_no_quality(tmp_path: Path, media: Media) ->
     assert read_provenance(png, "image").file_history == FileHistory("PNG")
     pf.picture().save(tmp_path / "plain.webp", quality=50)
     assert read_provenance(tmp_path / "plain.webp", "image").file_history == FileHistory("WebP")
+    pf.picture().save(tmp_path / "plain.avif", quality=50)
+    assert read_provenance(tmp_path / "plain.avif", "image").file_history == FileHistory("AVIF")
     pf.picture().save(tmp_path / "plain.bmp")
     assert read_provenance(tmp_path / "plain.bmp", "image").file_history == FileHistory("BMP")
     assert read_provenance(media.video, "video").file_history is None
@@ -527,6 +541,19 @@ def test_an_image_a_camera_wrote_is_analysed_with_its_metadata(engine: Engine, t
     result = engine.analyze(path).result
     assert result.provenance.metadata.camera == "Canon EOS R5" and not result.provenance.ai_generated
     assert "provenance" not in result.reason
+
+
+def test_a_signed_avif_photo_is_analysed_like_the_photo_it_was_saved_from(
+    engine: Engine, signed: dict[str, Path], media: Media
+) -> None:
+    """The engine finds the same face in the AVIF copy and scores it; the verdict's reason quotes
+    its credentials."""
+    photo, avif = engine.analyze(media.image).result, engine.analyze(signed["avif"]).result
+    assert (avif.kind, avif.width, avif.height) == (photo.kind, photo.width, photo.height)
+    (face,), (photo_face,) = avif.frames[0].faces, photo.frames[0].faces
+    assert max(abs(a - b) for a, b in zip(face.box, photo_face.box)) <= 4
+    assert face.fake_probability is not None and avif.verdict != "no_face"
+    assert avif.provenance.ai_generated and "provenance says AI-generated: Content Credentials" in avif.reason
 
 
 def test_a_failing_credential_is_shown_as_such(signed: dict[str, Path]) -> None:

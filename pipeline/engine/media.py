@@ -99,8 +99,17 @@ class MediaInfo:
 _HASH_CHUNK_BYTES = 1 << 20
 _SNIFF_BYTES = 32
 
-_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "AVIF")
 """The only Pillow decoders we let near user files (Pillow would otherwise try dozens)."""
+
+# Brands of the `ftyp` box that open an ISO media file: AVIF pictures (still, sequence), and the
+# HEIF family (HEIC: how iPhones save photos), which Pillow cannot decode and we name in a message.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_HEIF_MESSAGE = (
+    "is a HEIC/HEIF picture (how iPhones save photos), which this app does not read; "
+    "save it as JPEG, PNG or AVIF and analyse that."
+)
 
 # Boxes a QuickTime/MP4 file may start with: `ftyp` in anything modern; old QuickTime files
 # can start straight with `moov`, `mdat`, or padding boxes.
@@ -167,8 +176,24 @@ def check_readable(path: Path, settings: MediaSettings = MediaSettings()) -> Non
         )
 
 
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of the `ftyp` box an ISO media file starts with (those
+    within `head`); empty for any other file."""
+    if head[4:8] != b"ftyp":
+        return set()
+    box = head[8 : int.from_bytes(head[:4], "big")]
+    # The major brand, a minor version, then the compatible brands, four bytes each.
+    return {box[:4]} | {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
+
+
+def is_avif(head: bytes) -> bool:
+    """Whether a file's first bytes (32 of them) open an AVIF picture."""
+    return bool(_ftyp_brands(head) & _AVIF_BRANDS)
+
+
 def _sniff(head: bytes) -> tuple[MediaKind, str] | None:
-    """(kind, container) from a file's first bytes, or None for anything we do not read."""
+    """(kind, container) from a file's first bytes, or None for anything we do not read
+    ("HEIF" names a picture we recognise but cannot read)."""
     if head.startswith(b"\xff\xd8\xff"):
         return "image", "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -179,6 +204,10 @@ def _sniff(head: bytes) -> tuple[MediaKind, str] | None:
         return "image", "BMP"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF
         return "image", "TIFF"
+    if is_avif(head):
+        return "image", "AVIF"
+    if _ftyp_brands(head) & _HEIF_BRANDS:
+        return "image", "HEIF"
     if head[4:8] in _QUICKTIME_FIRST_BOXES:
         return "video", "MP4/MOV"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
@@ -201,6 +230,8 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in (".heic", ".heif"):
+        raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
     if suffix not in settings.image_suffixes + settings.video_suffixes:
         shown = f"'{suffix}'" if suffix else "no suffix"
         raise UnsupportedMediaError(
@@ -213,9 +244,11 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
     if sniffed is None:
         raise UnsupportedMediaError(
             f"{_name(path)} is not an image or a video this app can read (its content is none of "
-            f"JPEG, PNG, WebP, BMP, TIFF, MP4/MOV, AVI, MKV/WebM); it may be corrupt or "
+            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, MP4/MOV, AVI, MKV/WebM); it may be corrupt or "
             f"mislabelled. Supported are {_supported_types(settings)}."
         )
+    if sniffed[1] == "HEIF":
+        raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
     return sniffed[0]
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.config import ProvenanceSettings
+from pipeline.engine.media import is_avif
 from pipeline.results import (
     AI_SOURCE_TYPES,
     ContentCredentials,
@@ -140,7 +141,7 @@ class MetadataBlocks:
     manifest_bytes: int | None = None
     """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
     format: str | None = None
-    """The container, from the file's first bytes (JPEG, PNG, WebP, MP4, TIFF, BMP); None if unknown."""
+    """The container, from the file's first bytes (JPEG, PNG, WebP, AVIF, MP4, TIFF, BMP); None if unknown."""
     quantization: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """A JPEG's quantisation tables: table number -> 64 steps in the file's (zigzag) order."""
     components: list[tuple[int, int, int]] = field(default_factory=list)
@@ -388,6 +389,19 @@ def _bmff_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: Metadat
     blocks.problems.append(_too_many(settings, "MP4 boxes"))
 
 
+def _avif_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """An AVIF picture's EXIF and XMP, which it keeps as items of its `meta` box: Pillow finds
+    them (it parses the file's structure, no pixel is decoded)."""
+    from PIL import Image
+
+    with Image.open(path, formats=["AVIF"]) as image:
+        exif, xmp = image.info.get("exif"), image.info.get("xmp")
+    if isinstance(exif, bytes) and not _over_limit("EXIF", len(exif), settings, blocks):
+        blocks.exif = exif
+    if isinstance(xmp, bytes) and not _over_limit("XMP", len(xmp), settings, blocks):
+        blocks.xmp = xmp
+
+
 def _tiff_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
     """A TIFF file is itself an EXIF structure: Pillow reads its tags, header only."""
     from PIL import Image
@@ -408,7 +422,7 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
     blocks = MetadataBlocks()
     try:
         with Path(path).open("rb") as stream:
-            head = stream.read(12)
+            head = stream.read(32)
             if head.startswith(b"\xff\xd8"):
                 blocks.format = "JPEG"
                 _jpeg_blocks(stream, settings, blocks)
@@ -418,6 +432,10 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
             elif head[:4] == b"RIFF":
                 blocks.format = "WebP" if head[8:12] == b"WEBP" else "RIFF"
                 _riff_blocks(stream, settings, blocks)
+            elif is_avif(head):
+                blocks.format = "AVIF"
+                _bmff_blocks(stream, settings, blocks)  # C2PA sits in a top-level `uuid` box as in MP4
+                _avif_blocks(path, settings, blocks)
             elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
                 blocks.format = "MP4"
                 _bmff_blocks(stream, settings, blocks)
