@@ -105,7 +105,7 @@ _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "AVIF")
 # Brands of the `ftyp` box that open an ISO media file: AVIF pictures (still, sequence), and the
 # HEIF family (HEIC: how iPhones save photos), which Pillow cannot decode and we name in a message.
 _AVIF_BRANDS = {b"avif", b"avis"}
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
 _HEIF_MESSAGE = (
     "is a HEIC/HEIF picture (how iPhones save photos), which this app does not read; "
     "save it as JPEG, PNG or AVIF and analyse that."
