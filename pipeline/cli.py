@@ -124,17 +124,19 @@ def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from pipeline.engine.media import check_readable
+    from pipeline.engine.media import check_readable, check_suffix
 
     check_output_file(args.json)
     check_output_folder(args.cam)
     settings = Settings() if args.models_dir is None else Settings(models_dir=args.models_dir)
-    # A file that cannot be read at all (a mistyped name, a folder, an empty file) is answered
-    # without the models, which take seconds to load; when no file can be read they never load.
+    # A file that cannot be read at all (a mistyped name, a folder, an empty file, a type no one
+    # reads) is answered without the models, which take seconds to load; when no file can be
+    # read they never load.
     unreadable: dict[Path, str] = {}
     for path in args.files:
         try:
             check_readable(path, settings.media)
+            check_suffix(path, settings.media)
         except PipelineError as error:
             unreadable[path] = printable(error)
     engine: Engine | None = None

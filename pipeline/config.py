@@ -53,6 +53,9 @@ class MediaSettings:
     that for the size its header claims is corrupt (a decoder would fill the rest with grey)."""
     image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif")
     video_suffixes: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+    heif_suffixes: tuple[str, ...] = (".heic", ".heif")
+    """Pictures that cannot be decoded here (HEIC: how iPhones save photos), taken in by uploads
+    and scans anyway so that each is answered with how to convert it, not passed over."""
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,10 @@ def quadrant_colours(rgb: np.ndarray) -> dict[str, tuple[int, int, int]]:
     return colours
 
 
+HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+"""The first box of a HEIC photo as iPhones write it, and padding: recognised, not a picture."""
+
+
 def save_with_exif_orientation(image: Image.Image, path: Path, orientation: int) -> Path:
     """Save as JPEG (or AVIF, by the suffix) with an EXIF Orientation tag, the stored pixels
     unchanged (Pillow turns it into AVIF's own rotation and mirror boxes)."""

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import media_factory as mf
 import numpy as np
 import pytest
 from PIL import Image
@@ -181,6 +182,19 @@ def test_a_file_the_engine_cannot_read_is_an_error_message(home: Path, models_di
     at.button(key="analyze_run").click().run()
     assert not at.exception
     assert len(at.error) == 1 and at.error[0].value.startswith("broken.mp4: ")
+
+
+def test_a_heic_upload_is_taken_and_answered_with_how_to_convert_it(home: Path, models_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert ".heic" in at.get("file_uploader")[0].proto.type  # the browser lets it through
+    at.file_uploader(key="analyze_uploads").set_value([("IMG_0001.HEIC", mf.HEIC_BYTES, "image/heic")])
+    at.run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "IMG_0001.HEIC: 'IMG_0001.HEIC' is a HEIC/HEIF picture (how iPhones save photos), which this app "
+        "does not read; save it as JPEG, PNG or AVIF and analyse that."
+    ]
 
 
 def test_odd_uploads_each_get_a_line_and_the_others_go_on(

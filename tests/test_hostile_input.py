@@ -58,7 +58,11 @@ def odd_files(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> di
         "wide_png": folder / "wide.png",
         "wide_video": folder / "wide.avi",
         "lying_jpeg": mf.jpeg_claiming_size(face, folder / "lying.jpg", 8000, 8700),
+        "heic": folder / "IMG_0001.HEIC",
+        "notes": folder / "notes.txt",
     }
+    files["heic"].write_bytes(mf.HEIC_BYTES)
+    files["notes"].write_text("not media\n")
     files["folder"].mkdir()
     os.symlink(files["loop"], files["loop"])
     os.symlink(folder / "gone.jpg", files["dangling"])
@@ -161,15 +165,17 @@ print(status, "tensorflow" in sys.modules, "onnxruntime" in sys.modules)
 def test_files_that_cannot_be_read_are_answered_without_loading_the_models(
     odd_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The models and TensorFlow take seconds to load: when no file given can be read at all,
-    `analyze` says so for each, in order, without them."""
-    names = ("missing", "folder", "loop", "dangling", "fifo")
+    """The models and TensorFlow take seconds to load: when no file given can be read at all (or
+    is of a type no one reads), `analyze` says so for each, in order, without them."""
+    names = ("missing", "folder", "loop", "dangling", "fifo", "heic", "notes")
     out = tmp_path / "out.json"
     run = run_python("-c", _MAIN_SCRIPT, "analyze", *(str(odd_files[n]) for n in names), "--json", str(out))
     assert run.stdout.split() == ["1", "False", "False"], run.stderr
     assert_quiet(run.stderr)
-    for name, line in zip(names, run.stderr.strip().splitlines(), strict=True):
+    lines = run.stderr.strip().splitlines()
+    for name, line in zip(names, lines, strict=True):
         assert line.startswith(f"error: {odd_files[name]}: "), line
+    assert "HEIC/HEIF" in lines[-2] and "unsupported type ('.txt')" in lines[-1]
     assert [entry["file"] for entry in json.loads(out.read_text())] == [odd_files[n].name for n in names]
 
 

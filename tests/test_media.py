@@ -481,10 +481,9 @@ def test_content_decides_the_kind_not_the_suffix(tmp_path: Path) -> None:
 def test_a_heic_photo_is_refused_with_what_to_do(tmp_path: Path) -> None:
     """HEIC (how iPhones save photos) cannot be decoded here: named as such, by its suffix and
     by its content under another name, never read as the MP4 its container resembles."""
-    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
     for name in ("IMG_0001.heic", "IMG_0001.jpg", "IMG_0001.mp4"):
         path = tmp_path / name
-        path.write_bytes(heic)
+        path.write_bytes(mf.HEIC_BYTES)
         with pytest.raises(UnsupportedMediaError) as error:
             media.read_frames(path)
         assert_user_message(error, path, "heic/heif", "jpeg")

@@ -48,7 +48,9 @@ __all__ = [
     "MediaInfo",
     "MediaKind",
     "check_readable",
+    "check_suffix",
     "detect_kind",
+    "is_avif",
     "load_image",
     "probe",
     "read_frames",
@@ -176,6 +178,20 @@ def check_readable(path: Path, settings: MediaSettings = MediaSettings()) -> Non
         )
 
 
+def check_suffix(path: Path, settings: MediaSettings = MediaSettings()) -> None:
+    """Raise an `UnsupportedMediaError` unless `path` is named as a supported image or video (a
+    HEIC picture's message says how to convert it). Reads nothing."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in settings.heif_suffixes:
+        raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
+    if suffix not in settings.image_suffixes + settings.video_suffixes:
+        shown = f"'{suffix}'" if suffix else "no suffix"
+        raise UnsupportedMediaError(
+            f"{_name(path)} has an unsupported type ({shown}); supported are {_supported_types(settings)}."
+        )
+
+
 def _ftyp_brands(head: bytes) -> set[bytes]:
     """The major and compatible brands of the `ftyp` box an ISO media file starts with (those
     within `head`); empty for any other file."""
@@ -229,14 +245,7 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
         MediaError: missing, unreadable, not a regular file, or empty.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".heic", ".heif"):
-        raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
-    if suffix not in settings.image_suffixes + settings.video_suffixes:
-        shown = f"'{suffix}'" if suffix else "no suffix"
-        raise UnsupportedMediaError(
-            f"{_name(path)} has an unsupported type ({shown}); supported are {_supported_types(settings)}."
-        )
+    check_suffix(path, settings)
     check_readable(path, settings)
     with path.open("rb") as stream:
         head = stream.read(_SNIFF_BYTES)
