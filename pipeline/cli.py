@@ -139,6 +139,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             check_suffix(path, settings.media)
         except PipelineError as error:
             unreadable[path] = printable(error)
+            if path.is_dir():  # what the user most likely meant
+                unreadable[path] += " To analyse every image and video in it, run `python -m pipeline scan` on it."
     engine: Engine | None = None
     models = args.models.split(",") if args.models else None
     if len(unreadable) < len(args.files):

@@ -175,6 +175,9 @@ def test_files_that_cannot_be_read_are_answered_without_loading_the_models(
     lines = run.stderr.strip().splitlines()
     for name, line in zip(names, lines, strict=True):
         assert line.startswith(f"error: {odd_files[name]}: "), line
+    assert lines[1].endswith(
+        "is a folder, not a file. To analyse every image and video in it, run `python -m pipeline scan` on it."
+    )
     assert "HEIC/HEIF" in lines[-2] and "unsupported type ('.txt')" in lines[-1]
     assert [entry["file"] for entry in json.loads(out.read_text())] == [odd_files[n].name for n in names]
 
