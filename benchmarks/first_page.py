@@ -27,7 +27,8 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(APP, default_timeout=300).run()
 drawn = time.perf_counter() - start
 assert not at.exception and at.get("file_uploader"), [e.value for e in at.exception]
-(loader,) = [t for t in threading.enumerate() if t.name == "load-models"]  # the service's own thread
+from pipeline.app.service import LOADER_THREAD
+(loader,) = [t for t in threading.enumerate() if t.name == LOADER_THREAD]
 loading = loader.is_alive()
 loader.join()
 print(json.dumps({"drawn_s": drawn, "loading_when_drawn": loading, "loaded_s": time.perf_counter() - start}))

@@ -124,7 +124,7 @@ def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from pipeline.engine.media import check_readable, check_suffix
+    from pipeline.engine.media import check_without_opening
 
     check_output_file(args.json)
     check_output_folder(args.cam)
@@ -135,8 +135,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     unreadable: dict[Path, str] = {}
     for path in args.files:
         try:
-            check_readable(path, settings.media)
-            check_suffix(path, settings.media)
+            check_without_opening(path, settings.media)
         except PipelineError as error:
             unreadable[path] = printable(error)
             if path.is_dir():  # what the user most likely meant

@@ -43,7 +43,7 @@ from typing import Any
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import HistoryFilter, JobFile, Store, StoreSettings
 from pipeline.config import MediaSettings, MemorySettings, ScanSettings, Settings
-from pipeline.engine.media import check_readable, check_suffix
+from pipeline.engine.media import check_without_opening
 from pipeline.engine.quiet import quiet_settings
 from pipeline.errors import PipelineError, ScanError, StoreError
 
@@ -246,14 +246,13 @@ def find_media(
 
 def readable(items: list[ScanItem], media: MediaSettings = MediaSettings()) -> tuple[list[ScanItem], list[FileOutcome]]:
     """The items a worker can open, and the others as failed outcomes with the message `analyze`
-    gives (`check_readable`, a stat, and `check_suffix`, the name: nothing is opened). Checked
-    here, before Ray starts, since the workers see the media at the same paths as this machine."""
+    gives (`check_without_opening`: a stat and the name). Checked here, before Ray starts, since
+    the workers see the media at the same paths as this machine."""
     kept: list[ScanItem] = []
     unreadable: list[FileOutcome] = []
     for item in items:
         try:
-            check_readable(Path(item.path), media)  # first, as `Engine.analyze` checks
-            check_suffix(Path(item.path), media)
+            check_without_opening(Path(item.path), media)
         except PipelineError as error:
             unreadable.append(FileOutcome(item, "failed", error=str(error)))
         else:

@@ -102,6 +102,10 @@ class _KeyLocks:
                     self._locks[key] = (lock, users - 1)
 
 
+LOADER_THREAD = "load-models"
+"""The name of the thread `AnalysisService.load_in_background` starts."""
+
+
 class AnalysisService:
     """The engine shared by every session of the dashboard, guarded by locks."""
 
@@ -124,7 +128,7 @@ class AnalysisService:
         take uploads while they load (about 15 s); whatever needs them waits for that thread."""
         with self._loader_start:
             if self._loader is None:
-                self._loader = threading.Thread(target=self._load, name="load-models", daemon=True)
+                self._loader = threading.Thread(target=self._load, name=LOADER_THREAD, daemon=True)
                 self._loader.start()
 
     def _load(self) -> None:

@@ -49,6 +49,7 @@ __all__ = [
     "MediaKind",
     "check_readable",
     "check_suffix",
+    "check_without_opening",
     "detect_kind",
     "is_avif",
     "load_image",
@@ -190,6 +191,15 @@ def check_suffix(path: Path, settings: MediaSettings = MediaSettings()) -> None:
         raise UnsupportedMediaError(
             f"{_name(path)} has an unsupported type ({shown}); supported are {_supported_types(settings)}."
         )
+
+
+def check_without_opening(path: Path, settings: MediaSettings = MediaSettings()) -> None:
+    """What can be said of a file before anything loads to analyse it, nothing opened: that it
+    is readable (`check_readable`, first, as `Engine.analyze` checks it), then that it is named
+    as a supported type (`check_suffix`). `analyze` and `scan` call it before the models load or
+    Ray starts."""
+    check_readable(path, settings)
+    check_suffix(path, settings)
 
 
 def _ftyp_brands(head: bytes) -> set[bytes]:
