@@ -67,6 +67,25 @@ def write_video(
     return path
 
 
+def write_gif(path: Path, delays_ms: list[int], size: tuple[int, int] = VIDEO_SIZE, **options) -> Path:
+    """An animated GIF (Pillow) of `index_frame_bgr` frames, frame k shown for `delays_ms[k]`
+    (GIF keeps delays in hundredths of a second)."""
+    frames = [Image.fromarray(index_frame_bgr(index, size)[:, :, ::-1]) for index in range(len(delays_ms))]
+    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=delays_ms, loop=0, **options)
+    return path
+
+
+def raw_gif(path: Path, screen: tuple[int, int], pictures: int, picture: tuple[int, int] = (1, 1)) -> Path:
+    """A GIF written byte by byte, so that its header may say anything: a screen of `screen`
+    pixels and `pictures` pictures of `picture` pixels (one LZW code each, 0.1 s apart)."""
+    data = b"GIF89a" + struct.pack("<HH", *screen) + bytes([0x80, 0, 0, 0, 0, 0, 255, 255, 255])
+    for _ in range(pictures):
+        data += b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: a delay of 10/100 s
+        data += b"\x2c" + struct.pack("<HHHH", 0, 0, *picture) + b"\x00\x02\x02\x4c\x01\x00"
+    path.write_bytes(data + b"\x3b")
+    return path
+
+
 def corner_marker_bgr(index: int, size: tuple[int, int]) -> np.ndarray:
     """Gray frame with a red block in the stored top-left corner (to see where rotation puts it)."""
     width, height = size

@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from pipeline.app.store import JobFile, Store
 from pipeline.config import DATA_HOME_ENV, REPO_ROOT
+from pipeline.engine.media import sample_frames
 from pipeline.engine.provenance import NO_PROVENANCE
 
 if TYPE_CHECKING:
@@ -195,6 +196,31 @@ def test_a_heic_upload_is_taken_and_answered_with_how_to_convert_it(home: Path, 
         "IMG_0001.HEIC: 'IMG_0001.HEIC' is a HEIC/HEIF picture (how iPhones save photos), which this app "
         "does not read; save it as JPEG, PNG or AVIF and analyse that."
     ]
+
+
+def test_an_animated_gif_upload_is_analysed_as_a_video(
+    home: Path, models_dir: Path, media: Media, tmp_path: Path
+) -> None:
+    """The shared face clip as an animated GIF: taken by the uploader, one verdict, and a timeline
+    of the person at the times the GIF shows its frames."""
+    pictures = [Image.fromarray(frame.rgb) for frame in sample_frames(media.video, frames=6)]
+    gif = io.BytesIO()
+    pictures[0].save(gif, "GIF", save_all=True, append_images=pictures[1:], duration=120, loop=0)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert ".gif" in at.get("file_uploader")[0].proto.type
+    at.file_uploader(key="analyze_uploads").set_value([("reaction.gif", gif.getvalue(), "image/gif")])
+    at.run()
+    at.button(key="analyze_run").click().run()
+    assert_clean(at)
+    assert len(verdicts(at)) == 1
+    record_id = next(s.id for s in Store(home).summaries() if s.file_name == "reaction.gif")
+    result = Store(home).get(record_id).result
+    assert result.kind == "video" and [f.time_s for f in result.frames] == pytest.approx(
+        [0.0, 0.12, 0.24, 0.36, 0.48, 0.6]
+    )
+    timeline = figures(at)[0]
+    assert [t["name"] for t in timeline["data"]] == ["person 1 · ensemble"]
+    assert values(timeline["data"][0]["x"]) == [f.time_s for f in result.frames if f.faces]
 
 
 def test_odd_uploads_each_get_a_line_and_the_others_go_on(

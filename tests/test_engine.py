@@ -14,10 +14,12 @@ import cv2
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.engine.analyze import AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
+from pipeline.engine.media import sample_frames
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
@@ -72,6 +74,22 @@ def test_two_people_get_two_timelines(engine: Engine, shared_data: Path, tmp_pat
         left, right = (sorted(frame.faces, key=lambda f: f.box[0]) + [None, None])[:2]
         if left and right:
             assert (left.track, right.track) == (0, 1)
+
+
+def test_an_animated_gif_is_analysed_as_a_video(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+    """A face clip saved as an animated GIF (256 colours, as GIFs shared online are): one person
+    followed through the sampled frames, at the times the GIF shows them."""
+    frames = [Image.fromarray(f.rgb) for f in sample_frames(shared_data / "videos/fake/0_aaqaifqrwn.mp4", frames=10)]
+    gif = tmp_path / "reaction.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    result = engine.analyze(gif, frames=5).result
+    assert (result.kind, result.width, result.height) == ("video", *frames[0].size)
+    assert [f.frame_number for f in result.frames] == [1, 3, 5, 7, 9]
+    assert [f.time_s for f in result.frames] == pytest.approx([0.08, 0.24, 0.40, 0.56, 0.72])
+    assert all(len(f.faces) == 1 for f in result.frames)
+    (track,) = result.tracks
+    assert track.faces == 5 and set(track.model_scores) == set(engine.ensemble.member_names)
+    assert result.verdict in {"real", "fake", "uncertain"} and result.provenance.file_history is None
 
 
 def test_twenty_faces_in_one_photo_are_all_scored(engine: Engine, shared_data: Path, tmp_path: Path) -> None:

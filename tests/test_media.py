@@ -461,11 +461,11 @@ def test_content_that_is_no_media_is_refused_by_sniffing(tmp_path: Path, name: s
 
 
 def test_unknown_suffix_lists_the_supported_types(tmp_path: Path) -> None:
-    path = tmp_path / "anim.gif"
-    Image.new("P", (8, 8)).save(path, "GIF")
+    path = tmp_path / "drawing.ico"
+    Image.new("RGB", (16, 16)).save(path, "ICO")
     with pytest.raises(UnsupportedMediaError) as error:
         media.probe(path)
-    assert_user_message(error, path, ".gif", ".png", ".webm")
+    assert_user_message(error, path, ".ico", ".png", ".gif", ".webm")
 
 
 def test_content_decides_the_kind_not_the_suffix(tmp_path: Path) -> None:
@@ -489,6 +489,52 @@ def test_a_heic_photo_is_refused_with_what_to_do(tmp_path: Path) -> None:
         assert_user_message(error, path, "heic/heif", "jpeg")
 
 
+def test_an_animated_gif_is_sampled_in_time_like_a_video(tmp_path: Path) -> None:
+    """Each GIF frame has its own delay: the samples are spread over the time the animation
+    plays, and each is the frame it claims to be, built up as a viewer shows it."""
+    delays = [100, 50, 300, 100, 100, 50, 200, 100]  # ms; frame k starts at the sum of those before
+    path = mf.write_gif(tmp_path / "reaction.gif", delays)
+    starts = [sum(delays[:k]) / 1000 for k in range(len(delays))]
+    assert media.detect_kind(path, MediaSettings()) == "video"
+    info, frames = media.read_frames(path, frames=4)
+    assert (info.kind, info.width, info.height, info.rotation) == ("video", *mf.VIDEO_SIZE, 0)
+    assert info.frame_count == len(delays)
+    frames = list(frames)
+    # The middles of four equal spans of the time shown fall in frames 1 (0.10-0.15 s), 2
+    # (0.15-0.45 s), 4 and 7; four samples by count would be frames 1, 3, 5 and 7.
+    assert [f.frame_number for f in frames] == [1, 2, 4, 7]
+    for frame in frames:
+        assert mf.read_index(frame.rgb) == frame.frame_number
+        assert frame.time_s == pytest.approx(starts[frame.frame_number], abs=1e-3)
+    assert len(list(media.sample_frames(path, frames=32))) == len(delays)  # every frame, once
+
+
+def test_a_gif_drawn_over_its_previous_frame_is_read_as_shown(tmp_path: Path) -> None:
+    """GIF frames may redraw only part of the picture over the last one (Pillow writes them so,
+    with transparency for what did not change): the frame read is the whole picture shown."""
+    path = mf.write_gif(tmp_path / "partial.gif", [100] * 6, optimize=True)
+    with Image.open(path) as gif:
+        shown = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            shown.append(np.array(gif.convert("RGB")))
+    for frame in media.sample_frames(path, frames=6):
+        assert np.array_equal(frame.rgb, shown[frame.frame_number])
+
+
+def test_a_damaged_gif_gives_the_frames_before_the_damage_or_one_line(tmp_path: Path) -> None:
+    whole = mf.write_gif(tmp_path / "whole.gif", [100] * 8).read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(whole[: len(whole) // 2])
+    numbers = [f.frame_number for f in media.sample_frames(cut, frames=8)]
+    assert 0 < len(numbers) < 8 and numbers == list(range(len(numbers)))
+    header_only = tmp_path / "header.gif"
+    header_only.write_bytes(whole[:20])
+    with pytest.raises(MediaError) as error:
+        media.read_frames(header_only)
+    assert_user_message(error, header_only, "not a readable image")
+
+
 def test_frames_must_be_positive(tmp_path: Path) -> None:
     path = make_video(tmp_path / "clip.avi", 10, fourcc="MJPG")
     with pytest.raises(ValueError):
@@ -506,6 +552,7 @@ IMAGE_FORMATS = [
     ("photo.tif", "TIFF", {}, 0),
     ("deflate.tiff", "TIFF", {"compression": "tiff_deflate"}, 0),
     ("photo.avif", "AVIF", {"quality": 90}, 16),
+    ("photo.gif", "GIF", {}, 0),  # one picture: an image (an animated GIF is a video, below)
 ]
 
 

@@ -30,7 +30,8 @@ from pipeline.training.calibration import (
     fit_calibration,
     fit_temperature,
 )
-from pipeline.training.data import Sample, class_weights, load_samples, read_face
+from pipeline.training.data import Sample, class_weights, is_video, load_samples, read_face
+from tests import media_factory
 from tests.command_line import run_cli, run_python
 from tests.subsets import copy_subset
 
@@ -54,6 +55,14 @@ def test_a_plain_folder_gets_stable_group_splits(shared_data: Path, tmp_path: Pa
     assert [s.split for s in first] == [s.split for s in load_samples(tmp_path)]
     assert {s.split for s in first} <= {"train", "val", "test"} and len(first) == 60
     assert class_weights(first) == {0: 1.0, 1: 1.0}
+
+
+def test_evaluation_tells_videos_from_pictures_as_the_engine_does(tmp_path: Path) -> None:
+    """By the name, but a GIF by its content: an animated one is scored as a video."""
+    still, animated = tmp_path / "still.gif", tmp_path / "animated.gif"
+    media_factory.write_gif(still, [100])
+    media_factory.write_gif(animated, [100, 100])
+    assert [is_video(p) for p in (still, animated, Path("clip.MOV"), Path("photo.jpg"))] == [False, True, True, False]
 
 
 def test_a_folder_without_real_or_fake_is_refused(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "check_without_opening",
     "detect_kind",
     "is_avif",
+    "is_gif",
     "load_image",
     "probe",
     "read_frames",
@@ -102,7 +103,7 @@ class MediaInfo:
 _HASH_CHUNK_BYTES = 1 << 20
 _SNIFF_BYTES = 32
 
-_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "AVIF")
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "AVIF", "GIF")
 """The only Pillow decoders we let near user files (Pillow would otherwise try dozens)."""
 
 # Brands of the `ftyp` box that open an ISO media file: AVIF pictures (still, sequence), and the
@@ -212,6 +213,23 @@ def _ftyp_brands(head: bytes) -> set[bytes]:
     return {box[:4]} | {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
 
 
+def is_gif(head: bytes) -> bool:
+    """Whether a file's first bytes open a GIF (either version of the format)."""
+    return head[:6] in (b"GIF87a", b"GIF89a")
+
+
+def _is_animated_gif(path: Path, settings: MediaSettings) -> bool:
+    """Whether a GIF holds more than one picture. Pillow walks the blocks to the second image
+    descriptor without decoding any pixel; a GIF damaged after its first picture counts as one
+    picture, so that decoding it gives its own message. A GIF that cannot be opened at all, or
+    that is too large, is refused here as an image would be."""
+    with _open_image(path, settings) as image:
+        try:
+            return bool(image.is_animated)
+        except _PILLOW_DECODE_ERRORS:
+            return False
+
+
 def is_avif(head: bytes) -> bool:
     """Whether a file's first bytes (32 of them) open an AVIF picture."""
     return bool(_ftyp_brands(head) & _AVIF_BRANDS)
@@ -228,6 +246,8 @@ def _sniff(head: bytes) -> tuple[MediaKind, str] | None:
         return "image", "WebP"
     if head.startswith(b"BM"):
         return "image", "BMP"
+    if is_gif(head):
+        return "image", "GIF"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF
         return "image", "TIFF"
     if is_avif(head):
@@ -248,6 +268,8 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
 
     The suffix must be one of the supported ones, and the content must be one of the supported
     containers; when both are known the content wins (a PNG named `.jpg` is read as a PNG).
+    A GIF is an image when it holds one picture and a video when it is animated: its frames
+    are sampled in time like any video's (decoded by FFmpeg, which keeps each frame's delay).
 
     Raises:
         UnsupportedMediaError: unknown suffix, or content that is no supported image/video.
@@ -263,11 +285,13 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
     if sniffed is None:
         raise UnsupportedMediaError(
             f"{_name(path)} is not an image or a video this app can read (its content is none of "
-            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, MP4/MOV, AVI, MKV/WebM); it may be corrupt or "
+            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, GIF, MP4/MOV, AVI, MKV/WebM); it may be corrupt or "
             f"mislabelled. Supported are {_supported_types(settings)}."
         )
     if sniffed[1] == "HEIF":
         raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
+    if sniffed[1] == "GIF" and _is_animated_gif(path, settings):
+        return "video"
     return sniffed[0]
 
 

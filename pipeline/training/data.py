@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import MediaSettings
-from pipeline.errors import DataError
+from pipeline.engine.media import detect_kind
+from pipeline.errors import DataError, MediaError
 
 LABELS = {"real": 0, "fake": 1}
 SPLITS = ("train", "val", "test")
@@ -51,7 +52,14 @@ def split_for_group(group: str, val_fraction: float, test_fraction: float) -> st
 
 
 def is_video(path: Path, settings: MediaSettings = MediaSettings()) -> bool:
-    return path.suffix.lower() in settings.video_suffixes
+    """Whether the engine reads `path` as a video: by its name, but a GIF by its content (an
+    animated one is a video)."""
+    if path.suffix.lower() != ".gif":
+        return path.suffix.lower() in settings.video_suffixes
+    try:
+        return detect_kind(path, settings) == "video"
+    except MediaError:
+        return False  # read as a picture, whose reading says what is wrong
 
 
 def load_samples(
