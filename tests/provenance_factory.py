@@ -143,7 +143,9 @@ def sign(
     remote_url: str | None = None,
 ) -> Path:
     """`source` signed with `definition` into `target` (embedded, or kept at `remote_url`)."""
-    mime = {".jpg": "image/jpeg", ".png": "image/png", ".avif": "image/avif", ".mp4": "video/mp4"}[source.suffix]
+    mime = {".jpg": "image/jpeg", ".png": "image/png", ".avif": "image/avif", ".gif": "image/gif", ".mp4": "video/mp4"}[
+        source.suffix
+    ]
     builder = c2pa.Builder(definition)
     if remote_url:
         builder.set_no_embed()
@@ -247,6 +249,28 @@ def insert_png_chunks(source: Path, target: Path, *chunks: bytes) -> Path:
     data = source.read_bytes()
     header_end = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4
     target.write_bytes(data[:header_end] + b"".join(chunks) + data[header_end:])
+    return target
+
+
+def gif_xmp(packet: bytes) -> bytes:
+    """An XMP packet as a GIF carries it (Adobe's way): an application extension holding the raw
+    packet, then the trailer that makes a reader skipping sub-blocks land on its end."""
+    return b"\x21\xff\x0bXMP DataXMP" + packet + bytes([1, *range(255, -1, -1), 0])
+
+
+def gif_comment(text: bytes) -> bytes:
+    """A GIF comment extension holding `text` in sub-blocks of up to 255 bytes."""
+    pieces = [text[i : i + 255] for i in range(0, len(text), 255)]
+    return b"\x21\xfe" + b"".join(bytes([len(piece)]) + piece for piece in pieces) + b"\x00"
+
+
+def insert_gif_blocks(source: Path, target: Path, *blocks: bytes) -> Path:
+    """A copy of a GIF with extension blocks added right after its screen descriptor and global
+    colour table."""
+    data = source.read_bytes()
+    flags = data[10]
+    header_end = 13 + (3 << ((flags & 0x07) + 1) if flags & 0x80 else 0)
+    target.write_bytes(data[:header_end] + b"".join(blocks) + data[header_end:])
     return target
 
 

@@ -28,6 +28,7 @@ from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import Store
 from pipeline.config import REPO_ROOT, ProvenanceSettings
 from pipeline.engine.analyze import STAGES, Engine
+from pipeline.engine.media import detect_kind
 from pipeline.engine.provenance import (
     NO_PROVENANCE,
     read_file_history,
@@ -147,6 +148,22 @@ def test_a_signed_avif_picture_carries_its_credentials(signed: dict[str, Path]) 
     assert provenance.file_history == FileHistory("AVIF")
 
 
+def test_signed_gifs_carry_their_credentials(tmp_path: Path, certificates: pf.TestCertificates) -> None:
+    """A GIF of one picture (an image) and an animated one (read as a video), each signed as
+    AI-generated: the credentials are found in either, and checked."""
+    still, animated = tmp_path / "still.gif", tmp_path / "animated.gif"
+    pf.picture().save(still)
+    pf.picture().save(animated, save_all=True, append_images=[pf.picture().rotate(180)], duration=100)
+    for path, kind in ((still, "image"), (animated, "video")):
+        signed = pf.sign(path, tmp_path / f"signed_{path.name}", certificates, pf.manifest(path.name, pf.AI_GENERATED))
+        assert detect_kind(signed) == kind
+        provenance = read_provenance(signed, kind)
+        assert provenance.credentials.signature == "valid" and provenance.ai_generated
+        assert provenance.credentials.title == path.name and provenance.problems == []
+        assert read_metadata_blocks(signed).manifest_bytes > 0
+    assert read_provenance(tmp_path / "signed_still.gif", "image").file_history == FileHistory("GIF")
+
+
 def test_a_signed_video_carries_its_credentials(signed: dict[str, Path]) -> None:
     provenance = read_provenance(signed["video"], "video")
     assert provenance.credentials.signature == "valid" and provenance.ai_generated
@@ -199,6 +216,11 @@ def test_a_jpeg_with_xmp_saying_trained_algorithmic_media(tmp_path: Path, packet
     assert provenance.ai_claims == ["XMP metadata: trainedAlgorithmicMedia (made by a trained AI model)"]
 
 
+def save_gif(image: Image.Image, path: Path) -> Path:
+    image.save(path)
+    return path
+
+
 @pytest.mark.parametrize(
     ("suffix", "save"),
     [
@@ -209,8 +231,22 @@ def test_a_jpeg_with_xmp_saying_trained_algorithmic_media(tmp_path: Path, packet
         ),
         (".webp", lambda image, path: image.save(path, xmp=pf.xmp(creator_tool="Adobe Firefly Image 3"))),
         (".avif", lambda image, path: image.save(path, xmp=pf.xmp(creator_tool="Adobe Firefly Image 3"))),
+        (
+            ".gif",
+            lambda image, path: pf.insert_gif_blocks(
+                save_gif(image, path), path, pf.gif_xmp(pf.xmp(creator_tool="Adobe Firefly Image 3"))
+            ),
+        ),
+        (".gif", lambda image, path: image.save(path, comment=b"Created with Midjourney v6")),
     ],
-    ids=["exif-software", "png-software", "webp-xmp-creator-tool", "avif-xmp-creator-tool"],
+    ids=[
+        "exif-software",
+        "png-software",
+        "webp-xmp-creator-tool",
+        "avif-xmp-creator-tool",
+        "gif-xmp-creator-tool",
+        "gif-comment",
+    ],
 )
 def test_software_named_after_an_ai_generator_is_a_claim(tmp_path: Path, suffix: str, save) -> None:
     path = tmp_path / f"tool{suffix}"
@@ -256,6 +292,38 @@ def test_a_huge_xmp_packet_is_one_problem(tmp_path: Path) -> None:
     provenance = read_provenance(path, "image")
     assert only_problem(provenance) == "a PNG iTXt chunk of 3.0 MB is over the 1.0 MB limit: not read"
     assert provenance.metadata.digital_source_type is None
+
+
+def test_a_gifs_metadata_is_found_wherever_it_is_and_huge_blocks_are_one_problem(tmp_path: Path) -> None:
+    """XMP and comments before, between and after a GIF's pictures; a comment or an XMP packet
+    over the limit is one line, and the blocks after it are still read."""
+    animated = tmp_path / "animated.gif"
+    pf.picture().save(animated, save_all=True, append_images=[pf.picture().rotate(180)], duration=100)
+    data = animated.read_bytes()
+    end = data.rindex(b"\x3b")  # the trailer: a block added before it comes after both pictures
+    late = tmp_path / "late.gif"
+    late.write_bytes(data[:end] + pf.gif_xmp(pf.xmp(pf.AI_GENERATED)) + data[end:])
+    assert read_provenance(late, "video").metadata.digital_source_type == pf.AI_GENERATED
+    assert read_metadata_blocks(late).xmp == pf.xmp(pf.AI_GENERATED)
+
+    huge = pf.insert_gif_blocks(
+        late, tmp_path / "huge.gif", pf.gif_comment(b"A" * 2 * 1024**2), pf.gif_xmp(pf.xmp(elements="A" * 1024**2))
+    )
+    provenance = read_provenance(huge, "video")
+    assert provenance.problems == [
+        "a GIF comment chunk of 2.0 MB is over the 1.0 MB limit: not read",
+        "a GIF XMP chunk of 1.0 MB is over the 1.0 MB limit: not read",
+    ]
+    assert provenance.metadata.digital_source_type == pf.AI_GENERATED  # the packet after the pictures
+
+    cut = tmp_path / "cut.gif"
+    for end in (13, 800):  # in the colour table, in a picture
+        cut.write_bytes(late.read_bytes()[:end])
+        problem = only_problem(read_provenance(cut, "image"))
+        assert problem.startswith("the file is damaged, so it could not be searched for Content Credentials: ")
+    cut.write_bytes(late.read_bytes()[:-1])  # no trailer: every block is there
+    provenance = read_provenance(cut, "video")
+    assert provenance.problems == [] and provenance.metadata.digital_source_type == pf.AI_GENERATED
 
 
 def test_a_compressed_text_bomb_is_one_problem(tmp_path: Path) -> None:
@@ -407,6 +475,8 @@ def test_files_that_are_no_jpeg_have_no_quality(tmp_path: Path, media: Media) ->
     assert read_provenance(tmp_path / "plain.webp", "image").file_history == FileHistory("WebP")
     pf.picture().save(tmp_path / "plain.avif", quality=50)
     assert read_provenance(tmp_path / "plain.avif", "image").file_history == FileHistory("AVIF")
+    pf.picture().save(tmp_path / "plain.gif")
+    assert read_provenance(tmp_path / "plain.gif", "image").file_history == FileHistory("GIF")
     pf.picture().save(tmp_path / "plain.bmp")
     assert read_provenance(tmp_path / "plain.bmp", "image").file_history == FileHistory("BMP")
     assert read_provenance(media.video, "video").file_history is None

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.config import ProvenanceSettings
-from pipeline.engine.media import is_avif
+from pipeline.engine.media import is_avif, is_gif
 from pipeline.results import (
     AI_SOURCE_TYPES,
     ContentCredentials,
@@ -77,6 +77,12 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_XMP_KEY = "XML:com.adobe.xmp"
 _C2PA_BMFF_UUID = bytes.fromhex("d8fec3d61b0e483c92975828877ec481")
 """The `uuid` box type under which MP4/MOV files carry a C2PA manifest store."""
+# GIF application extensions by their identifier and authentication code (11 bytes): XMP as
+# Adobe writes it, and Content Credentials as C2PA writes them.
+_GIF_XMP_APPLICATION = b"XMP DataXMP"
+_GIF_C2PA_APPLICATION = b"C2PA_GIF\x01\x00\x00"
+_GIF_XMP_TRAILER = bytes([1, *range(255, -1, -1), 0])
+"""What follows a GIF's XMP: 258 bytes that make the packet read as sub-blocks end where it does."""
 _FAILURE_MEANINGS = {
     "assertion.dataHash.mismatch": "the file's content changed after it was signed",
     "assertion.bmffHash.mismatch": "the video's content changed after it was signed",
@@ -137,11 +143,11 @@ class MetadataBlocks:
     """The EXIF block (a TIFF structure)."""
     xmp: bytes | None = None
     texts: dict[str, str] = field(default_factory=dict)
-    """PNG text chunks: key -> text."""
+    """PNG text chunks (key -> text), or a GIF's comment (key `Comment`)."""
     manifest_bytes: int | None = None
     """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
     format: str | None = None
-    """The container, from the file's first bytes (JPEG, PNG, WebP, AVIF, MP4, TIFF, BMP); None if unknown."""
+    """The container, from the file's first bytes (JPEG, PNG, WebP, AVIF, GIF, MP4, TIFF, BMP); None if unknown."""
     quantization: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """A JPEG's quantisation tables: table number -> 64 steps in the file's (zigzag) order."""
     components: list[tuple[int, int, int]] = field(default_factory=list)
@@ -402,6 +408,68 @@ def _avif_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlock
         blocks.xmp = xmp
 
 
+def _gif_sub_blocks(stream: BinaryIO) -> int | None:
+    """Skip the data sub-blocks that follow a GIF block (each a length byte and that many
+    bytes, up to an empty one): the bytes they held, or None when the file ends first."""
+    total = 0
+    while length := stream.read(1):
+        if length == b"\x00":
+            return total
+        total += length[0]
+        stream.seek(length[0], 1)
+    return None
+
+
+def _gif_colour_table(stream: BinaryIO, flags: int) -> None:
+    """Skip the colour table that a GIF screen or image descriptor's flags announce."""
+    if flags & 0x80:
+        stream.seek(3 << ((flags & 0x07) + 1), 1)
+
+
+def _gif_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
+    """A GIF's comments, XMP and C2PA application extensions, wherever they are; the pictures'
+    data is skipped block by block, never decoded."""
+    blocks.manifest_bytes = 0
+    stream.seek(10)  # the signature, the version and the screen's width and height
+    screen = stream.read(3)
+    if len(screen) < 3:
+        return
+    _gif_colour_table(stream, screen[0])
+    for _ in range(settings.max_container_entries):
+        introducer = stream.read(1)
+        if introducer == b"\x2c":  # a picture: its descriptor, colour table, code size and data
+            descriptor = stream.read(9)
+            if len(descriptor) < 9:
+                return
+            _gif_colour_table(stream, descriptor[8])
+            stream.seek(1, 1)
+            if _gif_sub_blocks(stream) is None:
+                return
+            continue
+        if introducer != b"\x21":
+            return  # the trailer (0x3B), or damage: nothing after it is a block
+        label = stream.read(1)
+        application = stream.read(12)[1:] if label == b"\xff" else b""
+        start = stream.tell()
+        length = _gif_sub_blocks(stream)
+        if length is None:
+            return
+        end = stream.tell()
+        if application == _GIF_C2PA_APPLICATION:
+            blocks.manifest_bytes += length
+        elif application == _GIF_XMP_APPLICATION and not _over_limit("GIF XMP", end - start, settings, blocks):
+            # The packet is stored raw (its bytes read as lengths land on the trailer's end).
+            stream.seek(start)
+            raw = stream.read(end - start)
+            blocks.xmp = blocks.xmp or raw.removesuffix(_GIF_XMP_TRAILER)
+        elif label == b"\xfe" and not _over_limit("GIF comment", length, settings, blocks):
+            stream.seek(start)
+            text = b"".join(iter(lambda: stream.read(stream.read(1)[0]), b""))
+            blocks.texts.setdefault("Comment", text.decode("utf-8", "replace"))
+        stream.seek(end)
+    blocks.problems.append(_too_many(settings, "GIF blocks"))
+
+
 def _tiff_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
     """A TIFF file is itself an EXIF structure: Pillow reads its tags, header only."""
     from PIL import Image
@@ -442,6 +510,9 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
             elif head[:4] in (b"II*\x00", b"MM\x00*"):
                 blocks.format = "TIFF"
                 _tiff_blocks(path, settings, blocks)
+            elif is_gif(head):
+                blocks.format = "GIF"
+                _gif_blocks(stream, settings, blocks)
             elif head.startswith(b"BM"):
                 blocks.format = "BMP"  # no metadata to read; named for how the file was saved
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow and reads raise for a bad file
@@ -515,8 +586,8 @@ def read_xmp(xmp: bytes, settings: ProvenanceSettings = ProvenanceSettings()) ->
 def read_generator_texts(
     texts: dict[str, str], settings: ProvenanceSettings = ProvenanceSettings()
 ) -> dict[str, str | None]:
-    """The generator named by PNG text chunks (its kind of text, or its name as `Software` or
-    `Source`), the generator's own text cut short, and the software."""
+    """The generator named by PNG text chunks or a GIF's comment (its kind of text, or its name
+    as `Software`, `Source` or `Comment`), the generator's own text cut short, and the software."""
     by_key = {key.lower(): (key, text) for key, text in texts.items()}
     generator = generator_text = None
     for key, tool in settings.generator_text_keys:
@@ -527,7 +598,8 @@ def read_generator_texts(
             break
     software = _clean(by_key.get("software", ("", ""))[1], settings.max_text_chars)
     source = _clean(by_key.get("source", ("", ""))[1], settings.max_text_chars)
-    for named in (software, source):
+    comment = _clean(by_key.get("comment", ("", ""))[1], settings.max_text_chars)
+    for named in (software, source, comment):
         if generator is None and _names_generator(named, settings):
             generator = named
     return {"generator": generator, "generator_text": generator_text, "software": software}
@@ -704,6 +776,9 @@ def read_credentials(
                 f"the Content Credentials are kept elsewhere ({_clean(address, 200)}), which is never fetched "
                 "(the analysis stays offline): not checked"
             )
+        elif manifest_bytes == 0:
+            # No C2PA block where this format keeps them: the file itself is what is damaged.
+            problems.append(f"the file is damaged, so it could not be searched for Content Credentials: {message}")
         else:
             problems.append(f"the Content Credentials could not be read (damaged or not C2PA): {message}")
         return None, problems
