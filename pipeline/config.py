@@ -52,7 +52,9 @@ class MediaSettings:
     """A Huffman-coded JPEG spends at least one bit per 8x8 block; a file with fewer bytes than
     that for the size its header claims is corrupt (a decoder would fill the rest with grey)."""
     image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".gif")
-    """An animated GIF is read as a video (`pipeline.engine.media.detect_kind`)."""
+    animation_suffixes: tuple[str, ...] = (".gif", ".webp", ".avif")
+    """Pictures that may be animations, which are read as videos (by their content:
+    `pipeline.engine.media.detect_kind`)."""
     video_suffixes: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
     heif_suffixes: tuple[str, ...] = (".heic", ".heif")
     """Pictures that cannot be decoded here (HEIC: how iPhones save photos), taken in by uploads

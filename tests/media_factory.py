@@ -67,11 +67,11 @@ def write_video(
     return path
 
 
-def write_gif(path: Path, delays_ms: list[int], size: tuple[int, int] = VIDEO_SIZE, **options) -> Path:
-    """An animated GIF (Pillow) of `index_frame_bgr` frames, frame k shown for `delays_ms[k]`
-    (GIF keeps delays in hundredths of a second)."""
+def write_animation(path: Path, delays_ms: list[int], size: tuple[int, int] = VIDEO_SIZE, **options) -> Path:
+    """An animated GIF, WebP or AVIF (by the suffix; Pillow) of `index_frame_bgr` frames, frame k
+    shown for `delays_ms[k]` (GIF keeps delays in hundredths of a second)."""
     frames = [Image.fromarray(index_frame_bgr(index, size)[:, :, ::-1]) for index in range(len(delays_ms))]
-    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=delays_ms, loop=0, **options)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=delays_ms, loop=0, **options)
     return path
 
 
@@ -83,6 +83,15 @@ def raw_gif(path: Path, screen: tuple[int, int], pictures: int, picture: tuple[i
         data += b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control: a delay of 10/100 s
         data += b"\x2c" + struct.pack("<HHHH", 0, 0, *picture) + b"\x00\x02\x02\x4c\x01\x00"
     path.write_bytes(data + b"\x3b")
+    return path
+
+
+def set_webp_canvas(path: Path, size: tuple[int, int]) -> Path:
+    """Make an animated WebP claim a canvas of `size` (its frames unchanged)."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"VP8X") + 12  # the chunk's header and flags, then width - 1 and height - 1
+    data[at : at + 6] = (size[0] - 1).to_bytes(3, "little") + (size[1] - 1).to_bytes(3, "little")
+    path.write_bytes(data)
     return path
 
 

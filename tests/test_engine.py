@@ -76,13 +76,14 @@ def test_two_people_get_two_timelines(engine: Engine, shared_data: Path, tmp_pat
             assert (left.track, right.track) == (0, 1)
 
 
-def test_an_animated_gif_is_analysed_as_a_video(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
-    """A face clip saved as an animated GIF (256 colours, as GIFs shared online are): one person
-    followed through the sampled frames, at the times the GIF shows them."""
+@pytest.mark.parametrize("name", ["reaction.gif", "sticker.webp"])
+def test_an_animation_is_analysed_as_a_video(engine: Engine, shared_data: Path, tmp_path: Path, name: str) -> None:
+    """A face clip saved as an animated GIF (256 colours, as GIFs shared online are) or WebP:
+    one person followed through the sampled frames, at the times the animation shows them."""
     frames = [Image.fromarray(f.rgb) for f in sample_frames(shared_data / "videos/fake/0_aaqaifqrwn.mp4", frames=10)]
-    gif = tmp_path / "reaction.gif"
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=80, loop=0)
-    result = engine.analyze(gif, frames=5).result
+    animation = tmp_path / name
+    frames[0].save(animation, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    result = engine.analyze(animation, frames=5).result
     assert (result.kind, result.width, result.height) == ("video", *frames[0].size)
     assert [f.frame_number for f in result.frames] == [1, 3, 5, 7, 9]
     assert [f.time_s for f in result.frames] == pytest.approx([0.08, 0.24, 0.40, 0.56, 0.72])

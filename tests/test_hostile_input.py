@@ -222,10 +222,11 @@ def test_a_79_megapixel_png_is_decoded_no_larger_than_analysis_needs(tmp_path: P
     assert measured["growth_mb"] < 450, measured
 
 
-def test_gifs_whose_headers_ask_for_too_much_are_one_line_or_sampled(tmp_path: Path) -> None:
-    """A GIF's screen size is what a decoder allocates for every frame: one of 3.6 gigapixels is
-    refused before any pixel exists (still or animated); an animated one within the picture
-    limit but over the video limit is refused as a video; 20,000 tiny frames are sampled."""
+def test_animations_whose_headers_ask_for_too_much_are_one_line_or_sampled(tmp_path: Path) -> None:
+    """A GIF's screen size (a WebP's canvas) is what a decoder allocates for every frame: one of
+    3.6 gigapixels is refused before any pixel exists (still or animated); an animated one within
+    the picture limit but over the video limit is refused as a video; 20,000 tiny frames are
+    sampled."""
     limits = MediaSettings()
     for name, pictures in (("huge_still.gif", 1), ("huge_animated.gif", 2)):
         path = mf.raw_gif(tmp_path / name, (60000, 60000), pictures)
@@ -235,6 +236,11 @@ def test_gifs_whose_headers_ask_for_too_much_are_one_line_or_sampled(tmp_path: P
     wide = mf.raw_gif(tmp_path / "wide_animated.gif", (5000, 3000), 2)
     with pytest.raises(MediaError, match="has 5000 x 3000 frames; videos up to 9.4 megapixels"):
         media.read_frames(wide, limits)
+    sticker = mf.write_animation(tmp_path / "sticker.webp", [100, 100], lossless=True)
+    with pytest.raises(MediaError, match="has 8000 x 8000 frames; videos up to 9.4 megapixels"):
+        media.read_frames(mf.set_webp_canvas(sticker, (8000, 8000)), limits)
+    with pytest.raises(MediaError, match="too large to decode safely"):
+        media.read_frames(mf.set_webp_canvas(sticker, (16383, 16383)), limits)
     info, frames = media.read_frames(mf.raw_gif(tmp_path / "long.gif", (8, 8), 20_000), limits, frames=4)
     assert (info.kind, info.frame_count) == ("video", 20_000)
     assert [f.frame_number for f in frames] == [2500, 7500, 12500, 17500]

@@ -489,11 +489,16 @@ def test_a_heic_photo_is_refused_with_what_to_do(tmp_path: Path) -> None:
         assert_user_message(error, path, "heic/heif", "jpeg")
 
 
-def test_an_animated_gif_is_sampled_in_time_like_a_video(tmp_path: Path) -> None:
-    """Each GIF frame has its own delay: the samples are spread over the time the animation
-    plays, and each is the frame it claims to be, built up as a viewer shows it."""
+# An animation of each format that may hold one: the name, and Pillow's options to write it.
+ANIMATIONS = [("reaction.gif", {}), ("sticker.webp", {"lossless": True}), ("clip.avif", {"quality": 90})]
+
+
+@pytest.mark.parametrize(("name", "options"), ANIMATIONS, ids=["gif", "webp", "avif"])
+def test_an_animation_is_sampled_in_time_like_a_video(tmp_path: Path, name: str, options: dict) -> None:
+    """Each frame of an animated GIF, WebP or AVIF has its own delay: the samples are spread over
+    the time the animation plays, and each is the frame it claims to be, as a viewer shows it."""
     delays = [100, 50, 300, 100, 100, 50, 200, 100]  # ms; frame k starts at the sum of those before
-    path = mf.write_gif(tmp_path / "reaction.gif", delays)
+    path = mf.write_animation(tmp_path / name, delays, **options)
     starts = [sum(delays[:k]) / 1000 for k in range(len(delays))]
     assert media.detect_kind(path, MediaSettings()) == "video"
     info, frames = media.read_frames(path, frames=4)
@@ -512,7 +517,7 @@ def test_an_animated_gif_is_sampled_in_time_like_a_video(tmp_path: Path) -> None
 def test_a_gif_drawn_over_its_previous_frame_is_read_as_shown(tmp_path: Path) -> None:
     """GIF frames may redraw only part of the picture over the last one (Pillow writes them so,
     with transparency for what did not change): the frame read is the whole picture shown."""
-    path = mf.write_gif(tmp_path / "partial.gif", [100] * 6, optimize=True)
+    path = mf.write_animation(tmp_path / "partial.gif", [100] * 6, optimize=True)
     with Image.open(path) as gif:
         shown = []
         for index in range(gif.n_frames):
@@ -523,7 +528,7 @@ def test_a_gif_drawn_over_its_previous_frame_is_read_as_shown(tmp_path: Path) ->
 
 
 def test_a_damaged_gif_gives_the_frames_before_the_damage_or_one_line(tmp_path: Path) -> None:
-    whole = mf.write_gif(tmp_path / "whole.gif", [100] * 8).read_bytes()
+    whole = mf.write_animation(tmp_path / "whole.gif", [100] * 8).read_bytes()
     cut = tmp_path / "cut.gif"
     cut.write_bytes(whole[: len(whole) // 2])
     numbers = [f.frame_number for f in media.sample_frames(cut, frames=8)]
@@ -533,6 +538,44 @@ def test_a_damaged_gif_gives_the_frames_before_the_damage_or_one_line(tmp_path: 
     with pytest.raises(MediaError) as error:
         media.read_frames(header_only)
     assert_user_message(error, header_only, "not a readable image")
+
+
+@pytest.mark.parametrize(("name", "options"), ANIMATIONS[1:], ids=["webp", "avif"])
+def test_a_cut_animated_webp_or_avif_is_one_line(tmp_path: Path, name: str, options: dict) -> None:
+    """Pillow's decoders for these need the whole file: a cut one is refused, never half read."""
+    whole = mf.write_animation(tmp_path / name, [100] * 8, **options).read_bytes()
+    cut = tmp_path / f"cut_{name}"
+    cut.write_bytes(whole[: len(whole) * 9 // 10])
+    with pytest.raises(MediaError) as error:
+        media.read_frames(cut)
+    assert_user_message(error, cut, "not a readable image")
+
+
+def test_a_see_through_animated_webp_is_shown_on_white(tmp_path: Path) -> None:
+    frames = []
+    for index in range(3):
+        pixels = np.zeros((10, 30, 4), np.uint8)  # fully transparent black on the left
+        pixels[:, 10:20, 3] = 128  # half see-through black in the middle
+        pixels[:, 20:] = (255, 0, 0, 255) if index % 2 else (0, 0, 255, 255)
+        frames.append(Image.fromarray(pixels, "RGBA"))
+    path = tmp_path / "sticker.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    shown = list(media.sample_frames(path))
+    assert [f.frame_number for f in shown] == [0, 1, 2]
+    assert [tuple(f.rgb[5, 5]) for f in shown] == [WHITE] * 3
+    for frame in shown:
+        assert_close(tuple(frame.rgb[5, 15]), (127, 127, 127), 1)
+    assert [tuple(f.rgb[5, 25]) for f in shown] == [BLUE, RED, BLUE]
+
+
+def test_an_animation_longer_than_the_video_limit_is_refused(tmp_path: Path) -> None:
+    path = mf.write_animation(tmp_path / "long.webp", [1000] * 5, lossless=True)
+    with pytest.raises(MediaTooLargeError) as error:
+        media.read_frames(path, MediaSettings(max_video_seconds=4))
+    assert_user_message(error, path, "0:00:05 long", "videos up to 0:00:04")
+    with pytest.raises(MediaTooLargeError) as error:
+        media.read_frames(path, MediaSettings(max_video_pixels=64 * 64))
+    assert_user_message(error, path, "96 x 64 frames")
 
 
 def test_frames_must_be_positive(tmp_path: Path) -> None:

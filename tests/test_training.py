@@ -58,11 +58,13 @@ def test_a_plain_folder_gets_stable_group_splits(shared_data: Path, tmp_path: Pa
 
 
 def test_evaluation_tells_videos_from_pictures_as_the_engine_does(tmp_path: Path) -> None:
-    """By the name, but a GIF by its content: an animated one is scored as a video."""
-    still, animated = tmp_path / "still.gif", tmp_path / "animated.gif"
-    media_factory.write_gif(still, [100])
-    media_factory.write_gif(animated, [100, 100])
-    assert [is_video(p) for p in (still, animated, Path("clip.MOV"), Path("photo.jpg"))] == [False, True, True, False]
+    """By the name, but a GIF, WebP or AVIF by its content: an animated one is scored as a video."""
+    still, animated, sticker = tmp_path / "still.gif", tmp_path / "animated.gif", tmp_path / "sticker.webp"
+    media_factory.write_animation(still, [100])
+    media_factory.write_animation(animated, [100, 100])
+    media_factory.write_animation(sticker, [100, 100], lossless=True)
+    paths = (still, animated, sticker, Path("clip.MOV"), Path("photo.jpg"))
+    assert [is_video(p) for p in paths] == [False, True, True, True, False]
 
 
 def test_a_folder_without_real_or_fake_is_refused(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """First stage of the engine: an image or a video file becomes upright RGB frames.
 
-Images are decoded with Pillow, videos with PyAV (FFmpeg). Every limit comes from
+Images are decoded with Pillow, videos with PyAV (FFmpeg); an animated GIF is a video to
+FFmpeg, an animated WebP or AVIF a video whose frames Pillow decodes. Every limit comes from
 `MediaSettings`; every problem a user can cause (missing, not a file, empty, corrupt,
 mislabelled, too large) is raised as a `MediaError` subclass whose message is one line naming
 the file, never its folder.
@@ -115,6 +116,11 @@ _HEIF_MESSAGE = (
     "save it as JPEG, PNG or AVIF and analyse that."
 )
 
+_ANIMATED_PICTURES = ("GIF", "WebP", "AVIF")
+"""Picture formats that may hold an animation, which is then read as a video."""
+_PILLOW_ANIMATIONS = ("WebP", "AVIF")
+"""Animations whose frames Pillow decodes: FFmpeg reads only the first picture of these."""
+
 # Boxes a QuickTime/MP4 file may start with: `ftyp` in anything modern; old QuickTime files
 # can start straight with `moov`, `mdat`, or padding boxes.
 _QUICKTIME_FIRST_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
@@ -218,11 +224,11 @@ def is_gif(head: bytes) -> bool:
     return head[:6] in (b"GIF87a", b"GIF89a")
 
 
-def _is_animated_gif(path: Path, settings: MediaSettings) -> bool:
-    """Whether a GIF holds more than one picture. Pillow walks the blocks to the second image
-    descriptor without decoding any pixel; a GIF damaged after its first picture counts as one
-    picture, so that decoding it gives its own message. A GIF that cannot be opened at all, or
-    that is too large, is refused here as an image would be."""
+def _is_animated(path: Path, settings: MediaSettings) -> bool:
+    """Whether a GIF, WebP or AVIF holds more than one picture, from its structure (Pillow walks
+    to the second picture, or reads the count the file states, decoding no pixel). One damaged
+    after its first picture counts as one picture, so that decoding it gives its own message;
+    one that cannot be opened at all, or is too large, is refused here as a picture would be."""
     with _open_image(path, settings) as image:
         try:
             return bool(image.is_animated)
@@ -268,15 +274,21 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
 
     The suffix must be one of the supported ones, and the content must be one of the supported
     containers; when both are known the content wins (a PNG named `.jpg` is read as a PNG).
-    A GIF is an image when it holds one picture and a video when it is animated: its frames
-    are sampled in time like any video's (decoded by FFmpeg, which keeps each frame's delay).
+    A GIF, WebP or AVIF is an image when it holds one picture and a video when it is animated:
+    its frames are sampled in time like any video's (a GIF's decoded by FFmpeg, which reads each
+    frame's delay without decoding; animated WebP and AVIF by Pillow, as FFmpeg reads only their
+    first picture).
 
     Raises:
         UnsupportedMediaError: unknown suffix, or content that is no supported image/video.
         MediaTooLargeError: file larger than `settings.max_file_bytes`.
         MediaError: missing, unreadable, not a regular file, or empty.
     """
-    path = Path(path)
+    return _detect(Path(path), settings)[0]
+
+
+def _detect(path: Path, settings: MediaSettings) -> tuple[MediaKind, str]:
+    """(kind, container) of a file: `detect_kind`, and which reader its frames need."""
     check_suffix(path, settings)
     check_readable(path, settings)
     with path.open("rb") as stream:
@@ -290,9 +302,9 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
         )
     if sniffed[1] == "HEIF":
         raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
-    if sniffed[1] == "GIF" and _is_animated_gif(path, settings):
-        return "video"
-    return sniffed[0]
+    if sniffed[1] in _ANIMATED_PICTURES and _is_animated(path, settings):
+        return "video", sniffed[1]
+    return sniffed
 
 
 def sha256_file(path: Path) -> str:
@@ -849,6 +861,64 @@ def _seek_saves_decoding(keyframes: array, stamps: array, next_index: int, targe
 
 
 # --------------------------------------------------------------------------------------------
+# Animated WebP and AVIF pictures (Pillow)
+# --------------------------------------------------------------------------------------------
+
+
+def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, array | None]:
+    """(info, each frame's start in ms or None when the times cannot be trusted) of an animated
+    WebP or AVIF. These formats keep each frame's time beside its pixels, and Pillow gives it
+    only once the frame is decoded: every frame is decoded once here (one at a time), and again
+    up to the last sample when the frames are read. A damaged frame ends the animation."""
+    stamps, last_duration = array("q"), 0
+    with _open_image(path, settings) as image:
+        _check_video_pixels(path, image.width, image.height, settings)  # before any frame is decoded
+        frames = image.n_frames
+        if frames >= _max_steps(settings):
+            raise MediaTooLargeError(
+                f"{_name(path)} has more than {_max_steps(settings) - 1} frames; videos up to "
+                f"{_format_seconds(settings.max_video_seconds)} are accepted."
+            )
+        with contextlib.suppress(*_PILLOW_DECODE_ERRORS):
+            for index in range(frames):
+                image.seek(index)
+                image.load()
+                stamps.append(int(image.info.get("timestamp", 0)))
+                last_duration = int(image.info.get("duration", 0))
+        width, height = image.size
+    if not stamps:
+        raise MediaError(f"{_name(path)}: could not decode any frame of this animation.")
+    usable = all(later > earlier for earlier, later in zip(stamps, stamps[1:]))
+    shown_s = (stamps[-1] - stamps[0] + last_duration) / 1000 if usable else None
+    if shown_s is not None and shown_s > settings.max_video_seconds:
+        raise MediaTooLargeError(
+            f"{_name(path)} is {_format_seconds(shown_s)} long; videos up to "
+            f"{_format_seconds(settings.max_video_seconds)} are accepted."
+        )
+    fps = len(stamps) / shown_s if shown_s else None
+    info = MediaInfo(path, "video", width, height, fps if _is_plausible_fps(fps) else None, len(stamps), shown_s, 0)
+    return info, stamps if usable else None
+
+
+def _iter_animation_frames(
+    path: Path, info: MediaInfo, stamps: array | None, samples: int, settings: MediaSettings
+) -> Iterator[Frame]:
+    """Yield the sampled frames of an animated WebP or AVIF, decoding forward from one sample to
+    the next (each frame is drawn over the ones before it)."""
+    assert info.frame_count is not None
+    targets = _sample_by_time(stamps, samples) if stamps is not None else _sample_indices(info.frame_count, samples)
+    with _open_image(path, settings) as image:
+        for target in targets:
+            try:
+                image.seek(target)
+                image.load()
+            except _PILLOW_DECODE_ERRORS:
+                return  # damaged since the probe read it: the frames so far are the animation
+            time_s = (stamps[target] - stamps[0]) / 1000 if stamps is not None else math.nan
+            yield Frame(target, time_s, _pillow_to_rgb(image))
+
+
+# --------------------------------------------------------------------------------------------
 # Public entry points
 # --------------------------------------------------------------------------------------------
 
@@ -866,8 +936,11 @@ def probe(path: Path, settings: MediaSettings = MediaSettings()) -> MediaInfo:
             undecodable.
     """
     path = Path(path)
-    if detect_kind(path, settings) == "image":
+    kind, container = _detect(path, settings)
+    if kind == "image":
         return _probe_image(path, settings)
+    if container in _PILLOW_ANIMATIONS:
+        return _probe_animation(path, settings)[0]
     return _probe_video(path, settings)[0]
 
 
@@ -895,10 +968,14 @@ def read_frames(
     """
     path = Path(path)
     samples = _frame_count_to_sample(frames, settings)
-    if detect_kind(path, settings) == "image":
+    kind, container = _detect(path, settings)
+    if kind == "image":
         rgb, rotation, (width, height) = _decode_image(path, settings)
         info = MediaInfo(path, "image", width, height, None, None, None, rotation)
         return info, _yield_one(Frame(0, 0.0, rgb, rgb.shape[1] / width))
+    if container in _PILLOW_ANIMATIONS:
+        info, stamps = _probe_animation(path, settings)
+        return info, _iter_animation_frames(path, info, stamps, samples, settings)
     info, scan = _probe_video(path, settings)
     return info, _iter_video_frames(path, info, scan, samples, settings)
 
