@@ -52,7 +52,7 @@ class MediaSettings:
     """A Huffman-coded JPEG spends at least one bit per 8x8 block; a file with fewer bytes than
     that for the size its header claims is corrupt (a decoder would fill the rest with grey)."""
     image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".gif")
-    animation_suffixes: tuple[str, ...] = (".gif", ".webp", ".avif")
+    animation_suffixes: tuple[str, ...] = (".gif", ".webp", ".avif", ".png")
     """Pictures that may be animations, which are read as videos (by their content:
     `pipeline.engine.media.detect_kind`)."""
     video_suffixes: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")

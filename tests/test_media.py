@@ -490,10 +490,15 @@ def test_a_heic_photo_is_refused_with_what_to_do(tmp_path: Path) -> None:
 
 
 # An animation of each format that may hold one: the name, and Pillow's options to write it.
-ANIMATIONS = [("reaction.gif", {}), ("sticker.webp", {"lossless": True}), ("clip.avif", {"quality": 90})]
+ANIMATIONS = [
+    ("reaction.gif", {}),
+    ("sticker.webp", {"lossless": True}),
+    ("clip.avif", {"quality": 90}),
+    ("sticker.png", {}),  # APNG
+]
 
 
-@pytest.mark.parametrize(("name", "options"), ANIMATIONS, ids=["gif", "webp", "avif"])
+@pytest.mark.parametrize(("name", "options"), ANIMATIONS, ids=["gif", "webp", "avif", "apng"])
 def test_an_animation_is_sampled_in_time_like_a_video(tmp_path: Path, name: str, options: dict) -> None:
     """Each frame of an animated GIF, WebP or AVIF has its own delay: the samples are spread over
     the time the animation plays, and each is the frame it claims to be, as a viewer shows it."""
@@ -527,20 +532,23 @@ def test_a_gif_drawn_over_its_previous_frame_is_read_as_shown(tmp_path: Path) ->
         assert np.array_equal(frame.rgb, shown[frame.frame_number])
 
 
-def test_a_damaged_gif_gives_the_frames_before_the_damage_or_one_line(tmp_path: Path) -> None:
-    whole = mf.write_animation(tmp_path / "whole.gif", [100] * 8).read_bytes()
-    cut = tmp_path / "cut.gif"
+@pytest.mark.parametrize("suffix", [".gif", ".png"])
+def test_a_damaged_animation_gives_the_frames_before_the_damage_or_one_line(tmp_path: Path, suffix: str) -> None:
+    whole = mf.write_animation(tmp_path / f"whole{suffix}", [100] * 8).read_bytes()
+    cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(whole[: len(whole) // 2])
-    numbers = [f.frame_number for f in media.sample_frames(cut, frames=8)]
+    frames = list(media.sample_frames(cut, frames=8))
+    numbers = [f.frame_number for f in frames]
     assert 0 < len(numbers) < 8 and numbers == list(range(len(numbers)))
-    header_only = tmp_path / "header.gif"
+    assert [mf.read_index(f.rgb) for f in frames] == numbers
+    header_only = tmp_path / f"header{suffix}"
     header_only.write_bytes(whole[:20])
     with pytest.raises(MediaError) as error:
         media.read_frames(header_only)
     assert_user_message(error, header_only, "not a readable image")
 
 
-@pytest.mark.parametrize(("name", "options"), ANIMATIONS[1:], ids=["webp", "avif"])
+@pytest.mark.parametrize(("name", "options"), ANIMATIONS[1:3], ids=["webp", "avif"])
 def test_a_cut_animated_webp_or_avif_is_one_line(tmp_path: Path, name: str, options: dict) -> None:
     """Pillow's decoders for these need the whole file: a cut one is refused, never half read."""
     whole = mf.write_animation(tmp_path / name, [100] * 8, **options).read_bytes()

@@ -1,7 +1,7 @@
 """First stage of the engine: an image or a video file becomes upright RGB frames.
 
 Images are decoded with Pillow, videos with PyAV (FFmpeg); an animated GIF is a video to
-FFmpeg, an animated WebP or AVIF a video whose frames Pillow decodes. Every limit comes from
+FFmpeg, an animated WebP, AVIF or PNG a video whose frames Pillow decodes. Every limit comes from
 `MediaSettings`; every problem a user can cause (missing, not a file, empty, corrupt,
 mislabelled, too large) is raised as a `MediaError` subclass whose message is one line naming
 the file, never its folder.
@@ -116,9 +116,9 @@ _HEIF_MESSAGE = (
     "save it as JPEG, PNG or AVIF and analyse that."
 )
 
-_ANIMATED_PICTURES = ("GIF", "WebP", "AVIF")
-"""Picture formats that may hold an animation, which is then read as a video."""
-_PILLOW_ANIMATIONS = ("WebP", "AVIF")
+_ANIMATED_PICTURES = ("GIF", "WebP", "AVIF", "PNG")
+"""Picture formats that may hold an animation (APNG for PNG), which is then read as a video."""
+_PILLOW_ANIMATIONS = ("WebP", "AVIF", "PNG")
 """Animations whose frames Pillow decodes: FFmpeg reads only the first picture of these."""
 
 # Boxes a QuickTime/MP4 file may start with: `ftyp` in anything modern; old QuickTime files
@@ -225,7 +225,7 @@ def is_gif(head: bytes) -> bool:
 
 
 def _is_animated(path: Path, settings: MediaSettings) -> bool:
-    """Whether a GIF, WebP or AVIF holds more than one picture, from its structure (Pillow walks
+    """Whether a GIF, WebP, AVIF or PNG holds more than one picture, from its structure (Pillow walks
     to the second picture, or reads the count the file states, decoding no pixel). One damaged
     after its first picture counts as one picture, so that decoding it gives its own message;
     one that cannot be opened at all, or is too large, is refused here as a picture would be."""
@@ -274,9 +274,9 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
 
     The suffix must be one of the supported ones, and the content must be one of the supported
     containers; when both are known the content wins (a PNG named `.jpg` is read as a PNG).
-    A GIF, WebP or AVIF is an image when it holds one picture and a video when it is animated:
-    its frames are sampled in time like any video's (a GIF's decoded by FFmpeg, which reads each
-    frame's delay without decoding; animated WebP and AVIF by Pillow, as FFmpeg reads only their
+    A GIF, WebP, AVIF or PNG is an image when it holds one picture and a video when it is
+    animated: its frames are sampled in time like any video's (a GIF's decoded by FFmpeg, which
+    reads each frame's delay without decoding; the others by Pillow, as FFmpeg reads only their
     first picture).
 
     Raises:
@@ -861,16 +861,16 @@ def _seek_saves_decoding(keyframes: array, stamps: array, next_index: int, targe
 
 
 # --------------------------------------------------------------------------------------------
-# Animated WebP and AVIF pictures (Pillow)
+# Animated WebP, AVIF and PNG pictures (Pillow)
 # --------------------------------------------------------------------------------------------
 
 
 def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, array | None]:
     """(info, each frame's start in ms or None when the times cannot be trusted) of an animated
-    WebP or AVIF. These formats keep each frame's time beside its pixels, and Pillow gives it
-    only once the frame is decoded: every frame is decoded once here (one at a time), and again
+    WebP, AVIF or PNG. These formats keep each frame's duration beside its pixels, and Pillow gives
+    it only once the frame is decoded: every frame is decoded once here (one at a time), and again
     up to the last sample when the frames are read. A damaged frame ends the animation."""
-    stamps, last_duration = array("q"), 0
+    stamps, elapsed_ms = array("q"), 0.0
     with _open_image(path, settings) as image:
         _check_video_pixels(path, image.width, image.height, settings)  # before any frame is decoded
         frames = image.n_frames
@@ -883,13 +883,13 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
             for index in range(frames):
                 image.seek(index)
                 image.load()
-                stamps.append(int(image.info.get("timestamp", 0)))
-                last_duration = int(image.info.get("duration", 0))
+                stamps.append(round(elapsed_ms))
+                elapsed_ms += float(image.info.get("duration") or 0)
         width, height = image.size
     if not stamps:
         raise MediaError(f"{_name(path)}: could not decode any frame of this animation.")
     usable = all(later > earlier for earlier, later in zip(stamps, stamps[1:]))
-    shown_s = (stamps[-1] - stamps[0] + last_duration) / 1000 if usable else None
+    shown_s = elapsed_ms / 1000 if usable and elapsed_ms > 0 else None
     if shown_s is not None and shown_s > settings.max_video_seconds:
         raise MediaTooLargeError(
             f"{_name(path)} is {_format_seconds(shown_s)} long; videos up to "
@@ -903,7 +903,7 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
 def _iter_animation_frames(
     path: Path, info: MediaInfo, stamps: array | None, samples: int, settings: MediaSettings
 ) -> Iterator[Frame]:
-    """Yield the sampled frames of an animated WebP or AVIF, decoding forward from one sample to
+    """Yield the sampled frames of an animated WebP, AVIF or PNG, decoding forward from one sample to
     the next (each frame is drawn over the ones before it)."""
     assert info.frame_count is not None
     targets = _sample_by_time(stamps, samples) if stamps is not None else _sample_indices(info.frame_count, samples)
