@@ -55,7 +55,11 @@ class MediaSettings:
     animation_suffixes: tuple[str, ...] = (".gif", ".webp", ".avif", ".png")
     """Pictures that may be animations, which are read as videos (by their content:
     `pipeline.engine.media.detect_kind`)."""
-    video_suffixes: tuple[str, ...] = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+    video_suffixes: tuple[str, ...] = (
+        *(".mp4", ".mov", ".m4v", ".3gp", ".3g2"),  # ISO media: phones, cameras, the web
+        *(".avi", ".mkv", ".webm", ".wmv", ".asf", ".flv"),
+        *(".ts", ".mts", ".m2ts", ".mpg", ".mpeg"),  # MPEG streams: broadcast, camcorders (AVCHD), DVD-era files
+    )
     heif_suffixes: tuple[str, ...] = (".heic", ".heif")
     """Pictures that cannot be decoded here (HEIC: how iPhones save photos), taken in by uploads
     and scans anyway so that each is answered with how to convert it, not passed over."""

@@ -95,6 +95,25 @@ def set_webp_canvas(path: Path, size: tuple[int, int]) -> Path:
     return path
 
 
+def write_video_with_ffmpeg(
+    path: Path, frames: int, container: str, codec: str, options: dict[str, str] | None = None, fps: int = 25
+) -> Path:
+    """Write `index_frame_bgr` frames with PyAV (FFmpeg's muxers and encoders): the containers
+    OpenCV cannot write. A keyframe every 12 frames, as OpenCV's MPEG-4 writer does."""
+    import av
+
+    with av.open(str(path), "w", format=container, options=options or {}) as output:
+        stream = output.add_stream(codec, rate=fps)
+        stream.width, stream.height = VIDEO_SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = 12
+        for index in range(frames):
+            rgb = np.ascontiguousarray(index_frame_bgr(index)[:, :, ::-1])
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        output.mux(stream.encode())
+    return path
+
+
 def corner_marker_bgr(index: int, size: tuple[int, int]) -> np.ndarray:
     """Gray frame with a red block in the stored top-left corner (to see where rotation puts it)."""
     width, height = size

@@ -187,6 +187,43 @@ def test_every_video_container_gives_the_right_frames(tmp_path: Path, suffix: st
         assert frame.time_s == pytest.approx(frame.frame_number / 25.0, abs=1e-3)
 
 
+# What OpenCV cannot write, written by FFmpeg: (name, muxer, encoder, muxer options).
+FFMPEG_CONTAINERS = [
+    ("phone.3gp", "3gp", "mpeg4", {}),
+    ("broadcast.ts", "mpegts", "mpeg2video", {}),
+    ("camcorder.mts", "mpegts", "libx264", {"mpegts_m2ts_mode": "1"}),  # AVCHD: 192-byte packets
+    ("windows.wmv", "asf", "wmv2", {}),
+    ("flash.flv", "flv", "flv", {}),
+    ("disc.mpg", "mpeg", "mpeg1video", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "codec", "options"), FFMPEG_CONTAINERS, ids=[c[0] for c in FFMPEG_CONTAINERS]
+)
+def test_phone_camcorder_and_older_web_videos_give_the_right_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, container: str, codec: str, options: dict
+) -> None:
+    """Each sampled frame is the one it claims to be, in a long video too. MPEG transport and
+    program streams are read in order: FFmpeg seeks in them by an estimated byte position (on
+    MPEG-1 in a program stream that gave frames labelled with a neighbour's time)."""
+    short = mf.write_video_with_ffmpeg(tmp_path / name, 60, container, codec, options)
+    assert media.detect_kind(short, MediaSettings()) == "video"
+    info, frames = media.read_frames(short, frames=8)
+    assert (info.kind, info.width, info.height, info.frame_count, info.fps) == ("video", *mf.VIDEO_SIZE, 60, 25.0)
+    frames = list(frames)
+    assert [f.frame_number for f in frames] == [3, 11, 18, 26, 33, 41, 48, 56]
+    assert [mf.read_index(f.rgb) for f in frames] == [f.frame_number for f in frames]
+    assert [f.time_s for f in frames] == pytest.approx([f.frame_number / 25 for f in frames], abs=1e-3)
+
+    long = mf.write_video_with_ffmpeg(tmp_path / f"long_{name}", 600, container, codec, options)
+    seeks = record_seeks(monkeypatch)
+    frames = list(media.sample_frames(long, frames=8))
+    assert [f.frame_number for f in frames] == [37, 112, 187, 262, 337, 412, 487, 562]
+    assert [mf.read_index(f.rgb) for f in frames] == [f.frame_number for f in frames]
+    assert (seeks == []) == (container in ("mpegts", "mpeg"))
+
+
 def test_a_video_shorter_than_the_sample_count_gives_every_frame(tmp_path: Path) -> None:
     path = make_video(tmp_path / "short.avi", 5, fourcc="MJPG")
     frames = list(media.sample_frames(path, frames=32))

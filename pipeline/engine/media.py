@@ -102,7 +102,11 @@ class MediaInfo:
 # --------------------------------------------------------------------------------------------
 
 _HASH_CHUNK_BYTES = 1 << 20
-_SNIFF_BYTES = 32
+_SNIFF_BYTES = 400
+"""Enough of a file's start to recognise every container: an MPEG transport stream is told by
+its sync byte at the start of two packets (188 or 192 bytes apart)."""
+_ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+"""The GUID an ASF file (WMV) starts with."""
 
 _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "AVIF", "GIF")
 """The only Pillow decoders we let near user files (Pillow would otherwise try dozens)."""
@@ -261,12 +265,29 @@ def _sniff(head: bytes) -> tuple[MediaKind, str] | None:
     if _ftyp_brands(head) & _HEIF_BRANDS:
         return "image", "HEIF"
     if head[4:8] in _QUICKTIME_FIRST_BOXES:
-        return "video", "MP4/MOV"
+        return "video", "MP4/MOV/3GP"
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return "video", "AVI"
     if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML header: Matroska and WebM
         return "video", "MKV/WebM"
+    if _is_transport_stream(head):
+        return "video", "MPEG-TS"
+    if head.startswith(b"\x00\x00\x01\xba"):  # an MPEG program stream's pack header
+        return "video", "MPEG-PS"
+    if head.startswith(_ASF_HEADER):
+        return "video", "WMV/ASF"
+    if head.startswith(b"FLV\x01"):
+        return "video", "FLV"
     return None
+
+
+def _is_transport_stream(head: bytes) -> bool:
+    """Whether a file opens as an MPEG transport stream: 188-byte packets (broadcast, `.ts`) or
+    192-byte ones behind a 4-byte time code (camcorders' AVCHD and Blu-ray, `.mts`/`.m2ts`),
+    each starting with the sync byte 0x47."""
+    return any(
+        len(head) > skip + size and head[skip] == head[skip + size] == 0x47 for skip, size in ((0, 188), (4, 192))
+    )
 
 
 def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaKind:
@@ -297,7 +318,8 @@ def _detect(path: Path, settings: MediaSettings) -> tuple[MediaKind, str]:
     if sniffed is None:
         raise UnsupportedMediaError(
             f"{_name(path)} is not an image or a video this app can read (its content is none of "
-            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, GIF, MP4/MOV, AVI, MKV/WebM); it may be corrupt or "
+            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, GIF, MP4/MOV/3GP, AVI, MKV/WebM, MPEG-TS, MPEG-PS, "
+            f"WMV/ASF, FLV); it may be corrupt or "
             f"mislabelled. Supported are {_supported_types(settings)}."
         )
     if sniffed[1] == "HEIF":
@@ -602,6 +624,16 @@ class _VideoScan:
     packets: int
     time_base: Fraction
     container_fps: float | None
+    exact_seeks: bool = True
+    """Whether a seek lands on frames labelled with their own times (see `_SEEK_BY_BYTES`)."""
+
+
+_SEEK_BY_BYTES = ("mpegts", "mpeg")
+"""FFmpeg's demuxers for MPEG transport and program streams, which seek to a byte position
+estimated from the bit rate. In a program stream the frames decoded after such a seek carried a
+neighbour's time (MPEG-1, tests/test_media.py); in a transport stream the first seek landed past
+the frame asked for, so the sampler started again in order. These are read in order, always
+exact."""
 
 
 def _scan_video(path: Path, settings: MediaSettings) -> _VideoScan:
@@ -616,6 +648,7 @@ def _scan_video(path: Path, settings: MediaSettings) -> _VideoScan:
         rate = stream.average_rate or stream.guessed_rate
         time_base = stream.time_base or Fraction(1, 1)
         claimed = stream.frames or 0
+        format_name = container.format.name
         packets, last_pts = 0, None
         try:
             for packet in container.demux(stream):
@@ -652,7 +685,12 @@ def _scan_video(path: Path, settings: MediaSettings) -> _VideoScan:
         ordered = None  # timestamps missing or repeated: count frames in decode order instead
     fps = float(rate) if rate else None
     return _VideoScan(
-        ordered, array("q", sorted(keyframes)), packets, time_base, fps if _is_plausible_fps(fps) else None
+        ordered,
+        array("q", sorted(keyframes)),
+        packets,
+        time_base,
+        fps if _is_plausible_fps(fps) else None,
+        exact_seeks=format_name not in _SEEK_BY_BYTES,
     )
 
 
@@ -774,7 +812,7 @@ def _iter_video_frames(
     yielded = 0
     container, stream = _open_video(path)
     stream.thread_type = "AUTO"  # frame and slice threads: decoding is most of a video's cost
-    seekable = stamps is not None and len(scan.keyframes) > 0
+    seekable = stamps is not None and len(scan.keyframes) > 0 and scan.exact_seeks
     try:
         decoded = _decoded_frames(container, stream, path)
         next_index = 0  # index of the next frame the decoder will give
