@@ -277,9 +277,10 @@ class ProvenanceSettings:
     )
     """Names (lowercase, matched as whole words) of AI generators that may appear as the software
     of a file: EXIF `Software`, XMP `CreatorTool`, PNG `Software`/`Source`, a video's encoder."""
-    generic_encoders: tuple[str, ...] = ("lavf", "lavc")
-    """Encoder tags of FFmpeg's libraries (prefixes, lowercase): nearly every video tool writes
-    them, so they name no camera, editor or generator."""
+    generic_encoders: tuple[str, ...] = ("lavf", "lavc", "aom coding")
+    """Encoder tags of FFmpeg's libraries and of the AV1 encoder libaom, which AVIF animations
+    carry (prefixes, lowercase): nearly every tool writes them, so they name no camera, editor or
+    generator."""
     trained_jpeg_quality: int = 90
     """The JPEG quality of the photos the models were trained on (the shared gan-faces, swap-faces
     and sd-faces pictures are all q90; the DFDC crops, frames of videos, q75). A photo last saved

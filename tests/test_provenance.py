@@ -294,6 +294,17 @@ def test_a_huge_xmp_packet_is_one_problem(tmp_path: Path) -> None:
     assert provenance.metadata.digital_source_type is None
 
 
+@pytest.mark.parametrize("name", ["animated.gif", "animated.webp", "animated.avif", "animated.png"])
+def test_an_animation_as_it_was_written_carries_no_provenance(tmp_path: Path, name: str) -> None:
+    """Read as videos, animations are asked for a video's tags too: the AV1 encoder's name that
+    an animated AVIF carries ('AOM Coding') is no editor or camera."""
+    path = tmp_path / name
+    pf.picture().save(path, save_all=True, append_images=[pf.picture().rotate(180)], duration=100)
+    assert detect_kind(path) == "video"
+    provenance = read_provenance(path, "video")
+    assert provenance.summary == NO_PROVENANCE and not provenance.found and provenance.problems == []
+
+
 def test_a_gifs_metadata_is_found_wherever_it_is_and_huge_blocks_are_one_problem(tmp_path: Path) -> None:
     """XMP and comments before, between and after a GIF's pictures; a comment or an XMP packet
     over the limit is one line, and the blocks after it are still read."""
