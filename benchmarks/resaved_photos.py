@@ -1,15 +1,17 @@
-"""Validation pictures re-saved at lower JPEG qualities or smaller sizes, scored through the
-whole product.
+"""Validation pictures re-saved at lower JPEG qualities, smaller sizes or as GIF, scored
+through the whole product.
 
 The models were trained on photos saved at JPEG quality 90 (the DFDC crops at 75). This builds,
 from the validation split of each shared source, up to 100 pictures per class, as they are,
 re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a half and a third,
-Pillow's area-averaging reduction, saved as PNG so that no compression is added), and summarises
-how the shipped engine's verdicts move (the model card's "A photo saved more compressed than the
-training photos" and "A photo whose faces are smaller than the training faces"):
+Pillow's area-averaging reduction, saved as PNG so that no compression is added), saved as GIF
+(256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
+Floyd-Steinberg dithering, as GIF makers often do), and summarises how the shipped engine's
+verdicts move (the model card's "A photo saved more compressed than the training photos", "A
+photo whose faces are smaller than the training faces" and "A picture saved as GIF"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 gif gifd; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -35,7 +37,9 @@ SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 QUALITIES = ("asis", "75", "60", "45")
 SCALES = {"50": 2, "33": 3}
 """Smaller copies: folder `sNN` holds each picture with its sides divided by the number."""
-VARIANTS = (*(f"q{quality}" for quality in QUALITIES), *(f"s{name}" for name in SCALES))
+GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
+"""GIF copies: folder name -> how the 256-colour palette is applied (median cut either way)."""
+VARIANTS = (*(f"q{quality}" for quality in QUALITIES), *(f"s{name}" for name in SCALES), *GIFS)
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
 MEMBERS = ("clip", "mobilenetv2", "mobilenetv2_224")
@@ -66,6 +70,13 @@ def make(out: Path) -> None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with Image.open(path) as picture:
                         picture.convert("RGB").reduce(factor).save(target, "PNG")
+                for name, dither in GIFS.items():
+                    target = (out / name / source / label / path.name).with_suffix(".gif")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with Image.open(path) as picture:
+                        picture.convert("RGB").quantize(256, Image.Quantize.MEDIANCUT, dither=dither).save(
+                            target, "GIF"
+                        )
             print(f"{source} {label}: {len(chosen)}")
 
 
