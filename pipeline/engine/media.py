@@ -945,15 +945,19 @@ def _iter_animation_frames(
     the next (each frame is drawn over the ones before it)."""
     assert info.frame_count is not None
     targets = _sample_by_time(stamps, samples) if stamps is not None else _sample_indices(info.frame_count, samples)
+    yielded = 0
     with _open_image(path, settings) as image:
         for target in targets:
             try:
                 image.seek(target)
                 image.load()
             except _PILLOW_DECODE_ERRORS:
-                return  # damaged since the probe read it: the frames so far are the animation
+                break  # damaged since the probe read it: the frames so far are the animation
             time_s = (stamps[target] - stamps[0]) / 1000 if stamps is not None else math.nan
             yield Frame(target, time_s, _pillow_to_rgb(image))
+            yielded += 1
+    if not yielded:
+        raise MediaError(f"{_name(path)}: could not decode any frame of this animation.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -966,7 +970,8 @@ def probe(path: Path, settings: MediaSettings = MediaSettings()) -> MediaInfo:
     rate, the number of frames really in the file and the duration.
 
     An image's header is read, not its pixels. A video is demuxed once (cheap) and its first
-    frame decoded, so a video that probes fine can be sampled.
+    frame decoded, so a video that probes fine can be sampled; an animated WebP, AVIF or PNG is
+    decoded whole, one frame at a time, as that is how it tells each frame's time.
 
     Raises:
         MediaTooLargeError: pixels, duration or file size over the limits in `settings`.
