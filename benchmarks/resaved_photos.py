@@ -38,7 +38,8 @@ QUALITIES = ("asis", "75", "60", "45")
 SCALES = {"50": 2, "33": 3}
 """Smaller copies: folder `sNN` holds each picture with its sides divided by the number."""
 GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
-"""GIF copies: folder name -> how the 256-colour palette is applied (median cut either way)."""
+"""GIF copies: folder name -> dithering towards the 256 colours of the picture's median cut
+(without it, the picture is the median cut's own, byte for byte what Pillow saves as a GIF)."""
 VARIANTS = (*(f"q{quality}" for quality in QUALITIES), *(f"s{name}" for name in SCALES), *GIFS)
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
@@ -74,9 +75,11 @@ def make(out: Path) -> None:
                     target = (out / name / source / label / path.name).with_suffix(".gif")
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with Image.open(path) as picture:
-                        picture.convert("RGB").quantize(256, Image.Quantize.MEDIANCUT, dither=dither).save(
-                            target, "GIF"
-                        )
+                        rgb = picture.convert("RGB")
+                    palette = rgb.quantize(256, Image.Quantize.MEDIANCUT)  # what Pillow saves as a GIF
+                    # Pillow dithers only towards a palette it is given: the median cut's own.
+                    shown = palette if dither == Image.Dither.NONE else rgb.quantize(palette=palette, dither=dither)
+                    shown.save(target, "GIF")
             print(f"{source} {label}: {len(chosen)}")
 
 
