@@ -34,6 +34,7 @@ from pipeline.engine.provenance import (
     read_file_history,
     read_metadata_blocks,
     read_provenance,
+    verdict_reason,
 )
 from pipeline.results import AnalysisResult, FileHistory, Provenance
 from tests import provenance_factory as pf
@@ -161,7 +162,7 @@ def test_signed_gifs_carry_their_credentials(tmp_path: Path, certificates: pf.Te
         assert provenance.credentials.signature == "valid" and provenance.ai_generated
         assert provenance.credentials.title == path.name and provenance.problems == []
         assert read_metadata_blocks(signed).manifest_bytes > 0
-    assert read_provenance(tmp_path / "signed_still.gif", "image").file_history == FileHistory("GIF")
+    assert read_provenance(tmp_path / "signed_still.gif", "image").file_history.format == "GIF"
 
 
 def test_a_signed_video_carries_its_credentials(signed: dict[str, Path]) -> None:
@@ -303,6 +304,27 @@ def test_an_animation_as_it_was_written_carries_no_provenance(tmp_path: Path, na
     assert detect_kind(path) == "video"
     provenance = read_provenance(path, "video")
     assert provenance.summary == NO_PROVENANCE and not provenance.found and provenance.problems == []
+    # An animated GIF's palette is said, as a picture's is (rule 24); other animations keep none.
+    assert (provenance.file_history is not None) == (path.suffix == ".gif")
+
+
+def test_every_gif_says_its_palette_runs_its_probability_high(tmp_path: Path) -> None:
+    """Rule 24: real photos saved as GIF came out uncertain near 1 (the CLIP member reads the
+    palette as fake); a GIF's verdict says so, a still one and an animated one alike, and the
+    verdict's reason carries it as it carries a JPEG's compression."""
+    still, animated = tmp_path / "still.gif", tmp_path / "animated.gif"
+    pf.picture().save(still)
+    pf.picture().save(animated, save_all=True, append_images=[pf.picture().rotate(180)], duration=100)
+    for path, kind in ((still, "image"), (animated, "video")):
+        history = read_provenance(path, kind).file_history
+        assert (history.format, history.jpeg_quality) == ("GIF", None)
+        assert history.caveat.startswith("the file is a GIF, whose 256 colours the models never trained on")
+        assert "'A picture saved as GIF'" in history.caveat
+        reason = verdict_reason("the models say uncertain", read_provenance(path, kind))
+        assert reason == f"the models say uncertain; {history.caveat}"
+    png = tmp_path / "still.png"
+    pf.picture().save(png)
+    assert read_provenance(png, "image").file_history.caveat is None
 
 
 def test_a_gifs_metadata_is_found_wherever_it_is_and_huge_blocks_are_one_problem(tmp_path: Path) -> None:
@@ -486,8 +508,6 @@ def test_files_that_are_no_jpeg_have_no_quality(tmp_path: Path, media: Media) ->
     assert read_provenance(tmp_path / "plain.webp", "image").file_history == FileHistory("WebP")
     pf.picture().save(tmp_path / "plain.avif", quality=50)
     assert read_provenance(tmp_path / "plain.avif", "image").file_history == FileHistory("AVIF")
-    pf.picture().save(tmp_path / "plain.gif")
-    assert read_provenance(tmp_path / "plain.gif", "image").file_history == FileHistory("GIF")
     pf.picture().save(tmp_path / "plain.bmp")
     assert read_provenance(tmp_path / "plain.bmp", "image").file_history == FileHistory("BMP")
     assert read_provenance(media.video, "video").file_history is None

@@ -831,12 +831,24 @@ def _chroma_subsampling(components: list[tuple[int, int, int]]) -> str | None:
     return names.get(ratio, f"{luma_h}x{luma_v} luma to {chroma_h}x{chroma_v} colour samples")
 
 
+_GIF_CAVEAT = (
+    "the file is a GIF, whose 256 colours the models never trained on: on validation photos saved as GIF "
+    "the CLIP member read the palette as a sign of fakes, so real ones came out uncertain with fake "
+    "probabilities near 1 and none was told real, while the CNN members' scores moved little (model card: "
+    "'A picture saved as GIF')"
+)
+"""Measured by rule 23 (benchmarks/README.md); said on every GIF by rule 24."""
+
+
 def read_file_history(blocks: MetadataBlocks, settings: ProvenanceSettings = ProvenanceSettings()) -> FileHistory:
-    """How an image file was last saved, from the blocks `read_metadata_blocks` walked: its
-    format, a JPEG's quality (estimated from its quantisation tables: libjpeg's scale), colour
-    subsampling and scan order, and a caveat when it is more compressed than the models' training
-    pictures (`ProvenanceSettings.trained_jpeg_quality`)."""
+    """How an image file (or a GIF, animated too) was last saved, from the blocks
+    `read_metadata_blocks` walked: its format, a JPEG's quality (estimated from its quantisation
+    tables: libjpeg's scale), colour subsampling and scan order, and a caveat when it is more
+    compressed than the models' training pictures (`ProvenanceSettings.trained_jpeg_quality`) or
+    is a GIF."""
     history = FileHistory(format=blocks.format or "unknown")
+    if blocks.format == "GIF":
+        history.caveat = _GIF_CAVEAT
     if blocks.format != "JPEG":
         return history
     history.chroma_subsampling = _chroma_subsampling(blocks.components)
@@ -981,14 +993,15 @@ def _read_provenance(path: Path, kind: str, settings: ProvenanceSettings) -> Pro
         credentials=credentials,
         metadata=metadata,
         problems=problems[: settings.max_items],
-        file_history=read_file_history(blocks, settings) if kind == "image" else None,
+        # An animated GIF is a video, but its palette is what its verdict needs said (rule 24).
+        file_history=read_file_history(blocks, settings) if kind == "image" or blocks.format == "GIF" else None,
     )
 
 
 def verdict_reason(models_reason: str, provenance: Provenance | None) -> str:
     """The verdict's reason with what the file says beside it: the models' reason first and
     unchanged (their verdict stays theirs), then the caveat of a photo more compressed than the
-    models' training photos, then what provenance says about AI generation."""
+    models' training photos or of a GIF, then what provenance says about AI generation."""
     if provenance is None:
         return models_reason
     reason = models_reason
