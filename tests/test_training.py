@@ -58,7 +58,8 @@ def test_a_plain_folder_gets_stable_group_splits(shared_data: Path, tmp_path: Pa
 
 
 def test_evaluation_tells_videos_from_pictures_as_the_engine_does(tmp_path: Path) -> None:
-    """By the name, but a GIF, WebP or AVIF by its content: an animated one is scored as a video."""
+    """By the name, but a picture that may be animated by its content: an animated one is scored
+    as a video."""
     still, animated, sticker = tmp_path / "still.gif", tmp_path / "animated.gif", tmp_path / "sticker.webp"
     media_factory.write_animation(still, [100])
     media_factory.write_animation(animated, [100, 100])

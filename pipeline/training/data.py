@@ -52,8 +52,8 @@ def split_for_group(group: str, val_fraction: float, test_fraction: float) -> st
 
 
 def is_video(path: Path, settings: MediaSettings = MediaSettings()) -> bool:
-    """Whether the engine reads `path` as a video: by its name, but a GIF, WebP or AVIF by its
-    content (an animated one is a video)."""
+    """Whether the engine reads `path` as a video: by its name, but a picture that may be
+    animated (GIF, WebP, AVIF, PNG) by its content (an animated one is a video)."""
     if path.suffix.lower() not in settings.animation_suffixes:
         return path.suffix.lower() in settings.video_suffixes
     try:
