@@ -474,8 +474,11 @@ def test_empty_file(tmp_path: Path, name: str) -> None:
     assert_user_message(error, path, "empty")
 
 
-def test_missing_file(tmp_path: Path) -> None:
-    path = tmp_path / "nowhere.mp4"
+@pytest.mark.parametrize("name", ["nowhere.mp4", "nowhere.heic", "nowhere.xyz"])
+def test_missing_file(tmp_path: Path, name: str) -> None:
+    """Not found, whatever its name says: the engine checks the file before its type, as
+    `analyze` and `scan` do before anything loads (`media.check_without_opening`)."""
+    path = tmp_path / name
     with pytest.raises(MediaError) as error:
         media.probe(path)
     assert_user_message(error, path, "not found")

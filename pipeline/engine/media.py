@@ -310,8 +310,7 @@ def detect_kind(path: Path, settings: MediaSettings = MediaSettings()) -> MediaK
 
 def _detect(path: Path, settings: MediaSettings) -> tuple[MediaKind, str]:
     """(kind, container) of a file: `detect_kind`, and which reader its frames need."""
-    check_suffix(path, settings)
-    check_readable(path, settings)
+    check_without_opening(path, settings)
     with path.open("rb") as stream:
         head = stream.read(_SNIFF_BYTES)
     sniffed = _sniff(head)
