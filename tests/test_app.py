@@ -223,6 +223,9 @@ def test_an_animated_gif_upload_is_analysed_as_a_video(
     timeline = figures(at)[0]
     assert [t["name"] for t in timeline["data"]] == ["person 1 · ensemble"]
     assert values(timeline["data"][0]["x"]) == [f.time_s for f in result.frames if f.faces]
+    # Beside the verdict, what a GIF's palette does to it (rule 24), as the stored reason says.
+    assert "the file is a GIF, whose 256 colours" in result.reason
+    assert any(result.reason in caption.value for caption in at.caption)
 
 
 def test_odd_uploads_each_get_a_line_and_the_others_go_on(
