@@ -6,12 +6,13 @@ from the validation split of each shared source, up to 100 pictures per class, a
 re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a half and a third,
 Pillow's area-averaging reduction, saved as PNG so that no compression is added), saved as GIF
 (256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
-Floyd-Steinberg dithering, as GIF makers often do), and summarises how the shipped engine's
-verdicts move (the model card's "A photo saved more compressed than the training photos", "A
-photo whose faces are smaller than the training faces" and "A picture saved as GIF"):
+Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
+and summarises how the shipped engine's verdicts move (the model card's "A photo saved more
+compressed than the training photos", "A photo whose faces are smaller than the training
+faces", "A picture saved as GIF" and "A picture saved as lossy WebP"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 gif gifd; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -37,10 +38,18 @@ SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 QUALITIES = ("asis", "75", "60", "45")
 SCALES = {"50": 2, "33": 3}
 """Smaller copies: folder `sNN` holds each picture with its sides divided by the number."""
+WEBP_QUALITIES = ("80", "90")
+"""Lossy WebP copies: folder `wNN` holds each picture saved as WebP at quality NN (80 is Pillow's
+and cwebp's default)."""
 GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 """GIF copies: folder name -> dithering towards the 256 colours of the picture's median cut
 (without it, the picture is the median cut's own, byte for byte what Pillow saves as a GIF)."""
-VARIANTS = (*(f"q{quality}" for quality in QUALITIES), *(f"s{name}" for name in SCALES), *GIFS)
+VARIANTS = (
+    *(f"q{quality}" for quality in QUALITIES),
+    *(f"s{name}" for name in SCALES),
+    *GIFS,
+    *(f"w{quality}" for quality in WEBP_QUALITIES),
+)
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
 MEMBERS = ("clip", "mobilenetv2", "mobilenetv2_224")
@@ -80,6 +89,11 @@ def make(out: Path) -> None:
                     # Pillow dithers only towards a palette it is given: the median cut's own.
                     shown = palette if dither == Image.Dither.NONE else rgb.quantize(palette=palette, dither=dither)
                     shown.save(target, "GIF")
+                for quality in WEBP_QUALITIES:
+                    target = (out / f"w{quality}" / source / label / path.name).with_suffix(".webp")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with Image.open(path) as picture:
+                        picture.convert("RGB").save(target, "WEBP", quality=int(quality))
             print(f"{source} {label}: {len(chosen)}")
 
 
