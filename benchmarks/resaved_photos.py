@@ -126,6 +126,12 @@ def summarise(out: Path) -> None:
                     f"{m} {roc_auc_score(labels, [r['model_scores'][m] for r in scored]):.3f}" for m in MEMBERS
                 )
                 line.append(f"ROC AUC {auc:.3f} ({members})")
+            reals = [r for r in scored if Path(r["path"]).parts[-2] == "real"]
+            if source == "pooled" and reals:
+                medians = [np.median([r["fake_probability"] for r in reals])]
+                medians += [np.median([r["model_scores"][m] for r in reals]) for m in MEMBERS]
+                line.append("real photos' median fake probability (ensemble, " + ", ".join(MEMBERS) + ") ")
+                line[-1] += ", ".join(f"{m:.2f}" for m in medians)
             print(" | ".join(line))
 
 
