@@ -183,8 +183,8 @@ class FileHistory:
     """How colour was stored: 4:2:0 (halved both ways), 4:2:2, 4:4:4, or grey."""
     progressive: bool = False
     caveat: str | None = None
-    """When the last save was more compressed than the models' training pictures, or is a GIF:
-    what that means for the verdict, one line (None otherwise)."""
+    """When the last save was more compressed than the models' training pictures, or is a lossy
+    WebP or a GIF: what that means for the verdict, one line (None otherwise)."""
 
 
 @dataclass

@@ -308,6 +308,26 @@ def test_an_animation_as_it_was_written_carries_no_provenance(tmp_path: Path, na
     assert (provenance.file_history is not None) == (path.suffix == ".gif")
 
 
+def test_a_lossy_webp_picture_says_what_its_compression_did_on_validation_photos(tmp_path: Path) -> None:
+    """Rule 25: saved as lossy WebP at quality 80, validation photos were ranked worse; a lossy
+    WebP's verdict says so (a simple one, and an extended one with transparency and EXIF), a
+    lossless one's does not."""
+    simple, extended, lossless = tmp_path / "simple.webp", tmp_path / "extended.webp", tmp_path / "lossless.webp"
+    pf.picture().save(simple, quality=80)
+    pf.picture().convert("RGBA").save(extended, quality=90, exif=pf.camera_exif())
+    pf.picture().save(lossless, lossless=True)
+    assert simple.read_bytes()[12:16] == b"VP8 " and extended.read_bytes()[12:16] == b"VP8X"
+    for path in (simple, extended):
+        provenance = read_provenance(path, "image")
+        history = provenance.file_history
+        assert (history.format, history.jpeg_quality) == ("WebP", None)
+        assert history.caveat.startswith("the file is a lossy WebP, a compression the models never trained on")
+        assert "'A picture saved as lossy WebP'" in history.caveat
+        assert verdict_reason("the models say real", provenance) == f"the models say real; {history.caveat}"
+    assert read_provenance(extended, "image").metadata.camera == "Canon EOS R5"  # the rest still read
+    assert read_provenance(lossless, "image").file_history == FileHistory("WebP")
+
+
 def test_every_gif_says_its_palette_runs_its_probability_high(tmp_path: Path) -> None:
     """Rule 24: real photos saved as GIF came out uncertain near 1 (the CLIP member reads the
     palette as fake); a GIF's verdict says so, a still one and an animated one alike, and the
@@ -504,7 +524,7 @@ def test_an_encoders_own_tables_give_the_nearest_quality(media: Media, tmp_path:
 def test_files_that_are_no_jpeg_have_no_quality(tmp_path: Path, media: Media) -> None:
     png = pf.save_png_with_text(tmp_path / "plain.png", {})
     assert read_provenance(png, "image").file_history == FileHistory("PNG")
-    pf.picture().save(tmp_path / "plain.webp", quality=50)
+    pf.picture().save(tmp_path / "plain.webp", lossless=True)
     assert read_provenance(tmp_path / "plain.webp", "image").file_history == FileHistory("WebP")
     pf.picture().save(tmp_path / "plain.avif", quality=50)
     assert read_provenance(tmp_path / "plain.avif", "image").file_history == FileHistory("AVIF")
