@@ -6,13 +6,14 @@ from the validation split of each shared source, up to 100 pictures per class, a
 re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a half and a third,
 Pillow's area-averaging reduction, saved as PNG so that no compression is added), saved as GIF
 (256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
-Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
-and summarises how the shipped engine's verdicts move (the model card's "A photo saved more
-compressed than the training photos", "A photo whose faces are smaller than the training
-faces", "A picture saved as GIF" and "A picture saved as lossy WebP"):
+Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90
+and as AVIF at 75 and 90, and summarises how the shipped engine's verdicts move (the model card's
+"A photo saved more compressed than the training photos", "A photo whose faces are smaller than
+the training faces", "A picture saved as GIF", "A picture saved as lossy WebP" and "A picture
+saved as AVIF"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90 a75 a90; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -41,6 +42,9 @@ SCALES = {"50": 2, "33": 3}
 WEBP_QUALITIES = ("80", "90")
 """Lossy WebP copies: folder `wNN` holds each picture saved as WebP at quality NN (80 is Pillow's
 and cwebp's default)."""
+AVIF_QUALITIES = ("75", "90")
+"""AVIF copies: folder `aNN` holds each picture saved as AVIF at quality NN (75 is Pillow's
+default)."""
 GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 """GIF copies: folder name -> dithering towards the 256 colours of the picture's median cut
 (without it, the picture is the median cut's own, byte for byte what Pillow saves as a GIF)."""
@@ -49,6 +53,7 @@ VARIANTS = (
     *(f"s{name}" for name in SCALES),
     *GIFS,
     *(f"w{quality}" for quality in WEBP_QUALITIES),
+    *(f"a{quality}" for quality in AVIF_QUALITIES),
 )
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
@@ -94,6 +99,11 @@ def make(out: Path) -> None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with Image.open(path) as picture:
                         picture.convert("RGB").save(target, "WEBP", quality=int(quality))
+                for quality in AVIF_QUALITIES:
+                    target = (out / f"a{quality}" / source / label / path.name).with_suffix(".avif")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with Image.open(path) as picture:
+                        picture.convert("RGB").save(target, "AVIF", quality=int(quality))
             print(f"{source} {label}: {len(chosen)}")
 
 
