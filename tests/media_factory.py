@@ -68,8 +68,8 @@ def write_video(
 
 
 def write_animation(path: Path, delays_ms: list[int], size: tuple[int, int] = VIDEO_SIZE, **options) -> Path:
-    """An animated GIF, WebP or AVIF (by the suffix; Pillow) of `index_frame_bgr` frames, frame k
-    shown for `delays_ms[k]` (GIF keeps delays in hundredths of a second)."""
+    """An animated GIF, WebP, AVIF or PNG (by the suffix; Pillow) of `index_frame_bgr` frames,
+    frame k shown for `delays_ms[k]` (GIF keeps delays in hundredths of a second)."""
     frames = [Image.fromarray(index_frame_bgr(index, size)[:, :, ::-1]) for index in range(len(delays_ms))]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=delays_ms, loop=0, **options)
     return path

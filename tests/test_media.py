@@ -540,8 +540,8 @@ ANIMATIONS = [
 
 @pytest.mark.parametrize(("name", "options"), ANIMATIONS, ids=["gif", "webp", "avif", "apng"])
 def test_an_animation_is_sampled_in_time_like_a_video(tmp_path: Path, name: str, options: dict) -> None:
-    """Each frame of an animated GIF, WebP or AVIF has its own delay: the samples are spread over
-    the time the animation plays, and each is the frame it claims to be, as a viewer shows it."""
+    """Each frame of an animated GIF, WebP, AVIF or PNG has its own delay: the samples are spread
+    over the time the animation plays, and each is the frame it claims to be, as a viewer shows it."""
     delays = [100, 50, 300, 100, 100, 50, 200, 100]  # ms; frame k starts at the sum of those before
     path = mf.write_animation(tmp_path / name, delays, **options)
     starts = [sum(delays[:k]) / 1000 for k in range(len(delays))]
