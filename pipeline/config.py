@@ -47,6 +47,11 @@ class MediaSettings:
     max_video_pixels: int = 4096 * 2304
     """Largest frame size accepted (4K)."""
     max_video_seconds: float = 3 * 3600.0
+    shown_frame_ms: tuple[float, float] = (10.0, 100.0)
+    """A frame of an animated WebP, AVIF or PNG whose duration is at most the first number of ms is
+    taken to show for the second, as browsers show them: such files are made to play "as fast as
+    possible" (AVIF stores 1 ms), and their frames' times would otherwise be nearly all 0. FFmpeg
+    times a GIF's frames of 0 so too, but keeps a GIF's 10 ms."""
     max_file_bytes: int = 2 * 1024**3
     min_jpeg_bits_per_block: float = 1.0
     """A Huffman-coded JPEG spends at least one bit per 8x8 block; a file with fewer bytes than

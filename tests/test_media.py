@@ -559,6 +559,17 @@ def test_an_animation_is_sampled_in_time_like_a_video(tmp_path: Path, name: str,
     assert len(list(media.sample_frames(path, frames=32))) == len(delays)  # every frame, once
 
 
+@pytest.mark.parametrize(("name", "options"), ANIMATIONS, ids=["gif", "webp", "avif", "apng"])
+def test_frames_of_no_duration_are_timed_as_shown(tmp_path: Path, name: str, options: dict) -> None:
+    """An animation made to play as fast as it can (delays of 0; AVIF stores 1 ms) is shown 100 ms
+    a frame by browsers, and timed so by FFmpeg for a GIF: every format's frames get those times,
+    not (nearly) all 0."""
+    path = mf.write_animation(tmp_path / name, [0] * 6, **options)
+    info, frames = media.read_frames(path, frames=3)
+    assert (info.fps, info.duration_s) == (pytest.approx(10.0), pytest.approx(0.6))
+    assert [(f.frame_number, f.time_s) for f in frames] == [(1, 0.1), (3, 0.3), (5, 0.5)]
+
+
 def test_a_gif_drawn_over_its_previous_frame_is_read_as_shown(tmp_path: Path) -> None:
     """GIF frames may redraw only part of the picture over the last one (Pillow writes them so,
     with transparency for what did not change): the frame read is the whole picture shown."""

@@ -906,7 +906,8 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
     """(info, each frame's start in ms or None when the times cannot be trusted) of an animated
     WebP, AVIF or PNG. These formats keep each frame's duration beside its pixels, and Pillow gives
     it only once the frame is decoded: every frame is decoded once here (one at a time), and again
-    up to the last sample when the frames are read. A damaged frame ends the animation."""
+    up to the last sample when the frames are read. A damaged frame ends the animation; a frame
+    of (nearly) no duration is timed as browsers show it (`MediaSettings.shown_frame_ms`)."""
     stamps, elapsed_ms = array("q"), 0.0
     with _open_image(path, settings) as image:
         _check_video_pixels(path, image.width, image.height, settings)  # before any frame is decoded
@@ -921,7 +922,9 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
                 image.seek(index)
                 image.load()
                 stamps.append(round(elapsed_ms))
-                elapsed_ms += float(image.info.get("duration") or 0)
+                duration = float(image.info.get("duration") or 0)
+                at_most, shown = settings.shown_frame_ms
+                elapsed_ms += shown if duration <= at_most else duration
         width, height = image.size
     if not stamps:
         raise MediaError(f"{_name(path)}: could not decode any frame of this animation.")
