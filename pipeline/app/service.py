@@ -164,9 +164,7 @@ class AnalysisService:
             request.frames, request.aggregation, list(request.models) or None
         )
         versions = ensemble.versions()
-        media = self.engine.settings.media
-        check_readable(path, media)
-        kind = detect_kind(path, media)
+        kind = detect_kind(path, self.engine.settings.media)  # checks that the file is readable first
         return settings_key(sha256 or sha256_file(path), kind, frames, aggregation, {n: versions[n] for n in models})
 
     def analyze(
