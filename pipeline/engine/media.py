@@ -241,7 +241,7 @@ def _is_animated(path: Path, settings: MediaSettings) -> bool:
 
 
 def is_avif(head: bytes) -> bool:
-    """Whether a file's first bytes (32 of them) open an AVIF picture."""
+    """Whether a file's first bytes (its `ftyp` box among them) open an AVIF picture."""
     return bool(_ftyp_brands(head) & _AVIF_BRANDS)
 
 
@@ -909,6 +909,7 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
     up to the last sample when the frames are read. A damaged frame ends the animation; a frame
     of (nearly) no duration is timed as browsers show it (`MediaSettings.shown_frame_ms`)."""
     stamps, elapsed_ms = array("q"), 0.0
+    at_most, shown = settings.shown_frame_ms
     with _open_image(path, settings) as image:
         _check_video_pixels(path, image.width, image.height, settings)  # before any frame is decoded
         frames = image.n_frames
@@ -923,7 +924,6 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
                 image.load()
                 stamps.append(round(elapsed_ms))
                 duration = float(image.info.get("duration") or 0)
-                at_most, shown = settings.shown_frame_ms
                 elapsed_ms += shown if duration <= at_most else duration
         width, height = image.size
     if not stamps:
