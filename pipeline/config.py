@@ -247,6 +247,9 @@ class ProvenanceSettings:
     """Longest text kept from a metadata field (a generator's prompt) in the result."""
     max_items: int = 50
     """Most actions, ingredients, validation failures or tags kept from one file."""
+    max_counted_pages: int = 1000
+    """Most pages of a TIFF counted (the models see only the first; its verdict says how many
+    more there are): a file can chain its pages' directories by the million, or in a loop."""
     generator_text_keys: tuple[tuple[str, str], ...] = (
         ("parameters", "the Stable Diffusion web UI's format"),  # AUTOMATIC1111, Forge, Fooocus
         ("prompt", "ComfyUI"),

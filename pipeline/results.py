@@ -182,9 +182,13 @@ class FileHistory:
     chroma_subsampling: str | None = None
     """How colour was stored: 4:2:0 (halved both ways), 4:2:2, 4:4:4, or grey."""
     progressive: bool = False
+    pages: int | None = None
+    """How many pictures (pages) a TIFF holds, counted up to `ProvenanceSettings.max_counted_pages`
+    (None for other formats): only the first is analysed."""
     caveat: str | None = None
-    """When the last save was more compressed than the models' training pictures, or is a lossy
-    WebP or a GIF: what that means for the verdict, one line (None otherwise)."""
+    """When the last save was more compressed than the models' training pictures, is a lossy WebP
+    or a GIF, or holds pages the models did not see: what that means for the verdict, one line
+    (None otherwise)."""
 
 
 @dataclass

@@ -280,3 +280,29 @@ def exif_with_tags(count: int) -> bytes:
     for tag in range(count):
         exif[0xC000 + tag] = f"value {tag} " * 4
     return exif.tobytes()
+
+
+def chain_tiff_directories(
+    source: Path, target: Path, extra: int, reduced: tuple[int, ...] = (), loop_to: int | None = None
+) -> Path:
+    """A copy of a one-page little-endian TIFF with `extra` directories chained after its own:
+    each holds at most a NewSubfileType entry (1, a reduced-resolution copy, for the indices in
+    `reduced`), none a picture; `loop_to` points the last one back at an extra directory (-1: at
+    the first page's), making a loop."""
+    data = bytearray(source.read_bytes())
+    assert data[:4] == b"II*\x00"
+    first = struct.unpack_from("<I", data, 4)[0]
+    next_at = first + 2 + 12 * struct.unpack_from("<H", data, first)[0]
+    assert struct.unpack_from("<I", data, next_at)[0] == 0, "the source must have one page"
+    offsets = []
+    for index in range(extra):
+        data += b"\x00" * (len(data) % 2)  # directories start on a word boundary
+        offsets.append(len(data))
+        struct.pack_into("<I", data, next_at, len(data))
+        entries = [struct.pack("<HHII", 254, 4, 1, 1)] if index in reduced else []
+        data += struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0)
+        next_at = len(data) - 4
+    if loop_to is not None:
+        struct.pack_into("<I", data, next_at, first if loop_to == -1 else offsets[loop_to])
+    target.write_bytes(bytes(data))
+    return target

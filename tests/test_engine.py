@@ -96,6 +96,21 @@ def test_an_animation_is_analysed_as_a_video(engine: Engine, shared_data: Path, 
     assert (result.provenance.file_history is not None) == gif and ("GIF, whose 256 colours" in result.reason) == gif
 
 
+def test_a_tiff_of_several_pages_is_analysed_on_its_first(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+    """Only the first page of a TIFF is looked at (a face there, none on the second, two on the
+    third), and the verdict's reason says there are more."""
+    first, third = real_faces(shared_data, 1)[0], grid_image(real_faces(shared_data, 2), columns=2)[0]
+    blank = np.full_like(first, 200)
+    path = tmp_path / "scans.tif"
+    Image.fromarray(first).save(path, save_all=True, append_images=[Image.fromarray(blank), Image.fromarray(third)])
+    result = engine.analyze(path).result
+    assert (result.kind, result.width, result.height) == ("image", first.shape[1], first.shape[0])
+    assert len(result.frames[0].faces) == 1 and len(result.tracks) == 1
+    assert result.reason.endswith(
+        "; the file is a TIFF of 3 pages, and only the first was analysed: the verdict says nothing about the faces on the others"
+    )
+
+
 def test_twenty_faces_in_one_photo_are_all_scored(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
     picture, _ = grid_image(real_faces(shared_data, 20), columns=5)
     path = tmp_path / "crowd.png"

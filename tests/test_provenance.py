@@ -10,6 +10,7 @@ import csv
 import http.server
 import io
 import json
+import struct
 import threading
 import zlib
 from collections.abc import Iterator
@@ -345,6 +346,76 @@ def test_every_gif_says_its_palette_runs_its_probability_high(tmp_path: Path) ->
     png = tmp_path / "still.png"
     pf.picture().save(png)
     assert read_provenance(png, "image").file_history.caveat is None
+
+
+@pytest.mark.parametrize(
+    ("layout", "mode", "options"),
+    [("little-endian", "RGB", {}), ("big-endian", "I;16B", {}), ("BigTIFF", "RGB", {"big_tiff": True})],
+)
+def test_a_tiff_of_several_pages_says_only_the_first_was_analysed(
+    tmp_path: Path, layout: str, mode: str, options: dict
+) -> None:
+    """The engine reads a TIFF's first page: a file of several says how many it holds, beside the
+    verdict and in the Provenance tab, as other caveats are."""
+    pages = [pf.picture().convert(mode), pf.picture().rotate(180).convert(mode), pf.picture((48, 32)).convert(mode)]
+    several, one = tmp_path / "several.tif", tmp_path / "one.tif"
+    pages[0].save(several, save_all=True, append_images=pages[1:], **options)
+    pages[0].save(one, **options)
+    assert (
+        several.read_bytes()[:4]
+        == {"little-endian": b"II*\x00", "big-endian": b"MM\x00*", "BigTIFF": b"II+\x00"}[layout]
+    )
+    provenance = read_provenance(several, "image")
+    history = provenance.file_history
+    assert (history.format, history.pages) == ("TIFF", 3)
+    assert history.caveat == (
+        "the file is a TIFF of 3 pages, and only the first was analysed: the verdict says nothing about "
+        "the faces on the others"
+    )
+    assert verdict_reason("the models say real", provenance) == f"the models say real; {history.caveat}"
+    assert ("pages", "3 (the first analysed)") in provenance_section(provenance).history
+    alone = read_provenance(one, "image").file_history
+    assert (alone.pages, alone.caveat) == (1, None)
+    assert "pages" not in dict(provenance_section(read_provenance(one, "image")).history)
+
+
+def test_a_tiffs_pages_are_counted_without_thumbnails_loops_or_no_end(tmp_path: Path) -> None:
+    """Pages are counted from the chain of directories, not decoded: a thumbnail of a page
+    (NewSubfileType 1) is no page, a chain that loops is counted once round, and a chain of
+    thousands (each directory costs Pillow a check against all before it) is counted no further
+    than the limit."""
+    one = tmp_path / "one.tif"
+    pf.picture().save(one)
+    chained = {
+        "thumbnail": pf.chain_tiff_directories(one, tmp_path / "thumbnail.tif", 1, reduced=(0,)),
+        "page and thumbnail": pf.chain_tiff_directories(one, tmp_path / "both.tif", 2, reduced=(1,)),
+        "loop": pf.chain_tiff_directories(one, tmp_path / "loop.tif", 3, loop_to=1),
+        "loop to the first": pf.chain_tiff_directories(one, tmp_path / "loop0.tif", 2, loop_to=-1),
+        "20,000 pages": pf.chain_tiff_directories(one, tmp_path / "many.tif", 19_999),
+    }
+    counted = {name: read_provenance(path, "image").file_history for name, path in chained.items()}
+    assert {name: history.pages for name, history in counted.items()} == {
+        "thumbnail": 1,
+        "page and thumbnail": 2,
+        "loop": 4,
+        "loop to the first": 3,
+        "20,000 pages": ProvenanceSettings().max_counted_pages,
+    }
+    assert counted["thumbnail"].caveat is None
+    assert counted["20,000 pages"].caveat.startswith("the file is a TIFF of 1,000 or more pages, and only the first")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(chained["loop"].read_bytes()[:-5])  # the last directory is cut short: not a page
+    assert read_provenance(cut, "image").file_history.pages == 3
+    # BigTIFF headers pointing past any file, or at a directory of more entries than any file holds.
+    bigtiff_header = b"II+\x00" + struct.pack("<HHQ", 8, 0, 16)
+    for name, data in {
+        "far.tif": b"II+\x00" + struct.pack("<HHQ", 8, 0, 2**64 - 1),
+        "huge.tif": bigtiff_header + struct.pack("<Q", 2**62) + bytes(40),
+        "next far.tif": bigtiff_header + struct.pack("<Q", 0) + struct.pack("<Q", 2**63 + 5),
+    }.items():
+        (tmp_path / name).write_bytes(data)
+        provenance = read_provenance(tmp_path / name, "image")
+        assert (provenance.file_history.pages, provenance.file_history.caveat) == (1, None), name
 
 
 def test_a_gifs_metadata_is_found_wherever_it_is_and_huge_blocks_are_one_problem(tmp_path: Path) -> None:

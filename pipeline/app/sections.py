@@ -208,6 +208,7 @@ def _history_rows(history: FileHistory | None) -> tuple[tuple[str, str], ...]:
             ("JPEG quality", quality),
             ("colour stored", history.chroma_subsampling),
             ("scans", ("progressive" if history.progressive else "baseline") if history.format == "JPEG" else None),
+            ("pages", f"{history.pages:,} (the first analysed)" if history.pages and history.pages > 1 else None),
         ]
     )
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import html
+import io
 import json
 import logging
 import math
@@ -155,6 +156,8 @@ class MetadataBlocks:
     progressive: bool = False
     lossy: bool = False
     """A WebP whose picture is stored with lossy (VP8) compression, not lossless (VP8L)."""
+    pages: int | None = None
+    """A TIFF's pages, counted up to `ProvenanceSettings.max_counted_pages`."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -486,6 +489,49 @@ def _tiff_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlock
         blocks.xmp = xmp
 
 
+_NEW_SUBFILE_TYPE = 254
+_TIFF_LONG, _TIFF_SHORT = 4, 3
+
+
+def _tiff_pages(stream: BinaryIO, settings: ProvenanceSettings) -> int:
+    """How many pages a TIFF (or BigTIFF) holds: the directories chained from its header, less
+    the reduced-resolution copies of a page (thumbnails, NewSubfileType bit 0), counted up to
+    `settings.max_counted_pages`. Only each directory's first entries are read (tags come in
+    order and this one is among the first); a loop or a cut ends the chain."""
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    head = stream.read(16)
+    order = "<" if head[:2] == b"II" else ">"
+    if head[2:4] in (b"+\x00", b"\x00+"):  # BigTIFF: 8-byte counts and offsets, 20-byte entries
+        count_format, entry_size, value_at, offset = order + "Q", 20, 12, struct.unpack_from(order + "Q", head, 8)[0]
+    else:
+        count_format, entry_size, value_at, offset = order + "H", 12, 8, struct.unpack_from(order + "I", head, 4)[0]
+    next_format = order + ("Q" if entry_size == 20 else "I")
+    seen: set[int] = set()
+    pages = 0
+    while 0 < offset < size and offset not in seen and pages < settings.max_counted_pages:
+        seen.add(offset)
+        stream.seek(offset)
+        raw = stream.read(struct.calcsize(count_format))
+        if len(raw) < struct.calcsize(count_format):
+            break
+        (count,) = struct.unpack(count_format, raw)
+        if offset + len(raw) + entry_size * count >= size:
+            break  # cut short (or a count no file this size holds)
+        entries = stream.read(entry_size * min(count, 16))
+        reduced = False
+        for start in range(0, len(entries) - entry_size + 1, entry_size):
+            tag, kind = struct.unpack_from(order + "HH", entries, start)
+            if tag == _NEW_SUBFILE_TYPE and kind in (_TIFF_LONG, _TIFF_SHORT):
+                value_format = order + ("I" if kind == _TIFF_LONG else "H")
+                reduced = bool(struct.unpack_from(value_format, entries, start + value_at)[0] & 1)
+        pages += not reduced
+        stream.seek(offset + len(raw) + entry_size * count)
+        raw = stream.read(struct.calcsize(next_format))
+        offset = struct.unpack(next_format, raw)[0] if len(raw) == struct.calcsize(next_format) else 0
+    return max(pages, 1)
+
+
 def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSettings()) -> MetadataBlocks:
     """The EXIF, XMP and text blocks of a file and the size of its C2PA blocks, reading only
     the blocks within the limits (larger ones become a problem line). Never raises for the
@@ -510,8 +556,9 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
             elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
                 blocks.format = "MP4"
                 _bmff_blocks(stream, settings, blocks)
-            elif head[:4] in (b"II*\x00", b"MM\x00*"):
+            elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF and BigTIFF
                 blocks.format = "TIFF"
+                blocks.pages = _tiff_pages(stream, settings)
                 _tiff_blocks(path, settings, blocks)
             elif is_gif(head):
                 blocks.format = "GIF"
@@ -855,8 +902,14 @@ def read_file_history(blocks: MetadataBlocks, settings: ProvenanceSettings = Pro
     `read_metadata_blocks` walked: its format, a JPEG's quality (estimated from its quantisation
     tables: libjpeg's scale), colour subsampling and scan order, and a caveat when it is more
     compressed than the models' training pictures (`ProvenanceSettings.trained_jpeg_quality`), is
-    a lossy WebP or is a GIF."""
-    history = FileHistory(format=blocks.format or "unknown")
+    a lossy WebP or a GIF, or is a TIFF of several pages (the models see the first)."""
+    history = FileHistory(format=blocks.format or "unknown", pages=blocks.pages)
+    if blocks.pages is not None and blocks.pages > 1:
+        at_least = "or more " if blocks.pages >= settings.max_counted_pages else ""
+        history.caveat = (
+            f"the file is a TIFF of {blocks.pages:,} {at_least}pages, and only the first was analysed: "
+            "the verdict says nothing about the faces on the others"
+        )
     if blocks.format == "GIF":
         history.caveat = _GIF_CAVEAT
     if blocks.format == "WebP" and blocks.lossy:
@@ -1013,7 +1066,8 @@ def _read_provenance(path: Path, kind: str, settings: ProvenanceSettings) -> Pro
 def verdict_reason(models_reason: str, provenance: Provenance | None) -> str:
     """The verdict's reason with what the file says beside it: the models' reason first and
     unchanged (their verdict stays theirs), then the caveat of a photo more compressed than the
-    models' training photos, a lossy WebP or a GIF, then what provenance says about AI generation."""
+    models' training photos, a lossy WebP, a GIF or a TIFF of several pages, then what provenance
+    says about AI generation."""
     if provenance is None:
         return models_reason
     reason = models_reason
