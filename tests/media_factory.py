@@ -347,3 +347,36 @@ def jpeg_claiming_size(source: Path, target: Path, width: int, height: int) -> P
     data[at + 5 : at + 9] = struct.pack(">HH", height, width)
     target.write_bytes(bytes(data))
     return target
+
+
+def tiff_claiming_size(source: Path, target: Path, width: int, height: int) -> Path:
+    """A copy of a little-endian one-page TIFF whose first directory claims another size (its
+    picture data unchanged)."""
+    data = bytearray(source.read_bytes())
+    directory = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, directory)[0]):
+        at = directory + 2 + 12 * entry
+        tag = struct.unpack_from("<H", data, at)[0]
+        if tag in (256, 257):  # ImageWidth, ImageLength, as one LONG each
+            struct.pack_into("<HII", data, at + 2, 4, 1, width if tag == 256 else height)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def zero_picture_data(source: Path, target: Path) -> Path:
+    """A copy of an AVIF (or other ISO-BMFF file) whose `mdat` payload, the coded pictures, is all
+    zeros: its structure intact, nothing in it decodable."""
+    data = bytearray(source.read_bytes())
+    ((offset, size),) = _find_boxes(data, b"mdat")
+    data[offset : offset + size] = bytes(size)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def rename_codec(source: Path, target: Path, codec_tag: bytes, unknown: bytes) -> Path:
+    """A copy of a video whose codec's name as its container writes it (`avc1`, `FMP4`,
+    `V_MPEG4/ISO/AVC`) is replaced by `unknown`, of the same length, which no decoder knows."""
+    data = source.read_bytes()
+    assert codec_tag in data and len(unknown) == len(codec_tag), codec_tag
+    target.write_bytes(data.replace(codec_tag, unknown))
+    return target

@@ -24,7 +24,8 @@ from pipeline.app.store import Store
 from pipeline.config import REPO_ROOT, MediaSettings
 from pipeline.engine import media
 from pipeline.engine.analyze import Engine
-from pipeline.errors import MediaError
+from pipeline.engine.provenance import read_provenance
+from pipeline.errors import MediaError, UnsupportedMediaError
 from tests.command_line import run_cli, run_python
 
 if TYPE_CHECKING:
@@ -244,6 +245,44 @@ def test_animations_whose_headers_ask_for_too_much_are_one_line_or_sampled(tmp_p
     info, frames = media.read_frames(mf.raw_gif(tmp_path / "long.gif", (8, 8), 20_000), limits, frames=4)
     assert (info.kind, info.frame_count) == ("video", 20_000)
     assert [f.frame_number for f in frames] == [2500, 7500, 12500, 17500]
+
+
+def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Path) -> None:
+    """What a random mutation sweep (`benchmarks/fuzz_readers.py`) found raising a library's own
+    error (an AttributeError, an IndexError, a RuntimeError: a traceback for the user), each
+    made again on purpose: a video whose codec no decoder knows, a GIF cut inside its second
+    picture's header, AVIF pictures whose coded data is zeros, a TIFF whose first directory
+    claims 900 megapixels (its metadata read on its own)."""
+    for name, container, codec, tag, unknown in (
+        ("clip.mp4", "mp4", "libx264", b"avc1", b"qqqq"),
+        ("clip.avi", "avi", "mpeg4", b"FMP4", b"QQQQ"),
+        ("clip.mkv", "matroska", "libx264", b"V_MPEG4/ISO/AVC", b"V_QQQQQ/ISO/AVC"),  # V_: still a video track
+    ):
+        video = mf.write_video_with_ffmpeg(tmp_path / name, 12, container, codec)
+        renamed = mf.rename_codec(video, tmp_path / f"renamed_{name}", tag, unknown)
+        with pytest.raises(UnsupportedMediaError, match="holds video in a format this app cannot decode"):
+            media.read_frames(renamed)
+    # A GIF that ends right after its second picture's descriptor is its first picture.
+    gif = mf.raw_gif(tmp_path / "two.gif", (8, 8), 2).read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(gif[: gif.rfind(b"\x2c") + 10])
+    info, frames = media.read_frames(cut)
+    assert info.kind == "image" and next(frames).rgb.shape == (8, 8, 3)
+    pictures = [Image.fromarray(np.full((32, 32, 3), value, np.uint8)) for value in (30, 140, 250)]
+    pictures[0].save(tmp_path / "still.avif")
+    pictures[0].save(tmp_path / "moving.avif", save_all=True, append_images=pictures[1:], duration=100)
+    with pytest.raises(MediaError, match="'still.avif' is corrupt or truncated: Failed to decode"):
+        media.read_frames(mf.zero_picture_data(tmp_path / "still.avif", tmp_path / "still.avif"))
+    with pytest.raises(MediaError, match="'moving.avif': could not decode any frame of this animation"):
+        media.read_frames(mf.zero_picture_data(tmp_path / "moving.avif", tmp_path / "moving.avif"))
+    Image.new("RGB", (96, 64), (90, 120, 150)).save(tmp_path / "page.tif")
+    claiming = mf.tiff_claiming_size(tmp_path / "page.tif", tmp_path / "claiming.tif", 30000, 30000)
+    with pytest.raises(MediaError, match="too large to decode safely"):
+        media.read_frames(claiming)
+    problems = read_provenance(claiming, "image").problems
+    assert len(problems) == 1 and problems[0].startswith(
+        "the metadata could not be read: Image size (900000000 pixels)"
+    )
 
 
 def test_a_32_bit_integer_tiff_of_8_bit_values_keeps_its_brightness(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import hashlib
 import math
 import os
 import stat
+import struct
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaErro
 MediaKind = Literal["image", "video"]
 
 __all__ = [
+    "PILLOW_DAMAGE_ERRORS",
     "Frame",
     "MediaInfo",
     "MediaKind",
@@ -236,7 +238,7 @@ def _is_animated(path: Path, settings: MediaSettings) -> bool:
     with _open_image(path, settings) as image:
         try:
             return bool(image.is_animated)
-        except _PILLOW_DECODE_ERRORS:
+        except PILLOW_DAMAGE_ERRORS:
             return False
 
 
@@ -349,7 +351,22 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _EXIF_ROTATION = {1: 0, 2: 0, 3: 180, 4: 180, 5: 270, 6: 90, 7: 90, 8: 270}
 
 # Pillow raises these (and only these, by design) for corrupt or truncated data.
-_PILLOW_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+PILLOW_DAMAGE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    TypeError,
+    KeyError,
+    RuntimeError,
+)
+"""What Pillow raises for a damaged or hostile file: its own errors, and what its parsers let
+through from a cut or odd structure (IndexError and struct.error from short reads, e.g. a GIF cut
+inside a picture's header; TypeError from a TIFF page without a size; KeyError from a damaged TIFF
+tag; RuntimeError from the AVIF decoder). Caught only around calls into Pillow."""
 
 
 def _open_image(path: Path, settings: MediaSettings) -> Image.Image:
@@ -363,7 +380,7 @@ def _open_image(path: Path, settings: MediaSettings) -> Image.Image:
             f"{_name(path)} is too large to decode safely ({_why(exc, path)}); the limit is "
             f"{settings.max_image_pixels / 1e6:.1f} megapixels."
         ) from exc
-    except _PILLOW_DECODE_ERRORS as exc:
+    except PILLOW_DAMAGE_ERRORS as exc:
         raise MediaError(f"{_name(path)} is not a readable image: {_why(exc, path)}") from exc
     width, height = image.size
     if width * height > settings.max_image_pixels:
@@ -487,7 +504,7 @@ _EXIF_TRANSPOSE = {
 def _exif_orientation(image: Image.Image) -> int:
     try:
         return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except (*_PILLOW_DECODE_ERRORS, TypeError):  # a broken EXIF block must not make the picture unreadable
+    except PILLOW_DAMAGE_ERRORS:  # a broken EXIF block must not make the picture unreadable
         return 1
 
 
@@ -506,7 +523,7 @@ def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int,
             image.draft(image.mode, target)  # the smallest DCT scale at least `target`
         try:
             image.load()
-        except _PILLOW_DECODE_ERRORS as exc:
+        except PILLOW_DAMAGE_ERRORS as exc:
             raise MediaError(f"{_name(path)} is corrupt or truncated: {_why(exc, path)}") from exc
         picture = image
         factor = max(picture.size) // settings.max_decoded_side
@@ -519,7 +536,7 @@ def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int,
             image.close()  # frees the full-size pixels before the copies below
         try:
             rgb = _pillow_to_rgb(picture)
-        except _PILLOW_DECODE_ERRORS as exc:  # e.g. a colour mode Pillow cannot convert (LAB)
+        except PILLOW_DAMAGE_ERRORS as exc:  # e.g. a colour mode Pillow cannot convert (LAB)
             raise UnsupportedMediaError(
                 f"{_name(path)} uses a colour mode that cannot be shown as RGB ({image.mode})."
             ) from exc
@@ -608,7 +625,14 @@ def _open_video(path: Path) -> tuple[Any, Any]:
     if not container.streams.video:
         container.close()
         raise MediaError(f"{_name(path)} holds no video stream.")
-    return container, container.streams.video[0]
+    # A stream whose codec FFmpeg does not know (or whose codec tag is damaged) has no decoder.
+    decodable = [stream for stream in container.streams.video if stream.codec_context is not None]
+    if not decodable:
+        container.close()
+        raise UnsupportedMediaError(
+            f"{_name(path)} holds video in a format this app cannot decode (its codec is unknown, or the file is damaged)."
+        )
+    return container, decodable[0]
 
 
 @dataclass(frozen=True)
@@ -918,7 +942,7 @@ def _probe_animation(path: Path, settings: MediaSettings) -> tuple[MediaInfo, ar
                 f"{_name(path)} has more than {_max_steps(settings) - 1} frames; videos up to "
                 f"{_format_seconds(settings.max_video_seconds)} are accepted."
             )
-        with contextlib.suppress(*_PILLOW_DECODE_ERRORS):
+        with contextlib.suppress(*PILLOW_DAMAGE_ERRORS):
             for index in range(frames):
                 image.seek(index)
                 image.load()
@@ -953,7 +977,7 @@ def _iter_animation_frames(
             try:
                 image.seek(target)
                 image.load()
-            except _PILLOW_DECODE_ERRORS:
+            except PILLOW_DAMAGE_ERRORS:
                 break  # damaged since the probe read it: the frames so far are the animation
             time_s = (stamps[target] - stamps[0]) / 1000 if stamps is not None else math.nan
             yield Frame(target, time_s, _pillow_to_rgb(image))

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.config import ProvenanceSettings
-from pipeline.engine.media import is_avif, is_gif
+from pipeline.engine.media import PILLOW_DAMAGE_ERRORS, is_avif, is_gif
 from pipeline.results import (
     AI_SOURCE_TYPES,
     ContentCredentials,
@@ -406,8 +406,12 @@ def _avif_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlock
     them (it parses the file's structure, no pixel is decoded)."""
     from PIL import Image
 
-    with Image.open(path, formats=["AVIF"]) as image:
-        exif, xmp = image.info.get("exif"), image.info.get("xmp")
+    try:
+        with Image.open(path, formats=["AVIF"]) as image:
+            exif, xmp = image.info.get("exif"), image.info.get("xmp")
+    except (*PILLOW_DAMAGE_ERRORS, Image.DecompressionBombError) as error:
+        blocks.problems.append(f"the metadata could not be read: {_why(error, path)}")
+        return
     if isinstance(exif, bytes) and not _over_limit("EXIF", len(exif), settings, blocks):
         blocks.exif = exif
     if isinstance(xmp, bytes) and not _over_limit("XMP", len(xmp), settings, blocks):
@@ -482,9 +486,13 @@ def _tiff_blocks(path: Path, settings: ProvenanceSettings, blocks: MetadataBlock
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # damage shows as missing tags
-        with Image.open(path, formats=["TIFF"]) as image:
-            blocks.exif = image.getexif().tobytes()
-            xmp = image.info.get("xmp")
+        try:
+            with Image.open(path, formats=["TIFF"]) as image:
+                blocks.exif = image.getexif().tobytes()
+                xmp = image.info.get("xmp")
+        except (*PILLOW_DAMAGE_ERRORS, Image.DecompressionBombError) as error:
+            blocks.problems.append(f"the metadata could not be read: {_why(error, path)}")
+            return
     if isinstance(xmp, bytes) and len(xmp) <= settings.max_metadata_bytes:
         blocks.xmp = xmp
 
