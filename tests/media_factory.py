@@ -96,10 +96,17 @@ def set_webp_canvas(path: Path, size: tuple[int, int]) -> Path:
 
 
 def write_video_with_ffmpeg(
-    path: Path, frames: int, container: str, codec: str, options: dict[str, str] | None = None, fps: int = 25
+    path: Path,
+    frames: int,
+    container: str,
+    codec: str,
+    options: dict[str, str] | None = None,
+    fps: int = 25,
+    colour: int | None = None,
 ) -> Path:
     """Write `index_frame_bgr` frames with PyAV (FFmpeg's muxers and encoders): the containers
-    OpenCV cannot write. A keyframe every 12 frames, as OpenCV's MPEG-4 writer does."""
+    OpenCV cannot write. A keyframe every 12 frames, as OpenCV's MPEG-4 writer does. `colour`
+    (an ISO/IEC 23091-2 code, e.g. 1 for BT.709) is written as the primaries, transfer and matrix."""
     import av
 
     with av.open(str(path), "w", format=container, options=options or {}) as output:
@@ -107,6 +114,9 @@ def write_video_with_ffmpeg(
         stream.width, stream.height = VIDEO_SIZE
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = 12
+        if colour is not None:
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = colour
         for index in range(frames):
             rgb = np.ascontiguousarray(index_frame_bgr(index)[:, :, ::-1])
             output.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
@@ -380,3 +390,28 @@ def rename_codec(source: Path, target: Path, codec_tag: bytes, unknown: bytes) -
     assert codec_tag in data and len(unknown) == len(codec_tag), codec_tag
     target.write_bytes(data.replace(codec_tag, unknown))
     return target
+
+
+def set_mpeg2_colour_matrix(path: Path, matrix: int) -> Path:
+    """Overwrite the matrix coefficients of every MPEG-2 sequence display extension in `path` (a
+    video written with a colour description), e.g. with a reserved code."""
+    data = bytearray(path.read_bytes())
+    at, changed = 0, 0
+    while (at := data.find(b"\x00\x00\x01\xb5", at + 1)) >= 0:
+        if data[at + 4] >> 4 == 2 and data[at + 4] & 1:  # extension 2, with a colour description
+            data[at + 7] = matrix  # after the primaries and the transfer
+            changed += 1
+    assert changed, f"{path} has no colour description"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def set_track_timescale(path: Path, timescale: int) -> Path:
+    """Overwrite the time scale (units per second) of every track of an ISO-BMFF file (an animated
+    AVIF, an MP4) in place."""
+    data = bytearray(path.read_bytes())
+    for offset, _ in _find_boxes(data, b"mdhd"):
+        # version and flags, then creation and modification times: 4 bytes each, or 8 in version 1
+        struct.pack_into(">I", data, offset + 4 + (16 if data[offset] == 1 else 8), timescale)
+    path.write_bytes(bytes(data))
+    return path

@@ -250,8 +250,10 @@ def test_animations_whose_headers_ask_for_too_much_are_one_line_or_sampled(tmp_p
 def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Path) -> None:
     """What a random mutation sweep (`benchmarks/fuzz_readers.py`) found raising a library's own
     error (an AttributeError, an IndexError, a RuntimeError: a traceback for the user), each
-    made again on purpose: a video whose codec no decoder knows, a GIF cut inside its second
-    picture's header, AVIF pictures whose coded data is zeros, a TIFF whose first directory
+    made again on purpose: a video whose codec no decoder knows, a video whose colour matrix is a
+    reserved code (FFmpeg's scaler refused every frame: OSError), a GIF cut inside its second
+    picture's header, AVIF pictures whose coded data is zeros, an AVIF animation whose time scale
+    is 0 (ZeroDivisionError in Pillow), a TIFF whose first directory
     claims 900 megapixels (its metadata read on its own)."""
     for name, container, codec, tag, unknown in (
         ("clip.mp4", "mp4", "libx264", b"avc1", b"qqqq"),
@@ -262,6 +264,10 @@ def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Pat
         renamed = mf.rename_codec(video, tmp_path / f"renamed_{name}", tag, unknown)
         with pytest.raises(UnsupportedMediaError, match="holds video in a format this app cannot decode"):
             media.read_frames(renamed)
+    # A colour matrix FFmpeg's scaler does not know (a reserved code): read as BT.601.
+    odd_colour = mf.write_video_with_ffmpeg(tmp_path / "colour.ts", 24, "mpegts", "mpeg2video", colour=1)
+    info, frames = media.read_frames(mf.set_mpeg2_colour_matrix(odd_colour, 65), frames=4)
+    assert [(f.frame_number, mf.read_index(f.rgb)) for f in frames] == [(i, i) for i in (3, 9, 15, 21)]
     # A GIF that ends right after its second picture's descriptor is its first picture.
     gif = mf.raw_gif(tmp_path / "two.gif", (8, 8), 2).read_bytes()
     cut = tmp_path / "cut.gif"
@@ -273,6 +279,10 @@ def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Pat
     pictures[0].save(tmp_path / "moving.avif", save_all=True, append_images=pictures[1:], duration=100)
     with pytest.raises(MediaError, match="'still.avif' is corrupt or truncated: Failed to decode"):
         media.read_frames(mf.zero_picture_data(tmp_path / "still.avif", tmp_path / "still.avif"))
+    untimed = tmp_path / "untimed.avif"
+    untimed.write_bytes((tmp_path / "moving.avif").read_bytes())
+    with pytest.raises(MediaError, match="'untimed.avif': could not decode any frame of this animation"):
+        media.read_frames(mf.set_track_timescale(untimed, 0))
     with pytest.raises(MediaError, match="'moving.avif': could not decode any frame of this animation"):
         media.read_frames(mf.zero_picture_data(tmp_path / "moving.avif", tmp_path / "moving.avif"))
     Image.new("RGB", (96, 64), (90, 120, 150)).save(tmp_path / "page.tif")

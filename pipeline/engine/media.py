@@ -362,11 +362,13 @@ PILLOW_DAMAGE_ERRORS = (
     TypeError,
     KeyError,
     RuntimeError,
+    ZeroDivisionError,
 )
 """What Pillow raises for a damaged or hostile file: its own errors, and what its parsers let
 through from a cut or odd structure (IndexError and struct.error from short reads, e.g. a GIF cut
 inside a picture's header; TypeError from a TIFF page without a size; KeyError from a damaged TIFF
-tag; RuntimeError from the AVIF decoder). Caught only around calls into Pillow."""
+tag; RuntimeError from the AVIF decoder; ZeroDivisionError from an AVIF animation's time scale of
+0). Caught only around calls into Pillow."""
 
 
 def _open_image(path: Path, settings: MediaSettings) -> Image.Image:
@@ -743,8 +745,19 @@ def _clockwise_rotation(frame: Any) -> int:
     return int(round(-degrees / 90.0)) % 4 * 90
 
 
-def _upright_rgb(frame: Any) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
+def _upright_rgb(frame: Any) -> np.ndarray | None:
+    """A decoded frame as upright RGB; None when FFmpeg cannot convert it."""
+    try:
+        rgb = frame.to_ndarray(format="rgb24")
+    except av_errors():
+        from av.video.reformatter import Colorspace
+
+        # A colour matrix FFmpeg's scaler does not know (a damaged or odd header): read the
+        # frame as BT.601, what FFmpeg assumes for video of unknown colour.
+        try:
+            rgb = frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU601)
+        except av_errors():
+            return None
     turns = _clockwise_rotation(frame) // 90
     return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
 
@@ -859,10 +872,10 @@ def _iter_video_frames(
                 container, stream, seekable = _reopen(container, path)
                 decoded = _decoded_frames(container, stream, path)
                 found, next_index, _ = _decode_until(decoded, position, 0, target)
-            if found is None or found.is_corrupt:
-                continue
-            rgb = _upright_rgb(found)
+            rgb = _upright_rgb(found) if found is not None and not found.is_corrupt else None
             del found
+            if rgb is None:
+                continue
             _check_video_pixels(path, rgb.shape[1], rgb.shape[0], settings)
             if stamps is not None:
                 time_s = float((stamps[target] - first_pts) * scan.time_base)
