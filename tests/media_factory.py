@@ -415,3 +415,18 @@ def set_track_timescale(path: Path, timescale: int) -> Path:
         struct.pack_into(">I", data, offset + 4 + (16 if data[offset] == 1 else 8), timescale)
     path.write_bytes(bytes(data))
     return path
+
+
+def append_flv_audio_tag(path: Path, at_ms: int) -> Path:
+    """Append to a video-only FLV one audio tag (MP3 silence) at `at_ms`: a stream the demuxer
+    meets only when it gets there, long after the header was read."""
+    body = bytes([0x2E]) + bytes(64)  # MP3, 44.1 kHz, 16-bit stereo
+    header = (
+        bytes([8])
+        + len(body).to_bytes(3, "big")
+        + (at_ms & 0xFFFFFF).to_bytes(3, "big")
+        + bytes([at_ms >> 24, 0, 0, 0])
+    )
+    with path.open("ab") as flv:
+        flv.write(header + body + struct.pack(">I", len(header) + len(body)))  # each tag ends with its size
+    return path

@@ -251,7 +251,8 @@ def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Pat
     """What a random mutation sweep (`benchmarks/fuzz_readers.py`) found raising a library's own
     error (an AttributeError, an IndexError, a RuntimeError: a traceback for the user), each
     made again on purpose: a video whose codec no decoder knows, a video whose colour matrix is a
-    reserved code (FFmpeg's scaler refused every frame: OSError), a GIF cut inside its second
+    reserved code (FFmpeg's scaler refused every frame: OSError), an FLV whose second stream
+    first appears at its end (PyAV's flush: IndexError), a GIF cut inside its second
     picture's header, AVIF pictures whose coded data is zeros, an AVIF animation whose time scale
     is 0 (ZeroDivisionError in Pillow), a TIFF whose first directory
     claims 900 megapixels (its metadata read on its own)."""
@@ -268,6 +269,10 @@ def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Pat
     odd_colour = mf.write_video_with_ffmpeg(tmp_path / "colour.ts", 24, "mpegts", "mpeg2video", colour=1)
     info, frames = media.read_frames(mf.set_mpeg2_colour_matrix(odd_colour, 65), frames=4)
     assert [(f.frame_number, mf.read_index(f.rgb)) for f in frames] == [(i, i) for i in (3, 9, 15, 21)]
+    # A stream met only at the end of a 12 s FLV (its header says video only): every frame is read.
+    late = mf.append_flv_audio_tag(mf.write_video_with_ffmpeg(tmp_path / "late.flv", 300, "flv", "libx264"), 11_000)
+    info, frames = media.read_frames(late, frames=300)
+    assert [mf.read_index(f.rgb) for f in frames] == list(range(300))
     # A GIF that ends right after its second picture's descriptor is its first picture.
     gif = mf.raw_gif(tmp_path / "two.gif", (8, 8), 2).read_bytes()
     cut = tmp_path / "cut.gif"

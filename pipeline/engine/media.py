@@ -694,6 +694,8 @@ def _scan_video(path: Path, settings: MediaSettings) -> _VideoScan:
                     keyframes.append(packet.pts)
         except av.FFmpegError:
             pass  # a damaged end: the packets read so far are the video
+        except IndexError:
+            pass  # PyAV's flush, after the last packet, on a stream met after the header (see _decoded_frames)
     finally:
         container.close()
     if claimed > packets > 1:
@@ -776,6 +778,11 @@ def _decoded_frames(container: Any, stream: Any, path: Path) -> Iterator[Any]:
         for packet in container.demux(stream):
             yield from packet.decode()
     except av.FFmpegError:
+        return
+    except IndexError:
+        # PyAV's end-of-file flush looks up every stream FFmpeg knows and fails on one that first
+        # appeared after the header (FLV and MPEG-TS add streams as they meet them); such a stream
+        # comes after this one, whose flush has been decoded by then: nothing is lost.
         return
 
 
