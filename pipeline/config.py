@@ -65,6 +65,9 @@ class MediaSettings:
         *(".avi", ".mkv", ".webm", ".wmv", ".asf", ".flv"),
         *(".ts", ".mts", ".m2ts", ".mpg", ".mpeg"),  # MPEG streams: broadcast, camcorders (AVCHD), DVD-era files
     )
+    shared_suffixes: tuple[str, ...] = (".ts", ".mts")
+    """Video suffixes that source code uses too (TypeScript, and its ES modules): a folder scan
+    takes such a file only when its content is a video, so a project's sources are not failures."""
     heif_suffixes: tuple[str, ...] = (".heic", ".heif")
     """Pictures that cannot be decoded here (HEIC: how iPhones save photos), taken in by uploads
     and scans anyway so that each is answered with how to convert it, not passed over."""

@@ -103,6 +103,33 @@ def test_folders_and_lists_give_each_media_file_once(folder: Path, tmp_path: Pat
     assert "is a HEIC/HEIF picture" in unreadable[0].error
 
 
+def test_typescript_sources_in_a_folder_are_not_media(tmp_path: Path) -> None:
+    """`.ts` and `.mts` are camcorders' and broadcast video's suffixes, and TypeScript's: a folder
+    scan takes such a file when its content is a video (or cannot be read, so that it says why),
+    and passes over source code as over any text file; a file named on its own is still answered."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "app.ts").write_text("export const answer: number = 42;\n")
+    (project / "src" / "types.d.ts").write_text("declare module 'x';\n")
+    (project / "src" / "module.mts").write_text("export default {};\n")
+    mf.write_video_with_ffmpeg(project / "clip.ts", 12, "mpegts", "mpeg2video")
+    mf.write_video_with_ffmpeg(project / "camcorder.mts", 12, "mpegts", "mpeg2video", {"mpegts_m2ts_mode": "1"})
+    (project / "empty.ts").write_bytes(b"")
+    items, problems = find_media([project, project / "src" / "app.ts"])
+    assert [Path(item.path).relative_to(project).as_posix() for item in items] == [
+        "camcorder.mts",
+        "clip.ts",
+        "empty.ts",
+        "src/app.ts",
+    ]
+    assert problems == []
+    kept, unreadable = readable(items)
+    assert [(Path(o.item.path).name, o.error) for o in unreadable] == [
+        ("empty.ts", "'empty.ts' is an empty file (0 bytes).")
+    ]
+    assert [Path(item.path).name for item in kept] == ["camcorder.mts", "clip.ts", "app.ts"]
+
+
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[object]:
     """Two Ray nodes of one CPU each, both on 127.0.0.1, no dashboard."""

@@ -43,9 +43,9 @@ from typing import Any
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import HistoryFilter, JobFile, Store, StoreSettings
 from pipeline.config import MediaSettings, MemorySettings, ScanSettings, Settings
-from pipeline.engine.media import check_without_opening
+from pipeline.engine.media import check_without_opening, detect_kind
 from pipeline.engine.quiet import quiet_settings
-from pipeline.errors import PipelineError, ScanError, StoreError
+from pipeline.errors import PipelineError, ScanError, StoreError, UnsupportedMediaError
 
 log = logging.getLogger("pipeline.scan")
 
@@ -175,14 +175,33 @@ class ScanEvents:
 # -- finding the files ------------------------------------------------------------------------------
 
 
-def _media_under(folder: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+def _media_under(folder: Path, media: MediaSettings) -> Iterator[Path]:
     """Images and videos under a folder, in name order; hidden files and folders are left out
-    (a `.DS_Store`, an AppleDouble `._clip.mp4`, a `.git`)."""
+    (a `.DS_Store`, an AppleDouble `._clip.mp4`, a `.git`), and so are files of a suffix source
+    code shares (`MediaSettings.shared_suffixes`) whose content is no video (a TypeScript file)."""
+    suffixes = media.image_suffixes + media.video_suffixes + media.heif_suffixes  # HEIC: each one said
     for top, folders, files in os.walk(folder):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
-                yield Path(top) / name
+            suffix = Path(name).suffix.lower()
+            if name.startswith(".") or suffix not in suffixes:
+                continue
+            path = Path(top) / name
+            if suffix in media.shared_suffixes and not _holds_media(path, media):
+                continue
+            yield path
+
+
+def _holds_media(path: Path, media: MediaSettings) -> bool:
+    """Whether a file's content is an image or a video (its first bytes); a file that cannot be
+    read at all counts as media, so that the scan says why."""
+    try:
+        detect_kind(path, media)
+    except UnsupportedMediaError:
+        return False
+    except PipelineError:
+        pass  # unreadable, too large, ...: one line in the scan's output
+    return True
 
 
 def _listed(list_file: Path) -> list[Path]:
@@ -208,7 +227,6 @@ def find_media(
     `ScanSettings.list_suffixes` is a list of paths (files or folders); anything else is a file
     to analyse (`readable` then sets aside one that is missing, unreadable or of a type no worker
     reads, with `analyze`'s message)."""
-    suffixes = media.image_suffixes + media.video_suffixes + media.heif_suffixes  # HEIC: each one said
     items: list[ScanItem] = []
     problems: list[FileOutcome] = []
     seen: set[str] = set()
@@ -221,7 +239,7 @@ def find_media(
 
     def expand(path: Path, from_list: bool) -> None:
         if path.is_dir():
-            for found in _media_under(path, suffixes):
+            for found in _media_under(path, media):
                 add(found)
         elif not from_list and path.suffix.lower() in scan.list_suffixes:
             try:
