@@ -28,6 +28,8 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 SECONDS_PER_FILE = 30
 HEADER_BYTES = 1024
 EXTREME_VALUES = (
@@ -56,7 +58,7 @@ def make_seeds(folder: Path) -> list[Path]:
     from PIL import Image
 
     from pipeline.config import shared_data_dir
-    from tests import media_factory, provenance_factory
+    from tests import heif_factory, media_factory, provenance_factory
 
     folder.mkdir(parents=True, exist_ok=True)
     photo = next(iter(sorted((shared_data_dir() / "swap-faces" / "real").glob("*.jpg"))))
@@ -73,6 +75,11 @@ def make_seeds(folder: Path) -> list[Path]:
     face.save(folder / "photo.bmp")
     face.save(folder / "photo.tif")
     face.save(folder / "pages.tif", save_all=True, append_images=[face.rotate(90)], compression="tiff_lzw")
+    pixels = np.asarray(face)
+    heif_factory.write_heic(folder / "photo.heic", pixels)
+    heif_factory.write_heic(
+        folder / "grid.heic", pixels, tile=64, quarter_turns=1, exif=exif.tobytes(), xmp=provenance_factory.xmp()
+    )
     frames = [face.rotate(10 * index) for index in range(5)]
     for suffix in ("gif", "webp", "png", "avif"):
         frames[0].save(
@@ -86,7 +93,7 @@ def make_seeds(folder: Path) -> list[Path]:
         folder / "generated.png", {"parameters": provenance_factory.SD_PARAMETERS}, face
     )
     certificates = provenance_factory.make_certificates()
-    for source in ("photo.jpg", "photo.png", "photo.gif", "photo.avif", "clip.mp4"):
+    for source in ("photo.jpg", "photo.png", "photo.gif", "photo.avif", "grid.heic", "clip.mp4"):
         signed = folder / f"signed_{source}"
         definition = provenance_factory.manifest(signed.name, provenance_factory.AI_GENERATED)
         provenance_factory.sign(folder / source, signed, certificates, definition)

@@ -46,8 +46,7 @@ limit_mb = st.get_option("server.maxUploadSize")
 
 uploads = st.file_uploader(
     f"Images or videos, up to {limit_mb} MB each",
-    # HEIC is taken so that the page can say how to convert it (the browser would only refuse it).
-    type=[suffix.lstrip(".") for suffix in (*media.image_suffixes, *media.video_suffixes, *media.heif_suffixes)],
+    type=[suffix.lstrip(".") for suffix in (*media.image_suffixes, *media.video_suffixes)],
     accept_multiple_files=True,
     key="analyze_uploads",
     help=f"The upload limit is set by server.maxUploadSize in .streamlit/config.toml ({limit_mb} MB).",

@@ -56,7 +56,10 @@ class MediaSettings:
     min_jpeg_bits_per_block: float = 1.0
     """A Huffman-coded JPEG spends at least one bit per 8x8 block; a file with fewer bytes than
     that for the size its header claims is corrupt (a decoder would fill the rest with grey)."""
-    image_suffixes: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".gif")
+    image_suffixes: tuple[str, ...] = (
+        *(".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".gif"),
+        *(".heic", ".heif"),  # how iPhones (and many phones and cameras) save photos
+    )
     animation_suffixes: tuple[str, ...] = (".gif", ".webp", ".avif", ".png")
     """Pictures that may be animations, which are read as videos (by their content:
     `pipeline.engine.media.detect_kind`)."""
@@ -68,9 +71,11 @@ class MediaSettings:
     shared_suffixes: tuple[str, ...] = (".ts", ".mts")
     """Video suffixes that source code uses too (TypeScript, and its ES modules): a folder scan
     takes such a file only when its content is a video, so a project's sources are not failures."""
-    heif_suffixes: tuple[str, ...] = (".heic", ".heif")
-    """Pictures that cannot be decoded here (HEIC: how iPhones save photos), taken in by uploads
-    and scans anyway so that each is answered with how to convert it, not passed over."""
+    max_heif_meta_bytes: int = 16 * 1024**2
+    """Largest description (`meta` box) of a HEIF picture read (an iPhone's is some kilobytes)."""
+    max_heif_tiles: int = 1024
+    """Most coded pictures a HEIF grid may be made of (an iPhone's 12-megapixel photo is 48 tiles;
+    each costs a decoder of its own)."""
 
 
 @dataclass(frozen=True)

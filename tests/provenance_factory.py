@@ -143,9 +143,14 @@ def sign(
     remote_url: str | None = None,
 ) -> Path:
     """`source` signed with `definition` into `target` (embedded, or kept at `remote_url`)."""
-    mime = {".jpg": "image/jpeg", ".png": "image/png", ".avif": "image/avif", ".gif": "image/gif", ".mp4": "video/mp4"}[
-        source.suffix
-    ]
+    mime = {
+        ".jpg": "image/jpeg",
+        ".png": "image/png",
+        ".avif": "image/avif",
+        ".heic": "image/heic",
+        ".gif": "image/gif",
+        ".mp4": "video/mp4",
+    }[source.suffix]
     builder = c2pa.Builder(definition)
     if remote_url:
         builder.set_no_embed()

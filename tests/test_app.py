@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import heif_factory as hf
 import media_factory as mf
 import numpy as np
 import pytest
@@ -185,17 +186,43 @@ def test_a_file_the_engine_cannot_read_is_an_error_message(home: Path, models_di
     assert len(at.error) == 1 and at.error[0].value.startswith("broken.mp4: ")
 
 
-def test_a_heic_upload_is_taken_and_answered_with_how_to_convert_it(home: Path, models_dir: Path) -> None:
+def test_a_heic_photo_upload_is_analysed_and_a_damaged_one_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, models_dir: Path, media: Media
+) -> None:
+    """A phone's HEIC photo (a grid of HEVC tiles, turned upright by its `irot` as the phone was
+    held, the camera in its EXIF) is taken by the uploader and analysed at its upright size, the
+    camera in its provenance; a HEIC file that is only a header gets its line (in a history of
+    its own: the module's tests count the images in theirs)."""
+    from tests import provenance_factory as pf
+
+    monkeypatch.setenv(DATA_HOME_ENV, str(tmp_path))
+    face = np.asarray(Image.open(media.image).convert("RGB"))
+    sideways = np.ascontiguousarray(np.rot90(face, -1))  # stored as the sensor saw it, held upright
+    photo = hf.write_heic(
+        tmp_path / "IMG_0001.HEIC", sideways, tile=128, quarter_turns=1, exif=pf.camera_exif().tobytes()
+    )
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
-    assert ".heic" in at.get("file_uploader")[0].proto.type  # the browser lets it through
-    at.file_uploader(key="analyze_uploads").set_value([("IMG_0001.HEIC", mf.HEIC_BYTES, "image/heic")])
+    assert ".heic" in at.get("file_uploader")[0].proto.type
+    at.file_uploader(key="analyze_uploads").set_value(
+        [("IMG_0001.HEIC", photo.read_bytes(), "image/heic"), ("IMG_0002.HEIC", mf.HEIC_BYTES, "image/heic")]
+    )
     at.run()
     at.button(key="analyze_run").click().run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "IMG_0001.HEIC: 'IMG_0001.HEIC' is a HEIC/HEIF picture (how iPhones save photos), which this app "
-        "does not read; save it as JPEG, PNG or AVIF and analyse that."
+        "IMG_0002.HEIC: 'IMG_0002.HEIC' is a damaged HEIF picture: it has no description of its pictures (no meta box)."
     ]
+    assert len(verdicts(at)) == 1
+    (summary,) = Store(tmp_path).summaries()
+    result = Store(tmp_path).get(summary.id).result
+    assert (result.file, result.kind, result.width, result.height) == (
+        "IMG_0001.HEIC",
+        "image",
+        face.shape[1],
+        face.shape[0],
+    )
+    assert len(result.frames[0].faces) == 1 and result.verdict in {"real", "fake", "uncertain"}
+    assert result.provenance.metadata.camera == "Canon EOS R5" and result.provenance.file_history.format == "HEIF"
 
 
 def test_an_animated_gif_upload_is_analysed_as_a_video(

@@ -79,7 +79,7 @@ def odd_files(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> di
     return files
 
 
-BAD_PATHS = ("missing", "folder", "loop", "dangling", "fifo", "lying_jpeg")
+BAD_PATHS = ("missing", "folder", "loop", "dangling", "fifo", "lying_jpeg", "heic")
 GOOD_PATHS = ("face", "newline", "wide_bmp", "wide_png", "wide_video")
 
 
@@ -101,6 +101,7 @@ def batch_run(
         "fifo",
         "newline",
         "lying_jpeg",
+        "heic",
     ]
     run = run_cli("analyze", *(str(odd_files[name]) for name in order), "--frames", "4", "--json", str(out))
     return run, [order, json.loads(out.read_text())]
@@ -116,6 +117,7 @@ def test_bad_paths_are_one_line_each_and_the_others_are_analysed(batch_run, odd_
         assert odd_files[name].name in line
     assert "folder, not a file" in errors[1] and "link loop" in errors[2] and "does not exist" in errors[3]
     assert "not a regular file" in errors[4] and "corrupt" in errors[5]
+    assert errors[6].endswith("is a damaged HEIF picture: it has no description of its pictures (no meta box).")
     # The JSON holds every file in order: a result for each good one, an error for each bad one.
     assert [e["file"] for e in entries] == [odd_files[name].name for name in order]
     for name, entry in zip(order, entries, strict=True):
@@ -168,7 +170,7 @@ def test_files_that_cannot_be_read_are_answered_without_loading_the_models(
 ) -> None:
     """The models and TensorFlow take seconds to load: when no file given can be read at all (or
     is of a type no one reads), `analyze` says so for each, in order, without them."""
-    names = ("missing", "folder", "loop", "dangling", "fifo", "heic", "notes")
+    names = ("missing", "folder", "loop", "dangling", "fifo", "notes")
     out = tmp_path / "out.json"
     run = run_python("-c", _MAIN_SCRIPT, "analyze", *(str(odd_files[n]) for n in names), "--json", str(out))
     assert run.stdout.split() == ["1", "False", "False"], run.stderr
@@ -179,7 +181,7 @@ def test_files_that_cannot_be_read_are_answered_without_loading_the_models(
     assert lines[1].endswith(
         "is a folder, not a file. To analyse every image and video in it, run `python -m pipeline scan` on it."
     )
-    assert "HEIC/HEIF" in lines[-2] and "unsupported type ('.txt')" in lines[-1]
+    assert "unsupported type ('.txt')" in lines[-1]
     assert [entry["file"] for entry in json.loads(out.read_text())] == [odd_files[n].name for n in names]
 
 

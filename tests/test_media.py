@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
 import math
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import cv2
+import heif_factory as hf
 import media_factory as mf
 import numpy as np
 import pytest
@@ -518,15 +521,98 @@ def test_content_decides_the_kind_not_the_suffix(tmp_path: Path) -> None:
     assert media.probe(avi_named_mp4).frame_count == 10
 
 
-def test_a_heic_photo_is_refused_with_what_to_do(tmp_path: Path) -> None:
-    """HEIC (how iPhones save photos) cannot be decoded here: named as such, by its suffix and
-    by its content under another name, never read as the MP4 its container resembles."""
-    for name in ("IMG_0001.heic", "IMG_0001.jpg", "IMG_0001.mp4"):
-        path = tmp_path / name
-        path.write_bytes(mf.HEIC_BYTES)
-        with pytest.raises(UnsupportedMediaError) as error:
-            media.read_frames(path)
-        assert_user_message(error, path, "heic/heif", "jpeg")
+def _heic_test_picture(width: int, height: int) -> np.ndarray:
+    """Quadrants of colour with a gradient across, so that a turn, a mirroring or a misplaced tile shows."""
+    rgb = np.asarray(mf.quadrant_image(width, height)).copy()
+    rgb[..., 1] = np.maximum(rgb[..., 1], np.linspace(0, 160, width, dtype=np.uint8)[None, :])
+    return rgb
+
+
+@pytest.mark.parametrize(
+    ("layout", "options", "upright"),
+    [
+        ("one HEVC picture", {}, lambda rgb: rgb),
+        ("a grid cropped to the photo", {"tile": 64}, lambda rgb: rgb),
+        ("a grid turned a quarter", {"tile": 64, "quarter_turns": 1}, lambda rgb: np.rot90(rgb, 1)),
+        (
+            "turned three quarters, then mirrored",
+            {"quarter_turns": 3, "mirror_axis": 1},
+            lambda rgb: np.rot90(rgb, 3)[:, ::-1],
+        ),
+        ("mirrored top to bottom", {"mirror_axis": 0}, lambda rgb: rgb[::-1]),
+        ("10 bits", {"bits": 10, "tile": 64}, lambda rgb: rgb),
+    ],
+)
+def test_a_heic_photo_is_read_as_phones_write_it(tmp_path: Path, layout: str, options: dict, upright) -> None:
+    """HEIC, how iPhones save photos: a grid of HEVC tiles cropped to the photo's size (or one
+    picture), turned (`irot`) and mirrored (`imir`) as a viewer shows it; its upright size and
+    turn probed from its boxes, no pixel decoded; read by its content under any name, never as
+    the MP4 its container resembles."""
+    width, height = (150, 98) if "tile" not in options else (151, 97)  # a grid crops to odd sizes
+    stored = _heic_test_picture(width, height)
+    path = hf.write_heic(tmp_path / "IMG_0001.HEIC", stored, **options)
+    expected = np.ascontiguousarray(upright(stored))
+    for name in ("IMG_0001.HEIC", "IMG_0001.heif", "IMG_0001.jpg", "IMG_0001.mp4"):
+        renamed = tmp_path / name
+        renamed.write_bytes(path.read_bytes())
+        info, frames = media.read_frames(renamed)
+        rgb = next(frames).rgb
+        assert (info.kind, info.width, info.height) == ("image", expected.shape[1], expected.shape[0]), name
+        assert info.rotation == (4 - options.get("quarter_turns", 0)) % 4 * 90
+        assert rgb.shape == expected.shape
+        assert np.abs(rgb.astype(int) - expected).mean() < 4, layout  # what HEVC coding loses
+        assert media.probe(renamed) == info
+
+
+def test_damaged_or_unreadable_heic_files_are_one_line_each(tmp_path: Path) -> None:
+    """Each refused before anything is decoded where it can be, in one line naming the file."""
+    picture = _heic_test_picture(150, 98)
+    grid = hf.write_heic(tmp_path / "grid.heic", picture, tile=64)
+    data = grid.read_bytes()
+    cases: dict[str, tuple[bytes, type[Exception], str]] = {
+        "header only": (mf.HEIC_BYTES, MediaError, "is a damaged heif picture: it has no description of its pictures"),
+        "cut in its pictures": (data[: len(data) - 200], MediaError, "data lies past the end of the file"),
+        "cut in its description": (data[:120], MediaError, "is a damaged heif picture"),
+        "a tile smaller than it says": (
+            data.replace(struct.pack(">II", 64, 64), struct.pack(">II", 64, 182), 1),
+            MediaError,
+            "tile 1 of 6 is 64 x 64 pixels, not the 64 x 182 the file states",
+        ),
+        "a tile of zeros": (  # the first tile's coded data, from the start of `mdat`
+            data[: data.index(b"mdat") + 4] + bytes(64) + data[data.index(b"mdat") + 68 :],
+            MediaError,
+            "tile 1 of 6 could not be decoded",
+        ),
+    }
+    limits = MediaSettings()
+    for name, (content, error_type, words) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.heic"
+        path.write_bytes(content)
+        with pytest.raises(error_type) as error:
+            media.read_frames(path, limits)
+        assert_user_message(error, path, words)
+    # A grid of tiles claiming 30,000 x 30,000 pixels each, cropped to 60,000 x 60,000, is refused
+    # from its boxes (a decoder would need gigabytes).
+    huge = tmp_path / "huge.heic"
+    claims = data.replace(struct.pack(">HH", 150, 98), struct.pack(">HH", 60000, 60000), 1)
+    huge.write_bytes(claims.replace(struct.pack(">II", 64, 64), struct.pack(">II", 30000, 30000), 1))
+    with pytest.raises(MediaTooLargeError) as error:
+        media.probe(huge)
+    assert_user_message(error, huge, "3600.0 megapixels")
+    tiles = hf.write_heic(tmp_path / "tiles.heic", picture, tile=64)
+    with pytest.raises(MediaTooLargeError) as error:
+        media.read_frames(tiles, dataclasses.replace(limits, max_heif_tiles=4))
+    assert_user_message(error, tiles, "a grid of 6 pictures; up to 4 are read")
+    overlay = tmp_path / "overlay.heic"
+    overlay.write_bytes(data.replace(b"grid", b"iovl", 1))
+    with pytest.raises(UnsupportedMediaError) as error:
+        media.read_frames(overlay)
+    assert_user_message(error, overlay, "overlaid pictures (iovl)")
+    jpeg_coded = tmp_path / "jpeg_coded.heif"
+    jpeg_coded.write_bytes(hf.write_heic(tmp_path / "one.heic", picture).read_bytes().replace(b"hvc1", b"jpeg", 1))
+    with pytest.raises(UnsupportedMediaError) as error:
+        media.read_frames(jpeg_coded)
+    assert_user_message(error, jpeg_coded, "coded as 'jpeg', not hevc")
 
 
 # An animation of each format that may hold one: the name, and Pillow's options to write it.

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
+import heif_factory as hf
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -29,7 +31,7 @@ from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import Store
 from pipeline.config import REPO_ROOT, ProvenanceSettings
 from pipeline.engine.analyze import STAGES, Engine
-from pipeline.engine.media import detect_kind
+from pipeline.engine.media import detect_kind, load_image
 from pipeline.engine.provenance import (
     NO_PROVENANCE,
     read_file_history,
@@ -164,6 +166,31 @@ def test_signed_gifs_carry_their_credentials(tmp_path: Path, certificates: pf.Te
         assert provenance.credentials.title == path.name and provenance.problems == []
         assert read_metadata_blocks(signed).manifest_bytes > 0
     assert read_provenance(tmp_path / "signed_still.gif", "image").file_history.format == "GIF"
+
+
+def test_a_heic_photo_carries_its_camera_xmp_and_credentials(tmp_path: Path, certificates: pf.TestCertificates) -> None:
+    """A HEIC photo keeps its EXIF and XMP as items of their own, and Content Credentials in a
+    top-level box as MP4 does: each is read, and the signed photo is still analysed as the
+    picture it was (the signing moved its pictures' data)."""
+    picture = np.asarray(pf.picture((128, 96)))
+    photo = hf.write_heic(
+        tmp_path / "photo.heic", picture, tile=64, exif=pf.camera_exif().tobytes(), xmp=pf.xmp(pf.AI_GENERATED)
+    )
+    provenance = read_provenance(photo, "image")
+    assert provenance.metadata.camera == "Canon EOS R5" and provenance.file_history.format == "HEIF"
+    assert provenance.ai_claims == ["XMP metadata: trainedAlgorithmicMedia (made by a trained AI model)"]
+    assert provenance.problems == []
+    signed = pf.sign(photo, tmp_path / "signed.heic", certificates, pf.manifest("signed.heic", pf.AI_GENERATED))
+    credentials = read_provenance(signed, "image").credentials
+    assert credentials is not None and credentials.signature == "valid"
+    assert credentials.ai_source_type == pf.AI_GENERATED
+    assert np.array_equal(load_image(signed), load_image(photo))
+    # A description naming an item the file does not hold is passed over.
+    data = photo.read_bytes()
+    at = data.index(b"cdsc") + 4
+    orphan = tmp_path / "orphan.heic"
+    orphan.write_bytes(data[:at] + struct.pack(">H", 999) + data[at + 2 :])
+    assert read_provenance(orphan, "image").problems == []
 
 
 def test_a_signed_video_carries_its_credentials(signed: dict[str, Path]) -> None:

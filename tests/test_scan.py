@@ -91,16 +91,15 @@ def test_folders_and_lists_give_each_media_file_once(folder: Path, tmp_path: Pat
         ("empty.mp4", "failed", "'empty.mp4' is an empty file (0 bytes)."),
         ("nothing.mp4", "failed", "'nothing.mp4' was not found."),
     ]
-    # A folder of phone photos: a HEIC one is listed (not passed over in silence) and set aside
-    # with how to convert it.
+    # A folder of phone photos: HEIC ones are media like any other.
     phone = tmp_path / "phone"
     phone.mkdir()
     (phone / "IMG_0001.HEIC").write_bytes(mf.HEIC_BYTES)
+    (phone / "IMG_0002.heif").write_bytes(mf.HEIC_BYTES)
     (phone / "notes.txt").write_text("not media\n")
     items, _ = find_media([phone])
     kept, unreadable = readable(items)
-    assert [Path(item.path).name for item in items] == ["IMG_0001.HEIC"] and kept == []
-    assert "is a HEIC/HEIF picture" in unreadable[0].error
+    assert [Path(item.path).name for item in kept] == ["IMG_0001.HEIC", "IMG_0002.heif"] and unreadable == []
 
 
 def test_typescript_sources_in_a_folder_are_not_media(tmp_path: Path) -> None:
@@ -419,16 +418,16 @@ def test_files_that_cannot_be_read_are_answered_without_starting_a_scan(folder: 
     Ray is not started and no job goes into the history."""
     home = tmp_path / "history"
     (tmp_path / "no-media").mkdir()
-    heic = tmp_path / "IMG_0001.heic"
-    heic.write_bytes(mf.HEIC_BYTES)
-    run = _cli(home, str(folder / "empty.mp4"), str(tmp_path / "nothing.mp4"), str(tmp_path / "no-media"), str(heic))
+    notes = tmp_path / "notes.txt.md"
+    notes.write_text("not media\n")
+    run = _cli(home, str(folder / "empty.mp4"), str(tmp_path / "nothing.mp4"), str(tmp_path / "no-media"), str(notes))
     stdout, stderr = run.communicate(timeout=CLI_DEADLINE_S)
     assert run.returncode == 1 and stdout == "" and "Traceback" not in stderr
-    assert stderr.splitlines() == [
+    lines = stderr.splitlines()
+    assert lines[:2] + lines[3:] == [
         f"error: {folder / 'empty.mp4'}: 'empty.mp4' is an empty file (0 bytes).",
         f"error: {tmp_path / 'nothing.mp4'}: 'nothing.mp4' was not found.",
-        f"error: {heic}: 'IMG_0001.heic' is a HEIC/HEIF picture (how iPhones save photos), which this app "
-        "does not read; save it as JPEG, PNG or AVIF and analyse that.",
         "error: none of the files given can be read: nothing to scan",
     ], stderr
+    assert lines[2].startswith(f"error: {notes}: 'notes.txt.md' has an unsupported type ('.md'); supported are images")
     assert Store(home).jobs() == []

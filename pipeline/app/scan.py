@@ -179,7 +179,7 @@ def _media_under(folder: Path, media: MediaSettings) -> Iterator[Path]:
     """Images and videos under a folder, in name order; hidden files and folders are left out
     (a `.DS_Store`, an AppleDouble `._clip.mp4`, a `.git`), and so are files of a suffix source
     code shares (`MediaSettings.shared_suffixes`) whose content is no video (a TypeScript file)."""
-    suffixes = media.image_suffixes + media.video_suffixes + media.heif_suffixes  # HEIC: each one said
+    suffixes = media.image_suffixes + media.video_suffixes
     for top, folders, files in os.walk(folder):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
         for name in sorted(files):

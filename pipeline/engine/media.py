@@ -1,7 +1,8 @@
 """First stage of the engine: an image or a video file becomes upright RGB frames.
 
-Images are decoded with Pillow, videos with PyAV (FFmpeg); an animated GIF is a video to
-FFmpeg, an animated WebP, AVIF or PNG a video whose frames Pillow decodes. Every limit comes from
+Images are decoded with Pillow, HEIC photos by `pipeline.engine.heif` (FFmpeg's HEVC decoder),
+videos with PyAV (FFmpeg); an animated GIF is a video to FFmpeg, an animated WebP, AVIF or PNG a
+video whose frames Pillow decodes. Every limit comes from
 `MediaSettings`; every problem a user can cause (missing, not a file, empty, corrupt,
 mislabelled, too large) is raised as a `MediaError` subclass whose message is one line naming
 the file, never its folder.
@@ -41,6 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
+from pipeline.engine.heif import decode_heif, read_heif_layout
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
 MediaKind = Literal["image", "video"]
@@ -56,6 +58,7 @@ __all__ = [
     "detect_kind",
     "is_avif",
     "is_gif",
+    "is_heif",
     "load_image",
     "probe",
     "read_frames",
@@ -114,13 +117,9 @@ _PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "AVIF", "GIF")
 """The only Pillow decoders we let near user files (Pillow would otherwise try dozens)."""
 
 # Brands of the `ftyp` box that open an ISO media file: AVIF pictures (still, sequence), and the
-# HEIF family (HEIC: how iPhones save photos), which Pillow cannot decode and we name in a message.
+# HEIF family (HEIC: how iPhones save photos), which `pipeline.engine.heif` reads.
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
-_HEIF_MESSAGE = (
-    "is a HEIC/HEIF picture (how iPhones save photos), which this app does not read; "
-    "save it as JPEG, PNG or AVIF and analyse that."
-)
 
 _ANIMATED_PICTURES = ("GIF", "WebP", "AVIF", "PNG")
 """Picture formats that may hold an animation (APNG for PNG), which is then read as a video."""
@@ -193,12 +192,10 @@ def check_readable(path: Path, settings: MediaSettings = MediaSettings()) -> Non
 
 
 def check_suffix(path: Path, settings: MediaSettings = MediaSettings()) -> None:
-    """Raise an `UnsupportedMediaError` unless `path` is named as a supported image or video (a
-    HEIC picture's message says how to convert it). Reads nothing."""
+    """Raise an `UnsupportedMediaError` unless `path` is named as a supported image or video.
+    Reads nothing."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in settings.heif_suffixes:
-        raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
     if suffix not in settings.image_suffixes + settings.video_suffixes:
         shown = f"'{suffix}'" if suffix else "no suffix"
         raise UnsupportedMediaError(
@@ -247,9 +244,13 @@ def is_avif(head: bytes) -> bool:
     return bool(_ftyp_brands(head) & _AVIF_BRANDS)
 
 
+def is_heif(head: bytes) -> bool:
+    """Whether a file's first bytes open a HEIF picture (HEIC) that is not an AVIF one."""
+    return not is_avif(head) and bool(_ftyp_brands(head) & _HEIF_BRANDS)
+
+
 def _sniff(head: bytes) -> tuple[MediaKind, str] | None:
-    """(kind, container) from a file's first bytes, or None for anything we do not read
-    ("HEIF" names a picture we recognise but cannot read)."""
+    """(kind, container) from a file's first bytes, or None for anything we do not read."""
     if head.startswith(b"\xff\xd8\xff"):
         return "image", "JPEG"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -264,7 +265,7 @@ def _sniff(head: bytes) -> tuple[MediaKind, str] | None:
         return "image", "TIFF"
     if is_avif(head):
         return "image", "AVIF"
-    if _ftyp_brands(head) & _HEIF_BRANDS:
+    if is_heif(head):
         return "image", "HEIF"
     if head[4:8] in _QUICKTIME_FIRST_BOXES:
         return "video", "MP4/MOV/3GP"
@@ -319,12 +320,10 @@ def _detect(path: Path, settings: MediaSettings) -> tuple[MediaKind, str]:
     if sniffed is None:
         raise UnsupportedMediaError(
             f"{_name(path)} is not an image or a video this app can read (its content is none of "
-            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, GIF, MP4/MOV/3GP, AVI, MKV/WebM, MPEG-TS, MPEG-PS, "
+            f"JPEG, PNG, WebP, BMP, TIFF, AVIF, GIF, HEIC, MP4/MOV/3GP, AVI, MKV/WebM, MPEG-TS, MPEG-PS, "
             f"WMV/ASF, FLV); it may be corrupt or "
             f"mislabelled. Supported are {_supported_types(settings)}."
         )
-    if sniffed[1] == "HEIF":
-        raise UnsupportedMediaError(f"{_name(path)} {_HEIF_MESSAGE}")
     if sniffed[1] in _ANIMATED_PICTURES and _is_animated(path, settings):
         return "video", sniffed[1]
     return sniffed
@@ -510,12 +509,26 @@ def _exif_orientation(image: Image.Image) -> int:
         return 1
 
 
-def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int, tuple[int, int]]:
+def _decode_image(path: Path, settings: MediaSettings, container: str) -> tuple[np.ndarray, int, tuple[int, int]]:
     """(upright RGB pixels, clockwise rotation applied, upright original size) of an image.
 
     The pixels are at most `settings.max_decoded_side` on the longer side: a JPEG is decoded
     at a reduced DCT scale (it never exists at full size); other formats are reduced by whole
-    factors right after decoding, before any copy is made."""
+    factors right after decoding, before any copy is made; a HEIF picture is put together from
+    its tiles, then made smaller."""
+    if container == "HEIF":
+        rgb, layout = decode_heif(path, settings)
+        rotation, upright_original = layout.rotation, (layout.width, layout.height)
+    else:
+        rgb, rotation, upright_original = _decode_with_pillow(path, settings)
+    if max(rgb.shape[:2]) > settings.max_decoded_side:
+        bounded = _bounded_size(*upright_original, settings.max_decoded_side)
+        rgb = cv2.resize(rgb, bounded, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb), rotation, upright_original
+
+
+def _decode_with_pillow(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """`_decode_image` for every format Pillow reads, before the last resize."""
     with _open_image(path, settings) as image:
         orientation = _exif_orientation(image)
         rotation = _EXIF_ROTATION.get(orientation, 0)
@@ -544,16 +557,15 @@ def _decode_image(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int,
             ) from exc
         del picture
     upright_original = original if rotation in (0, 180) else (original[1], original[0])
-    if max(rgb.shape[:2]) > settings.max_decoded_side:
-        bounded = _bounded_size(*upright_original, settings.max_decoded_side)
-        rgb = cv2.resize(rgb, bounded, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(rgb), rotation, upright_original
+    return rgb, rotation, upright_original
 
 
-def _require_kind(path: Path, settings: MediaSettings, kind: MediaKind) -> None:
-    found = detect_kind(path, settings)
+def _require_kind(path: Path, settings: MediaSettings, kind: MediaKind) -> str:
+    """The file's container, once it is known to be of `kind`."""
+    found, container = _detect(path, settings)
     if found != kind:
         raise UnsupportedMediaError(f"{_name(path)} is a {found}, not an {kind}.")
+    return container
 
 
 def load_image(path: Path, settings: MediaSettings = MediaSettings()) -> np.ndarray:
@@ -569,11 +581,13 @@ def load_image(path: Path, settings: MediaSettings = MediaSettings()) -> np.ndar
         MediaError: empty, truncated or corrupt file; UnsupportedMediaError for other types.
     """
     path = Path(path)
-    _require_kind(path, settings, "image")
-    return _decode_image(path, settings)[0]
+    return _decode_image(path, settings, _require_kind(path, settings, "image"))[0]
 
 
-def _probe_image(path: Path, settings: MediaSettings) -> MediaInfo:
+def _probe_image(path: Path, settings: MediaSettings, container: str) -> MediaInfo:
+    if container == "HEIF":
+        layout = read_heif_layout(path, settings)
+        return MediaInfo(path, "image", layout.width, layout.height, None, None, None, layout.rotation)
     with _open_image(path, settings) as image:
         rotation = _exif_rotation(image)
         width, height = image.size
@@ -1027,7 +1041,7 @@ def probe(path: Path, settings: MediaSettings = MediaSettings()) -> MediaInfo:
     path = Path(path)
     kind, container = _detect(path, settings)
     if kind == "image":
-        return _probe_image(path, settings)
+        return _probe_image(path, settings, container)
     if container in _PILLOW_ANIMATIONS:
         return _probe_animation(path, settings)[0]
     return _probe_video(path, settings)[0]
@@ -1059,7 +1073,7 @@ def read_frames(
     samples = _frame_count_to_sample(frames, settings)
     kind, container = _detect(path, settings)
     if kind == "image":
-        rgb, rotation, (width, height) = _decode_image(path, settings)
+        rgb, rotation, (width, height) = _decode_image(path, settings, container)
         info = MediaInfo(path, "image", width, height, None, None, None, rotation)
         return info, _yield_one(Frame(0, 0.0, rgb, rgb.shape[1] / width))
     if container in _PILLOW_ANIMATIONS:

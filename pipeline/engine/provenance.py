@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.config import ProvenanceSettings
-from pipeline.engine.media import PILLOW_DAMAGE_ERRORS, is_avif, is_gif
+from pipeline.engine.heif import read_heif_metadata
+from pipeline.engine.media import PILLOW_DAMAGE_ERRORS, is_avif, is_gif, is_heif
 from pipeline.results import (
     AI_SOURCE_TYPES,
     ContentCredentials,
@@ -148,7 +149,7 @@ class MetadataBlocks:
     manifest_bytes: int | None = None
     """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
     format: str | None = None
-    """The container, from the file's first bytes (JPEG, PNG, WebP, AVIF, GIF, MP4, TIFF, BMP); None if unknown."""
+    """The container, from the file's first bytes (JPEG, PNG, WebP, AVIF, HEIF, GIF, MP4, TIFF, BMP); None if unknown."""
     quantization: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """A JPEG's quantisation tables: table number -> 64 steps in the file's (zigzag) order."""
     components: list[tuple[int, int, int]] = field(default_factory=list)
@@ -561,6 +562,11 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
                 blocks.format = "AVIF"
                 _bmff_blocks(stream, settings, blocks)  # C2PA sits in a top-level `uuid` box as in MP4
                 _avif_blocks(path, settings, blocks)
+            elif is_heif(head):
+                blocks.format = "HEIF"
+                _bmff_blocks(stream, settings, blocks)  # C2PA sits in a top-level `uuid` box as in MP4
+                blocks.exif, blocks.xmp, problems = read_heif_metadata(Path(path), settings.max_metadata_bytes)
+                blocks.problems += problems
             elif head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
                 blocks.format = "MP4"
                 _bmff_blocks(stream, settings, blocks)
