@@ -6,14 +6,14 @@ from the validation split of each shared source, up to 100 pictures per class, a
 re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a half and a third,
 Pillow's area-averaging reduction, saved as PNG so that no compression is added), saved as GIF
 (256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
-Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90
-and as AVIF at 75 and 90, and summarises how the shipped engine's verdicts move (the model card's
-"A photo saved more compressed than the training photos", "A photo whose faces are smaller than
-the training faces", "A picture saved as GIF", "A picture saved as lossy WebP" and "A picture
-saved as AVIF"):
+Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
+as AVIF at 75 and 90 and as HEIC at x265's rate factors 28 and 20, and summarises how the shipped
+engine's verdicts move (the model card's "A photo saved more compressed than the training
+photos", "A photo whose faces are smaller than the training faces", "A picture saved as GIF", "A
+picture saved as lossy WebP", "A picture saved as AVIF" and "A photo saved as HEIC"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90 a75 a90; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90 a75 a90 h28 h20; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -34,6 +34,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import shared_data_dir
+from tests.heif_factory import write_heic
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 QUALITIES = ("asis", "75", "60", "45")
@@ -45,6 +46,9 @@ and cwebp's default)."""
 AVIF_QUALITIES = ("75", "90")
 """AVIF copies: folder `aNN` holds each picture saved as AVIF at quality NN (75 is Pillow's
 default)."""
+HEIC_RATES = ("28", "20")
+"""HEIC copies: folder `hNN` holds each picture saved as HEIC (one intra HEVC picture by x265,
+`tests/heif_factory.py`) at constant rate factor NN (28 is x265's default; lower keeps more)."""
 GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 """GIF copies: folder name -> dithering towards the 256 colours of the picture's median cut
 (without it, the picture is the median cut's own, byte for byte what Pillow saves as a GIF)."""
@@ -54,6 +58,7 @@ VARIANTS = (
     *GIFS,
     *(f"w{quality}" for quality in WEBP_QUALITIES),
     *(f"a{quality}" for quality in AVIF_QUALITIES),
+    *(f"h{rate}" for rate in HEIC_RATES),
 )
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
@@ -104,6 +109,11 @@ def make(out: Path) -> None:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     with Image.open(path) as picture:
                         picture.convert("RGB").save(target, "AVIF", quality=int(quality))
+                for rate in HEIC_RATES:
+                    target = (out / f"h{rate}" / source / label / path.name).with_suffix(".heic")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with Image.open(path) as picture:
+                        write_heic(target, np.asarray(picture.convert("RGB")), crf=int(rate))
             print(f"{source} {label}: {len(chosen)}")
 
 
