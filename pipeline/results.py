@@ -186,9 +186,9 @@ class FileHistory:
     """How many pictures (pages) a TIFF holds, counted up to `ProvenanceSettings.max_counted_pages`
     (None for other formats): only the first is analysed."""
     caveat: str | None = None
-    """When the last save was more compressed than the models' training pictures, is a lossy WebP
-    or a GIF, or holds pages the models did not see: what that means for the verdict, one line
-    (None otherwise)."""
+    """When the last save was more compressed than the models' training pictures, is a lossy WebP,
+    a GIF or a HEIC photo, or holds pages the models did not see: what that means for the verdict,
+    one line (None otherwise)."""
 
 
 @dataclass

@@ -223,6 +223,7 @@ def test_a_heic_photo_upload_is_analysed_and_a_damaged_one_is_one_line(
     )
     assert len(result.frames[0].faces) == 1 and result.verdict in {"real", "fake", "uncertain"}
     assert result.provenance.metadata.camera == "Canon EOS R5" and result.provenance.file_history.format == "HEIF"
+    assert result.reason.endswith(f"; {result.provenance.file_history.caveat}")  # what HEVC coding does (rule 27)
 
 
 def test_an_animated_gif_upload_is_analysed_as_a_video(

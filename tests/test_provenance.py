@@ -178,6 +178,14 @@ def test_a_heic_photo_carries_its_camera_xmp_and_credentials(tmp_path: Path, cer
     )
     provenance = read_provenance(photo, "image")
     assert provenance.metadata.camera == "Canon EOS R5" and provenance.file_history.format == "HEIF"
+    # What HEVC coding did to validation photos (rule 27) is said beside every HEIC's verdict.
+    caveat = provenance.file_history.caveat
+    assert caveat.startswith("the file is a HEIC photo, coded with HEVC, which the models never trained on")
+    assert (
+        "'A photo saved as HEIC'" in caveat
+        and "\n## A photo saved as HEIC\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
+    )
+    assert verdict_reason("the models say uncertain", provenance).startswith(f"the models say uncertain; {caveat}; ")
     assert provenance.ai_claims == ["XMP metadata: trainedAlgorithmicMedia (made by a trained AI model)"]
     assert provenance.problems == []
     signed = pf.sign(photo, tmp_path / "signed.heic", certificates, pf.manifest("signed.heic", pf.AI_GENERATED))
