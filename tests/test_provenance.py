@@ -193,8 +193,20 @@ def test_a_heic_photo_carries_its_camera_xmp_and_credentials(tmp_path: Path, cer
     assert credentials is not None and credentials.signature == "valid"
     assert credentials.ai_source_type == pf.AI_GENERATED
     assert np.array_equal(load_image(signed), load_image(photo))
-    # A description naming an item the file does not hold is passed over.
+    # An EXIF item said to run to the end of the file (a length of 0) is measured as that long.
     data = photo.read_bytes()
+    exif_id = data[data.index(b"\x00\x00Exif") - 2 : data.index(b"\x00\x00Exif")]  # its item info
+    location = data.index(exif_id + struct.pack(">HHH", 0, 0, 1))  # its iloc entry: method, reference, extents
+    whole = tmp_path / "whole.heic"
+    whole.write_bytes(data[: location + 8] + bytes(8) + data[location + 16 :])
+    problems = read_provenance(whole, "image", ProvenanceSettings(max_metadata_bytes=1000)).problems
+    assert problems == [f"its Exif item is {len(data):,} bytes, over the 1,000 read"]
+    # One kept inside other items (construction method 2) is not read; the picture still is.
+    inside = tmp_path / "inside.heic"
+    inside.write_bytes(data[: location + 2] + struct.pack(">H", 2) + data[location + 4 :])
+    assert read_provenance(inside, "image").problems == ["its Exif item is kept inside other items, which are not read"]
+    assert np.array_equal(load_image(inside), load_image(photo))
+    # A description naming an item the file does not hold is passed over.
     at = data.index(b"cdsc") + 4
     orphan = tmp_path / "orphan.heic"
     orphan.write_bytes(data[:at] + struct.pack(">H", 999) + data[at + 2 :])

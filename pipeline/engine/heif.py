@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -33,8 +34,10 @@ class _Item:
     name: str = ""
     content_type: str = ""
     extents: list[tuple[int, int]] = field(default_factory=list)
-    """(offset, length) of each piece of its data, in the file (or in `idat`: `in_idat`)."""
-    in_idat: bool = False
+    """(offset, length) of each piece of its data, where `method` says."""
+    method: int = 0
+    """Where its data is (`iloc`'s construction method): 0 in the file, 1 in `idat`, 2 in other
+    items (not read here)."""
     properties: list[tuple[bytes, bytes]] = field(default_factory=list)
     """(box type, payload) of each property associated with it, in the order the file lists them."""
     sources: list[int] = field(default_factory=list)
@@ -142,7 +145,7 @@ def _parse_items(meta: bytes) -> tuple[int, dict[int, _Item], bytes]:
     """(primary item, items by id, `idat` payload) from a `meta` payload."""
     items: dict[int, _Item] = {}
     primary, idat, handler = None, b"", None
-    locations: list[tuple[int, bool, list[tuple[int, int]]]] = []
+    locations: list[tuple[int, int, list[tuple[int, int]]]] = []
     references: list[tuple[bytes, int, list[int]]] = []
     properties: list[tuple[bytes, bytes]] = []
     associations: list[tuple[int, list[int]]] = []
@@ -180,9 +183,9 @@ def _parse_items(meta: bytes) -> tuple[int, dict[int, _Item], bytes]:
         raise _Damaged("its description is not of pictures")
     if primary is None or primary not in items:
         raise _Damaged("it names no primary picture")
-    for item_id, in_idat, extents in locations:
+    for item_id, method, extents in locations:
         if item_id in items:
-            items[item_id].in_idat, items[item_id].extents = in_idat, extents
+            items[item_id].method, items[item_id].extents = method, extents
     for reference, from_id, targets in references:
         if reference == b"dimg" and from_id in items:
             items[from_id].sources = targets
@@ -213,7 +216,7 @@ def _parse_infe(meta: bytes, start: int, end: int) -> tuple[int, _Item]:
     return item_id, item
 
 
-def _parse_iloc(meta: bytes, start: int, end: int) -> list[tuple[int, bool, list[tuple[int, int]]]]:
+def _parse_iloc(meta: bytes, start: int, end: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
     version = meta[start]
     sizes, more = _unpack(">BB", meta, start + 4)
     offset_size, length_size, base_size = sizes >> 4, sizes & 15, more >> 4
@@ -240,9 +243,7 @@ def _parse_iloc(meta: bytes, start: int, end: int) -> list[tuple[int, bool, list
             offset, length = _sized(meta, at, offset_size), _sized(meta, at + offset_size, length_size)
             at += offset_size + length_size
             extents.append((base + offset, length))
-        if method not in (0, 1):
-            raise UnsupportedMediaError("whose data is kept inside other items, which this app does not read")
-        found.append((item_id, method == 1, extents))
+        found.append((item_id, method, extents))
         if at > end:
             raise _Damaged("the item locations run past their box")
     return found
@@ -275,10 +276,13 @@ def _parse_ipma(meta: bytes, start: int, end: int) -> list[tuple[int, list[int]]
 def _item_data(stream: BinaryIO, file_size: int, items: dict[int, _Item], idat: bytes, item_id: int) -> bytes:
     """An item's data: its pieces, read from the file or from `idat`, joined."""
     item = items[item_id]
+    if item.method not in (0, 1):
+        raise UnsupportedMediaError("whose data is kept inside other items, which this app does not read")
     if not item.extents:
         raise _Damaged(f"picture item {item_id} has no data")
-    source_size = len(idat) if item.in_idat else file_size
-    where = "its box" if item.in_idat else "the end of the file"
+    in_idat = item.method == 1
+    source_size = len(idat) if in_idat else file_size
+    where = "its box" if in_idat else "the end of the file"
     pieces, total = [], 0
     for offset, length in item.extents:
         stop = source_size if length == 0 else offset + length  # 0: to the end
@@ -287,7 +291,7 @@ def _item_data(stream: BinaryIO, file_size: int, items: dict[int, _Item], idat: 
         total += stop - offset
         if total > source_size:  # pieces may overlap; together they cannot hold more than there is
             raise _Damaged(f"item {item_id}'s data is larger than {where.removeprefix('the end of ')}")
-        if item.in_idat:
+        if in_idat:
             pieces.append(idat[offset:stop])
         else:
             stream.seek(offset)
@@ -314,11 +318,17 @@ def read_heif_layout(path: Path, settings: MediaSettings = MediaSettings()) -> H
     file's boxes without decoding. Raises `MediaError` for a damaged file,
     `UnsupportedMediaError` for a layout this app does not read, `MediaTooLargeError` for a
     picture (or a grid of tiles) over `settings.max_image_pixels`."""
+    with _said_of(path), path.open("rb") as stream:
+        file_size = stream.seek(0, 2)
+        primary, items, idat = _parse_items(_read_meta(stream, file_size, settings))
+        return _layout(path, stream, file_size, primary, items, idat, settings)
+
+
+@contextmanager
+def _said_of(path: Path) -> Iterator[None]:
+    """Damage and unread layouts met inside, as one line naming the file."""
     try:
-        with path.open("rb") as stream:
-            file_size = stream.seek(0, 2)
-            primary, items, idat = _parse_items(_read_meta(stream, file_size, settings))
-            return _layout(path, stream, file_size, primary, items, idat, settings)
+        yield
     except _Damaged as damage:
         raise MediaError(f"{_name(path)} is a damaged HEIF picture: {damage}.") from None
     except UnsupportedMediaError as error:
@@ -408,26 +418,23 @@ def decode_heif(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[
     tile_width, tile_height = _stored_size(layout.items[layout.tiles[0]], layout.tiles[0])
     rows = len(layout.tiles) // layout.columns
     canvas = np.zeros((rows * tile_height, layout.columns * tile_width, 3), np.uint8)
-    try:
-        with path.open("rb") as stream:
-            file_size = stream.seek(0, 2)
-            for index, tile in enumerate(layout.tiles):
-                data = _item_data(stream, file_size, layout.items, layout.idat, tile)
-                record = _property(layout.items[tile], b"hvcC")
-                assert record is not None  # checked by read_heif_layout
-                rgb = _decode_tile(record, data)
-                if rgb is None:
-                    raise _Damaged(f"tile {index + 1} of {len(layout.tiles)} could not be decoded")
-                if rgb.shape[0] < tile_height or rgb.shape[1] < tile_width:
-                    raise _Damaged(
-                        f"tile {index + 1} of {len(layout.tiles)} is {rgb.shape[1]} x {rgb.shape[0]} pixels, "
-                        f"not the {tile_width} x {tile_height} the file states"
-                    )
-                top, left = index // layout.columns * tile_height, index % layout.columns * tile_width
-                # A decoded tile may be a few pixels larger than its stated size (coding blocks).
-                canvas[top : top + tile_height, left : left + tile_width] = rgb[:tile_height, :tile_width]
-    except _Damaged as damage:
-        raise MediaError(f"{_name(path)} is a damaged HEIF picture: {damage}.") from None
+    with _said_of(path), path.open("rb") as stream:
+        file_size = stream.seek(0, 2)
+        for index, tile in enumerate(layout.tiles):
+            data = _item_data(stream, file_size, layout.items, layout.idat, tile)
+            record = _property(layout.items[tile], b"hvcC")
+            assert record is not None  # checked by read_heif_layout
+            rgb = _decode_tile(record, data)
+            if rgb is None:
+                raise _Damaged(f"tile {index + 1} of {len(layout.tiles)} could not be decoded")
+            if rgb.shape[0] < tile_height or rgb.shape[1] < tile_width:
+                raise _Damaged(
+                    f"tile {index + 1} of {len(layout.tiles)} is {rgb.shape[1]} x {rgb.shape[0]} pixels, "
+                    f"not the {tile_width} x {tile_height} the file states"
+                )
+            top, left = index // layout.columns * tile_height, index % layout.columns * tile_width
+            # A decoded tile may be a few pixels larger than its stated size (coding blocks).
+            canvas[top : top + tile_height, left : left + tile_width] = rgb[:tile_height, :tile_width]
     picture = canvas[: layout.size[1], : layout.size[0]]
     for kind, value in layout.transforms:
         if kind == b"irot":
@@ -450,7 +457,11 @@ def read_heif_metadata(path: Path, max_bytes: int) -> tuple[bytes | None, bytes 
                 item = items[item_id]
                 if item.kind not in (b"Exif", b"mime") or (item.kind == b"mime" and "xml" not in item.content_type):
                     continue
-                size = sum(length for _, length in item.extents)
+                if item.method not in (0, 1):
+                    problems.append(f"its {item.kind.decode()} item is kept inside other items, which are not read")
+                    continue
+                whole = len(idat) if item.method == 1 else file_size  # a length of 0: to the end
+                size = sum(whole - offset if length == 0 else length for offset, length in item.extents)
                 if size > max_bytes:
                     problems.append(f"its {item.kind.decode()} item is {size:,} bytes, over the {max_bytes:,} read")
                     continue
