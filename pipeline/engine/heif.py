@@ -31,8 +31,8 @@ __all__ = ["HeifLayout", "decode_heif", "read_heif_layout", "read_heif_metadata"
 @dataclass
 class _Item:
     kind: bytes
-    name: str = ""
     content_type: str = ""
+    """A `mime` item's type (XMP: application/rdf+xml)."""
     extents: list[tuple[int, int]] = field(default_factory=list)
     """(offset, length) of each piece of its data, where `method` says."""
     method: int = 0
@@ -81,7 +81,7 @@ def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]
         header = 8
         if size == 1:
             if start + 16 > end:
-                raise _Damaged(f"a box ({kind!r}) is cut short")
+                raise _Damaged(f"a box ({kind.decode('latin-1')!r}) is cut short")
             size, header = struct.unpack_from(">Q", data, start + 8)[0], 16
         elif size == 0:
             size = end - start
@@ -209,8 +209,8 @@ def _parse_infe(meta: bytes, start: int, end: int) -> tuple[int, _Item]:
     else:
         item_id, _, kind = _unpack(">IH4s", meta, start + 4)
         text_start = start + 14
-    texts = meta[text_start:end].split(b"\x00")
-    item = _Item(kind, name=texts[0].decode("utf-8", "replace"))
+    texts = meta[text_start:end].split(b"\x00")  # its name, then a `mime` item's content type
+    item = _Item(kind)
     if kind == b"mime" and len(texts) > 1:
         item.content_type = texts[1].decode("utf-8", "replace")
     return item_id, item
