@@ -67,11 +67,14 @@ def write_heic(
     xmp: bytes | None = None,
     bits: int = 8,
     crf: int = 28,
+    derived_turns: int = 0,
 ) -> Path:
     """Write `rgb` as a HEIC picture: one HEVC picture, or (`tile`) a grid of `tile`-pixel HEVC
     tiles cropped to its size; `quarter_turns` anticlockwise (`irot`) and a mirroring (`imir`)
     for a viewer to apply; the camera's EXIF (as Pillow writes it, or a bare TIFF structure) and
-    an XMP packet as items describing it."""
+    an XMP packet as items describing it. `derived_turns` makes the primary picture an identity
+    derivation (`iden`) of that picture, turned by that many more quarters, as editors save a turn
+    without coding the picture again."""
     height, width = rgb.shape[:2]
     if tile is None:
         tiles = [encode_hevc(rgb, bits, crf)]
@@ -104,7 +107,14 @@ def write_heic(
             full_box(b"infe", 2, 0, struct.pack(">HH4s", next_id, 0, b"mime") + b"\x00" + XMP_TYPE.encode() + b"\x00")
         )
         described.append((next_id, xmp))
+        next_id += 1
+    shown = primary  # the primary item, which a viewer shows
+    if derived_turns:
+        shown = next_id
+        infos.append(full_box(b"infe", 2, 0, struct.pack(">HH4s", shown, 0, b"iden") + b"\x00"))
     references = b""
+    if derived_turns:
+        references += box(b"dimg", struct.pack(">HHH", shown, 1, primary))
     if tile is not None:
         references += box(b"dimg", struct.pack(">HH", primary, len(ids)) + b"".join(struct.pack(">H", i) for i in ids))
     for item_id, _ in described:
@@ -122,6 +132,9 @@ def write_heic(
         properties.append(box(b"imir", bytes([mirror_axis])))
         primary_properties.append(0x80 | len(properties))
     associations = [(primary, primary_properties)]
+    if derived_turns:
+        properties.append(box(b"irot", bytes([derived_turns % 4])))
+        associations.append((shown, [3, 0x80 | len(properties)]))
     if tile is not None:
         associations += [(i, [0x80 | 1, 2]) for i in ids]
     ipma = struct.pack(">I", len(associations)) + b"".join(
@@ -140,7 +153,7 @@ def write_heic(
             locations.append(struct.pack(">HHHHII", primary, 1, 0, 1, 0, len(grid)))  # construction method 1: idat
         children = [
             full_box(b"hdlr", 0, 0, bytes(4) + b"pict" + bytes(12) + b"\x00"),
-            full_box(b"pitm", 0, 0, struct.pack(">H", primary)),
+            full_box(b"pitm", 0, 0, struct.pack(">H", shown)),
             full_box(b"iinf", 0, 0, struct.pack(">H", len(infos)) + b"".join(infos)),
             full_box(b"iref", 0, 0, references) if references else b"",
             box(b"iprp", box(b"ipco", b"".join(properties)) + full_box(b"ipma", 0, 0, ipma)),

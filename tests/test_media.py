@@ -541,6 +541,11 @@ def _heic_test_picture(width: int, height: int) -> np.ndarray:
         ),
         ("mirrored top to bottom", {"mirror_axis": 0}, lambda rgb: rgb[::-1]),
         ("10 bits", {"bits": 10, "tile": 64}, lambda rgb: rgb),
+        (
+            "a turned grid turned again by an identity derivation",
+            {"tile": 64, "quarter_turns": 1, "derived_turns": 2},
+            lambda rgb: np.rot90(rgb, 3),
+        ),
     ],
 )
 def test_a_heic_photo_is_read_as_phones_write_it(tmp_path: Path, layout: str, options: dict, upright) -> None:
@@ -558,7 +563,7 @@ def test_a_heic_photo_is_read_as_phones_write_it(tmp_path: Path, layout: str, op
         info, frames = media.read_frames(renamed)
         rgb = next(frames).rgb
         assert (info.kind, info.width, info.height) == ("image", expected.shape[1], expected.shape[0]), name
-        assert info.rotation == (4 - options.get("quarter_turns", 0)) % 4 * 90
+        assert info.rotation == (4 - options.get("quarter_turns", 0) - options.get("derived_turns", 0)) % 4 * 90
         assert rgb.shape == expected.shape
         assert np.abs(rgb.astype(int) - expected).mean() < 4, layout  # what HEVC coding loses
         assert media.probe(renamed) == info
