@@ -459,6 +459,7 @@ def test_a_tiffs_pages_are_counted_without_thumbnails_loops_or_no_end(tmp_path: 
         "far.tif": b"II+\x00" + struct.pack("<HHQ", 8, 0, 2**64 - 1),
         "huge.tif": bigtiff_header + struct.pack("<Q", 2**62) + bytes(40),
         "next far.tif": bigtiff_header + struct.pack("<Q", 0) + struct.pack("<Q", 2**63 + 5),
+        "short header.tif": b"II+\x00" + struct.pack("<HH", 8, 0),
     }.items():
         (tmp_path / name).write_bytes(data)
         provenance = read_provenance(tmp_path / name, "image")

@@ -510,6 +510,8 @@ def _tiff_pages(stream: BinaryIO, settings: ProvenanceSettings) -> int:
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
     head = stream.read(16)
+    if len(head) < 16:
+        return 1  # a header cut short: the picture's own reader says so
     order = "<" if head[:2] == b"II" else ">"
     if head[2:4] in (b"+\x00", b"\x00+"):  # BigTIFF: 8-byte counts and offsets, 20-byte entries
         count_format, entry_size, value_at, offset = order + "Q", 20, 12, struct.unpack_from(order + "Q", head, 8)[0]
