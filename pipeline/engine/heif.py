@@ -25,7 +25,7 @@ import numpy as np
 from pipeline.config import MediaSettings
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
-__all__ = ["HeifLayout", "decode_heif", "read_heif_layout", "read_heif_metadata"]
+__all__ = ["HeifLayout", "box_header", "decode_heif", "read_heif_layout", "read_heif_metadata"]
 
 
 @dataclass
@@ -112,21 +112,29 @@ _TOP_LEVEL_BOXES = 100
 tiny boxes must not be walked to its end)."""
 
 
+def box_header(stream: BinaryIO, offset: int, file_size: int) -> tuple[bytes, int, int] | None:
+    """(type, header size, size) of the ISO base media box (HEIF, AVIF, MP4) whose header starts
+    at `offset`, read from its header alone; None when the file ends first. A size of 0 runs to
+    the end of the file; a size the caller must judge impossible (under the header's) is kept."""
+    stream.seek(offset)
+    header = stream.read(16)
+    if len(header) < 8:
+        return None
+    size, kind = struct.unpack_from(">I4s", header)
+    if size == 1 and len(header) == 16:  # a 64-bit size after the type
+        return kind, 16, struct.unpack_from(">Q", header, 8)[0]
+    return kind, 8, file_size - offset if size == 0 else size
+
+
 def _read_meta(stream: BinaryIO, file_size: int, settings: MediaSettings) -> bytes:
     """The payload of the file's top-level `meta` box (the boxes after `ftyp` are walked by their
     headers; `mdat` is never read here)."""
     offset = 0
     for _ in range(_TOP_LEVEL_BOXES):
-        if offset + 8 > file_size:
+        found = box_header(stream, offset, file_size)
+        if found is None:
             break
-        stream.seek(offset)
-        header = stream.read(16)
-        size, kind = struct.unpack_from(">I4s", header)
-        start = 8
-        if size == 1 and len(header) == 16:
-            size, start = struct.unpack_from(">Q", header, 8)[0], 16
-        elif size == 0:
-            size = file_size - offset
+        kind, start, size = found
         if size < start:
             raise _Damaged(f"a top-level box ({kind.decode('latin-1')!r}) has an impossible size")
         if kind == b"meta":

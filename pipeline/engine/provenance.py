@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pipeline.config import ProvenanceSettings
-from pipeline.engine.heif import read_heif_metadata
+from pipeline.engine.heif import box_header, read_heif_metadata
 from pipeline.engine.media import PILLOW_DAMAGE_ERRORS, is_avif, is_gif, is_heif
 from pipeline.results import (
     AI_SOURCE_TYPES,
@@ -383,17 +383,13 @@ def _bmff_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: Metadat
     end = stream.seek(0, 2)
     offset = 0
     for _ in range(settings.max_container_entries):
-        stream.seek(offset)
-        header = stream.read(8)
-        if len(header) < 8:
+        found = box_header(stream, offset, end)
+        if found is None:
             return
-        size, kind, header_size = int.from_bytes(header[:4], "big"), header[4:], 8
-        if size == 1:
-            size, header_size = int.from_bytes(stream.read(8), "big"), 16
-        elif size == 0:
-            size = end - offset  # the last box runs to the end of the file
+        kind, header_size, size = found
         if size < header_size:
             return
+        stream.seek(offset + header_size)
         if kind == b"uuid" and stream.read(16) == _C2PA_BMFF_UUID:
             blocks.manifest_bytes += size
         offset += size
