@@ -7,13 +7,15 @@ re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a h
 Pillow's area-averaging reduction, saved as PNG so that no compression is added), saved as GIF
 (256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
 Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
-as AVIF at 75 and 90 and as HEIC at x265's rate factors 28 and 20, and summarises how the shipped
-engine's verdicts move (the model card's "A photo saved more compressed than the training
-photos", "A photo whose faces are smaller than the training faces", "A picture saved as GIF", "A
-picture saved as lossy WebP", "A picture saved as AVIF" and "A photo saved as HEIC"):
+as AVIF at 75 and 90, as HEIC at x265's rate factors 28 and 20, and converted into Display P3 and
+Adobe RGB (1998), saved as PNG carrying that profile, and summarises how the shipped engine's
+verdicts move (the model card's "A photo saved more compressed than the training photos", "A
+photo whose faces are smaller than the training faces", "A picture saved as GIF", "A picture
+saved as lossy WebP", "A picture saved as AVIF", "A photo saved as HEIC" and "A photo in a
+wide-gamut colour space"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90 a75 a90 h28 h20; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -25,15 +27,17 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import shared_data_dir
+from pipeline.engine.colour import ADOBE_RGB, DISPLAY_P3, rgb_profile
 from tests.heif_factory import write_heic
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
@@ -49,6 +53,9 @@ default)."""
 HEIC_RATES = ("28", "20")
 """HEIC copies: folder `hNN` holds each picture saved as HEIC (one intra HEVC picture by x265,
 `tests/heif_factory.py`) at constant rate factor NN (28 is x265's default; lower keeps more)."""
+PROFILES = {"p3": rgb_profile("Display P3", DISPLAY_P3), "adobe": rgb_profile("Adobe RGB (1998)", ADOBE_RGB, 563 / 256)}
+"""Wide-gamut copies: folder name -> the ICC profile each picture is converted into (from sRGB, by
+LittleCMS) and saved with, as PNG (rule 28)."""
 GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 """GIF copies: folder name -> dithering towards the 256 colours of the picture's median cut
 (without it, the picture is the median cut's own, byte for byte what Pillow saves as a GIF)."""
@@ -59,14 +66,45 @@ VARIANTS = (
     *(f"w{quality}" for quality in WEBP_QUALITIES),
     *(f"a{quality}" for quality in AVIF_QUALITIES),
     *(f"h{rate}" for rate in HEIC_RATES),
+    *PROFILES,
 )
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
 MEMBERS = ("clip", "mobilenetv2", "mobilenetv2_224")
 
 
-def make(out: Path) -> None:
-    """The pictures, under OUT/qQUALITY/SOURCE/LABEL/."""
+def _write(variant: str, source_path: Path, folder: Path) -> None:
+    """One picture saved as `variant` into `folder`."""
+    with Image.open(source_path) as picture:
+        rgb = picture.convert("RGB")
+    stem = folder / source_path.stem
+    if variant == "qasis":
+        (folder / source_path.name).write_bytes(source_path.read_bytes())
+    elif variant.startswith("q"):
+        rgb.save(folder / source_path.name, "JPEG", quality=int(variant[1:]))
+    elif variant.startswith("s"):
+        rgb.reduce(SCALES[variant[1:]]).save(stem.with_suffix(".png"), "PNG")
+    elif variant in GIFS:
+        palette = rgb.quantize(256, Image.Quantize.MEDIANCUT)  # what Pillow saves as a GIF
+        # Pillow dithers only towards a palette it is given: the median cut's own.
+        dither = GIFS[variant]
+        shown = palette if dither == Image.Dither.NONE else rgb.quantize(palette=palette, dither=dither)
+        shown.save(stem.with_suffix(".gif"), "GIF")
+    elif variant.startswith("w"):
+        rgb.save(stem.with_suffix(".webp"), "WEBP", quality=int(variant[1:]))
+    elif variant.startswith("a"):
+        rgb.save(stem.with_suffix(".avif"), "AVIF", quality=int(variant[1:]))
+    elif variant.startswith("h"):
+        write_heic(stem.with_suffix(".heic"), np.asarray(rgb), crf=int(variant[1:]))
+    else:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(PROFILES[variant]))
+        wide = ImageCms.profileToProfile(rgb, ImageCms.createProfile("sRGB"), profile, outputMode="RGB")
+        wide.save(stem.with_suffix(".png"), "PNG", icc_profile=PROFILES[variant])
+
+
+def make(out: Path, only: set[str] | None = None) -> None:
+    """The pictures, under OUT/VARIANT/SOURCE/LABEL/ (only the variants in `only`, if given)."""
+    variants = [variant for variant in VARIANTS if only is None or variant in only]
     for source in SOURCES:
         with (shared_data_dir() / source / "metadata.csv").open() as table:
             rows = [row for row in csv.DictReader(table) if row["split"] == "val"]
@@ -76,44 +114,10 @@ def make(out: Path) -> None:
                 key=lambda row: hashlib.sha256(row["file"].encode()).hexdigest(),
             )[:PER_CLASS]
             for row in chosen:
-                path = shared_data_dir() / source / row["file"]
-                for quality in QUALITIES:
-                    target = out / f"q{quality}" / source / label / path.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if quality == "asis":
-                        target.write_bytes(path.read_bytes())
-                    else:
-                        with Image.open(path) as picture:
-                            picture.convert("RGB").save(target, "JPEG", quality=int(quality))
-                for name, factor in SCALES.items():
-                    target = (out / f"s{name}" / source / label / path.name).with_suffix(".png")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with Image.open(path) as picture:
-                        picture.convert("RGB").reduce(factor).save(target, "PNG")
-                for name, dither in GIFS.items():
-                    target = (out / name / source / label / path.name).with_suffix(".gif")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with Image.open(path) as picture:
-                        rgb = picture.convert("RGB")
-                    palette = rgb.quantize(256, Image.Quantize.MEDIANCUT)  # what Pillow saves as a GIF
-                    # Pillow dithers only towards a palette it is given: the median cut's own.
-                    shown = palette if dither == Image.Dither.NONE else rgb.quantize(palette=palette, dither=dither)
-                    shown.save(target, "GIF")
-                for quality in WEBP_QUALITIES:
-                    target = (out / f"w{quality}" / source / label / path.name).with_suffix(".webp")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with Image.open(path) as picture:
-                        picture.convert("RGB").save(target, "WEBP", quality=int(quality))
-                for quality in AVIF_QUALITIES:
-                    target = (out / f"a{quality}" / source / label / path.name).with_suffix(".avif")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with Image.open(path) as picture:
-                        picture.convert("RGB").save(target, "AVIF", quality=int(quality))
-                for rate in HEIC_RATES:
-                    target = (out / f"h{rate}" / source / label / path.name).with_suffix(".heic")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with Image.open(path) as picture:
-                        write_heic(target, np.asarray(picture.convert("RGB")), crf=int(rate))
+                for variant in variants:
+                    folder = out / variant / source / label
+                    folder.mkdir(parents=True, exist_ok=True)
+                    _write(variant, shared_data_dir() / source / row["file"], folder)
             print(f"{source} {label}: {len(chosen)}")
 
 
@@ -159,8 +163,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["make", "summarise"])
     parser.add_argument("out", type=Path)
+    parser.add_argument("--only", nargs="+", choices=VARIANTS, help="make only these variants")
     args = parser.parse_args()
-    make(args.out) if args.step == "make" else summarise(args.out)
+    make(args.out, set(args.only) if args.only else None) if args.step == "make" else summarise(args.out)
 
 
 if __name__ == "__main__":

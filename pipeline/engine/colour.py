@@ -1,0 +1,167 @@
+"""Colour profiles: every picture is handed to the models in sRGB, whatever its file says.
+
+A file's pixel values mean what its colour profile says they mean. Phones save photos in Display
+P3 (iPhones since 2016, as JPEG and as HEIC), cameras often in Adobe RGB, editors in ProPhoto RGB;
+read as if they were sRGB, their colours come out duller or shifted, and the models, trained on
+sRGB photos, see a picture no camera took. So an RGB picture whose file carries an ICC profile
+(JPEG, PNG, WebP, TIFF, AVIF, GIF, HEIC) is converted to sRGB with LittleCMS (through Pillow);
+a HEIC's `nclx` colour description (primaries given as a code, not as a profile) is turned into
+an ICC profile first (`rgb_profile`).
+
+What is left as read, and why: a profile LittleCMS cannot read (read as sRGB, as browsers do),
+one that changes no colour by more than one level (sRGB itself, under many names), gray and CMYK
+profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion), and HDR
+transfer functions (PQ, HLG: tone mapping is a choice of its own).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+
+import numpy as np
+from PIL import Image, ImageCms
+
+__all__ = ["ADOBE_RGB", "DISPLAY_P3", "SRGB", "nclx_profile", "profile_name", "rgb_profile", "to_srgb"]
+
+_D65 = (0.3127, 0.3290)
+_D50_XYZ = (0.9642, 1.0, 0.8249)
+"""The ICC profile connection space's white."""
+_BRADFORD = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+
+SRGB = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))
+"""Red, green and blue primaries (CIE xy) of sRGB and BT.709, with a D65 white."""
+DISPLAY_P3 = ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))
+"""Display P3 (SMPTE EG 432-1, P3 primaries with a D65 white): phones' photos."""
+ADOBE_RGB = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))
+"""Adobe RGB (1998): cameras' wide-gamut setting; its transfer is a gamma of 563/256."""
+_BT2020 = ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))
+
+_NCLX_PRIMARIES = {9: ("BT.2020", _BT2020), 12: ("Display P3", DISPLAY_P3)}
+"""ITU-T H.273 colour primaries codes converted from (1, BT.709, is sRGB's; 2 is unspecified;
+others are rare in photos and read as sRGB)."""
+_NCLX_HDR_TRANSFERS = (16, 18)
+"""PQ and HLG (H.273): HDR pictures, not tone-mapped here."""
+
+_SRGB_PROFILE = ImageCms.createProfile("sRGB")
+
+
+def _xyz(xy: tuple[float, float]) -> np.ndarray:
+    x, y = xy
+    return np.array([x / y, 1.0, (1.0 - x - y) / y])
+
+
+def _rgb_to_xyz_d50(primaries: tuple[tuple[float, float], ...], white: tuple[float, float]) -> np.ndarray:
+    """The matrix from linear RGB to XYZ under the connection space's D50 white (Bradford)."""
+    columns = np.stack([_xyz(xy) for xy in primaries], axis=1)
+    white_xyz = _xyz(white)
+    to_white = columns * np.linalg.solve(columns, white_xyz)  # scale each primary so R+G+B is white
+    cone_gain = (_BRADFORD @ np.array(_D50_XYZ)) / (_BRADFORD @ white_xyz)
+    adapt = np.linalg.inv(_BRADFORD) @ np.diag(cone_gain) @ _BRADFORD
+    return adapt @ to_white
+
+
+def _s15_16(values: np.ndarray | tuple[float, ...]) -> bytes:
+    return b"".join(struct.pack(">i", round(float(value) * 65536)) for value in values)
+
+
+def _srgb_curve() -> bytes:
+    """sRGB's transfer (IEC 61966-2-1) as a 1,024-point table, ICC's `curv` type."""
+    encoded = np.linspace(0.0, 1.0, 1024)
+    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+    table = np.round(linear * 65535).astype(">u2").tobytes()
+    return b"curv" + bytes(4) + struct.pack(">I", 1024) + table
+
+
+def _gamma_curve(gamma: float) -> bytes:
+    return b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
+
+
+def _text_description(text: str) -> bytes:
+    ascii_text = text.encode("ascii") + b"\0"
+    return b"desc" + bytes(4) + struct.pack(">I", len(ascii_text)) + ascii_text + bytes(4 + 4 + 2 + 1 + 67)
+
+
+def rgb_profile(name: str, primaries: tuple[tuple[float, float], ...], gamma: float | None = None) -> bytes:
+    """An ICC (version 2.1) display profile of an RGB space: its primaries with a D65 white, and
+    sRGB's transfer (`gamma` None) or a pure gamma. Written here because Pillow can make no
+    profile but sRGB's, and a HEIC may state its colours by code (`nclx_profile`)."""
+    matrix = _rgb_to_xyz_d50(primaries, _D65)
+    curve = _srgb_curve() if gamma is None else _gamma_curve(gamma)
+    tags = [
+        (b"desc", _text_description(name)),
+        (b"cprt", b"text" + bytes(4) + b"No copyright, use freely\0"),
+        (b"wtpt", b"XYZ " + bytes(4) + _s15_16(_D50_XYZ)),
+        *(
+            (tag, b"XYZ " + bytes(4) + _s15_16(matrix[:, column]))
+            for column, tag in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))
+        ),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = [], b""
+    for signature, body in tags:
+        body += bytes(-len(body) % 4)  # each tag starts on a four-byte boundary
+        shared = data.find(body) if signature in (b"gTRC", b"bTRC") else -1
+        start = offset + (shared if shared >= 0 else len(data))
+        if shared < 0:
+            data += body
+        table.append(struct.pack(">4sII", signature, start, len(body)))
+    size = offset + len(data)
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ")
+    header += bytes(12) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8 + 4) + _s15_16(_D50_XYZ)
+    header += bytes(128 - len(header))
+    return header + struct.pack(">I", len(tags)) + b"".join(table) + data
+
+
+def nclx_profile(primaries: int, transfer: int) -> bytes | None:
+    """An ICC profile for a HEIF `nclx` colour description (ITU-T H.273 codes), or None when its
+    pictures are read as sRGB: BT.709 or unspecified primaries, codes not converted, and HDR
+    transfers. Standard-range transfers all get sRGB's curve on both sides of the conversion,
+    so only the primaries change."""
+    if primaries not in _NCLX_PRIMARIES or transfer in _NCLX_HDR_TRANSFERS:
+        return None
+    return rgb_profile(*_NCLX_PRIMARIES[primaries])
+
+
+@functools.lru_cache(maxsize=8)
+def _to_srgb_transform(icc: bytes) -> ImageCms.ImageCmsTransform | None:
+    """LittleCMS's conversion from an RGB profile to sRGB, or None where nothing is converted."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space != "RGB ":
+            return None
+        # No cache: LittleCMS's one-colour cache is written while converting, and pages convert
+        # from more than one thread.
+        transform = ImageCms.buildTransform(profile, _SRGB_PROFILE, "RGB", "RGB", flags=ImageCms.Flags.NOCACHE)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None  # a profile LittleCMS cannot read: read as sRGB, as browsers do
+    levels = np.linspace(0, 255, 9).round().astype(np.uint8)
+    cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(27, 27, 3)
+    converted = np.asarray(ImageCms.applyTransform(Image.fromarray(cube), transform))
+    if np.abs(converted.astype(np.int16) - cube).max() <= 1:
+        return None  # sRGB under another name: converting would only add rounding
+    return transform
+
+
+def to_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """H x W x 3 uint8 RGB pixels in the space of the ICC profile `icc`, converted to sRGB (the
+    same array where there is nothing to convert; see the module's docstring)."""
+    transform = _to_srgb_transform(icc) if icc else None
+    if transform is None:
+        return rgb
+    return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform))
+
+
+def profile_name(icc: bytes | None) -> str | None:
+    """The profile's own description (e.g. "Display P3") when pictures in it are converted to
+    sRGB, else None."""
+    if not icc or _to_srgb_transform(icc) is None:
+        return None
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return "unnamed"
