@@ -78,7 +78,11 @@ def _write(variant: str, source_path: Path, folder: Path) -> None:
     with Image.open(source_path) as picture:
         rgb = picture.convert("RGB")
     stem = folder / source_path.stem
-    if variant == "qasis":
+    if variant in PROFILES:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(PROFILES[variant]))
+        wide = ImageCms.profileToProfile(rgb, ImageCms.createProfile("sRGB"), profile, outputMode="RGB")
+        wide.save(stem.with_suffix(".png"), "PNG", icc_profile=PROFILES[variant])
+    elif variant == "qasis":
         (folder / source_path.name).write_bytes(source_path.read_bytes())
     elif variant.startswith("q"):
         rgb.save(folder / source_path.name, "JPEG", quality=int(variant[1:]))
@@ -97,9 +101,7 @@ def _write(variant: str, source_path: Path, folder: Path) -> None:
     elif variant.startswith("h"):
         write_heic(stem.with_suffix(".heic"), np.asarray(rgb), crf=int(variant[1:]))
     else:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(PROFILES[variant]))
-        wide = ImageCms.profileToProfile(rgb, ImageCms.createProfile("sRGB"), profile, outputMode="RGB")
-        wide.save(stem.with_suffix(".png"), "PNG", icc_profile=PROFILES[variant])
+        raise ValueError(f"no such variant: {variant}")
 
 
 def make(out: Path, only: set[str] | None = None) -> None:
