@@ -58,6 +58,7 @@ def make_seeds(folder: Path) -> list[Path]:
     from PIL import Image
 
     from pipeline.config import shared_data_dir
+    from pipeline.engine import colour
     from tests import heif_factory, media_factory, provenance_factory
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,11 @@ def make_seeds(folder: Path) -> list[Path]:
     face.save(folder / "photo.tif")
     face.save(folder / "pages.tif", save_all=True, append_images=[face.rotate(90)], compression="tiff_lzw")
     pixels = np.asarray(face)
+    # Wide-gamut colour profiles, which LittleCMS parses: a phone's JPEG and HEIC, a camera's WebP.
+    display_p3 = colour.rgb_profile("Display P3", colour.DISPLAY_P3)
+    face.save(folder / "display_p3.jpg", quality=90, icc_profile=display_p3)
+    face.save(folder / "adobe_rgb.webp", quality=80, icc_profile=colour.rgb_profile("Adobe RGB", colour.ADOBE_RGB, 2.2))
+    heif_factory.write_heic(folder / "display_p3.heic", pixels, colours=b"prof" + display_p3)
     heif_factory.write_heic(folder / "photo.heic", pixels)
     heif_factory.write_heic(
         folder / "grid.heic", pixels, tile=64, quarter_turns=1, exif=exif.tobytes(), xmp=provenance_factory.xmp()

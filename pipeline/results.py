@@ -185,6 +185,9 @@ class FileHistory:
     pages: int | None = None
     """How many pictures (pages) a TIFF holds, counted up to `ProvenanceSettings.max_counted_pages`
     (None for other formats): only the first is analysed."""
+    colour_space: str | None = None
+    """The colour profile (its own name, e.g. "Display P3") the picture's colours were converted
+    from to sRGB before the models saw them; None for sRGB and pictures without a profile."""
     caveat: str | None = None
     """When the last save was more compressed than the models' training pictures, is a lossy WebP,
     a GIF or a HEIC photo, or holds pages the models did not see: what that means for the verdict,

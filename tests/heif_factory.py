@@ -68,13 +68,16 @@ def write_heic(
     bits: int = 8,
     crf: int = 28,
     derived_turns: int = 0,
+    colours: bytes | None = None,
 ) -> Path:
     """Write `rgb` as a HEIC picture: one HEVC picture, or (`tile`) a grid of `tile`-pixel HEVC
     tiles cropped to its size; `quarter_turns` anticlockwise (`irot`) and a mirroring (`imir`)
     for a viewer to apply; the camera's EXIF (as Pillow writes it, or a bare TIFF structure) and
     an XMP packet as items describing it. `derived_turns` makes the primary picture an identity
     derivation (`iden`) of that picture, turned by that many more quarters, as editors save a turn
-    without coding the picture again."""
+    without coding the picture again. `colours` is the payload of a `colr` property (`prof` and an
+    ICC profile, or `nclx` and its codes), given to the picture, or to each tile of a grid (the
+    reader then takes the first tile's)."""
     height, width = rgb.shape[:2]
     if tile is None:
         tiles = [encode_hevc(rgb, bits, crf)]
@@ -131,12 +134,16 @@ def write_heic(
     if mirror_axis is not None:
         properties.append(box(b"imir", bytes([mirror_axis])))
         primary_properties.append(0x80 | len(properties))
+    tile_properties = [0x80 | 1, 2]
+    if colours is not None:
+        properties.append(box(b"colr", colours))
+        (primary_properties if tile is None else tile_properties).append(len(properties))
     associations = [(primary, primary_properties)]
     if derived_turns:
         properties.append(box(b"irot", bytes([derived_turns % 4])))
         associations.append((shown, [3, 0x80 | len(properties)]))
     if tile is not None:
-        associations += [(i, [0x80 | 1, 2]) for i in ids]
+        associations += [(i, tile_properties) for i in ids]
     ipma = struct.pack(">I", len(associations)) + b"".join(
         struct.pack(">HB", item_id, len(indices)) + bytes(indices) for item_id, indices in associations
     )

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from pipeline.config import REPO_ROOT, MediaSettings
-from pipeline.engine import media
+from pipeline.engine import colour, media
 from pipeline.engine.media import Frame, MediaInfo
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
@@ -425,7 +425,7 @@ _PEAK_MEMORY_SCRIPT = (
     """
 import json, sys
 from pathlib import Path
-from pipeline.engine import media
+from pipeline.engine import colour, media
 media.SEEK_MIN_SKIPPED_FRAMES = 10**12  # decode every frame: where frames could pile up
 """
     + _RSS_BEFORE
@@ -899,7 +899,7 @@ _BOMB_MEMORY_SCRIPT = (
     """
 import json, sys
 from pathlib import Path
-from pipeline.engine import media
+from pipeline.engine import colour, media
 from pipeline.errors import MediaTooLargeError
 """
     + _RSS_BEFORE
@@ -942,3 +942,142 @@ def test_sample_frames_of_an_image_is_one_frame(tmp_path: Path) -> None:
     frames = list(media.sample_frames(path, frames=32))
     assert len(frames) == 1 and frames[0].frame_number == 0 and frames[0].time_s == 0.0
     assert frames[0].rgb.shape == (40, 60, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Colour profiles
+# --------------------------------------------------------------------------------------------
+
+P3_TO_SRGB = np.array([[1.2249, -0.2247, 0.0], [-0.0420, 1.0419, 0.0], [-0.0197, -0.0786, 1.0979]])
+"""Linear Display P3 to linear sRGB (both with a D65 white), as published (CSS Color 4's
+conversion matrices, rounded): an answer that owes nothing to LittleCMS or to the profile writer."""
+DISPLAY_P3_ICC = colour.rgb_profile("Display P3", colour.DISPLAY_P3)
+
+
+def _srgb_from_display_p3(rgb: np.ndarray) -> np.ndarray:
+    """What a Display P3 picture's pixels are in sRGB (colours outside sRGB clipped)."""
+    encoded = rgb.astype(np.float64) / 255
+    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+    srgb = np.clip(linear @ P3_TO_SRGB.T, 0.0, 1.0)
+    return np.where(srgb <= 0.0031308, srgb * 12.92, 1.055 * srgb ** (1 / 2.4) - 0.055) * 255
+
+
+def _colour_chart() -> np.ndarray:
+    """64 patches of 8 x 8 pixels: grays, then colours from dull to as saturated as 8 bits go."""
+    patches = np.random.default_rng(28).integers(0, 256, (64, 3))
+    patches[:8] = np.linspace(0, 255, 8).round()[:, None]
+    return np.kron(patches.reshape(8, 8, 3), np.ones((8, 8, 1))).astype(np.uint8)
+
+
+def _assert_converted_from_display_p3(read: np.ndarray, stored: np.ndarray) -> None:
+    """`read` is `stored` (the file's own values, decoded) converted from Display P3 to sRGB, to a
+    level of rounding; and that conversion moved the colours (so this fails for a reader that
+    ignores the profile)."""
+    expected = _srgb_from_display_p3(stored)
+    assert np.abs(read - expected).max() <= 1.5
+    assert np.abs(stored - expected).mean() > 5
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "options"),
+    [
+        ("p3.png", "PNG", {}),
+        ("p3.jpg", "JPEG", {"quality": 95}),
+        ("p3.webp", "WEBP", {"lossless": True}),
+        ("lossy_p3.webp", "WEBP", {"quality": 90}),
+        ("p3.tif", "TIFF", {}),
+        ("p3.avif", "AVIF", {"quality": 90}),
+    ],
+)
+def test_a_display_p3_picture_is_converted_to_srgb(tmp_path: Path, name: str, fmt: str, options: dict) -> None:
+    """Phones save photos in Display P3 and say so in an ICC profile: the models see the colours
+    the photo shows (sRGB), not its values read as if they were sRGB."""
+    path = tmp_path / name
+    Image.fromarray(_colour_chart()).save(path, fmt, icc_profile=DISPLAY_P3_ICC, **options)
+    with Image.open(path) as image:
+        assert image.info["icc_profile"] == DISPLAY_P3_ICC
+        stored = np.asarray(image.convert("RGB"))
+    _assert_converted_from_display_p3(media.load_image(path), stored)
+    assert media.converted_colour_space(path) == "Display P3"
+
+
+def test_palette_see_through_and_animated_pictures_are_converted_too(tmp_path: Path) -> None:
+    chart = _colour_chart()
+    palette = tmp_path / "palette.png"
+    Image.fromarray(chart).quantize(64).save(palette, icc_profile=DISPLAY_P3_ICC)
+    with Image.open(palette) as image:
+        assert image.mode == "P"
+        stored = np.asarray(image.convert("RGB"))
+    _assert_converted_from_display_p3(media.load_image(palette), stored)
+
+    see_through = tmp_path / "see_through.png"
+    rgba = np.dstack([chart, np.full(chart.shape[:2], 255, np.uint8)])
+    rgba[:8, :8, 3] = 0  # the gray patch of black made fully transparent: white, as shown
+    Image.fromarray(rgba, "RGBA").save(see_through, icc_profile=DISPLAY_P3_ICC)
+    read = media.load_image(see_through)
+    assert tuple(read[4, 4]) == WHITE
+    stored = chart.copy()
+    stored[:8, :8] = 255
+    _assert_converted_from_display_p3(read, stored)
+
+    animation = tmp_path / "sticker.png"
+    pictures = [Image.fromarray(np.roll(chart, shift, axis=1)) for shift in (0, 16, 32)]
+    pictures[0].save(animation, save_all=True, append_images=pictures[1:], duration=100, icc_profile=DISPLAY_P3_ICC)
+    frames = list(media.sample_frames(animation))
+    assert len(frames) == 3
+    for frame, picture in zip(frames, pictures, strict=True):
+        _assert_converted_from_display_p3(frame.rgb, np.asarray(picture))
+
+
+def test_srgb_no_profile_damaged_profiles_and_gray_are_read_as_stored(tmp_path: Path) -> None:
+    """Nothing converted where nothing should be: sRGB under its own profile (converting would
+    only add rounding), a profile that cannot be read (read as sRGB, as browsers do), a CMYK
+    profile given to an RGB picture, and a gray picture."""
+    from PIL import ImageCms
+
+    chart = _colour_chart()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for name, profile in (
+        ("srgb.png", srgb),
+        ("own_srgb.png", colour.rgb_profile("sRGB", colour.SRGB)),
+        ("none.png", None),
+        ("junk.png", b"not a colour profile at all" * 20),
+        ("cut.png", DISPLAY_P3_ICC[:300]),
+        ("wrong_space.png", DISPLAY_P3_ICC[:16] + b"CMYK" + DISPLAY_P3_ICC[20:]),
+    ):
+        path = tmp_path / name
+        Image.fromarray(chart).save(path, icc_profile=profile)
+        assert np.array_equal(media.load_image(path), chart), name
+        assert media.converted_colour_space(path) is None, name
+    gray = tmp_path / "gray.png"
+    Image.fromarray(chart[..., 0]).save(gray, icc_profile=DISPLAY_P3_ICC)
+    assert np.array_equal(media.load_image(gray)[..., 1], chart[..., 0])
+    assert media.converted_colour_space(gray) is None
+
+
+@pytest.mark.parametrize(
+    ("colours", "options", "converted"),
+    [
+        (b"prof" + DISPLAY_P3_ICC, {}, True),
+        (b"nclx" + struct.pack(">HHHB", 12, 13, 1, 0x80), {"tile": 64}, True),  # P3 primaries, sRGB transfer
+        (b"nclx" + struct.pack(">HHHB", 1, 13, 1, 0x80), {}, False),  # BT.709 primaries: sRGB's
+        (b"nclx" + struct.pack(">HHHB", 12, 16, 9, 0x80), {}, False),  # PQ: HDR, not tone-mapped
+        (b"prof" + b"junk" * 40, {"tile": 64}, False),
+    ],
+    ids=["icc", "nclx-p3-on-tiles", "nclx-bt709", "nclx-hdr", "damaged-icc"],
+)
+def test_a_heic_photo_in_display_p3_is_converted_to_srgb(
+    tmp_path: Path, colours: bytes, options: dict, converted: bool
+) -> None:
+    """An iPhone's HEIC states its colours in a `colr` property: an ICC profile, or codes (`nclx`)."""
+    chart = _colour_chart()
+    plain = hf.write_heic(tmp_path / "plain.heic", chart, crf=10, **options)
+    described = hf.write_heic(tmp_path / "IMG_0002.HEIC", chart, crf=10, colours=colours, **options)
+    stored = media.load_image(plain)  # the same HEVC pictures (x265 is deterministic), no profile
+    read = media.load_image(described)
+    if converted:
+        _assert_converted_from_display_p3(read, stored)
+        assert media.converted_colour_space(described) == "Display P3"
+    else:
+        assert np.array_equal(read, stored)
+        assert media.converted_colour_space(described) is None

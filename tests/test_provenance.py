@@ -30,6 +30,7 @@ from pipeline.app.sections import provenance_section
 from pipeline.app.service import AnalysisRequest, AnalysisService
 from pipeline.app.store import Store
 from pipeline.config import REPO_ROOT, ProvenanceSettings
+from pipeline.engine import colour
 from pipeline.engine.analyze import STAGES, Engine
 from pipeline.engine.media import detect_kind, load_image
 from pipeline.engine.provenance import (
@@ -424,6 +425,29 @@ def test_a_tiff_of_several_pages_says_only_the_first_was_analysed(
     alone = read_provenance(one, "image").file_history
     assert (alone.pages, alone.caveat) == (1, None)
     assert "pages" not in dict(provenance_section(read_provenance(one, "image")).history)
+
+
+def test_a_wide_gamut_pictures_colour_space_is_named_beside_its_history(tmp_path: Path) -> None:
+    """The Provenance tab says which colour profile the picture was converted from for the models
+    (a phone's Display P3), in the profile's own words, made one printable line; an sRGB picture
+    and a video say nothing."""
+    display_p3 = colour.rgb_profile("Display P3", colour.DISPLAY_P3)
+    photo = tmp_path / "IMG_0003.jpg"
+    pf.picture().save(photo, quality=95, icc_profile=display_p3)
+    provenance = read_provenance(photo, "image")
+    assert provenance.file_history.colour_space == "Display P3"
+    assert provenance.file_history.caveat is None
+    assert ("colours", "Display P3, converted to sRGB") in provenance_section(provenance).history
+    phone = hf.write_heic(tmp_path / "IMG_0004.HEIC", np.asarray(pf.picture()), colours=b"prof" + display_p3)
+    assert read_provenance(phone, "image").file_history.colour_space == "Display P3"
+    odd = tmp_path / "odd.png"
+    pf.picture().save(odd, icc_profile=colour.rgb_profile("Wide\x07" + "gamut " * 40, colour.ADOBE_RGB, 563 / 256))
+    named = read_provenance(odd, "image").file_history.colour_space
+    assert named.startswith("Wide?gamut gamut") and len(named) == 100 and named.endswith("…")
+    plain = tmp_path / "plain.png"
+    pf.picture().save(plain)
+    assert read_provenance(plain, "image").file_history.colour_space is None
+    assert "colours" not in dict(provenance_section(read_provenance(plain, "image")).history)
 
 
 def test_a_tiffs_pages_are_counted_without_thumbnails_loops_or_no_end(tmp_path: Path) -> None:

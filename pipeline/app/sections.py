@@ -209,6 +209,7 @@ def _history_rows(history: FileHistory | None) -> tuple[tuple[str, str], ...]:
             ("colour stored", history.chroma_subsampling),
             ("scans", ("progressive" if history.progressive else "baseline") if history.format == "JPEG" else None),
             ("pages", f"{history.pages:,} (the first analysed)" if history.pages and history.pages > 1 else None),
+            ("colours", f"{history.colour_space}, converted to sRGB" if history.colour_space else None),
         ]
     )
 

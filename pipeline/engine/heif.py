@@ -4,11 +4,12 @@ picture, or a grid of tiles cropped to the picture's size, then turned and mirro
 FFmpeg's HEVC decoder (PyAV, already the video reader) decodes each coded picture.
 
 Read: the `meta` box (`hdlr`, `pitm`, `iinf`, `iloc`, `iref`, `iprp`, `idat`); items `hvc1` (HEVC),
-`grid` and `iden`; properties `hvcC`, `ispe`, `irot` and `imir`, in the order the file lists them;
-the `Exif` item and an XMP (`mime`) item for provenance. Not read (refused in one line): overlays
-(`iovl`) and pictures coded other than with HEVC. Left out without a word: thumbnails, depth and
-alpha pictures, HDR gain maps, a clean aperture (`clap`) and colour profiles (wide-gamut colours
-are read as if they were sRGB).
+`grid` and `iden`; properties `hvcC`, `ispe`, `irot` and `imir`, in the order the file lists them,
+and `colr` (an ICC profile, or an `nclx` description of the primaries: wide-gamut colours are
+converted to sRGB, `pipeline.engine.colour`); the `Exif` item and an XMP (`mime`) item for
+provenance. Not read (refused in one line): overlays (`iovl`) and pictures coded other than with
+HEVC. Left out without a word: thumbnails, depth and alpha pictures, HDR gain maps and a clean
+aperture (`clap`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import BinaryIO
 import numpy as np
 
 from pipeline.config import MediaSettings
+from pipeline.engine.colour import nclx_profile, to_srgb
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
 __all__ = ["HeifLayout", "box_header", "decode_heif", "read_heif_layout", "read_heif_metadata"]
@@ -64,6 +66,8 @@ class HeifLayout:
     """(`irot` or `imir`, its value) in the order they apply."""
     items: dict[int, _Item]
     idat: bytes
+    icc: bytes | None = None
+    """The colour profile of its pixels (ICC), from its `colr` property; None for sRGB."""
 
 
 def _name(path: Path) -> str:
@@ -321,6 +325,23 @@ def _stored_size(item: _Item, item_id: int) -> tuple[int, int]:
     return width, height
 
 
+def _colour_profile(chain: list[_Item]) -> bytes | None:
+    """The ICC profile of a picture from the first `colr` property of the items that make it (the
+    picture, what it is derived from, then its first tile): an ICC profile as stored, or one made
+    from an `nclx` description. A picture may carry both kinds; the profile is the fuller one."""
+    described = [
+        payload for item in chain for kind, payload in item.properties if kind == b"colr" and len(payload) >= 4
+    ]
+    for payload in described:
+        if payload[:4] in (b"prof", b"rICC") and len(payload) > 4:
+            return payload[4:]
+    for payload in described:
+        if payload[:4] == b"nclx" and len(payload) >= 10:
+            primaries, transfer = struct.unpack_from(">HH", payload, 4)
+            return nclx_profile(primaries, transfer)
+    return None
+
+
 def read_heif_layout(path: Path, settings: MediaSettings = MediaSettings()) -> HeifLayout:
     """The primary picture's layout: its size (upright), turns and coded pictures, read from the
     file's boxes without decoding. Raises `MediaError` for a damaged file,
@@ -354,6 +375,7 @@ def _layout(
 ) -> HeifLayout:
     transforms: list[tuple[bytes, int]] = []
     item_id, item = primary, items[primary]
+    chain = [item]
     for _ in range(8):  # identity-derived pictures (`iden`) add turns to the one they derive from
         transforms = [
             (kind, payload[0]) for kind, payload in item.properties if kind in (b"irot", b"imir") and payload
@@ -363,6 +385,7 @@ def _layout(
         if len(item.sources) != 1 or item.sources[0] not in items:
             raise _Damaged("a derived picture names no single source")
         item_id, item = item.sources[0], items[item.sources[0]]
+        chain.append(item)
     if item.kind == b"grid":
         grid = _item_data(stream, file_size, items, idat, item_id)
         if len(grid) < 8:
@@ -401,7 +424,8 @@ def _layout(
             raise UnsupportedMediaError("whose tiles are not HEVC pictures, which this app does not read")
     turns = sum(value & 3 for kind, value in transforms if kind == b"irot") % 4  # each a quarter turn anticlockwise
     upright = (width, height) if turns % 2 == 0 else (height, width)
-    return HeifLayout(*upright, (4 - turns) % 4 * 90, tiles, columns, (width, height), transforms, items, idat)
+    icc = _colour_profile([*chain, items[tiles[0]]])
+    return HeifLayout(*upright, (4 - turns) % 4 * 90, tiles, columns, (width, height), transforms, items, idat, icc)
 
 
 def _decode_tile(record: bytes, data: bytes) -> np.ndarray | None:
@@ -418,9 +442,9 @@ def _decode_tile(record: bytes, data: bytes) -> np.ndarray | None:
 
 
 def decode_heif(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[np.ndarray, HeifLayout]:
-    """(upright RGB pixels, layout) of a HEIF file's primary picture: each tile decoded and put in
-    its place, the grid cropped to the picture's size, then the file's turns and mirrorings
-    applied in its order. Raises as `read_heif_layout`, and `MediaError` when a tile cannot be
+    """(upright sRGB pixels, layout) of a HEIF file's primary picture: each tile decoded and put in
+    its place, the grid cropped to the picture's size, the file's turns and mirrorings applied in
+    its order, and its colours converted from its profile. Raises as `read_heif_layout`, and `MediaError` when a tile cannot be
     decoded."""
     layout = read_heif_layout(path, settings)
     tile_width, tile_height = _stored_size(layout.items[layout.tiles[0]], layout.tiles[0])
@@ -449,7 +473,7 @@ def decode_heif(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[
             picture = np.rot90(picture, k=value & 3)  # anticlockwise quarter turns
         else:  # imir, ISO/IEC 23008-12:2022: 0 exchanges top and bottom, 1 left and right
             picture = picture[::-1] if value & 1 == 0 else picture[:, ::-1]
-    return np.ascontiguousarray(picture), layout
+    return to_srgb(np.ascontiguousarray(picture), layout.icc), layout
 
 
 def read_heif_metadata(path: Path, max_bytes: int) -> tuple[bytes | None, bytes | None, list[str]]:

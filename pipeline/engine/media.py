@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
+from pipeline.engine.colour import profile_name, to_srgb
 from pipeline.engine.heif import decode_heif, read_heif_layout
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
@@ -55,6 +56,7 @@ __all__ = [
     "check_readable",
     "check_suffix",
     "check_without_opening",
+    "converted_colour_space",
     "detect_kind",
     "is_avif",
     "is_gif",
@@ -464,24 +466,31 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
+_RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA")
+"""Pillow modes whose colours are the file's RGB values (a palette's too), so its RGB profile
+applies to them."""
+
+
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
-    """H x W x 3 uint8 RGB from any Pillow mode we may meet.
+    """H x W x 3 uint8 sRGB from any Pillow mode we may meet.
 
     Transparency is composited onto white rather than dropped: fully transparent pixels often
     hold arbitrary colour (black, or leftovers of an editor) which dropping alpha would expose,
     while white is what a person sees in a viewer or a document, and what a face finder
-    should see.
+    should see. RGB colours in a wide-gamut profile (the file's ICC profile) are converted to
+    sRGB (`pipeline.engine.colour`); white stays white.
     """
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         gray = _high_depth_gray_to_uint8(image)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.array(Image.alpha_composite(white, rgba).convert("RGB"))
-    if image.mode != "RGB":
-        image = image.convert("RGB")  # L, 1, P, CMYK, YCbCr, RGBX
-    return np.array(image)
+        rgb = np.array(Image.alpha_composite(white, rgba).convert("RGB"))
+    else:
+        rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # L, 1, P, CMYK, YCbCr, RGBX
+    return to_srgb(rgb, icc if isinstance(icc, bytes) else None)
 
 
 def _bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -572,7 +581,8 @@ def load_image(path: Path, settings: MediaSettings = MediaSettings()) -> np.ndar
     """Decode an image file to an upright H x W x 3 uint8 RGB array.
 
     EXIF orientation is applied; palette, gray, CMYK and 16-bit/float images become 8-bit RGB
-    (high bit depths are scaled, 65535 -> 255); transparency is composited onto white; pictures
+    (high bit depths are scaled, 65535 -> 255); colours in a wide-gamut profile (Display P3,
+    Adobe RGB...) are converted to sRGB; transparency is composited onto white; pictures
     larger than `settings.max_decoded_side` come back that large.
 
     Raises:
@@ -594,6 +604,18 @@ def _probe_image(path: Path, settings: MediaSettings, container: str) -> MediaIn
     if rotation in (90, 270):
         width, height = height, width
     return MediaInfo(path, "image", width, height, None, None, None, rotation)
+
+
+def converted_colour_space(path: Path, settings: MediaSettings = MediaSettings()) -> str | None:
+    """The name of the colour profile an image's colours are converted from to sRGB when it is
+    read (e.g. "Display P3"); None when there is none to convert (no profile, sRGB, a profile
+    that cannot be read, not an RGB picture). Raises as `probe` for a file that cannot be read."""
+    path = Path(path)
+    if _require_kind(path, settings, "image") == "HEIF":
+        return profile_name(read_heif_layout(path, settings).icc)
+    with _open_image(path, settings) as image:
+        icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
+    return profile_name(icc) if isinstance(icc, bytes) else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ manifests nor certificate status, and no host is allowed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import io
@@ -40,7 +41,8 @@ from typing import Any, BinaryIO
 
 from pipeline.config import ProvenanceSettings
 from pipeline.engine.heif import box_header, read_heif_metadata
-from pipeline.engine.media import PILLOW_DAMAGE_ERRORS, is_avif, is_gif, is_heif
+from pipeline.engine.media import PILLOW_DAMAGE_ERRORS, converted_colour_space, is_avif, is_gif, is_heif
+from pipeline.errors import MediaError
 from pipeline.results import (
     AI_SOURCE_TYPES,
     ContentCredentials,
@@ -137,6 +139,10 @@ _MAKE, _MODEL, _SOFTWARE, _DATETIME = 0x010F, 0x0110, 0x0131, 0x0132
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
 
 
+_PICTURE_FORMATS = ("JPEG", "PNG", "WebP", "AVIF", "HEIF", "TIFF", "GIF")
+"""Containers whose pictures may carry a colour profile."""
+
+
 @dataclass
 class MetadataBlocks:
     """The raw metadata blocks of a file, each within `ProvenanceSettings.max_metadata_bytes`."""
@@ -159,6 +165,8 @@ class MetadataBlocks:
     """A WebP whose picture is stored with lossy (VP8) compression, not lossless (VP8L)."""
     pages: int | None = None
     """A TIFF's pages, counted up to `ProvenanceSettings.max_counted_pages`."""
+    colour_space: str | None = None
+    """The colour profile a picture's colours are converted from to sRGB for the models (its name)."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -577,6 +585,12 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
                 _gif_blocks(stream, settings, blocks)
             elif head.startswith(b"BM"):
                 blocks.format = "BMP"  # no metadata to read; named for how the file was saved
+        if blocks.format in _PICTURE_FORMATS:
+            # A picture that cannot be read says so elsewhere; Pillow's warnings about damage
+            # it reads past (a TIFF's EXIF) are the metadata's problems, said above.
+            with contextlib.suppress(MediaError), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                blocks.colour_space = _clean(converted_colour_space(Path(path)), 100)  # the file's own words
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # what Pillow and reads raise for a bad file
         blocks.problems.append(f"the metadata could not be read: {_why(error, Path(path))}")
     return blocks
@@ -922,7 +936,7 @@ def read_file_history(blocks: MetadataBlocks, settings: ProvenanceSettings = Pro
     tables: libjpeg's scale), colour subsampling and scan order, and a caveat when it is more
     compressed than the models' training pictures (`ProvenanceSettings.trained_jpeg_quality`), is
     a lossy WebP, a GIF or a HEIC photo, or is a TIFF of several pages (the models see the first)."""
-    history = FileHistory(format=blocks.format or "unknown", pages=blocks.pages)
+    history = FileHistory(format=blocks.format or "unknown", pages=blocks.pages, colour_space=blocks.colour_space)
     if blocks.pages is not None and blocks.pages > 1:
         at_least = "or more " if blocks.pages >= settings.max_counted_pages else ""
         history.caveat = (
