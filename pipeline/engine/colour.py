@@ -4,14 +4,16 @@ A file's pixel values mean what its colour profile says they mean. Phones save p
 P3 (iPhones since 2016, as JPEG and as HEIC), cameras often in Adobe RGB, editors in ProPhoto RGB;
 read as if they were sRGB, their colours come out duller or shifted, and the models, trained on
 sRGB photos, see a picture no camera took. So an RGB picture whose file carries an ICC profile
-(JPEG, PNG, WebP, TIFF, AVIF, GIF, HEIC) is converted to sRGB with LittleCMS (through Pillow);
+(JPEG, PNG, WebP, TIFF, AVIF, HEIC; animated PNG, WebP and AVIF too) is converted to sRGB with
+LittleCMS (through Pillow);
 a HEIC's `nclx` colour description (primaries given as a code, not as a profile) is turned into
 an ICC profile first (`rgb_profile`).
 
 What is left as read, and why: a profile LittleCMS cannot read (read as sRGB, as browsers do),
 one that changes no colour by more than one level (sRGB itself, under many names), gray and CMYK
-profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion), and HDR
-transfer functions (PQ, HLG: tone mapping is a choice of its own).
+profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion), HDR transfer
+functions (PQ, HLG: tone mapping is a choice of its own), GIF (Pillow does not read a GIF's
+profile) and videos (their colour primaries are not read).
 """
 
 from __future__ import annotations

@@ -139,8 +139,8 @@ _MAKE, _MODEL, _SOFTWARE, _DATETIME = 0x010F, 0x0110, 0x0131, 0x0132
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
 
 
-_PICTURE_FORMATS = ("JPEG", "PNG", "WebP", "AVIF", "HEIF", "TIFF", "GIF")
-"""Containers whose pictures may carry a colour profile."""
+_PICTURE_FORMATS = ("JPEG", "PNG", "WebP", "AVIF", "HEIF", "TIFF")
+"""Containers whose pictures may carry a colour profile that the engine reads."""
 
 
 @dataclass
