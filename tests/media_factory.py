@@ -124,6 +124,51 @@ def write_video_with_ffmpeg(
     return path
 
 
+BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+"""Linear BT.709 (sRGB's primaries) to linear BT.2020, as ITU-R BT.2087 publishes it."""
+
+
+def hdr_signal(srgb: np.ndarray, transfer: int) -> np.ndarray:
+    """The HDR signal (... x 3, 0..1, BT.2020) of sRGB colours (... x 3, 0..255) as a camera records
+    them, by ITU-R BT.2100's formulas and BT.2408's levels (reference white: scene light 0.265,
+    75% HLG, 203 nits in PQ), written out here apart from the app's own reader. `transfer` 18 is
+    HLG, 16 PQ (HLG's scene light shown on a 1,000-nit display, each channel alone)."""
+    encoded = np.asarray(srgb, np.float64) / 255
+    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
+    scene = np.clip(linear @ BT709_TO_BT2020.T, 0.0, 1.0) * 0.26497
+    if transfer == 18:  # HLG's OETF
+        a, b = 0.17883277, 0.28466892
+        return np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-9)) + 0.55991073)
+    relative = scene**1.2 / 10  # HLG's OOTF on a 1,000-nit display, over PQ's 10,000 nits
+    power = relative**0.1593017578125  # PQ's inverse EOTF
+    return ((0.8359375 + 18.8515625 * power) / (1 + 18.6875 * power)) ** 78.84375
+
+
+def write_hdr_video(path: Path, signal: np.ndarray, transfer: int, frames: int = 3) -> Path:
+    """Write an HDR video as phones do: HEVC at 10 bits (x265), BT.2020 primaries and matrix,
+    limited range, `transfer` 18 (HLG) or 16 (PQ), every frame `signal` (H x W x 3 R'G'B', 0..1)."""
+    import av
+    from av.video.reformatter import Colorspace
+
+    height, width = signal.shape[:2]
+    name = {18: "arib-std-b67", 16: "smpte2084"}[transfer]
+    with av.open(str(path), "w") as output:
+        stream = output.add_stream("libx265", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p10le"
+        stream.options = {"x265-params": f"log-level=error:colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"}
+        context = stream.codec_context
+        context.color_primaries, context.color_trc, context.colorspace, context.color_range = 9, transfer, 9, 1
+        coded = av.VideoFrame.from_ndarray(np.round(signal * 65535).astype(np.uint16), format="rgb48le")
+        coded = coded.reformat(format="yuv420p10le", dst_colorspace=Colorspace.BT2020)
+        for index in range(frames):
+            frame = coded.reformat()
+            frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = 9, transfer, 9, 1
+            frame.pts = index
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode())
+    return path
+
+
 def corner_marker_bgr(index: int, size: tuple[int, int]) -> np.ndarray:
     """Gray frame with a red block in the stored top-left corner (to see where rotation puts it)."""
     width, height = size

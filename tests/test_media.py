@@ -1081,3 +1081,25 @@ def test_a_heic_photo_in_display_p3_is_converted_to_srgb(
     else:
         assert np.array_equal(read, stored)
         assert media.converted_colour_space(described) is None
+
+
+@pytest.mark.parametrize("transfer", [18, 16], ids=["HLG", "PQ"])
+def test_an_hdr_video_is_seen_as_an_sdr_camera_would_record_it(tmp_path: Path, transfer: int) -> None:
+    """Phones record HDR video (HLG) by default; read as standard video its faces come out dark and
+    dull (white at about 190 of 255). BT.2408's anchors hold: an 18% grey card (38% HLG, 26 nits
+    in PQ) is sRGB's 18% grey, 118, and reference white (75% HLG, 203 nits) nearly white; a skin
+    tone comes back as the sRGB colour it was."""
+    patches = {"grey card": (118, 118, 118), "skin": (190, 130, 105), "white": (255, 255, 255)}
+    signal = np.zeros((64, 96, 3))
+    for column, colour_of in enumerate(patches.values()):
+        signal[:, column * 32 : (column + 1) * 32] = mf.hdr_signal(np.array(colour_of), transfer)
+    if transfer == 18:
+        assert signal[0, 0, 0] == pytest.approx(0.38, abs=0.005) and signal[0, 64, 0] == pytest.approx(0.75, abs=0.001)
+    path = mf.write_hdr_video(tmp_path / "IMG_0005.MOV", signal, transfer)
+    info, frames = media.read_frames(path, frames=2)
+    assert (info.width, info.height, info.frame_count) == (96, 64, 3)
+    for frame in frames:
+        read = {name: frame.rgb[32, column * 32 + 16].astype(int) for column, name in enumerate(patches)}
+        assert_close(tuple(read["grey card"]), patches["grey card"], 3)
+        assert_close(tuple(read["skin"]), patches["skin"], 4)
+        assert read["white"].min() >= 240  # rolled off a little below white: highlights keep detail

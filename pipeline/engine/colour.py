@@ -11,21 +11,39 @@ an ICC profile first (`rgb_profile`).
 
 What is left as read, and why: a profile LittleCMS cannot read (read as sRGB, as browsers do),
 one that changes no colour by more than one level (sRGB itself, under many names), gray and CMYK
-profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion), HDR transfer
-functions (PQ, HLG: tone mapping is a choice of its own), GIF (Pillow does not read a GIF's
-profile) and videos (their colour primaries are not read).
+profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion), HDR pictures
+(PQ, HLG) in still images, and GIF (Pillow does not read a GIF's profile).
+
+HDR video (phones record HLG by default; HDR10 is PQ), read as if it were standard video, comes
+out dark and dull (HLG's reference white at about 190 of 255). `hdr_to_sdr` maps it as
+ITU-R BT.2408 does for scene light: HLG's reference white (75% signal) becomes sRGB white and its
+18% grey card (38%) stays 18% grey, what an SDR camera would have recorded; PQ is brought to HLG's
+scene light first through a 1,000-nit display (BT.2100's transcoding, its system gamma applied to
+each channel rather than to luminance). Highlights over white are rolled off, each channel alone.
+Other transfers of video (BT.709, BT.601) and their primaries are read as sRGB.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import math
 import struct
 
 import numpy as np
 from PIL import Image, ImageCms
 
-__all__ = ["ADOBE_RGB", "DISPLAY_P3", "SRGB", "nclx_profile", "profile_name", "rgb_profile", "to_srgb"]
+__all__ = [
+    "ADOBE_RGB",
+    "DISPLAY_P3",
+    "HDR_TRANSFERS",
+    "SRGB",
+    "hdr_to_sdr",
+    "nclx_profile",
+    "profile_name",
+    "rgb_profile",
+    "to_srgb",
+]
 
 _D65 = (0.3127, 0.3290)
 _D50_XYZ = (0.9642, 1.0, 0.8249)
@@ -43,8 +61,10 @@ _BT2020 = ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))
 _NCLX_PRIMARIES = {9: ("BT.2020", _BT2020), 12: ("Display P3", DISPLAY_P3)}
 """ITU-T H.273 colour primaries codes converted from (1, BT.709, is sRGB's; 2 is unspecified;
 others are rare in photos and read as sRGB)."""
-_NCLX_HDR_TRANSFERS = (16, 18)
-"""PQ and HLG (H.273): HDR pictures, not tone-mapped here."""
+HDR_TRANSFERS = (16, 18)
+"""PQ and HLG (ITU-T H.273 transfer characteristics): HDR. Video in them is mapped to sRGB
+(`hdr_to_sdr`); a still picture in them is read as stored."""
+_PQ, _HLG = HDR_TRANSFERS
 
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
 
@@ -124,7 +144,7 @@ def nclx_profile(primaries: int, transfer: int) -> bytes | None:
     pictures are read as sRGB: BT.709 or unspecified primaries, codes not converted, and HDR
     transfers. Standard-range transfers all get sRGB's curve on both sides of the conversion,
     so only the primaries change."""
-    if primaries not in _NCLX_PRIMARIES or transfer in _NCLX_HDR_TRANSFERS:
+    if primaries not in _NCLX_PRIMARIES or transfer in HDR_TRANSFERS:
         return None
     return rgb_profile(*_NCLX_PRIMARIES[primaries])
 
@@ -167,3 +187,73 @@ def profile_name(icc: bytes | None) -> str | None:
         return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return "unnamed"
+
+
+# HDR video -----------------------------------------------------------------------------------
+
+_HLG_A = 0.17883277
+_HLG_B = 1 - 4 * _HLG_A
+_HLG_C = 0.5 - _HLG_A * math.log(4 * _HLG_A)
+_HLG_REFERENCE_WHITE = (math.exp((0.75 - _HLG_C) / _HLG_A) + _HLG_B) / 12
+"""Scene light of HLG's reference white (75% signal, ITU-R BT.2408), about 0.265."""
+_HLG_SYSTEM_GAMMA = 1.2
+"""BT.2100's system gamma for a 1,000-nit display."""
+_HLG_DISPLAY_NITS = 1000.0
+_SDR_KNEE = 0.8
+"""Linear SDR level from which highlights are rolled off towards white."""
+_SDR_RANGE = 8.0
+"""Linear SDR levels kept before the roll-off (HLG's peak is about 3.8 times its white)."""
+_VIDEO_PRIMARIES = {1: SRGB, 9: _BT2020, 12: DISPLAY_P3}
+"""H.273 primaries codes of HDR video converted to sRGB's (others are read as BT.2020's)."""
+
+
+def _hlg_scene_light(signal: np.ndarray) -> np.ndarray:
+    """BT.2100's inverse HLG OETF: signal 0..1 to scene light 0..1."""
+    return np.where(signal <= 0.5, signal**2 / 3, (np.exp((np.maximum(signal, 0.5) - _HLG_C) / _HLG_A) + _HLG_B) / 12)
+
+
+def _pq_scene_light(signal: np.ndarray) -> np.ndarray:
+    """PQ signal 0..1 to HLG's scene light: BT.2100's PQ EOTF (nits), then the inverse HLG OOTF of a
+    1,000-nit display (each channel alone), brighter light clipped."""
+    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
+    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+    power = signal ** (1 / m2)
+    nits = 10000 * (np.maximum(power - c1, 0) / (c2 - c3 * power)) ** (1 / m1)
+    return np.minimum(nits / _HLG_DISPLAY_NITS, 1.0) ** (1 / _HLG_SYSTEM_GAMMA)
+
+
+@functools.lru_cache(maxsize=4)
+def _to_linear_sdr(transfer: int) -> np.ndarray:
+    """16-bit code -> linear SDR level (1.0 is white), for a transfer in `HDR_TRANSFERS`."""
+    signal = np.arange(65536) / 65535
+    scene = _pq_scene_light(signal) if transfer == _PQ else _hlg_scene_light(signal)
+    return (scene / _HLG_REFERENCE_WHITE).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _to_srgb_code() -> np.ndarray:
+    """Linear SDR level (0.._SDR_RANGE in 65,536 steps) -> sRGB 8-bit, highlights over
+    `_SDR_KNEE` rolled off so that no level is cut flat at white."""
+    linear = np.linspace(0.0, _SDR_RANGE, 65536)
+    over = np.maximum(linear - _SDR_KNEE, 0.0) / (1 - _SDR_KNEE)
+    shown = np.where(linear <= _SDR_KNEE, linear, _SDR_KNEE + (1 - _SDR_KNEE) * (1 - np.exp(-over)))
+    encoded = np.where(shown <= 0.0031308, shown * 12.92, 1.055 * np.maximum(shown, 0.0031308) ** (1 / 2.4) - 0.055)
+    return np.round(encoded * 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _primaries_to_srgb(primaries: int) -> np.ndarray:
+    source = _VIDEO_PRIMARIES.get(primaries, _BT2020)
+    return np.linalg.solve(_rgb_to_xyz_d50(SRGB, _D65), _rgb_to_xyz_d50(source, _D65)).astype(np.float32)
+
+
+def hdr_to_sdr(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:
+    """H x W x 3 uint8 sRGB of an HDR video frame given as 16-bit R'G'B' (as FFmpeg converts it:
+    its coded values scaled to 0..65535), in `transfer` (PQ or HLG) and `primaries` (H.273 codes).
+    See the module's docstring for the mapping."""
+    import cv2
+
+    linear = _to_linear_sdr(transfer)[rgb48]
+    linear = cv2.transform(linear, _primaries_to_srgb(primaries))
+    steps = np.clip(linear, 0.0, _SDR_RANGE) * (65535 / _SDR_RANGE)
+    return _to_srgb_code()[steps.astype(np.uint16)]

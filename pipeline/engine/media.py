@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
-from pipeline.engine.colour import profile_name, to_srgb
+from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, profile_name, to_srgb
 from pipeline.engine.heif import decode_heif, read_heif_layout
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
@@ -784,9 +784,14 @@ def _clockwise_rotation(frame: Any) -> int:
 
 
 def _upright_rgb(frame: Any) -> np.ndarray | None:
-    """A decoded frame as upright RGB; None when FFmpeg cannot convert it."""
+    """A decoded frame as upright sRGB (HDR video mapped to it, `colour.hdr_to_sdr`); None when
+    FFmpeg cannot convert it."""
     try:
-        rgb = frame.to_ndarray(format="rgb24")
+        transfer = frame.color_trc
+        if transfer in HDR_TRANSFERS:
+            rgb = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), transfer, frame.color_primaries)
+        else:
+            rgb = frame.to_ndarray(format="rgb24")
     except av_errors():
         from av.video.reformatter import Colorspace
 
