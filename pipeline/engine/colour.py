@@ -253,7 +253,11 @@ def hdr_to_sdr(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:
     See the module's docstring for the mapping."""
     import cv2
 
-    linear = _to_linear_sdr(transfer)[rgb48]
-    linear = cv2.transform(linear, _primaries_to_srgb(primaries))
-    steps = np.clip(linear, 0.0, _SDR_RANGE) * (65535 / _SDR_RANGE)
-    return _to_srgb_code()[steps.astype(np.uint16)]
+    to_linear, matrix, to_code = _to_linear_sdr(transfer), _primaries_to_srgb(primaries), _to_srgb_code()
+    srgb = np.empty(rgb48.shape, np.uint8)
+    # A band of rows at a time: a 4K frame in float32 would be 100 MB a copy.
+    for start in range(0, rgb48.shape[0], 128):
+        linear = cv2.transform(to_linear[rgb48[start : start + 128]], matrix)
+        steps = np.clip(linear, 0.0, _SDR_RANGE, out=linear) * (65535 / _SDR_RANGE)
+        srgb[start : start + 128] = to_code[steps.astype(np.uint16)]
+    return srgb

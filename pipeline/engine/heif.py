@@ -444,8 +444,8 @@ def _decode_tile(record: bytes, data: bytes) -> np.ndarray | None:
 def decode_heif(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[np.ndarray, HeifLayout]:
     """(upright sRGB pixels, layout) of a HEIF file's primary picture: each tile decoded and put in
     its place, the grid cropped to the picture's size, the file's turns and mirrorings applied in
-    its order, and its colours converted from its profile. Raises as `read_heif_layout`, and `MediaError` when a tile cannot be
-    decoded."""
+    its order, and its colours converted from its profile. Raises as `read_heif_layout`, and
+    `MediaError` when a tile cannot be decoded."""
     layout = read_heif_layout(path, settings)
     tile_width, tile_height = _stored_size(layout.items[layout.tiles[0]], layout.tiles[0])
     rows = len(layout.tiles) // layout.columns
