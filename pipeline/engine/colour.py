@@ -5,9 +5,8 @@ P3 (iPhones since 2016, as JPEG and as HEIC), cameras often in Adobe RGB, editor
 read as if they were sRGB, their colours come out duller or shifted, and the models, trained on
 sRGB photos, see a picture no camera took. So an RGB picture whose file carries an ICC profile
 (JPEG, PNG, WebP, TIFF, AVIF, HEIC; animated PNG, WebP and AVIF too) is converted to sRGB with
-LittleCMS (through Pillow);
-a HEIC's `nclx` colour description (primaries given as a code, not as a profile) is turned into
-an ICC profile first (`rgb_profile`).
+LittleCMS (through Pillow); a HEIC's `nclx` colour description (primaries given as a code, not as
+a profile) is turned into an ICC profile first (`rgb_profile`).
 
 What is left as read, and why: a profile LittleCMS cannot read (read as sRGB, as browsers do),
 one that changes no colour by more than one level (sRGB itself, under many names), gray and CMYK
@@ -64,7 +63,7 @@ others are rare in photos and read as sRGB)."""
 HDR_TRANSFERS = (16, 18)
 """PQ and HLG (ITU-T H.273 transfer characteristics): HDR. Video in them is mapped to sRGB
 (`hdr_to_sdr`); a still picture in them is read as stored."""
-_PQ, _HLG = HDR_TRANSFERS
+_PQ = HDR_TRANSFERS[0]
 
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
 
