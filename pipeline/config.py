@@ -106,6 +106,14 @@ class FaceSettings:
     proposal network's buffers grow with it (peak memory 1,403 MB at 8 and 1,345 at 4 on the
     5-minute bench video); and a batch of frames that all miss their face is searched again with
     a border (a face filling the frame), so a batch too small would retry on a scene's few misses."""
+    dark_mean_light: float = 0.09
+    """A frame in which no face is found and whose mean linear light (0..1) is under this (half of
+    18% grey: a stop under what automatic exposure aims at) is looked at again brightened; MTCNN
+    loses faces in dark scenes (rule 31, benchmarks/README.md). 0 turns the look off."""
+    dark_target_light: float = 0.18
+    """The mean linear light a dark frame is brightened to for that look (18% grey)."""
+    dark_max_gain: float = 16.0
+    """At most this much brighter (4 stops): a black frame stays black."""
     mtcnn_runtime: str = "tflite"
     """What runs MTCNN's three networks: "tflite" (TensorFlow Lite copies of the package's Keras
     networks, converted once and cached: the same outputs to within 1e-4, and detection 1.4-1.9

@@ -284,6 +284,24 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], min_iou: float) -> in
     return len(last_box)
 
 
+_SRGB_LEVELS = np.arange(256) / 255
+_LINEAR_LIGHT = np.where(_SRGB_LEVELS <= 0.04045, _SRGB_LEVELS / 12.92, ((_SRGB_LEVELS + 0.055) / 1.055) ** 2.4)
+"""Linear light of each 8-bit sRGB level."""
+
+
+def brightened_if_dark(rgb: np.ndarray, settings: FaceSettings) -> np.ndarray | None:
+    """A dark frame with its light scaled so that its mean is `settings.dark_target_light` (as a
+    camera's automatic exposure would have made it), by at most `settings.dark_max_gain`; None
+    when its mean light is not under `settings.dark_mean_light`."""
+    light = float(_LINEAR_LIGHT[rgb[::4, ::4]].mean())  # every 16th pixel: the mean, cheaply
+    if light >= settings.dark_mean_light:
+        return None
+    gain = min(settings.dark_max_gain, settings.dark_target_light / max(light, 1e-6))
+    scaled = np.minimum(_LINEAR_LIGHT * gain, 1.0)
+    encoded = np.where(scaled <= 0.0031308, scaled * 12.92, 1.055 * scaled ** (1 / 2.4) - 0.055)
+    return cv2.LUT(rgb, np.round(encoded * 255).astype(np.uint8))
+
+
 RECHECK_REGION = 2.5
 """A face missing next to where it was seen is looked for in a square this many times its size."""
 
@@ -362,6 +380,11 @@ class FaceSearch:
                 # One large picture without a face: a small face may need more pixels.
                 height, width = rgb.shape[:2]
                 detections[i] = self.finder.detect_region(rgb, (0, 0, width, height))
+            if not detections[i] and settings.dark_mean_light > 0:
+                brightened = brightened_if_dark(rgb, settings)
+                if brightened is not None:
+                    # Found on the brightened copy; cropped from the frame as it is.
+                    detections[i] = self.finder.detect([brightened])[0]
             detections[i].sort(key=lambda d: d.box[2] * d.box[3], reverse=True)
             del detections[i][settings.max_faces_per_frame :]
         if frames:
