@@ -14,6 +14,8 @@ from pipeline.engine.faces import (
     MTCNN_NETWORKS,
     Face,
     FaceFinder,
+    FaceSearch,
+    brightened_if_dark,
     crop_box_for,
     crop_square,
     find_faces,
@@ -263,3 +265,35 @@ def test_mtcnn_works_past_a_folder_where_a_conversion_should_be(
     ]
     assert pnet.is_dir() and rnet.is_file()
     assert not killed.exists() and running.exists()
+
+
+def test_a_dark_scene_is_searched_again_brightened_and_cropped_as_it_is(
+    face_finder: FaceFinder, shared_data: Path
+) -> None:
+    """MTCNN loses faces in dark scenes (rule 31): the darkest shared scene made one stop darker
+    has no face found by the fast pass; the second look at the brightened frame finds the person,
+    whose crop is cut from the frame as the file shows it (dark), not from the brightened copy."""
+    _, frames = read_frames(shared_data / "videos" / "fake" / "abofeumbvv.mp4", frames=4)
+    levels = np.arange(256) / 255
+    linear = np.where(levels <= 0.04045, levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4) / 2
+    one_stop_darker = np.round(np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055) * 255)
+    dark = [one_stop_darker.astype(np.uint8)[frame.rgb] for frame in frames]
+    without_look = FaceSettings(dark_mean_light=0.0)
+    assert not any(FaceSearch(face_finder, without_look).add_all(dark))
+    found = FaceSearch(face_finder, FaceSettings()).add_all(dark)
+    assert sum(bool(faces) for faces in found) >= 3
+    for rgb, faces in zip(dark, found, strict=True):
+        for face in faces:
+            assert np.array_equal(face.crop, crop_square(rgb, face.crop_box, FaceSettings().crop_size))
+            assert face.crop.mean() < 60  # dark, as the frame is
+
+
+def test_only_dark_frames_are_brightened_and_black_stays_black() -> None:
+    settings = FaceSettings()
+    assert brightened_if_dark(np.full((64, 64, 3), 120, np.uint8), settings) is None  # 18% grey already
+    night = np.full((64, 64, 3), 30, np.uint8)  # linear light 0.013: about 3.8 stops under
+    assert brightened_if_dark(night, settings).mean() == pytest.approx(118, abs=2)  # 18% grey
+    black = brightened_if_dark(np.zeros((64, 64, 3), np.uint8), settings)
+    assert black.max() == 0
+    faint = brightened_if_dark(np.full((64, 64, 3), 3, np.uint8), settings)
+    assert faint.max() < 40  # at most 16 times the light: noise in the dark is not made a scene

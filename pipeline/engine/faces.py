@@ -315,7 +315,9 @@ class FaceSearch:
     lost. So where a person seen in the previous or next sampled frame is missing, the region
     around where they were is searched again at full resolution (`FaceFinder.detect_region`,
     tens of milliseconds); and a large still image with no face at all is searched again whole
-    at `recheck_max_side`. The engine and `prepare` both find faces through this class.
+    at `recheck_max_side`. A dark frame in which no face is found is searched again brightened
+    (`brightened_if_dark`), its faces cropped from the frame as it is. The engine and `prepare`
+    both find faces through this class.
     """
 
     def __init__(self, finder: FaceFinder, settings: FaceSettings) -> None:
