@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
+import heif_factory as hf
 import media_factory as mf
 import numpy as np
 import pytest
@@ -257,7 +259,8 @@ def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Pat
     first appears at its end (PyAV's flush: IndexError), a GIF cut inside its second
     picture's header, AVIF pictures whose coded data is zeros, an AVIF animation whose time scale
     is 0 (ZeroDivisionError in Pillow), a TIFF whose first directory
-    claims 900 megapixels (its metadata read on its own)."""
+    claims 900 megapixels (its metadata read on its own), a HEIC with a box of exabytes before its
+    description (OSError)."""
     for name, container, codec, tag, unknown in (
         ("clip.mp4", "mp4", "libx264", b"avc1", b"qqqq"),
         ("clip.avi", "avi", "mpeg4", b"FMP4", b"QQQQ"),
@@ -300,6 +303,15 @@ def test_damage_found_by_mutating_files_at_random_is_one_line_each(tmp_path: Pat
     assert len(problems) == 1 and problems[0].startswith(
         "the metadata could not be read: Image size (900000000 pixels)"
     )
+    # A box claiming a 64-bit size of exabytes before a HEIC's description: the walk stops at the
+    # file's end rather than seeking where no file can be (OSError: invalid argument).
+    heic = hf.write_heic(tmp_path / "photo.heic", np.zeros((16, 16, 3), np.uint8)).read_bytes()
+    ftyp_size = int.from_bytes(heic[:4], "big")
+    exabytes = tmp_path / "exabytes.heic"
+    exabytes.write_bytes(heic[:ftyp_size] + struct.pack(">I4sQ", 1, b"free", 2**63 + 16) + heic[ftyp_size:])
+    with pytest.raises(MediaError, match="'exabytes.heic' is a damaged HEIF picture: it has no description"):
+        media.read_frames(exabytes)
+    assert all(line.startswith("the ") for line in read_provenance(exabytes, "image").problems)
 
 
 def test_a_32_bit_integer_tiff_of_8_bit_values_keeps_its_brightness(tmp_path: Path) -> None:

@@ -120,6 +120,8 @@ def box_header(stream: BinaryIO, offset: int, file_size: int) -> tuple[bytes, in
     """(type, header size, size) of the ISO base media box (HEIF, AVIF, MP4) whose header starts
     at `offset`, read from its header alone; None when the file ends first. A size of 0 runs to
     the end of the file; a size the caller must judge impossible (under the header's) is kept."""
+    if offset + 8 > file_size:  # also keeps a box claiming exabytes from seeking where no file can
+        return None
     stream.seek(offset)
     header = stream.read(16)
     if len(header) < 8:
