@@ -15,11 +15,13 @@ profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion)
 
 HDR video (phones record HLG by default; HDR10 is PQ), read as if it were standard video, comes
 out dark and dull (HLG's reference white at about 190 of 255). `hdr_to_sdr` maps it as
-ITU-R BT.2408 does for scene light: HLG's reference white (75% signal) becomes sRGB white and its
-18% grey card (38%) stays 18% grey, what an SDR camera would have recorded; PQ is brought to HLG's
-scene light first through a 1,000-nit display (BT.2100's transcoding, its system gamma applied to
-each channel rather than to luminance). Highlights over white are rolled off, each channel alone.
-Other transfers of video (BT.709, BT.601) and their primaries are read as sRGB.
+ITU-R BT.2408 does for scene light: HLG's reference white (75% signal) becomes white and its 18%
+grey card (38%) stays 18% grey (118), what an SDR camera would have recorded; PQ is brought to
+HLG's scene light first through a 1,000-nit display (BT.2100's transcoding, its system gamma
+applied to each channel rather than to luminance). Levels over 80% of white are rolled off
+towards white, each channel alone, so that what was brighter than white keeps some detail
+(reference white lands at 247). Other transfers of video (BT.709, BT.601) and their primaries are
+read as sRGB.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import io
 import math
 import struct
 
+import cv2
 import numpy as np
 from PIL import Image, ImageCms
 
@@ -250,8 +253,6 @@ def hdr_to_sdr(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:
     """H x W x 3 uint8 sRGB of an HDR video frame given as 16-bit R'G'B' (as FFmpeg converts it:
     its coded values scaled to 0..65535), in `transfer` (PQ or HLG) and `primaries` (H.273 codes).
     See the module's docstring for the mapping."""
-    import cv2
-
     to_linear, matrix, to_code = _to_linear_sdr(transfer), _primaries_to_srgb(primaries), _to_srgb_code()
     srgb = np.empty(rgb48.shape, np.uint8)
     # A band of rows at a time: a 4K frame in float32 would be 100 MB a copy.
