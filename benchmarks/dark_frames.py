@@ -22,20 +22,17 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import FaceSettings, shared_data_dir
+from pipeline.engine.colour import LINEAR_LIGHT, srgb_encoded
 from pipeline.engine.faces import FaceFinder, FaceSearch
 from pipeline.engine.media import sample_frames
 
 STOPS = (0, 1, 2, 3)
 FRAMES_PER_VIDEO = 8
-_LEVELS = np.arange(256) / 255
-_LINEAR = np.where(_LEVELS <= 0.04045, _LEVELS / 12.92, ((_LEVELS + 0.055) / 1.055) ** 2.4)
 
 
 def darker(rgb: np.ndarray, stops: int) -> np.ndarray:
     """`rgb` with its linear light halved `stops` times, as 8-bit sRGB."""
-    light = _LINEAR / 2**stops
-    encoded = np.where(light <= 0.0031308, light * 12.92, 1.055 * light ** (1 / 2.4) - 0.055)
-    return np.round(encoded * 255).astype(np.uint8)[rgb]
+    return np.round(srgb_encoded(LINEAR_LIGHT / 2**stops) * 255).astype(np.uint8)[rgb]
 
 
 def main() -> None:

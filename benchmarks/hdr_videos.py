@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import shared_data_dir
+from pipeline.engine.colour import LINEAR_LIGHT
 from tests.media_factory import BT709_TO_BT2020
 
 CODING = {"crf": "18", "preset": "ultrafast"}
@@ -51,8 +52,7 @@ def make(out: Path) -> None:
     import av
     from av.video.reformatter import Colorspace
 
-    encoded = np.arange(256) / 255
-    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    linear = LINEAR_LIGHT.astype(np.float32)
     for source in sorted((shared_data_dir() / "videos").glob("*/*.mp4")):
         for variant, (primaries, transfer, matrix) in VARIANTS.items():
             target = out / variant / source.parent.name / source.name

@@ -39,11 +39,14 @@ __all__ = [
     "ADOBE_RGB",
     "DISPLAY_P3",
     "HDR_TRANSFERS",
+    "LINEAR_LIGHT",
     "SRGB",
     "hdr_to_sdr",
     "nclx_profile",
     "profile_name",
     "rgb_profile",
+    "srgb_encoded",
+    "srgb_linear",
     "to_srgb",
 ]
 
@@ -71,6 +74,20 @@ _PQ = HDR_TRANSFERS[0]
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
 
 
+def srgb_linear(encoded: np.ndarray) -> np.ndarray:
+    """sRGB's transfer (IEC 61966-2-1) undone: encoded values 0..1 to linear light 0..1."""
+    return np.where(encoded <= 0.04045, encoded / 12.92, ((np.maximum(encoded, 0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def srgb_encoded(linear: np.ndarray) -> np.ndarray:
+    """sRGB's transfer: linear light 0..1 to encoded values 0..1."""
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * np.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055)
+
+
+LINEAR_LIGHT = srgb_linear(np.arange(256) / 255)
+"""Linear light of each 8-bit sRGB level."""
+
+
 def _xyz(xy: tuple[float, float]) -> np.ndarray:
     x, y = xy
     return np.array([x / y, 1.0, (1.0 - x - y) / y])
@@ -92,9 +109,7 @@ def _s15_16(values: np.ndarray | tuple[float, ...]) -> bytes:
 
 def _srgb_curve() -> bytes:
     """sRGB's transfer (IEC 61966-2-1) as a 1,024-point table, ICC's `curv` type."""
-    encoded = np.linspace(0.0, 1.0, 1024)
-    linear = np.where(encoded <= 0.04045, encoded / 12.92, ((encoded + 0.055) / 1.055) ** 2.4)
-    table = np.round(linear * 65535).astype(">u2").tobytes()
+    table = np.round(srgb_linear(np.linspace(0.0, 1.0, 1024)) * 65535).astype(">u2").tobytes()
     return b"curv" + bytes(4) + struct.pack(">I", 1024) + table
 
 
@@ -239,8 +254,7 @@ def _to_srgb_code() -> np.ndarray:
     linear = np.linspace(0.0, _SDR_RANGE, 65536)
     over = np.maximum(linear - _SDR_KNEE, 0.0) / (1 - _SDR_KNEE)
     shown = np.where(linear <= _SDR_KNEE, linear, _SDR_KNEE + (1 - _SDR_KNEE) * (1 - np.exp(-over)))
-    encoded = np.where(shown <= 0.0031308, shown * 12.92, 1.055 * np.maximum(shown, 0.0031308) ** (1 / 2.4) - 0.055)
-    return np.round(encoded * 255).astype(np.uint8)
+    return np.round(srgb_encoded(shown) * 255).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=4)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import FaceSettings
+from pipeline.engine.colour import LINEAR_LIGHT, srgb_encoded
 from pipeline.engine.lite import LiteModel, check_runtime, lite_model
 
 Box = tuple[int, int, int, int]
@@ -284,22 +285,16 @@ def link_tracks(faces_per_frame: Sequence[Sequence[Face]], min_iou: float) -> in
     return len(last_box)
 
 
-_SRGB_LEVELS = np.arange(256) / 255
-_LINEAR_LIGHT = np.where(_SRGB_LEVELS <= 0.04045, _SRGB_LEVELS / 12.92, ((_SRGB_LEVELS + 0.055) / 1.055) ** 2.4)
-"""Linear light of each 8-bit sRGB level."""
-
-
 def brightened_if_dark(rgb: np.ndarray, settings: FaceSettings) -> np.ndarray | None:
     """A dark frame with its light scaled so that its mean is `settings.dark_target_light` (as a
     camera's automatic exposure would have made it), by at most `settings.dark_max_gain`; None
     when its mean light is not under `settings.dark_mean_light`."""
-    light = float(_LINEAR_LIGHT[rgb[::4, ::4]].mean())  # every 16th pixel: the mean, cheaply
+    light = float(LINEAR_LIGHT[rgb[::4, ::4]].mean())  # every 16th pixel: the mean, cheaply
     if light >= settings.dark_mean_light:
         return None
     gain = min(settings.dark_max_gain, settings.dark_target_light / max(light, 1e-6))
-    scaled = np.minimum(_LINEAR_LIGHT * gain, 1.0)
-    encoded = np.where(scaled <= 0.0031308, scaled * 12.92, 1.055 * scaled ** (1 / 2.4) - 0.055)
-    return cv2.LUT(rgb, np.round(encoded * 255).astype(np.uint8))
+    scaled = np.minimum(LINEAR_LIGHT * gain, 1.0)
+    return cv2.LUT(rgb, np.round(srgb_encoded(scaled) * 255).astype(np.uint8))
 
 
 RECHECK_REGION = 2.5
