@@ -63,9 +63,9 @@ ADOBE_RGB = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))
 """Adobe RGB (1998): cameras' wide-gamut setting; its transfer is a gamma of 563/256."""
 _BT2020 = ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))
 
-_NCLX_PRIMARIES = {9: ("BT.2020", _BT2020), 12: ("Display P3", DISPLAY_P3)}
-"""ITU-T H.273 colour primaries codes converted from (1, BT.709, is sRGB's; 2 is unspecified;
-others are rare in photos and read as sRGB)."""
+_H273_PRIMARIES = {1: ("BT.709", SRGB), 9: ("BT.2020", _BT2020), 12: ("Display P3", DISPLAY_P3)}
+"""ITU-T H.273 colour primaries codes this app converts from (1, BT.709, is sRGB's own; 2 is
+unspecified; others are rare: a still picture in them is read as sRGB, HDR video as BT.2020)."""
 HDR_TRANSFERS = (16, 18)
 """PQ and HLG (ITU-T H.273 transfer characteristics): HDR. Video in them is mapped to sRGB
 (`hdr_to_sdr`); a still picture in them is read as stored."""
@@ -161,9 +161,9 @@ def nclx_profile(primaries: int, transfer: int) -> bytes | None:
     pictures are read as sRGB: BT.709 or unspecified primaries, codes not converted, and HDR
     transfers. Standard-range transfers all get sRGB's curve on both sides of the conversion,
     so only the primaries change."""
-    if primaries not in _NCLX_PRIMARIES or transfer in HDR_TRANSFERS:
+    if primaries not in _H273_PRIMARIES or primaries == 1 or transfer in HDR_TRANSFERS:
         return None
-    return rgb_profile(*_NCLX_PRIMARIES[primaries])
+    return rgb_profile(*_H273_PRIMARIES[primaries])
 
 
 @functools.lru_cache(maxsize=8)
@@ -220,8 +220,6 @@ _SDR_KNEE = 0.8
 """Linear SDR level from which highlights are rolled off towards white."""
 _SDR_RANGE = 8.0
 """Linear SDR levels kept before the roll-off (HLG's peak is about 3.8 times its white)."""
-_VIDEO_PRIMARIES = {1: SRGB, 9: _BT2020, 12: DISPLAY_P3}
-"""H.273 primaries codes of HDR video converted to sRGB's (others are read as BT.2020's)."""
 
 
 def _hlg_scene_light(signal: np.ndarray) -> np.ndarray:
@@ -259,7 +257,7 @@ def _to_srgb_code() -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _primaries_to_srgb(primaries: int) -> np.ndarray:
-    source = _VIDEO_PRIMARIES.get(primaries, _BT2020)
+    _, source = _H273_PRIMARIES.get(primaries, _H273_PRIMARIES[9])
     return np.linalg.solve(_rgb_to_xyz_d50(SRGB, _D65), _rgb_to_xyz_d50(source, _D65)).astype(np.float32)
 
 

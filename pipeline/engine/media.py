@@ -471,6 +471,12 @@ _RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA")
 applies to them."""
 
 
+def _embedded_profile(image: Image.Image) -> bytes | None:
+    """The ICC profile a Pillow picture of an RGB mode carries (None for other modes)."""
+    icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
+    return icc if isinstance(icc, bytes) else None
+
+
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
     """H x W x 3 uint8 sRGB from any Pillow mode we may meet.
 
@@ -483,14 +489,14 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         gray = _high_depth_gray_to_uint8(image)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
+    icc = _embedded_profile(image)
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = np.array(Image.alpha_composite(white, rgba).convert("RGB"))
     else:
         rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # L, 1, P, CMYK, YCbCr, RGBX
-    return to_srgb(rgb, icc if isinstance(icc, bytes) else None)
+    return to_srgb(rgb, icc)
 
 
 def _bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -614,8 +620,7 @@ def converted_colour_space(path: Path, settings: MediaSettings = MediaSettings()
     if _require_kind(path, settings, "image") == "HEIF":
         return profile_name(read_heif_layout(path, settings).icc)
     with _open_image(path, settings) as image:
-        icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
-    return profile_name(icc) if isinstance(icc, bytes) else None
+        return profile_name(_embedded_profile(image))
 
 
 # --------------------------------------------------------------------------------------------
