@@ -23,12 +23,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.config import shared_data_dir
-from pipeline.engine.colour import LINEAR_LIGHT
-from tests.media_factory import BT709_TO_BT2020
+from tests.media_factory import hdr_signal
 
 CODING = {"crf": "18", "preset": "ultrafast"}
 """x265's settings for both copies: a high quality, as phones record at high bit rates."""
@@ -38,21 +36,11 @@ SCANS = ("original", "sdr10", "hlg-unmapped", "hlg")
 VERDICTS = ("fake", "uncertain", "real", "no_face")
 
 
-def _hlg_frame(rgb: np.ndarray, linear: np.ndarray) -> np.ndarray:
-    """rgb48 HLG signal of an sRGB frame: `tests/media_factory.hdr_signal`, in float32 for speed."""
-    scene = cv2.transform(linear[rgb], BT709_TO_BT2020.astype(np.float32)) * np.float32(0.26497)
-    scene = np.clip(scene, 0.0, 1.0)
-    a, b, c = np.float32(0.17883277), np.float32(0.28466892), np.float32(0.55991073)
-    signal = np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-6)) + c)
-    return np.round(signal * 65535).astype(np.uint16)
-
-
 def make(out: Path) -> None:
     """OUT/VARIANT/LABEL/NAME.mp4 for every shared video."""
     import av
     from av.video.reformatter import Colorspace
 
-    linear = LINEAR_LIGHT.astype(np.float32)
     for source in sorted((shared_data_dir() / "videos").glob("*/*.mp4")):
         for variant, (primaries, transfer, matrix) in VARIANTS.items():
             target = out / variant / source.parent.name / source.name
@@ -78,7 +66,8 @@ def make(out: Path) -> None:
                 for index, frame in enumerate(reading.decode(decoded)):
                     rgb = frame.to_ndarray(format="rgb24")
                     if transfer == 18:
-                        picture = av.VideoFrame.from_ndarray(_hlg_frame(rgb, linear), format="rgb48le")
+                        signal = np.round(hdr_signal(rgb, 18) * 65535).astype(np.uint16)
+                        picture = av.VideoFrame.from_ndarray(signal, format="rgb48le")
                     else:
                         picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                     coded = picture.reformat(format="yuv420p10le", dst_colorspace=space)

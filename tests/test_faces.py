@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import FaceSettings
+from pipeline.engine.colour import LINEAR_LIGHT, srgb_encoded
 from pipeline.engine.faces import (
     MTCNN_NETWORKS,
     Face,
@@ -274,10 +275,8 @@ def test_a_dark_scene_is_searched_again_brightened_and_cropped_as_it_is(
     has no face found by the fast pass; the second look at the brightened frame finds the person,
     whose crop is cut from the frame as the file shows it (dark), not from the brightened copy."""
     _, frames = read_frames(shared_data / "videos" / "fake" / "abofeumbvv.mp4", frames=4)
-    levels = np.arange(256) / 255
-    linear = np.where(levels <= 0.04045, levels / 12.92, ((levels + 0.055) / 1.055) ** 2.4) / 2
-    one_stop_darker = np.round(np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055) * 255)
-    dark = [one_stop_darker.astype(np.uint8)[frame.rgb] for frame in frames]
+    one_stop_darker = np.round(srgb_encoded(LINEAR_LIGHT / 2) * 255).astype(np.uint8)
+    dark = [one_stop_darker[frame.rgb] for frame in frames]
     without_look = FaceSettings(dark_mean_light=0.0)
     assert not any(FaceSearch(face_finder, without_look).add_all(dark))
     found = FaceSearch(face_finder, FaceSettings()).add_all(dark)
