@@ -81,6 +81,9 @@ def make_seeds(folder: Path) -> list[Path]:
     display_p3 = colour.rgb_profile("Display P3", colour.DISPLAY_P3)
     face.save(folder / "display_p3.jpg", quality=90, icc_profile=display_p3)
     face.save(folder / "adobe_rgb.webp", quality=80, icc_profile=colour.rgb_profile("Adobe RGB", colour.ADOBE_RGB, 2.2))
+    # A press's CMYK profile (a table LittleCMS interpolates) and a gray one, as editors save them.
+    face.convert("CMYK").save(folder / "press.jpg", quality=90, icc_profile=media_factory.cmyk_profile())
+    face.convert("L").save(folder / "gray.png", icc_profile=media_factory.gray_profile(1.8, "Gray Gamma 1.8"))
     heif_factory.write_heic(folder / "display_p3.heic", pixels, colours=b"prof" + display_p3)
     heif_factory.write_heic(folder / "photo.heic", pixels)
     heif_factory.write_heic(

@@ -475,3 +475,60 @@ def append_flv_audio_tag(path: Path, at_ms: int) -> Path:
     with path.open("ab") as flv:
         flv.write(header + body + struct.pack(">I", len(header) + len(body)))  # each tag ends with its size
     return path
+
+
+# Colour profiles -------------------------------------------------------------------------
+
+SRGB_TO_XYZ_D50 = np.array(
+    [[0.4360747, 0.3850649, 0.1430804], [0.2225045, 0.7168786, 0.0606169], [0.0139322, 0.0971045, 0.7141733]]
+)
+"""Linear sRGB to XYZ under D50 (Bradford), as published (Lindbloom): the profile connection
+space's XYZ of a colour, owing nothing to the app's own profile writer."""
+
+INKS = {"cyan": (0.02, 0.35, 0.75), "magenta": (0.75, 0.05, 0.35), "yellow": (0.95, 0.80, 0.05), "black": (0.03,) * 3}
+"""How much of sRGB's linear red, green and blue each full ink lets through, in `cmyk_profile`."""
+
+
+def ink_srgb(inks: tuple[int, int, int, int]) -> np.ndarray:
+    """sRGB 0..255 that `cmyk_profile` gives inks each at none (0) or full (255): white paper
+    under the inks laid, each letting through its share of the light (`INKS`)."""
+    linear = np.ones(3)
+    for amount, passed in zip(inks, INKS.values(), strict=True):
+        linear = linear * (np.array(passed) if amount else 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055) * 255
+
+
+def cmyk_profile(name: str = "Test press CMYK") -> bytes:
+    """An ICC printer profile of a four-ink press (`INKS`): an `mft2` table from CMYK to XYZ with
+    a corner at each ink's none and full, as a press profile's A2B0 tag is (with two points a
+    side instead of 33)."""
+    from pipeline.engine import colour
+
+    corners = [
+        SRGB_TO_XYZ_D50 @ ((ink_srgb((c, m, y, k)) / 255 + 0.055) / 1.055) ** 2.4
+        for c in (0, 255)
+        for m in (0, 255)
+        for y in (0, 255)
+        for k in (0, 255)
+    ]
+    identity = struct.pack(">9i", *(65536 if row == column else 0 for row in range(3) for column in range(3)))
+    table = b"mft2" + bytes(4) + bytes([4, 3, 2, 0]) + identity + struct.pack(">HH", 2, 2)
+    table += struct.pack(">8H", *(0, 65535) * 4)  # input curves: straight
+    table += np.round(np.clip(np.array(corners) * 32768, 0, 65535)).astype(">u2").tobytes()  # XYZ, 1.0 at 0x8000
+    table += struct.pack(">6H", *(0, 65535) * 3)  # output curves: straight
+    return colour.icc_profile(b"prtr", b"CMYK", name, [(b"A2B0", table)])
+
+
+def gray_profile(gamma: float | None, name: str) -> bytes:
+    """An ICC profile of gray pictures whose level v means light (v / 255) ** gamma, or (`gamma`
+    None) sRGB's light of the gray (v, v, v), as a 1,024-point curve."""
+    from pipeline.engine import colour
+
+    if gamma is None:
+        curve = (
+            struct.pack(">I", 1024)
+            + np.round(colour.srgb_linear(np.linspace(0, 1, 1024)) * 65535).astype(">u2").tobytes()
+        )
+    else:
+        curve = struct.pack(">IH", 1, round(gamma * 256))
+    return colour.icc_profile(b"mntr", b"GRAY", name, [(b"kTRC", b"curv" + bytes(4) + curve)])

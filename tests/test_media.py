@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -1029,10 +1030,62 @@ def test_palette_see_through_and_animated_pictures_are_converted_too(tmp_path: P
         _assert_converted_from_display_p3(frame.rgb, np.asarray(picture))
 
 
+@pytest.mark.parametrize(
+    ("name", "fmt", "options"), [("press.jpg", "JPEG", {"quality": 95}), ("press.tif", "TIFF", {})]
+)
+def test_a_cmyk_picture_is_read_through_its_press_profile(tmp_path: Path, name: str, fmt: str, options: dict) -> None:
+    """Pictures made for print (CMYK, from an editor) carry the press's profile: what each mix of
+    inks looks like on its paper. Read through it, full cyan is the press's dull blue, not the
+    (0, 255, 255) of Pillow's plain conversion, and bare paper stays white."""
+    inks = list(itertools.product((0, 255), repeat=4))
+    patches = np.kron(np.array(inks, np.uint8).reshape(4, 4, 4), np.ones((16, 16, 1), np.uint8))
+    path = tmp_path / name
+    Image.frombytes("CMYK", (64, 64), patches.tobytes()).save(path, fmt, icc_profile=mf.cmyk_profile(), **options)
+    read = media.load_image(path)
+    for index, mix in enumerate(inks):
+        row, column = divmod(index, 4)
+        assert_close(tuple(read[row * 16 + 8, column * 16 + 8]), tuple(mf.ink_srgb(mix)), 4)
+    assert tuple(read[8, 8]) == WHITE
+    assert tuple(read[8, 2 * 16 + 8]) != (0, 255, 255)  # full cyan alone: plain conversion's answer
+    assert media.converted_colour_space(path) == "Test press CMYK"
+
+    bare = tmp_path / ("bare" + path.suffix)
+    Image.frombytes("CMYK", (64, 64), patches.tobytes()).save(bare, fmt, **options)
+    with Image.open(bare) as image:
+        assert np.array_equal(
+            media.load_image(bare), np.asarray(image.convert("RGB"))
+        )  # no profile: as Pillow reads it
+    assert media.converted_colour_space(bare) is None
+
+
+def test_a_gray_picture_is_read_through_its_gray_profile(tmp_path: Path) -> None:
+    """Black-and-white photos from editors carry a gray profile (Gray Gamma 1.8, Dot Gain 20%...):
+    level v means light (v / 255) ** gamma, shown in sRGB. One with transparency is composited onto
+    white and read as stored."""
+    ramp = np.tile(np.arange(256, dtype=np.uint8), (4, 1))
+    for name, gamma in (("gamma18.png", 1.8), ("gamma22.jpg", 2.2)):
+        path = tmp_path / name
+        Image.fromarray(ramp).save(path, icc_profile=mf.gray_profile(gamma, f"Gray Gamma {gamma}"))
+        with Image.open(path) as image:
+            stored = np.asarray(image)[0].astype(np.float64)
+        expected = colour.srgb_encoded((stored / 255) ** gamma) * 255
+        read = media.load_image(path)
+        assert np.abs(read[0] - expected[:, None]).max() <= 1.5, name
+        assert np.abs(stored - expected).max() > 8  # the profile moved levels: read as stored fails this
+        assert media.converted_colour_space(path) == f"Gray Gamma {gamma}"
+    see_through = tmp_path / "see_through.png"
+    Image.fromarray(np.dstack([ramp, np.full_like(ramp, 255)]), "LA").save(
+        see_through, icc_profile=mf.gray_profile(1.8, "Gray Gamma 1.8")
+    )
+    assert np.array_equal(media.load_image(see_through)[..., 0], ramp)
+    assert media.converted_colour_space(see_through) is None
+
+
 def test_srgb_no_profile_damaged_profiles_and_gray_are_read_as_stored(tmp_path: Path) -> None:
     """Nothing converted where nothing should be: sRGB under its own profile (converting would
-    only add rounding), a profile that cannot be read (read as sRGB, as browsers do), a CMYK
-    profile given to an RGB picture, and a gray picture."""
+    only add rounding), a profile that cannot be read (read as sRGB, as browsers do), a profile of
+    another space than the picture's (CMYK or gray given to RGB, RGB given to gray or CMYK), and a
+    gray picture whose profile is sRGB's own gray."""
     from PIL import ImageCms
 
     chart = _colour_chart()
@@ -1049,10 +1102,19 @@ def test_srgb_no_profile_damaged_profiles_and_gray_are_read_as_stored(tmp_path: 
         Image.fromarray(chart).save(path, icc_profile=profile)
         assert np.array_equal(media.load_image(path), chart), name
         assert media.converted_colour_space(path) is None, name
-    gray = tmp_path / "gray.png"
-    Image.fromarray(chart[..., 0]).save(gray, icc_profile=DISPLAY_P3_ICC)
-    assert np.array_equal(media.load_image(gray)[..., 1], chart[..., 0])
-    assert media.converted_colour_space(gray) is None
+    path = tmp_path / "gray_profile.png"
+    Image.fromarray(chart).save(path, icc_profile=mf.gray_profile(1.8, "Gray Gamma 1.8"))
+    assert np.array_equal(media.load_image(path), chart)
+    for name, profile in (("gray.png", DISPLAY_P3_ICC), ("s_gray.png", mf.gray_profile(None, "sGray"))):
+        gray = tmp_path / name
+        Image.fromarray(chart[..., 0]).save(gray, icc_profile=profile)
+        assert np.array_equal(media.load_image(gray)[..., 1], chart[..., 0]), name
+        assert media.converted_colour_space(gray) is None, name
+    cmyk = tmp_path / "cmyk.tif"
+    Image.fromarray(chart).convert("CMYK").save(cmyk, icc_profile=DISPLAY_P3_ICC)
+    with Image.open(cmyk) as image:
+        assert np.array_equal(media.load_image(cmyk), np.asarray(image.convert("RGB")))
+    assert media.converted_colour_space(cmyk) is None
 
 
 @pytest.mark.parametrize(

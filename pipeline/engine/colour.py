@@ -6,12 +6,17 @@ read as if they were sRGB, their colours come out duller or shifted, and the mod
 sRGB photos, see a picture no camera took. So an RGB picture whose file carries an ICC profile
 (JPEG, PNG, WebP, TIFF, AVIF, HEIC; animated PNG, WebP and AVIF too) is converted to sRGB with
 LittleCMS (through Pillow); a HEIC's `nclx` colour description (primaries given as a code, not as
-a profile) is turned into an ICC profile first (`rgb_profile`).
+a profile) is turned into an ICC profile first (`rgb_profile`). So is a picture made for print
+(CMYK, as editors save it with their press's profile: Pillow's plain conversion takes bare ink
+for pure colour, full cyan for (0, 255, 255), where a press's cyan is a duller blue) and a gray
+picture with a gray profile (editors' "Gray Gamma 1.8", "Dot Gain 20%": its levels mean other
+light than sRGB's gray).
 
 What is left as read, and why: a profile LittleCMS cannot read (read as sRGB, as browsers do),
-one that changes no colour by more than one level (sRGB itself, under many names), gray and CMYK
-profiles (gray is gray either way; CMYK pictures keep Pillow's plain conversion), HDR pictures
-(PQ, HLG) in still images, and GIF (Pillow does not read a GIF's profile).
+one that changes no colour by more than one level (sRGB itself, or its gray, under many names), a
+profile of another space than the picture's, CMYK without a profile (Pillow's plain conversion;
+no press is assumed), gray with transparency, HDR pictures (PQ, HLG) in still images, and GIF
+(Pillow does not read a GIF's profile).
 
 HDR video (phones record HLG by default; HDR10 is PQ), read as if it were standard video, comes
 out dark and dull (HLG's reference white at about 190 of 255). `hdr_to_sdr` maps it as
@@ -42,7 +47,9 @@ __all__ = [
     "LINEAR_LIGHT",
     "SRGB",
     "hdr_to_sdr",
+    "icc_profile",
     "nclx_profile",
+    "picture_to_srgb",
     "profile_name",
     "rgb_profile",
     "srgb_encoded",
@@ -129,9 +136,6 @@ def rgb_profile(name: str, primaries: tuple[tuple[float, float], ...], gamma: fl
     matrix = _rgb_to_xyz_d50(primaries, _D65)
     curve = _srgb_curve() if gamma is None else _gamma_curve(gamma)
     tags = [
-        (b"desc", _text_description(name)),
-        (b"cprt", b"text" + bytes(4) + b"No copyright, use freely\0"),
-        (b"wtpt", b"XYZ " + bytes(4) + _s15_16(_D50_XYZ)),
         *(
             (tag, b"XYZ " + bytes(4) + _s15_16(matrix[:, column]))
             for column, tag in enumerate((b"rXYZ", b"gXYZ", b"bXYZ"))
@@ -140,17 +144,29 @@ def rgb_profile(name: str, primaries: tuple[tuple[float, float], ...], gamma: fl
         (b"gTRC", curve),
         (b"bTRC", curve),
     ]
+    return icc_profile(b"mntr", b"RGB ", name, tags)
+
+
+def icc_profile(device_class: bytes, space: bytes, name: str, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """An ICC (version 2.1) profile called `name`, of `device_class` (e.g. b"mntr", b"prtr") for
+    pictures in `space` (b"RGB ", b"CMYK", b"GRAY"), its connection space XYZ under D50: its
+    description, white point and `tags` ((signature, body) each; identical bodies stored once)."""
+    tags = [
+        (b"desc", _text_description(name)),
+        (b"cprt", b"text" + bytes(4) + b"No copyright, use freely\0"),
+        (b"wtpt", b"XYZ " + bytes(4) + _s15_16(_D50_XYZ)),
+        *tags,
+    ]
     offset = 128 + 4 + 12 * len(tags)
-    table, data = [], b""
+    table, data, stored = [], b"", {}
     for signature, body in tags:
         body += bytes(-len(body) % 4)  # each tag starts on a four-byte boundary
-        shared = data.find(body) if signature in (b"gTRC", b"bTRC") else -1
-        start = offset + (shared if shared >= 0 else len(data))
-        if shared < 0:
+        if body not in stored:
+            stored[body] = offset + len(data)
             data += body
-        table.append(struct.pack(">4sII", signature, start, len(body)))
+        table.append(struct.pack(">4sII", signature, stored[body], len(body)))
     size = offset + len(data)
-    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", b"RGB ", b"XYZ ")
+    header = struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, device_class, space, b"XYZ ")
     header += bytes(12) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8 + 4) + _s15_16(_D50_XYZ)
     header += bytes(128 - len(header))
     return header + struct.pack(">I", len(tags)) + b"".join(table) + data
@@ -166,39 +182,62 @@ def nclx_profile(primaries: int, transfer: int) -> bytes | None:
     return rgb_profile(*_H273_PRIMARIES[primaries])
 
 
+_PROFILE_SPACES = {"RGB": "RGB ", "CMYK": "CMYK", "L": "GRAY"}
+"""The ICC colour space of a profile that describes pictures of each Pillow mode converted here."""
+
+
 @functools.lru_cache(maxsize=8)
-def _to_srgb_transform(icc: bytes) -> ImageCms.ImageCmsTransform | None:
-    """LittleCMS's conversion from an RGB profile to sRGB, or None where nothing is converted."""
+def _to_srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """LittleCMS's conversion to sRGB of pictures of Pillow `mode` ("RGB", "CMYK" or "L") in the
+    profile `icc`, or None where nothing is converted: a profile of another space, one that
+    cannot be read, one that changes no colour by more than a level."""
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if profile.profile.xcolor_space != "RGB ":
+        if profile.profile.xcolor_space != _PROFILE_SPACES[mode]:
             return None
         # No cache: LittleCMS's one-colour cache is written while converting, and pages convert
-        # from more than one thread.
-        transform = ImageCms.buildTransform(profile, _SRGB_PROFILE, "RGB", "RGB", flags=ImageCms.Flags.NOCACHE)
+        # from more than one thread. The profile's own rendering (perceptual where it has one).
+        transform = ImageCms.buildTransform(profile, _SRGB_PROFILE, mode, "RGB", flags=ImageCms.Flags.NOCACHE)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None  # a profile LittleCMS cannot read: read as sRGB, as browsers do
-    levels = np.linspace(0, 255, 9).round().astype(np.uint8)
-    cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(27, 27, 3)
-    converted = np.asarray(ImageCms.applyTransform(Image.fromarray(cube), transform))
-    if np.abs(converted.astype(np.int16) - cube).max() <= 1:
-        return None  # sRGB under another name: converting would only add rounding
+    if mode == "CMYK":
+        return transform  # inks are never sRGB's values: Pillow's plain conversion ignores paper and ink
+    levels = np.linspace(0, 255, 9 if mode == "RGB" else 256).round().astype(np.uint8)
+    if mode == "RGB":
+        probe = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(27, 27, 3)
+        expected = probe
+    else:
+        probe = levels.reshape(16, 16)
+        expected = np.repeat(probe[:, :, None], 3, axis=2)
+    converted = np.asarray(ImageCms.applyTransform(Image.fromarray(probe), transform))
+    if np.abs(converted.astype(np.int16) - expected).max() <= 1:
+        return None  # sRGB (or its gray) under another name: converting would only add rounding
     return transform
 
 
 def to_srgb(rgb: np.ndarray, icc: bytes | None) -> np.ndarray:
     """H x W x 3 uint8 RGB pixels in the space of the ICC profile `icc`, converted to sRGB (the
     same array where there is nothing to convert; see the module's docstring)."""
-    transform = _to_srgb_transform(icc) if icc else None
+    transform = _to_srgb_transform(icc, "RGB") if icc else None
     if transform is None:
         return rgb
     return np.asarray(ImageCms.applyTransform(Image.fromarray(rgb), transform))
 
 
-def profile_name(icc: bytes | None) -> str | None:
-    """The profile's own description (e.g. "Display P3") when pictures in it are converted to
-    sRGB, else None."""
-    if not icc or _to_srgb_transform(icc) is None:
+def picture_to_srgb(picture: Image.Image, icc: bytes | None) -> np.ndarray | None:
+    """H x W x 3 uint8 sRGB of a Pillow picture in mode "RGB", "CMYK" or "L" whose colours the
+    ICC profile `icc` describes; None where nothing is converted (no profile, another mode, or
+    as `to_srgb`), and the picture is read as Pillow converts it."""
+    transform = _to_srgb_transform(icc, picture.mode) if icc and picture.mode in _PROFILE_SPACES else None
+    if transform is None:
+        return None
+    return np.asarray(ImageCms.applyTransform(picture, transform))
+
+
+def profile_name(icc: bytes | None, mode: str = "RGB") -> str | None:
+    """The profile's own description (e.g. "Display P3") when pictures of Pillow `mode` ("RGB",
+    "CMYK" or "L") in it are converted to sRGB, else None."""
+    if not icc or _to_srgb_transform(icc, mode) is None:
         return None
     try:
         return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() or "unnamed"

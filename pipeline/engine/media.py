@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
-from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, profile_name, to_srgb
+from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, picture_to_srgb, profile_name, to_srgb
 from pipeline.engine.heif import decode_heif, read_heif_layout
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
@@ -466,15 +466,18 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
-_RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "P", "PA")
-"""Pillow modes whose colours are the file's RGB values (a palette's too), so its RGB profile
-applies to them."""
+_PROFILE_MODES = dict.fromkeys(("RGB", "RGBA", "RGBX", "RGBa", "P", "PA"), "RGB") | {"CMYK": "CMYK", "L": "L"}
+"""Pillow modes whose values the file's ICC profile describes, and the mode of the profile's
+space: RGB colours (a palette's too), inks, and gray without transparency."""
 
 
-def _embedded_profile(image: Image.Image) -> bytes | None:
-    """The ICC profile a Pillow picture of an RGB mode carries (None for other modes)."""
-    icc = image.info.get("icc_profile") if image.mode in _RGB_MODES else None
-    return icc if isinstance(icc, bytes) else None
+def _embedded_profile(image: Image.Image) -> tuple[bytes, str] | None:
+    """(ICC profile, the mode it is for) of a Pillow picture whose values its profile describes."""
+    icc = image.info.get("icc_profile")
+    mode = _PROFILE_MODES.get(image.mode)
+    if not isinstance(icc, bytes) or mode is None or (mode == "L" and _has_alpha(image)):
+        return None
+    return icc, mode
 
 
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
@@ -483,20 +486,24 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
     Transparency is composited onto white rather than dropped: fully transparent pixels often
     hold arbitrary colour (black, or leftovers of an editor) which dropping alpha would expose,
     while white is what a person sees in a viewer or a document, and what a face finder
-    should see. RGB colours in a wide-gamut profile (the file's ICC profile) are converted to
-    sRGB (`pipeline.engine.colour`); white stays white.
+    should see. Colours the file's ICC profile describes (a wide-gamut RGB space, a printer's
+    inks, a gray curve) are converted to sRGB (`pipeline.engine.colour`); white stays white.
     """
     if image.mode in ("I", "F") or image.mode.startswith("I;16"):
         gray = _high_depth_gray_to_uint8(image)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    icc = _embedded_profile(image)
+    icc, space = _embedded_profile(image) or (None, None)
+    if space in ("CMYK", "L"):
+        converted = picture_to_srgb(image, icc)
+        if converted is not None:
+            return converted
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = np.array(Image.alpha_composite(white, rgba).convert("RGB"))
     else:
         rgb = np.array(image if image.mode == "RGB" else image.convert("RGB"))  # L, 1, P, CMYK, YCbCr, RGBX
-    return to_srgb(rgb, icc)
+    return to_srgb(rgb, icc) if space == "RGB" else rgb
 
 
 def _bounded_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -620,7 +627,8 @@ def converted_colour_space(path: Path, settings: MediaSettings = MediaSettings()
     if _require_kind(path, settings, "image") == "HEIF":
         return profile_name(read_heif_layout(path, settings).icc)
     with _open_image(path, settings) as image:
-        return profile_name(_embedded_profile(image))
+        profile = _embedded_profile(image)
+        return profile_name(*profile) if profile is not None else None
 
 
 # --------------------------------------------------------------------------------------------
