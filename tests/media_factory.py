@@ -144,25 +144,30 @@ def hdr_signal(srgb: np.ndarray, transfer: int) -> np.ndarray:
     return ((0.8359375 + 18.8515625 * power) / (1 + 18.6875 * power)) ** 78.84375
 
 
-def write_hdr_video(path: Path, signal: np.ndarray, transfer: int, frames: int = 3) -> Path:
-    """Write an HDR video as phones do: HEVC at 10 bits (x265), BT.2020 primaries and matrix,
-    limited range, `transfer` 18 (HLG) or 16 (PQ), every frame `signal` (H x W x 3 R'G'B', 0..1)."""
+def write_10bit_hevc(path: Path, signal: np.ndarray, transfer: int, frames: int = 3, primaries: int = 9) -> Path:
+    """Write a video as phones record HDR: HEVC at 10 bits (x265), limited range, every frame
+    `signal` (H x W x 3 R'G'B', 0..1) stated in ITU-T H.273 `transfer` (18 HLG, 16 PQ; 1 BT.709
+    or 14 BT.2020's own for standard range) and `primaries` (9 BT.2020, 12 Display P3), BT.2020's
+    colour matrix."""
     import av
     from av.video.reformatter import Colorspace
 
     height, width = signal.shape[:2]
-    name = {18: "arib-std-b67", 16: "smpte2084"}[transfer]
+    transfer_name = {18: "arib-std-b67", 16: "smpte2084", 1: "bt709", 14: "bt2020-10"}[transfer]
+    primaries_name = {9: "bt2020", 12: "smpte432"}[primaries]
     with av.open(str(path), "w") as output:
         stream = output.add_stream("libx265", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p10le"
-        stream.options = {"x265-params": f"log-level=error:colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"}
+        stream.options = {
+            "x265-params": f"log-level=error:colorprim={primaries_name}:transfer={transfer_name}:colormatrix=bt2020nc"
+        }
         context = stream.codec_context
-        context.color_primaries, context.color_trc, context.colorspace, context.color_range = 9, transfer, 9, 1
+        context.color_primaries, context.color_trc, context.colorspace, context.color_range = primaries, transfer, 9, 1
         coded = av.VideoFrame.from_ndarray(np.round(signal * 65535).astype(np.uint16), format="rgb48le")
         coded = coded.reformat(format="yuv420p10le", dst_colorspace=Colorspace.BT2020)
         for index in range(frames):
             frame = coded.reformat()
-            frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = 9, transfer, 9, 1
+            frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = primaries, transfer, 9, 1
             frame.pts = index
             output.mux(stream.encode(frame))
         output.mux(stream.encode())

@@ -1145,6 +1145,32 @@ def test_a_heic_photo_in_display_p3_is_converted_to_srgb(
         assert media.converted_colour_space(described) is None
 
 
+SRGB_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+"""Linear BT.709 (sRGB's primaries) to linear BT.2020, as ITU-R BT.2087 publishes it."""
+
+
+@pytest.mark.parametrize(
+    ("primaries", "to_wide"), [(9, SRGB_TO_BT2020), (12, np.linalg.inv(P3_TO_SRGB))], ids=["BT2020", "P3"]
+)
+def test_a_standard_video_in_wide_gamut_primaries_is_converted_to_srgb(
+    tmp_path: Path, primaries: int, to_wide: np.ndarray
+) -> None:
+    """A standard-range video whose stream states BT.2020 or Display P3 primaries holds its colours
+    in that space: read as if it were BT.709, a skin tone comes out duller and greener."""
+    patches = {"grey": (118, 118, 118), "skin": (190, 130, 105), "red": (200, 40, 40), "green": (60, 170, 80)}
+    colours = np.array(list(patches.values()), np.float64) / 255
+    wide = colour.srgb_encoded(np.clip(colour.srgb_linear(colours) @ to_wide.T, 0, 1))
+    signal = np.kron(wide[None], np.ones((64, 32, 1)))
+    path = mf.write_10bit_hevc(tmp_path / "wide.mp4", signal, 1, primaries=primaries)
+    _, frames = media.read_frames(path, frames=1)
+    frame = next(iter(frames))
+    for column, (name, expected) in enumerate(patches.items()):
+        read = tuple(frame.rgb[32, column * 32 + 16].astype(int))
+        assert_close(read, expected, 3)
+        if name != "grey":  # as stored (BT.709 assumed), each colour is a few levels off
+            assert max(abs(a - b) for a, b in zip(np.round(wide[column] * 255), expected)) > 8, name
+
+
 @pytest.mark.parametrize("transfer", [18, 16], ids=["HLG", "PQ"])
 def test_an_hdr_video_is_seen_as_an_sdr_camera_would_record_it(tmp_path: Path, transfer: int) -> None:
     """Phones record HDR video (HLG) by default; read as standard video its faces come out dark and
@@ -1157,7 +1183,7 @@ def test_an_hdr_video_is_seen_as_an_sdr_camera_would_record_it(tmp_path: Path, t
         signal[:, column * 32 : (column + 1) * 32] = mf.hdr_signal(np.array(colour_of), transfer)
     if transfer == 18:
         assert signal[0, 0, 0] == pytest.approx(0.38, abs=0.005) and signal[0, 64, 0] == pytest.approx(0.75, abs=0.001)
-    path = mf.write_hdr_video(tmp_path / "IMG_0005.MOV", signal, transfer)
+    path = mf.write_10bit_hevc(tmp_path / "IMG_0005.MOV", signal, transfer)
     info, frames = media.read_frames(path, frames=2)
     assert (info.width, info.height, info.frame_count) == (96, 160, 3)
     for frame in frames:

@@ -25,8 +25,9 @@ grey card (38%) stays 18% grey (118), what an SDR camera would have recorded; PQ
 HLG's scene light first through a 1,000-nit display (BT.2100's transcoding, its system gamma
 applied to each channel rather than to luminance). Levels over 80% of white are rolled off
 towards white, each channel alone, so that what was brighter than white keeps some detail
-(reference white lands at 247). Other transfers of video (BT.709, BT.601) and their primaries are
-read as sRGB.
+(reference white lands at 247). Standard video (BT.709, BT.601 and BT.2020's own transfers) is
+read with sRGB's curve, and converted to sRGB's primaries when its stream states BT.2020 or
+Display P3 ones (as a HEIC's `nclx`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ _BT2020 = ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046))
 
 _H273_PRIMARIES = {1: ("BT.709", SRGB), 9: ("BT.2020", _BT2020), 12: ("Display P3", DISPLAY_P3)}
 """ITU-T H.273 colour primaries codes this app converts from (1, BT.709, is sRGB's own; 2 is
-unspecified; others are rare: a still picture in them is read as sRGB, HDR video as BT.2020)."""
+unspecified; others are rare: a still picture or standard video in them is read as sRGB, HDR
+video as BT.2020)."""
 HDR_TRANSFERS = (16, 18)
 """PQ and HLG (ITU-T H.273 transfer characteristics): HDR. Video in them is mapped to sRGB
 (`hdr_to_sdr`); a still picture in them is read as stored."""
@@ -172,11 +174,12 @@ def icc_profile(device_class: bytes, space: bytes, name: str, tags: list[tuple[b
     return header + struct.pack(">I", len(tags)) + b"".join(table) + data
 
 
+@functools.lru_cache(maxsize=8)
 def nclx_profile(primaries: int, transfer: int) -> bytes | None:
-    """An ICC profile for a HEIF `nclx` colour description (ITU-T H.273 codes), or None when its
-    pictures are read as sRGB: BT.709 or unspecified primaries, codes not converted, and HDR
-    transfers. Standard-range transfers all get sRGB's curve on both sides of the conversion,
-    so only the primaries change."""
+    """An ICC profile for a colour description by ITU-T H.273 codes (a HEIF's `nclx`, a video
+    stream's), or None when its pictures are read as sRGB: BT.709 or unspecified primaries,
+    codes not converted, and HDR transfers. Standard-range transfers all get sRGB's curve on both
+    sides of the conversion, so only the primaries change."""
     if primaries not in _H273_PRIMARIES or primaries == 1 or transfer in HDR_TRANSFERS:
         return None
     return rgb_profile(*_H273_PRIMARIES[primaries])

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
-from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, picture_to_srgb, profile_name, to_srgb
+from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, nclx_profile, picture_to_srgb, profile_name, to_srgb
 from pipeline.engine.heif import decode_heif, read_heif_layout
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
@@ -797,14 +797,15 @@ def _clockwise_rotation(frame: Any) -> int:
 
 
 def _upright_rgb(frame: Any) -> np.ndarray | None:
-    """A decoded frame as upright sRGB (HDR video mapped to it, `colour.hdr_to_sdr`); None when
-    FFmpeg cannot convert it."""
+    """A decoded frame as upright sRGB (HDR video mapped to it, `colour.hdr_to_sdr`; standard
+    video in wide-gamut primaries, BT.2020 or Display P3, converted); None when FFmpeg cannot
+    convert it."""
     try:
-        transfer = frame.color_trc
+        transfer, primaries = frame.color_trc, frame.color_primaries
         if transfer in HDR_TRANSFERS:
-            rgb = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), transfer, frame.color_primaries)
+            rgb = hdr_to_sdr(frame.to_ndarray(format="rgb48le"), transfer, primaries)
         else:
-            rgb = frame.to_ndarray(format="rgb24")
+            rgb = to_srgb(frame.to_ndarray(format="rgb24"), nclx_profile(primaries, transfer))
     except av_errors():
         from av.video.reformatter import Colorspace
 
