@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import random
 import select
+import struct
 import subprocess
 import sys
 import traceback
@@ -86,6 +87,11 @@ def make_seeds(folder: Path) -> list[Path]:
     face.convert("L").save(folder / "gray.png", icc_profile=media_factory.gray_profile(1.8, "Gray Gamma 1.8"))
     heif_factory.write_heic(folder / "display_p3.heic", pixels, colours=b"prof" + display_p3)
     heif_factory.write_heic(folder / "photo.heic", pixels)
+    # A camera's HDR HEIF (HLG, 10 bits) and an HDR AVIF: decoded deep and mapped to sRGB.
+    hlg = media_factory.hdr_signal(pixels, 18)
+    nclx_hlg = b"nclx" + struct.pack(">HHHB", 9, 18, 9, 0)
+    heif_factory.write_heic(folder / "hdr.hif", np.round(hlg * 65535).astype(np.uint16), bits=10, colours=nclx_hlg)
+    media_factory.write_hdr_avif(folder / "hdr.avif", hlg, 18)
     heif_factory.write_heic(
         folder / "grid.heic", pixels, tile=64, quarter_turns=1, exif=exif.tobytes(), xmp=provenance_factory.xmp()
     )

@@ -59,6 +59,7 @@ class MediaSettings:
     image_suffixes: tuple[str, ...] = (
         *(".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".avif", ".gif"),
         *(".heic", ".heif"),  # how iPhones (and many phones and cameras) save photos
+        ".hif",  # HEIF as Canon and Sony cameras name it (their HDR photos too)
     )
     animation_suffixes: tuple[str, ...] = (".gif", ".webp", ".avif", ".png")
     """Pictures that may be animations, which are read as videos (by their content:

@@ -27,8 +27,8 @@ def full_box(kind: bytes, version: int, flags: int, payload: bytes) -> bytes:
 
 def encode_hevc(rgb: np.ndarray, bits: int = 8, crf: int = 28) -> tuple[bytes, bytes]:
     """(decoder configuration record, NAL units each after its 4-byte length) of one intra HEVC
-    picture of `rgb` (even width and height) at x265's constant rate factor `crf` (28, its
-    default; lower keeps more), as a HEIF item holds it."""
+    picture of `rgb` (even width and height; 8 bits, or 16 bits a channel scaled to 0..65535) at
+    x265's constant rate factor `crf` (28, its default; lower keeps more), as a HEIF item holds it."""
     import av
 
     height, width = rgb.shape[:2]
@@ -37,7 +37,9 @@ def encode_hevc(rgb: np.ndarray, bits: int = 8, crf: int = 28) -> tuple[bytes, b
     encoder.pix_fmt = "yuv420p" if bits == 8 else "yuv420p10le"
     encoder.time_base = Fraction(1, 25)
     encoder.options = {"preset": "ultrafast", "x265-params": f"log-level=error:keyint=1:info=0:crf={crf}"}
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=encoder.pix_fmt)
+    pixels = np.ascontiguousarray(rgb)
+    frame = av.VideoFrame.from_ndarray(pixels, format="rgb48le" if rgb.dtype == np.uint16 else "rgb24")
+    frame = frame.reformat(format=encoder.pix_fmt)
     stream = b"".join(bytes(packet) for packet in [*encoder.encode(frame), *encoder.encode(None)])
     starts = [match.end() for match in re.finditer(b"\x00\x00\x01", stream)]
     units = [stream[start : end - 3].rstrip(b"\x00") for start, end in zip(starts, [*starts[1:], len(stream) + 3])]
@@ -84,7 +86,7 @@ def write_heic(
         tile_size, columns, rows = (width, height), 1, 1
     else:
         rows, columns = -(-height // tile), -(-width // tile)
-        canvas = np.zeros((rows * tile, columns * tile, 3), np.uint8)
+        canvas = np.zeros((rows * tile, columns * tile, 3), rgb.dtype)
         canvas[:height, :width] = rgb
         tiles = [
             encode_hevc(canvas[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile], bits, crf)

@@ -1123,10 +1123,9 @@ def test_srgb_no_profile_damaged_profiles_and_gray_are_read_as_stored(tmp_path: 
         (b"prof" + DISPLAY_P3_ICC, {}, True),
         (b"nclx" + struct.pack(">HHHB", 12, 13, 1, 0x80), {"tile": 64}, True),  # P3 primaries, sRGB transfer
         (b"nclx" + struct.pack(">HHHB", 1, 13, 1, 0x80), {}, False),  # BT.709 primaries: sRGB's
-        (b"nclx" + struct.pack(">HHHB", 12, 16, 9, 0x80), {}, False),  # PQ: HDR, not tone-mapped
         (b"prof" + b"junk" * 40, {"tile": 64}, False),
     ],
-    ids=["icc", "nclx-p3-on-tiles", "nclx-bt709", "nclx-hdr", "damaged-icc"],
+    ids=["icc", "nclx-p3-on-tiles", "nclx-bt709", "damaged-icc"],
 )
 def test_a_heic_photo_in_display_p3_is_converted_to_srgb(
     tmp_path: Path, colours: bytes, options: dict, converted: bool
@@ -1171,16 +1170,31 @@ def test_a_standard_video_in_wide_gamut_primaries_is_converted_to_srgb(
             assert max(abs(a - b) for a, b in zip(np.round(wide[column] * 255), expected)) > 8, name
 
 
+HDR_PATCHES = {"grey card": (118, 118, 118), "skin": (190, 130, 105), "white": (255, 255, 255)}
+
+
+def _hdr_patches(transfer: int, height: int) -> np.ndarray:
+    """The HDR signal (height x 96 x 3, 0..1) of `HDR_PATCHES`, 32 pixels wide each."""
+    signal = np.zeros((height, 96, 3))
+    for column, srgb in enumerate(HDR_PATCHES.values()):
+        signal[:, column * 32 : (column + 1) * 32] = mf.hdr_signal(np.array(srgb), transfer)
+    return signal
+
+
+def _assert_hdr_patches_mapped(rgb: np.ndarray, row: int, skin_tolerance: int) -> None:
+    read = {name: rgb[row, column * 32 + 16].astype(int) for column, name in enumerate(HDR_PATCHES)}
+    assert_close(tuple(read["grey card"]), HDR_PATCHES["grey card"], 3)
+    assert_close(tuple(read["skin"]), HDR_PATCHES["skin"], skin_tolerance)
+    assert read["white"].min() >= 240  # rolled off a little below white: highlights keep detail
+
+
 @pytest.mark.parametrize("transfer", [18, 16], ids=["HLG", "PQ"])
 def test_an_hdr_video_is_seen_as_an_sdr_camera_would_record_it(tmp_path: Path, transfer: int) -> None:
     """Phones record HDR video (HLG) by default; read as standard video its faces come out dark and
     dull (white at about 190 of 255). BT.2408's anchors hold: an 18% grey card (38% HLG, 26 nits
     in PQ) is sRGB's 18% grey, 118, and reference white (75% HLG, 203 nits) nearly white; a skin
     tone comes back as the sRGB colour it was."""
-    patches = {"grey card": (118, 118, 118), "skin": (190, 130, 105), "white": (255, 255, 255)}
-    signal = np.zeros((160, 96, 3))  # taller than the 128 rows converted at a time
-    for column, colour_of in enumerate(patches.values()):
-        signal[:, column * 32 : (column + 1) * 32] = mf.hdr_signal(np.array(colour_of), transfer)
+    signal = _hdr_patches(transfer, 160)  # taller than the 128 rows converted at a time
     if transfer == 18:
         assert signal[0, 0, 0] == pytest.approx(0.38, abs=0.005) and signal[0, 64, 0] == pytest.approx(0.75, abs=0.001)
     path = mf.write_10bit_hevc(tmp_path / "IMG_0005.MOV", signal, transfer)
@@ -1188,7 +1202,32 @@ def test_an_hdr_video_is_seen_as_an_sdr_camera_would_record_it(tmp_path: Path, t
     assert (info.width, info.height, info.frame_count) == (96, 160, 3)
     for frame in frames:
         for row in (32, 150):
-            read = {name: frame.rgb[row, column * 32 + 16].astype(int) for column, name in enumerate(patches)}
-            assert_close(tuple(read["grey card"]), patches["grey card"], 3)
-            assert_close(tuple(read["skin"]), patches["skin"], 4)
-            assert read["white"].min() >= 240  # rolled off a little below white: highlights keep detail
+            _assert_hdr_patches_mapped(frame.rgb, row, 4)
+
+
+@pytest.mark.parametrize(("transfer", "options"), [(18, {}), (16, {"tile": 64})], ids=["HLG", "PQ-on-tiles"])
+def test_an_hdr_heic_photo_is_seen_as_an_sdr_camera_would_record_it(
+    tmp_path: Path, transfer: int, options: dict
+) -> None:
+    """Cameras save HDR photos as HEIF (10-bit HEVC, an `nclx` of PQ or HLG): decoded at its full
+    depth and mapped as HDR video is, not read dark and dull."""
+    signal = _hdr_patches(transfer, 96)
+    hdr = hf.write_heic(
+        tmp_path / "IMG_0007.HIF",
+        np.round(signal * 65535).astype(np.uint16),
+        bits=10,
+        crf=8,
+        colours=b"nclx" + struct.pack(">HHHB", 9, transfer, 9, 0),
+        **options,
+    )
+    read = media.load_image(hdr)
+    assert read.shape == (96, 96, 3)
+    _assert_hdr_patches_mapped(read, 48, 4)
+    assert media.converted_colour_space(hdr) == f"BT.2020 {'HLG' if transfer == 18 else 'PQ'}"
+
+
+def test_an_hdr_avif_picture_is_mapped_too(tmp_path: Path) -> None:
+    """An AVIF stating HLG in its `nclx` (Pillow decodes it at 8 bits, as coded) is mapped alike."""
+    path = mf.write_hdr_avif(tmp_path / "hdr.avif", _hdr_patches(18, 64), 18)
+    _assert_hdr_patches_mapped(media.load_image(path), 32, 6)
+    assert media.converted_colour_space(path) == "BT.2020 HLG"

@@ -15,12 +15,12 @@ light than sRGB's gray).
 What is left as read, and why: a profile LittleCMS cannot read (read as sRGB, as browsers do),
 one that changes no colour by more than one level (sRGB itself, or its gray, under many names), a
 profile of another space than the picture's, CMYK without a profile (Pillow's plain conversion;
-no press is assumed), gray with transparency, HDR pictures (PQ, HLG) in still images, and GIF
-(Pillow does not read a GIF's profile).
+no press is assumed), gray with transparency, an animated AVIF's HDR signal, and GIF (Pillow
+does not read a GIF's profile).
 
 HDR video (phones record HLG by default; HDR10 is PQ), read as if it were standard video, comes
-out dark and dull (HLG's reference white at about 190 of 255). `hdr_to_sdr` maps it as
-ITU-R BT.2408 does for scene light: HLG's reference white (75% signal) becomes white and its 18%
+out dark and dull (HLG's reference white at about 190 of 255), and so does an HDR still (cameras'
+HDR HEIF, HDR AVIF). `hdr_to_sdr` maps both as ITU-R BT.2408 does for scene light: HLG's reference white (75% signal) becomes white and its 18%
 grey card (38%) stays 18% grey (118), what an SDR camera would have recorded; PQ is brought to
 HLG's scene light first through a 1,000-nit display (BT.2100's transcoding, its system gamma
 applied to each channel rather than to luminance). Levels over 80% of white are rolled off
@@ -47,6 +47,7 @@ __all__ = [
     "HDR_TRANSFERS",
     "LINEAR_LIGHT",
     "SRGB",
+    "hdr_name",
     "hdr_to_sdr",
     "icc_profile",
     "nclx_profile",
@@ -76,8 +77,8 @@ _H273_PRIMARIES = {1: ("BT.709", SRGB), 9: ("BT.2020", _BT2020), 12: ("Display P
 unspecified; others are rare: a still picture or standard video in them is read as sRGB, HDR
 video as BT.2020)."""
 HDR_TRANSFERS = (16, 18)
-"""PQ and HLG (ITU-T H.273 transfer characteristics): HDR. Video in them is mapped to sRGB
-(`hdr_to_sdr`); a still picture in them is read as stored."""
+"""PQ and HLG (ITU-T H.273 transfer characteristics): HDR. Video and still pictures (HEIF, AVIF)
+in them are mapped to sRGB (`hdr_to_sdr`)."""
 _PQ = HDR_TRANSFERS[0]
 
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
@@ -301,6 +302,13 @@ def _to_srgb_code() -> np.ndarray:
 def _primaries_to_srgb(primaries: int) -> np.ndarray:
     _, source = _H273_PRIMARIES.get(primaries, _H273_PRIMARIES[9])
     return np.linalg.solve(_rgb_to_xyz_d50(SRGB, _D65), _rgb_to_xyz_d50(source, _D65)).astype(np.float32)
+
+
+def hdr_name(transfer: int, primaries: int) -> str:
+    """What an HDR signal is called, e.g. "BT.2020 HLG" (primaries other than BT.2020's and
+    Display P3's are mapped as BT.2020's, and named so)."""
+    space, _ = _H273_PRIMARIES.get(primaries, _H273_PRIMARIES[9])
+    return f"{space} {'PQ' if transfer == _PQ else 'HLG'}"
 
 
 def hdr_to_sdr(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:

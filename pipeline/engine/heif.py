@@ -5,8 +5,10 @@ FFmpeg's HEVC decoder (PyAV, already the video reader) decodes each coded pictur
 
 Read: the `meta` box (`hdlr`, `pitm`, `iinf`, `iloc`, `iref`, `iprp`, `idat`); items `hvc1` (HEVC),
 `grid` and `iden`; properties `hvcC`, `ispe`, `irot` and `imir`, in the order the file lists them,
-and `colr` (an ICC profile, or an `nclx` description of the primaries: wide-gamut colours are
-converted to sRGB, `pipeline.engine.colour`); the `Exif` item and an XMP (`mime`) item for
+and `colr` (an ICC profile, or an `nclx` description of the primaries and transfer: wide-gamut
+colours are converted to sRGB, and an HDR picture, PQ or HLG as cameras save HDR HEIF, is decoded
+at its full depth and mapped to sRGB as HDR video is, `pipeline.engine.colour`); the same `nclx`
+of an AVIF picture (`read_hdr_signal`); the `Exif` item and an XMP (`mime`) item for
 provenance. Not read (refused in one line): overlays (`iovl`) and pictures coded other than with
 HEVC. Left out without a word: thumbnails, depth and alpha pictures, HDR gain maps and a clean
 aperture (`clap`).
@@ -24,10 +26,10 @@ from typing import BinaryIO
 import numpy as np
 
 from pipeline.config import MediaSettings
-from pipeline.engine.colour import nclx_profile, to_srgb
+from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, nclx_profile, to_srgb
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
-__all__ = ["HeifLayout", "box_header", "decode_heif", "read_heif_layout", "read_heif_metadata"]
+__all__ = ["HeifLayout", "box_header", "decode_heif", "read_hdr_signal", "read_heif_layout", "read_heif_metadata"]
 
 
 @dataclass
@@ -68,6 +70,8 @@ class HeifLayout:
     idat: bytes
     icc: bytes | None = None
     """The colour profile of its pixels (ICC), from its `colr` property; None for sRGB."""
+    hdr: tuple[int, int] | None = None
+    """(transfer, primaries) as ITU-T H.273 codes of an HDR picture (PQ or HLG, from its `nclx`)."""
 
 
 def _name(path: Path) -> str:
@@ -327,21 +331,39 @@ def _stored_size(item: _Item, item_id: int) -> tuple[int, int]:
     return width, height
 
 
-def _colour_profile(chain: list[_Item]) -> bytes | None:
-    """The ICC profile of a picture from the first `colr` property of the items that make it (the
-    picture, what it is derived from, then its first tile): an ICC profile as stored, or one made
-    from an `nclx` description. A picture may carry both kinds; the profile is the fuller one."""
+def _colour_description(chain: list[_Item]) -> tuple[bytes | None, tuple[int, int] | None]:
+    """(ICC profile, HDR signal) of a picture from the first `colr` property of the items that
+    make it (the picture, what it is derived from, then its first tile): an ICC profile as stored,
+    or one made from an `nclx` description, or, for an `nclx` of an HDR transfer, its
+    (transfer, primaries). A picture may carry both kinds; the profile is the fuller one."""
     described = [
         payload for item in chain for kind, payload in item.properties if kind == b"colr" and len(payload) >= 4
     ]
     for payload in described:
         if payload[:4] in (b"prof", b"rICC") and len(payload) > 4:
-            return payload[4:]
+            return payload[4:], None
     for payload in described:
         if payload[:4] == b"nclx" and len(payload) >= 10:
             primaries, transfer = struct.unpack_from(">HH", payload, 4)
-            return nclx_profile(primaries, transfer)
-    return None
+            if transfer in HDR_TRANSFERS:
+                return None, (transfer, primaries)
+            return nclx_profile(primaries, transfer), None
+    return None, None
+
+
+def read_hdr_signal(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[int, int] | None:
+    """(transfer, primaries) as ITU-T H.273 codes when the `nclx` of a HEIF or AVIF file's primary
+    picture states an HDR transfer (PQ, HLG); None otherwise, and for boxes that cannot be read
+    (the picture's decoder then says what is wrong)."""
+    try:
+        with path.open("rb") as stream:
+            primary, items, _ = _parse_items(_read_meta(stream, stream.seek(0, 2), settings))
+    except (_Damaged, OSError):
+        return None
+    item = items.get(primary)
+    if item is None:
+        return None
+    return _colour_description([item, *(items[source] for source in item.sources[:1] if source in items)])[1]
 
 
 def read_heif_layout(path: Path, settings: MediaSettings = MediaSettings()) -> HeifLayout:
@@ -426,19 +448,22 @@ def _layout(
             raise UnsupportedMediaError("whose tiles are not HEVC pictures, which this app does not read")
     turns = sum(value & 3 for kind, value in transforms if kind == b"irot") % 4  # each a quarter turn anticlockwise
     upright = (width, height) if turns % 2 == 0 else (height, width)
-    icc = _colour_profile([*chain, items[tiles[0]]])
-    return HeifLayout(*upright, (4 - turns) % 4 * 90, tiles, columns, (width, height), transforms, items, idat, icc)
+    icc, hdr = _colour_description([*chain, items[tiles[0]]])
+    return HeifLayout(
+        *upright, (4 - turns) % 4 * 90, tiles, columns, (width, height), transforms, items, idat, icc, hdr
+    )
 
 
-def _decode_tile(record: bytes, data: bytes) -> np.ndarray | None:
-    """One HEVC picture (its decoder configuration record and its NAL units) as RGB."""
+def _decode_tile(record: bytes, data: bytes, full_depth: bool) -> np.ndarray | None:
+    """One HEVC picture (its decoder configuration record and its NAL units) as RGB: 8 bits, or
+    (`full_depth`) 16 bits a channel, its coded values scaled to 0..65535."""
     import av
 
     decoder = av.CodecContext.create("hevc", "r")
     decoder.extradata = record
     try:
         frames = [*decoder.decode(av.Packet(data)), *decoder.decode(None)]
-        return frames[0].to_ndarray(format="rgb24") if frames else None
+        return frames[0].to_ndarray(format="rgb48le" if full_depth else "rgb24") if frames else None
     except (av.FFmpegError, ValueError):
         return None
 
@@ -446,19 +471,20 @@ def _decode_tile(record: bytes, data: bytes) -> np.ndarray | None:
 def decode_heif(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[np.ndarray, HeifLayout]:
     """(upright sRGB pixels, layout) of a HEIF file's primary picture: each tile decoded and put in
     its place, the grid cropped to the picture's size, the file's turns and mirrorings applied in
-    its order, and its colours converted from its profile. Raises as `read_heif_layout`, and
+    its order, and its colours converted from its profile (an HDR one mapped from 16 bits a
+    channel, `colour.hdr_to_sdr`). Raises as `read_heif_layout`, and
     `MediaError` when a tile cannot be decoded."""
     layout = read_heif_layout(path, settings)
     tile_width, tile_height = _stored_size(layout.items[layout.tiles[0]], layout.tiles[0])
     rows = len(layout.tiles) // layout.columns
-    canvas = np.zeros((rows * tile_height, layout.columns * tile_width, 3), np.uint8)
+    canvas = np.zeros((rows * tile_height, layout.columns * tile_width, 3), np.uint16 if layout.hdr else np.uint8)
     with _said_of(path), path.open("rb") as stream:
         file_size = stream.seek(0, 2)
         for index, tile in enumerate(layout.tiles):
             data = _item_data(stream, file_size, layout.items, layout.idat, tile)
             record = _property(layout.items[tile], b"hvcC")
             assert record is not None  # checked by read_heif_layout
-            rgb = _decode_tile(record, data)
+            rgb = _decode_tile(record, data, layout.hdr is not None)
             if rgb is None:
                 raise _Damaged(f"tile {index + 1} of {len(layout.tiles)} could not be decoded")
             if rgb.shape[0] < tile_height or rgb.shape[1] < tile_width:
@@ -475,6 +501,8 @@ def decode_heif(path: Path, settings: MediaSettings = MediaSettings()) -> tuple[
             picture = np.rot90(picture, k=value & 3)  # anticlockwise quarter turns
         else:  # imir, ISO/IEC 23008-12:2022: 0 exchanges top and bottom, 1 left and right
             picture = picture[::-1] if value & 1 == 0 else picture[:, ::-1]
+    if layout.hdr is not None:
+        return hdr_to_sdr(np.ascontiguousarray(picture), *layout.hdr), layout
     return to_srgb(np.ascontiguousarray(picture), layout.icc), layout
 
 

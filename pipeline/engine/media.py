@@ -42,8 +42,16 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pipeline.config import MediaSettings
-from pipeline.engine.colour import HDR_TRANSFERS, hdr_to_sdr, nclx_profile, picture_to_srgb, profile_name, to_srgb
-from pipeline.engine.heif import decode_heif, read_heif_layout
+from pipeline.engine.colour import (
+    HDR_TRANSFERS,
+    hdr_name,
+    hdr_to_sdr,
+    nclx_profile,
+    picture_to_srgb,
+    profile_name,
+    to_srgb,
+)
+from pipeline.engine.heif import decode_heif, read_hdr_signal, read_heif_layout
 from pipeline.errors import MediaError, MediaTooLargeError, UnsupportedMediaError
 
 MediaKind = Literal["image", "video"]
@@ -552,6 +560,7 @@ def _decode_image(path: Path, settings: MediaSettings, container: str) -> tuple[
 def _decode_with_pillow(path: Path, settings: MediaSettings) -> tuple[np.ndarray, int, tuple[int, int]]:
     """`_decode_image` for every format Pillow reads, before the last resize."""
     with _open_image(path, settings) as image:
+        hdr = read_hdr_signal(path, settings) if image.format == "AVIF" else None
         orientation = _exif_orientation(image)
         rotation = _EXIF_ROTATION.get(orientation, 0)
         original = image.size
@@ -573,6 +582,8 @@ def _decode_with_pillow(path: Path, settings: MediaSettings) -> tuple[np.ndarray
             image.close()  # frees the full-size pixels before the copies below
         try:
             rgb = _pillow_to_rgb(picture)
+            if hdr is not None:  # Pillow decodes an AVIF at 8 bits, its signal left as coded
+                rgb = hdr_to_sdr(rgb.astype(np.uint16) * 257, *hdr)
         except PILLOW_DAMAGE_ERRORS as exc:  # e.g. a colour mode Pillow cannot convert (LAB)
             raise UnsupportedMediaError(
                 f"{_name(path)} uses a colour mode that cannot be shown as RGB ({image.mode})."
@@ -620,13 +631,18 @@ def _probe_image(path: Path, settings: MediaSettings, container: str) -> MediaIn
 
 
 def converted_colour_space(path: Path, settings: MediaSettings = MediaSettings()) -> str | None:
-    """The name of the colour profile an image's colours are converted from to sRGB when it is
-    read (e.g. "Display P3"); None when there is none to convert (no profile, sRGB, a profile
-    that cannot be read, not an RGB picture). Raises as `probe` for a file that cannot be read."""
+    """The name of the colour space an image's colours are converted from to sRGB when it is read
+    (its profile's own name, e.g. "Display P3", or an HDR signal's, e.g. "BT.2020 HLG"); None when
+    there is none to convert (no profile, sRGB, a profile that cannot be read or is of another
+    space than the picture's). Raises as `probe` for a file that cannot be read."""
     path = Path(path)
     if _require_kind(path, settings, "image") == "HEIF":
-        return profile_name(read_heif_layout(path, settings).icc)
+        layout = read_heif_layout(path, settings)
+        return hdr_name(*layout.hdr) if layout.hdr is not None else profile_name(layout.icc)
     with _open_image(path, settings) as image:
+        hdr = read_hdr_signal(path, settings) if image.format == "AVIF" else None
+        if hdr is not None:
+            return hdr_name(*hdr)
         profile = _embedded_profile(image)
         return profile_name(*profile) if profile is not None else None
 
