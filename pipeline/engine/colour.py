@@ -20,14 +20,14 @@ does not read a GIF's profile).
 
 HDR video (phones record HLG by default; HDR10 is PQ), read as if it were standard video, comes
 out dark and dull (HLG's reference white at about 190 of 255), and so does an HDR still (cameras'
-HDR HEIF, HDR AVIF). `hdr_to_sdr` maps both as ITU-R BT.2408 does for scene light: HLG's reference white (75% signal) becomes white and its 18%
-grey card (38%) stays 18% grey (118), what an SDR camera would have recorded; PQ is brought to
-HLG's scene light first through a 1,000-nit display (BT.2100's transcoding, its system gamma
-applied to each channel rather than to luminance). Levels over 80% of white are rolled off
-towards white, each channel alone, so that what was brighter than white keeps some detail
-(reference white lands at 247). Standard video (BT.709, BT.601 and BT.2020's own transfers) is
-read with sRGB's curve, and converted to sRGB's primaries when its stream states BT.2020 or
-Display P3 ones (as a HEIC's `nclx`).
+HDR HEIF, HDR AVIF). `hdr_to_sdr` maps both as ITU-R BT.2408 does for scene light: HLG's
+reference white (75% signal) becomes white and its 18% grey card (38%) stays 18% grey (118), what
+an SDR camera would have recorded; PQ is brought to HLG's scene light first through a 1,000-nit
+display (BT.2100's transcoding, its system gamma applied to each channel rather than to
+luminance). Levels over 80% of white are rolled off towards white, each channel alone, so that
+what was brighter than white keeps some detail (reference white lands at 247). Standard video
+(BT.709, BT.601 and BT.2020's own transfers) is read with sRGB's curve, and converted to sRGB's
+primaries when its stream states BT.2020 or Display P3 ones (as a HEIC's `nclx`).
 """
 
 from __future__ import annotations
@@ -312,9 +312,9 @@ def hdr_name(transfer: int, primaries: int) -> str:
 
 
 def hdr_to_sdr(rgb48: np.ndarray, transfer: int, primaries: int) -> np.ndarray:
-    """H x W x 3 uint8 sRGB of an HDR video frame given as 16-bit R'G'B' (as FFmpeg converts it:
-    its coded values scaled to 0..65535), in `transfer` (PQ or HLG) and `primaries` (H.273 codes).
-    See the module's docstring for the mapping."""
+    """H x W x 3 uint8 sRGB of an HDR video frame or picture given as 16-bit R'G'B' (as FFmpeg
+    converts it: its coded values scaled to 0..65535), in `transfer` (PQ or HLG) and `primaries`
+    (H.273 codes). See the module's docstring for the mapping."""
     to_linear, matrix, to_code = _to_linear_sdr(transfer), _primaries_to_srgb(primaries), _to_srgb_code()
     srgb = np.empty(rgb48.shape, np.uint8)
     # A band of rows at a time: a 4K frame in float32 would be 100 MB a copy.
