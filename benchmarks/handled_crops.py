@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 
 from pipeline.engine.clip import ClipEncoder, ClipProbe
-from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, EnsembleSpec
+from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, EnsembleSpec, jpeg_round_trip
 from pipeline.errors import ModelsMissingError
-from pipeline.training.augment import jpeg, rescale, sharpen
+from pipeline.training.augment import rescale, sharpen
 from pipeline.training.data import balanced_subset, read_rgb
 from pipeline.training.sources import source_samples
 
@@ -44,7 +44,7 @@ CHANGES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "half-pixel shift": half_pixel_shift,
     "blur 0.7": lambda image: cv2.GaussianBlur(image, (0, 0), 0.7),
     "down 0.7 and up": lambda image: rescale(image, 0.7),
-    "JPEG 75": lambda image: jpeg(image, 75),
+    "JPEG 75": lambda image: jpeg_round_trip(image, 75),
     "sharpened 0.6": lambda image: sharpen(image, 0.6),
 }
 

@@ -139,6 +139,11 @@ class ScoringSettings:
     """Faces of each person the costly members score (CLIP: about 0.05 s a face on 2 cores run
     up to block 5, 0.13 s for the whole tower), evenly spread over the person's appearances; the
     others score every face."""
+    resaved_crop_quality: int | None = None
+    """Each face crop saved as JPEG at this quality (libjpeg's scale, 4:2:0) and read back before the
+    members score it; None (shipped) scores crops as cut. The DFDC training crops were saved at 75,
+    while video frames carry no JPEG history: a knob for rule 34's measurement
+    (benchmarks/README.md), on in no release."""
 
 
 @dataclass(frozen=True)

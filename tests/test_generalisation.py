@@ -271,7 +271,7 @@ def test_reshared_crops_are_degraded_the_same_way_on_every_run(
     """The cross-source table's re-shared crops: the same size and labels, visibly degraded, a
     different degradation per crop, and bit for bit the same when made again from scratch."""
     from pipeline.config import CACHE_DIR_ENV
-    from pipeline.training.augment import jpeg
+    from pipeline.engine.ensemble import jpeg_round_trip
     from pipeline.training.sources import reshared_samples
 
     samples = load_samples(_subset(shared_data, tmp_path, "swap-faces", 4, "val"), "val")
@@ -288,7 +288,7 @@ def test_reshared_crops_are_degraded_the_same_way_on_every_run(
         assert np.array_equal(degraded, cv2.imread(str(again.path)))
         change = float(np.abs(degraded.astype(float) - original.astype(float)).mean())
         # Softer than the original's own JPEG noise at a high quality: degraded, not a copy.
-        assert change > np.abs(jpeg(original, 95).astype(float) - original.astype(float)).mean()
+        assert change > np.abs(jpeg_round_trip(original, 95).astype(float) - original.astype(float)).mean()
         changes.append(round(change, 3))
     assert len(set(changes)) == len(changes)  # each crop its own draw
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.engine.allocator import tune_allocator
-from pipeline.engine.ensemble import Ensemble, EnsembleSpec, read_spec
+from pipeline.engine.ensemble import Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import read_provenance, verdict_reason
@@ -195,8 +195,11 @@ class Engine:
         seconds_per_face: dict[str, float] = {}
         scored: list[ScoredFace] = []
         if flat:
+            crops = np.stack([f.crop for f in flat])
+            if settings.scoring.resaved_crop_quality is not None:
+                crops = np.stack([jpeg_round_trip(crop, settings.scoring.resaved_crop_quality) for crop in crops])
             scores = ensemble.score(
-                np.stack([f.crop for f in flat]),
+                crops,
                 chosen,
                 people=np.asarray([f.track for f in flat]),
                 costly_per_person=settings.scoring.costly_faces_per_person,

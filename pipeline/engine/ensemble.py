@@ -356,6 +356,12 @@ def predict_crops(model: Any, crops: np.ndarray, input_size: int, batch_size: in
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """An RGB uint8 picture saved as JPEG at `quality` (libjpeg's scale, 4:2:0) and read back."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else image
+
+
 def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
     """Float32 batch at the model's input size, values in [0, 255]."""
     if crops.shape[1] != size:

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from pipeline.engine.ensemble import jpeg_round_trip
+
 # Crop-relative MTCNN landmarks (left eye, right eye, nose, mouth left, mouth right), the median
 # over 80 training crops of each shared data set (measured with pipeline.engine.faces.FaceFinder).
 # Used to place the self-blending mask when a crop comes without its own landmarks.
@@ -86,11 +88,6 @@ class ReshareSettings:
     jpeg_quality: tuple[int, int] = (50, 90)
 
 
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else image
-
-
 def rescale(image: np.ndarray, factor: float) -> np.ndarray:
     """Down- then up-scale: the softness of a small face blown up, as in many DFDC crops."""
     height, width = image.shape[:2]
@@ -145,14 +142,14 @@ def augment(image: np.ndarray, rng: np.random.Generator, settings: AugmentSettin
         noise = rng.normal(0.0, rng.uniform(*s.noise_sigma), image.shape)
         image = (image + noise).clip(0, 255).astype(np.uint8)
     if rng.random() < s.jpeg_p:
-        image = jpeg(image, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
+        image = jpeg_round_trip(image, int(rng.integers(s.jpeg_quality[0], s.jpeg_quality[1] + 1)))
     return image
 
 
 def reshare(image: np.ndarray, rng: np.random.Generator, settings: ReshareSettings = ReshareSettings()) -> np.ndarray:
     """A re-shared copy of a crop (see `ReshareSettings`)."""
     image = rescale(image, rng.uniform(*settings.scale))
-    return jpeg(image, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
+    return jpeg_round_trip(image, int(rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1)))
 
 
 def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
