@@ -144,6 +144,29 @@ def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, sh
         )
 
 
+def test_crops_re_saved_as_jpeg_are_what_the_members_score_when_asked(
+    engine: Engine, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ScoringSettings.resaved_crop_quality` (rule 34's measurement): the members score each crop
+    saved as JPEG and read back, not the crop as cut; off, as cut."""
+    from pipeline.config import ScoringSettings
+    from pipeline.engine.ensemble import jpeg_round_trip
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(real_faces(shared_data, 1)[0], cv2.COLOR_RGB2BGR))
+    as_cut = engine.analyze(path)
+    monkeypatch.setattr(engine, "settings", replace(engine.settings, scoring=ScoringSettings(resaved_crop_quality=60)))
+    resaved = engine.analyze(path)
+    crop = as_cut.faces[0][0].crop
+    assert np.array_equal(resaved.faces[0][0].crop, crop)  # the crop shown is the one cut
+    expected = engine.ensemble.score(jpeg_round_trip(crop, 60)[None])
+    scored = resaved.result.frames[0].faces[0]
+    assert scored.fake_probability == pytest.approx(float(expected.ensemble[0]), abs=1e-6)
+    for name, score in scored.model_scores.items():
+        assert score == pytest.approx(float(expected.members[name][0]), abs=1e-6)
+    assert scored.model_scores != as_cut.result.frames[0].faces[0].model_scores
+
+
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
     from pipeline.engine.ensemble import Ensemble, predict_crops
     from pipeline.training.data import read_face
