@@ -104,6 +104,8 @@ def make_seeds(folder: Path) -> list[Path]:
         media_factory.write_video_with_ffmpeg(folder / f"clip.{suffix}", 30, container, codec)
     # A phone's HDR video (HLG, 10 bits): its frames go through the HDR mapping.
     media_factory.write_10bit_hevc(folder / "hdr.mov", media_factory.hdr_signal(pixels, 18), 18, frames=5)
+    # Standard video in BT.2020 primaries: its frames are converted to sRGB's.
+    media_factory.write_10bit_hevc(folder / "wide.mp4", pixels / 255, 1, frames=5)
     # A real upload's structure: a DFDC face clip as its makers wrote it (H.264 with B-frames, AAC).
     (folder / "face_clip.mp4").write_bytes((shared_data_dir() / "videos" / "fake" / "0_aaqaifqrwn.mp4").read_bytes())
     provenance_factory.save_png_with_text(
