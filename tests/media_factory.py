@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -168,6 +169,26 @@ def write_10bit_hevc(path: Path, signal: np.ndarray, transfer: int, frames: int 
         for index in range(frames):
             frame = coded.reformat()
             frame.color_primaries, frame.color_trc, frame.colorspace, frame.color_range = primaries, transfer, 9, 1
+            frame.pts = index
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode())
+    return path
+
+
+def write_with_pixel_aspect(path: Path, rgb: np.ndarray, aspect: Fraction, container: str, codec: str) -> Path:
+    """Write a 5-frame video of `rgb` (stored pixels) whose stream states pixels `aspect` times as
+    wide as tall, as camcorders (HDV, AVCHD: 1440 x 1080 at 4/3) and DVDs (720 x 480 at 8/9 or
+    32/27) store video."""
+    import av
+
+    height, width = rgb.shape[:2]
+    with av.open(str(path), "w", format=container) as output:
+        stream = output.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = aspect
+        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        for index in range(5):
+            frame = picture.reformat()
             frame.pts = index
             output.mux(stream.encode(frame))
         output.mux(stream.encode())

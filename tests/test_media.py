@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -1142,6 +1143,38 @@ def test_a_heic_photo_in_display_p3_is_converted_to_srgb(
     else:
         assert np.array_equal(read, stored)
         assert media.converted_colour_space(described) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "codec", "stored", "aspect", "turn", "shown"),
+    [
+        ("hdv.mts", "mpegts", "libx264", (144, 108), Fraction(4, 3), 0, (192, 108)),  # HDV, AVCHD: 1440 x 1080
+        ("dvd.mpg", "mpeg", "mpeg2video", (720, 480), Fraction(8, 9), 0, (720, 540)),  # a 4:3 DVD
+        ("portrait.mp4", "mp4", "libx264", (144, 108), Fraction(4, 3), 90, (108, 192)),
+    ],
+    ids=["hdv", "dvd", "turned"],
+)
+def test_a_video_of_non_square_pixels_is_seen_as_players_show_it(
+    tmp_path: Path, name: str, container: str, codec: str, stored: tuple, aspect: Fraction, turn: int, shown: tuple
+) -> None:
+    """Camcorders and DVDs store pixels that are not square and say so: a round face stored
+    squeezed is round again, stretched (no stored pixel lost), before its faces are looked for."""
+    width, height = stored
+    rgb = np.zeros((height, width, 3), np.uint8)
+    radius = height // 3  # a disc as shown: stored narrower (or flatter) by the pixels' shape
+    cv2.ellipse(rgb, (width // 2, height // 2), (round(radius / aspect), radius), 0, 0, 360, (255, 255, 255), -1)
+    path = mf.write_with_pixel_aspect(tmp_path / name, rgb, aspect, container, codec)
+    if turn:
+        mf.set_mp4_rotation(path, turn)
+    info, frames = media.read_frames(path, frames=2)
+    assert (info.width, info.height) == shown
+    for frame in frames:
+        assert frame.rgb.shape[:2] == (shown[1], shown[0])
+        rows, columns = np.nonzero(frame.rgb[..., 0] > 128)
+        across, down = columns.max() - columns.min() + 1, rows.max() - rows.min() + 1
+        scale = shown[1] / height if not turn and aspect < 1 else 1.0  # a DVD's frame is stretched down
+        assert abs(across - down) <= 3, (across, down)
+        assert abs(max(across, down) - 2 * radius * scale) <= 4
 
 
 SRGB_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])

@@ -812,9 +812,39 @@ def _clockwise_rotation(frame: Any) -> int:
     return int(round(-degrees / 90.0)) % 4 * 90
 
 
-def _upright_rgb(frame: Any) -> np.ndarray | None:
-    """A decoded frame as upright sRGB (HDR video mapped to it, `colour.hdr_to_sdr`; standard
-    video in wide-gamut primaries, BT.2020 or Display P3, converted); None when FFmpeg cannot
+_MAX_PIXEL_ASPECT = 4.0
+"""A stated pixel shape wider or taller than this (width over height) is damage, not a format."""
+
+
+def _pixel_aspect(stream: Any) -> float:
+    """The width of a stored pixel over its height, as the file states it (its container's, else
+    its codec's): 4/3 for HDV and AVCHD camcorders' 1440 x 1080, shown as 1920 x 1080; 8/9 or
+    32/27 for a DVD's 720 x 480 shown as 4:3 or 16:9. 1 where nothing (or nothing plausible) is
+    stated."""
+    for stated in (
+        getattr(stream, "sample_aspect_ratio", None),
+        getattr(stream.codec_context, "sample_aspect_ratio", None),
+    ):
+        if stated and 1 / _MAX_PIXEL_ASPECT <= stated <= _MAX_PIXEL_ASPECT:
+            return float(stated)
+    return 1.0
+
+
+def _shown_size(width: int, height: int, aspect: float, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of a stored frame shown with square pixels, as players show it: stretched
+    along one side (no stored pixel is lost, and a face keeps its detail), or, where that would
+    pass `max_pixels`, shrunk along the other."""
+    if abs(aspect - 1.0) < 0.01:
+        return width, height
+    wider, taller = (max(1, round(width * aspect)), height), (width, max(1, round(height / aspect)))
+    stretched, shrunk = (wider, taller) if aspect > 1 else (taller, wider)
+    return stretched if stretched[0] * stretched[1] <= max_pixels else shrunk
+
+
+def _upright_rgb(frame: Any, aspect: float, max_pixels: int) -> np.ndarray | None:
+    """A decoded frame as upright sRGB with square pixels (HDR video mapped to it,
+    `colour.hdr_to_sdr`; standard video in wide-gamut primaries, BT.2020 or Display P3, converted;
+    pixels `aspect` times as wide as tall made square, `_shown_size`); None when FFmpeg cannot
     convert it."""
     try:
         transfer, primaries = frame.color_trc, frame.color_primaries
@@ -831,6 +861,11 @@ def _upright_rgb(frame: Any) -> np.ndarray | None:
             rgb = frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU601)
         except av_errors():
             return None
+    height, width = rgb.shape[:2]
+    shown = _shown_size(width, height, aspect, max_pixels)
+    if shown != (width, height):
+        interpolation = cv2.INTER_AREA if shown[0] * shown[1] < width * height else cv2.INTER_LINEAR
+        rgb = cv2.resize(rgb, shown, interpolation=interpolation)
     turns = _clockwise_rotation(frame) // 90
     return np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb
 
@@ -873,7 +908,8 @@ def _probe_video(path: Path, settings: MediaSettings) -> tuple[MediaInfo, _Video
         _check_video_pixels(path, stream.width or 0, stream.height or 0, settings)  # before decoding
         first = next((f for f in _decoded_frames(container, stream, path) if not f.is_corrupt), None)
         rotation = _clockwise_rotation(first) if first is not None else 0
-        size = (first.width, first.height) if first is not None else None
+        aspect = _pixel_aspect(stream)
+        size = _shown_size(first.width, first.height, aspect, settings.max_video_pixels) if first is not None else None
     finally:
         container.close()
     if first is None or frame_count == 0 or size is None:
@@ -926,6 +962,7 @@ def _iter_video_frames(
     yielded = 0
     container, stream = _open_video(path)
     stream.thread_type = "AUTO"  # frame and slice threads: decoding is most of a video's cost
+    aspect = _pixel_aspect(stream)
     seekable = stamps is not None and len(scan.keyframes) > 0 and scan.exact_seeks
     try:
         decoded = _decoded_frames(container, stream, path)
@@ -950,7 +987,8 @@ def _iter_video_frames(
                 container, stream, seekable = _reopen(container, path)
                 decoded = _decoded_frames(container, stream, path)
                 found, next_index, _ = _decode_until(decoded, position, 0, target)
-            rgb = _upright_rgb(found) if found is not None and not found.is_corrupt else None
+            usable = found is not None and not found.is_corrupt
+            rgb = _upright_rgb(found, aspect, settings.max_video_pixels) if usable else None
             del found
             if rgb is None:
                 continue
