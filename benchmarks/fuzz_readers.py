@@ -27,6 +27,7 @@ import subprocess
 import sys
 import traceback
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,9 @@ def make_seeds(folder: Path) -> list[Path]:
     media_factory.write_10bit_hevc(folder / "hdr.mov", media_factory.hdr_signal(pixels, 18), 18, frames=5)
     # Standard video in BT.2020 primaries: its frames are converted to sRGB's.
     media_factory.write_10bit_hevc(folder / "wide.mp4", pixels / 255, 1, frames=5)
+    # Interlaced broadcast video (MPEG-2 in MPEG-TS) and a camcorder's non-square pixels.
+    media_factory.write_interlaced(folder / "broadcast.ts", [np.roll(pixels, 4 * index, axis=1) for index in range(5)])
+    media_factory.write_with_pixel_aspect(folder / "hdv.mts", pixels, Fraction(4, 3), "mpegts", "libx264")
     # A real upload's structure: a DFDC face clip as its makers wrote it (H.264 with B-frames, AAC).
     (folder / "face_clip.mp4").write_bytes((shared_data_dir() / "videos" / "fake" / "0_aaqaifqrwn.mp4").read_bytes())
     provenance_factory.save_png_with_text(

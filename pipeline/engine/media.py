@@ -841,6 +841,31 @@ def _shown_size(width: int, height: int, aspect: float, max_pixels: int) -> tupl
     return stretched if stretched[0] * stretched[1] <= max_pixels else shrunk
 
 
+_COMB_LEVELS = 12
+"""A pixel of the second field whose green (most of what the eye sees as brightness) stands out
+from both rows around it, brighter or darker, by more than this many levels is combing: the two
+fields caught a moving edge at two moments."""
+
+
+def _deinterlaced(rgb: np.ndarray) -> np.ndarray:
+    """An interlaced frame without its combing. Its two fields (even and odd rows) are taken a
+    field apart in time, so what moves between them is drawn twice, as teeth along every moving
+    edge, which players remove and the models never saw. Each pixel of the odd rows that combs
+    against the even rows around it becomes their mean; still parts keep every row. (FFmpeg's
+    deinterlacers compare neighbouring frames, which a sampled frame does not have.) 7-35 ms a
+    1080i frame on 2 cores."""
+    rows = (rgb.shape[0] - 1) // 2  # odd rows with an even row on both sides
+    green = rgb[..., 1]
+    above, middle, below = (green[start : start + 2 * rows : 2].astype(np.int32) for start in (0, 1, 2))
+    teeth = (middle - above) * (middle - below) > _COMB_LEVELS**2
+    if not teeth.any():
+        return rgb
+    mended = rgb.copy()
+    mean = (rgb[0 : 2 * rows : 2].astype(np.uint16) + rgb[2 : 2 * rows + 1 : 2] + 1) // 2
+    mended[1 : 2 * rows : 2][teeth] = mean[teeth]
+    return mended
+
+
 def _upright_rgb(frame: Any, aspect: float, max_pixels: int) -> np.ndarray | None:
     """A decoded frame as upright sRGB with square pixels (HDR video mapped to it,
     `colour.hdr_to_sdr`; standard video in wide-gamut primaries, BT.2020 or Display P3, converted;
@@ -861,6 +886,8 @@ def _upright_rgb(frame: Any, aspect: float, max_pixels: int) -> np.ndarray | Non
             rgb = frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU601)
         except av_errors():
             return None
+    if frame.interlaced_frame and rgb.shape[0] >= 3:
+        rgb = _deinterlaced(rgb)
     height, width = rgb.shape[:2]
     shown = _shown_size(width, height, aspect, max_pixels)
     if shown != (width, height):
