@@ -46,6 +46,10 @@ class MediaSettings:
     224 px, so more pixels only cost memory."""
     max_video_pixels: int = 4096 * 2304
     """Largest frame size accepted (4K)."""
+    comb_levels: int = 12
+    """An interlaced frame's odd-row pixel whose green stands out from both even rows around it,
+    brighter or darker, by more than this many levels is combing (a moving edge caught by the
+    two fields at two moments) and becomes their mean; less is detail, kept."""
     max_video_seconds: float = 3 * 3600.0
     shown_frame_ms: tuple[float, float] = (10.0, 100.0)
     """A frame of an animated WebP, AVIF or PNG whose duration is at most the first number of ms is

@@ -841,23 +841,18 @@ def _shown_size(width: int, height: int, aspect: float, max_pixels: int) -> tupl
     return stretched if stretched[0] * stretched[1] <= max_pixels else shrunk
 
 
-_COMB_LEVELS = 12
-"""A pixel of the second field whose green (most of what the eye sees as brightness) stands out
-from both rows around it, brighter or darker, by more than this many levels is combing: the two
-fields caught a moving edge at two moments."""
-
-
-def _deinterlaced(rgb: np.ndarray) -> np.ndarray:
+def _deinterlaced(rgb: np.ndarray, comb_levels: int) -> np.ndarray:
     """An interlaced frame without its combing. Its two fields (even and odd rows) are taken a
     field apart in time, so what moves between them is drawn twice, as teeth along every moving
     edge, which players remove and the models never saw. Each pixel of the odd rows that combs
-    against the even rows around it becomes their mean; still parts keep every row. (FFmpeg's
-    deinterlacers compare neighbouring frames, which a sampled frame does not have.) 7-35 ms a
-    1080i frame on 2 cores."""
+    against the even rows around it (its green, most of what the eye sees as brightness, brighter
+    or darker than both by more than `comb_levels`) becomes their mean; still parts keep every row.
+    (FFmpeg's deinterlacers compare neighbouring frames, which a sampled frame does not have.) 7-35
+    ms a 1080i frame on 2 cores."""
     rows = (rgb.shape[0] - 1) // 2  # odd rows with an even row on both sides
     green = rgb[..., 1]
     above, middle, below = (green[start : start + 2 * rows : 2].astype(np.int32) for start in (0, 1, 2))
-    teeth = (middle - above) * (middle - below) > _COMB_LEVELS**2
+    teeth = (middle - above) * (middle - below) > comb_levels**2
     if not teeth.any():
         return rgb
     mended = rgb.copy()
@@ -866,11 +861,11 @@ def _deinterlaced(rgb: np.ndarray) -> np.ndarray:
     return mended
 
 
-def _upright_rgb(frame: Any, aspect: float, max_pixels: int) -> np.ndarray | None:
+def _upright_rgb(frame: Any, aspect: float, settings: MediaSettings) -> np.ndarray | None:
     """A decoded frame as upright sRGB with square pixels (HDR video mapped to it,
     `colour.hdr_to_sdr`; standard video in wide-gamut primaries, BT.2020 or Display P3, converted;
-    pixels `aspect` times as wide as tall made square, `_shown_size`); None when FFmpeg cannot
-    convert it."""
+    interlaced video without its combing, `_deinterlaced`; pixels `aspect` times as wide as tall
+    made square, `_shown_size`); None when FFmpeg cannot convert it."""
     try:
         transfer, primaries = frame.color_trc, frame.color_primaries
         if transfer in HDR_TRANSFERS:
@@ -887,9 +882,9 @@ def _upright_rgb(frame: Any, aspect: float, max_pixels: int) -> np.ndarray | Non
         except av_errors():
             return None
     if frame.interlaced_frame and rgb.shape[0] >= 3:
-        rgb = _deinterlaced(rgb)
+        rgb = _deinterlaced(rgb, settings.comb_levels)
     height, width = rgb.shape[:2]
-    shown = _shown_size(width, height, aspect, max_pixels)
+    shown = _shown_size(width, height, aspect, settings.max_video_pixels)
     if shown != (width, height):
         interpolation = cv2.INTER_AREA if shown[0] * shown[1] < width * height else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, shown, interpolation=interpolation)
@@ -1015,7 +1010,7 @@ def _iter_video_frames(
                 decoded = _decoded_frames(container, stream, path)
                 found, next_index, _ = _decode_until(decoded, position, 0, target)
             usable = found is not None and not found.is_corrupt
-            rgb = _upright_rgb(found, aspect, settings.max_video_pixels) if usable else None
+            rgb = _upright_rgb(found, aspect, settings) if usable else None
             del found
             if rgb is None:
                 continue
