@@ -286,6 +286,11 @@ class ProvenanceSettings:
     )
     """PNG text keys (lowercase) that image generators write and cameras and editors never do,
     each with the tool that writes it."""
+    generator_comment_fields: tuple[str, ...] = ("Steps: ", "Seed: ")
+    """Fields that the Stable Diffusion web UI's generation text always holds ("...Steps: 20,
+    Sampler: Euler a, CFG scale: 7, Seed: 1234, Size: 512x512, Model: ..."): an EXIF
+    `UserComment` holding all of them is that text, which the web UI (AUTOMATIC1111, Forge)
+    writes into the JPEG and WebP pictures it saves, as it writes a PNG's `parameters`."""
     generator_names: tuple[str, ...] = (
         "stable diffusion",
         "stablediffusion",

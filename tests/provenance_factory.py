@@ -225,6 +225,14 @@ def camera_exif(
     return exif
 
 
+def comment_exif(comment: bytes) -> Image.Exif:
+    """EXIF holding only a `UserComment` (its 8-byte character code, then the text), as the Stable
+    Diffusion web UI writes its generation text into the JPEG and WebP pictures it saves."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = comment
+    return exif
+
+
 def xmp(source_type: str | None = None, creator_tool: str | None = None, elements: str = "") -> bytes:
     """An XMP packet with a digital source type and a creator tool (as attributes)."""
     attributes = ""

@@ -233,6 +233,39 @@ def test_a_png_with_a_generators_parameters_text(tmp_path: Path) -> None:
     assert provenance.ai_claims == [f"metadata of an AI generator: {metadata.generator}"]
 
 
+@pytest.mark.parametrize(
+    ("suffix", "comment"),
+    [
+        (".jpg", b"UNICODE\x00" + pf.SD_PARAMETERS.encode("utf-16-be")),  # what the web UI writes (piexif)
+        (".webp", b"UNICODE\x00" + pf.SD_PARAMETERS.encode("utf-16-le")),  # the other byte order
+        (".jpg", b"ASCII\x00\x00\x00" + pf.SD_PARAMETERS.encode()),
+    ],
+    ids=["jpeg-ucs2", "webp-ucs2-little-endian", "jpeg-ascii"],
+)
+def test_a_picture_with_the_web_uis_generation_text_in_its_exif_comment(
+    tmp_path: Path, suffix: str, comment: bytes
+) -> None:
+    """JPEG and WebP have no text chunks: the Stable Diffusion web UI writes its generation text
+    into EXIF's UserComment instead."""
+    path = tmp_path / f"00012-1234{suffix}"
+    pf.picture().save(path, exif=pf.comment_exif(comment))
+    provenance = read_provenance(path, "image")
+    metadata = provenance.metadata
+    assert metadata.generator == "EXIF UserComment (the Stable Diffusion web UI's format)"
+    assert metadata.generator_text.startswith("portrait photo of a woman") and "Seed: 1234" in metadata.generator_text
+    assert provenance.ai_generated and provenance.problems == []
+
+
+def test_a_cameras_own_exif_comment_claims_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "holiday.jpg"
+    exif = pf.camera_exif()
+    exif.get_ifd(0x8769)[0x9286] = b"ASCII\x00\x00\x00Holiday, 20 steps from the sea"
+    pf.picture().save(path, exif=exif)
+    provenance = read_provenance(path, "image")
+    assert provenance.metadata.camera == "Canon EOS R5" and provenance.metadata.generator is None
+    assert not provenance.ai_generated
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif", ".avif"])
 def test_an_image_with_camera_exif(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"camera{suffix}"

@@ -5,7 +5,8 @@ One function per source of evidence:
 - `read_credentials`: Content Credentials (C2PA manifests), read and checked with the official
   bindings (`c2pa`): who made or edited the file with what, whether an AI model generated it, who
   signed, and whether the signature still holds for these bytes.
-- `read_exif`: the camera's make and model, the capture date and the software (EXIF).
+- `read_exif`: the camera's make and model, the capture date and the software (EXIF), and the
+  Stable Diffusion web UI's generation text in a JPEG's or WebP's `UserComment`.
 - `read_xmp`: the IPTC `DigitalSourceType` (e.g. `trainedAlgorithmicMedia`), the creator tool,
   and where a remote manifest would be (XMP).
 - `read_generator_texts`: the PNG text chunks image generators write (`parameters`, `prompt`).
@@ -136,7 +137,7 @@ _ZIGZAG = tuple(
 
 # EXIF tags (TIFF numbering).
 _MAKE, _MODEL, _SOFTWARE, _DATETIME = 0x010F, 0x0110, 0x0131, 0x0132
-_EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
+_EXIF_IFD, _DATETIME_ORIGINAL, _USER_COMMENT = 0x8769, 0x9003, 0x9286
 
 
 _PICTURE_FORMATS = ("JPEG", "PNG", "WebP", "AVIF", "HEIF", "TIFF")
@@ -601,9 +602,26 @@ def read_metadata_blocks(path: Path, settings: ProvenanceSettings = ProvenanceSe
 # --------------------------------------------------------------------------------------------
 
 
+def _user_comment_text(value: object) -> str | None:
+    """The text of an EXIF `UserComment`: eight bytes naming its character code ("ASCII",
+    "UNICODE": UCS-2, in either byte order as writers differ; else read as UTF-8), then the text."""
+    if isinstance(value, str):
+        return value.strip("\x00 ") or None
+    if not isinstance(value, bytes) or len(value) <= 8:
+        return None
+    code, body = value[:8], value[8:]
+    if code.startswith(b"UNICODE"):
+        # UCS-2 of mostly ASCII text: the byte order is the one whose first character is ASCII.
+        text = body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", "replace")
+    else:
+        text = body.decode("ascii" if code.startswith(b"ASCII") else "utf-8", "replace")
+    return text.strip("\x00 ") or None
+
+
 def read_exif(data: bytes, settings: ProvenanceSettings = ProvenanceSettings()) -> dict[str, str | None]:
-    """Camera (make and model), capture date and software from an EXIF block. Raises
-    `ValueError` for a block that is not EXIF."""
+    """Camera (make and model), capture date and software from an EXIF block, and a generator's
+    text where its `UserComment` is the Stable Diffusion web UI's. Raises `ValueError` for a block
+    that is not EXIF."""
     from PIL import Image
 
     exif = Image.Exif()
@@ -624,10 +642,14 @@ def read_exif(data: bytes, settings: ProvenanceSettings = ProvenanceSettings()) 
     make, model = _clean(exif.get(_MAKE), 100), _clean(exif.get(_MODEL), 100)
     # Model names often repeat the make ("Canon" + "Canon EOS R5").
     camera = model if make and model and model.lower().startswith(make.lower()) else _join(make, model)
+    comment = _user_comment_text(details.get(_USER_COMMENT))
+    generated = comment is not None and all(marker in comment for marker in settings.generator_comment_fields)
     return {
         "camera": camera,
         "captured": _clean(details.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME), 40),
         "software": _clean(exif.get(_SOFTWARE), limit),
+        "generator": "EXIF UserComment (the Stable Diffusion web UI's format)" if generated else None,
+        "generator_text": _clean(comment, limit) if generated else None,
     }
 
 
