@@ -115,6 +115,9 @@ def make_seeds(folder: Path) -> list[Path]:
     provenance_factory.save_png_with_text(
         folder / "generated.png", {"parameters": provenance_factory.SD_PARAMETERS}, face
     )
+    # The web UI's generation text in a JPEG's EXIF UserComment (UCS-2 after its 8-byte code).
+    comment = b"UNICODE\x00" + provenance_factory.SD_PARAMETERS.encode("utf-16-be")
+    face.save(folder / "generated.jpg", quality=90, exif=provenance_factory.comment_exif(comment))
     certificates = provenance_factory.make_certificates()
     for source in ("photo.jpg", "photo.png", "photo.gif", "photo.avif", "grid.heic", "clip.mp4"):
         signed = folder / f"signed_{source}"
