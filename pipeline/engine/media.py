@@ -605,9 +605,10 @@ def load_image(path: Path, settings: MediaSettings = MediaSettings()) -> np.ndar
     """Decode an image file to an upright H x W x 3 uint8 RGB array.
 
     EXIF orientation is applied; palette, gray, CMYK and 16-bit/float images become 8-bit RGB
-    (high bit depths are scaled, 65535 -> 255); colours in a wide-gamut profile (Display P3,
-    Adobe RGB...) are converted to sRGB; transparency is composited onto white; pictures
-    larger than `settings.max_decoded_side` come back that large.
+    (high bit depths are scaled, 65535 -> 255); colours their profile describes (Display P3,
+    Adobe RGB, a press's CMYK, a gray curve) are converted to sRGB, and an HDR photo's (PQ, HLG)
+    mapped to it; transparency is composited onto white; pictures larger than
+    `settings.max_decoded_side` come back that large.
 
     Raises:
         MediaTooLargeError: more pixels than `settings.max_image_pixels` (checked from the
