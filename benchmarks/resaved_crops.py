@@ -1,13 +1,15 @@
-"""The shared videos scored with every face crop re-saved as JPEG before the models see it (rule 34).
+"""The shared videos scored with their crops or frames re-saved as JPEG before the models see them (rules 34, 37).
 
 The DFDC training crops were saved as JPEG at quality 75 after they were cut from their videos'
 frames; the engine scores a video's faces as cut from frames that never were JPEG. This analyses
 each of the 28 shared videos with the shipped engine twice: its crops as cut (shipped), and each
 crop saved as JPEG 75 and read back first (`ScoringSettings.resaved_crop_quality`), and prints
 each clip's fake probability, verdict and the CLIP member's median over its faces both ways, then
-per arm the real and the fake clips' medians, their verdicts and the video ROC AUC:
+per arm the real and the fake clips' medians, their verdicts and the video ROC AUC. Rule 37's
+arm saves each frame as JPEG 75 at its own size before faces are found and cut from it
+(`ScoringSettings.resaved_frame_quality`), as the DFDC crops were saved at the face's own size:
 
-    .venv/bin/python -m benchmarks.resaved_crops
+    .venv/bin/python -m benchmarks.resaved_crops [--arms ARM ...]
 
 No test split is read: the shared videos are a check of the whole engine, not a training source.
 """
@@ -21,19 +23,28 @@ from dataclasses import replace
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-ARMS = {"as cut": None, "re-saved as JPEG 75": 75}
-"""Arm -> the JPEG quality each crop is re-saved at (None: scored as cut)."""
+ARMS = {
+    "as cut": {},
+    "re-saved as JPEG 75": {"resaved_crop_quality": 75},
+    "frames re-saved as JPEG 75": {"resaved_frame_quality": 75},
+}
+"""Arm -> the `ScoringSettings` it changes: rule 34's two arms, and rule 37's (each frame saved
+at its own size before faces are cut from it)."""
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arms", nargs="*", choices=list(ARMS), help="the arms to run (default all)")
+    args = parser.parse_args()
     from pipeline.config import ScoringSettings, Settings, shared_data_dir
     from pipeline.engine.analyze import Engine
 
     videos = sorted((shared_data_dir() / "videos").glob("*/*.mp4"))
     rows: dict[str, list[tuple[str, str, float, str, float]]] = {}
-    for arm, quality in ARMS.items():
-        engine = Engine(replace(Settings(), scoring=replace(ScoringSettings(), resaved_crop_quality=quality)))
+    for arm, changes in ARMS.items():
+        if args.arms and arm not in args.arms:
+            continue
+        engine = Engine(replace(Settings(), scoring=replace(ScoringSettings(), **changes)))
         rows[arm] = []
         for video in videos:
             result = engine.analyze(video).result

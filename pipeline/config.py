@@ -148,6 +148,12 @@ class ScoringSettings:
     members score it; None (shipped) scores crops as cut. The DFDC training crops were saved at 75,
     while video frames carry no JPEG history: a knob for rule 34's measurement
     (benchmarks/README.md), on in no release."""
+    resaved_frame_quality: int | None = None
+    """Each frame of a video saved as JPEG at this quality (libjpeg's scale, 4:2:0) at its own
+    size and read back before faces are found and cut from it; pictures are left as they are. The
+    DFDC training crops were cut at about the face's own size and saved at 75 there, which rule 34's
+    re-save of the already resized crops did not reproduce; rule 36 found the CLIP member reads the
+    difference. None scores frames as decoded; rule 37 (benchmarks/README.md) decides."""
 
 
 @dataclass(frozen=True)

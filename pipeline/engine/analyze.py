@@ -172,6 +172,9 @@ class Engine:
             lap("detect")
             progress("finding faces", len(faces), expected)
 
+        # Video frames may be given the DFDC training crops' JPEG history (rule 37); pictures
+        # keep their own.
+        resave = settings.scoring.resaved_frame_quality if info.kind == "video" else None
         progress("reading frames", 0, expected)
         lap("decode")
         for frame in frame_iter:
@@ -179,7 +182,7 @@ class Engine:
             small, scale = preview(frame.rgb, settings.pictures.preview_max_side)
             preview_scale = scale * frame.scale  # preview pixels per original pixel
             previews.append(small)
-            pending_frames.append(frame.rgb)
+            pending_frames.append(frame.rgb if resave is None else jpeg_round_trip(frame.rgb, resave))
             pending_scales.append(frame.scale)
             lap("decode")
             if len(pending_frames) == settings.faces.detect_batch:
