@@ -153,7 +153,8 @@ class ScoringSettings:
     size and read back before faces are found and cut from it; pictures are left as they are. The
     DFDC training crops were cut at about the face's own size and saved at 75 there, which rule 34's
     re-save of the already resized crops did not reproduce; rule 36 found the CLIP member reads the
-    difference. None scores frames as decoded; rule 37 (benchmarks/README.md) decides."""
+    difference. None (shipped) scores frames as decoded: rule 37 (benchmarks/README.md) did not
+    adopt it, since with the shipped band three fake clips lost their `fake`."""
 
 
 @dataclass(frozen=True)

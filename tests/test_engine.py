@@ -167,6 +167,39 @@ def test_crops_re_saved_as_jpeg_are_what_the_members_score_when_asked(
     assert scored.model_scores != as_cut.result.frames[0].faces[0].model_scores
 
 
+def test_video_frames_re_saved_as_jpeg_are_what_faces_are_cut_from_when_asked(
+    engine: Engine, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ScoringSettings.resaved_frame_quality` (rule 37): each video frame is saved as JPEG at its
+    own size before faces are cut from it; a picture is scored as it is either way."""
+    from pipeline.engine.ensemble import jpeg_round_trip
+    from pipeline.engine.faces import crop_square
+    from pipeline.engine.media import sample_frames
+
+    video = shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4"
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(real_faces(shared_data, 1)[0], cv2.COLOR_RGB2BGR))
+    frames = [frame.rgb for frame in sample_frames(video, frames=2)]
+    scores: dict[int | None, list[list[dict[str, float]]]] = {}
+    for quality in (None, 60):
+        scoring = replace(engine.settings.scoring, resaved_frame_quality=quality)
+        monkeypatch.setattr(engine, "settings", replace(engine.settings, scoring=scoring))
+        analysis = engine.analyze(video, frames=2)
+        cut_from = frames if quality is None else [jpeg_round_trip(rgb, quality) for rgb in frames]
+        faces = [face for frame_faces in analysis.faces for face in frame_faces]
+        assert faces
+        for face in faces:
+            expected = crop_square(cut_from[face.position], face.crop_box, engine.settings.faces.crop_size)
+            assert np.array_equal(face.crop, expected)
+        photo_faces = engine.analyze(photo).result.frames[0].faces
+        scores[quality] = [
+            [face.model_scores for frame in analysis.result.frames for face in frame.faces],
+            [face.model_scores for face in photo_faces],
+        ]
+    assert scores[None][0] != scores[60][0]  # the video's faces are scored otherwise
+    assert scores[None][1] == scores[60][1]  # the photo's face is not
+
+
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
     from pipeline.engine.ensemble import Ensemble, predict_crops
     from pipeline.training.data import read_face
