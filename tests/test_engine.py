@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.engine.analyze import AnalysisResult, Engine
+from pipeline.engine.analyze import VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.media import sample_frames
@@ -94,6 +94,7 @@ def test_an_animation_is_analysed_as_a_video(engine: Engine, shared_data: Path, 
     # A GIF's palette is said beside its verdict (rule 24); an animated WebP has no such caveat.
     gif = name.endswith(".gif")
     assert (result.provenance.file_history is not None) == gif and ("GIF, whose 256 colours" in result.reason) == gif
+    assert (VIDEO_FRAMES_CAVEAT in result.reason) != gif  # the WebP's frames carry no JPEG save either
 
 
 def test_a_tiff_of_several_pages_is_analysed_on_its_first(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
@@ -198,6 +199,23 @@ def test_video_frames_re_saved_as_jpeg_are_what_faces_are_cut_from_when_asked(
         ]
     assert scores[None][0] != scores[60][0]  # the video's faces are scored otherwise
     assert scores[None][1] == scores[60][1]  # the photo's face is not
+
+
+def test_a_video_verdict_says_what_video_frames_do_to_the_clip_member(
+    engine: Engine, shared_data: Path, tmp_path: Path
+) -> None:
+    """Rules 36-37: the CLIP member reads video frames, which carry no JPEG save, as more fake than
+    the JPEG-saved crops it trained on. A video's reason says so after the models' own words when
+    that member scored its faces; a photo's and a video scored without it do not."""
+    video = shared_data / "videos" / "real" / "lynaeydofd.mp4"
+    with_clip = engine.analyze(video, frames=2).result
+    assert with_clip.reason.endswith(f"; {VIDEO_FRAMES_CAVEAT}")
+    assert not with_clip.reason.startswith(VIDEO_FRAMES_CAVEAT)  # the models' reason comes first
+    cnn = next(spec.name for spec in engine.ensemble.spec.members if spec.kind == KERAS)
+    assert VIDEO_FRAMES_CAVEAT not in engine.analyze(video, frames=2, models=[cnn]).result.reason
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(real_faces(shared_data, 1)[0], cv2.COLOR_RGB2BGR))
+    assert VIDEO_FRAMES_CAVEAT not in engine.analyze(photo).result.reason
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:
@@ -367,6 +385,8 @@ def test_cli_writes_a_32_frame_timeline_and_gradcam(shared_data: Path, tmp_path:
     assert {"box", "track", "fake_probability", "model_scores"} <= set(face)
     assert sorted(p.name.split("_")[-1] for p in (tmp_path / "cam").iterdir()).count("crop.png") >= 2
     assert "0_aaqaifqrwn.mp4" in run.stdout and result["verdict"] in run.stdout
+    # What video frames do to the CLIP member is said on the console, as a file's caveat is.
+    assert result["reason"].endswith(f"; {VIDEO_FRAMES_CAVEAT}") and f"  note: {VIDEO_FRAMES_CAVEAT}" in run.stderr
 
 
 def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Path) -> None:

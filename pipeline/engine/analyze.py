@@ -17,10 +17,10 @@ import numpy as np
 
 from pipeline.config import Settings
 from pipeline.engine.allocator import tune_allocator
-from pipeline.engine.ensemble import Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
+from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
-from pipeline.engine.provenance import read_provenance, verdict_reason
+from pipeline.engine.provenance import Provenance, read_provenance, verdict_reason
 from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide
 from pipeline.errors import PipelineError
 from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResult
@@ -30,6 +30,14 @@ Progress = Callable[[str, int, int], None]
 
 STAGES = ("hash", "decode", "provenance", "detect", "score", "verdict")
 """The timed stages of an analysis; their seconds add up to the result's `total`."""
+VIDEO_FRAMES_CAVEAT = (
+    "the faces were cut from video frames, which carry no JPEG save, while every video face the models "
+    "trained on (DFDC) was a crop saved as JPEG at quality 75: the CLIP member reads that difference as a "
+    "sign of fakes, so real videos score high (the 3 real shared DFDC videos 0.975-0.997, none told real; "
+    "0.42-0.89 had their frames been saved as JPEG first) (model card: 'Known limits')"
+)
+"""Measured by rules 36 and 37 (benchmarks/README.md); said on a video's verdict when the CLIP member
+scored its faces. A GIF's own caveat (its palette) is said instead."""
 
 
 @dataclass
@@ -224,6 +232,7 @@ class Engine:
         lap("score")
 
         spec = ensemble.spec
+        clip_scored = any(ensemble.member(name).kind == CLIP_PROBE for face in scored for name in face.model_scores)
         verdict = decide(scored, len(sampled), rule, spec.decision_rule, settings.verdict.min_track_fraction)
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):
@@ -243,7 +252,7 @@ class Engine:
             duration_s=info.duration_s,
             verdict=verdict.label,
             fake_probability=verdict.fake_probability,
-            reason=verdict_reason(verdict.reason, provenance),
+            reason=verdict_reason(_with_video_caveat(verdict.reason, info.kind, provenance, clip_scored), provenance),
             model_scores=verdict.model_scores,
             threshold=spec.threshold,
             uncertain_band=[spec.uncertain_low, spec.uncertain_high],
@@ -261,3 +270,11 @@ class Engine:
         )
         progress("done", 1, 1)
         return Analysis(result, previews, preview_scale, faces)
+
+
+def _with_video_caveat(reason: str, kind: str, provenance: Provenance | None, clip_scored: bool) -> str:
+    """The models' reason for a video with `VIDEO_FRAMES_CAVEAT` after it, when the CLIP member
+    scored its faces; a GIF (whose provenance has a file history) says its own caveat instead."""
+    if kind != "video" or not clip_scored or (provenance is not None and provenance.file_history is not None):
+        return reason
+    return f"{reason}; {VIDEO_FRAMES_CAVEAT}"
