@@ -3,7 +3,7 @@
 Each table is the JSON `python -m pipeline cross-source --json` writes; given the tables of one
 recipe whose CNNs were trained with different seeds (rules 35, 38, 39), this prints, for every
 model and each column (as they are, re-shared, mixed), the held-out ROC AUC of each table, their
-mean and range, per source and for the mean over sources:
+mean and range, per source and for the mean over sources, and the same for the weight trials:
 
     .venv/bin/python -m benchmarks.seed_spread TABLE_1234.json TABLE_1235.json TABLE_1236.json
 
@@ -39,6 +39,15 @@ def _figures(tables: list[dict], folds_key: str, mean_key: str) -> dict[tuple[st
     return {key: values for key, values in figures.items() if len(values) == len(tables)}
 
 
+def _weight_trials(tables: list[dict]) -> dict[str, list[float]]:
+    """CLIP weight -> the table's weight-trial score (mean of the two columns) in each table."""
+    scores: dict[str, list[float]] = {}
+    for table in tables:
+        for weight, score in table.get("weight_choice", {}).get("scores", {}).items():
+            scores.setdefault(weight, []).append(score)
+    return {weight: values for weight, values in scores.items() if len(values) == len(tables)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="+", type=Path, help="cross-source --json tables of one recipe")
@@ -50,6 +59,14 @@ def main() -> None:
         for (source, model), values in sorted(_figures(tables, folds_key, mean_key).items()):
             each = " / ".join(f"{value:.3f}" for value in values)
             print(f"  {source:10} {model:16} {each} | {np.mean(values):.3f} | {np.ptp(values):.3f}")
+    trials = _weight_trials(tables)
+    if trials:
+        print("\nweight trials (CLIP's weight against the CNNs' 1 each; mean of the two columns) | mean | range")
+        for weight, values in sorted(trials.items(), key=lambda item: float(item[0])):
+            each = " / ".join(f"{value:.3f}" for value in values)
+            print(f"  {float(weight):>5g}  {each} | {np.mean(values):.3f} | {np.ptp(values):.3f}")
+        choices = " / ".join(f"{table['weight_choice']['chosen']:g}" for table in tables)
+        print(f"  chosen per table: {choices}")
 
 
 if __name__ == "__main__":
