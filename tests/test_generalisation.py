@@ -5,6 +5,7 @@ cross-source table on a small subset."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -495,18 +496,25 @@ def test_sharpening_adds_detail_and_leaves_earlier_views_where_they_were(
     assert augmented_samples(samples, 0, recompressed)[0].path.parents[2].name == "6f3dfe35-view0"
 
 
-@pytest.mark.training
-def test_leave_out_trains_without_the_source_and_scores_all_of_it(
-    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`evaluate --leave-out` on a small subset: each member of the recipe trains on the other
-    sources only, and the table covers the whole held-out source."""
-    from pipeline.config import CACHE_DIR_ENV
-    from pipeline.errors import DataError
-    from pipeline.training.cross_source import compare_tables
-    from pipeline.training.prepare import prepare
-    from pipeline.training.sources import source_samples
+@dataclass
+class TinyTable:
+    """A cross-source table of a tiny recipe on a small subset, and where it was made."""
 
+    recipe: Path
+    runs: Path
+    cache: Path
+    table: dict
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def tiny_table(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyTable:
+    """`evaluate --leave-out swap-faces` of a CLIP probe and a tiny CNN on a small subset of
+    three sources."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.prepare import prepare
+
+    tmp_path = tmp_path_factory.mktemp("cross-source")
     cache = tmp_path / "cache"
     for source, per_label in (("gan-faces", 10), ("swap-faces", 12), ("sd-faces", 10)):
         folder = copy_subset(shared_data / source, tmp_path / "subsets" / source, per_label, ("train", "val"))
@@ -554,7 +562,18 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
         timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    table = json.loads(out.read_text())
+    return TinyTable(recipe, tmp_path / "runs", cache, json.loads(out.read_text()), run.stdout)
+
+
+@pytest.mark.training
+def test_leave_out_trains_without_the_source_and_scores_all_of_it(tiny_table: TinyTable) -> None:
+    """`evaluate --leave-out` on a small subset: each member of the recipe trains on the other
+    sources only, and the table covers the whole held-out source."""
+    from pipeline.errors import DataError
+    from pipeline.training.cross_source import compare_tables
+    from pipeline.training.sources import source_samples
+
+    table, cache, stdout = tiny_table.table, tiny_table.cache, tiny_table.stdout
     fold = table["folds"]["swap-faces"]
     held_out = source_samples("swap-faces", None, root=cache / "prepared")  # every split, its half of the reals
     assert fold["ensemble"]["n"] == len(held_out) and {s.label for s in held_out} == {0, 1}
@@ -564,8 +583,8 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
         for metrics in (fold[name], table["mean"][name]):
             low, high = metrics["roc_auc_interval"]
             assert low <= metrics["roc_auc"] <= high and low < high
-    assert "| swap-faces | **ensemble** |" in run.stdout
-    assert f"{fold['ensemble']['roc_auc']:.3f} [" in run.stdout
+    assert "| swap-faces | **ensemble** |" in stdout
+    assert f"{fold['ensemble']['roc_auc']:.3f} [" in stdout
     assert table["bootstrap"]["held_out"]["swap-faces"].startswith(f"{len(held_out)} items ")
     # Against itself, the paired comparison is exactly zero: both tables drew the same resamples.
     for column in compare_tables(table, table).values():
@@ -576,17 +595,17 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     # The same held-out crops re-shared, scored by the same fold.
     again = table["reshared_folds"]["swap-faces"]
     assert again["ensemble"]["n"] == fold["ensemble"]["n"]
-    with np.load(tmp_path / "runs" / "cross-source" / "swap-faces" / "clip" / "logits.npz") as logits:
+    with np.load(tiny_table.runs / "cross-source" / "swap-faces" / "clip" / "logits.npz") as logits:
         assert all(str(cache / "reshared") in path for path in logits["held_out_reshared__paths"])
         assert not np.allclose(logits["held_out_reshared"], logits["held_out"])
     assert set(table["reshared_mean"]) == {"ensemble", "clip", "tiny"}
-    assert "re-shared: ROC AUC" in run.stdout
+    assert "re-shared: ROC AUC" in stdout
     # Both together ("mixed"): every held-out item twice, its interval drawn by item.
     both = table["mixed_folds"]["swap-faces"]["ensemble"]
     assert both["n"] == 2 * fold["ensemble"]["n"]
     low, high = table["mixed_mean"]["ensemble"]["roc_auc_interval"]
     assert low <= table["mixed_mean"]["ensemble"]["roc_auc"] <= high
-    assert "mixed: ROC AUC" in run.stdout and compare_tables(table, table)["mixed"]["difference"] == 0
+    assert "mixed: ROC AUC" in stdout and compare_tables(table, table)["mixed"]["difference"] == 0
     # How often the held-out real faces score at least p: never rising with p, a share of them.
     shares = [share for _, share in table["false_alarm_curve"]]
     assert len(shares) > 2 and all(0 <= b <= a <= 1 for a, b in zip(shares, shares[1:]))
@@ -594,5 +613,55 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(
     shares = [share for _, share in table["miss_curve"]]
     assert len(shares) > 2 and all(0 <= a <= b <= 1 for a, b in zip(shares, shares[1:]))
     # Each member of the fold trained without the held-out source.
-    config = json.loads((tmp_path / "runs" / "cross-source" / "swap-faces" / "tiny" / "config.json").read_text())
+    config = json.loads((tiny_table.runs / "cross-source" / "swap-faces" / "tiny" / "config.json").read_text())
     assert config["data"] == ["gan-faces", "sd-faces"]
+
+
+@pytest.mark.training
+def test_cross_source_with_seeds_trains_the_cnns_once_per_seed_and_reports_their_spread(
+    tiny_table: TinyTable, tmp_path: Path
+) -> None:
+    """`cross-source --seeds`: the recipe's own seed reuses its folds, another seed trains the
+    CNN anew in its own folder while the CLIP probe (which draws nothing at random) stays, and
+    each figure's mean and range over the seeds is printed and written."""
+    from pipeline.config import CACHE_DIR_ENV
+
+    fold = tiny_table.runs / "cross-source" / "swap-faces"
+    trained = (fold / "tiny" / "model.keras").stat().st_mtime_ns
+    out = tmp_path / "seeds.json"
+    run = run_cli(
+        "cross-source",
+        "--held-out",
+        "swap-faces",
+        "--recipe",
+        str(tiny_table.recipe),
+        "--runs",
+        str(tiny_table.runs),
+        "--seeds",
+        "1234",
+        "77",
+        "--json",
+        str(out),
+        env={CACHE_DIR_ENV: str(tiny_table.cache)},
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    own, other = (json.loads((tmp_path / f"seeds.seed-{seed}.json").read_text()) for seed in (1234, 77))
+    # The recipe's own seed (TrainConfig's default here): the same fold, not trained again.
+    assert (fold / "tiny" / "model.keras").stat().st_mtime_ns == trained and not (fold / "seed-1234").exists()
+    assert own["folds"] == tiny_table.table["folds"] and own["cnn_seeds"] == {"tiny": 1234}
+    # Another seed: the CNN trained from it in the fold's seed-77 folder, the probe's logits reused.
+    assert json.loads((fold / "seed-77" / "tiny" / "config.json").read_text())["seed"] == 77
+    assert other["cnn_seeds"] == {"tiny": 77} and not (fold / "seed-77" / "clip").exists()
+    assert other["folds"]["swap-faces"]["clip"] == own["folds"]["swap-faces"]["clip"]
+    assert other["folds"]["swap-faces"]["tiny"]["roc_auc"] != own["folds"]["swap-faces"]["tiny"]["roc_auc"]
+    # The spread: each figure's values per seed, their mean and range, printed and written.
+    spread = json.loads(out.read_text())
+    assert spread["seeds"] == [1234, 77]
+    tiny = spread["columns"]["as they are"]["swap-faces"]["tiny"]
+    values = [own["folds"]["swap-faces"]["tiny"]["roc_auc"], other["folds"]["swap-faces"]["tiny"]["roc_auc"]]
+    assert tiny["values"] == values and tiny["mean"] == pytest.approx(np.mean(values))
+    assert tiny["range"] == pytest.approx(abs(values[0] - values[1])) and tiny["range"] > 0
+    assert spread["columns"]["re-shared"]["mean"]["clip"]["range"] == 0
+    assert f"{values[0]:.3f} / {values[1]:.3f} | {np.mean(values):.3f} | {abs(values[0] - values[1]):.3f}" in run.stdout
+    assert "## CNN training seed 77" in run.stdout

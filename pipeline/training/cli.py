@@ -136,34 +136,63 @@ def _kept_members(recipe: Recipe, names: Sequence[str], models_dir: Path) -> dic
     return kept
 
 
+def _seed_path(path: Path | None, seed: int | None, several: bool) -> Path | None:
+    """Where one seed's table goes when `--seeds` makes several: NAME.seed-N.SUFFIX."""
+    if path is None or not several:
+        return path
+    return path.with_name(f"{path.stem}.seed-{seed}{path.suffix}")
+
+
 def cmd_cross_source(args: argparse.Namespace) -> int:
-    """The cross-source table of a recipe (see pipeline/training/cross_source.py)."""
-    from pipeline.training.cross_source import compare_tables, cross_source_table, read_baseline, table_markdown
+    """The cross-source table of a recipe (see pipeline/training/cross_source.py); with `--seeds`,
+    one table per CNN training seed and each figure's mean and range over them."""
+    from pipeline.training.cross_source import (
+        compare_tables,
+        cross_source_table,
+        read_baseline,
+        seed_spread,
+        seed_spread_text,
+        table_markdown,
+    )
     from pipeline.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
     baseline = read_baseline(args.baseline) if getattr(args, "baseline", None) else None
+    seeds = getattr(args, "seeds", None) or [None]
+    if len(set(seeds)) != len(seeds):
+        raise PipelineError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
     quiet_libraries()
     ensure_prepared(recipe.sources)
-    table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh)
-    markdown = table_markdown(table)
-    print(markdown)
-    margin = table["disagreement_margin"]
-    print(
-        f"\ndisagreement margin measured on the held-out sources: {margin if margin is not None else 'none (never needed)'}"
-    )
-    if args.json:
-        args.json.write_text(json.dumps(table, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(markdown + "\n")
-    if baseline is not None:
-        table["against_baseline"] = compare_tables(table, baseline)
-        print(f"\nensemble's mean held-out ROC AUC against {args.baseline} (paired bootstrap, 95% interval):")
-        for column, result in table["against_baseline"].items():
-            low, high = result["interval"] or (float("nan"), float("nan"))
-            print(f"  {column.replace('_', ' ')}: {result['difference']:+.3f} [{low:+.3f}, {high:+.3f}]")
+    tables = []
+    for seed in seeds:
+        if seed is not None:
+            print(f"\n## CNN training seed {seed}\n")
+        json_path = _seed_path(args.json, seed, len(seeds) > 1)
+        markdown_path = _seed_path(args.markdown, seed, len(seeds) > 1)
+        table = cross_source_table(recipe, args.runs, args.held_out or None, resume=not args.fresh, cnn_seed=seed)
+        markdown = table_markdown(table)
+        print(markdown)
+        margin = table["disagreement_margin"]
+        print(
+            f"\ndisagreement margin measured on the held-out sources: {margin if margin is not None else 'none (never needed)'}"
+        )
+        if baseline is not None:
+            table["against_baseline"] = compare_tables(table, baseline)
+            print(f"\nensemble's mean held-out ROC AUC against {args.baseline} (paired bootstrap, 95% interval):")
+            for column, result in table["against_baseline"].items():
+                low, high = result["interval"] or (float("nan"), float("nan"))
+                print(f"  {column.replace('_', ' ')}: {result['difference']:+.3f} [{low:+.3f}, {high:+.3f}]")
+        if json_path:
+            json_path.write_text(json.dumps(table, indent=2) + "\n")
+        if markdown_path:
+            markdown_path.write_text(markdown + "\n")
+        tables.append(table)
+    if len(tables) > 1:
+        spread = seed_spread(tables)
+        print(f"\n## Over the CNN training seeds {' / '.join(map(str, seeds))}\n")
+        print(seed_spread_text(spread))
         if args.json:
-            args.json.write_text(json.dumps(table, indent=2) + "\n")
+            args.json.write_text(json.dumps({"seeds": seeds, **spread}, indent=2) + "\n")
     return 0
 
 
@@ -315,5 +344,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--baseline",
         type=Path,
         help="a table's JSON from an earlier run of the same folds: print the ensemble's paired difference to it",
+    )
+    cross.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="train the CNN folds once per seed (the CLIP probe once: it draws nothing at random) and print each "
+        "figure's mean and range over the seeds; with several, --json and --markdown write NAME.seed-N.SUFFIX per "
+        "seed, and --json the spread itself",
     )
     cross.set_defaults(run=cmd_cross_source)

@@ -29,7 +29,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +132,12 @@ def member_logits(
     return logits
 
 
-def run_fold(recipe: Recipe, held_out: str, runs: Path, resume: bool = True) -> tuple[Scored, Scored, Scored]:
+def run_fold(
+    recipe: Recipe, held_out: str, runs: Path, resume: bool = True, cnn_folder: str | None = None
+) -> tuple[Scored, Scored, Scored]:
     """Train the recipe without `held_out` and score the validation mix of the other sources,
-    all of the held-out source, and the same held-out crops re-shared."""
+    all of the held-out source, and the same held-out crops re-shared. With `cnn_folder` the CNN
+    members train in that subfolder of the fold's (another seed's), the probes where they were."""
     train_sources = [s for s in recipe.sources if s != held_out]
     fold_runs = runs / "cross-source" / held_out
     held_samples = samples_of([held_out], None, recipe.held_out_per_class)
@@ -146,10 +149,35 @@ def run_fold(recipe: Recipe, held_out: str, runs: Path, resume: bool = True) -> 
     logits: dict[str, dict[str, np.ndarray]] = {name: {} for name in sets}
     for member in fold_members(recipe):
         overrides = recipe.cross_source.get("keras", {}) if member["kind"] == KERAS else {}
-        for name, values in member_logits(member, train_sources, sets, fold_runs, resume, overrides).items():
+        member_runs = fold_runs / cnn_folder if cnn_folder and member["kind"] == KERAS else fold_runs
+        for name, values in member_logits(member, train_sources, sets, member_runs, resume, overrides).items():
             logits[name][member["name"]] = values
     val, held, reshared = (Scored(sets[name], logits[name]) for name in ("val", "held_out", RESHARED))
     return val, held, reshared
+
+
+def cnn_seeds(recipe: Recipe) -> dict[str, int]:
+    """Each CNN member's training seed as the folds train it (the folds' `cross_source.keras`
+    overrides first, then the member's own, then `TrainConfig`'s default)."""
+    from pipeline.training.train import TrainConfig
+
+    overrides = recipe.cross_source.get("keras", {})
+    return {
+        m["name"]: int(overrides.get("seed", m.get("seed", TrainConfig.seed)))
+        for m in fold_members(recipe)
+        if m["kind"] == KERAS
+    }
+
+
+def with_cnn_seed(recipe: Recipe, seed: int) -> Recipe:
+    """The recipe with every CNN member trained from `seed` (other training faces, augmentation
+    and initial head). The CLIP probe draws nothing at random (`samples_of` takes seed 0) and is
+    left as it is."""
+    members = tuple({**m, "seed": seed} if m["kind"] == KERAS else m for m in recipe.members)
+    cross = dict(recipe.cross_source)
+    if "seed" in cross.get("keras", {}):
+        cross["keras"] = {**cross["keras"], "seed": seed}
+    return replace(recipe, members=members, cross_source=cross)
 
 
 def fold_members(recipe: Recipe) -> list[dict]:
@@ -271,17 +299,26 @@ def _mean(folds: dict[str, FoldResult], names: list[str]) -> dict[str, dict[str,
 
 
 def cross_source_table(
-    recipe: Recipe, runs: Path, held_out: Sequence[str] | None = None, resume: bool = True
+    recipe: Recipe,
+    runs: Path,
+    held_out: Sequence[str] | None = None,
+    resume: bool = True,
+    cnn_seed: int | None = None,
 ) -> dict[str, Any]:
     """The whole table: per held-out source, each member and the ensemble, on the held-out crops
     as they are, re-shared, and both mixed; then the means over sources; and the disagreement
-    margin and false-alarm curve measured on all held-out items as they are."""
+    margin and false-alarm curve measured on all held-out items as they are. `cnn_seed` trains
+    the CNN members from that seed instead of the recipe's, in the folds' `seed-N` subfolders
+    (the recipe's own seed keeps the folds already trained)."""
+    cnn_folder = None
+    if cnn_seed is not None and set(cnn_seeds(recipe).values()) - {cnn_seed}:
+        recipe, cnn_folder = with_cnn_seed(recipe, cnn_seed), f"seed-{cnn_seed}"
     folds: dict[str, FoldResult] = {}
     reshared: dict[str, FoldResult] = {}
     mixed_folds: dict[str, FoldResult] = {}
     scored: dict[str, tuple[Scored, Scored, Scored]] = {}
     for source in held_out or recipe.sources:
-        scored[source] = run_fold(recipe, source, runs, resume)
+        scored[source] = run_fold(recipe, source, runs, resume, cnn_folder)
         val, held, held_reshared = scored[source]
         folds[source] = fold_result(val, held, recipe.weights, recipe.ensemble_calibration)
         reshared[source] = fold_result(val, held_reshared, recipe.weights, recipe.ensemble_calibration)
@@ -319,6 +356,7 @@ def cross_source_table(
         "weights": recipe.weights,
         "ensemble_calibration": recipe.ensemble_calibration,
         "members": [m["name"] for m in fold_members(recipe)],
+        "cnn_seeds": cnn_seeds(recipe),
         "disagreement_margin": margin,
         "disagreement_accuracy": _accuracy_by_spread(spread, correct),
         # How often a real face from a source the models never saw scores at least p: what the
@@ -542,3 +580,62 @@ def weight_choice_markdown(choice: dict[str, Any], members: Sequence[str]) -> st
             f"(chosen on all folds: {choice['score']:.3f})."
         )
     return "\n".join(lines)
+
+
+SPREAD_COLUMNS = {
+    "as they are": ("folds", "mean"),
+    "re-shared": ("reshared_folds", "reshared_mean"),
+    "mixed": ("mixed_folds", "mixed_mean"),
+}
+"""Column -> a table's keys for its folds and its mean over folds."""
+
+
+def _spread(values: Sequence[float]) -> dict[str, Any]:
+    return {"values": list(values), "mean": float(np.mean(values)), "range": float(np.ptp(values))}
+
+
+def seed_spread(tables: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How far the CNNs' training seed moves a recipe's table: given its tables made with
+    different seeds, each ROC AUC's values, mean and range over them, per column, held-out
+    source ("mean": over sources) and model, and the same for the weight trials' scores. The
+    ensemble's range over seeds is the floor a difference between two recipes, each trained with
+    one seed, must clear to say something about the recipes."""
+    columns: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for column, (folds_key, mean_key) in SPREAD_COLUMNS.items():
+        figures: dict[tuple[str, str], list[float]] = {}
+        for table in tables:
+            rows = {**table.get(folds_key, {}), "mean": table.get(mean_key, {})}
+            for source, models in rows.items():
+                for model, metrics in models.items():
+                    figures.setdefault((source, model), []).append(metrics["roc_auc"])
+        for (source, model), values in figures.items():
+            if len(values) == len(tables):
+                columns.setdefault(column, {}).setdefault(source, {})[model] = _spread(values)
+    trials: dict[str, list[float]] = {}
+    for table in tables:
+        for weight, score in (table.get("weight_choice") or {}).get("scores", {}).items():
+            trials.setdefault(weight, []).append(score)
+    return {
+        "cnn_seeds": [table.get("cnn_seeds") for table in tables],
+        "columns": columns,
+        "weight_trials": {w: _spread(values) for w, values in trials.items() if len(values) == len(tables)},
+        "weight_chosen": [(table.get("weight_choice") or {}).get("chosen") for table in tables],
+    }
+
+
+def seed_spread_text(spread: dict[str, Any]) -> str:
+    """`seed_spread` as text: one line per figure with each table's value, their mean and range."""
+    lines: list[str] = []
+    for column, sources in spread["columns"].items():
+        lines += ["", f"{column}: held-out ROC AUC per seed | mean | range"]
+        for source, models in sorted(sources.items()):
+            for model, figure in sorted(models.items()):
+                each = " / ".join(f"{value:.3f}" for value in figure["values"])
+                lines.append(f"  {source:10} {model:16} {each} | {figure['mean']:.3f} | {figure['range']:.3f}")
+    if spread["weight_trials"]:
+        lines += ["", "weight trials (the first member's weight against the others' 1 each; mean of the two columns)"]
+        for weight, figure in sorted(spread["weight_trials"].items(), key=lambda item: float(item[0])):
+            each = " / ".join(f"{value:.3f}" for value in figure["values"])
+            lines.append(f"  {float(weight):>5g}  {each} | {figure['mean']:.3f} | {figure['range']:.3f}")
+        lines.append("  chosen per seed: " + " / ".join(f"{chosen:g}" for chosen in spread["weight_chosen"] if chosen))
+    return "\n".join(lines).lstrip("\n")
