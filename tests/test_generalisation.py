@@ -503,6 +503,7 @@ class TinyTable:
     recipe: Path
     runs: Path
     cache: Path
+    table_path: Path
     table: dict
     stdout: str
 
@@ -562,7 +563,7 @@ def tiny_table(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> T
         timeout=900,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    return TinyTable(recipe, tmp_path / "runs", cache, json.loads(out.read_text()), run.stdout)
+    return TinyTable(recipe, tmp_path / "runs", cache, out, json.loads(out.read_text()), run.stdout)
 
 
 @pytest.mark.training
@@ -623,7 +624,8 @@ def test_cross_source_with_seeds_trains_the_cnns_once_per_seed_and_reports_their
 ) -> None:
     """`cross-source --seeds`: the recipe's own seed reuses its folds, another seed trains the
     CNN anew in its own folder while the CLIP probe (which draws nothing at random) stays, and
-    each figure's mean and range over the seeds is printed and written."""
+    each figure's mean and range over the seeds is printed and written, with each seed's
+    difference to a baseline."""
     from pipeline.config import CACHE_DIR_ENV
 
     fold = tiny_table.runs / "cross-source" / "swap-faces"
@@ -642,6 +644,8 @@ def test_cross_source_with_seeds_trains_the_cnns_once_per_seed_and_reports_their
         "77",
         "--json",
         str(out),
+        "--baseline",
+        str(tiny_table.table_path),
         env={CACHE_DIR_ENV: str(tiny_table.cache)},
         timeout=900,
     )
@@ -665,3 +669,8 @@ def test_cross_source_with_seeds_trains_the_cnns_once_per_seed_and_reports_their
     assert spread["columns"]["re-shared"]["mean"]["clip"]["range"] == 0
     assert f"{values[0]:.3f} / {values[1]:.3f} | {np.mean(values):.3f} | {abs(values[0] - values[1]):.3f}" in run.stdout
     assert "## CNN training seed 77" in run.stdout
+    # Each seed's table paired with the baseline (here the first table, for both seeds).
+    own_mean, other_mean = (t["mean"]["ensemble"]["roc_auc"] for t in (own, other))
+    against = spread["against_baseline"]["as_they_are"]["values"]
+    assert against == [0.0, pytest.approx(other_mean - own_mean)]
+    assert other["against_baseline"]["as_they_are"]["difference"] == pytest.approx(other_mean - own_mean)

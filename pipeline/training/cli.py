@@ -157,14 +157,19 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
     from pipeline.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
-    baseline = read_baseline(args.baseline) if getattr(args, "baseline", None) else None
     seeds = getattr(args, "seeds", None) or [None]
     if len(set(seeds)) != len(seeds):
         raise PipelineError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
+    baseline_paths = getattr(args, "baseline", None) or []
+    if len(baseline_paths) not in (0, 1, len(seeds)):
+        raise PipelineError(f"--baseline takes one table, or one per seed ({len(seeds)}), not {len(baseline_paths)}")
+    # One table for every seed, or each seed's own (the same recipe of the baseline, made with that seed).
+    baselines = [(path, read_baseline(path)) for path in baseline_paths]
+    baselines = baselines * len(seeds) if len(baselines) == 1 else baselines
     quiet_libraries()
     ensure_prepared(recipe.sources)
     tables = []
-    for seed in seeds:
+    for index, seed in enumerate(seeds):
         if seed is not None:
             print(f"\n## CNN training seed {seed}\n")
         json_path = _seed_path(args.json, seed, len(seeds) > 1)
@@ -176,9 +181,10 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
         print(
             f"\ndisagreement margin measured on the held-out sources: {margin if margin is not None else 'none (never needed)'}"
         )
-        if baseline is not None:
+        if baselines:
+            baseline_path, baseline = baselines[index]
             table["against_baseline"] = compare_tables(table, baseline)
-            print(f"\nensemble's mean held-out ROC AUC against {args.baseline} (paired bootstrap, 95% interval):")
+            print(f"\nensemble's mean held-out ROC AUC against {baseline_path} (paired bootstrap, 95% interval):")
             for column, result in table["against_baseline"].items():
                 low, high = result["interval"] or (float("nan"), float("nan"))
                 print(f"  {column.replace('_', ' ')}: {result['difference']:+.3f} [{low:+.3f}, {high:+.3f}]")
@@ -343,7 +349,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cross.add_argument(
         "--baseline",
         type=Path,
-        help="a table's JSON from an earlier run of the same folds: print the ensemble's paired difference to it",
+        nargs="+",
+        help="a table's JSON from an earlier run of the same folds: print the ensemble's paired difference to it; "
+        "with --seeds, one table per seed (in the same order) compares each seed's table with its own",
     )
     cross.add_argument(
         "--seeds",

@@ -615,9 +615,16 @@ def seed_spread(tables: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for table in tables:
         for weight, score in (table.get("weight_choice") or {}).get("scores", {}).items():
             trials.setdefault(weight, []).append(score)
+    against = [table.get("against_baseline") for table in tables]
     return {
         "cnn_seeds": [table.get("cnn_seeds") for table in tables],
         "columns": columns,
+        # The ensemble's mean ROC AUC minus its baseline's, per seed (each paired on the same items).
+        "against_baseline": {
+            column: _spread([differences[column]["difference"] for differences in against]) for column in against[0]
+        }
+        if against and all(against)
+        else {},
         "weight_trials": {w: _spread(values) for w, values in trials.items() if len(values) == len(tables)},
         "weight_chosen": [(table.get("weight_choice") or {}).get("chosen") for table in tables],
     }
@@ -638,4 +645,9 @@ def seed_spread_text(spread: dict[str, Any]) -> str:
             each = " / ".join(f"{value:.3f}" for value in figure["values"])
             lines.append(f"  {float(weight):>5g}  {each} | {figure['mean']:.3f} | {figure['range']:.3f}")
         lines.append("  chosen per seed: " + " / ".join(f"{chosen:g}" for chosen in spread["weight_chosen"] if chosen))
+    if spread["against_baseline"]:
+        lines += ["", "ensemble's mean held-out ROC AUC minus the baseline's, per seed | mean | range"]
+        for column, figure in spread["against_baseline"].items():
+            each = " / ".join(f"{value:+.3f}" for value in figure["values"])
+            lines.append(f"  {column.replace('_', ' '):16} {each} | {figure['mean']:+.3f} | {figure['range']:.3f}")
     return "\n".join(lines).lstrip("\n")
