@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration, fit_temperature
-from pipeline.training.cross_source import Scored, cnn_seeds, run_fold, with_cnn_seed
+from pipeline.training.cross_source import cnn_seeds, run_fold, with_cnn_seed
 from pipeline.training.recipe import Recipe
 
 COLUMNS = ("as they are", "re-shared")
@@ -48,10 +48,10 @@ def fold_logits(
         combined_val = weighted_logit(val.logits, temperatures, recipe.weights)
         temperature, offset = fit_calibration(combined_val, val.labels, recipe.ensemble_calibration)
 
-        def combined(scored: Scored) -> tuple[np.ndarray, np.ndarray, float, float]:
-            return weighted_logit(scored.logits, temperatures, recipe.weights), scored.labels, temperature, offset
-
-        out[source] = {"as they are": combined(held), "re-shared": combined(reshared)}
+        out[source] = {
+            column: (weighted_logit(scored.logits, temperatures, recipe.weights), scored.labels, temperature, offset)
+            for column, scored in zip(COLUMNS, (held, reshared), strict=True)
+        }
     return out
 
 
