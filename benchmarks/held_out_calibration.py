@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration, fit_temperature
-from pipeline.training.cross_source import cnn_seeds, run_fold, with_cnn_seed
+from pipeline.training.cross_source import run_fold, seeded
 from pipeline.training.recipe import Recipe
 
 COLUMNS = ("as they are", "re-shared")
@@ -38,9 +38,7 @@ def fold_logits(
 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray, float, float]]]:
     """Per held-out source and column: (combined logit, labels, and the shipped way's temperature
     and offset fitted on the fold's validation mix)."""
-    folder = None
-    if set(cnn_seeds(recipe).values()) - {seed}:
-        recipe, folder = with_cnn_seed(recipe, seed), f"seed-{seed}"
+    recipe, folder = seeded(recipe, seed)
     out = {}
     for source in recipe.sources:
         val, held, reshared = run_fold(recipe, source, runs, True, folder)

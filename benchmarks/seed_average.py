@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.ensemble import KERAS
-from pipeline.training.cross_source import ENSEMBLE, Scored, cnn_seeds, fold_result, mixed, run_fold, with_cnn_seed
+from pipeline.training.cross_source import ENSEMBLE, Scored, fold_result, mixed, run_fold, seeded
 from pipeline.training.recipe import Recipe
 
 COLUMNS = ("as they are", "re-shared", "mixed")
@@ -27,9 +27,7 @@ COLUMNS = ("as they are", "re-shared", "mixed")
 
 def seed_folds(recipe: Recipe, runs: Path, seed: int) -> dict[str, tuple[Scored, Scored, Scored]]:
     """Every fold's (validation, held-out, re-shared) logits with the CNNs of one seed."""
-    folder = None
-    if set(cnn_seeds(recipe).values()) - {seed}:
-        recipe, folder = with_cnn_seed(recipe, seed), f"seed-{seed}"
+    recipe, folder = seeded(recipe, seed)
     return {source: run_fold(recipe, source, runs, True, folder) for source in recipe.sources}
 
 

@@ -180,6 +180,14 @@ def with_cnn_seed(recipe: Recipe, seed: int) -> Recipe:
     return replace(recipe, members=members, cross_source=cross)
 
 
+def seeded(recipe: Recipe, seed: int | None) -> tuple[Recipe, str | None]:
+    """(the recipe with its CNNs trained from `seed`, the subfolder of each fold their runs live
+    in): `seed-N`, or None, and the recipe unchanged, when `seed` is None or the recipe's own."""
+    if seed is None or not set(cnn_seeds(recipe).values()) - {seed}:
+        return recipe, None
+    return with_cnn_seed(recipe, seed), f"seed-{seed}"
+
+
 def fold_members(recipe: Recipe) -> list[dict]:
     """The members the folds train (the recipe's `cross_source.members`, default all)."""
     names = recipe.cross_source.get("members")
@@ -310,9 +318,7 @@ def cross_source_table(
     margin and false-alarm curve measured on all held-out items as they are. `cnn_seed` trains
     the CNN members from that seed instead of the recipe's, in the folds' `seed-N` subfolders
     (the recipe's own seed keeps the folds already trained)."""
-    cnn_folder = None
-    if cnn_seed is not None and set(cnn_seeds(recipe).values()) - {cnn_seed}:
-        recipe, cnn_folder = with_cnn_seed(recipe, cnn_seed), f"seed-{cnn_seed}"
+    recipe, cnn_folder = seeded(recipe, cnn_seed)
     folds: dict[str, FoldResult] = {}
     reshared: dict[str, FoldResult] = {}
     mixed_folds: dict[str, FoldResult] = {}
