@@ -618,6 +618,25 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(tiny_table: Ti
     assert config["data"] == ["gan-faces", "sd-faces"]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--seeds", "1", "1"], "--seeds names a seed twice: 1 1"),
+        (["--seeds", "1", "-5"], "--seeds takes whole numbers from 0 to 4294967295, not -5"),
+        (
+            ["--seeds", "1", "2", "3", "--baseline", "a.json", "b.json"],
+            "--baseline takes one table, or one per seed (3)",
+        ),
+    ],
+)
+def test_cross_source_seeds_it_cannot_use_are_one_line_before_anything_runs(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    run = run_cli("cross-source", "--runs", str(tmp_path / "runs"), *arguments)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.training
 def test_cross_source_with_seeds_trains_the_cnns_once_per_seed_and_reports_their_spread(
     tiny_table: TinyTable, tmp_path: Path

@@ -160,6 +160,9 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
     seeds = getattr(args, "seeds", None) or [None]
     if len(set(seeds)) != len(seeds):
         raise PipelineError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
+    # NumPy and Keras take seeds from 0 to 2**32 - 1; a wrong one must fail here, not after hours.
+    if bad := [seed for seed in seeds if seed is not None and not 0 <= seed < 2**32]:
+        raise PipelineError(f"--seeds takes whole numbers from 0 to {2**32 - 1}, not {' '.join(map(str, bad))}")
     baseline_paths = getattr(args, "baseline", None) or []
     if len(baseline_paths) not in (0, 1, len(seeds)):
         raise PipelineError(f"--baseline takes one table, or one per seed ({len(seeds)}), not {len(baseline_paths)}")
