@@ -618,6 +618,35 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(tiny_table: Ti
     assert config["data"] == ["gan-faces", "sd-faces"]
 
 
+@pytest.mark.training
+def test_a_baseline_of_other_folds_is_one_line_and_the_table_is_kept(tiny_table: TinyTable, tmp_path: Path) -> None:
+    """The paired comparison refuses a baseline made on other items, after the table (its folds
+    may have taken hours) is written."""
+    from pipeline.config import CACHE_DIR_ENV
+
+    other = tmp_path / "other.json"
+    bootstrap = {**tiny_table.table["bootstrap"], "held_out": {"swap-faces": "3 items 0123"}}
+    other.write_text(json.dumps({**tiny_table.table, "bootstrap": bootstrap}))
+    out = tmp_path / "table.json"
+    run = run_cli(
+        "cross-source",
+        "--held-out",
+        "swap-faces",
+        "--recipe",
+        str(tiny_table.recipe),
+        "--runs",
+        str(tiny_table.runs),
+        "--json",
+        str(out),
+        "--baseline",
+        str(other),
+        env={CACHE_DIR_ENV: str(tiny_table.cache)},
+        timeout=900,
+    )
+    assert run.returncode != 0 and "other folds or items" in run.stderr and "Traceback" not in run.stderr
+    assert json.loads(out.read_text())["folds"] == tiny_table.table["folds"]
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

@@ -184,6 +184,11 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
         print(
             f"\ndisagreement margin measured on the held-out sources: {margin if margin is not None else 'none (never needed)'}"
         )
+        # Written before the comparison, which refuses tables of other folds: hours of folds are kept.
+        if json_path:
+            json_path.write_text(json.dumps(table, indent=2) + "\n")
+        if markdown_path:
+            markdown_path.write_text(markdown + "\n")
         if baselines:
             baseline_path, baseline = baselines[index]
             table["against_baseline"] = compare_tables(table, baseline)
@@ -191,10 +196,8 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
             for column, result in table["against_baseline"].items():
                 low, high = result["interval"] or (float("nan"), float("nan"))
                 print(f"  {column.replace('_', ' ')}: {result['difference']:+.3f} [{low:+.3f}, {high:+.3f}]")
-        if json_path:
-            json_path.write_text(json.dumps(table, indent=2) + "\n")
-        if markdown_path:
-            markdown_path.write_text(markdown + "\n")
+            if json_path:
+                json_path.write_text(json.dumps(table, indent=2) + "\n")
         tables.append(table)
     if len(tables) > 1:
         spread = seed_spread(tables)
