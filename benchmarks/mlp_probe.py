@@ -2,8 +2,8 @@
 
 The issue asked for a linear probe first, "an MLP ... only if the table says so". This asks the
 table, for the probe alone: in each cross-source fold, the shipped probe's training set (the
-recipe's `clip` member: its crops per class and source, one self-blended copy of each real, block
-5's class token, all from the feature cache) fits
+recipe's `clip` member, as `probe_training_samples` makes it: its crops per class and source, one
+self-blended copy of each real, block 5's class token, all from the feature cache) fits
 
 - the linear probe exactly as shipped (`fit_probe`: the table's own CLIP figures, a check), and
 - a one-hidden-layer MLP (256 ReLU units, Adam, early stopping on a tenth of the training rows,
@@ -29,8 +29,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from pipeline.training.probe import balanced_weights, fit_probe
-from pipeline.training.recipe import Recipe, clip_rows, samples_of
-from pipeline.training.sources import reshared_samples, self_blended_samples
+from pipeline.training.recipe import Recipe, clip_rows, probe_training_samples, samples_of
+from pipeline.training.sources import reshared_samples
 
 HIDDEN_UNITS = 256
 ALPHAS = {"mlp, alpha 1e4": 1e4, "mlp, alpha 1e-4": 1e-4}
@@ -53,10 +53,7 @@ def fold_figures(recipe: Recipe, held_out: str) -> dict[str, list[dict[str, floa
 
     member = next(m for m in recipe.members if m["kind"] == "clip_probe")
     feature, block = member.get("feature", "cls"), int(member["block"])
-    train_sources = [s for s in recipe.sources if s != held_out]
-    clean = samples_of(train_sources, "train", member.get("train_per_class"))
-    blends = [v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view)]
-    train = clean + blends
+    train = probe_training_samples(member, [s for s in recipe.sources if s != held_out])
     held = samples_of([held_out], None, recipe.held_out_per_class)
     features = clip_rows(train, feature, block)
     labels = np.asarray([s.label for s in train])

@@ -207,6 +207,32 @@ def keras_logits(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> list[Sample]:
+    """What a probe member of a recipe trains on, from `sources`' train splits: their crops (or
+    only the real ones), degraded views and self-blended pseudo-fakes, as its settings say."""
+    clean = samples_of(sources, "train", member.get("train_per_class"))
+    # `source_fakes: false` keeps only the real crops (and what is made from them below): the
+    # probe then learns no trace of the sources' own generators, their file histories included.
+    base = list(clean) if member.get("source_fakes", True) else [s for s in clean if s.label == 0]
+    # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
+    # a degraded view, which has no face mesh): a blending boundary no generator in
+    # particular leaves; chosen on the cross-source table.
+    blends = [v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view)]
+    # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
+    # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on
+    # them; `augmented_settings` narrows them (e.g. to recompression only). With
+    # `augment_self_blends` the pseudo-fakes are degraded alike, so that a changed picture is
+    # no more often fake than an untouched one. See the model card.
+    settings = AugmentSettings.from_json(member.get("augmented_settings", {}))
+    degraded_from = base + blends if member.get("augment_self_blends") else base
+    degraded = [
+        v
+        for view in range(int(member.get("augmented_views", 0)))
+        for v in augmented_samples(degraded_from, view, settings)
+    ]
+    return base + degraded + blends
+
+
 def train_recipe_member(
     member: dict[str, Any],
     sources: Sequence[str],
@@ -220,29 +246,7 @@ def train_recipe_member(
     if member["kind"] == CLIP_PROBE:
         feature = member.get("feature", "cls")
         block = int(member.get("block", BLOCKS))
-        clean = samples_of(sources, "train", member.get("train_per_class"))
-        # `source_fakes: false` keeps only the real crops (and what is made from them below): the
-        # probe then learns no trace of the sources' own generators, their file histories included.
-        base = list(clean) if member.get("source_fakes", True) else [s for s in clean if s.label == 0]
-        # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
-        # a degraded view, which has no face mesh): a blending boundary no generator in
-        # particular leaves; chosen on the cross-source table.
-        blends = [
-            v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view)
-        ]
-        # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
-        # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on
-        # them; `augmented_settings` narrows them (e.g. to recompression only). With
-        # `augment_self_blends` the pseudo-fakes are degraded alike, so that a changed picture is
-        # no more often fake than an untouched one. See the model card.
-        settings = AugmentSettings.from_json(member.get("augmented_settings", {}))
-        degraded_from = base + blends if member.get("augment_self_blends") else base
-        degraded = [
-            v
-            for view in range(int(member.get("augmented_views", 0)))
-            for v in augmented_samples(degraded_from, view, settings)
-        ]
-        train = base + degraded + blends
+        train = probe_training_samples(member, sources)
         probe = fit_probe(
             clip_rows(train, feature, block),
             np.asarray([s.label for s in train]),
