@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.engine.ensemble import sigmoid, weighted_logit
-from pipeline.training.calibration import expected_calibration_error, fit_calibration, fit_temperature
-from pipeline.training.cross_source import run_fold, seeded
+from pipeline.training.calibration import expected_calibration_error, fit_calibration
+from pipeline.training.cross_source import fold_calibration, run_fold, seeded
 from pipeline.training.recipe import Recipe
 
 COLUMNS = ("as they are", "re-shared")
@@ -42,10 +42,7 @@ def fold_logits(
     out = {}
     for source in recipe.sources:
         val, held, reshared = run_fold(recipe, source, runs, True, folder)
-        temperatures = {name: fit_temperature(logits, val.labels) for name, logits in val.logits.items()}
-        combined_val = weighted_logit(val.logits, temperatures, recipe.weights)
-        temperature, offset = fit_calibration(combined_val, val.labels, recipe.ensemble_calibration)
-
+        temperatures, temperature, offset = fold_calibration(val, recipe.weights, recipe.ensemble_calibration)
         out[source] = {
             column: (weighted_logit(scored.logits, temperatures, recipe.weights), scored.labels, temperature, offset)
             for column, scored in zip(COLUMNS, (held, reshared), strict=True)

@@ -211,11 +211,22 @@ class FoldResult:
     """Per model (members calibrated, and the ensemble), its probability for each held-out item."""
 
 
+def fold_calibration(
+    val: Scored, weights: dict[str, float], calibration: str = TEMPERATURE
+) -> tuple[dict[str, float], float, float]:
+    """(each member's temperature, the ensemble's temperature and offset), all fitted on the
+    fold's validation mix: the ensemble's probability is sigmoid(weighted_logit(logits,
+    temperatures, weights) / temperature + offset)."""
+    temperatures = {n: fit_temperature(v, val.labels) for n, v in val.logits.items()}
+    temperature, offset = fit_calibration(weighted_logit(val.logits, temperatures, weights), val.labels, calibration)
+    return temperatures, temperature, offset
+
+
 def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE) -> FoldResult:
     """Metrics on the held-out set, everything calibrated on the fold's validation mix (the
     ensemble as `calibration` says)."""
     labels_val, labels_held = val.labels, held.labels
-    temperatures = {n: fit_temperature(v, labels_val) for n, v in val.logits.items()}
+    temperatures, ensemble_temperature, offset = fold_calibration(val, weights, calibration)
     metrics: dict[str, dict[str, Any]] = {}
     probabilities: dict[str, np.ndarray] = {}
     for name in val.logits:
@@ -223,7 +234,6 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibratio
         probabilities[name] = sigmoid(held.logits[name] / temperatures[name])
         metrics[name] = {**binary_metrics(labels_held, probabilities[name], threshold), "threshold": threshold}
     ensemble_val = weighted_logit(val.logits, temperatures, weights)
-    ensemble_temperature, offset = fit_calibration(ensemble_val, labels_val, calibration)
     threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature + offset), labels_val)
     p_held = sigmoid(weighted_logit(held.logits, temperatures, weights) / ensemble_temperature + offset)
     metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
