@@ -68,6 +68,10 @@ def worker_counts(value: str) -> tuple[int, ...]:
     return tuple(worker_count(part.strip()) for part in value.split(","))
 
 
+OUTPUT_FILES = ("json", "csv", "markdown")
+"""The options naming a file a command writes its results to (analyze, scan, evaluate, cross-source)."""
+
+
 def check_output_file(path: Path | None) -> None:
     """Refuse, before any work, an output file that could not be written afterwards."""
     if path is None:
@@ -126,7 +130,6 @@ def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable
 def cmd_analyze(args: argparse.Namespace) -> int:
     from pipeline.engine.media import check_without_opening
 
-    check_output_file(args.json)
     check_output_folder(args.cam)
     settings = Settings() if args.models_dir is None else Settings(models_dir=args.models_dir)
     # A file that cannot be read at all (a mistyped name, a folder, an empty file, a type no one
@@ -276,8 +279,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from pipeline.app.scan import ScanRequest, run_scan, write_csv, write_json
     from pipeline.app.store import Store
 
-    check_output_file(args.json)
-    check_output_file(args.csv)
     store = Store()
     request = ScanRequest(
         paths=tuple(args.paths),
@@ -429,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_settings()  # before any command loads OpenCV; each loads TensorFlow once its checks pass
     try:
+        # Every command's output files, refused before any work if they could not be written after it.
+        for name in OUTPUT_FILES:
+            check_output_file(getattr(args, name, None))
         return int(args.run(args))
     except PipelineError as error:
         print(f"error: {printable(error)}", file=sys.stderr)

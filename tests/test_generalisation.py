@@ -656,9 +656,10 @@ def test_a_baseline_of_other_folds_is_one_line_and_the_table_is_kept(tiny_table:
             ["--seeds", "1", "2", "3", "--baseline", "a.json", "b.json"],
             "--baseline takes one table, or one per seed (3)",
         ),
+        (["--seeds", "1", "2", "--json", "no-such-folder/t.json"], "the folder no-such-folder does not exist"),
     ],
 )
-def test_cross_source_seeds_it_cannot_use_are_one_line_before_anything_runs(
+def test_cross_source_options_it_cannot_use_are_one_line_before_anything_runs(
     tmp_path: Path, arguments: list[str], message: str
 ) -> None:
     run = run_cli("cross-source", "--runs", str(tmp_path / "runs"), *arguments)
