@@ -100,4 +100,9 @@ with st.expander("Delete this result"):
         st.toast(f"Deleted result #{record.id}.")
         st.rerun()
 
-render_result(record, store, get_service(), where="history")
+service = get_service()
+# Opening a result is when its explanation maps may be asked for: the models load meanwhile,
+# as on Analyze, so that the button does not wait for them too (the first page of a server
+# started from a link to History is this one).
+service.load_in_background()
+render_result(record, store, service, where="history")

@@ -21,8 +21,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pages._views import get_service
 from pipeline.app.store import JobFile, Store
-from pipeline.config import DATA_HOME_ENV, REPO_ROOT
+from pipeline.config import DATA_HOME_ENV, MODELS_DIR_ENV, REPO_ROOT
 from pipeline.engine.media import sample_frames
 from pipeline.engine.provenance import NO_PROVENANCE
 
@@ -408,6 +409,27 @@ def test_history_lists_filters_opens_and_exports(analysed: AppTest, home: Path) 
     assert list(at.dataframe[0].value["id"]) == [video.id]
     at.text_input(key="history_name").set_value("no such file").run()
     assert at.dataframe[0].value.empty and any(m.startswith("No stored analysis matches") for m in messages(at))
+
+
+def test_opening_a_result_in_history_loads_the_models_meanwhile(
+    analysed: AppTest, home: Path, models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose first page is History (a link to it) starts loading the models once a result
+    is open, as Analyze does, so that its explanation maps do not wait for them as well. A models
+    folder of its own (links to the shipped files) gives the page an engine no other test used."""
+    own_models = tmp_path / "models"
+    own_models.mkdir()
+    for file in models_dir.iterdir():
+        (own_models / file.name).symlink_to(file)
+    monkeypatch.setenv(MODELS_DIR_ENV, str(own_models))
+    service = get_service()  # the process's one engine for this folder, as the pages get it
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.switch_page("pages/history.py").run()
+    assert_clean(at)
+    assert [title.value for title in at.title] == ["History"]
+    assert service.load_started
+    shipped = json.loads((models_dir / "ensemble.json").read_text())["members"]
+    assert service.member_names == [member["name"] for member in shipped]  # loaded by then, or waited for
 
 
 def test_compare_models_for_one_result_and_across_history(analysed: AppTest, home: Path) -> None:

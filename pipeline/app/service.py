@@ -141,6 +141,11 @@ class AnalysisService:
             logging.getLogger("dashboard").exception("loading the models in the background failed")
 
     @property
+    def load_started(self) -> bool:
+        """Whether a page has started the background load (`load_in_background`)."""
+        return self._loader is not None
+
+    @property
     def loading(self) -> bool:
         """Whether the background load (`load_in_background`) is still running."""
         return self._loader is not None and self._loader.is_alive()
