@@ -263,12 +263,21 @@ def test_the_cnns_score_through_tensorflow_lite_as_keras_scores_them(engine: Eng
     for name, logits in together:
         np.testing.assert_array_equal(logits, alone[name])
     stamps = [path.stat().st_mtime_ns for path in converted]
-    Ensemble(engine.settings.models_dir)  # loads the cached conversions, converts nothing
+    cached = Ensemble(engine.settings.models_dir)  # loads the cached conversions, converts nothing
     assert [path.stat().st_mtime_ns for path in converted] == stamps
+    # ... nor loads a Keras model, until an explanation map needs one (then the same map).
+    assert cached.keras_loaded == []
+    np.testing.assert_allclose(cached.logits(name, crops), alone[name])
+    crop = crops[0]
+    np.testing.assert_allclose(
+        explanation_maps(cached, crop, [name])[name], explanation_maps(lite, crop, [name])[name], atol=1e-6
+    )
+    assert cached.keras_loaded == [name]
     # A damaged cached copy is converted again, not a traceback.
     converted[0].write_bytes(b"not a flatbuffer")
     again = Ensemble(engine.settings.models_dir)
     assert all(isinstance(runner, LiteModel) for runner in again.runners.values())
+    assert again.keras_loaded == [lite.member_names[1]]  # the damaged copy's member alone, to convert it
     LiteModel(converted[0].read_bytes())  # the cache holds a working copy again
     with pytest.raises(PipelineError, match="unknown CNN runtime"):
         Ensemble(engine.settings.models_dir, 16, "onnx")

@@ -135,6 +135,9 @@ class AnalysisService:
         try:
             with self._loading:
                 self.engine.load()
+                # Every analysis here is kept with its explanation maps, which need the Keras
+                # models themselves (the engine scores with their TensorFlow Lite copies).
+                _ = self.engine.ensemble.models
         except PipelineError:
             pass  # a models folder to mend: the first use that needs the models tries again and says why
         except Exception:  # a bug: logged; the first use that needs the models raises it again

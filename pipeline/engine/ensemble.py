@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
-from pipeline.engine.lite import check_runtime, lite_model
+from pipeline.engine.lite import cached_lite_model, check_runtime, lite_model
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
@@ -209,13 +210,11 @@ class Ensemble:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.spec = read_spec(models_dir)
         spec_path = models_dir / ENSEMBLE_FILE
-        import keras  # imported here: loading TensorFlow takes seconds
-
         self.models_dir = models_dir
         self.batch_size = batch_size
         check_runtime(cnn_runtime, "CNN")
-        self.models: dict[str, Any] = {}
-        """Keras members: the models themselves (explanation maps need their gradients)."""
+        self._keras: dict[str, Any] = {}
+        self._keras_lock = threading.Lock()  # explanation maps of two dashboard tabs may load one at once
         self.runners: dict[str, Any] = {}
         """Keras members: what scores them (a `LiteModel`, or the Keras model)."""
         self.probes: dict[str, ClipProbe] = {}
@@ -230,13 +229,42 @@ class Ensemble:
                 except (ValueError, KeyError, TypeError, OSError) as error:
                     raise ModelsMissingError(f"cannot read the CLIP probe {path.name}: {error}") from error
                 continue
-            # safe_mode refuses Lambda layers and other code hidden in a model file.
-            try:
-                self.models[member.name] = keras.models.load_model(path, safe_mode=True, compile=False)
-            except (ValueError, OSError, TypeError) as error:
-                raise ModelsMissingError(f"refused to load {path.name}: {error}") from error
-            model = self.models[member.name]
-            self.runners[member.name] = lite_model(path, model) if cnn_runtime == "tflite" else model
+            # A TensorFlow Lite copy kept from an earlier run scores without the Keras model, whose
+            # loading was a quarter of a cold start (one photo from the command line: 11.6 s, now
+            # 8.9; benchmarks/README.md). The copy is named by the file's content, so it was made
+            # from this very file, loaded in safe mode then. Keras loads the model only for what
+            # needs gradients (explanation maps).
+            kept = cached_lite_model(path) if cnn_runtime == "tflite" else None
+            if kept is not None:
+                self.runners[member.name] = kept
+            else:
+                model = self.keras_model(member.name)
+                self.runners[member.name] = lite_model(path, model) if cnn_runtime == "tflite" else model
+
+    def keras_model(self, name: str) -> Any:
+        """A Keras member's model itself (explanation maps need its gradients), loaded on first use.
+        Raises `ModelsMissingError` for a file Keras refuses (safe mode refuses Lambda layers and
+        other code hidden in a model file)."""
+        import keras  # imported here: loading TensorFlow takes seconds
+
+        with self._keras_lock:
+            if name not in self._keras:
+                path = self.models_dir / self.member(name).file
+                try:
+                    self._keras[name] = keras.models.load_model(path, safe_mode=True, compile=False)
+                except (ValueError, OSError, TypeError) as error:
+                    raise ModelsMissingError(f"refused to load {path.name}: {error}") from error
+            return self._keras[name]
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Every Keras member's model itself (see `keras_model`), each loaded now if not yet."""
+        return {m.name: self.keras_model(m.name) for m in self.spec.members if m.kind != CLIP_PROBE}
+
+    @property
+    def keras_loaded(self) -> list[str]:
+        """The Keras members whose models are loaded (not only their TensorFlow Lite copies)."""
+        return list(self._keras)
 
     @property
     def member_names(self) -> list[str]:

@@ -116,7 +116,7 @@ def explanation_maps(
         if member.kind == CLIP_PROBE:
             maps[name] = clip_map(ensemble, name, crop)
         else:
-            maps[name] = gradcam(ensemble.models[name], member.gradcam_layer, crop, member.input_size)
+            maps[name] = gradcam(ensemble.keras_model(name), member.gradcam_layer, crop, member.input_size)
     return maps
 
 

@@ -80,6 +80,24 @@ def _output_position(name: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+def _lite_path(path: Path, form: str) -> Path:
+    import tensorflow as tf
+
+    return derived_path("tflite", path, f"{form}-tf{tf.__version__}" if form else f"tf{tf.__version__}", "tflite")
+
+
+def cached_lite_model(path: Path, form: str = "") -> LiteModel | None:
+    """The TensorFlow Lite copy of the Keras network in the file at `path` that `lite_model` kept,
+    or None when there is none yet (or it is damaged): read without loading the Keras model."""
+    cached = _lite_path(path, form)
+    if cached.is_file():
+        try:
+            return LiteModel(cached.read_bytes())
+        except ValueError:  # a damaged cache file (a full disk, a stray edit): to be converted again
+            log.warning("the cached TensorFlow Lite copy of %s is damaged; converting it again", path.name)
+    return None
+
+
 def lite_model(path: Path, model: Any, form: str = "") -> Any:
     """`model` (whose weights are the file at `path`) converted to TensorFlow Lite, or the model
     itself when the conversion fails (then logged). Converting takes seconds (14-16 s a CNN member
@@ -88,12 +106,8 @@ def lite_model(path: Path, model: Any, form: str = "") -> Any:
     version."""
     import tensorflow as tf
 
-    cached = derived_path("tflite", path, f"{form}-tf{tf.__version__}" if form else f"tf{tf.__version__}", "tflite")
-    if cached.is_file():
-        try:
-            return LiteModel(cached.read_bytes())
-        except ValueError:  # a damaged cache file (a full disk, a stray edit): converted again below
-            log.warning("the cached TensorFlow Lite copy of %s is damaged; converting it again", path.name)
+    if (kept := cached_lite_model(path, form)) is not None:
+        return kept
     try:
         # The converter prints the model's signature on stdout, where the CLI prints results.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -101,5 +115,5 @@ def lite_model(path: Path, model: Any, form: str = "") -> Any:
     except Exception:  # a layer TensorFlow Lite lacks: score with Keras, as before
         log.warning("could not convert %s to TensorFlow Lite; scoring it with Keras", path.name, exc_info=True)
         return model
-    keep(cached, flatbuffer, f"the TensorFlow Lite copy of {path.name}")
+    keep(_lite_path(path, form), flatbuffer, f"the TensorFlow Lite copy of {path.name}")
     return LiteModel(flatbuffer)

@@ -90,7 +90,7 @@ def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndar
     if name in ensemble.probes:
         probe = ensemble.probes[name]
         return ensemble.encoder.features(crops).named(probe.feature, probe.block)
-    model = ensemble.models[name]
+    model = ensemble.keras_model(name)
     features = keras.Model(model.input, model.get_layer("pool").output)
     return predict_crops(features, crops, ensemble.member(name).input_size, batch_size=64)
 
