@@ -5,6 +5,7 @@ cross-source table on a small subset."""
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -507,6 +508,23 @@ class TinyTable:
     table: dict
     stdout: str
 
+    def cross_source(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """`cross-source` with `swap-faces` held out, on this table's recipe, runs and cache."""
+        from pipeline.config import CACHE_DIR_ENV
+
+        return run_cli(
+            "cross-source",
+            "--held-out",
+            "swap-faces",
+            "--recipe",
+            str(self.recipe),
+            "--runs",
+            str(self.runs),
+            *arguments,
+            env={CACHE_DIR_ENV: str(self.cache)},
+            timeout=900,
+        )
+
 
 @pytest.fixture(scope="module")
 def tiny_table(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyTable:
@@ -622,27 +640,11 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(tiny_table: Ti
 def test_a_baseline_of_other_folds_is_one_line_and_the_table_is_kept(tiny_table: TinyTable, tmp_path: Path) -> None:
     """The paired comparison refuses a baseline made on other items, after the table (its folds
     may have taken hours) is written."""
-    from pipeline.config import CACHE_DIR_ENV
-
     other = tmp_path / "other.json"
     bootstrap = {**tiny_table.table["bootstrap"], "held_out": {"swap-faces": "3 items 0123"}}
     other.write_text(json.dumps({**tiny_table.table, "bootstrap": bootstrap}))
     out = tmp_path / "table.json"
-    run = run_cli(
-        "cross-source",
-        "--held-out",
-        "swap-faces",
-        "--recipe",
-        str(tiny_table.recipe),
-        "--runs",
-        str(tiny_table.runs),
-        "--json",
-        str(out),
-        "--baseline",
-        str(other),
-        env={CACHE_DIR_ENV: str(tiny_table.cache)},
-        timeout=900,
-    )
+    run = tiny_table.cross_source("--json", str(out), "--baseline", str(other))
     assert run.returncode != 0 and "other folds or items" in run.stderr and "Traceback" not in run.stderr
     assert json.loads(out.read_text())["folds"] == tiny_table.table["folds"]
 
@@ -675,29 +677,10 @@ def test_cross_source_with_seeds_trains_the_cnns_once_per_seed_and_reports_their
     CNN anew in its own folder while the CLIP probe (which draws nothing at random) stays, and
     each figure's mean and range over the seeds is printed and written, with each seed's
     difference to a baseline."""
-    from pipeline.config import CACHE_DIR_ENV
-
     fold = tiny_table.runs / "cross-source" / "swap-faces"
     trained = (fold / "tiny" / "model.keras").stat().st_mtime_ns
     out = tmp_path / "seeds.json"
-    run = run_cli(
-        "cross-source",
-        "--held-out",
-        "swap-faces",
-        "--recipe",
-        str(tiny_table.recipe),
-        "--runs",
-        str(tiny_table.runs),
-        "--seeds",
-        "1234",
-        "77",
-        "--json",
-        str(out),
-        "--baseline",
-        str(tiny_table.table_path),
-        env={CACHE_DIR_ENV: str(tiny_table.cache)},
-        timeout=900,
-    )
+    run = tiny_table.cross_source("--seeds", "1234", "77", "--json", str(out), "--baseline", str(tiny_table.table_path))
     assert run.returncode == 0, run.stderr[-3000:]
     own, other = (json.loads((tmp_path / f"seeds.seed-{seed}.json").read_text()) for seed in (1234, 77))
     # The recipe's own seed (TrainConfig's default here): the same fold, not trained again.
