@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
-from pipeline.engine.lite import cached_lite_model, check_runtime, lite_model
+from pipeline.engine.lite import cached_lite_model, check_runtime, convert_to_lite
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
@@ -239,7 +239,7 @@ class Ensemble:
                 self.runners[member.name] = kept
             else:
                 model = self.keras_model(member.name)
-                self.runners[member.name] = lite_model(path, model) if cnn_runtime == "tflite" else model
+                self.runners[member.name] = convert_to_lite(path, model) if cnn_runtime == "tflite" else model
 
     def keras_model(self, name: str) -> Any:
         """A Keras member's model itself (explanation maps need its gradients), loaded on first use.

@@ -87,7 +87,7 @@ def _lite_path(path: Path, form: str) -> Path:
 
 
 def cached_lite_model(path: Path, form: str = "") -> LiteModel | None:
-    """The TensorFlow Lite copy of the Keras network in the file at `path` that `lite_model` kept,
+    """The TensorFlow Lite copy of the Keras network in the file at `path` that `convert_to_lite` kept,
     or None when there is none yet (or it is damaged): read without loading the Keras model."""
     cached = _lite_path(path, form)
     if cached.is_file():
@@ -99,15 +99,19 @@ def cached_lite_model(path: Path, form: str = "") -> LiteModel | None:
 
 
 def lite_model(path: Path, model: Any, form: str = "") -> Any:
+    """`model` (whose weights are the file at `path`) as a TensorFlow Lite copy: the one kept
+    (`cached_lite_model`), else converted now (`convert_to_lite`)."""
+    return cached_lite_model(path, form) or convert_to_lite(path, model, form)
+
+
+def convert_to_lite(path: Path, model: Any, form: str = "") -> Any:
     """`model` (whose weights are the file at `path`) converted to TensorFlow Lite, or the model
     itself when the conversion fails (then logged). Converting takes seconds (14-16 s a CNN member
     on 2 cores), so the result is kept under `cache_dir()/tflite`, named by the file's content,
     `form` (what else shapes the copy, such as the input it was wrapped with) and TensorFlow's
-    version."""
+    version, for `cached_lite_model` to read."""
     import tensorflow as tf
 
-    if (kept := cached_lite_model(path, form)) is not None:
-        return kept
     try:
         # The converter prints the model's signature on stdout, where the CLI prints results.
         with contextlib.redirect_stdout(io.StringIO()):
