@@ -321,6 +321,7 @@ def save_gif(image: Image.Image, path: Path) -> Path:
             ),
         ),
         (".gif", lambda image, path: image.save(path, comment=b"Created with Midjourney v6")),
+        (".jpg", lambda image, path: image.save(path, comment=b"Created with Midjourney v6")),
     ],
     ids=[
         "exif-software",
@@ -329,6 +330,7 @@ def save_gif(image: Image.Image, path: Path) -> Path:
         "avif-xmp-creator-tool",
         "gif-xmp-creator-tool",
         "gif-comment",
+        "jpeg-comment",
     ],
 )
 def test_software_named_after_an_ai_generator_is_a_claim(tmp_path: Path, suffix: str, save) -> None:
@@ -337,6 +339,14 @@ def test_software_named_after_an_ai_generator_is_a_claim(tmp_path: Path, suffix:
     provenance = read_provenance(path, "image")
     assert provenance.ai_generated, provenance
     assert provenance.metadata.generator and provenance.problems == []
+
+
+def test_an_editors_jpeg_comment_claims_nothing(tmp_path: Path) -> None:
+    """A JPEG comment is read only for a generator's name: an editor's or a library's is no evidence."""
+    path = tmp_path / "edited.jpg"
+    pf.picture().save(path, comment=b"Created with GIMP")
+    provenance = read_provenance(path, "image")
+    assert provenance.summary == NO_PROVENANCE and not provenance.found and provenance.problems == []
 
 
 def test_the_shared_media_carry_no_provenance(media: Media, shared_data: Path) -> None:

@@ -9,7 +9,8 @@ One function per source of evidence:
   Stable Diffusion web UI's generation text in a JPEG's or WebP's `UserComment`.
 - `read_xmp`: the IPTC `DigitalSourceType` (e.g. `trainedAlgorithmicMedia`), the creator tool,
   and where a remote manifest would be (XMP).
-- `read_generator_texts`: the PNG text chunks image generators write (`parameters`, `prompt`).
+- `read_generator_texts`: the PNG text chunks image generators write (`parameters`, `prompt`),
+  and a generator named in a GIF's or JPEG's comment.
 - `read_container_tags`: a video container's encoder, creation date and camera tags (PyAV).
 - `read_file_history`: how an image was last saved (a JPEG's quality, from its quantisation
   tables), and a caveat when that is more compressed than the models' training pictures.
@@ -152,7 +153,7 @@ class MetadataBlocks:
     """The EXIF block (a TIFF structure)."""
     xmp: bytes | None = None
     texts: dict[str, str] = field(default_factory=dict)
-    """PNG text chunks (key -> text), or a GIF's comment (key `Comment`)."""
+    """PNG text chunks (key -> text), or a GIF's or JPEG's comment (key `Comment`)."""
     manifest_bytes: int | None = None
     """Bytes of C2PA manifest blocks (JUMBF) found; None for a format that is not walked."""
     format: str | None = None
@@ -266,8 +267,8 @@ def _frame_header(body: bytes, marker: int, blocks: MetadataBlocks) -> None:
 
 
 def _jpeg_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: MetadataBlocks) -> None:
-    """EXIF and XMP (APP1) and C2PA (APP11 JUMBF) segments before the picture data, and the
-    quantisation tables and frame header (how the picture was compressed). A JPEG segment holds
+    """EXIF and XMP (APP1), C2PA (APP11 JUMBF) and comment (COM) segments before the picture
+    data, and the quantisation tables and frame header (how the picture was compressed). A JPEG segment holds
     at most 64 KB, so every block read here is small."""
     blocks.manifest_bytes = 0
     stream.seek(2)
@@ -297,6 +298,9 @@ def _jpeg_blocks(stream: BinaryIO, settings: ProvenanceSettings, blocks: Metadat
                 blocks.xmp = body[len(_XMP_HEADER) :]
         elif marker == 0xEB and stream.read(2) == b"JP":
             blocks.manifest_bytes += length
+        elif marker == 0xFE and "Comment" not in blocks.texts:
+            # A JPEG comment, read as a GIF's is: some tools name themselves there.
+            blocks.texts["Comment"] = stream.read(length).decode("utf-8", "replace")
         elif marker == 0xDB:
             _quantization_tables(stream.read(length), blocks)
         elif marker in _JPEG_FRAME_MARKERS and not blocks.components:
@@ -684,7 +688,7 @@ def read_xmp(xmp: bytes, settings: ProvenanceSettings = ProvenanceSettings()) ->
 def read_generator_texts(
     texts: dict[str, str], settings: ProvenanceSettings = ProvenanceSettings()
 ) -> dict[str, str | None]:
-    """The generator named by PNG text chunks or a GIF's comment (its kind of text, or its name
+    """The generator named by PNG text chunks or a GIF's or JPEG's comment (its kind of text, or its name
     as `Software`, `Source` or `Comment`), the generator's own text cut short, and the software."""
     by_key = {key.lower(): (key, text) for key, text in texts.items()}
     generator = generator_text = None
