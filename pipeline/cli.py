@@ -146,7 +146,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     engine: Engine | None = None
     models = args.models.split(",") if args.models else None
     if len(unreadable) < len(args.files):
-        from pipeline.engine.analyze import VIDEO_FRAMES_CAVEAT, Engine
+        from pipeline.engine.analyze import Engine
 
         quiet_libraries()  # only now: a bad output or unreadable files were reported at once
         engine = Engine(settings)
@@ -174,8 +174,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             scores = " ".join(f"{k}={v:.3f}" for k, v in result.model_scores.items())
             print(f"{shown}\t{result.verdict}\t{probability}\t{scores}\t({result.timing['total']:.1f} s)", flush=True)
             history = result.provenance.file_history if result.provenance else None
-            for caveat in (history.caveat if history else None, VIDEO_FRAMES_CAVEAT):
-                if caveat and caveat in result.reason:
+            for caveat in (history.caveat if history else None, *analysis.caveats):
+                if caveat:
                     print(f"  note: {printable(caveat)}", file=sys.stderr)
             for written in explained:
                 print(f"  explanation map: {printable(written)}", file=sys.stderr)

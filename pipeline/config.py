@@ -174,6 +174,12 @@ class VerdictSettings:
     miss_points: tuple[float, ...] = (0.001, 0.005, *(round(0.01 * k, 2) for k in range(1, 51)))
     """Probabilities at which the same two record the share of fake faces scored at most that
     low (what a `real` verdict is worth)."""
+    trained_face_px: int = 66
+    """The 5th percentile of the training faces' sizes (the shorter side of the engine's face box
+    in each source's own pixels, every source weighing the same; rule 44,
+    `python -m benchmarks.training_face_sizes`): a verdict whose most suspicious person's median
+    face, as the models were given it, is smaller says so (real faces made smaller were told `real`
+    less often, rule 21). 0 says nothing."""
 
 
 @dataclass(frozen=True)

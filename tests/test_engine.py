@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.engine.analyze import VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
+from pipeline.engine.analyze import SMALL_FACE_CAVEAT, VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.media import sample_frames
@@ -216,6 +216,39 @@ def test_a_video_verdict_says_what_video_frames_do_to_the_clip_member(
     photo = tmp_path / "face.png"
     cv2.imwrite(str(photo), cv2.cvtColor(real_faces(shared_data, 1)[0], cv2.COLOR_RGB2BGR))
     assert VIDEO_FRAMES_CAVEAT not in engine.analyze(photo).result.reason
+
+
+def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
+    engine: Engine, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 44: a face under `trained_face_px` in the pixels the models were given is said after the
+    models' reason, and printed as a note; the same photo at its own size is not. A large picture
+    decoded smaller than its file (over `max_decoded_side`) is judged by the size decoded."""
+    floor = engine.settings.verdict.trained_face_px
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]  # one face, about 130 px
+    as_it_is = engine.analyze(photo)
+    assert min(as_it_is.result.frames[0].faces[0].box[2:]) >= floor
+    assert as_it_is.caveats == [] and "trained on were" not in as_it_is.result.reason
+    small = tmp_path / "small.png"
+    Image.open(photo).reduce(3).save(small)
+    analysis = engine.analyze(small)
+    (face,) = analysis.result.frames[0].faces
+    caveat = SMALL_FACE_CAVEAT.format(person=1, size=min(face.box[2:]), floor=floor)
+    assert min(face.box[2:]) < floor and analysis.caveats == [caveat]
+    assert analysis.result.reason.endswith(f"; {caveat}") and not analysis.result.reason.startswith("person 1's")
+    run = run_cli("analyze", str(small))
+    assert run.returncode == 0 and f"  note: {caveat}" in run.stderr.splitlines(), run.stderr
+
+    big = tmp_path / "big.png"
+    Image.open(photo).resize((512, 512)).save(big)
+    monkeypatch.setattr(
+        engine, "settings", replace(engine.settings, media=replace(engine.settings.media, max_decoded_side=100))
+    )
+    analysis = engine.analyze(big)
+    (face,) = analysis.result.frames[0].faces
+    assert min(face.box[2:]) > 2 * floor  # in the file's own pixels
+    assert len(analysis.caveats) == 1 and analysis.caveats[0].startswith("person 1's face is ")
+    assert int(analysis.caveats[0].split()[4]) < floor
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:

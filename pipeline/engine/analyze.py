@@ -8,8 +8,8 @@ streaming frames so a long video never sits in memory, and times them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,7 +21,7 @@ from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, EnsembleSpec, jpeg_ro
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import Provenance, read_provenance, verdict_reason
-from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide
+from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, Verdict, decide
 from pipeline.errors import PipelineError
 from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResult
 
@@ -38,6 +38,14 @@ VIDEO_FRAMES_CAVEAT = (
 )
 """Measured by rules 36 and 37 (benchmarks/README.md); said on a video's verdict when the CLIP member
 scored its faces. A GIF's own caveat (its palette) is said instead."""
+SMALL_FACE_CAVEAT = (
+    "person {person}'s face is {size} px across as the models were given it, while 95% of the faces they "
+    "trained on were {floor} px or more: real faces made that small were told real less often and fake more "
+    "often (validation photos made smaller: real 6-7% of the time against 21%, fake 4-5% against 1%) "
+    "(model card: 'A photo whose faces are smaller than the training faces')"
+)
+"""Said on a verdict whose most suspicious person's median face is under
+`VerdictSettings.trained_face_px` (rule 44; the shares are rule 21's, benchmarks/README.md)."""
 
 
 @dataclass
@@ -50,6 +58,9 @@ class Analysis:
     preview_scale: float
     faces: list[list[Face]]
     """Faces per sampled frame, with their crops."""
+    caveats: list[str] = field(default_factory=list)
+    """What the engine says beside the models' reason (already at the end of `result.reason`): a
+    video's frames, a face smaller than the training faces."""
 
 
 def preview(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -168,6 +179,7 @@ class Engine:
         preview_scale = 1.0
         pending_frames: list[np.ndarray] = []
         pending_scales: list[float] = []
+        frame_scales: list[float] = []  # decoded pixels per original pixel, per sampled frame
         search = FaceSearch(face_finder, settings.faces)
         faces: list[list[Face]] = search.faces
 
@@ -192,6 +204,7 @@ class Engine:
             previews.append(small)
             pending_frames.append(frame.rgb if resave is None else jpeg_round_trip(frame.rgb, resave))
             pending_scales.append(frame.scale)
+            frame_scales.append(frame.scale)
             lap("decode")
             if len(pending_frames) == settings.faces.detect_batch:
                 find_pending()
@@ -242,6 +255,15 @@ class Engine:
                 )
             )
         versions = ensemble.versions()
+        face_px = [min(face.box[2], face.box[3]) * frame_scales[face.position] for face in flat]
+        caveats = [
+            caveat
+            for caveat in (
+                _video_caveat(info.kind, provenance, clip_scored),
+                small_face_caveat(verdict, [face.track for face in flat], face_px, settings.verdict.trained_face_px),
+            )
+            if caveat
+        ]
         lap("verdict")
         result = AnalysisResult(
             file=path.name,
@@ -252,7 +274,7 @@ class Engine:
             duration_s=info.duration_s,
             verdict=verdict.label,
             fake_probability=verdict.fake_probability,
-            reason=verdict_reason(_with_video_caveat(verdict.reason, info.kind, provenance, clip_scored), provenance),
+            reason=verdict_reason("; ".join([verdict.reason, *caveats]), provenance),
             model_scores=verdict.model_scores,
             threshold=spec.threshold,
             uncertain_band=[spec.uncertain_low, spec.uncertain_high],
@@ -269,12 +291,26 @@ class Engine:
             provenance=provenance,
         )
         progress("done", 1, 1)
-        return Analysis(result, previews, preview_scale, faces)
+        return Analysis(result, previews, preview_scale, faces, caveats)
 
 
-def _with_video_caveat(reason: str, kind: str, provenance: Provenance | None, clip_scored: bool) -> str:
-    """The models' reason for a video with `VIDEO_FRAMES_CAVEAT` after it, when the CLIP member
-    scored its faces; a GIF (whose provenance has a file history) says its own caveat instead."""
+def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -> str | None:
+    """`VIDEO_FRAMES_CAVEAT` for a video whose faces the CLIP member scored; a GIF (whose provenance
+    has a file history) says its own caveat instead."""
     if kind != "video" or not clip_scored or (provenance is not None and provenance.file_history is not None):
-        return reason
-    return f"{reason}; {VIDEO_FRAMES_CAVEAT}"
+        return None
+    return VIDEO_FRAMES_CAVEAT
+
+
+def small_face_caveat(verdict: Verdict, tracks: Sequence[int], face_px: Sequence[float], floor_px: int) -> str | None:
+    """`SMALL_FACE_CAVEAT` when the most suspicious deciding person's median face (`face_px`: each
+    scored face's shorter box side in the pixels the models were given, `tracks` its person) is
+    under `floor_px`; None otherwise."""
+    deciding = [t for t in verdict.tracks if t.decides]
+    if not deciding or floor_px <= 0:
+        return None
+    worst = max(deciding, key=lambda t: t.fake_probability)
+    size = float(np.median([px for track, px in zip(tracks, face_px, strict=True) if track == worst.track]))
+    if size >= floor_px:
+        return None
+    return SMALL_FACE_CAVEAT.format(person=worst.track + 1, size=round(size), floor=floor_px)
