@@ -4,7 +4,8 @@ through the whole product.
 The models were trained on photos saved at JPEG quality 90 (the DFDC crops at 75). This builds,
 from the validation split of each shared source, up to 100 pictures per class, as they are,
 re-saved with Pillow at qualities 75, 60 and 45, and made smaller (each side a half and a third,
-Pillow's area-averaging reduction, saved as PNG so that no compression is added), saved as GIF
+Pillow's area-averaging reduction, saved as PNG so that no compression is added), blurred (Pillow's
+Gaussian blur of radius 1 and 2 px, saved as PNG), saved as GIF
 (256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
 Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
 as AVIF at 75 and 90, as HEIC at x265's rate factors 28 and 20, and converted into Display P3 and
@@ -15,7 +16,7 @@ saved as lossy WebP", "A picture saved as AVIF", "A photo saved as HEIC" and "A 
 wide-gamut colour space"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -33,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageFilter
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import shared_data_dir
@@ -59,9 +60,13 @@ LittleCMS) and saved with, as PNG (rule 28)."""
 GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 """GIF copies: folder name -> dithering towards the 256 colours of the picture's median cut
 (without it, the picture is the median cut's own, byte for byte what Pillow saves as a GIF)."""
+BLUR_RADII = ("1", "2")
+"""Out-of-focus copies: folder `bN` holds each picture blurred by Pillow's Gaussian blur of radius N
+px, saved as PNG so that no compression is added (rule 46)."""
 VARIANTS = (
     *(f"q{quality}" for quality in QUALITIES),
     *(f"s{name}" for name in SCALES),
+    *(f"b{radius}" for radius in BLUR_RADII),
     *GIFS,
     *(f"w{quality}" for quality in WEBP_QUALITIES),
     *(f"a{quality}" for quality in AVIF_QUALITIES),
@@ -88,6 +93,8 @@ def _write(variant: str, source_path: Path, folder: Path) -> None:
         rgb.save(folder / source_path.name, "JPEG", quality=int(variant[1:]))
     elif variant.startswith("s"):
         rgb.reduce(SCALES[variant[1:]]).save(stem.with_suffix(".png"), "PNG")
+    elif variant.startswith("b"):
+        rgb.filter(ImageFilter.GaussianBlur(int(variant[1:]))).save(stem.with_suffix(".png"), "PNG")
     elif variant in GIFS:
         palette = rgb.quantize(256, Image.Quantize.MEDIANCUT)  # what Pillow saves as a GIF
         # Pillow dithers only towards a palette it is given: the median cut's own.
