@@ -1,13 +1,14 @@
-"""How large the faces the models trained on were (rule 44): the floor under which a verdict says
-its face is smaller than the training faces.
+"""How large and how sharp the faces the models trained on were (rules 44 and 47): the floors under
+which a verdict says its face is smaller or softer than the training faces.
 
 From the training split of each shared source, up to `--per-class` pictures per class (chosen by
 the SHA-256 of their file name, so every run picks the same ones), each framed by the engine as
 `prepare` frames it (`media_faces`: the largest face). A face's size is the shorter side of the
 engine's face box in the source's own pixels: a DFDC crop was resized to 224 px from its face's
 region of the video frame (`source_face_width` x `source_face_height` in its metadata), so its box
-is scaled back by that region's size over the crop's. The floor is the 5th percentile with every
-source weighted equally, rounded down to a whole pixel (`VerdictSettings.trained_face_px`):
+is scaled back by that region's size over the crop's. A face's focus is `face_focus` of the crop
+the members are given. Each floor is the 5th percentile with every source weighted equally, rounded
+down (`VerdictSettings.trained_face_px` and `trained_face_focus`):
 
     .venv/bin/python -m benchmarks.training_face_sizes OUT.json
 """
@@ -24,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import Settings, shared_data_dir
-from pipeline.engine.faces import FaceFinder
+from pipeline.engine.faces import FaceFinder, face_focus
 from pipeline.engine.quiet import quiet_libraries
 from pipeline.errors import PipelineError
 from pipeline.training.prepare import media_faces, source_items
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 FLOOR_PERCENTILE = 5.0
+QUANTILES = (5, 25, 50, 75, 95)
 
 
 def _chosen(items: list, per_class: int) -> list:
@@ -53,11 +55,14 @@ def _source_regions(root: Path) -> dict[str, tuple[float, float]]:
         }
 
 
-def face_sizes(source: str, per_class: int, finder: FaceFinder, settings: Settings) -> tuple[list[float], int]:
-    """(each chosen picture's face size in the source's own pixels, pictures that gave no face)."""
+def face_sizes(
+    source: str, per_class: int, finder: FaceFinder, settings: Settings
+) -> tuple[list[float], list[float], int]:
+    """(each chosen picture's face size in the source's own pixels, its crop's focus, pictures that
+    gave no face)."""
     root = shared_data_dir() / source
     regions = _source_regions(root) if source == "dfdc-faces" else {}
-    sizes, missed = [], 0
+    sizes, focus, missed = [], [], 0
     for item in _chosen(source_items(root, settings.media), per_class):
         try:
             found = list(media_faces(item.path, finder, settings, 1))
@@ -73,7 +78,8 @@ def face_sizes(source: str, per_class: int, finder: FaceFinder, settings: Settin
             width *= region_width / rgb.shape[1]
             height *= region_height / rgb.shape[0]
         sizes.append(min(width, height))
-    return sizes, missed
+        focus.append(face_focus(face.crop))
+    return sizes, focus, missed
 
 
 def weighted_percentile(values_by_source: dict[str, list[float]], percentile: float) -> float:
@@ -94,15 +100,29 @@ def main() -> None:
     quiet_libraries()
     finder = FaceFinder(settings.faces)
     sizes: dict[str, list[float]] = {}
+    focus: dict[str, list[float]] = {}
     summary: dict[str, object] = {"per_class": args.per_class, "sources": {}}
     for source in SOURCES:
-        sizes[source], missed = face_sizes(source, args.per_class, finder, settings)
-        quantiles = np.percentile(sizes[source], [5, 25, 50, 75, 95]).round(1).tolist()
-        summary["sources"][source] = {"faces": len(sizes[source]), "no_face": missed, "p5_p25_p50_p75_p95": quantiles}
-        print(f"{source}: {len(sizes[source])} faces ({missed} without), 5/25/50/75/95%: {quantiles}", flush=True)
-    floor = math.floor(weighted_percentile(sizes, FLOOR_PERCENTILE))
-    summary["floor_px"] = floor
-    print(f"floor ({FLOOR_PERCENTILE:g}th percentile, sources weighted equally): {floor} px")
+        sizes[source], focus[source], missed = face_sizes(source, args.per_class, finder, settings)
+        size_quantiles = np.percentile(sizes[source], QUANTILES).round(1).tolist()
+        focus_quantiles = np.percentile(focus[source], QUANTILES).round(1).tolist()
+        summary["sources"][source] = {
+            "faces": len(sizes[source]),
+            "no_face": missed,
+            "size_p5_p25_p50_p75_p95": size_quantiles,
+            "focus_p5_p25_p50_p75_p95": focus_quantiles,
+        }
+        print(
+            f"{source}: {len(sizes[source])} faces ({missed} without), 5/25/50/75/95%: size {size_quantiles}, "
+            f"focus {focus_quantiles}",
+            flush=True,
+        )
+    summary["floor_px"] = math.floor(weighted_percentile(sizes, FLOOR_PERCENTILE))
+    summary["floor_focus"] = math.floor(weighted_percentile(focus, FLOOR_PERCENTILE))
+    print(
+        f"floors ({FLOOR_PERCENTILE:g}th percentile, sources weighted equally): {summary['floor_px']} px, "
+        f"focus {summary['floor_focus']}"
+    )
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -180,6 +180,11 @@ class VerdictSettings:
     `python -m benchmarks.training_face_sizes`): a verdict whose most suspicious person's median
     face, as the models were given it, is smaller says so (real faces made smaller were told `real`
     less often, rule 21). 0 says nothing."""
+    trained_face_focus: int = 76
+    """The 5th percentile of the training faces' focus (`pipeline.engine.faces.face_focus` of the
+    crop the members are given, every source weighing the same; rule 47, the same command): a
+    verdict whose most suspicious person's median focus is lower says so (slightly blurred real
+    photos were told `fake` far more often, rule 46). 0 says nothing."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import cv2
 import keras
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from pipeline.engine.analyze import SMALL_FACE_CAVEAT, VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
+from pipeline.engine.analyze import SMALL_FACE_CAVEAT, SOFT_FACE_CAVEAT, VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.media import sample_frames
@@ -247,8 +247,28 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
     analysis = engine.analyze(big)
     (face,) = analysis.result.frames[0].faces
     assert min(face.box[2:]) > 2 * floor  # in the file's own pixels
-    assert len(analysis.caveats) == 1 and analysis.caveats[0].startswith("person 1's face is ")
-    assert int(analysis.caveats[0].split()[4]) < floor
+    (small_face,) = [caveat for caveat in analysis.caveats if " px across " in caveat]
+    assert small_face.startswith("person 1's face is ") and int(small_face.split()[4]) < floor
+
+
+def test_a_verdict_says_when_its_face_is_softer_than_the_training_faces(
+    engine: Engine, shared_data: Path, tmp_path: Path
+) -> None:
+    """Rule 47: a face whose focus (the crop's Laplacian variance) is under `trained_face_focus`
+    is said after the models' reason; the same photo as it is, sharp, is not."""
+    from pipeline.engine.faces import face_focus
+
+    floor = engine.settings.verdict.trained_face_focus
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]
+    sharp = engine.analyze(photo)
+    assert face_focus(sharp.faces[0][0].crop) >= floor and sharp.caveats == []
+    blurred = tmp_path / "blurred.png"
+    Image.open(photo).convert("RGB").filter(ImageFilter.GaussianBlur(2)).save(blurred)
+    analysis = engine.analyze(blurred)
+    (face,) = analysis.faces[0]
+    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=round(face_focus(face.crop)), floor=floor)
+    assert face_focus(face.crop) < floor and analysis.caveats == [caveat]
+    assert analysis.result.reason.endswith(f"; {caveat}")
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.config import Settings
 from pipeline.engine.allocator import tune_allocator
 from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
-from pipeline.engine.faces import Face, FaceFinder, FaceSearch
+from pipeline.engine.faces import Face, FaceFinder, FaceSearch, face_focus
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import Provenance, read_provenance, verdict_reason
 from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, Verdict, decide
@@ -46,6 +46,13 @@ SMALL_FACE_CAVEAT = (
 )
 """Said on a verdict whose most suspicious person's median face is under
 `VerdictSettings.trained_face_px` (rule 44; the shares are rule 21's, benchmarks/README.md)."""
+SOFT_FACE_CAVEAT = (
+    "person {person}'s face is softer than 95% of the faces the models trained on (focus {focus}, theirs "
+    "{floor} or more): out-of-focus, smoothed or upscaled real faces are read as fake (validation photos "
+    "blurred by 1 px: 18% of the real ones told fake, none real; by 2 px: 43%) (model card: 'Known limits')"
+)
+"""Said on a verdict whose most suspicious person's median `face_focus` is under
+`VerdictSettings.trained_face_focus` (rule 47; the shares are rule 46's, benchmarks/README.md)."""
 
 
 @dataclass
@@ -60,7 +67,7 @@ class Analysis:
     """Faces per sampled frame, with their crops."""
     caveats: list[str] = field(default_factory=list)
     """What the engine says beside the models' reason (already at the end of `result.reason`): a
-    video's frames, a face smaller than the training faces."""
+    video's frames, a face smaller or softer than the training faces."""
 
 
 def preview(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -256,11 +263,15 @@ class Engine:
             )
         versions = ensemble.versions()
         face_px = [min(face.box[2], face.box[3]) * frame_scales[face.position] for face in flat]
+        people = [face.track for face in flat]
         caveats = [
             caveat
             for caveat in (
                 _video_caveat(info.kind, provenance, clip_scored),
-                small_face_caveat(verdict, [face.track for face in flat], face_px, settings.verdict.trained_face_px),
+                small_face_caveat(verdict, people, face_px, settings.verdict.trained_face_px),
+                soft_face_caveat(
+                    verdict, people, [face_focus(face.crop) for face in flat], settings.verdict.trained_face_focus
+                ),
             )
             if caveat
         ]
@@ -302,15 +313,32 @@ def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -
     return VIDEO_FRAMES_CAVEAT
 
 
+def _most_suspicious_median(
+    verdict: Verdict, tracks: Sequence[int], values: Sequence[float]
+) -> tuple[int, float] | None:
+    """(person, the median of `values` over their faces) for the most suspicious deciding person,
+    `tracks` giving each scored face's person; None when no one was scored."""
+    deciding = [t for t in verdict.tracks if t.decides]
+    if not deciding:
+        return None
+    worst = max(deciding, key=lambda t: t.fake_probability)
+    return worst.track, float(np.median([v for track, v in zip(tracks, values, strict=True) if track == worst.track]))
+
+
 def small_face_caveat(verdict: Verdict, tracks: Sequence[int], face_px: Sequence[float], floor_px: int) -> str | None:
     """`SMALL_FACE_CAVEAT` when the most suspicious deciding person's median face (`face_px`: each
     scored face's shorter box side in the pixels the models were given, `tracks` its person) is
     under `floor_px`; None otherwise."""
-    deciding = [t for t in verdict.tracks if t.decides]
-    if not deciding or floor_px <= 0:
+    found = _most_suspicious_median(verdict, tracks, face_px) if floor_px > 0 else None
+    if found is None or found[1] >= floor_px:
         return None
-    worst = max(deciding, key=lambda t: t.fake_probability)
-    size = float(np.median([px for track, px in zip(tracks, face_px, strict=True) if track == worst.track]))
-    if size >= floor_px:
+    return SMALL_FACE_CAVEAT.format(person=found[0] + 1, size=round(found[1]), floor=floor_px)
+
+
+def soft_face_caveat(verdict: Verdict, tracks: Sequence[int], focus: Sequence[float], floor: int) -> str | None:
+    """`SOFT_FACE_CAVEAT` when the most suspicious deciding person's median `face_focus` (`focus`,
+    per scored face, `tracks` its person) is under `floor`; None otherwise."""
+    found = _most_suspicious_median(verdict, tracks, focus) if floor > 0 else None
+    if found is None or found[1] >= floor:
         return None
-    return SMALL_FACE_CAVEAT.format(person=worst.track + 1, size=round(size), floor=floor_px)
+    return SOFT_FACE_CAVEAT.format(person=found[0] + 1, focus=round(found[1]), floor=floor)

@@ -87,6 +87,13 @@ def crop_square(rgb: np.ndarray, region: Box, size: int) -> np.ndarray:
     return cv2.resize(inside, (size, size), interpolation=interpolation)
 
 
+def face_focus(crop: np.ndarray) -> float:
+    """How sharp a face crop is: the variance of the Laplacian (3 x 3) of its grey levels (0-255),
+    the textbook focus measure. A blurred, smoothed or upscaled face scores low (rule 47)."""
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F, ksize=3).var())
+
+
 class FaceFinder:
     """MTCNN from the `mtcnn` package (its weights ship inside it: nothing is downloaded), its
     three networks run as TensorFlow Lite copies (`FaceSettings.mtcnn_runtime`; about half the
