@@ -15,13 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import Settings
+from pipeline.config import Settings, VerdictSettings
 from pipeline.engine.allocator import tune_allocator
 from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
 from pipeline.engine.faces import Face, FaceFinder, FaceSearch, face_focus
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import Provenance, read_provenance, verdict_reason
-from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, Verdict, decide
+from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide, most_suspicious
 from pipeline.errors import PipelineError
 from pipeline.results import AnalysisResult, FaceResult, FrameResult, TrackResult
 
@@ -262,19 +262,10 @@ class Engine:
                 )
             )
         versions = ensemble.versions()
-        face_px = [min(face.box[2], face.box[3]) * frame_scales[face.position] for face in flat]
-        people = [face.track for face in flat]
-        caveats = [
-            caveat
-            for caveat in (
-                _video_caveat(info.kind, provenance, clip_scored),
-                small_face_caveat(verdict, people, face_px, settings.verdict.trained_face_px),
-                soft_face_caveat(
-                    verdict, people, [face_focus(face.crop) for face in flat], settings.verdict.trained_face_focus
-                ),
-            )
-            if caveat
-        ]
+        worst = most_suspicious(verdict.tracks)
+        caveats = [caveat for caveat in [_video_caveat(info.kind, provenance, clip_scored)] if caveat]
+        if worst is not None:
+            caveats += face_caveats([f for f in flat if f.track == worst.track], frame_scales, settings.verdict)
         lap("verdict")
         result = AnalysisResult(
             file=path.name,
@@ -313,32 +304,20 @@ def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -
     return VIDEO_FRAMES_CAVEAT
 
 
-def _most_suspicious_median(
-    verdict: Verdict, tracks: Sequence[int], values: Sequence[float]
-) -> tuple[int, float] | None:
-    """(person, the median of `values` over their faces) for the most suspicious deciding person,
-    `tracks` giving each scored face's person; None when no one was scored."""
-    deciding = [t for t in verdict.tracks if t.decides]
-    if not deciding:
-        return None
-    worst = max(deciding, key=lambda t: t.fake_probability)
-    return worst.track, float(np.median([v for track, v in zip(tracks, values, strict=True) if track == worst.track]))
-
-
-def small_face_caveat(verdict: Verdict, tracks: Sequence[int], face_px: Sequence[float], floor_px: int) -> str | None:
-    """`SMALL_FACE_CAVEAT` when the most suspicious deciding person's median face (`face_px`: each
-    scored face's shorter box side in the pixels the models were given, `tracks` its person) is
-    under `floor_px`; None otherwise."""
-    found = _most_suspicious_median(verdict, tracks, face_px) if floor_px > 0 else None
-    if found is None or found[1] >= floor_px:
-        return None
-    return SMALL_FACE_CAVEAT.format(person=found[0] + 1, size=round(found[1]), floor=floor_px)
-
-
-def soft_face_caveat(verdict: Verdict, tracks: Sequence[int], focus: Sequence[float], floor: int) -> str | None:
-    """`SOFT_FACE_CAVEAT` when the most suspicious deciding person's median `face_focus` (`focus`,
-    per scored face, `tracks` its person) is under `floor`; None otherwise."""
-    found = _most_suspicious_median(verdict, tracks, focus) if floor > 0 else None
-    if found is None or found[1] >= floor:
-        return None
-    return SOFT_FACE_CAVEAT.format(person=found[0] + 1, focus=round(found[1]), floor=floor)
+def face_caveats(faces: Sequence[Face], frame_scales: Sequence[float], settings: VerdictSettings) -> list[str]:
+    """`SMALL_FACE_CAVEAT` and `SOFT_FACE_CAVEAT` for one person (`faces`, theirs; `frame_scales`,
+    decoded pixels per original pixel of each sampled frame) when the median of their faces' size,
+    in the pixels the models were given, or of their crops' `face_focus` is under the training
+    faces' floor in `settings` (0 turns a caveat off)."""
+    person = faces[0].track + 1
+    caveats = []
+    size = float(np.median([min(f.box[2], f.box[3]) * frame_scales[f.position] for f in faces]))
+    if size < settings.trained_face_px:
+        caveats.append(SMALL_FACE_CAVEAT.format(person=person, size=round(size), floor=settings.trained_face_px))
+    if settings.trained_face_focus > 0:  # measured only when asked for
+        focus = float(np.median([face_focus(f.crop) for f in faces]))
+        if focus < settings.trained_face_focus:
+            caveats.append(
+                SOFT_FACE_CAVEAT.format(person=person, focus=round(focus), floor=settings.trained_face_focus)
+            )
+    return caveats

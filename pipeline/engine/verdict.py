@@ -198,6 +198,12 @@ def _person(
     return TrackSummary(track, len(faces), probability, model_scores, label, decides, spread)
 
 
+def most_suspicious(tracks: Sequence[TrackSummary]) -> TrackSummary | None:
+    """The deciding person with the highest fake probability (the one a verdict's reason names),
+    or None when no one was seen."""
+    return max((t for t in tracks if t.decides), key=lambda t: t.fake_probability, default=None)
+
+
 def decide(
     faces: Sequence[ScoredFace],
     sampled_frames: int,
@@ -221,7 +227,8 @@ def decide(
         for track in sorted(tracks)
     ]
     deciding = [t for t in summaries if t.decides]
-    worst = max(deciding, key=lambda t: t.fake_probability)
+    worst = most_suspicious(summaries)
+    assert worst is not None  # the most-seen person always decides
     if rule == "max_face_mean":
         # The rule is defined over frames, whoever the most suspicious face belongs to.
         probability = aggregate(_by_frame(faces, lambda f: f.fake_probability), rule)
