@@ -416,6 +416,13 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     )
     blended_from = [folder.name for folder in (tmp_path / "cache" / "self-blended" / "view0").iterdir()]
     assert len(blended_from) == 1 and blended_from[0].startswith("prepared-"), blended_from
+    # `self_blend_blur: false` (rule 48): pseudo-fakes whose pasted face is never blurred, kept apart.
+    train_recipe_member(
+        {**member, "name": "sbi_unblurred", "self_blended_views": 1, "self_blend_blur": False},
+        [str(prepared)],
+        tmp_path / "runs",
+    )
+    assert sorted(f.name for f in (tmp_path / "cache" / "self-blended").iterdir()) == ["view0", "view0-unblurred"]
 
 
 def test_the_probe_can_degrade_its_self_blends_alike_under_their_own_label(

@@ -93,6 +93,28 @@ def test_self_blend_changes_the_face_and_leaves_the_border(shared_data: Path) ->
     assert difference[:8, :8].max() <= 2 and difference[-8:, -8:].max() <= 2
 
 
+def test_self_blend_can_leave_its_pasted_face_unblurred(shared_data: Path) -> None:
+    """`blur_source=False` (rule 48): the same pseudo-fakes, but those whose pasted face was
+    blurred keep it as sharp as the real face; no other pseudo-fake changes."""
+    face = read_face(next((shared_data / "gan-faces" / "real").iterdir()), 160)
+    landmarks = template_landmarks("gan-faces", 160)
+    changed = 0
+    for seed in range(20):
+        blurred = self_blend(face, landmarks, np.random.default_rng(seed))
+        sharp = self_blend(face, landmarks, np.random.default_rng(seed), blur_source=False)
+        if np.array_equal(blurred, sharp):
+            continue
+        changed += 1
+
+        def focus(picture: np.ndarray) -> float:
+            grey = cv2.cvtColor(picture[50:120, 40:120], cv2.COLOR_RGB2GRAY)
+            return float(cv2.Laplacian(grey, cv2.CV_64F, ksize=3).var())
+
+        assert focus(sharp) > focus(blurred)
+        assert np.array_equal(sharp[:8, :8], blurred[:8, :8])  # the border is never blended
+    assert 1 <= changed <= 12  # about 30% of pasted faces are blurred
+
+
 def test_temperature_scaling_recovers_a_known_temperature() -> None:
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 20000)

@@ -201,13 +201,17 @@ def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Gene
     return mask / max(float(mask.max()), 1e-6)
 
 
-def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def self_blend(
+    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, blur_source: bool = True
+) -> np.ndarray:
     """A pseudo-fake made from one real face: a slightly altered copy of the face blended back
     inside a soft mask, so the only evidence is a blending boundary and a colour or frequency
     mismatch, the traces every face swap leaves whatever generator made it.
 
     `landmarks` are points of the face in pixels of `image`: its 468-point face mesh (the mask
-    is their hull), or five MTCNN points.
+    is their hull), or five MTCNN points. With `blur_source` false the 30% of pasted faces that
+    would be blurred are left as they are (the same draws are made, so every other pseudo-fake
+    is identical): a softer face inside the mask may teach that a soft face is fake (rule 48).
     """
     height, width = image.shape[:2]
     source = image.copy()
@@ -218,7 +222,9 @@ def self_blend(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
         hsv_shift = rng.uniform(-12, 12, size=3)
         source = (source.astype(np.float32) + hsv_shift).clip(0, 255).astype(np.uint8)
     if rng.random() < 0.3:
-        source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.5, 1.5))
+        sigma = rng.uniform(0.5, 1.5)
+        if blur_source:
+            source = cv2.GaussianBlur(source, (0, 0), sigma)
     elif rng.random() < 0.3:
         source = sharpen(source, 0.6)
     # ...and slightly moved or resized, like a swapped face that does not sit exactly in place.

@@ -37,6 +37,7 @@ PROBE_SETTINGS = frozenset(
         "augmented_settings",
         "self_blended_views",
         "augment_self_blends",
+        "self_blend_blur",
         "source_fakes",
     }
 )
@@ -128,8 +129,9 @@ class Recipe:
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
                     if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
                         raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
-                    if not isinstance(member.get("augment_self_blends", False), bool):
-                        raise ValueError("augment_self_blends must be true or false")
+                    for flag in ("augment_self_blends", "self_blend_blur"):
+                        if not isinstance(member.get(flag, False), bool):
+                            raise ValueError(f"{flag} must be true or false")
                     if member.get("augment_self_blends") and (
                         int(member.get("augmented_views", 0)) < 1 or int(member.get("self_blended_views", 0)) < 1
                     ):
@@ -217,7 +219,11 @@ def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> li
     # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
     # a degraded view, which has no face mesh): a blending boundary no generator in
     # particular leaves; chosen on the cross-source table.
-    blends = [v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view)]
+    # `self_blend_blur: false` leaves their pasted faces unblurred (rule 48).
+    blur = bool(member.get("self_blend_blur", True))
+    blends = [
+        v for view in range(int(member.get("self_blended_views", 0))) for v in self_blended_samples(clean, view, blur)
+    ]
     # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
     # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on
     # them; `augmented_settings` narrows them (e.g. to recompression only). With
