@@ -9,7 +9,7 @@ features are cached like any crop's. Printed per probe and blur: the median fake
 the real crops (the probe's own sigmoid, uncalibrated), the share of real crops at 0.5 or more,
 and ROC AUC of blurred reals against blurred fakes.
 
-    .venv/bin/python benchmarks/self_blend_blur.py --runs RUNS --json self_blend_blur.json
+    .venv/bin/python -m benchmarks.self_blend_blur --runs RUNS --json self_blend_blur.json
 """
 
 from __future__ import annotations
