@@ -115,6 +115,23 @@ def test_self_blend_can_leave_its_pasted_face_unblurred(shared_data: Path) -> No
     assert 1 <= changed <= 12  # about 30% of pasted faces are blurred
 
 
+def test_self_blend_can_paste_its_face_without_resampling_it() -> None:
+    """`resample_source=False` (rule 50): the pasted face is moved by whole pixels, never
+    interpolated, so a fine texture keeps its detail inside the mask, where bilinear
+    resampling softens it."""
+    texture = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    landmarks = template_landmarks("gan-faces", 160)
+
+    def detail(picture: np.ndarray) -> float:
+        grey = cv2.cvtColor(picture[60:110, 55:105], cv2.COLOR_RGB2GRAY)
+        return float(cv2.Laplacian(grey, cv2.CV_64F, ksize=3).var())
+
+    for seed in range(10):
+        kept = self_blend(texture, landmarks, np.random.default_rng(seed), False, resample_source=False)
+        resampled = self_blend(texture, landmarks, np.random.default_rng(seed), False)
+        assert detail(kept) > detail(resampled)
+
+
 def test_temperature_scaling_recovers_a_known_temperature() -> None:
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 20000)

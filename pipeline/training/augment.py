@@ -202,7 +202,11 @@ def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Gene
 
 
 def self_blend(
-    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, blur_source: bool = True
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    blur_source: bool = True,
+    resample_source: bool = True,
 ) -> np.ndarray:
     """A pseudo-fake made from one real face: a slightly altered copy of the face blended back
     inside a soft mask, so the only evidence is a blending boundary and a colour or frequency
@@ -212,6 +216,8 @@ def self_blend(
     is their hull), or five MTCNN points. With `blur_source` false the 30% of pasted faces that
     would be blurred are left as they are (the same draws are made, so every other pseudo-fake
     is identical): a softer face inside the mask may teach that a soft face is fake (rule 48).
+    With `resample_source` false the pasted face is moved by whole pixels and not resized, so
+    it is not interpolated (bilinear resampling softens it too; rule 50).
     """
     height, width = image.shape[:2]
     source = image.copy()
@@ -230,9 +236,15 @@ def self_blend(
     # ...and slightly moved or resized, like a swapped face that does not sit exactly in place.
     zoom = rng.uniform(0.95, 1.05)
     dx, dy = rng.uniform(-0.03, 0.03, size=2) * (width, height)
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, zoom)
-    matrix[:, 2] += (dx, dy)
-    source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+    if resample_source:
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, zoom)
+        matrix[:, 2] += (dx, dy)
+        source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+    else:
+        matrix = np.float32([[1, 0, round(dx)], [0, 1, round(dy)]])
+        source = cv2.warpAffine(
+            source, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101
+        )
     mask = face_mask((height, width), landmarks, rng)
     mask *= rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
     blended = mask[..., None] * source.astype(np.float32) + (1.0 - mask[..., None]) * image.astype(np.float32)
