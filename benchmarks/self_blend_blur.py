@@ -10,6 +10,9 @@ the real crops (the probe's own sigmoid, uncalibrated), the share of real crops 
 and ROC AUC of blurred reals against blurred fakes.
 
     .venv/bin/python -m benchmarks.self_blend_blur --runs RUNS --json self_blend_blur.json
+
+With `--folds CROSS_RUNS` (a `cross-source --runs` folder of the same recipe), each fold's probes,
+trained without one source, are scored the same way (rule 52).
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.config import cache_dir
 from pipeline.training.data import Sample
-from pipeline.training.recipe import Recipe, samples_of, train_recipe_member, trained_logits
+from pipeline.training.recipe import (
+    CLIP_PROBE,
+    PROBE_FILE,
+    Recipe,
+    TrainedMember,
+    samples_of,
+    train_recipe_member,
+    trained_logits,
+)
 from pipeline.training.sources import ensure_prepared
 
 RADII = (0, 1, 2)
@@ -57,6 +68,7 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=Path(__file__).with_name("clip_sbi_blur.json"))
     parser.add_argument("--runs", type=Path, required=True, help="where the all-source probes are kept")
     parser.add_argument("--per-class", type=int, default=300)
+    parser.add_argument("--folds", type=Path, help="a cross-source runs folder: score its fold probes too")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -64,10 +76,17 @@ def main() -> None:
     ensure_prepared(recipe.sources)
     validation = samples_of(recipe.sources, "val", args.per_class)
     labels = np.asarray([s.label for s in validation])
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    probes: dict[str, TrainedMember] = {}
     for member in recipe.members:
-        trained = train_recipe_member(member, recipe.sources, args.runs)
-        results[member["name"]] = {}
+        probes[member["name"]] = train_recipe_member(member, recipe.sources, args.runs)
+        for source in recipe.sources if args.folds else ():
+            path = args.folds / "cross-source" / source / member["name"] / PROBE_FILE
+            probes[f"{member['name']} without {source}"] = TrainedMember(
+                member["name"], CLIP_PROBE, path, "clip-vit-b16", 224
+            )
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, trained in probes.items():
+        results[name] = {}
         for radius in RADII:
             probability = 1 / (1 + np.exp(-trained_logits(trained, blurred(validation, radius))))
             real = probability[labels == 0]
@@ -77,9 +96,9 @@ def main() -> None:
                 "fake_median": float(np.median(probability[labels == 1])),
                 "roc_auc": float(roc_auc_score(labels, probability)),
             }
-            results[member["name"]][f"blur {radius} px"] = row
+            results[name][f"blur {radius} px"] = row
             print(
-                f"{member['name']:>15} blur {radius} px: real median {row['real_median']:.3f}, "
+                f"{name:>30} blur {radius} px: real median {row['real_median']:.3f}, "
                 f"real >= 0.5 {row['real_at_least_half']:.1%}, fake median {row['fake_median']:.3f}, "
                 f"ROC AUC {row['roc_auc']:.3f}"
             )
