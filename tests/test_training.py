@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, jpeg_round_trip, resize_crops, sigmoid
+from pipeline.engine.faces import face_focus
 from pipeline.errors import DataError
 from pipeline.training.augment import augment, self_blend, template_landmarks
 from pipeline.training.calibration import (
@@ -105,12 +106,7 @@ def test_self_blend_can_leave_its_pasted_face_unblurred(shared_data: Path) -> No
         if np.array_equal(blurred, sharp):
             continue
         changed += 1
-
-        def focus(picture: np.ndarray) -> float:
-            grey = cv2.cvtColor(picture[50:120, 40:120], cv2.COLOR_RGB2GRAY)
-            return float(cv2.Laplacian(grey, cv2.CV_64F, ksize=3).var())
-
-        assert focus(sharp) > focus(blurred)
+        assert face_focus(sharp[50:120, 40:120]) > face_focus(blurred[50:120, 40:120])
         assert np.array_equal(sharp[:8, :8], blurred[:8, :8])  # the border is never blended
     assert 1 <= changed <= 12  # about 30% of pasted faces are blurred
 
@@ -121,15 +117,10 @@ def test_self_blend_can_paste_its_face_without_resampling_it() -> None:
     resampling softens it."""
     texture = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
     landmarks = template_landmarks("gan-faces", 160)
-
-    def detail(picture: np.ndarray) -> float:
-        grey = cv2.cvtColor(picture[60:110, 55:105], cv2.COLOR_RGB2GRAY)
-        return float(cv2.Laplacian(grey, cv2.CV_64F, ksize=3).var())
-
     for seed in range(10):
         kept = self_blend(texture, landmarks, np.random.default_rng(seed), False, resample_source=False)
         resampled = self_blend(texture, landmarks, np.random.default_rng(seed), False)
-        assert detail(kept) > detail(resampled)
+        assert face_focus(kept[60:110, 55:105]) > face_focus(resampled[60:110, 55:105])
 
 
 def test_temperature_scaling_recovers_a_known_temperature() -> None:

@@ -214,10 +214,11 @@ def self_blend(
 
     `landmarks` are points of the face in pixels of `image`: its 468-point face mesh (the mask
     is their hull), or five MTCNN points. With `blur_source` false the 30% of pasted faces that
-    would be blurred are left as they are (the same draws are made, so every other pseudo-fake
-    is identical): a softer face inside the mask may teach that a soft face is fake (rule 48).
-    With `resample_source` false the pasted face is moved by whole pixels and not resized, so
-    it is not interpolated (bilinear resampling softens it too; rule 50).
+    would be blurred are left as they are, and with `resample_source` false the pasted face is
+    moved by whole pixels and not resized, so it is not interpolated (bilinear resampling softens
+    it). Either way the same draws are made, so every other pseudo-fake is identical. Both were
+    tried as why the CLIP probe reads soft real faces as fake (rules 48-52: the blur does not
+    teach it; the resampling teaches a probe trained on pseudo-fakes alone about half of it).
     """
     height, width = image.shape[:2]
     source = image.copy()
