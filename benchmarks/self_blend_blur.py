@@ -28,6 +28,7 @@ from PIL import Image, ImageFilter
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import cache_dir
+from pipeline.errors import DataError
 from pipeline.training.data import Sample
 from pipeline.training.recipe import (
     CLIP_PROBE,
@@ -72,7 +73,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    recipe = Recipe.load(args.recipe)
+    try:
+        recipe = Recipe.load(args.recipe)
+    except DataError as error:
+        parser.error(str(error))
     ensure_prepared(recipe.sources)
     validation = samples_of(recipe.sources, "val", args.per_class)
     labels = np.asarray([s.label for s in validation])
@@ -81,6 +85,8 @@ def main() -> None:
         probes[member["name"]] = train_recipe_member(member, recipe.sources, args.runs)
         for source in recipe.sources if args.folds else ():
             path = args.folds / "cross-source" / source / member["name"] / PROBE_FILE
+            if not path.is_file():
+                parser.error(f"{path} does not exist: --folds wants a cross-source runs folder of this recipe")
             probes[f"{member['name']} without {source}"] = TrainedMember(
                 member["name"], CLIP_PROBE, path, "clip-vit-b16", 224
             )
