@@ -123,6 +123,26 @@ def test_self_blend_can_paste_its_face_without_resampling_it() -> None:
         assert face_focus(kept[60:110, 55:105]) > face_focus(resampled[60:110, 55:105])
 
 
+def test_self_blend_can_leave_its_pasted_face_where_it_was() -> None:
+    """`move_source=False` (rule 53): the pasted face is neither shifted nor resized, so it lies
+    in register with the face it is blended into (only its colours change), where a moved one
+    mixes the face with a shifted copy of itself."""
+    texture = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    landmarks = template_landmarks("gan-faces", 160)
+
+    def register(blended: np.ndarray) -> float:
+        """How well the grey levels inside the mask still follow the texture's (Pearson)."""
+        inside, original = (image[60:110, 55:105].astype(float).mean(axis=-1).ravel() for image in (blended, texture))
+        return float(np.corrcoef(inside, original)[0, 1])
+
+    unmoved, moved = [], []
+    for seed in range(10):
+        unmoved.append(register(self_blend(texture, landmarks, np.random.default_rng(seed), False, False, False)))
+        moved.append(register(self_blend(texture, landmarks, np.random.default_rng(seed), False, False)))
+    assert min(unmoved) > 0.95
+    assert sum(r < 0.9 for r in moved) >= 7  # a few draws shift it by a pixel or less
+
+
 def test_temperature_scaling_recovers_a_known_temperature() -> None:
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 20000)
