@@ -124,7 +124,7 @@ def test_self_blend_can_paste_its_face_without_resampling_it() -> None:
 
 
 def test_self_blend_can_leave_its_pasted_face_where_it_was() -> None:
-    """`move_source=False` (rule 53): the pasted face is neither shifted nor resized, so it lies
+    """`misplacement=0` (rule 53): the pasted face is neither shifted nor resized, so it lies
     in register with the face it is blended into (only its colours change), where a moved one
     mixes the face with a shifted copy of itself."""
     texture = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
@@ -137,7 +137,7 @@ def test_self_blend_can_leave_its_pasted_face_where_it_was() -> None:
 
     unmoved, moved = [], []
     for seed in range(10):
-        unmoved.append(register(self_blend(texture, landmarks, np.random.default_rng(seed), False, False, False)))
+        unmoved.append(register(self_blend(texture, landmarks, np.random.default_rng(seed), False, False, 0.0)))
         moved.append(register(self_blend(texture, landmarks, np.random.default_rng(seed), False, False)))
     assert min(unmoved) > 0.95
     assert sum(r < 0.9 for r in moved) >= 7  # a few draws shift it by a pixel or less

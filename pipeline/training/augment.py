@@ -207,7 +207,7 @@ def self_blend(
     rng: np.random.Generator,
     blur_source: bool = True,
     resample_source: bool = True,
-    move_source: bool = True,
+    misplacement: float = 1.0,
 ) -> np.ndarray:
     """A pseudo-fake made from one real face: a slightly altered copy of the face blended back
     inside a soft mask, so the only evidence is a blending boundary and a colour or frequency
@@ -217,9 +217,9 @@ def self_blend(
     is their hull), or five MTCNN points. With `blur_source` false the 30% of pasted faces that
     would be blurred are left as they are, and with `resample_source` false the pasted face is
     moved by whole pixels and not resized, so it is not interpolated (bilinear resampling softens
-    it); with `move_source` false it is not moved at all, so a mask below 1 cannot mix the face
-    with a shifted copy of itself (a doubled image is a softer one). Either way the same draws
-    are made, so every other pseudo-fake is identical. These were tried as why the CLIP probe
+    it). `misplacement` scales how far it is moved and resized (at 0 it stays where it was, so a
+    mask below 1 cannot mix the face with a shifted copy of itself: a doubled image is a softer
+    one). Either way the same draws are made, so every other pseudo-fake is identical. These were tried as why the CLIP probe
     reads soft real faces as fake (rules 48-53: the blur does not teach it; the resampling
     teaches a probe trained on pseudo-fakes alone about half of it; the move little more, and
     without it the probe does worse on sources it never saw).
@@ -241,11 +241,13 @@ def self_blend(
     # ...and slightly moved or resized, like a swapped face that does not sit exactly in place.
     zoom = rng.uniform(0.95, 1.05)
     dx, dy = rng.uniform(-0.03, 0.03, size=2) * (width, height)
-    if move_source and resample_source:
+    if misplacement != 1:  # kept apart so that the default's arithmetic is bit for bit the same
+        zoom, dx, dy = 1.0 + misplacement * (zoom - 1.0), misplacement * dx, misplacement * dy
+    if misplacement and resample_source:
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, zoom)
         matrix[:, 2] += (dx, dy)
         source = cv2.warpAffine(source, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
-    elif move_source:
+    elif misplacement:
         matrix = np.float32([[1, 0, round(dx)], [0, 1, round(dy)]])
         source = cv2.warpAffine(
             source, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101

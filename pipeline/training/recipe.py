@@ -39,7 +39,7 @@ PROBE_SETTINGS = frozenset(
         "augment_self_blends",
         "self_blend_blur",
         "self_blend_resample",
-        "self_blend_move",
+        "self_blend_misplacement",
         "source_fakes",
     }
 )
@@ -131,9 +131,11 @@ class Recipe:
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
                     if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
                         raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
-                    for flag in ("augment_self_blends", "self_blend_blur", "self_blend_resample", "self_blend_move"):
+                    for flag in ("augment_self_blends", "self_blend_blur", "self_blend_resample"):
                         if not isinstance(member.get(flag, False), bool):
                             raise ValueError(f"{flag} must be true or false")
+                    if float(member.get("self_blend_misplacement", 1.0)) < 0:
+                        raise ValueError("self_blend_misplacement must be 0 or more")
                     if member.get("augment_self_blends") and (
                         int(member.get("augmented_views", 0)) < 1 or int(member.get("self_blended_views", 0)) < 1
                     ):
@@ -221,13 +223,14 @@ def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> li
     # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
     # a degraded view, which has no face mesh): a blending boundary no generator in
     # particular leaves; chosen on the cross-source table.
-    # `self_blend_blur` / `self_blend_resample` / `self_blend_move: false` leave their pasted
-    # faces unblurred / not resampled / not moved (rules 48, 50 and 53).
-    placement = [bool(member.get(f"self_blend_{flag}", True)) for flag in ("blur", "resample", "move")]
+    # `self_blend_blur` / `self_blend_resample: false` leave their pasted faces unblurred / not
+    # resampled, and `self_blend_misplacement` scales how far they are moved (rules 48, 50, 53-54).
+    blur, resample = bool(member.get("self_blend_blur", True)), bool(member.get("self_blend_resample", True))
+    misplacement = float(member.get("self_blend_misplacement", 1.0))
     blends = [
         v
         for view in range(int(member.get("self_blended_views", 0)))
-        for v in self_blended_samples(clean, view, *placement)
+        for v in self_blended_samples(clean, view, blur, resample, misplacement)
     ]
     # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
     # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on

@@ -139,26 +139,26 @@ def self_blended_samples(
     view: int,
     blur_source: bool = True,
     resample_source: bool = True,
-    move_source: bool = True,
+    misplacement: float = 1.0,
 ) -> list[Sample]:
     """Pseudo-fakes of the real samples: view number `view` of each real crop self-blended with
     its own face mesh (`self_blend`, as the CNN members' training makes them, without the
     degradations), kept under `cache_dir()/self-blended/`, made once and seeded by the crop's
     name and the view. Labelled fake, with the source `SOURCE/self-blend`, so a fit that balances
-    sources weighs them as a group of their own. `blur_source`, `resample_source` and
-    `move_source` false leave the pasted face unblurred, not resampled and not moved (see
-    `self_blend`); such copies are kept in folders of their own."""
+    sources weighs them as a group of their own. `blur_source` and `resample_source` false
+    leave the pasted face unblurred and not resampled, and `misplacement` scales how far it is
+    moved (see `self_blend`); such copies are kept in folders of their own."""
 
     def blend(sample: Sample, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         landmarks = blend_landmarks(sample, image.shape[0], rng)
-        return self_blend(image, landmarks, rng, blur_source, resample_source, move_source)
+        return self_blend(image, landmarks, rng, blur_source, resample_source, misplacement)
 
     reals = [s for s in samples if s.label == 0]
     folder = (
         f"view{view}"
         + ("" if blur_source else "-unblurred")
         + ("" if resample_source else "-unresampled")
-        + ("" if move_source else "-unmoved")
+        + ("" if misplacement == 1 else "-unmoved" if misplacement == 0 else f"-moved{misplacement:g}x")
     )
     copies = _degraded_copies(reals, cache_dir() / "self-blended" / folder, f"/blend{view}", blend)
     return [replace(c, label=1, source=f"{c.source}/self-blend") for c in copies]
