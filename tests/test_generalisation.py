@@ -17,9 +17,10 @@ from pipeline.engine.analyze import Engine
 from pipeline.engine.clip import ClipEncoder, ClipProbe, _tower_to_block
 from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec
 from pipeline.engine.explain import explanation_maps
+from pipeline.engine.faces import face_focus
 from pipeline.engine.media import sha256_file
 from pipeline.training.augment import face_mask, self_blend
-from pipeline.training.data import load_samples, read_face
+from pipeline.training.data import load_samples, read_face, read_rgb
 from pipeline.training.probe import fit_probe
 from tests.command_line import run_cli
 from tests.subsets import copy_subset
@@ -470,6 +471,46 @@ def test_the_probe_can_degrade_its_self_blends_alike_under_their_own_label(
     # Only the three reals and their three blends were degraded: the source's fakes were not.
     copies = list((tmp_path / "cache" / "augmented").rglob("*.png"))
     assert len(copies) == 6, copies
+
+
+def test_the_probe_can_degrade_its_real_crops_only(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`augment_reals_only` (rule 55): the degraded views are made of the real crops alone, kept
+    real, so a change that comes with the fake label in the data (softness) comes with both; the
+    source's fakes are seen as they are. The probe is exactly the fit on those crops."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.augment import AugmentSettings
+    from pipeline.training.prepare import prepare
+    from pipeline.training.recipe import clip_rows, train_recipe_member
+    from pipeline.training.sources import augmented_samples
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    prepared = tmp_path / "prepared"
+    prepare(_subset(shared_data, tmp_path, "swap-faces", 3), prepared)
+    samples = load_samples(prepared, "train")
+    reals = [s for s in samples if s.label == 0]
+    blur = {"flip_p": 0, "color_p": 0, "noise_p": 0, "affine_p": 0, "rescale_p": 0, "jpeg_p": 0, "blur_p": 1}
+    member = {
+        "kind": "clip_probe",
+        "name": "soft_reals",
+        "block": 5,
+        "regularization": 0.5,
+        "augmented_views": 1,
+        "augment_reals_only": True,
+        "augmented_settings": blur,
+    }
+    trained = train_recipe_member(member, [str(prepared)], tmp_path / "runs")
+    softened = augmented_samples(reals, 0, AugmentSettings.from_json(blur))
+    assert [s.label for s in softened] == [0] * len(reals) and len(reals) == 3 and len(samples) > len(reals)
+    for before, after in zip(reals, softened, strict=True):
+        assert face_focus(read_rgb(after.path)) < face_focus(read_rgb(before.path))
+    seen = samples + softened
+    expected = fit_probe(
+        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, 5
+    )
+    assert np.allclose(json.loads(trained.path.read_text())["weights"], expected.weights, atol=1e-6)
+    assert len(list((tmp_path / "cache" / "augmented").rglob("*.png"))) == 3  # the fakes were not degraded
 
 
 def test_sharpening_adds_detail_and_leaves_earlier_views_where_they_were(

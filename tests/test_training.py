@@ -649,6 +649,11 @@ def test_every_recipe_the_project_ships_loads() -> None:
         # Degrading the self-blends alike needs both the degraded views and the self-blends.
         '{"members": [{"kind": "clip_probe", "name": "clip", "augment_self_blends": true, "augmented_views": 1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augment_self_blends": true, "self_blended_views": 1}]}',
+        # Degrading the reals only needs degraded views, and cannot degrade the self-blends too.
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augment_reals_only": true}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "augment_reals_only": true, "augmented_views": 1,'
+        ' "augment_self_blends": true, "self_blended_views": 1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"blur_p": "none"}}]}',

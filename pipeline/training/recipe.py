@@ -37,6 +37,7 @@ PROBE_SETTINGS = frozenset(
         "augmented_settings",
         "self_blended_views",
         "augment_self_blends",
+        "augment_reals_only",
         "self_blend_blur",
         "self_blend_resample",
         "self_blend_misplacement",
@@ -131,7 +132,7 @@ class Recipe:
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
                     if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
                         raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
-                    for flag in ("augment_self_blends", "self_blend_blur", "self_blend_resample"):
+                    for flag in ("augment_self_blends", "augment_reals_only", "self_blend_blur", "self_blend_resample"):
                         if not isinstance(member.get(flag, False), bool):
                             raise ValueError(f"{flag} must be true or false")
                     if float(member.get("self_blend_misplacement", 1.0)) < 0:
@@ -140,6 +141,10 @@ class Recipe:
                         int(member.get("augmented_views", 0)) < 1 or int(member.get("self_blended_views", 0)) < 1
                     ):
                         raise ValueError("augment_self_blends needs augmented_views and self_blended_views")
+                    if member.get("augment_reals_only") and (
+                        member.get("augment_self_blends") or int(member.get("augmented_views", 0)) < 1
+                    ):
+                        raise ValueError("augment_reals_only needs augmented_views and no augment_self_blends")
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
@@ -236,9 +241,13 @@ def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> li
     # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on
     # them; `augmented_settings` narrows them (e.g. to recompression only). With
     # `augment_self_blends` the pseudo-fakes are degraded alike, so that a changed picture is
-    # no more often fake than an untouched one. See the model card.
+    # no more often fake than an untouched one. With `augment_reals_only` only the real crops
+    # are degraded, against a cue that comes with the fake label in the training data (rule 55:
+    # most sources' fakes are softer than their reals). See the model card.
     settings = AugmentSettings.from_json(member.get("augmented_settings", {}))
     degraded_from = base + blends if member.get("augment_self_blends") else base
+    if member.get("augment_reals_only"):
+        degraded_from = [s for s in base if s.label == 0]
     degraded = [
         v
         for view in range(int(member.get("augmented_views", 0)))
