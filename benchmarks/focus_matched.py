@@ -1,0 +1,115 @@
+"""Rule 57: the CLIP probe on held-out faces whose two classes are made equally soft.
+
+For each source, its held-out items as `cross-source` picks them; the sharper class's crops are
+blurred (Gaussian, on the 224 px crop, kept as PNG so their CLIP features cache) so that their
+focus (`face_focus`) matches the softer class's at the same rank. Scored by a cross-source runs
+folder's fold probe trained without that source, and by softness alone (rule 56), as it is and
+matched.
+
+    .venv/bin/python -m benchmarks.focus_matched --recipe benchmarks/clip_sbi_blur.json --runs RUNS --json matched.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from pipeline.config import cache_dir
+from pipeline.engine.faces import face_focus
+from pipeline.errors import DataError
+from pipeline.training.data import Sample, read_rgb
+from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, Recipe, TrainedMember, samples_of, trained_logits
+from pipeline.training.sources import ensure_prepared
+
+SIGMAS = np.arange(0.0, 4.0 + 1e-9, 0.125)
+"""The Gaussian blurs tried on a crop of the sharper class (0: left as it is)."""
+
+
+def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
+    return image if sigma == 0 else cv2.GaussianBlur(image, (0, 0), float(sigma))
+
+
+def focus_matched(samples: Sequence[Sample]) -> tuple[list[Sample], dict[str, float]]:
+    """The samples with the sharper class's crops blurred to the softer class's focus at the same
+    rank (written once under the cache folder), and what the matching did."""
+    focus = np.asarray([face_focus(read_rgb(s.path)) for s in samples])
+    labels = np.asarray([s.label for s in samples])
+    sharper = int(np.median(focus[labels == 1]) > np.median(focus[labels == 0]))
+    softer_focus = np.sort(focus[labels != sharper])
+    chosen = np.flatnonzero(labels == sharper)
+    ranks = np.argsort(np.argsort(focus[chosen])) / max(len(chosen) - 1, 1)
+    out = list(samples)
+    sigmas = []
+    for index, rank in zip(chosen, ranks, strict=True):
+        sample = samples[index]
+        target = float(np.quantile(softer_focus, rank))
+        folder = sample.path.parent.parent
+        path = (
+            cache_dir() / "benchmarks" / "focus-matched" / folder.name / sample.path.relative_to(folder)
+        ).with_suffix(".png")
+        image = read_rgb(sample.path)
+        errors = [abs(np.log1p(face_focus(_blurred(image, s))) - np.log1p(target)) for s in SIGMAS]
+        sigma = float(SIGMAS[int(np.argmin(errors))])
+        sigmas.append(sigma)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.stem}.partial.png")
+            cv2.imwrite(str(partial), cv2.cvtColor(_blurred(image, sigma), cv2.COLOR_RGB2BGR))
+            partial.replace(path)
+        out[index] = replace(sample, path=path, landmarks=None)
+    return out, {
+        "blurred_class": sharper,
+        "median_sigma": float(np.median(sigmas)),
+        "blurred": float(np.mean(sigmas) > 0),
+    }
+
+
+def softness(samples: Sequence[Sample]) -> np.ndarray:
+    """Minus the log of each crop's focus measure (rule 56)."""
+    return np.asarray([-np.log1p(face_focus(read_rgb(s.path))) for s in samples])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, default=Path(__file__).with_name("clip_sbi_blur.json"))
+    parser.add_argument("--runs", type=Path, required=True, help="a cross-source runs folder of the recipe")
+    parser.add_argument("--member", default="clip", help="the fold probe scored")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    try:
+        recipe = Recipe.load(args.recipe)
+    except DataError as error:
+        parser.error(str(error))
+    ensure_prepared(recipe.sources)
+    results: dict[str, dict[str, float]] = {}
+    for source in recipe.sources:
+        path = args.runs / "cross-source" / source / args.member / PROBE_FILE
+        if not path.is_file():
+            parser.error(f"{path} does not exist: --runs wants a cross-source runs folder of this recipe")
+        probe = TrainedMember(args.member, CLIP_PROBE, path, "clip-vit-b16", 224)
+        held = samples_of([source], None, recipe.held_out_per_class)
+        labels = np.asarray([s.label for s in held])
+        matched, how = focus_matched(held)
+        results[source] = {
+            "n": len(held),
+            **how,
+            "softness_roc_auc": float(roc_auc_score(labels, softness(held))),
+            "matched_softness_roc_auc": float(roc_auc_score(labels, softness(matched))),
+            "probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, held))),
+            "matched_probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, matched))),
+        }
+        print(f"{source:>11}: " + ", ".join(f"{k} {v:.3f}" for k, v in results[source].items()))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
