@@ -36,9 +36,10 @@ def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
     return image if sigma == 0 else cv2.GaussianBlur(image, (0, 0), float(sigma))
 
 
-def focus_matched(samples: Sequence[Sample]) -> tuple[list[Sample], dict[str, float]]:
+def focus_matched(samples: Sequence[Sample], name: str) -> tuple[list[Sample], dict[str, float]]:
     """The samples with the sharper class's crops blurred to the softer class's focus at the same
-    rank (written once under the cache folder), and what the matching did."""
+    rank (written once under the cache folder, in a folder `name` of its own: the same crop is
+    blurred differently in another set), and what the matching did."""
     focus = np.asarray([face_focus(read_rgb(s.path)) for s in samples])
     labels = np.asarray([s.label for s in samples])
     sharper = int(np.median(focus[labels == 1]) > np.median(focus[labels == 0]))
@@ -52,7 +53,7 @@ def focus_matched(samples: Sequence[Sample]) -> tuple[list[Sample], dict[str, fl
         target = float(np.quantile(softer_focus, rank))
         folder = sample.path.parent.parent
         path = (
-            cache_dir() / "benchmarks" / "focus-matched" / folder.name / sample.path.relative_to(folder)
+            cache_dir() / "benchmarks" / "focus-matched" / name / folder.name / sample.path.relative_to(folder)
         ).with_suffix(".png")
         image = read_rgb(sample.path)
         errors = [abs(np.log1p(face_focus(_blurred(image, s))) - np.log1p(target)) for s in SIGMAS]
@@ -97,7 +98,7 @@ def main() -> None:
         probe = TrainedMember(args.member, CLIP_PROBE, path, "clip-vit-b16", 224)
         held = samples_of([source], None, recipe.held_out_per_class)
         labels = np.asarray([s.label for s in held])
-        matched, how = focus_matched(held)
+        matched, how = focus_matched(held, source)
         results[source] = {
             "n": len(held),
             **how,
