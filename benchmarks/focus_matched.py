@@ -68,7 +68,7 @@ def focus_matched(samples: Sequence[Sample], name: str) -> tuple[list[Sample], d
     return out, {
         "blurred_class": sharper,
         "median_sigma": float(np.median(sigmas)),
-        "blurred": float(np.mean(sigmas) > 0),
+        "share_blurred": float(np.mean(np.asarray(sigmas) > 0)),
     }
 
 
@@ -107,7 +107,10 @@ def main() -> None:
             "probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, held))),
             "matched_probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, matched))),
         }
-        print(f"{source:>11}: " + ", ".join(f"{k} {v:.3f}" for k, v in results[source].items()))
+        print(
+            f"{source:>11} (n {len(held)}): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in results[source].items() if k != "n")
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
