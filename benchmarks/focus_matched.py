@@ -72,6 +72,23 @@ def focus_matched(samples: Sequence[Sample], name: str) -> tuple[list[Sample], d
     }
 
 
+def same_focus_roc_auc(labels: np.ndarray, scores: np.ndarray, focus: np.ndarray, bins: int = 10) -> tuple[float, int]:
+    """ROC AUC over the pairs of a real and a fake in the same tenth (`bins`) of the pooled focus
+    distribution: how a score ranks faces that are about equally soft, nothing blurred (rule 59).
+    Also the number of such pairs."""
+    edges = np.quantile(focus, np.linspace(0, 1, bins + 1)[1:-1])
+    tenth = np.searchsorted(edges, focus, side="right")
+    right = pairs = 0.0
+    for b in range(bins):
+        real, fake = scores[(tenth == b) & (labels == 0)], scores[(tenth == b) & (labels == 1)]
+        if len(real) and len(fake):
+            # Mann-Whitney U over the bin's pairs (ties count half).
+            order = fake[:, None] - real[None, :]
+            right += float((order > 0).sum() + 0.5 * (order == 0).sum())
+            pairs += len(real) * len(fake)
+    return (right / pairs if pairs else float("nan")), int(pairs)
+
+
 def softness(samples: Sequence[Sample]) -> np.ndarray:
     """Minus the log of each crop's focus measure (rule 56)."""
     return np.asarray([-np.log1p(face_focus(read_rgb(s.path))) for s in samples])
@@ -99,13 +116,19 @@ def main() -> None:
         held = samples_of([source], None, recipe.held_out_per_class)
         labels = np.asarray([s.label for s in held])
         matched, how = focus_matched(held, source)
+        focus = np.asarray([face_focus(read_rgb(s.path)) for s in held])
+        probe_logits = trained_logits(probe, held)
+        same_focus, pairs = same_focus_roc_auc(labels, probe_logits, focus)
         results[source] = {
             "n": len(held),
             **how,
             "softness_roc_auc": float(roc_auc_score(labels, softness(held))),
             "matched_softness_roc_auc": float(roc_auc_score(labels, softness(matched))),
-            "probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, held))),
+            "probe_roc_auc": float(roc_auc_score(labels, probe_logits)),
             "matched_probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, matched))),
+            "same_focus_pairs": pairs,
+            "same_focus_softness_roc_auc": same_focus_roc_auc(labels, -np.log1p(focus), focus)[0],
+            "same_focus_probe_roc_auc": same_focus,
         }
         print(
             f"{source:>11} (n {len(held)}): "
