@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.recipes import prepared_recipe
 from pipeline.engine.faces import face_focus
-from pipeline.errors import DataError
 from pipeline.training.data import Sample, read_rgb
-from pipeline.training.recipe import Recipe, samples_of
-from pipeline.training.sources import ensure_prepared, reshared_samples
+from pipeline.training.recipe import samples_of
+from pipeline.training.sources import reshared_samples
 
 
 def softness(samples: Sequence[Sample]) -> np.ndarray:
@@ -36,11 +36,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    try:
-        recipe = Recipe.load(args.recipe)
-    except DataError as error:
-        parser.error(str(error))
-    ensure_prepared(recipe.sources)
+    recipe = prepared_recipe(parser, args.recipe)
     results: dict[str, dict[str, float]] = {}
     for source in recipe.sources:
         held = samples_of([source], None, recipe.held_out_per_class)

@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.focus_baseline import softness
+from benchmarks.recipes import prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.engine.faces import face_focus
-from pipeline.errors import DataError
 from pipeline.training.data import Sample, read_rgb
-from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, Recipe, TrainedMember, samples_of, trained_logits
-from pipeline.training.sources import ensure_prepared
+from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, TrainedMember, samples_of, trained_logits
 
 SIGMAS = np.arange(0.0, 4.0 + 1e-9, 0.125)
 """The Gaussian blurs tried on a crop of the sharper class (0: left as it is)."""
@@ -89,11 +89,6 @@ def same_focus_roc_auc(labels: np.ndarray, scores: np.ndarray, focus: np.ndarray
     return (right / pairs if pairs else float("nan")), int(pairs)
 
 
-def softness(samples: Sequence[Sample]) -> np.ndarray:
-    """Minus the log of each crop's focus measure (rule 56)."""
-    return np.asarray([-np.log1p(face_focus(read_rgb(s.path))) for s in samples])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, default=Path(__file__).with_name("clip_sbi_blur.json"))
@@ -102,11 +97,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    try:
-        recipe = Recipe.load(args.recipe)
-    except DataError as error:
-        parser.error(str(error))
-    ensure_prepared(recipe.sources)
+    recipe = prepared_recipe(parser, args.recipe)
     results: dict[str, dict[str, float]] = {}
     for source in recipe.sources:
         path = args.runs / "cross-source" / source / args.member / PROBE_FILE

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.recipes import prepared_recipe
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration
 from pipeline.training.cross_source import fold_calibration, run_fold, seeded
@@ -56,7 +57,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
     args = parser.parse_args()
-    recipe = Recipe.load(args.recipe)
+    recipe = prepared_recipe(parser, args.recipe)
     worst: dict[str, list[float]] = {"shipped": [], "nested": []}
     for seed in args.seeds:
         folds = fold_logits(recipe, args.runs, seed)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.recipes import prepared_recipe
 from pipeline.training.probe import balanced_weights, fit_probe
 from pipeline.training.recipe import Recipe, clip_rows, probe_training_samples, samples_of
 from pipeline.training.sources import reshared_samples
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="JSON of each fold's figures (a stopped run resumes from it)")
     parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
     args = parser.parse_args()
-    recipe = Recipe.load(args.recipe)
+    recipe = prepared_recipe(parser, args.recipe)
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
     for source in recipe.sources:
         if source not in done:

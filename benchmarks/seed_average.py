@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.recipes import prepared_recipe
 from pipeline.engine.ensemble import KERAS
 from pipeline.training.cross_source import ENSEMBLE, Scored, fold_result, mixed, run_fold, seeded
 from pipeline.training.recipe import Recipe
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     args = parser.parse_args()
-    recipe = Recipe.load(args.recipe)
+    recipe = prepared_recipe(parser, args.recipe)
     cnns = {m["name"] for m in recipe.members if m["kind"] == KERAS}
     per_seed = [seed_folds(recipe, args.runs, seed) for seed in args.seeds]
     mean_folds = {

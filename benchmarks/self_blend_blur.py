@@ -27,19 +27,17 @@ import numpy as np
 from PIL import Image, ImageFilter
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.recipes import prepared_recipe
 from pipeline.config import cache_dir
-from pipeline.errors import DataError
 from pipeline.training.data import Sample
 from pipeline.training.recipe import (
     CLIP_PROBE,
     PROBE_FILE,
-    Recipe,
     TrainedMember,
     samples_of,
     train_recipe_member,
     trained_logits,
 )
-from pipeline.training.sources import ensure_prepared
 
 RADII = (0, 1, 2)
 """Pillow Gaussian blur radii, in pixels of the 224 px crop (0: as it is)."""
@@ -73,11 +71,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    try:
-        recipe = Recipe.load(args.recipe)
-    except DataError as error:
-        parser.error(str(error))
-    ensure_prepared(recipe.sources)
+    recipe = prepared_recipe(parser, args.recipe)
     validation = samples_of(recipe.sources, "val", args.per_class)
     labels = np.asarray([s.label for s in validation])
     probes: dict[str, TrainedMember] = {}
