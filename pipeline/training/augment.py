@@ -219,10 +219,11 @@ def self_blend(
     moved by whole pixels and not resized, so it is not interpolated (bilinear resampling softens
     it). `misplacement` scales how far it is moved and resized (at 0 it stays where it was, so a
     mask below 1 cannot mix the face with a shifted copy of itself: a doubled image is a softer
-    one). Either way the same draws are made, so every other pseudo-fake is identical. These were tried as why the CLIP probe
-    reads soft real faces as fake (rules 48-53: the blur does not teach it; the resampling
-    teaches a probe trained on pseudo-fakes alone about half of it; the move little more, and
-    without it the probe does worse on sources it never saw).
+    one). Either way the same draws are made, so every other pseudo-fake is identical. These were
+    tried as why the CLIP probe reads soft real faces as fake (rules 48-54: the blur does not
+    teach it; the resampling teaches a probe trained on pseudo-fakes alone about half of it; the
+    move little more, and without it the probe does worse on sources it never saw, while twice
+    the move adds nothing).
     """
     height, width = image.shape[:2]
     source = image.copy()
