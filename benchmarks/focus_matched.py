@@ -25,7 +25,7 @@ from benchmarks.focus_baseline import softness
 from benchmarks.recipes import prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.engine.faces import face_focus
-from pipeline.training.data import Sample, read_rgb
+from pipeline.training.data import Sample, read_rgb, write_rgb
 from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, TrainedMember, samples_of, trained_logits
 
 SIGMAS = np.arange(0.0, 4.0 + 1e-9, 0.125)
@@ -60,10 +60,7 @@ def focus_matched(samples: Sequence[Sample], name: str) -> tuple[list[Sample], d
         sigma = float(SIGMAS[int(np.argmin(errors))])
         sigmas.append(sigma)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.stem}.partial.png")
-            cv2.imwrite(str(partial), cv2.cvtColor(_blurred(image, sigma), cv2.COLOR_RGB2BGR))
-            partial.replace(path)
+            write_rgb(path, _blurred(image, sigma))
         out[index] = replace(sample, path=path, landmarks=None)
     return out, {
         "blurred_class": sharper,

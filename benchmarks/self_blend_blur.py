@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.recipes import prepared_recipe
 from pipeline.config import cache_dir
-from pipeline.training.data import Sample
+from pipeline.training.data import Sample, write_rgb
 from pipeline.training.recipe import (
     CLIP_PROBE,
     PROBE_FILE,
@@ -54,10 +54,9 @@ def blurred(samples: Sequence[Sample], radius: int) -> list[Sample]:
             cache_dir() / "benchmarks" / "blurred-crops" / f"r{radius}" / folder.name / sample.path.relative_to(folder)
         ).with_suffix(".png")
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.stem}.partial.png")
-            Image.open(sample.path).convert("RGB").filter(ImageFilter.GaussianBlur(radius)).save(partial)
-            partial.replace(target)
+            write_rgb(
+                target, np.asarray(Image.open(sample.path).convert("RGB").filter(ImageFilter.GaussianBlur(radius)))
+            )
         out.append(replace(sample, path=target, landmarks=None))
     return out
 

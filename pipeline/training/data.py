@@ -147,6 +147,17 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def write_rgb(path: Path, image: np.ndarray) -> None:
+    """Write an RGB uint8 image whole or not at all (to a partial file, then renamed into place),
+    so that a stopped run never leaves a half-written copy that a cache would take as made. The
+    format is the path's suffix (a PNG keeps every pixel; a JPEG is saved again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+    if not cv2.imwrite(str(partial), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise DataError(f"cannot write image {path}")
+    partial.replace(path)
+
+
 def read_face(path: Path, size: int) -> np.ndarray:
     """A face crop file as RGB uint8, resized to `size` x `size`."""
     rgb = read_rgb(path)

@@ -22,12 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from pipeline.config import FaceSettings, cache_dir
 from pipeline.training.augment import AugmentSettings, ReshareSettings, augment, reshare, self_blend, template_landmarks
-from pipeline.training.data import Sample, load_samples, read_rgb
+from pipeline.training.data import Sample, load_samples, read_rgb, write_rgb
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 """The shared sources, in the order the cross-source table lists them."""
@@ -181,10 +180,6 @@ def _degraded_copies(
         target = root / f"{folder.name}-{where}" / relative
         if not target.exists():
             seed = int(hashlib.sha256(f"{folder.name}/{relative.as_posix()}{salt}".encode()).hexdigest()[:16], 16)
-            copy = degrade(sample, read_rgb(sample.path), np.random.default_rng(seed))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.stem}.partial{target.suffix}")
-            cv2.imwrite(str(partial), cv2.cvtColor(copy, cv2.COLOR_RGB2BGR))
-            partial.replace(target)
+            write_rgb(target, degrade(sample, read_rgb(sample.path), np.random.default_rng(seed)))
         out.append(replace(sample, path=target, landmarks=None))
     return out
