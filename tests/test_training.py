@@ -654,6 +654,8 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "clip_probe", "name": "clip", "augment_reals_only": true, "augmented_views": 1,'
         ' "augment_self_blends": true, "self_blended_views": 1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": -1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": true}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": "far"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": [95, 40]}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"jpeg_quality": 50}}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"blur_p": "none"}}]}',

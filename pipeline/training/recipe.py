@@ -135,8 +135,10 @@ class Recipe:
                     for flag in ("augment_self_blends", "augment_reals_only", "self_blend_blur", "self_blend_resample"):
                         if not isinstance(member.get(flag, False), bool):
                             raise ValueError(f"{flag} must be true or false")
-                    if float(member.get("self_blend_misplacement", 1.0)) < 0:
-                        raise ValueError("self_blend_misplacement must be 0 or more")
+                    misplacement = member.get("self_blend_misplacement", 1.0)
+                    # A bool is an int to Python: `true` would read as 1 and say nothing.
+                    if isinstance(misplacement, bool) or not isinstance(misplacement, (int, float)) or misplacement < 0:
+                        raise ValueError("self_blend_misplacement must be a number, 0 or more")
                     if member.get("augment_self_blends") and (
                         int(member.get("augmented_views", 0)) < 1 or int(member.get("self_blended_views", 0)) < 1
                     ):
