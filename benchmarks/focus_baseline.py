@@ -25,9 +25,14 @@ from pipeline.training.recipe import samples_of
 from pipeline.training.sources import reshared_samples
 
 
-def softness(samples: Sequence[Sample]) -> np.ndarray:
-    """Minus the log of each crop's focus measure: higher for a softer face."""
-    return np.asarray([-np.log1p(face_focus(read_rgb(s.path))) for s in samples])
+def focus_of(samples: Sequence[Sample]) -> np.ndarray:
+    """Each crop's focus measure (`face_focus`)."""
+    return np.asarray([face_focus(read_rgb(s.path)) for s in samples])
+
+
+def softness(focus: np.ndarray) -> np.ndarray:
+    """Minus the log of a focus measure: higher for a softer face."""
+    return -np.log1p(focus)
 
 
 def main() -> None:
@@ -41,7 +46,7 @@ def main() -> None:
     for source in recipe.sources:
         held = samples_of([source], None, recipe.held_out_per_class)
         labels = np.asarray([s.label for s in held])
-        as_they_are, reshared = softness(held), softness(reshared_samples(held))
+        as_they_are, reshared = softness(focus_of(held)), softness(focus_of(reshared_samples(held)))
         results[source] = {
             "n": len(held),
             "roc_auc": float(roc_auc_score(labels, as_they_are)),

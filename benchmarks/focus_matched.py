@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.focus_baseline import softness
-from benchmarks.recipes import prepared_recipe
+from benchmarks.focus_baseline import focus_of, softness
+from benchmarks.recipes import fold_probe, prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.engine.faces import face_focus
 from pipeline.training.data import Sample, read_rgb, write_rgb
-from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, TrainedMember, samples_of, trained_logits
+from pipeline.training.recipe import samples_of, trained_logits
 
 SIGMAS = np.arange(0.0, 4.0 + 1e-9, 0.125)
 """The Gaussian blurs tried on a crop of the sharper class (0: left as it is)."""
@@ -36,14 +36,13 @@ def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
     return image if sigma == 0 else cv2.GaussianBlur(image, (0, 0), float(sigma))
 
 
-def focus_matched(samples: Sequence[Sample], name: str) -> tuple[list[Sample], dict[str, float]]:
-    """The samples with the sharper class's crops blurred to the softer class's focus at the same
-    rank (written once under the cache folder, in a folder `name` of its own: the same crop is
-    blurred differently in another set), and what the matching did."""
-    focus = np.asarray([face_focus(read_rgb(s.path)) for s in samples])
+def focus_matched(samples: Sequence[Sample], focus: np.ndarray, name: str) -> tuple[list[Sample], dict[str, float]]:
+    """The samples (their crops' `focus`) with the sharper class's crops blurred to the softer
+    class's focus at the same rank (written once under the cache folder, in a folder `name` of
+    its own: the same crop is blurred differently in another set), and what the matching did."""
     labels = np.asarray([s.label for s in samples])
     sharper = int(np.median(focus[labels == 1]) > np.median(focus[labels == 0]))
-    softer_focus = np.sort(focus[labels != sharper])
+    softer_focus = focus[labels != sharper]
     chosen = np.flatnonzero(labels == sharper)
     ranks = np.argsort(np.argsort(focus[chosen])) / max(len(chosen) - 1, 1)
     out = list(samples)
@@ -97,25 +96,22 @@ def main() -> None:
     recipe = prepared_recipe(parser, args.recipe)
     results: dict[str, dict[str, float]] = {}
     for source in recipe.sources:
-        path = args.runs / "cross-source" / source / args.member / PROBE_FILE
-        if not path.is_file():
-            parser.error(f"{path} does not exist: --runs wants a cross-source runs folder of this recipe")
-        probe = TrainedMember(args.member, CLIP_PROBE, path, "clip-vit-b16", 224)
+        probe = fold_probe(parser, args.runs, source, args.member)
         held = samples_of([source], None, recipe.held_out_per_class)
         labels = np.asarray([s.label for s in held])
-        matched, how = focus_matched(held, source)
-        focus = np.asarray([face_focus(read_rgb(s.path)) for s in held])
+        focus = focus_of(held)
+        matched, how = focus_matched(held, focus, source)
         probe_logits = trained_logits(probe, held)
         same_focus, pairs = same_focus_roc_auc(labels, probe_logits, focus)
         results[source] = {
             "n": len(held),
             **how,
-            "softness_roc_auc": float(roc_auc_score(labels, softness(held))),
-            "matched_softness_roc_auc": float(roc_auc_score(labels, softness(matched))),
+            "softness_roc_auc": float(roc_auc_score(labels, softness(focus))),
+            "matched_softness_roc_auc": float(roc_auc_score(labels, softness(focus_of(matched)))),
             "probe_roc_auc": float(roc_auc_score(labels, probe_logits)),
             "matched_probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, matched))),
             "same_focus_pairs": pairs,
-            "same_focus_softness_roc_auc": same_focus_roc_auc(labels, -np.log1p(focus), focus)[0],
+            "same_focus_softness_roc_auc": same_focus_roc_auc(labels, softness(focus), focus)[0],
             "same_focus_probe_roc_auc": same_focus,
         }
         print(

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.training.recipe import Recipe
+from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, Recipe, TrainedMember
 from pipeline.training.sources import ensure_prepared
 
 
@@ -19,3 +19,12 @@ def prepared_recipe(parser: argparse.ArgumentParser, path: Path) -> Recipe:
         parser.error(str(error))
     ensure_prepared(recipe.sources)
     return recipe
+
+
+def fold_probe(parser: argparse.ArgumentParser, runs: Path, source: str, name: str) -> TrainedMember:
+    """The probe `name` of a `cross-source --runs` folder's fold that held `source` out; a missing
+    one is the parser's one-line error."""
+    path = runs / "cross-source" / source / name / PROBE_FILE
+    if not path.is_file():
+        parser.error(f"{path} does not exist: want a cross-source runs folder of this recipe")
+    return TrainedMember(name, CLIP_PROBE, path, "clip-vit-b16", 224)

@@ -27,12 +27,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.recipes import prepared_recipe
+from benchmarks.recipes import fold_probe, prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.training.data import Sample, write_rgb
 from pipeline.training.recipe import (
-    CLIP_PROBE,
-    PROBE_FILE,
     TrainedMember,
     samples_of,
     train_recipe_member,
@@ -77,12 +75,7 @@ def main() -> None:
     for member in recipe.members:
         probes[member["name"]] = train_recipe_member(member, recipe.sources, args.runs)
         for source in recipe.sources if args.folds else ():
-            path = args.folds / "cross-source" / source / member["name"] / PROBE_FILE
-            if not path.is_file():
-                parser.error(f"{path} does not exist: --folds wants a cross-source runs folder of this recipe")
-            probes[f"{member['name']} without {source}"] = TrainedMember(
-                member["name"], CLIP_PROBE, path, "clip-vit-b16", 224
-            )
+            probes[f"{member['name']} without {source}"] = fold_probe(parser, args.folds, source, member["name"])
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, trained in probes.items():
         results[name] = {}
