@@ -1,0 +1,186 @@
+"""Rule 60: does the CLIP probe find a face swap as sharp as the photo it sits in?
+
+The inswapper source cannot say (its swaps are softer than its reals: softness alone tells them at
+0.985). So swaps are made here from photos the swap source's fold probes never saw: each real crop
+of `swap-faces` gets another of them pasted in (`paste_face`), once sharp and once with the donor
+softened first (halved and blown up again). Scored against the same real crops as they are by
+softness alone and by fold probes trained without `swap-faces`.
+
+    .venv/bin/python -m benchmarks.sharp_swaps --runs clip=RUNS48 clip_soft_both=RUNS58 clip_no_blends=RUNS60 --json sharp_swaps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.focus_baseline import focus_of, softness
+from benchmarks.recipes import fold_probe
+from pipeline.config import cache_dir
+from pipeline.training.augment import rescale
+from pipeline.training.cross_source import bootstrap_roc_auc, interval
+from pipeline.training.data import Sample, read_rgb, write_rgb
+from pipeline.training.recipe import trained_logits
+from pipeline.training.sources import CROP_SIDE, face_landmarks, source_samples
+
+SOURCE = "swap-faces"
+SEED = 60
+"""Seeds the bootstrap intervals."""
+MASK_SHRINK = 0.8
+"""The paste covers the hull of the target's face mesh shrunk to this fraction about its centre."""
+FEATHER_SIGMA = 3.0
+"""Gaussian sigma (pixels) of the mask's edge."""
+SOFT_FACTOR = 0.5
+"""The soft arm's donor is downscaled to this fraction of its side and blown up again."""
+ARMS = ("sharp", "soft")
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    return points[..., 0].astype(np.float64) + 1j * points[..., 1].astype(np.float64)
+
+
+def similarity(donor_points: np.ndarray, target_points: np.ndarray) -> np.ndarray:
+    """The 2 x 3 similarity transform (rotation, scale, shift) that maps `donor_points` onto
+    `target_points` with the least squared error (closed form: points as complex numbers)."""
+    donor, target = _complex(donor_points), _complex(target_points)
+    donor_mean, target_mean = donor.mean(), target.mean()
+    scale = np.vdot(donor - donor_mean, target - target_mean) / np.vdot(donor - donor_mean, donor - donor_mean)
+    shift = target_mean - scale * donor_mean
+    return np.array([[scale.real, -scale.imag, shift.real], [scale.imag, scale.real, shift.imag]])
+
+
+def closest_donors(meshes: np.ndarray) -> np.ndarray:
+    """Each face's donor: the other face whose mesh a similarity transform fits best (the least
+    residual, shapes centred and scaled to one), so a swap pairs faces of about the same pose and
+    shape, as a face-swap method renders the donor's identity in the target's pose."""
+    shapes = _complex(meshes)
+    shapes = shapes - shapes.mean(axis=1, keepdims=True)
+    shapes /= np.linalg.norm(shapes, axis=1, keepdims=True)
+    residual = 1.0 - np.abs(shapes.conj() @ shapes.T) ** 2
+    np.fill_diagonal(residual, np.inf)
+    return residual.argmin(axis=1)
+
+
+def paste_face(
+    target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray
+) -> np.ndarray:
+    """`donor`'s face pasted over `target`'s: aligned by the `similarity` of their face meshes
+    (Lanczos, so the alignment softens little), its Lab colours matched to the target's inside
+    the mask (mean and spread per channel), and blended inside the target's mesh hull shrunk by
+    `MASK_SHRINK` and kept off any border the aligned donor does not cover, its edge feathered."""
+    height, width = target.shape[:2]
+    matrix = similarity(donor_points, target_points)
+    warped = cv2.warpAffine(donor, matrix, (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT_101)
+    covered = cv2.warpAffine(np.ones(donor.shape[:2], np.float32), matrix, (width, height), flags=cv2.INTER_NEAREST)
+    centre = target_points.mean(axis=0)
+    hull = cv2.convexHull(np.round(centre + (target_points - centre) * MASK_SHRINK).astype(np.int32))
+    inside = np.zeros((height, width), np.float32)
+    cv2.fillConvexPoly(inside, hull, 1.0)
+    margin = int(np.ceil(3 * FEATHER_SIGMA))
+    inside *= cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    mask = cv2.GaussianBlur(inside, (0, 0), FEATHER_SIGMA)[..., None]
+    pasted, kept = _lab(warped), _lab(target)
+    region = inside > 0.5
+    matched = (pasted - pasted[region].mean(axis=0)) / (pasted[region].std(axis=0) + 1e-6)
+    matched = matched * kept[region].std(axis=0) + kept[region].mean(axis=0)
+    colour = cv2.cvtColor(matched.astype(np.float32), cv2.COLOR_Lab2RGB) * 255.0
+    blended = mask * colour + (1.0 - mask) * target.astype(np.float32)
+    return np.round(blended).clip(0, 255).astype(np.uint8)
+
+
+def made_swaps(reals: Sequence[Sample], arm: str) -> list[Sample]:
+    """One pasted swap per real crop (written once under the cache folder, one folder per arm)."""
+    folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
+    meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
+    out = []
+    for sample, donor_index in zip(reals, closest_donors(meshes), strict=True):
+        donor = reals[donor_index]
+        path = folder / "fake" / f"{sample.path.stem}-{donor.path.stem}.png"
+        if not path.exists():
+            donor_rgb = read_rgb(donor.path)
+            if arm == "soft":
+                donor_rgb = rescale(donor_rgb, SOFT_FACTOR)
+            write_rgb(
+                path,
+                paste_face(
+                    read_rgb(sample.path),
+                    face_landmarks(sample, CROP_SIDE),
+                    donor_rgb,
+                    face_landmarks(donor, CROP_SIDE),
+                ),
+            )
+        out.append(replace(sample, path=path, label=1, group=f"swap-{sample.group}", landmarks=None))
+    return out
+
+
+def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
+    return {
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "interval": interval(bootstrap_roc_auc(labels, scores, SEED)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=[],
+        metavar="PROBE=RUNS",
+        help="a fold probe to score and the cross-source runs folder that holds it",
+    )
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    probes = {}
+    for pair in args.runs:
+        name, _, runs = pair.partition("=")
+        if not runs:
+            parser.error(f"--runs wants PROBE=RUNS, not {pair!r}")
+        probes[name] = fold_probe(parser, Path(runs), SOURCE, name)
+
+    reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
+    if len(reals) < 2:
+        parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
+    real_focus = focus_of(reals)
+    real_logits = {name: trained_logits(probe, reals) for name, probe in probes.items()}
+    results: dict[str, dict[str, object]] = {}
+    for arm in ARMS:
+        swaps = made_swaps(reals, arm)
+        labels = np.asarray([0] * len(reals) + [1] * len(swaps))
+        focus = np.concatenate([real_focus, focus_of(swaps)])
+        results[arm] = {
+            "n": len(labels),
+            "median_focus_real": float(np.median(real_focus)),
+            "median_focus_swap": float(np.median(focus[len(reals) :])),
+            "softness": _roc_auc(labels, softness(focus)),
+            **{
+                name: _roc_auc(labels, np.concatenate([real_logits[name], trained_logits(probe, swaps)]))
+                for name, probe in probes.items()
+            },
+        }
+        print(
+            f"{arm}: {len(reals)} real, {len(swaps)} swaps; focus median {results[arm]['median_focus_real']:.0f} "
+            f"real, {results[arm]['median_focus_swap']:.0f} swap; "
+            + ", ".join(
+                f"{key} {value['roc_auc']:.3f} {value['interval']}"
+                for key, value in results[arm].items()
+                if isinstance(value, dict)
+            )
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
