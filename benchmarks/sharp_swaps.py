@@ -4,7 +4,7 @@ The inswapper source cannot say (its swaps are softer than its reals: softness a
 0.985). So swaps are made here from photos the swap source's fold probes never saw: each real crop
 of `swap-faces` gets another of them pasted in (`paste_face`), once sharp and once with the donor
 softened first (halved and blown up again). Scored against the same real crops as they are by
-softness alone and by fold probes trained without `swap-faces`.
+softness alone and by fold probes trained without `swap-faces`, as made and re-shared (rule 61).
 
     .venv/bin/python -m benchmarks.sharp_swaps --runs clip=RUNS48 clip_soft_both=RUNS58 clip_no_blends=RUNS60 --json sharp_swaps.json
 """
@@ -27,8 +27,8 @@ from pipeline.config import cache_dir
 from pipeline.training.augment import rescale
 from pipeline.training.cross_source import bootstrap_roc_auc, interval
 from pipeline.training.data import Sample, read_rgb, write_rgb
-from pipeline.training.recipe import trained_logits
-from pipeline.training.sources import CROP_SIDE, face_landmarks, source_samples
+from pipeline.training.recipe import TrainedMember, trained_logits
+from pipeline.training.sources import CROP_SIDE, face_landmarks, reshared_samples, source_samples
 
 SOURCE = "swap-faces"
 SEED = 60
@@ -131,6 +131,27 @@ def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
     }
 
 
+def _scored(
+    real_focus: np.ndarray,
+    real_logits: dict[str, np.ndarray],
+    swap_focus: np.ndarray,
+    probes: dict[str, TrainedMember],
+    swaps: Sequence[Sample],
+) -> dict[str, object]:
+    """Softness alone and each probe on the reals against the swaps."""
+    labels = np.asarray([0] * len(real_focus) + [1] * len(swaps))
+    return {
+        "n": len(labels),
+        "median_focus_real": float(np.median(real_focus)),
+        "median_focus_swap": float(np.median(swap_focus)),
+        "softness": _roc_auc(labels, softness(np.concatenate([real_focus, swap_focus]))),
+        **{
+            name: _roc_auc(labels, np.concatenate([real_logits[name], trained_logits(probe, swaps)]))
+            for name, probe in probes.items()
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -152,32 +173,26 @@ def main() -> None:
     reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
     if len(reals) < 2:
         parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
-    real_focus = focus_of(reals)
-    real_logits = {name: trained_logits(probe, reals) for name, probe in probes.items()}
     results: dict[str, dict[str, object]] = {}
-    for arm in ARMS:
-        swaps = made_swaps(reals, arm)
-        labels = np.asarray([0] * len(reals) + [1] * len(swaps))
-        focus = np.concatenate([real_focus, focus_of(swaps)])
-        results[arm] = {
-            "n": len(labels),
-            "median_focus_real": float(np.median(real_focus)),
-            "median_focus_swap": float(np.median(focus[len(reals) :])),
-            "softness": _roc_auc(labels, softness(focus)),
-            **{
-                name: _roc_auc(labels, np.concatenate([real_logits[name], trained_logits(probe, swaps)]))
-                for name, probe in probes.items()
-            },
-        }
-        print(
-            f"{arm}: {len(reals)} real, {len(swaps)} swaps; focus median {results[arm]['median_focus_real']:.0f} "
-            f"real, {results[arm]['median_focus_swap']:.0f} swap; "
-            + ", ".join(
-                f"{key} {value['roc_auc']:.3f} {value['interval']}"
-                for key, value in results[arm].items()
-                if isinstance(value, dict)
+    for reshared in (False, True):
+        # Rule 61: the same crops, real and made alike, re-shared as the table re-shares them.
+        shown = reshared_samples(reals) if reshared else reals
+        real_focus = focus_of(shown)
+        real_logits = {name: trained_logits(probe, shown) for name, probe in probes.items()}
+        for arm in ARMS:
+            swaps = made_swaps(reals, arm)
+            swaps = reshared_samples(swaps) if reshared else swaps
+            name = f"{arm}, re-shared" if reshared else arm
+            results[name] = _scored(real_focus, real_logits, focus_of(swaps), probes, swaps)
+            print(
+                f"{name}: {len(reals)} real, {len(swaps)} swaps; focus median "
+                f"{results[name]['median_focus_real']:.0f} real, {results[name]['median_focus_swap']:.0f} swap; "
+                + ", ".join(
+                    f"{key} {value['roc_auc']:.3f} {value['interval']}"
+                    for key, value in results[name].items()
+                    if isinstance(value, dict)
+                )
             )
-        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
