@@ -4,9 +4,11 @@ The inswapper source cannot say (its swaps are softer than its reals: softness a
 0.985). So swaps are made here from photos the swap source's fold probes never saw: each real crop
 of `swap-faces` gets another of them pasted in (`paste_face`), once sharp and once with the donor
 softened first (halved and blown up again). Scored against the same real crops as they are by
-softness alone and by fold probes trained without `swap-faces`, as made and re-shared (rule 61).
+softness alone and by fold members trained without `swap-faces` (probes, or with `--recipe` any
+member: rule 63), as made and re-shared (rule 61).
 
     .venv/bin/python -m benchmarks.sharp_swaps --runs clip=RUNS48 clip_soft_both=RUNS58 clip_no_blends=RUNS60 --json sharp_swaps.json
+    .venv/bin/python -m benchmarks.sharp_swaps --recipe models/recipe.json --runs clip=RUNS mobilenetv2=RUNS
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.focus_baseline import focus_of, softness
-from benchmarks.recipes import fold_probe
+from benchmarks.recipes import fold_member, fold_probe, prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.training.augment import rescale
 from pipeline.training.cross_source import bootstrap_roc_auc, interval
@@ -135,10 +137,10 @@ def _scored(
     real_focus: np.ndarray,
     real_logits: dict[str, np.ndarray],
     swap_focus: np.ndarray,
-    probes: dict[str, TrainedMember],
+    members: dict[str, TrainedMember],
     swaps: Sequence[Sample],
 ) -> dict[str, object]:
-    """Softness alone and each probe on the reals against the swaps."""
+    """Softness alone and each member on the reals against the swaps."""
     labels = np.asarray([0] * len(real_focus) + [1] * len(swaps))
     return {
         "n": len(labels),
@@ -146,8 +148,8 @@ def _scored(
         "median_focus_swap": float(np.median(swap_focus)),
         "softness": _roc_auc(labels, softness(np.concatenate([real_focus, swap_focus]))),
         **{
-            name: _roc_auc(labels, np.concatenate([real_logits[name], trained_logits(probe, swaps)]))
-            for name, probe in probes.items()
+            name: _roc_auc(labels, np.concatenate([real_logits[name], trained_logits(member, swaps)]))
+            for name, member in members.items()
         },
     }
 
@@ -158,17 +160,25 @@ def main() -> None:
         "--runs",
         nargs="+",
         default=[],
-        metavar="PROBE=RUNS",
-        help="a fold probe to score and the cross-source runs folder that holds it",
+        metavar="MEMBER=RUNS",
+        help="a fold member to score and the cross-source runs folder that holds it",
+    )
+    parser.add_argument(
+        "--recipe", type=Path, help="the recipe whose members --runs names (needed for CNNs; without it, probes only)"
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    probes = {}
+    recipe = prepared_recipe(parser, args.recipe) if args.recipe else None
+    members = {}
     for pair in args.runs:
         name, _, runs = pair.partition("=")
         if not runs:
-            parser.error(f"--runs wants PROBE=RUNS, not {pair!r}")
-        probes[name] = fold_probe(parser, Path(runs), SOURCE, name)
+            parser.error(f"--runs wants MEMBER=RUNS, not {pair!r}")
+        members[name] = (
+            fold_member(parser, recipe, Path(runs), SOURCE, name)
+            if recipe
+            else fold_probe(parser, Path(runs), SOURCE, name)
+        )
 
     reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
     if len(reals) < 2:
@@ -178,12 +188,12 @@ def main() -> None:
         # Rule 61: the same crops, real and made alike, re-shared as the table re-shares them.
         shown = reshared_samples(reals) if reshared else reals
         real_focus = focus_of(shown)
-        real_logits = {name: trained_logits(probe, shown) for name, probe in probes.items()}
+        real_logits = {name: trained_logits(member, shown) for name, member in members.items()}
         for arm in ARMS:
             swaps = made_swaps(reals, arm)
             swaps = reshared_samples(swaps) if reshared else swaps
             name = f"{arm}, re-shared" if reshared else arm
-            results[name] = _scored(real_focus, real_logits, focus_of(swaps), probes, swaps)
+            results[name] = _scored(real_focus, real_logits, focus_of(swaps), members, swaps)
             print(
                 f"{name}: {len(reals)} real, {len(swaps)} swaps; focus median "
                 f"{results[name]['median_focus_real']:.0f} real, {results[name]['median_focus_swap']:.0f} swap; "

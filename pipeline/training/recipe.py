@@ -303,17 +303,22 @@ def probe_member(name: str, path: Path) -> TrainedMember:
     return TrainedMember(name, CLIP_PROBE, path, BACKBONE, INPUT_SIDE)
 
 
+def member_at(member: dict[str, Any], path: Path) -> TrainedMember:
+    """A recipe member (its entry in the recipe) trained into the file `path`, with what the
+    engine needs to score it."""
+    from pipeline.training.train import TrainConfig
+
+    if member["kind"] == CLIP_PROBE:
+        return probe_member(member["name"], path)
+    input_size = int(member.get("input_size", TrainConfig.input_size))
+    return TrainedMember(member["name"], KERAS, path, member["backbone"], input_size, bool(member.get("flip_average")))
+
+
 def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
     """A recipe member taken as it is from a models folder (its file there), not trained again:
     e.g. the CNNs kept while the probe and the calibration are refitted."""
-    from pipeline.training.train import TrainConfig
-
     name = member["name"]
-    if member["kind"] == CLIP_PROBE:
-        path, backbone, input_size = models_dir / f"{name}.json", BACKBONE, INPUT_SIDE
-    else:
-        path = models_dir / f"{name}.keras"
-        backbone, input_size = member["backbone"], int(member.get("input_size", TrainConfig.input_size))
+    path = models_dir / (f"{name}.json" if member["kind"] == CLIP_PROBE else f"{name}.keras")
     if not path.is_file():
         raise DataError(f"cannot keep the member {name!r}: {path} does not exist")
     # Loaded once here, so a broken file is one line before any member trains, not after.
@@ -326,7 +331,7 @@ def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
             keras.models.load_model(path, safe_mode=True, compile=False)
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise DataError(f"cannot keep the member {name!r}: {path} does not load ({error})") from error
-    return TrainedMember(name, member["kind"], path, backbone, input_size, bool(member.get("flip_average")))
+    return member_at(member, path)
 
 
 def trained_logits(trained: TrainedMember, samples: Sequence[Sample], flip_average: bool | None = None) -> np.ndarray:
