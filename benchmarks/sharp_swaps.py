@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.focus_baseline import focus_of, softness
 from benchmarks.recipes import fold_member, fold_probe, prepared_recipe
 from pipeline.config import cache_dir
+from pipeline.errors import DataError
 from pipeline.training.augment import rescale
 from pipeline.training.cross_source import bootstrap_roc_auc, interval
 from pipeline.training.data import Sample, read_rgb, write_rgb
@@ -102,8 +103,16 @@ def paste_face(
 
 
 def made_swaps(reals: Sequence[Sample], arm: str) -> list[Sample]:
-    """One pasted swap per real crop (written once under the cache folder, one folder per arm)."""
+    """One pasted swap per real crop (written once under the cache folder, one folder per arm).
+    The folder's name seeds its re-shared copies, so it stays the arm's; a note in it of the
+    constants that made its copies stops a run whose constants differ."""
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
+    making = {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
+    note = folder / "making.json"
+    if note.exists() and json.loads(note.read_text()) != making:
+        raise DataError(f"{folder} holds swaps made with other constants ({note.read_text().strip()}): delete it first")
+    folder.mkdir(parents=True, exist_ok=True)
+    note.write_text(json.dumps(making) + "\n")
     meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
     out = []
     for sample, donor_index in zip(reals, closest_donors(meshes), strict=True):
@@ -190,7 +199,10 @@ def main() -> None:
         real_focus = focus_of(shown)
         real_logits = {name: trained_logits(member, shown) for name, member in members.items()}
         for arm in ARMS:
-            swaps = made_swaps(reals, arm)
+            try:
+                swaps = made_swaps(reals, arm)
+            except DataError as error:
+                parser.error(str(error))
             swaps = reshared_samples(swaps) if reshared else swaps
             name = f"{arm}, re-shared" if reshared else arm
             results[name] = _scored(real_focus, real_logits, focus_of(swaps), members, swaps)
