@@ -26,11 +26,12 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.focus_baseline import focus_of, softness
 from benchmarks.recipes import fold_member, fold_probe, prepared_recipe
 from pipeline.config import cache_dir
+from pipeline.engine.ensemble import weighted_logit
 from pipeline.errors import DataError
 from pipeline.training.augment import rescale
-from pipeline.training.cross_source import bootstrap_roc_auc, interval
+from pipeline.training.cross_source import ENSEMBLE, Scored, bootstrap_roc_auc, fold_calibration, interval
 from pipeline.training.data import Sample, read_rgb, write_rgb
-from pipeline.training.recipe import TrainedMember, trained_logits
+from pipeline.training.recipe import Recipe, TrainedMember, samples_of, trained_logits
 from pipeline.training.sources import CROP_SIDE, face_landmarks, reshared_samples, source_samples
 
 SOURCE = "swap-faces"
@@ -135,6 +136,22 @@ def made_swaps(reals: Sequence[Sample], arm: str) -> list[Sample]:
     return out
 
 
+def fold_temperatures(
+    parser: argparse.ArgumentParser, recipe: Recipe, runs: dict[str, Path], names: Sequence[str]
+) -> dict[str, float]:
+    """Each named member's temperature as the table fits it on the swap source's fold: on the
+    validation mix of the other sources, from the logits the fold cached (rule 64)."""
+    val = samples_of([s for s in recipe.sources if s != SOURCE], "val", recipe.val_per_class)
+    logits = {}
+    for name in names:
+        cache = runs[name] / "cross-source" / SOURCE / name / "logits.npz"
+        data = np.load(cache) if cache.is_file() else None
+        if data is None or data["val__paths"].tolist() != [str(s.path) for s in val]:
+            parser.error(f"{cache} holds no validation logits of this recipe's fold")
+        logits[name] = data["val"]
+    return fold_calibration(Scored(val, logits), recipe.weights)[0]
+
+
 def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
     return {
         "roc_auc": float(roc_auc_score(labels, scores)),
@@ -148,19 +165,26 @@ def _scored(
     swap_focus: np.ndarray,
     members: dict[str, TrainedMember],
     swaps: Sequence[Sample],
+    combined: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> dict[str, object]:
-    """Softness alone and each member on the reals against the swaps."""
+    """Softness alone and each member on the reals against the swaps; with `combined` (the
+    recipe's weights and the members' fold temperatures), the members combined as the table
+    combines them too."""
     labels = np.asarray([0] * len(real_focus) + [1] * len(swaps))
-    return {
+    logits = {
+        name: np.concatenate([real_logits[name], trained_logits(member, swaps)]) for name, member in members.items()
+    }
+    scored = {
         "n": len(labels),
         "median_focus_real": float(np.median(real_focus)),
         "median_focus_swap": float(np.median(swap_focus)),
         "softness": _roc_auc(labels, softness(np.concatenate([real_focus, swap_focus]))),
-        **{
-            name: _roc_auc(labels, np.concatenate([real_logits[name], trained_logits(member, swaps)]))
-            for name, member in members.items()
-        },
+        **{name: _roc_auc(labels, values) for name, values in logits.items()},
     }
+    if combined is not None:
+        weights, temperatures = combined
+        scored[ENSEMBLE] = _roc_auc(labels, weighted_logit(logits, temperatures, weights))
+    return scored
 
 
 def main() -> None:
@@ -178,17 +202,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe) if args.recipe else None
-    members = {}
+    members, runs_of = {}, {}
     for pair in args.runs:
         name, _, runs = pair.partition("=")
         if not runs:
             parser.error(f"--runs wants MEMBER=RUNS, not {pair!r}")
+        runs_of[name] = Path(runs)
         members[name] = (
             fold_member(parser, recipe, Path(runs), SOURCE, name)
             if recipe
             else fold_probe(parser, Path(runs), SOURCE, name)
         )
 
+    # Rule 64: with every member the recipe weighs, the fold's ensemble as well.
+    weighed = [name for name, weight in recipe.weights.items() if weight > 0] if recipe else []
+    combined = (
+        (recipe.weights, fold_temperatures(parser, recipe, runs_of, weighed))
+        if recipe and weighed and set(weighed) <= set(members)
+        else None
+    )
     reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
     if len(reals) < 2:
         parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
@@ -205,7 +237,7 @@ def main() -> None:
                 parser.error(str(error))
             swaps = reshared_samples(swaps) if reshared else swaps
             name = f"{arm}, re-shared" if reshared else arm
-            results[name] = _scored(real_focus, real_logits, focus_of(swaps), members, swaps)
+            results[name] = _scored(real_focus, real_logits, focus_of(swaps), members, swaps, combined)
             print(
                 f"{name}: {len(reals)} real, {len(swaps)} swaps; focus median "
                 f"{results[name]['median_focus_real']:.0f} real, {results[name]['median_focus_swap']:.0f} swap; "
