@@ -103,10 +103,11 @@ def paste_face(
     return np.round(blended).clip(0, 255).astype(np.uint8)
 
 
-def made_swaps(reals: Sequence[Sample], arm: str) -> list[Sample]:
-    """One pasted swap per real crop (written once under the cache folder, one folder per arm).
-    The folder's name seeds its re-shared copies, so it stays the arm's; a note in it of the
-    constants that made its copies stops a run whose constants differ."""
+def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sample]:
+    """One pasted swap per real crop (`meshes`: their face meshes in crop pixels), written once
+    under the cache folder, one folder per arm. The folder's name seeds its re-shared copies, so
+    it stays the arm's; a note in it of the constants that made its copies stops a run whose
+    constants differ."""
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
     making = {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
     note = folder / "making.json"
@@ -114,9 +115,8 @@ def made_swaps(reals: Sequence[Sample], arm: str) -> list[Sample]:
         raise DataError(f"{folder} holds swaps made with other constants ({note.read_text().strip()}): delete it first")
     folder.mkdir(parents=True, exist_ok=True)
     note.write_text(json.dumps(making) + "\n")
-    meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
     out = []
-    for sample, donor_index in zip(reals, closest_donors(meshes), strict=True):
+    for index, (sample, donor_index) in enumerate(zip(reals, closest_donors(meshes), strict=True)):
         donor = reals[donor_index]
         path = folder / "fake" / f"{sample.path.stem}-{donor.path.stem}.png"
         if not path.exists():
@@ -125,12 +125,7 @@ def made_swaps(reals: Sequence[Sample], arm: str) -> list[Sample]:
                 donor_rgb = rescale(donor_rgb, SOFT_FACTOR)
             write_rgb(
                 path,
-                paste_face(
-                    read_rgb(sample.path),
-                    face_landmarks(sample, CROP_SIDE),
-                    donor_rgb,
-                    face_landmarks(donor, CROP_SIDE),
-                ),
+                paste_face(read_rgb(sample.path), meshes[index], donor_rgb, meshes[donor_index]),
             )
         out.append(replace(sample, path=path, label=1, group=f"swap-{sample.group}", landmarks=None))
     return out
@@ -224,6 +219,11 @@ def main() -> None:
     reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
     if len(reals) < 2:
         parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
+    meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
+    try:
+        made = {arm: made_swaps(reals, meshes, arm) for arm in ARMS}
+    except DataError as error:
+        parser.error(str(error))
     results: dict[str, dict[str, object]] = {}
     for reshared in (False, True):
         # Rule 61: the same crops, real and made alike, re-shared as the table re-shares them.
@@ -231,11 +231,7 @@ def main() -> None:
         real_focus = focus_of(shown)
         real_logits = {name: trained_logits(member, shown) for name, member in members.items()}
         for arm in ARMS:
-            try:
-                swaps = made_swaps(reals, arm)
-            except DataError as error:
-                parser.error(str(error))
-            swaps = reshared_samples(swaps) if reshared else swaps
+            swaps = reshared_samples(made[arm]) if reshared else made[arm]
             name = f"{arm}, re-shared" if reshared else arm
             results[name] = _scored(real_focus, real_logits, focus_of(swaps), members, swaps, combined)
             print(
