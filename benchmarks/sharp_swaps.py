@@ -29,7 +29,14 @@ from pipeline.config import cache_dir
 from pipeline.engine.ensemble import weighted_logit
 from pipeline.errors import DataError
 from pipeline.training.augment import rescale
-from pipeline.training.cross_source import ENSEMBLE, Scored, bootstrap_roc_auc, fold_calibration, interval
+from pipeline.training.cross_source import (
+    ENSEMBLE,
+    Scored,
+    bootstrap_roc_auc,
+    cached_fold_logits,
+    fold_calibration,
+    interval,
+)
 from pipeline.training.data import Sample, read_rgb, write_rgb
 from pipeline.training.recipe import Recipe, TrainedMember, samples_of, trained_logits
 from pipeline.training.sources import CROP_SIDE, face_landmarks, reshared_samples, source_samples
@@ -139,11 +146,11 @@ def fold_temperatures(
     val = samples_of([s for s in recipe.sources if s != SOURCE], "val", recipe.val_per_class)
     logits = {}
     for name in names:
-        cache = runs[name] / "cross-source" / SOURCE / name / "logits.npz"
-        data = np.load(cache) if cache.is_file() else None
-        if data is None or data["val__paths"].tolist() != [str(s.path) for s in val]:
-            parser.error(f"{cache} holds no validation logits of this recipe's fold")
-        logits[name] = data["val"]
+        member = next(m for m in recipe.members if m["name"] == name)
+        cached = cached_fold_logits(recipe, SOURCE, runs[name], member, {"val": val})
+        if "val" not in cached:
+            parser.error(f"{runs[name]} holds no validation logits of {name!r} for this recipe's {SOURCE} fold")
+        logits[name] = cached["val"]
     return fold_calibration(Scored(val, logits), recipe.weights)[0]
 
 

@@ -104,6 +104,21 @@ def _cached_logits(cache: Path, sets: dict[str, list[Sample]], settings: str) ->
         }
 
 
+def fold_overrides(recipe: Recipe, member: dict[str, Any]) -> dict[str, Any]:
+    """What the folds change in a member's training (the recipe's `cross_source.keras`, CNNs only)."""
+    return recipe.cross_source.get("keras", {}) if member["kind"] == KERAS else {}
+
+
+def cached_fold_logits(
+    recipe: Recipe, held_out: str, runs: Path, member: dict[str, Any], sets: dict[str, list[Sample]]
+) -> dict[str, np.ndarray]:
+    """The logits of the named sets that the fold of a runs folder holding `held_out` out cached
+    for `member` (its default seed's), read only: a set the cache holds for other samples or
+    settings is left out."""
+    cache = runs / "cross-source" / held_out / member["name"] / "logits.npz"
+    return _cached_logits(cache, sets, _settings_hash(member, fold_overrides(recipe, member)))
+
+
 def member_logits(
     member: dict[str, Any],
     train_sources: Sequence[str],
@@ -148,7 +163,7 @@ def run_fold(
     }
     logits: dict[str, dict[str, np.ndarray]] = {name: {} for name in sets}
     for member in fold_members(recipe):
-        overrides = recipe.cross_source.get("keras", {}) if member["kind"] == KERAS else {}
+        overrides = fold_overrides(recipe, member)
         member_runs = fold_runs / cnn_folder if cnn_folder and member["kind"] == KERAS else fold_runs
         for name, values in member_logits(member, train_sources, sets, member_runs, resume, overrides).items():
             logits[name][member["name"]] = values
