@@ -118,10 +118,19 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
     making = {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
     note = folder / "making.json"
-    if note.exists() and json.loads(note.read_text()) != making:
-        raise DataError(f"{folder} holds swaps made with other constants ({note.read_text().strip()}): delete it first")
-    folder.mkdir(parents=True, exist_ok=True)
-    note.write_text(json.dumps(making) + "\n")
+    if note.exists():
+        text = note.read_text()
+        try:
+            made_with = json.loads(text)
+        except ValueError:  # cut short by a stopped run: the copies' constants are unknown
+            made_with = None
+        if made_with != making:
+            raise DataError(
+                f"{folder} holds swaps made with other constants ({note.name}: {text.strip()!r}): delete it first"
+            )
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        note.write_text(json.dumps(making) + "\n")
     out = []
     for index, (sample, donor_index) in enumerate(zip(reals, closest_donors(meshes), strict=True)):
         donor = reals[donor_index]
