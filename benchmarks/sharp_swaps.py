@@ -1,14 +1,17 @@
-"""Rule 60: does the CLIP probe find a face swap as sharp as the photo it sits in?
+"""Rule 60: does the CLIP probe find a face swap as sharp as the photo it sits in? (Rule 65: a
+photo edit replacing one part of a face?)
 
 The inswapper source cannot say (its swaps are softer than its reals: softness alone tells them at
 0.985). So swaps are made here from photos the swap source's fold probes never saw: each real crop
 of `swap-faces` gets another of them pasted in (`paste_face`), once sharp and once with the donor
 softened first (halved and blown up again). Scored against the same real crops as they are by
 softness alone and by fold members trained without `swap-faces` (probes, or with `--recipe` any
-member: rule 63), as made and re-shared (rule 61).
+member: rule 63), as made and re-shared (rule 61). Rule 65's arms paste one part of the donor's
+face instead (`paste_part`: eyes with brows, nose or mouth).
 
     .venv/bin/python -m benchmarks.sharp_swaps --runs clip=RUNS48 clip_soft_both=RUNS58 clip_no_blends=RUNS60 --json sharp_swaps.json
     .venv/bin/python -m benchmarks.sharp_swaps --recipe models/recipe.json --runs clip=RUNS mobilenetv2=RUNS
+    .venv/bin/python -m benchmarks.sharp_swaps --arms eyes nose mouth --recipe models/recipe.json --runs ...
 """
 
 from __future__ import annotations
@@ -51,6 +54,21 @@ FEATHER_SIGMA = 3.0
 SOFT_FACTOR = 0.5
 """The soft arm's donor is downscaled to this fraction of its side and blown up again."""
 ARMS = ("sharp", "soft")
+"""The whole-face arms (rules 60-64), which a run scores unless told others."""
+PARTS = {
+    "eyes": (
+        # Each eye's contour and its brow (MediaPipe face mesh indices), the person's right, then left.
+        (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+        + (46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
+        (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+        + (276, 283, 282, 295, 285, 300, 293, 334, 296, 336),
+    ),
+    "nose": ((168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 129, 358, 48, 278, 64, 294, 219, 439),),
+    "mouth": ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),),
+}
+"""Rule 65's arms: the face-mesh points of each region a part edit replaces."""
+PART_GROW = 1.3
+"""A part's region is the hull of its points grown to this size about its centre (onto skin)."""
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -83,24 +101,31 @@ def closest_donors(meshes: np.ndarray) -> np.ndarray:
     return residual.argmin(axis=1)
 
 
-def paste_face(
-    target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray
-) -> np.ndarray:
-    """`donor`'s face pasted over `target`'s: aligned by the `similarity` of their face meshes
-    (Lanczos, so the alignment softens little), its Lab colours matched to the target's inside
-    the mask (mean and spread per channel), and blended inside the target's mesh hull shrunk by
-    `MASK_SHRINK` and kept off any border the aligned donor does not cover, its edge feathered."""
+def _aligned(
+    target: np.ndarray, donor: np.ndarray, donor_points: np.ndarray, target_points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`donor` moved onto `target`'s pixels by the `similarity` of the points (Lanczos, so the
+    alignment softens little), and where it covers them."""
     height, width = target.shape[:2]
     matrix = similarity(donor_points, target_points)
     warped = cv2.warpAffine(donor, matrix, (width, height), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REFLECT_101)
     covered = cv2.warpAffine(np.ones(donor.shape[:2], np.float32), matrix, (width, height), flags=cv2.INTER_NEAREST)
-    centre = target_points.mean(axis=0)
-    hull = cv2.convexHull(np.round(centre + (target_points - centre) * MASK_SHRINK).astype(np.int32))
-    inside = np.zeros((height, width), np.float32)
+    return warped, covered
+
+
+def _hull_region(shape: tuple[int, ...], points: np.ndarray, size: float) -> np.ndarray:
+    """1 inside the convex hull of `points` scaled to `size` about their centre, 0 outside."""
+    centre = points.mean(axis=0)
+    hull = cv2.convexHull(np.round(centre + (points - centre) * size).astype(np.int32))
+    inside = np.zeros(shape[:2], np.float32)
     cv2.fillConvexPoly(inside, hull, 1.0)
-    margin = int(np.ceil(3 * FEATHER_SIGMA))
-    inside *= cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
-    mask = cv2.GaussianBlur(inside, (0, 0), FEATHER_SIGMA)[..., None]
+    return inside
+
+
+def _blend(target: np.ndarray, warped: np.ndarray, inside: np.ndarray, feather_sigma: float) -> np.ndarray:
+    """`warped` over `target` inside the region `inside`: its Lab colours matched to the target's
+    there (mean and spread per channel), the region's edge feathered by `feather_sigma`."""
+    mask = cv2.GaussianBlur(inside, (0, 0), feather_sigma)[..., None]
     pasted, kept = _lab(warped), _lab(target)
     region = inside > 0.5
     matched = (pasted - pasted[region].mean(axis=0)) / (pasted[region].std(axis=0) + 1e-6)
@@ -110,13 +135,51 @@ def paste_face(
     return np.round(blended).clip(0, 255).astype(np.uint8)
 
 
+def paste_face(
+    target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray
+) -> np.ndarray:
+    """`donor`'s face pasted over `target`'s: aligned by the `similarity` of their face meshes,
+    and blended (`_blend`) inside the target's mesh hull shrunk by `MASK_SHRINK` and kept off any
+    border the aligned donor does not cover."""
+    warped, covered = _aligned(target, donor, donor_points, target_points)
+    inside = _hull_region(target.shape, target_points, MASK_SHRINK)
+    margin = int(np.ceil(3 * FEATHER_SIGMA))
+    inside *= cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    return _blend(target, warped, inside, FEATHER_SIGMA)
+
+
+def paste_part(
+    target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray, part: str
+) -> np.ndarray:
+    """Rule 65: one part of `donor`'s face (`PARTS`) over the same part of `target`'s, aligned by
+    the `similarity` of that part's points, inside each of its regions' hulls grown by
+    `PART_GROW`, blended by Poisson image editing (OpenCV's seamless cloning), as a retoucher's
+    healing tool blends: the donor's detail, the target's colours at the seam. (Matching colours
+    and feathering, as `paste_face` does, left dark brows and pale lips on these small regions.)"""
+    regions = PARTS[part]
+    chosen = [index for region in regions for index in region]
+    warped, _ = _aligned(target, donor, donor_points[chosen], target_points[chosen])
+    inside = np.zeros(target.shape[:2], np.uint8)
+    for region in regions:
+        inside = np.maximum(inside, _hull_region(target.shape, target_points[list(region)], PART_GROW).astype(np.uint8))
+    # Seamless cloning needs the region off the picture's border, where it has no neighbours.
+    inside[:2], inside[-2:], inside[:, :2], inside[:, -2:] = 0, 0, 0, 0
+    x, y, width, height = cv2.boundingRect(inside)
+    # The region is placed centred on this point: its own centre, so the donor stays aligned.
+    return cv2.seamlessClone(warped, target, inside * 255, (x + width // 2, y + height // 2), cv2.NORMAL_CLONE)
+
+
 def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sample]:
-    """One pasted swap per real crop (`meshes`: their face meshes in crop pixels), written once
-    under the cache folder, one folder per arm. The folder's name seeds its re-shared copies, so
-    it stays the arm's; a note in it of the constants that made its copies stops a run whose
-    constants differ."""
+    """One pasted swap (or, for a `PARTS` arm, part edit) per real crop (`meshes`: their face
+    meshes in crop pixels), written once under the cache folder, one folder per arm. The folder's
+    name seeds its re-shared copies, so it stays the arm's; a note in it of the constants that
+    made its copies stops a run whose constants differ."""
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
-    making = {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
+    making: dict[str, object] = (
+        {"part_grow": PART_GROW, "blend": "poisson", "points": PARTS[arm]}
+        if arm in PARTS
+        else {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
+    )
     note = folder / "making.json"
     if note.exists():
         text = note.read_text()
@@ -124,7 +187,7 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
             made_with = json.loads(text)
         except ValueError:  # cut short by a stopped run: the copies' constants are unknown
             made_with = None
-        if made_with != making:
+        if made_with != json.loads(json.dumps(making)):  # as JSON reads it back: tuples as lists
             raise DataError(
                 f"{folder} holds swaps made with other constants ({note.name}: {text.strip()!r}): delete it first"
             )
@@ -139,9 +202,12 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
             donor_rgb = read_rgb(donor.path)
             if arm == "soft":
                 donor_rgb = rescale(donor_rgb, SOFT_FACTOR)
+            target_rgb = read_rgb(sample.path)
             write_rgb(
                 path,
-                paste_face(read_rgb(sample.path), meshes[index], donor_rgb, meshes[donor_index]),
+                paste_part(target_rgb, meshes[index], donor_rgb, meshes[donor_index], arm)
+                if arm in PARTS
+                else paste_face(target_rgb, meshes[index], donor_rgb, meshes[donor_index]),
             )
         out.append(replace(sample, path=path, label=1, group=f"swap-{sample.group}", landmarks=None))
     return out
@@ -210,6 +276,9 @@ def main() -> None:
     parser.add_argument(
         "--recipe", type=Path, help="the recipe whose members --runs names (needed for CNNs; without it, probes only)"
     )
+    parser.add_argument(
+        "--arms", nargs="+", choices=[*ARMS, *PARTS], default=list(ARMS), help="what is pasted (default: whole faces)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe) if args.recipe else None
@@ -237,7 +306,7 @@ def main() -> None:
         parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
     meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
     try:
-        made = {arm: made_swaps(reals, meshes, arm) for arm in ARMS}
+        made = {arm: made_swaps(reals, meshes, arm) for arm in args.arms}
     except DataError as error:
         parser.error(str(error))
     results: dict[str, dict[str, object]] = {}
@@ -246,7 +315,7 @@ def main() -> None:
         shown = reshared_samples(reals) if reshared else reals
         real_focus = focus_of(shown)
         real_logits = {name: trained_logits(member, shown) for name, member in members.items()}
-        for arm in ARMS:
+        for arm in args.arms:
             swaps = reshared_samples(made[arm]) if reshared else made[arm]
             name = f"{arm}, re-shared" if reshared else arm
             results[name] = _scored(real_focus, real_logits, focus_of(swaps), members, swaps, combined)
