@@ -323,7 +323,7 @@ def main() -> None:
                 f"{name}: {len(reals)} real, {len(swaps)} swaps; focus median "
                 f"{results[name]['median_focus_real']:.0f} real, {results[name]['median_focus_swap']:.0f} swap; "
                 + ", ".join(
-                    f"{key} {value['roc_auc']:.3f} {value['interval']}"
+                    f"{key} {value['roc_auc']:.3f} [{', '.join(f'{bound:.3f}' for bound in value['interval'] or [])}]"
                     for key, value in results[name].items()
                     if isinstance(value, dict)
                 )
