@@ -31,7 +31,7 @@ from benchmarks.recipes import fold_member, fold_probe, prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.engine.ensemble import weighted_logit
 from pipeline.errors import DataError
-from pipeline.training.augment import rescale
+from pipeline.training.augment import FACE_PARTS, rescale
 from pipeline.training.cross_source import (
     ENSEMBLE,
     Scored,
@@ -55,18 +55,6 @@ SOFT_FACTOR = 0.5
 """The soft arm's donor is downscaled to this fraction of its side and blown up again."""
 ARMS = ("sharp", "soft")
 """The whole-face arms (rules 60-64), which a run scores unless told others."""
-PARTS = {
-    "eyes": (
-        # Each eye's contour and its brow (MediaPipe face mesh indices), the person's right, then left.
-        (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
-        + (46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
-        (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
-        + (276, 283, 282, 295, 285, 300, 293, 334, 296, 336),
-    ),
-    "nose": ((168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 129, 358, 48, 278, 64, 294, 219, 439),),
-    "mouth": ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),),
-}
-"""Rule 65's arms: the face-mesh points of each region a part edit replaces."""
 PART_GROW = 1.3
 """A part's region is the hull of its points grown to this size about its centre (onto skin)."""
 
@@ -151,12 +139,12 @@ def paste_face(
 def paste_part(
     target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray, part: str
 ) -> np.ndarray:
-    """Rule 65: one part of `donor`'s face (`PARTS`) over the same part of `target`'s, aligned by
+    """Rule 65: one part of `donor`'s face (`FACE_PARTS`) over the same part of `target`'s, aligned by
     the `similarity` of that part's points, inside each of its regions' hulls grown by
     `PART_GROW`, blended by Poisson image editing (OpenCV's seamless cloning), as a retoucher's
     healing tool blends: the donor's detail, the target's colours at the seam. (Matching colours
     and feathering, as `paste_face` does, left dark brows and pale lips on these small regions.)"""
-    regions = PARTS[part]
+    regions = FACE_PARTS[part]
     chosen = [index for region in regions for index in region]
     warped, _ = _aligned(target, donor, donor_points[chosen], target_points[chosen])
     inside = np.zeros(target.shape[:2], np.uint8)
@@ -170,14 +158,14 @@ def paste_part(
 
 
 def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sample]:
-    """One pasted swap (or, for a `PARTS` arm, part edit) per real crop (`meshes`: their face
+    """One pasted swap (or, for a `FACE_PARTS` arm, part edit) per real crop (`meshes`: their face
     meshes in crop pixels), written once under the cache folder, one folder per arm. The folder's
     name seeds its re-shared copies, so it stays the arm's; a note in it of the constants that
     made its copies stops a run whose constants differ."""
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
     making: dict[str, object] = (
-        {"part_grow": PART_GROW, "blend": "poisson", "points": PARTS[arm]}
-        if arm in PARTS
+        {"part_grow": PART_GROW, "blend": "poisson", "points": FACE_PARTS[arm]}
+        if arm in FACE_PARTS
         else {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
     )
     note = folder / "making.json"
@@ -206,7 +194,7 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
             write_rgb(
                 path,
                 paste_part(target_rgb, meshes[index], donor_rgb, meshes[donor_index], arm)
-                if arm in PARTS
+                if arm in FACE_PARTS
                 else paste_face(target_rgb, meshes[index], donor_rgb, meshes[donor_index]),
             )
         out.append(replace(sample, path=path, label=1, group=f"swap-{sample.group}", landmarks=None))
@@ -277,7 +265,11 @@ def main() -> None:
         "--recipe", type=Path, help="the recipe whose members --runs names (needed for CNNs; without it, probes only)"
     )
     parser.add_argument(
-        "--arms", nargs="+", choices=[*ARMS, *PARTS], default=list(ARMS), help="what is pasted (default: whole faces)"
+        "--arms",
+        nargs="+",
+        choices=[*ARMS, *FACE_PARTS],
+        default=list(ARMS),
+        help="what is pasted (default: whole faces)",
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -23,6 +23,21 @@ LANDMARK_TEMPLATES = {
     "gan-faces": np.array([[0.371, 0.469], [0.621, 0.469], [0.5, 0.621], [0.377, 0.719], [0.618, 0.719]]),
 }
 DEFAULT_TEMPLATE = "dfdc-faces"
+FACE_PARTS = {
+    "eyes": (
+        # Each eye's contour and its brow (MediaPipe face mesh indices), the person's right, then left.
+        (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
+        + (46, 53, 52, 65, 55, 70, 63, 105, 66, 107),
+        (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466)
+        + (276, 283, 282, 295, 285, 300, 293, 334, 296, 336),
+    ),
+    "nose": ((168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 129, 358, 48, 278, 64, 294, 219, 439),),
+    "mouth": ((61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185),),
+}
+"""The parts of a face a photo edit replaces, as regions of the 468-point face mesh (each a
+convex outline), for part self-blends (rule 66) and the made part edits (rule 65)."""
+TEMPLATE_PARTS = {"eyes": (0, 1), "nose": (2,), "mouth": (3, 4)}
+"""The same parts among five template points (eyes, nose, mouth corners)."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,34 @@ def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Gene
     return mask / max(float(mask.max()), 1e-6)
 
 
+def part_mask(shape: tuple[int, int], landmarks: np.ndarray, part: str, rng: np.random.Generator) -> np.ndarray:
+    """A soft mask over one part of the face (`FACE_PARTS`), float32 in [0, 1]: the convex hull
+    of each of its regions of the face mesh (with five points, an ellipse about the part's
+    template points), grown 1.1-1.5 times about its centre so the boundary lies on the skin
+    around it, warped and blurred as `face_mask` does, on the smaller scale of a part."""
+    height, width = shape
+    mask = np.zeros((height, width), np.float32)
+    grow = rng.uniform(1.1, 1.5)
+    if len(landmarks) > 5:
+        for region in FACE_PARTS[part]:
+            points = landmarks[list(region)]
+            centre = points.mean(axis=0)
+            hull = cv2.convexHull(np.round(centre + (points - centre) * grow).astype(np.int32))
+            cv2.fillConvexPoly(mask, hull, 1.0)
+    else:
+        points = landmarks[list(TEMPLATE_PARTS[part])]
+        centre = points.mean(axis=0)
+        axes = ((points.max(axis=0) - points.min(axis=0)) / 2 + 0.08 * np.array([width, height])) * grow
+        cv2.ellipse(mask, (round(centre[0]), round(centre[1])), (round(axes[0]), round(axes[1])), 0, 0, 360, 1.0, -1)
+    displacement = rng.normal(0.0, 0.015 * min(width, height), size=(4, 4, 2)).astype(np.float32)
+    field = cv2.resize(displacement, (width, height), interpolation=cv2.INTER_CUBIC)
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    mask = cv2.remap(mask, xs + field[..., 0], ys + field[..., 1], cv2.INTER_LINEAR)
+    kernel_size = int(rng.integers(1, 4)) * 4 + 1
+    mask = cv2.GaussianBlur(mask, (kernel_size, kernel_size), 0)
+    return mask / max(float(mask.max()), 1e-6)
+
+
 def self_blend(
     image: np.ndarray,
     landmarks: np.ndarray,
@@ -208,6 +251,7 @@ def self_blend(
     blur_source: bool = True,
     resample_source: bool = True,
     misplacement: float = 1.0,
+    part: str | None = None,
 ) -> np.ndarray:
     """A pseudo-fake made from one real face: a slightly altered copy of the face blended back
     inside a soft mask, so the only evidence is a blending boundary and a colour or frequency
@@ -223,7 +267,8 @@ def self_blend(
     tried as why the CLIP probe reads soft real faces as fake (rules 48-54: the blur does not
     teach it; the resampling teaches a probe trained on pseudo-fakes alone about half of it; the
     move little more, and without it the probe does worse on sources it never saw, while twice
-    the move adds nothing).
+    the move adds nothing). With `part` (one of `FACE_PARTS`) only that part of the face is
+    blended (`part_mask`), as a photo edit replaces it (rule 66).
     """
     height, width = image.shape[:2]
     source = image.copy()
@@ -253,7 +298,9 @@ def self_blend(
         source = cv2.warpAffine(
             source, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101
         )
-    mask = face_mask((height, width), landmarks, rng)
+    mask = (
+        face_mask((height, width), landmarks, rng) if part is None else part_mask((height, width), landmarks, part, rng)
+    )
     mask *= rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
     blended = mask[..., None] * source.astype(np.float32) + (1.0 - mask[..., None]) * image.astype(np.float32)
     return blended.clip(0, 255).astype(np.uint8)

@@ -36,6 +36,7 @@ PROBE_SETTINGS = frozenset(
         "augmented_views",
         "augmented_settings",
         "self_blended_views",
+        "part_blended_views",
         "augment_self_blends",
         "augment_reals_only",
         "self_blend_blur",
@@ -126,11 +127,14 @@ class Recipe:
                         raise ValueError("source_fakes: false needs self_blend: the CNN would see no fake")
                 if member.get("kind") == CLIP_PROBE:
                     block_index(int(member.get("block", BLOCKS)))
-                    for views in ("augmented_views", "self_blended_views"):
+                    for views in ("augmented_views", "self_blended_views", "part_blended_views"):
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
-                    if member.get("source_fakes") is False and int(member.get("self_blended_views", 0)) < 1:
+                    if (
+                        member.get("source_fakes") is False
+                        and int(member.get("self_blended_views", 0)) + int(member.get("part_blended_views", 0)) < 1
+                    ):
                         raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
                     for flag in ("augment_self_blends", "augment_reals_only", "self_blend_blur", "self_blend_resample"):
                         if not isinstance(member.get(flag, False), bool):
@@ -234,10 +238,13 @@ def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> li
     # resampled, and `self_blend_misplacement` scales how far they are moved (rules 48, 50, 53-54).
     blur, resample = bool(member.get("self_blend_blur", True)), bool(member.get("self_blend_resample", True))
     misplacement = float(member.get("self_blend_misplacement", 1.0))
+    # `part_blended_views`: pseudo-fakes of one part of the face each (eyes, nose or mouth), as a
+    # photo edit replaces it (rule 66).
     blends = [
         v
-        for view in range(int(member.get("self_blended_views", 0)))
-        for v in self_blended_samples(clean, view, blur, resample, misplacement)
+        for parts, key in ((False, "self_blended_views"), (True, "part_blended_views"))
+        for view in range(int(member.get(key, 0)))
+        for v in self_blended_samples(clean, view, blur, resample, misplacement, parts)
     ]
     # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
     # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on

@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import FaceSettings, cache_dir
-from pipeline.training.augment import AugmentSettings, ReshareSettings, augment, reshare, self_blend, template_landmarks
+from pipeline.training.augment import (
+    FACE_PARTS,
+    AugmentSettings,
+    ReshareSettings,
+    augment,
+    reshare,
+    self_blend,
+    template_landmarks,
+)
 from pipeline.training.data import Sample, load_samples, read_rgb, write_rgb
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
@@ -139,6 +147,7 @@ def self_blended_samples(
     blur_source: bool = True,
     resample_source: bool = True,
     misplacement: float = 1.0,
+    parts: bool = False,
 ) -> list[Sample]:
     """Pseudo-fakes of the real samples: view number `view` of each real crop self-blended with
     its own face mesh (`self_blend`, as the CNN members' training makes them, without the
@@ -146,11 +155,14 @@ def self_blended_samples(
     name and the view. Labelled fake, with the source `SOURCE/self-blend`, so a fit that balances
     sources weighs them as a group of their own. `blur_source` and `resample_source` false
     leave the pasted face unblurred and not resampled, and `misplacement` scales how far it is
-    moved (see `self_blend`); such copies are kept in folders of their own."""
+    moved (see `self_blend`); with `parts`, each copy blends one part of the face drawn at
+    random (eyes, nose or mouth: `FACE_PARTS`) instead of the whole face (rule 66). Such copies
+    are kept in folders of their own."""
 
     def blend(sample: Sample, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         landmarks = blend_landmarks(sample, image.shape[0], rng)
-        return self_blend(image, landmarks, rng, blur_source, resample_source, misplacement)
+        part = list(FACE_PARTS)[int(rng.integers(len(FACE_PARTS)))] if parts else None
+        return self_blend(image, landmarks, rng, blur_source, resample_source, misplacement, part)
 
     reals = [s for s in samples if s.label == 0]
     folder = (
@@ -158,6 +170,7 @@ def self_blended_samples(
         + ("" if blur_source else "-unblurred")
         + ("" if resample_source else "-unresampled")
         + ("" if misplacement == 1 else "-unmoved" if misplacement == 0 else f"-moved{misplacement:g}x")
+        + ("-parts" if parts else "")
     )
     copies = _degraded_copies(reals, cache_dir() / "self-blended" / folder, f"/blend{view}", blend)
     return [replace(c, label=1, source=f"{c.source}/self-blend") for c in copies]
