@@ -19,7 +19,7 @@ from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, Ensemb
 from pipeline.engine.explain import explanation_maps
 from pipeline.engine.faces import face_focus
 from pipeline.engine.media import sha256_file
-from pipeline.training.augment import face_mask, self_blend
+from pipeline.training.augment import FACE_PARTS, face_mask, part_mask, self_blend, template_landmarks
 from pipeline.training.data import load_samples, read_face, read_rgb
 from pipeline.training.probe import fit_probe
 from tests.command_line import run_cli
@@ -233,6 +233,51 @@ def test_self_blend_masks_from_each_faces_landmarks_lie_on_the_face(
         assert changed[inside].mean() > changed[~inside].mean()
 
 
+def _part_region(points: np.ndarray, part: str, size: int, grow: float) -> np.ndarray:
+    """Where `part` of the face lies: the hulls of its regions of the mesh grown `grow` times."""
+    region = np.zeros((size, size), np.uint8)
+    for indices in FACE_PARTS[part]:
+        chosen = points[list(indices)]
+        centre = chosen.mean(axis=0)
+        hull = cv2.convexHull(np.round(centre + (chosen - centre) * grow).astype(np.int32))
+        cv2.fillConvexPoly(region, hull, 1)
+    return region.astype(bool)
+
+
+def test_part_self_blend_masks_lie_on_their_part_of_the_face(shared_data: Path, tmp_path: Path) -> None:
+    """Rule 66's pseudo-fakes of one part (eyes, nose, mouth): the mask's weight sits on that part
+    of this face's own mesh, not on the others, and covers less than half the face; with five
+    template points, about the part's points."""
+    from pipeline.training.prepare import prepare
+    from pipeline.training.sources import face_landmarks
+
+    prepare(_subset(shared_data, tmp_path, "swap-faces", 3), tmp_path / "prepared")
+    rng = np.random.default_rng(0)
+    samples = load_samples(tmp_path / "prepared", None)
+    assert len(samples) == 6
+    for sample in samples:
+        points = face_landmarks(sample, 160)
+        face = face_mask((160, 160), points, rng)
+        for part in FACE_PARTS:
+            mask = part_mask((160, 160), points, part, rng)
+            assert mask.max() == pytest.approx(1.0)
+            # Grown up to 1.5 times, then warped and blurred: within twice the part's outline.
+            assert mask[_part_region(points, part, 160, 2.0)].sum() / mask.sum() > 0.9
+            for other in set(FACE_PARTS) - {part}:
+                assert mask[_part_region(points, other, 160, 1.0)].mean() < 0.2
+            assert (mask > 0.5).sum() < 0.5 * (face > 0.5).sum()  # both eyes and brows, grown: the most
+            crop = read_face(sample.path, 160)
+            changed = np.abs(self_blend(crop, points, rng, part=part).astype(int) - crop).sum(axis=2) > 0
+            on_part = _part_region(points, part, 160, 1.0)
+            assert changed[on_part].mean() > 5 * max(changed[~_part_region(points, part, 160, 2.0)].mean(), 0.01)
+    template = template_landmarks("gan-faces", 160)
+    ys, xs = np.mgrid[0:160, 0:160]
+    for part, near in (("eyes", template[:2]), ("nose", template[2:3]), ("mouth", template[3:])):
+        mask = part_mask((160, 160), template, part, rng)
+        centre = np.array([(mask * xs).sum(), (mask * ys).sum()]) / mask.sum()
+        assert np.linalg.norm(centre - near.mean(axis=0)) < 8, part
+
+
 def _collage(faces: list[np.ndarray]) -> np.ndarray:
     columns, gap = 5, 30
     rows = -(-len(faces) // columns)
@@ -424,6 +469,24 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
         tmp_path / "runs",
     )
     assert sorted(f.name for f in (tmp_path / "cache" / "self-blended").iterdir()) == ["view0", "view0-unblurred"]
+    # `part_blended_views` (rule 66): one part of each real face blended, beside the whole-face
+    # copies, kept apart; the change sits on a part of the face, the probe comes out different.
+    parts = train_recipe_member(
+        {**member, "name": "sbi_parts", "self_blended_views": 1, "part_blended_views": 1},
+        [str(prepared)],
+        tmp_path / "runs",
+    )
+    folder = tmp_path / "cache" / "self-blended" / "view0-parts"
+    part_copies = sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.jpg"))
+    assert len(part_copies) == len(reals)
+    for real, copy in zip(reals, self_blended_samples(samples, 0, parts=True), strict=True):
+        original, blended = cv2.imread(str(real.path)), cv2.imread(str(copy.path))
+        changed = np.abs(blended.astype(int) - original.astype(int)).max(axis=2) > 2
+        points = face_landmarks(real, original.shape[0])
+        hull = np.zeros(original.shape[:2], np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+        assert 0 < changed.mean() < 0.3 and changed[hull.astype(bool)].mean() > changed[~hull.astype(bool)].mean()
+    assert not np.allclose(np.asarray(json.loads(parts.path.read_text())["weights"]), weights[1])
 
 
 def test_the_probe_can_degrade_its_self_blends_alike_under_their_own_label(

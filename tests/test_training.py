@@ -637,6 +637,7 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": "two"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_views": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blended_views": -1}]}',
+        '{"members": [{"kind": "clip_probe", "name": "clip", "part_blended_views": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "source_fakes": "no"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "source_fakes": false}]}',  # then no fakes at all
         '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": "no"}]}',
