@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.config import MediaSettings, Settings
 from pipeline.engine.quiet import quiet_libraries, quiet_settings
 from pipeline.errors import PipelineError
+from pipeline.files import whole_file
 
 if TYPE_CHECKING:
     from pipeline.engine.analyze import Analysis, Engine
@@ -99,9 +100,8 @@ def check_output_folder(path: Path | None) -> None:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically: a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(partial, path)
+    with whole_file(path) as partial:
+        partial.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def _progress_bar(label: str) -> tuple[Callable[[str, int, int], None], Callable[[], None]]:

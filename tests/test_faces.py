@@ -242,6 +242,7 @@ def test_mtcnn_works_past_a_folder_where_a_conversion_should_be(
     the analysis; keeping a file again removes the partial files of writers that were killed, and
     leaves those of writers still running."""
     from pipeline.config import CACHE_DIR_ENV
+    from pipeline.files import partial_path
 
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     FaceFinder(FaceSettings())
@@ -251,8 +252,8 @@ def test_mtcnn_works_past_a_folder_where_a_conversion_should_be(
     rnet.unlink()
     ended = subprocess.Popen(["true"])
     ended.wait()
-    killed = rnet.with_name(f"{rnet.name}.{ended.pid}.partial")
-    running = rnet.with_name(f"{rnet.name}.1.partial")  # process 1 always runs
+    killed = partial_path(rnet, ended.pid)
+    running = partial_path(rnet, 1)  # process 1 always runs
     for partial in (killed, running):
         partial.write_bytes(b"half a file")
 

@@ -46,6 +46,7 @@ from pipeline.config import MediaSettings, MemorySettings, ScanSettings, Setting
 from pipeline.engine.media import check_without_opening, detect_kind
 from pipeline.engine.quiet import quiet_settings
 from pipeline.errors import PipelineError, ScanError, StoreError, UnsupportedMediaError
+from pipeline.files import whole_file
 
 log = logging.getLogger("pipeline.scan")
 
@@ -919,10 +920,8 @@ def _ranked(store: Store, job_id: int) -> list[_Row]:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", encoding="utf-8", newline="") as handle:
+    with whole_file(path) as partial, partial.open("w", encoding="utf-8", newline="") as handle:
         write(handle)
-    os.replace(partial, path)
 
 
 def write_json(store: Store, job_id: int, path: Path) -> None:

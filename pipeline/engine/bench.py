@@ -21,6 +21,7 @@ from pipeline.engine.analyze import STAGES as ANALYSIS_STAGES
 from pipeline.engine.ensemble import Ensemble
 from pipeline.engine.faces import Box, FaceFinder, crop_box_for, crop_square, iou
 from pipeline.engine.media import read_frames, sha256_file
+from pipeline.files import whole_file
 
 STAGES = (*ANALYSIS_STAGES, "total")
 
@@ -58,14 +59,13 @@ def make_long_video(source: Path, target: Path, minutes: float) -> Path:
         frames.append(frame)
     capture.release()
     height, width = frames[0].shape[:2]
-    partial = target.with_suffix(".partial.mp4")
-    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    for i in range(round(minutes * 60 * fps)):
-        # Ping-pong through the clip so consecutive frames stay continuous.
-        cycle = i % (2 * len(frames) - 2)
-        writer.write(frames[cycle if cycle < len(frames) else 2 * len(frames) - 2 - cycle])
-    writer.release()
-    partial.rename(target)
+    with whole_file(target) as partial:
+        writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        for i in range(round(minutes * 60 * fps)):
+            # Ping-pong through the clip so consecutive frames stay continuous.
+            cycle = i % (2 * len(frames) - 2)
+            writer.write(frames[cycle if cycle < len(frames) else 2 * len(frames) - 2 - cycle])
+        writer.release()
     return target
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pipeline.config import cache_dir
 from pipeline.engine.media import sha256_file
+from pipeline.files import PARTIAL, partial_writer, whole_file
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +30,16 @@ def keep(path: Path, content: bytes, what: str) -> None:
     A cache folder that cannot be written (read-only, full, a folder where the file should be) is
     a warning, not an error: the caller uses the content it has and derives it again next time.
     Partial files left by processes killed while writing are removed once the file is kept."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(content)
-        partial.replace(path)
+        with whole_file(path) as partial:
+            partial.write_bytes(content)
     except OSError as error:
         log.warning("could not keep %s in %s: %s", what, path.parent, error)
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
         return
-    for stale in path.parent.glob(f"{glob.escape(path.name)}.*.partial"):
-        writer = stale.name[len(path.name) + 1 : -len(".partial")]
-        if writer.isdigit() and not _running(int(writer)):
+    for stale in path.parent.glob(f".{glob.escape(path.stem)}.*{PARTIAL}{glob.escape(path.suffix)}"):
+        writer = partial_writer(stale, path)
+        if writer is not None and not _running(writer):
             with contextlib.suppress(OSError):
                 stale.unlink()
 

@@ -22,6 +22,7 @@ import numpy as np
 from pipeline.config import MediaSettings
 from pipeline.engine.media import detect_kind
 from pipeline.errors import DataError, MediaError
+from pipeline.files import whole_file
 
 LABELS = {"real": 0, "fake": 1}
 SPLITS = ("train", "val", "test")
@@ -152,10 +153,9 @@ def write_rgb(path: Path, image: np.ndarray) -> None:
     so that a stopped run never leaves a half-written copy that a cache would take as made. The
     format is the path's suffix (a PNG keeps every pixel; a JPEG is saved again)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
-    if not cv2.imwrite(str(partial), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise DataError(f"cannot write image {path}")
-    partial.replace(path)
+    with whole_file(path) as partial:
+        if not cv2.imwrite(str(partial), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise DataError(f"cannot write image {path}")
 
 
 def read_face(path: Path, size: int) -> np.ndarray:

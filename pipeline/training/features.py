@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.engine.clip import BLOCKS, FEATURES, ClipEncoder, block_index
+from pipeline.files import whole_file
 
 CHUNK = 256
 FEATURE_DIR = Path("features") / "clip-blocks"
@@ -51,16 +52,14 @@ def _compute(folder: Path, names: list[str], encoder: ClipEncoder) -> None:
         part = names[start : start + CHUNK]
         crops = np.stack([cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB) for name in part])
         computed = encoder.features(crops)
-        target = target_dir / f"chunk-{number:05d}.npz"
-        partial = target_dir / f"chunk-{number:05d}.partial.npz"
-        np.savez(
-            partial,
-            files=np.asarray(part),
-            cls=computed.cls.astype(np.float16),
-            patch_mean=computed.patch_mean.astype(np.float16),
-            embed=np.asarray(computed.embed).astype(np.float16),  # the whole tower ran (checked)
-        )
-        partial.replace(target)
+        with whole_file(target_dir / f"chunk-{number:05d}.npz") as partial:
+            np.savez(
+                partial,
+                files=np.asarray(part),
+                cls=computed.cls.astype(np.float16),
+                patch_mean=computed.patch_mean.astype(np.float16),
+                embed=np.asarray(computed.embed).astype(np.float16),  # the whole tower ran (checked)
+            )
         number += 1
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -36,6 +35,7 @@ from pipeline.engine.faces import Face, FaceFinder, FaceSearch
 from pipeline.engine.media import read_frames
 from pipeline.engine.quiet import quiet_libraries
 from pipeline.errors import DataError, PipelineError
+from pipeline.files import whole_file
 from pipeline.training.data import LABELS, Sample, split_for_group
 
 FORMAT = 1
@@ -221,12 +221,10 @@ def _finish(out_dir: Path, sources: set[str]) -> dict[str, dict[str, str]]:
     """metadata.csv from the log: one row per crop prepared so far (of media still in the
     source), written atomically. Returns the rows by crop file."""
     by_file = {row["file"]: row for row in _read_log(out_dir / "metadata.partial.csv") if row["source"] in sources}
-    final = out_dir / "metadata.csv.partial"
-    with final.open("w", newline="") as handle:
+    with whole_file(out_dir / "metadata.csv") as partial, partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(by_file[name] for name in sorted(by_file))
-    os.replace(final, out_dir / "metadata.csv")
     return by_file
 
 
