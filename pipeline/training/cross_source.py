@@ -37,6 +37,7 @@ import numpy as np
 
 from pipeline.engine.ensemble import KERAS, sigmoid, weighted_logit
 from pipeline.errors import DataError
+from pipeline.files import whole_file
 from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import (
     TEMPERATURE,
@@ -138,12 +139,13 @@ def member_logits(
         return logits
     trained = train_recipe_member(member, train_sources, runs, overrides, resume)
     logits.update({name: trained_logits(trained, sets[name]) for name in missing})
-    np.savez(
-        cache,
-        settings=np.asarray(settings),
-        **logits,
-        **{f"{name}__paths": np.asarray([str(s.path) for s in samples]) for name, samples in sets.items()},
-    )
+    with whole_file(cache) as partial:
+        np.savez(
+            partial,
+            settings=np.asarray(settings),
+            **logits,
+            **{f"{name}__paths": np.asarray([str(s.path) for s in samples]) for name, samples in sets.items()},
+        )
     return logits
 
 

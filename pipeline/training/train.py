@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.training.augment import augment, self_blend
+from pipeline.training.augment import FACE_PARTS, augment, self_blend
 from pipeline.training.data import Sample, balanced_subset, class_weights, read_face
 from pipeline.training.sources import blend_landmarks, source_samples
 
@@ -55,6 +55,9 @@ class TrainConfig:
     """Augmented views of each training image, computed once through the frozen blocks."""
     self_blend: float = 0.5
     """Share of real training images that also yield a self-blended pseudo-fake (0 turns it off)."""
+    part_blend: float = 0.0
+    """Share of real training images that also yield a pseudo-fake of one part of the face (eyes,
+    nose or mouth blended), as a photo edit replaces it (rule 67; 0 turns it off)."""
     source_fakes: bool = True
     """Train on the sources' fakes too; false keeps only their real images (and the pseudo-fakes
     made from them), so the member learns no source's own fakes (validation keeps them)."""
@@ -105,7 +108,14 @@ class TrainConfig:
 
 
 # Fields added after the first trained release; older run folders lack them.
-FIRST_VERSION_DEFAULTS = {"round_epochs": 3, "round_lr": 1e-4, "name": "", "init_from": None, "source_fakes": True}
+FIRST_VERSION_DEFAULTS = {
+    "round_epochs": 3,
+    "round_lr": 1e-4,
+    "name": "",
+    "init_from": None,
+    "source_fakes": True,
+    "part_blend": 0.0,
+}
 
 
 @dataclass
@@ -167,6 +177,12 @@ def _views(samples: list[Sample], config: TrainConfig, rng: np.random.Generator)
         if sample.label == 0 and rng.random() < config.self_blend:
             landmarks = blend_landmarks(sample, config.input_size, rng)
             images.append(augment(self_blend(face, landmarks, rng), rng))
+            labels.append(1)
+        # Drawn only when asked for, so that runs without part blends draw what they always drew.
+        if sample.label == 0 and config.part_blend > 0 and rng.random() < config.part_blend:
+            landmarks = blend_landmarks(sample, config.input_size, rng)
+            part = list(FACE_PARTS)[int(rng.integers(len(FACE_PARTS)))]
+            images.append(augment(self_blend(face, landmarks, rng, part=part), rng))
             labels.append(1)
     return images, labels
 
