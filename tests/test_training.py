@@ -212,6 +212,24 @@ def test_a_member_without_source_fakes_trains_on_the_same_real_images_only(share
     assert same_val == val and {s.label for s in val} == {0, 1}
 
 
+def test_a_cnn_can_also_train_on_pseudo_fakes_of_one_part_of_the_face(shared_data: Path) -> None:
+    """`part_blend` (rule 67): at 1, every real image also yields a fake whose one part of the
+    face is blended; at 0 (the default) the views are those drawn before it existed."""
+    from pipeline.training.train import TrainConfig, _views, training_samples
+
+    config = TrainConfig(
+        backbone="mobilenetv2", data=(shared_data / "gan-faces",), train_per_class=12, val_per_class=4, views=1
+    )
+    config = replace(config, input_size=96)
+    train, _ = training_samples(config)
+    plain, plain_labels = _views(train, config, np.random.default_rng(0))
+    unchanged, unchanged_labels = _views(train, replace(config, part_blend=0.0), np.random.default_rng(0))
+    assert unchanged_labels == plain_labels and all(np.array_equal(a, b) for a, b in zip(plain, unchanged, strict=True))
+    _, part_labels = _views(train, replace(config, self_blend=0.0, part_blend=1.0), np.random.default_rng(0))
+    assert part_labels.count(0) == plain_labels.count(0) == 12
+    assert part_labels.count(1) == 12 + 12  # the source's fakes and one part blend per real image
+
+
 @pytest.mark.training
 def test_tiny_training_lowers_the_loss_and_saves_what_it_trained(tiny_run, shared_data: Path) -> None:
     losses = tiny_run.history["loss"]
