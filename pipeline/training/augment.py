@@ -206,12 +206,20 @@ def face_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.Gene
             1.0,
             -1,
         )
+    return _roughened(mask, rng, 0.04, 7)
+
+
+def _roughened(mask: np.ndarray, rng: np.random.Generator, displacement: float, blur_steps: int) -> np.ndarray:
+    """`mask` warped by a smooth random displacement field (spread `displacement` of the picture's
+    side) and blurred (a kernel of 1 to `blur_steps` steps of 4 px), so its boundary is never a
+    clean curve; scaled to peak at 1."""
+    height, width = mask.shape
     grid = 4
-    displacement = rng.normal(0.0, 0.04 * min(width, height), size=(grid, grid, 2)).astype(np.float32)
-    field = cv2.resize(displacement, (width, height), interpolation=cv2.INTER_CUBIC)
+    shifts = rng.normal(0.0, displacement * min(width, height), size=(grid, grid, 2)).astype(np.float32)
+    field = cv2.resize(shifts, (width, height), interpolation=cv2.INTER_CUBIC)
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     mask = cv2.remap(mask, xs + field[..., 0], ys + field[..., 1], cv2.INTER_LINEAR)
-    kernel_size = int(rng.integers(1, 8)) * 4 + 1
+    kernel_size = int(rng.integers(1, blur_steps + 1)) * 4 + 1
     mask = cv2.GaussianBlur(mask, (kernel_size, kernel_size), 0)
     return mask / max(float(mask.max()), 1e-6)
 
@@ -235,13 +243,7 @@ def part_mask(shape: tuple[int, int], landmarks: np.ndarray, part: str, rng: np.
         centre = points.mean(axis=0)
         axes = ((points.max(axis=0) - points.min(axis=0)) / 2 + 0.08 * np.array([width, height])) * grow
         cv2.ellipse(mask, (round(centre[0]), round(centre[1])), (round(axes[0]), round(axes[1])), 0, 0, 360, 1.0, -1)
-    displacement = rng.normal(0.0, 0.015 * min(width, height), size=(4, 4, 2)).astype(np.float32)
-    field = cv2.resize(displacement, (width, height), interpolation=cv2.INTER_CUBIC)
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    mask = cv2.remap(mask, xs + field[..., 0], ys + field[..., 1], cv2.INTER_LINEAR)
-    kernel_size = int(rng.integers(1, 4)) * 4 + 1
-    mask = cv2.GaussianBlur(mask, (kernel_size, kernel_size), 0)
-    return mask / max(float(mask.max()), 1e-6)
+    return _roughened(mask, rng, 0.015, 3)
 
 
 def self_blend(
