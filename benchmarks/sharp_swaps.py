@@ -57,6 +57,12 @@ ARMS = ("sharp", "soft")
 """The whole-face arms (rules 60-64), which a run scores unless told others."""
 PART_GROW = 1.3
 """A part's region is the hull of its points grown to this size about its centre (onto skin)."""
+FEATHERED = "-feathered"
+"""Rule 68: a part arm so suffixed is alpha-blended (colours matched, edge feathered), not Poisson-blended."""
+PART_FEATHER_SIGMA = 2.0
+"""Gaussian sigma (pixels) of a feathered part's edge (the regions are 20-60 px across)."""
+PART_ARMS = (*FACE_PARTS, *(f"{part}{FEATHERED}" for part in FACE_PARTS))
+"""Rules 65 and 68's arms: one part of the donor's face, Poisson-blended or feathered."""
 
 
 def _lab(rgb: np.ndarray) -> np.ndarray:
@@ -137,19 +143,27 @@ def paste_face(
 
 
 def paste_part(
-    target: np.ndarray, target_points: np.ndarray, donor: np.ndarray, donor_points: np.ndarray, part: str
+    target: np.ndarray,
+    target_points: np.ndarray,
+    donor: np.ndarray,
+    donor_points: np.ndarray,
+    part: str,
+    feathered: bool = False,
 ) -> np.ndarray:
     """Rule 65: one part of `donor`'s face (`FACE_PARTS`) over the same part of `target`'s, aligned by
     the `similarity` of that part's points, inside each of its regions' hulls grown by
     `PART_GROW`, blended by Poisson image editing (OpenCV's seamless cloning), as a retoucher's
     healing tool blends: the donor's detail, the target's colours at the seam. (Matching colours
-    and feathering, as `paste_face` does, left dark brows and pale lips on these small regions.)"""
+    and feathering, as `paste_face` does, left dark brows and pale lips on these small regions.)
+    `feathered` blends so all the same (`_blend`, edge sigma `PART_FEATHER_SIGMA`: rule 68)."""
     regions = FACE_PARTS[part]
     chosen = [index for region in regions for index in region]
     warped, _ = _aligned(target, donor, donor_points[chosen], target_points[chosen])
     inside = np.zeros(target.shape[:2], np.uint8)
     for region in regions:
         inside = np.maximum(inside, _hull_region(target.shape, target_points[list(region)], PART_GROW).astype(np.uint8))
+    if feathered:
+        return _blend(target, warped, inside.astype(np.float32), PART_FEATHER_SIGMA)
     # Seamless cloning needs the region off the picture's border, where it has no neighbours.
     inside[:2], inside[-2:], inside[:, :2], inside[:, -2:] = 0, 0, 0, 0
     x, y, width, height = cv2.boundingRect(inside)
@@ -158,14 +172,18 @@ def paste_part(
 
 
 def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sample]:
-    """One pasted swap (or, for a `FACE_PARTS` arm, part edit) per real crop (`meshes`: their face
+    """One pasted swap (or, for a `PART_ARMS` arm, part edit) per real crop (`meshes`: their face
     meshes in crop pixels), written once under the cache folder, one folder per arm. The folder's
     name seeds its re-shared copies, so it stays the arm's; a note in it of the constants that
     made its copies stops a run whose constants differ."""
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
+    part = arm.removesuffix(FEATHERED)
+    feathered = arm != part
     making: dict[str, object] = (
-        {"part_grow": PART_GROW, "blend": "poisson", "points": FACE_PARTS[arm]}
+        {"part_grow": PART_GROW, "blend": "poisson", "points": FACE_PARTS[part]}
         if arm in FACE_PARTS
+        else {"part_grow": PART_GROW, "feather_sigma": PART_FEATHER_SIGMA, "points": FACE_PARTS[part]}
+        if feathered
         else {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
     )
     note = folder / "making.json"
@@ -193,8 +211,8 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
             target_rgb = read_rgb(sample.path)
             write_rgb(
                 path,
-                paste_part(target_rgb, meshes[index], donor_rgb, meshes[donor_index], arm)
-                if arm in FACE_PARTS
+                paste_part(target_rgb, meshes[index], donor_rgb, meshes[donor_index], part, feathered)
+                if part in FACE_PARTS
                 else paste_face(target_rgb, meshes[index], donor_rgb, meshes[donor_index]),
             )
         out.append(replace(sample, path=path, label=1, group=f"swap-{sample.group}", landmarks=None))
@@ -267,7 +285,7 @@ def main() -> None:
     parser.add_argument(
         "--arms",
         nargs="+",
-        choices=[*ARMS, *FACE_PARTS],
+        choices=[*ARMS, *PART_ARMS],
         default=list(ARMS),
         help="what is pasted (default: whole faces)",
     )
