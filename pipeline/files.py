@@ -32,7 +32,7 @@ def partial_writer(partial: Path, path: Path) -> int | None:
 def whole_file(path: Path) -> Iterator[Path]:
     """A partial path to write `path`'s content to: leaving the block without an error renames it
     onto `path` in one step, so a reader never sees half a file and a stopped run never leaves a
-    file that looks made; an error removes it (and goes on)."""
+    file that looks made; an error in the block removes it, and is raised again."""
     partial = partial_path(path, os.getpid())
     try:
         yield partial
