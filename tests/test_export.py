@@ -134,6 +134,8 @@ def test_html_report_is_self_contained(store: Store, video_record: Record) -> No
         assert name in html and version in html
     for stage in result.timing:
         assert f"<td>{stage}</td>" in html
+    # Beside the maps, what they show: the CLIP map does not show where a face was changed (rule 69).
+    assert "does not show where a face was changed" in html
     pictures = _images(html)
     persons = len({p.track for p in video_record.pictures_of("explanation_face")})
     # the timeline, then a face and a frame overlay per model and person

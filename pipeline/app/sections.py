@@ -69,6 +69,15 @@ class PersonRow:
     model_scores: dict[str, float]
 
 
+EXPLANATION_NOTE = (
+    "The most suspicious face of each person. A CNN's map (Grad-CAM): red areas raised that model's "
+    "fake score most. The CLIP member's map: red patches look fake to its probe each on its own, "
+    "which does not show where a face was changed (model card, Explanation maps)."
+)
+"""What the maps show, said once for the dashboard and the HTML report (rule 69: the CLIP map's
+patches rank fakes at chance where its class token finds them)."""
+
+
 @dataclass(frozen=True)
 class ExplanationMaps:
     """One model's explanation map of one face: over the crop and over the frame (None when the
