@@ -4,9 +4,12 @@ A logistic regression on block 5's patch tokens, trained on real crops (all patc
 their self-blends, whole-face and of one part (a patch is fake where the blend changed it),
 without any source's own fakes; each crop scored by its largest patch logit. Scored on the part
 edits and whole-face sharp swaps that `sharp_swaps` makes from the inswapper source's unseen
-photos, against those photos.
+photos, against those photos (rule 70). With `--held-out`, trained for each source held out on
+the others' real crops and scored on its held-out items as the cross-source table picks them
+(rule 71).
 
     .venv/bin/python -m benchmarks.patch_head --json patch_head.json
+    .venv/bin/python -m benchmarks.patch_head --held-out --json patch_head_held_out.json
 """
 
 from __future__ import annotations
@@ -22,16 +25,16 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from benchmarks.sharp_swaps import SEED, SOURCE, made_swaps
+from pipeline.config import REPO_ROOT
 from pipeline.engine.clip import PATCH_GRID, ClipEncoder
 from pipeline.errors import DataError
 from pipeline.training.cross_source import bootstrap_roc_auc, interval
 from pipeline.training.data import Sample, balanced_subset, read_face
-from pipeline.training.sources import CROP_SIDE, face_landmarks, self_blended_samples, source_samples
+from pipeline.training.recipe import Recipe, samples_of
+from pipeline.training.sources import CROP_SIDE, SOURCES, face_landmarks, self_blended_samples, source_samples
 
 BLOCK = 5
 """The block whose patch tokens the head reads (the shipped probe's)."""
-TRAIN_SOURCES = ("dfdc-faces", "gan-faces", "sd-faces")
-"""The inswapper source's fold trains on these; their real crops are none of the edits' photos."""
 REALS_PER_SOURCE = 200
 CHANGED_LEVELS = 3.0
 """A patch of a self-blend is fake where the blend moved its pixels by more than this on average."""
@@ -63,15 +66,15 @@ def changed_patches(real: np.ndarray, blended: np.ndarray) -> np.ndarray:
     return (per_patch > CHANGED_LEVELS).ravel()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    encoder = ClipEncoder(last_block=BLOCK)
+Head = tuple[StandardScaler, LogisticRegression]
 
+
+def trained_head(encoder: ClipEncoder, sources: Sequence[str], tokens: dict[Path, np.ndarray]) -> Head:
+    """The patch head trained on `REALS_PER_SOURCE` real training crops of each source and their
+    whole-face and part self-blends (`tokens`: patch tokens already computed, by crop path)."""
     reals = [
         s
-        for source in TRAIN_SOURCES
+        for source in sources
         for s in balanced_subset([s for s in source_samples(source, "train") if s.label == 0], REALS_PER_SOURCE, 0)
     ]
     blends = self_blended_samples(reals, 0) + self_blended_samples(reals, 0, parts=True)
@@ -79,36 +82,72 @@ def main() -> None:
     for index, blend in enumerate(blends):
         real = reals[index % len(reals)]
         labels.append(changed_patches(read_face(real.path, SIDE), read_face(blend.path, SIDE)))
-    tokens = patch_tokens(encoder, [*reals, *blends]).reshape(-1, 768).astype(np.float32)
+    crops = [*reals, *blends]
+    missing = [s for s in crops if s.path not in tokens]
+    if missing:
+        tokens.update(zip([s.path for s in missing], patch_tokens(encoder, missing), strict=True))
+    rows = np.concatenate([tokens[s.path] for s in crops]).astype(np.float32)
     patch_labels = np.concatenate(labels).astype(int)
     print(f"{len(reals)} real crops, {len(blends)} self-blends; {patch_labels.mean():.1%} of patches fake")
-    scaler = StandardScaler().fit(tokens)
+    scaler = StandardScaler().fit(rows)
     head = LogisticRegression(C=REGULARIZATION, class_weight="balanced", max_iter=500)
-    head.fit(scaler.transform(tokens), patch_labels)
-    del tokens
+    head.fit(scaler.transform(rows), patch_labels)
+    return scaler, head
 
-    def scores(samples: Sequence[Sample]) -> np.ndarray:
-        tokens = patch_tokens(encoder, samples).astype(np.float32)
-        logits = head.decision_function(scaler.transform(tokens.reshape(-1, 768)))
-        return logits.reshape(len(samples), -1).max(axis=1)
 
-    edited = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
-    meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in edited])
-    try:
-        made = {arm: made_swaps(edited, meshes, arm) for arm in ARMS}
-    except DataError as error:
-        parser.error(str(error))
-    real_scores = scores(edited)
-    results = {}
-    for arm in ARMS:
-        values = np.concatenate([real_scores, scores(made[arm])])
-        truth = np.asarray([0] * len(edited) + [1] * len(made[arm]))
-        results[arm] = {
-            "roc_auc": float(roc_auc_score(truth, values)),
-            "interval": interval(bootstrap_roc_auc(truth, values, SEED)),
-        }
-        bounds = ", ".join(f"{b:.3f}" for b in results[arm]["interval"] or [])
-        print(f"{arm}: largest patch logit of the patch head {results[arm]['roc_auc']:.3f} [{bounds}]")
+def largest_logit(encoder: ClipEncoder, head: Head, samples: Sequence[Sample]) -> np.ndarray:
+    """Each crop's largest patch logit under the head."""
+    scaler, model = head
+    scores = []
+    for start in range(0, len(samples), 512):  # a bounded share of memory at a time
+        part = samples[start : start + 512]
+        rows = patch_tokens(encoder, part).astype(np.float32).reshape(-1, 768)
+        scores.append(model.decision_function(scaler.transform(rows)).reshape(len(part), -1).max(axis=1))
+    return np.concatenate(scores)
+
+
+def _roc_auc(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
+    """ROC AUC and its bootstrap interval, printed under `name`."""
+    roc_auc, bounds = float(roc_auc_score(labels, scores)), interval(bootstrap_roc_auc(labels, scores, SEED))
+    printed = ", ".join(f"{b:.3f}" for b in bounds or [])
+    print(f"{name}: largest patch logit of the patch head {roc_auc:.3f} [{printed}]")
+    return {"roc_auc": roc_auc, "interval": bounds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--held-out", action="store_true", help="each source held out in turn (rule 71)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    encoder = ClipEncoder(last_block=BLOCK)
+    tokens: dict[Path, np.ndarray] = {}
+    results: dict[str, dict[str, object]] = {}
+    if args.held_out:
+        per_class = Recipe.load(REPO_ROOT / "models" / "recipe.json").held_out_per_class
+        means = []
+        for source in SOURCES:
+            head = trained_head(encoder, [s for s in SOURCES if s != source], tokens)
+            held = samples_of([source], None, per_class)
+            labels = np.asarray([s.label for s in held])
+            scores = largest_logit(encoder, head, held)
+            results[source] = {"n": len(held), **_roc_auc(f"{source} (n {len(held)})", labels, scores)}
+            means.append(float(roc_auc_score(labels, scores)))
+        print(f"mean held-out ROC AUC {np.mean(means):.3f}")
+    else:
+        # The inswapper source's fold trains on the other three; their reals are none of the edits' photos.
+        head = trained_head(encoder, [s for s in SOURCES if s != SOURCE], tokens)
+        edited = [
+            s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()
+        ]
+        meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in edited])
+        try:
+            made = {arm: made_swaps(edited, meshes, arm) for arm in ARMS}
+        except DataError as error:
+            parser.error(str(error))
+        real_scores = largest_logit(encoder, head, edited)
+        for arm in ARMS:
+            values = np.concatenate([real_scores, largest_logit(encoder, head, made[arm])])
+            results[arm] = _roc_auc(arm, np.asarray([0] * len(edited) + [1] * len(made[arm])), values)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
