@@ -15,6 +15,7 @@ the others' real crops and scored on its held-out items as the cross-source tabl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +26,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from benchmarks.sharp_swaps import SEED, SOURCE, made_swaps
-from pipeline.config import REPO_ROOT
+from pipeline.config import REPO_ROOT, cache_dir
 from pipeline.engine.clip import PATCH_GRID, ClipEncoder
 from pipeline.errors import DataError
+from pipeline.files import whole_file
 from pipeline.training.cross_source import bootstrap_roc_auc, interval
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.recipe import Recipe, samples_of
@@ -44,17 +46,30 @@ BATCH = 16
 SIDE = 224
 
 
+def _token_file(sample: Sample) -> Path:
+    """Where a crop's patch tokens are kept: named by the crop's content and the block, so a crop
+    made again differently is encoded again."""
+    digest = hashlib.sha256(sample.path.read_bytes() + f"|block{BLOCK}|{SIDE}".encode()).hexdigest()[:24]
+    return cache_dir() / "benchmarks" / "patch-tokens" / digest[:2] / f"{digest}.npy"
+
+
 def patch_tokens(encoder: ClipEncoder, samples: Sequence[Sample]) -> np.ndarray:
-    """(N, 196, 768) float16 patch tokens after `BLOCK` of the samples' crops."""
+    """(N, 196, 768) float16 patch tokens after `BLOCK` of the samples' crops, each encoded once
+    and kept in the cache folder (a stopped run goes on where it stopped)."""
     from tqdm import tqdm
 
-    out = []
-    for start in tqdm(range(0, len(samples), BATCH), desc="CLIP patch tokens", leave=False):
-        crops = np.stack([read_face(s.path, SIDE) for s in samples[start : start + BATCH]])
+    files = [_token_file(s) for s in samples]
+    missing = [i for i, file in enumerate(files) if not file.exists()]
+    for start in tqdm(range(0, len(missing), BATCH), desc="CLIP patch tokens", leave=False):
+        chosen = missing[start : start + BATCH]
+        crops = np.stack([read_face(samples[i].path, SIDE) for i in chosen])
         patches = encoder.features(crops, patches_block=BLOCK).patches
         assert patches is not None
-        out.append(patches.astype(np.float16))
-    return np.concatenate(out)
+        for i, tokens in zip(chosen, patches.astype(np.float16), strict=True):
+            files[i].parent.mkdir(parents=True, exist_ok=True)
+            with whole_file(files[i]) as partial:
+                np.save(partial, tokens)
+    return np.stack([np.load(file) for file in files])
 
 
 def changed_patches(real: np.ndarray, blended: np.ndarray) -> np.ndarray:
@@ -69,9 +84,9 @@ def changed_patches(real: np.ndarray, blended: np.ndarray) -> np.ndarray:
 Head = tuple[StandardScaler, LogisticRegression]
 
 
-def trained_head(encoder: ClipEncoder, sources: Sequence[str], tokens: dict[Path, np.ndarray]) -> Head:
+def trained_head(encoder: ClipEncoder, sources: Sequence[str]) -> Head:
     """The patch head trained on `REALS_PER_SOURCE` real training crops of each source and their
-    whole-face and part self-blends (`tokens`: patch tokens already computed, by crop path)."""
+    whole-face and part self-blends."""
     reals = [
         s
         for source in sources
@@ -82,11 +97,7 @@ def trained_head(encoder: ClipEncoder, sources: Sequence[str], tokens: dict[Path
     for index, blend in enumerate(blends):
         real = reals[index % len(reals)]
         labels.append(changed_patches(read_face(real.path, SIDE), read_face(blend.path, SIDE)))
-    crops = [*reals, *blends]
-    missing = [s for s in crops if s.path not in tokens]
-    if missing:
-        tokens.update(zip([s.path for s in missing], patch_tokens(encoder, missing), strict=True))
-    rows = np.concatenate([tokens[s.path] for s in crops]).astype(np.float32)
+    rows = patch_tokens(encoder, [*reals, *blends]).reshape(-1, 768).astype(np.float32)
     patch_labels = np.concatenate(labels).astype(int)
     print(f"{len(reals)} real crops, {len(blends)} self-blends; {patch_labels.mean():.1%} of patches fake")
     scaler = StandardScaler().fit(rows)
@@ -120,13 +131,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     encoder = ClipEncoder(last_block=BLOCK)
-    tokens: dict[Path, np.ndarray] = {}
     results: dict[str, dict[str, object]] = {}
     if args.held_out:
         per_class = Recipe.load(REPO_ROOT / "models" / "recipe.json").held_out_per_class
         means = []
         for source in SOURCES:
-            head = trained_head(encoder, [s for s in SOURCES if s != source], tokens)
+            head = trained_head(encoder, [s for s in SOURCES if s != source])
             held = samples_of([source], None, per_class)
             labels = np.asarray([s.label for s in held])
             scores = largest_logit(encoder, head, held)
@@ -135,7 +145,7 @@ def main() -> None:
         print(f"mean held-out ROC AUC {np.mean(means):.3f}")
     else:
         # The inswapper source's fold trains on the other three; their reals are none of the edits' photos.
-        head = trained_head(encoder, [s for s in SOURCES if s != SOURCE], tokens)
+        head = trained_head(encoder, [s for s in SOURCES if s != SOURCE])
         edited = [
             s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()
         ]
