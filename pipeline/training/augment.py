@@ -40,6 +40,11 @@ TEMPLATE_PARTS = {"eyes": (0, 1), "nose": (2,), "mouth": (3, 4)}
 """The same parts among five template points (eyes, nose, mouth corners)."""
 
 
+def random_part(rng: np.random.Generator) -> str:
+    """One of `FACE_PARTS`, drawn evenly: the part a part self-blend replaces."""
+    return list(FACE_PARTS)[int(rng.integers(len(FACE_PARTS)))]
+
+
 @dataclass(frozen=True)
 class AugmentSettings:
     """Probabilities and ranges of each augmentation."""

@@ -135,7 +135,9 @@ class Recipe:
                         member.get("source_fakes") is False
                         and int(member.get("self_blended_views", 0)) + int(member.get("part_blended_views", 0)) < 1
                     ):
-                        raise ValueError("source_fakes: false needs self_blended_views: the probe would see no fake")
+                        raise ValueError(
+                            "source_fakes: false needs self_blended_views or part_blended_views: the probe would see no fake"
+                        )
                     for flag in ("augment_self_blends", "augment_reals_only", "self_blend_blur", "self_blend_resample"):
                         if not isinstance(member.get(flag, False), bool):
                             raise ValueError(f"{flag} must be true or false")

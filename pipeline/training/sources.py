@@ -26,10 +26,10 @@ import numpy as np
 
 from pipeline.config import FaceSettings, cache_dir
 from pipeline.training.augment import (
-    FACE_PARTS,
     AugmentSettings,
     ReshareSettings,
     augment,
+    random_part,
     reshare,
     self_blend,
     template_landmarks,
@@ -161,7 +161,7 @@ def self_blended_samples(
 
     def blend(sample: Sample, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         landmarks = blend_landmarks(sample, image.shape[0], rng)
-        part = list(FACE_PARTS)[int(rng.integers(len(FACE_PARTS)))] if parts else None
+        part = random_part(rng) if parts else None
         return self_blend(image, landmarks, rng, blur_source, resample_source, misplacement, part)
 
     reals = [s for s in samples if s.label == 0]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.training.augment import FACE_PARTS, augment, self_blend
+from pipeline.training.augment import augment, random_part, self_blend
 from pipeline.training.data import Sample, balanced_subset, class_weights, read_face
 from pipeline.training.sources import blend_landmarks, source_samples
 
@@ -181,8 +181,7 @@ def _views(samples: list[Sample], config: TrainConfig, rng: np.random.Generator)
         # Drawn only when asked for, so that runs without part blends draw what they always drew.
         if sample.label == 0 and config.part_blend > 0 and rng.random() < config.part_blend:
             landmarks = blend_landmarks(sample, config.input_size, rng)
-            part = list(FACE_PARTS)[int(rng.integers(len(FACE_PARTS)))]
-            images.append(augment(self_blend(face, landmarks, rng, part=part), rng))
+            images.append(augment(self_blend(face, landmarks, rng, part=random_part(rng)), rng))
             labels.append(1)
     return images, labels
 
