@@ -19,21 +19,19 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks.sharp_swaps import SEED, SOURCE, made_swaps
+from benchmarks.sharp_swaps import SOURCE, edited_photos, printed, roc_auc_with_interval
 from pipeline.config import REPO_ROOT, cache_dir
 from pipeline.engine.clip import PATCH_GRID, ClipEncoder
-from pipeline.errors import DataError
 from pipeline.files import whole_file
-from pipeline.training.cross_source import bootstrap_roc_auc, interval
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.recipe import Recipe, samples_of
-from pipeline.training.sources import CROP_SIDE, SOURCES, face_landmarks, self_blended_samples, source_samples
+from pipeline.training.sources import SOURCES, self_blended_samples, source_samples
 
 BLOCK = 5
 """The block whose patch tokens the head reads (the shipped probe's)."""
@@ -54,8 +52,9 @@ def _token_file(sample: Sample) -> Path:
 
 
 def patch_tokens(encoder: ClipEncoder, samples: Sequence[Sample]) -> np.ndarray:
-    """(N, 196, 768) float16 patch tokens after `BLOCK` of the samples' crops, each encoded once
-    and kept in the cache folder (a stopped run goes on where it stopped)."""
+    """(N, 196, 768) float16 patch tokens after `BLOCK` of the samples' crops (`encoder` cut at
+    `BLOCK` or later), each encoded once and kept in the cache folder (a stopped run goes on
+    where it stopped)."""
     from tqdm import tqdm
 
     files = [_token_file(s) for s in samples]
@@ -117,12 +116,11 @@ def largest_logit(encoder: ClipEncoder, head: Head, samples: Sequence[Sample]) -
     return np.concatenate(scores)
 
 
-def _roc_auc(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
-    """ROC AUC and its bootstrap interval, printed under `name`."""
-    roc_auc, bounds = float(roc_auc_score(labels, scores)), interval(bootstrap_roc_auc(labels, scores, SEED))
-    printed = ", ".join(f"{b:.3f}" for b in bounds or [])
-    print(f"{name}: largest patch logit of the patch head {roc_auc:.3f} [{printed}]")
-    return {"roc_auc": roc_auc, "interval": bounds}
+def _roc_auc(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """`roc_auc_with_interval`, printed under `name`."""
+    scored = roc_auc_with_interval(labels, scores)
+    print(f"{name}: largest patch logit of the patch head {printed(scored)}")
+    return scored
 
 
 def main() -> None:
@@ -139,21 +137,14 @@ def main() -> None:
             head = trained_head(encoder, [s for s in SOURCES if s != source])
             held = samples_of([source], None, per_class)
             labels = np.asarray([s.label for s in held])
-            scores = largest_logit(encoder, head, held)
-            results[source] = {"n": len(held), **_roc_auc(f"{source} (n {len(held)})", labels, scores)}
-            means.append(float(roc_auc_score(labels, scores)))
+            scored = _roc_auc(f"{source} (n {len(held)})", labels, largest_logit(encoder, head, held))
+            results[source] = {"n": len(held), **scored}
+            means.append(scored["roc_auc"])
         print(f"mean held-out ROC AUC {np.mean(means):.3f}")
     else:
         # The inswapper source's fold trains on the other three; their reals are none of the edits' photos.
         head = trained_head(encoder, [s for s in SOURCES if s != SOURCE])
-        edited = [
-            s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()
-        ]
-        meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in edited])
-        try:
-            made = {arm: made_swaps(edited, meshes, arm) for arm in ARMS}
-        except DataError as error:
-            parser.error(str(error))
+        edited, made = edited_photos(parser, ARMS)
         real_scores = largest_logit(encoder, head, edited)
         for arm in ARMS:
             values = np.concatenate([real_scores, largest_logit(encoder, head, made[arm])])

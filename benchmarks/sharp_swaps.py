@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -179,13 +180,13 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
     folder = cache_dir() / "benchmarks" / "sharp-swaps" / arm
     part = arm.removesuffix(FEATHERED)
     feathered = arm != part
-    making: dict[str, object] = (
-        {"part_grow": PART_GROW, "blend": "poisson", "points": FACE_PARTS[part]}
-        if arm in FACE_PARTS
-        else {"part_grow": PART_GROW, "feather_sigma": PART_FEATHER_SIGMA, "points": FACE_PARTS[part]}
-        if feathered
-        else {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
-    )
+    making: dict[str, object]
+    if part not in FACE_PARTS:
+        making = {"mask_shrink": MASK_SHRINK, "feather_sigma": FEATHER_SIGMA, "soft_factor": SOFT_FACTOR}
+    elif feathered:
+        making = {"part_grow": PART_GROW, "feather_sigma": PART_FEATHER_SIGMA, "points": FACE_PARTS[part]}
+    else:
+        making = {"part_grow": PART_GROW, "blend": "poisson", "points": FACE_PARTS[part]}
     note = folder / "making.json"
     if note.exists():
         text = note.read_text()
@@ -235,11 +236,31 @@ def fold_temperatures(
     return fold_calibration(Scored(val, logits), recipe.weights)[0]
 
 
-def _roc_auc(labels: np.ndarray, scores: np.ndarray) -> dict[str, object]:
+def roc_auc_with_interval(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """ROC AUC and its 95% bootstrap interval (seeded by `SEED`)."""
     return {
         "roc_auc": float(roc_auc_score(labels, scores)),
         "interval": interval(bootstrap_roc_auc(labels, scores, SEED)),
     }
+
+
+def printed(scored: dict[str, Any]) -> str:
+    """`roc_auc_with_interval`'s figures to three places, as the benchmarks print them."""
+    return f"{scored['roc_auc']:.3f} [{', '.join(f'{bound:.3f}' for bound in scored['interval'] or [])}]"
+
+
+def edited_photos(parser: argparse.ArgumentParser, arms: Sequence[str]) -> tuple[list[Sample], dict[str, list[Sample]]]:
+    """The `SOURCE`'s real crops with face meshes, and each arm's made copies of them
+    (`made_swaps`); a missing preparation or a copies folder of other constants is the parser's
+    one-line error."""
+    reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
+    if len(reals) < 2:
+        parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
+    meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
+    try:
+        return reals, {arm: made_swaps(reals, meshes, arm) for arm in arms}
+    except DataError as error:
+        parser.error(str(error))
 
 
 def _scored(
@@ -261,12 +282,12 @@ def _scored(
         "n": len(labels),
         "median_focus_real": float(np.median(real_focus)),
         "median_focus_swap": float(np.median(swap_focus)),
-        "softness": _roc_auc(labels, softness(np.concatenate([real_focus, swap_focus]))),
-        **{name: _roc_auc(labels, values) for name, values in logits.items()},
+        "softness": roc_auc_with_interval(labels, softness(np.concatenate([real_focus, swap_focus]))),
+        **{name: roc_auc_with_interval(labels, values) for name, values in logits.items()},
     }
     if combined is not None:
         weights, temperatures = combined
-        scored[ENSEMBLE] = _roc_auc(labels, weighted_logit(logits, temperatures, weights))
+        scored[ENSEMBLE] = roc_auc_with_interval(labels, weighted_logit(logits, temperatures, weights))
     return scored
 
 
@@ -311,14 +332,7 @@ def main() -> None:
         if recipe and weighed and set(weighed) <= set(members)
         else None
     )
-    reals = [s for s in source_samples(SOURCE) if s.label == 0 and s.landmarks is not None and s.landmarks.exists()]
-    if len(reals) < 2:
-        parser.error(f"{SOURCE} has no prepared real crops with face meshes: run `python -m pipeline prepare` first")
-    meshes = np.stack([face_landmarks(s, CROP_SIDE) for s in reals])
-    try:
-        made = {arm: made_swaps(reals, meshes, arm) for arm in args.arms}
-    except DataError as error:
-        parser.error(str(error))
+    reals, made = edited_photos(parser, args.arms)
     results: dict[str, dict[str, object]] = {}
     for reshared in (False, True):
         # Rule 61: the same crops, real and made alike, re-shared as the table re-shares them.
@@ -333,9 +347,7 @@ def main() -> None:
                 f"{name}: {len(reals)} real, {len(swaps)} swaps; focus median "
                 f"{results[name]['median_focus_real']:.0f} real, {results[name]['median_focus_swap']:.0f} swap; "
                 + ", ".join(
-                    f"{key} {value['roc_auc']:.3f} [{', '.join(f'{bound:.3f}' for bound in value['interval'] or [])}]"
-                    for key, value in results[name].items()
-                    if isinstance(value, dict)
+                    f"{key} {printed(value)}" for key, value in results[name].items() if isinstance(value, dict)
                 )
             )
     if args.json:
