@@ -18,19 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.patch_head import BLOCK, patch_tokens
 from benchmarks.recipes import fold_probe
 from benchmarks.sharp_swaps import SOURCE, edited_photos, printed, roc_auc_with_interval
-from pipeline.engine.clip import ClipEncoder, ClipProbe
+from pipeline.engine.clip import ClipProbe
 from pipeline.training.data import Sample
+from pipeline.training.features import patch_tokens
 from pipeline.training.recipe import trained_logits
 
 ARMS = ("eyes", "nose", "mouth", "sharp")
 
 
-def largest_push(probe: ClipProbe, encoder: ClipEncoder, samples: Sequence[Sample]) -> np.ndarray:
+def largest_push(probe: ClipProbe, samples: Sequence[Sample]) -> np.ndarray:
     """Each crop's largest patch push towards fake (`ClipProbe.patch_map`) after the probe's block."""
-    tokens = patch_tokens(encoder, samples).astype(np.float32)
+    tokens = patch_tokens([s.path for s in samples], probe.block).astype(np.float32)
     return np.asarray([probe.patch_map(patches).max() for patches in tokens])
 
 
@@ -42,17 +42,14 @@ def main() -> None:
     args = parser.parse_args()
     trained = fold_probe(parser, args.runs, SOURCE, args.member)
     probe = ClipProbe.from_json(json.loads(trained.path.read_text()))
-    if probe.block != BLOCK:
-        parser.error(f"the probe reads block {probe.block}; the patch tokens kept are block {BLOCK}'s")
-    encoder = ClipEncoder(last_block=BLOCK)
     reals, made = edited_photos(parser, ARMS)
-    real_logit, real_patch = trained_logits(trained, reals), largest_push(probe, encoder, reals)
+    real_logit, real_patch = trained_logits(trained, reals), largest_push(probe, reals)
     results = {}
     for arm in ARMS:
         labels = np.asarray([0] * len(reals) + [1] * len(made[arm]))
         readings = (
             ("class token", real_logit, trained_logits(trained, made[arm])),
-            ("largest patch", real_patch, largest_push(probe, encoder, made[arm])),
+            ("largest patch", real_patch, largest_push(probe, made[arm])),
         )
         results[arm] = {
             reading: roc_auc_with_interval(labels, np.concatenate([real, edit])) for reading, real, edit in readings

@@ -489,6 +489,83 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     assert not np.allclose(np.asarray(json.loads(parts.path.read_text())["weights"]), weights[1])
 
 
+def test_a_patch_probe_learns_where_self_blends_changed_a_face_and_scores_it_in_the_engine(
+    encoder: ClipEncoder, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`feature: patch_max` (rule 72): a probe on each patch token, trained on real crops (every
+    patch real) and their whole-face and part self-blends (a patch fake where the blend changed
+    it); a crop's logit is its largest patch logit, in training as in the engine, where its map
+    is the patch logits themselves."""
+    from pipeline.config import CACHE_DIR_ENV
+    from pipeline.training.features import PATCH_TOKEN_DIR, patch_tokens
+    from pipeline.training.prepare import prepare
+    from pipeline.training.recipe import patch_training_set, train_recipe_member, trained_logits
+    from pipeline.training.sources import face_landmarks
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    prepared = tmp_path / "prepared"
+    prepare(_subset(shared_data, tmp_path, "swap-faces", 4), prepared)
+    member = {
+        "kind": "clip_probe",
+        "name": "patches",
+        "feature": "patch_max",
+        "block": 5,
+        "regularization": 0.5,
+        "source_fakes": False,
+        "self_blended_views": 1,
+        "part_blended_views": 1,
+    }
+    samples, patch_labels = patch_training_set(member, [str(prepared)])
+    reals = [s for s in load_samples(prepared, "train") if s.label == 0]
+    assert [s.path for s in samples[:4]] == [s.path for s in reals] and len(samples) == 12
+    assert patch_labels.shape == (12, 196) and not patch_labels[:4].any()
+    whole, part = patch_labels[4:8].sum(axis=1), patch_labels[8:].sum(axis=1)
+    assert (part > 0).all() and (whole > part).all(), (whole, part)  # a part changes fewer patches
+    for real, labels in zip(reals * 2, patch_labels[4:], strict=True):
+        # The changed patches lie on the face: their centres mostly inside its mesh's hull.
+        hull = np.zeros((224, 224), np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull(np.round(face_landmarks(real, 224)).astype(np.int32)), 1)
+        centres = hull[8::16, 8::16].ravel().astype(bool)
+        assert centres[labels].mean() > 0.8
+
+    trained = train_recipe_member(member, [str(prepared)], tmp_path / "runs")
+    probe = ClipProbe.from_json(json.loads(trained.path.read_text()))
+    assert probe.feature == "patch_max" and probe.block == 5
+    # The tokens kept in the cache are the encoder's, each crop once.
+    tokens = patch_tokens([s.path for s in samples], 5)
+    kept = sorted((tmp_path / "cache" / PATCH_TOKEN_DIR).rglob("*.npy"))
+    assert len(kept) == 12
+    crops = np.stack([read_face(s.path, 224) for s in samples])
+    fresh = encoder.features(crops, patches_block=5).patches
+    assert np.allclose(tokens.astype(np.float32), fresh, atol=0.02 * np.abs(fresh).max())
+    patch_logits = probe.patch_logits(tokens)
+    assert patch_logits[patch_labels].mean() > patch_logits[~patch_labels].mean() + 1  # it learned the patches
+    logits = trained_logits(trained, samples)
+    assert np.allclose(logits, patch_logits.max(axis=1))
+    assert logits[4:].mean() > logits[:4].mean()
+    assert [f.stat().st_mtime_ns for f in kept] == [
+        f.stat().st_mtime_ns for f in sorted((tmp_path / "cache" / PATCH_TOKEN_DIR).rglob("*.npy"))
+    ]  # scored from the cache, nothing encoded again
+
+    # In the engine: one member, scored on the patch tokens of the crop; its map is the patch logits.
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "patches.json").write_text(json.dumps(probe.to_json()))
+    spec = MemberSpec(
+        "patches", "patches.json", "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(models / "patches.json")
+    )
+    EnsembleSpec(members=(spec,)).save(models / ENSEMBLE_FILE)
+    ensemble = Ensemble(models)
+    face = crops[5]
+    expected = probe.patch_logits(fresh[5:6])[0]
+    assert ensemble.logits("patches", face[None]) == pytest.approx([expected.max()], abs=1e-4)
+    assert ensemble.score(face[None]).members["patches"] == pytest.approx(1 / (1 + np.exp(-expected.max())), abs=1e-5)
+    heat = explanation_maps(ensemble, face)["patches"]
+    assert heat.shape == (224, 224) and heat.min() >= 0 and heat.max() <= 1
+    brightest = np.unravel_index(np.argmax(heat[8::16, 8::16]), (14, 14))
+    assert expected.reshape(14, 14)[brightest] == pytest.approx(expected.max(), abs=1e-3)
+
+
 def test_the_probe_can_degrade_its_self_blends_alike_under_their_own_label(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

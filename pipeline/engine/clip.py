@@ -43,9 +43,12 @@ BLOCKS = 12
 WIDTH = 768
 MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-FEATURES = ("cls", "patch_mean", "embed")
+PATCH_MAX = "patch_max"
+FEATURES = ("cls", "patch_mean", "embed", PATCH_MAX)
 """The image features a probe may use: the class token of a block's output (768), the mean of
-its patch tokens (768), and the projected image embedding (512, after the last block)."""
+its patch tokens (768), the projected image embedding (512, after the last block), or each of
+its 196 patch tokens (`PATCH_MAX`: the probe scores every patch and the crop takes its largest
+patch logit, so a small changed region is not averaged away; benchmarks/README.md, rule 70)."""
 
 
 def block_index(block: int, computed: int = BLOCKS) -> int:
@@ -72,7 +75,12 @@ class ClipFeatures:
     patches_block: int | None = None
 
     def named(self, name: str, block: int = BLOCKS) -> np.ndarray:
-        """(N, D): one of `FEATURES` by name, after `block` (1 to 12; `embed` has none)."""
+        """(N, D): one of `FEATURES` by name, after `block` (1 to 12; `embed` has none); for
+        `PATCH_MAX`, (N, 196, 768): the patch tokens, which must have been asked for at `block`."""
+        if name == PATCH_MAX:
+            if self.patches is None or self.patches_block != block:
+                raise ValueError(f"a patch probe needs the patch tokens of block {block}")
+            return self.patches
         if name == "embed":
             if self.embed is None:
                 raise ValueError("the image embedding needs the whole tower (last_block 12)")
@@ -234,7 +242,9 @@ class ClipProbe:
     Stored as JSON in the models folder (the encoder stays in its package). On `patch_mean`
     features the logit splits exactly into one part per patch token, which is its explanation
     map; on the class token, each patch's map is the probe applied to that patch token instead
-    (what the patch alone points to, not a share of the logit)."""
+    (what the patch alone points to, not a share of the logit). On `PATCH_MAX` the probe scores
+    each patch token and the crop's logit is the largest; its map is those patch logits, what
+    the probe was trained to say: where a face was changed."""
 
     feature: str
     mean: np.ndarray
@@ -250,13 +260,22 @@ class ClipProbe:
         return self.logits_of(features.named(self.feature, self.block))
 
     def logits_of(self, values: np.ndarray) -> np.ndarray:
-        """(N,) raw logits of the probe's own feature, given as an (N, D) array."""
+        """(N,) raw logits of the probe's own feature, given as an (N, D) array ((N, 196, D)
+        patch tokens for `PATCH_MAX`)."""
+        if self.feature == PATCH_MAX:
+            return self.patch_logits(values).max(axis=1) if len(values) else np.zeros(0)
         return ((values.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+
+    def patch_logits(self, patches: np.ndarray) -> np.ndarray:
+        """(N, 196) the probe applied to each patch token of (N, 196, D) patch tokens."""
+        return ((patches.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
 
     def patch_map(self, patches: np.ndarray) -> np.ndarray:
         """(14, 14) signed contribution of each patch token (196, 768) of one face, after the
         probe's block, to the logit (see the class docstring for what it means on class-token
-        probes)."""
+        and patch probes)."""
+        if self.feature == PATCH_MAX:
+            return self.patch_logits(patches[None])[0].reshape(PATCH_GRID, PATCH_GRID)
         direction = self.weights / self.scale
         per_patch = patches @ direction
         if self.feature == "patch_mean":

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.engine.clip import BLOCKS, ClipEncoder, ClipProbe
+from pipeline.engine.clip import BLOCKS, PATCH_MAX, ClipEncoder, ClipProbe
 from pipeline.engine.lite import cached_lite_model, check_runtime, convert_to_lite
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
@@ -292,7 +292,9 @@ class Ensemble:
         """Raw logits of one member for a stack of RGB uint8 crops (N, S, S, 3)."""
         member = self.member(name)
         if member.kind == CLIP_PROBE:
-            return self.probes[name].logits(self.encoder.features(crops)) if len(crops) else np.zeros(0)
+            probe = self.probes[name]
+            patches_block = probe.block if probe.feature == PATCH_MAX else None
+            return probe.logits(self.encoder.features(crops, patches_block)) if len(crops) else np.zeros(0)
         return crop_logits(self.runners[name], crops, member.input_size, self.batch_size, self.spec.flip_average)
 
     def score(

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.engine.clip import PATCH_MAX
 from pipeline.engine.ensemble import KERAS, sigmoid, weighted_logit
 from pipeline.errors import DataError
 from pipeline.files import whole_file
@@ -50,7 +51,7 @@ from pipeline.training.calibration import (
 )
 from pipeline.training.data import Sample
 from pipeline.training.evaluate import binary_metrics
-from pipeline.training.features import FEATURE_DIR
+from pipeline.training.features import FEATURE_DIR, PATCH_TOKEN_DIR
 from pipeline.training.recipe import Recipe, samples_of, train_recipe_member, trained_logits
 from pipeline.training.sources import reshared_samples
 
@@ -88,6 +89,8 @@ def mixed(held: Scored, reshared: Scored) -> Scored:
 def _settings_hash(member: dict[str, Any], overrides: dict[str, Any]) -> str:
     # A probe's logits also depend on how its features were computed (their cache's version).
     inputs = [member, overrides] if member["kind"] == KERAS else [member, overrides, str(FEATURE_DIR)]
+    if member.get("feature") == PATCH_MAX:
+        inputs.append(PATCH_TOKEN_DIR)
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 

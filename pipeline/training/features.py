@@ -7,10 +7,15 @@ after every block (class token and patch mean, float16; 37 KB a crop) and their 
 again. Any subset of a folder's crops can be asked for: only the crops no chunk holds yet are
 computed, in new chunks written atomically, so a stopped run resumes where it stopped and a
 larger subset later reuses everything done.
+
+A patch probe's tokens (196 a crop, 294 KB in float16) are too many for the chunks: each crop's
+tokens of one block are kept in a file of their own under `cache_dir()/PATCH_TOKEN_DIR`, named by
+the crop's content and the block (`patch_tokens`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.engine.clip import BLOCKS, FEATURES, ClipEncoder, block_index
+from pipeline.config import cache_dir
+from pipeline.engine.clip import BLOCKS, FEATURES, INPUT_SIDE, PATCH_GRID, PATCH_MAX, WIDTH, ClipEncoder, block_index
 from pipeline.files import whole_file
+from pipeline.training.data import read_face
 
 CHUNK = 256
 FEATURE_DIR = Path("features") / "clip-blocks"
@@ -73,8 +80,10 @@ def clip_features(
     """(N, D) float32: one feature (of `FEATURES`, after `block`) of each crop of `names` (paths
     relative to the prepared `folder`; default: every crop in its metadata.csv), computing (all
     blocks of) what is missing."""
-    if feature not in FEATURES:
-        raise ValueError(f"unknown CLIP feature {feature!r}")
+    if feature not in FEATURES or feature == PATCH_MAX:
+        raise ValueError(
+            f"unknown CLIP feature {feature!r}" + (" here: see patch_tokens" if feature in FEATURES else "")
+        )
     block_row = block_index(block)
     if encoder is not None and encoder.last_block != BLOCKS:
         raise ValueError("the feature cache holds every block: it needs the whole tower (last_block 12)")
@@ -100,3 +109,40 @@ def clip_features(
             values = data[feature][list(rows)]
             out[list(positions)] = values if feature == "embed" else values[:, block_row]
     return out
+
+
+PATCH_TOKEN_DIR = "clip-patch-tokens"
+PATCH_BATCH = 16
+
+
+def _token_file(path: Path, block: int) -> Path:
+    # Named by the crop's content, so a crop made again differently is encoded again.
+    digest = hashlib.sha256(path.read_bytes() + f"|block{block}|{INPUT_SIDE}".encode()).hexdigest()[:24]
+    return cache_dir() / PATCH_TOKEN_DIR / digest[:2] / f"{digest}.npy"
+
+
+def patch_tokens(paths: Sequence[Path], block: int, encoder: ClipEncoder | None = None) -> np.ndarray:
+    """(N, 196, 768) float16: the patch tokens after `block` of each crop file (read as the
+    engine reads a crop, at the encoder's input size), each encoded once and kept in the cache
+    folder, so a stopped run goes on where it stopped. `encoder` (cut at `block` or later) is
+    made only if a crop is missing."""
+    from tqdm import tqdm
+
+    block_index(block)
+    files = [_token_file(path, block) for path in paths]
+    missing = [i for i, file in enumerate(files) if not file.exists()]
+    if missing and encoder is None:
+        encoder = ClipEncoder(last_block=block)
+    for start in tqdm(range(0, len(missing), PATCH_BATCH), desc="CLIP patch tokens", file=sys.stderr, leave=False):
+        chosen = missing[start : start + PATCH_BATCH]
+        crops = np.stack([read_face(paths[i], INPUT_SIDE) for i in chosen])
+        assert encoder is not None
+        patches = encoder.features(crops, patches_block=block).patches
+        assert patches is not None
+        for i, tokens in zip(chosen, patches.astype(np.float16), strict=True):
+            files[i].parent.mkdir(parents=True, exist_ok=True)
+            with whole_file(files[i]) as partial:
+                np.save(partial, tokens)
+    if not files:
+        return np.zeros((0, PATCH_GRID**2, WIDTH), np.float16)
+    return np.stack([np.load(file) for file in files])

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_curve
 
+from pipeline.engine.clip import PATCH_MAX
 from pipeline.engine.ensemble import Ensemble, predict_crops
 from pipeline.training.data import Sample, balanced_subset, read_face
 
@@ -89,6 +90,9 @@ def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndar
 
     if name in ensemble.probes:
         probe = ensemble.probes[name]
+        if probe.feature == PATCH_MAX:  # the patch each crop is scored by: its largest patch logit
+            patches = ensemble.encoder.features(crops, patches_block=probe.block).named(PATCH_MAX, probe.block)
+            return patches[np.arange(len(patches)), probe.patch_logits(patches).argmax(axis=1)]
         return ensemble.encoder.features(crops).named(probe.feature, probe.block)
     model = ensemble.keras_model(name)
     features = keras.Model(model.input, model.get_layer("pool").output)

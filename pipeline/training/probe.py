@@ -1,7 +1,9 @@
 """Training the foundation-model member: a linear probe on cached CLIP features.
 
 Every source, and both classes within it, weigh the same in the fit, whatever their sizes: a
-source with 10,000 crops must not decide alone what "fake" looks like.
+source with 10,000 crops must not decide alone what "fake" looks like. A patch probe
+(`PATCH_MAX`) learns instead from patches whose label is known: every patch of a real crop is
+real, and a patch of a self-blend is fake where the blend changed it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.engine.clip import BLOCKS, ClipProbe
+from pipeline.engine.clip import BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe
+
+CHANGED_LEVELS = 3.0
+"""A patch of a self-blend is labelled fake where the blend moved its pixels by more than this
+(of 255) on average: the blend's soft edge changes the pixels about it a little (rule 70)."""
 
 
 def balanced_weights(labels: Sequence[int], sources: Sequence[str]) -> np.ndarray:
@@ -43,6 +49,38 @@ def fit_probe(
         feature,
         mean.astype(np.float32),
         scale.astype(np.float32),
+        model.coef_[0].astype(np.float32),
+        float(model.intercept_[0]),
+        block,
+    )
+
+
+def changed_patches(real: np.ndarray, blended: np.ndarray) -> np.ndarray:
+    """(196,) whether each 16 x 16 patch of the crop `blended` differs from `real` (both RGB,
+    224 px) by more than `CHANGED_LEVELS` on average."""
+    change = np.abs(blended.astype(np.float32) - real.astype(np.float32)).mean(axis=2)
+    cell = INPUT_SIDE // PATCH_GRID
+    per_patch = change.reshape(PATCH_GRID, cell, PATCH_GRID, cell).mean(axis=(1, 3))
+    return (per_patch > CHANGED_LEVELS).ravel()
+
+
+def fit_patch_probe(
+    patches: np.ndarray, patch_labels: np.ndarray, regularization: float, block: int = BLOCKS
+) -> ClipProbe:
+    """L2-regularised logistic regression (inverse strength `regularization`) on standardised
+    patch tokens (N, 196, 768) with a label per patch (N, 196), the two classes of patches
+    weighed alike: a `PATCH_MAX` probe."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rows = patches.reshape(-1, patches.shape[-1]).astype(np.float32)
+    scaler = StandardScaler().fit(rows)
+    model = LogisticRegression(C=regularization, class_weight="balanced", max_iter=500)
+    model.fit(scaler.transform(rows), patch_labels.reshape(-1).astype(int))
+    return ClipProbe(
+        PATCH_MAX,
+        scaler.mean_.astype(np.float32),
+        scaler.scale_.astype(np.float32),
         model.coef_[0].astype(np.float32),
         float(model.intercept_[0]),
         block,

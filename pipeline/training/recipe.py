@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, ClipProbe, block_index
+from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, block_index
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
 from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
 from pipeline.training.data import Sample, balanced_subset, read_face
-from pipeline.training.features import clip_features
-from pipeline.training.probe import fit_probe
+from pipeline.training.features import clip_features, patch_tokens
+from pipeline.training.probe import changed_patches, fit_patch_probe, fit_probe
 from pipeline.training.sources import SOURCES, augmented_samples, self_blended_samples, source_samples
 
 PROBE_FILE = "clip_probe.json"
@@ -131,6 +131,14 @@ class Recipe:
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
+                    # A patch probe learns where a crop was changed: only self-blends say where.
+                    if member.get("feature") == PATCH_MAX and (
+                        member.get("source_fakes", True) or int(member.get("augmented_views", 0))
+                    ):
+                        raise ValueError(
+                            "a patch_max probe learns from real crops and their self-blends, whose changed "
+                            "patches are known: it needs source_fakes: false and no augmented_views"
+                        )
                     if (
                         member.get("source_fakes") is False
                         and int(member.get("self_blended_views", 0)) + int(member.get("part_blended_views", 0)) < 1
@@ -226,6 +234,41 @@ def keras_logits(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def pseudo_fakes(member: dict[str, Any], samples: Sequence[Sample]) -> list[list[Sample]]:
+    """The self-blended copies a probe member's settings ask for of the real samples: one list
+    per view, each holding one copy of every real sample, in order."""
+    # `self_blend_blur` / `self_blend_resample: false` leave their pasted faces unblurred / not
+    # resampled, and `self_blend_misplacement` scales how far they are moved (rules 48, 50, 53-54).
+    blur, resample = bool(member.get("self_blend_blur", True)), bool(member.get("self_blend_resample", True))
+    misplacement = float(member.get("self_blend_misplacement", 1.0))
+    # `part_blended_views`: pseudo-fakes of one part of the face each (eyes, nose or mouth), as a
+    # photo edit replaces it (rule 66).
+    return [
+        self_blended_samples(samples, view, blur, resample, misplacement, parts)
+        for parts, key in ((False, "self_blended_views"), (True, "part_blended_views"))
+        for view in range(int(member.get(key, 0)))
+    ]
+
+
+def patch_training_set(member: dict[str, Any], sources: Sequence[str]) -> tuple[list[Sample], np.ndarray]:
+    """What a patch probe (`PATCH_MAX`) trains on, from `sources`' train splits: the real crops,
+    every patch real, and their self-blends, a patch fake where its blend changed it
+    (`changed_patches`); with the (N, 196) patch labels."""
+    reals = [s for s in samples_of(sources, "train", member.get("train_per_class")) if s.label == 0]
+    samples, labels = list(reals), [np.zeros((len(reals), PATCH_GRID**2), bool)]
+    for copies in pseudo_fakes(member, reals):
+        samples += copies
+        labels.append(
+            np.stack(
+                [
+                    changed_patches(read_face(real.path, INPUT_SIDE), read_face(blend.path, INPUT_SIDE))
+                    for real, blend in zip(reals, copies, strict=True)
+                ]
+            )
+        )
+    return samples, np.concatenate(labels)
+
+
 def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> list[Sample]:
     """What a probe member of a recipe trains on, from `sources`' train splits: their crops (or
     only the real ones), degraded views and self-blended pseudo-fakes, as its settings say."""
@@ -236,18 +279,7 @@ def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> li
     # Pseudo-fakes made from its own real crops (self-blended, as the CNNs train on; never from
     # a degraded view, which has no face mesh): a blending boundary no generator in
     # particular leaves; chosen on the cross-source table.
-    # `self_blend_blur` / `self_blend_resample: false` leave their pasted faces unblurred / not
-    # resampled, and `self_blend_misplacement` scales how far they are moved (rules 48, 50, 53-54).
-    blur, resample = bool(member.get("self_blend_blur", True)), bool(member.get("self_blend_resample", True))
-    misplacement = float(member.get("self_blend_misplacement", 1.0))
-    # `part_blended_views`: pseudo-fakes of one part of the face each (eyes, nose or mouth), as a
-    # photo edit replaces it (rule 66).
-    blends = [
-        v
-        for parts, key in ((False, "self_blended_views"), (True, "part_blended_views"))
-        for view in range(int(member.get(key, 0)))
-        for v in self_blended_samples(clean, view, blur, resample, misplacement, parts)
-    ]
+    blends = [v for copies in pseudo_fakes(member, clean) for v in copies]
     # Degraded views of the same crops, each under its crop's label, meant to keep the probe off
     # fine pixel statistics a re-shared upload no longer has: by default as the CNNs train on
     # them; `augmented_settings` narrows them (e.g. to recompression only). With
@@ -280,15 +312,28 @@ def train_recipe_member(
     if member["kind"] == CLIP_PROBE:
         feature = member.get("feature", "cls")
         block = int(member.get("block", BLOCKS))
-        train = probe_training_samples(member, sources)
-        probe = fit_probe(
-            clip_rows(train, feature, block),
-            np.asarray([s.label for s in train]),
-            [s.source for s in train],
-            feature,
-            float(member.get("regularization", 1.0)),
-            block,
-        )
+        if feature == PATCH_MAX:
+            train, patch_labels = patch_training_set(member, sources)
+            print(
+                f"{name}: {len(train)} crops, {patch_labels.mean():.1%} of their patches changed by a self-blend",
+                file=sys.stderr,
+            )
+            probe = fit_patch_probe(
+                patch_tokens([s.path for s in train], block),
+                patch_labels,
+                float(member.get("regularization", 1.0)),
+                block,
+            )
+        else:
+            train = probe_training_samples(member, sources)
+            probe = fit_probe(
+                clip_rows(train, feature, block),
+                np.asarray([s.label for s in train]),
+                [s.source for s in train],
+                feature,
+                float(member.get("regularization", 1.0)),
+                block,
+            )
         path = runs / name / PROBE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(probe.to_json()) + "\n")
@@ -347,6 +392,15 @@ def trained_logits(trained: TrainedMember, samples: Sequence[Sample], flip_avera
     """A trained member's raw logits on samples, as the engine computes them."""
     if trained.kind == CLIP_PROBE:
         probe = ClipProbe.from_json(json.loads(trained.path.read_text()))
+        if probe.feature == PATCH_MAX:
+            # A bounded share of memory at a time: 294 KB of tokens a crop.
+            return np.concatenate(
+                [
+                    probe.logits_of(patch_tokens([s.path for s in samples[start : start + 512]], probe.block))
+                    for start in range(0, len(samples), 512)
+                ]
+                or [np.zeros(0)]
+            )
         return probe.logits_of(clip_rows(samples, probe.feature, probe.block))
     flip = trained.flip_average if flip_average is None else flip_average
     return keras_logits(trained.path, trained.input_size, samples, flip)
