@@ -527,6 +527,11 @@ def test_a_patch_probe_learns_where_self_blends_changed_a_face_and_scores_it_in_
         cv2.fillConvexPoly(hull, cv2.convexHull(np.round(face_landmarks(real, 224)).astype(np.int32)), 1)
         centres = hull[8::16, 8::16].ravel().astype(bool)
         assert centres[labels].mean() > 0.8
+    # With the source's fakes (rule 73): after the reals, every patch of each fake labelled fake.
+    with_fakes, fake_labels = patch_training_set({**member, "source_fakes": True}, [str(prepared)])
+    fakes = [s for s in load_samples(prepared, "train") if s.label == 1]
+    assert [s.path for s in with_fakes[4:8]] == [s.path for s in fakes] and len(with_fakes) == 16
+    assert fake_labels[4:8].all() and np.array_equal(np.delete(fake_labels, range(4, 8), axis=0), patch_labels)
 
     trained = train_recipe_member(member, [str(prepared)], tmp_path / "runs")
     probe = ClipProbe.from_json(json.loads(trained.path.read_text()))

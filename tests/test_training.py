@@ -661,9 +661,7 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": "no"}]}',
         '{"members": [{"kind": "keras", "name": "small", "backbone": "mobilenetv2", "source_fakes": false,'
         ' "self_blend": 0}]}',  # no fakes at all
-        # A patch probe learns where self-blends changed a crop: never from the sources' fakes
-        # (no patch of theirs is known to be changed) nor degraded views.
-        '{"members": [{"kind": "clip_probe", "name": "p", "feature": "patch_max", "self_blended_views": 1}]}',
+        # A patch probe learns which patches were changed: a degraded view changes them all.
         '{"members": [{"kind": "clip_probe", "name": "p", "feature": "patch_max", "self_blended_views": 1,'
         ' "source_fakes": false, "augmented_views": 1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augmented_settings": {"sharpness_p": 1}}]}',

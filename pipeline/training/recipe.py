@@ -131,14 +131,9 @@ class Recipe:
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
                     AugmentSettings.from_json(member.get("augmented_settings", {}))
-                    # A patch probe learns where a crop was changed: only self-blends say where.
-                    if member.get("feature") == PATCH_MAX and (
-                        member.get("source_fakes", True) or int(member.get("augmented_views", 0))
-                    ):
-                        raise ValueError(
-                            "a patch_max probe learns from real crops and their self-blends, whose changed "
-                            "patches are known: it needs source_fakes: false and no augmented_views"
-                        )
+                    # A patch probe learns which patches were changed: a degraded view changes them all.
+                    if member.get("feature") == PATCH_MAX and int(member.get("augmented_views", 0)):
+                        raise ValueError("a patch_max probe learns which patches were changed: no augmented_views")
                     if (
                         member.get("source_fakes") is False
                         and int(member.get("self_blended_views", 0)) + int(member.get("part_blended_views", 0)) < 1
@@ -252,10 +247,14 @@ def pseudo_fakes(member: dict[str, Any], samples: Sequence[Sample]) -> list[list
 
 def patch_training_set(member: dict[str, Any], sources: Sequence[str]) -> tuple[list[Sample], np.ndarray]:
     """What a patch probe (`PATCH_MAX`) trains on, from `sources`' train splits: the real crops,
-    every patch real, and their self-blends, a patch fake where its blend changed it
-    (`changed_patches`); with the (N, 196) patch labels."""
-    reals = [s for s in samples_of(sources, "train", member.get("train_per_class")) if s.label == 0]
-    samples, labels = list(reals), [np.zeros((len(reals), PATCH_GRID**2), bool)]
+    every patch real; unless `source_fakes: false`, the sources' fake crops, every patch fake
+    (the crop is tight, mostly face; rule 73); and the reals' self-blends, a patch fake where its
+    blend changed it (`changed_patches`). With the (N, 196) patch labels."""
+    clean = samples_of(sources, "train", member.get("train_per_class"))
+    reals = [s for s in clean if s.label == 0]
+    fakes = [s for s in clean if s.label == 1] if member.get("source_fakes", True) else []
+    samples = reals + fakes
+    labels = [np.zeros((len(reals), PATCH_GRID**2), bool), np.ones((len(fakes), PATCH_GRID**2), bool)]
     for copies in pseudo_fakes(member, reals):
         samples += copies
         labels.append(
