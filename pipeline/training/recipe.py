@@ -314,7 +314,7 @@ def train_recipe_member(
         if feature == PATCH_MAX:
             train, patch_labels = patch_training_set(member, sources)
             print(
-                f"{name}: {len(train)} crops, {patch_labels.mean():.1%} of their patches changed by a self-blend",
+                f"{name}: {len(train)} crops, {patch_labels.mean():.1%} of their patches labelled fake",
                 file=sys.stderr,
             )
             probe = fit_patch_probe(
