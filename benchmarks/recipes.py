@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.errors import DataError
+from pipeline.training.cross_source import member_fold_dir
 from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, Recipe, TrainedMember, member_at, probe_member
 from pipeline.training.sources import ensure_prepared
 
@@ -21,8 +22,8 @@ def prepared_recipe(parser: argparse.ArgumentParser, path: Path) -> Recipe:
     return recipe
 
 
-def _fold_file(parser: argparse.ArgumentParser, runs: Path, source: str, name: str, file: str) -> Path:
-    path = runs / "cross-source" / source / name / file
+def _fold_file(parser: argparse.ArgumentParser, folder: Path, name: str, file: str) -> Path:
+    path = folder / name / file
     if not path.is_file():
         parser.error(f"{path} does not exist: want a cross-source runs folder of this recipe")
     return path
@@ -31,15 +32,22 @@ def _fold_file(parser: argparse.ArgumentParser, runs: Path, source: str, name: s
 def fold_probe(parser: argparse.ArgumentParser, runs: Path, source: str, name: str) -> TrainedMember:
     """The probe `name` of a `cross-source --runs` folder's fold that held `source` out; a missing
     one is the parser's one-line error."""
-    return probe_member(name, _fold_file(parser, runs, source, name, PROBE_FILE))
+    return probe_member(name, _fold_file(parser, runs / "cross-source" / source, name, PROBE_FILE))
 
 
-def fold_member(parser: argparse.ArgumentParser, recipe: Recipe, runs: Path, source: str, name: str) -> TrainedMember:
+def fold_member(
+    parser: argparse.ArgumentParser,
+    recipe: Recipe,
+    runs: Path,
+    source: str,
+    name: str,
+    cnn_folder: str | None = None,
+) -> TrainedMember:
     """The member `name` of `recipe` (a probe or a CNN) as the fold of a `cross-source --runs`
-    folder that held `source` out trained it; an unknown or missing one is the parser's one-line
-    error."""
+    folder that held `source` out trained it (a CNN of another seed in `cnn_folder`: `seeded`);
+    an unknown or missing one is the parser's one-line error."""
     member = next((m for m in recipe.members if m["name"] == name), None)
     if member is None:
         parser.error(f"the recipe has no member {name!r}")
     file = PROBE_FILE if member["kind"] == CLIP_PROBE else "model.keras"
-    return member_at(member, _fold_file(parser, runs, source, name, file))
+    return member_at(member, _fold_file(parser, member_fold_dir(runs, source, member, cnn_folder), name, file))

@@ -40,6 +40,7 @@ from pipeline.training.cross_source import (
     cached_fold_logits,
     fold_calibration,
     interval,
+    seeded,
 )
 from pipeline.training.data import Sample, read_rgb, write_rgb
 from pipeline.training.recipe import Recipe, TrainedMember, samples_of, trained_logits
@@ -221,15 +222,20 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
 
 
 def fold_temperatures(
-    parser: argparse.ArgumentParser, recipe: Recipe, runs: dict[str, Path], names: Sequence[str]
+    parser: argparse.ArgumentParser,
+    recipe: Recipe,
+    runs: dict[str, Path],
+    names: Sequence[str],
+    cnn_folder: str | None = None,
 ) -> dict[str, float]:
     """Each named member's temperature as the table fits it on the swap source's fold: on the
-    validation mix of the other sources, from the logits the fold cached (rule 64)."""
+    validation mix of the other sources, from the logits the fold cached (rule 64; a seeded
+    recipe's CNNs in `cnn_folder`)."""
     val = samples_of([s for s in recipe.sources if s != SOURCE], "val", recipe.val_per_class)
     logits = {}
     for name in names:
         member = next(m for m in recipe.members if m["name"] == name)
-        cached = cached_fold_logits(recipe, SOURCE, runs[name], member, {"val": val})
+        cached = cached_fold_logits(recipe, SOURCE, runs[name], member, {"val": val}, cnn_folder)
         if "val" not in cached:
             parser.error(f"{runs[name]} holds no validation logits of {name!r} for this recipe's {SOURCE} fold")
         logits[name] = cached["val"]
@@ -310,9 +316,17 @@ def main() -> None:
         default=list(ARMS),
         help="what is pasted (default: whole faces)",
     )
+    parser.add_argument(
+        "--cnn-seed", type=int, help="the CNNs the fold trained from this seed (`cross-source --seeds`; rule 74)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe) if args.recipe else None
+    if args.cnn_seed is not None and recipe is None:
+        parser.error("--cnn-seed needs --recipe")
+    cnn_folder = None
+    if recipe and args.cnn_seed is not None:
+        recipe, cnn_folder = seeded(recipe, args.cnn_seed)
     members, runs_of = {}, {}
     for pair in args.runs:
         name, _, runs = pair.partition("=")
@@ -320,7 +334,7 @@ def main() -> None:
             parser.error(f"--runs wants MEMBER=RUNS, not {pair!r}")
         runs_of[name] = Path(runs)
         members[name] = (
-            fold_member(parser, recipe, Path(runs), SOURCE, name)
+            fold_member(parser, recipe, Path(runs), SOURCE, name, cnn_folder)
             if recipe
             else fold_probe(parser, Path(runs), SOURCE, name)
         )
@@ -328,7 +342,7 @@ def main() -> None:
     # Rule 64: with every member the recipe weighs, the fold's ensemble as well.
     weighed = [name for name, weight in recipe.weights.items() if weight > 0] if recipe else []
     combined = (
-        (recipe.weights, fold_temperatures(parser, recipe, runs_of, weighed))
+        (recipe.weights, fold_temperatures(parser, recipe, runs_of, weighed, cnn_folder))
         if recipe and weighed and set(weighed) <= set(members)
         else None
     )

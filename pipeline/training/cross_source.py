@@ -113,13 +113,25 @@ def fold_overrides(recipe: Recipe, member: dict[str, Any]) -> dict[str, Any]:
     return recipe.cross_source.get("keras", {}) if member["kind"] == KERAS else {}
 
 
+def member_fold_dir(runs: Path, held_out: str, member: dict[str, Any], cnn_folder: str | None = None) -> Path:
+    """The folder that holds `member`'s run in the fold of a runs folder that held `held_out`
+    out: the fold's own, or for a CNN trained from another seed its `cnn_folder` (`seeded`)."""
+    fold = runs / "cross-source" / held_out
+    return fold / cnn_folder if cnn_folder and member["kind"] == KERAS else fold
+
+
 def cached_fold_logits(
-    recipe: Recipe, held_out: str, runs: Path, member: dict[str, Any], sets: dict[str, list[Sample]]
+    recipe: Recipe,
+    held_out: str,
+    runs: Path,
+    member: dict[str, Any],
+    sets: dict[str, list[Sample]],
+    cnn_folder: str | None = None,
 ) -> dict[str, np.ndarray]:
     """The logits of the named sets that the fold of a runs folder holding `held_out` out cached
-    for `member` (its default seed's), read only: a set the cache holds for other samples or
-    settings is left out."""
-    cache = runs / "cross-source" / held_out / member["name"] / "logits.npz"
+    for `member` (as `recipe` trains it: a seeded recipe's CNNs in `cnn_folder`), read only: a set
+    the cache holds for other samples or settings is left out."""
+    cache = member_fold_dir(runs, held_out, member, cnn_folder) / member["name"] / "logits.npz"
     return _cached_logits(cache, sets, _settings_hash(member, fold_overrides(recipe, member)))
 
 
@@ -159,7 +171,6 @@ def run_fold(
     all of the held-out source, and the same held-out crops re-shared. With `cnn_folder` the CNN
     members train in that subfolder of the fold's (another seed's), the probes where they were."""
     train_sources = [s for s in recipe.sources if s != held_out]
-    fold_runs = runs / "cross-source" / held_out
     held_samples = samples_of([held_out], None, recipe.held_out_per_class)
     sets = {
         "val": samples_of(train_sources, "val", recipe.val_per_class),
@@ -169,7 +180,7 @@ def run_fold(
     logits: dict[str, dict[str, np.ndarray]] = {name: {} for name in sets}
     for member in fold_members(recipe):
         overrides = fold_overrides(recipe, member)
-        member_runs = fold_runs / cnn_folder if cnn_folder and member["kind"] == KERAS else fold_runs
+        member_runs = member_fold_dir(runs, held_out, member, cnn_folder)
         for name, values in member_logits(member, train_sources, sets, member_runs, resume, overrides).items():
             logits[name][member["name"]] = values
     val, held, reshared = (Scored(sets[name], logits[name]) for name in ("val", "held_out", RESHARED))
