@@ -40,6 +40,17 @@ def encoder() -> ClipEncoder:
     return ClipEncoder()
 
 
+def _probe_ensemble(probe: ClipProbe, name: str, models: Path) -> Ensemble:
+    """A one-member ensemble of `probe` in the folder `models`, loaded as the engine loads one."""
+    models.mkdir()
+    (models / f"{name}.json").write_text(json.dumps(probe.to_json()))
+    member = MemberSpec(
+        name, f"{name}.json", "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(models / f"{name}.json")
+    )
+    EnsembleSpec(members=(member,)).save(models / ENSEMBLE_FILE)
+    return Ensemble(models)
+
+
 def test_the_clip_member_scores_a_face_with_the_real_encoder(
     encoder: ClipEncoder, shared_data: Path, tmp_path: Path
 ) -> None:
@@ -59,14 +70,7 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     probe = fit_probe(features.named("cls", 5), labels, ["gan-faces"] * 24, "cls", regularization=0.5, block=5)
     assert ((probe.logits(features) > 0) == labels).mean() >= 0.9  # it learned these faces
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "clip.json").write_text(json.dumps(probe.to_json()))
-    member = MemberSpec(
-        "clip", "clip.json", "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(models / "clip.json")
-    )
-    EnsembleSpec(members=(member,)).save(models / ENSEMBLE_FILE)
-    ensemble = Ensemble(models)
+    ensemble = _probe_ensemble(probe, "clip", tmp_path / "models")
     face = read_face(next(s.path for s in load_samples(shared_data / "gan-faces", "test") if s.label == 1), 224)
     scores = ensemble.score(face[None])
     expected = 1 / (1 + np.exp(-probe.logits(encoder.features(face[None]))))
@@ -553,14 +557,7 @@ def test_a_patch_probe_learns_where_self_blends_changed_a_face_and_scores_it_in_
     ]  # scored from the cache, nothing encoded again
 
     # In the engine: one member, scored on the patch tokens of the crop; its map is the patch logits.
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "patches.json").write_text(json.dumps(probe.to_json()))
-    spec = MemberSpec(
-        "patches", "patches.json", "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(models / "patches.json")
-    )
-    EnsembleSpec(members=(spec,)).save(models / ENSEMBLE_FILE)
-    ensemble = Ensemble(models)
+    ensemble = _probe_ensemble(probe, "patches", tmp_path / "models")
     face = crops[5]
     expected = probe.patch_logits(fresh[5:6])[0]
     assert ensemble.logits("patches", face[None]) == pytest.approx([expected.max()], abs=1e-4)
