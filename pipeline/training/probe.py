@@ -2,8 +2,9 @@
 
 Every source, and both classes within it, weigh the same in the fit, whatever their sizes: a
 source with 10,000 crops must not decide alone what "fake" looks like. A patch probe
-(`PATCH_MAX`) learns instead from patches whose label is known: every patch of a real crop is
-real, and a patch of a self-blend is fake where the blend changed it.
+(`PATCH_MAX`) learns instead from a label per patch: every patch of a real crop is real, a patch
+of a self-blend is fake where the blend changed it, and every patch of a source's fake crop, where
+the recipe lets it see them, is fake.
 """
 
 from __future__ import annotations
