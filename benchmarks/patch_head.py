@@ -6,10 +6,11 @@ without any source's own fakes; each crop scored by its largest patch logit. Sco
 edits and whole-face sharp swaps that `sharp_swaps` makes from the inswapper source's unseen
 photos, against those photos (rule 70). With `--held-out`, trained for each source held out on
 the others' real crops and scored on its held-out items as the cross-source table picks them
-(rule 71).
+(rule 71). `--block` reads another block's patch tokens (rule 75).
 
     .venv/bin/python -m benchmarks.patch_head --json patch_head.json
     .venv/bin/python -m benchmarks.patch_head --held-out --json patch_head_held_out.json
+    .venv/bin/python -m benchmarks.patch_head --block 3 --json patch_head_block3.json
 """
 
 from __future__ import annotations
@@ -47,14 +48,12 @@ every fold of the cross-source table)."""
 ARMS = ("eyes", "nose", "mouth", "sharp")
 
 
-def trained_head(sources: Sequence[str]) -> ClipProbe:
-    """The patch head trained on 200 real training crops of each source and their whole-face and
-    part self-blends."""
+def trained_head(sources: Sequence[str], block: int = HEAD["block"]) -> ClipProbe:
+    """The patch head on `block`'s patch tokens, trained on 200 real training crops of each source
+    and their whole-face and part self-blends."""
     samples, patch_labels = patch_training_set(HEAD, sources)
     print(f"{len(samples)} crops, {patch_labels.mean():.1%} of their patches changed by a self-blend")
-    return fit_patch_probe(
-        patch_tokens([s.path for s in samples], HEAD["block"]), patch_labels, HEAD["regularization"], HEAD["block"]
-    )
+    return fit_patch_probe(patch_tokens([s.path for s in samples], block), patch_labels, HEAD["regularization"], block)
 
 
 def largest_logit(head: ClipProbe, samples: Sequence[Sample]) -> np.ndarray:
@@ -77,14 +76,19 @@ def _roc_auc(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--held-out", action="store_true", help="each source held out in turn (rule 71)")
+    parser.add_argument(
+        "--block", type=int, default=HEAD["block"], help="the block whose patch tokens it reads (rule 75)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not 1 <= args.block <= 12:
+        parser.error(f"--block {args.block}: CLIP has blocks 1 to 12")
     results: dict[str, dict[str, object]] = {}
     if args.held_out:
         per_class = Recipe.load(REPO_ROOT / "models" / "recipe.json").held_out_per_class
         means = []
         for source in SOURCES:
-            head = trained_head([s for s in SOURCES if s != source])
+            head = trained_head([s for s in SOURCES if s != source], args.block)
             held = samples_of([source], None, per_class)
             labels = np.asarray([s.label for s in held])
             scored = _roc_auc(f"{source} (n {len(held)})", labels, largest_logit(head, held))
@@ -93,7 +97,7 @@ def main() -> None:
         print(f"mean held-out ROC AUC {np.mean(means):.3f}")
     else:
         # The inswapper source's fold trains on the other three; their reals are none of the edits' photos.
-        head = trained_head([s for s in SOURCES if s != SOURCE])
+        head = trained_head([s for s in SOURCES if s != SOURCE], args.block)
         edited, made = edited_photos(parser, ARMS)
         real_scores = largest_logit(head, edited)
         for arm in ARMS:
