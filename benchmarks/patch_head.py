@@ -26,10 +26,7 @@ import numpy as np
 from benchmarks.sharp_swaps import SOURCE, edited_photos, printed, roc_auc_with_interval
 from pipeline.config import REPO_ROOT
 from pipeline.engine.clip import PATCH_MAX, ClipProbe
-from pipeline.training.data import Sample
-from pipeline.training.features import patch_tokens
-from pipeline.training.probe import fit_patch_probe
-from pipeline.training.recipe import Recipe, patch_training_set, samples_of
+from pipeline.training.recipe import Recipe, fitted_patch_probe, probe_logits, samples_of
 from pipeline.training.sources import SOURCES
 
 HEAD = {
@@ -48,22 +45,10 @@ every fold of the cross-source table)."""
 ARMS = ("eyes", "nose", "mouth", "sharp")
 
 
-def trained_head(sources: Sequence[str], block: int = HEAD["block"]) -> ClipProbe:
+def trained_head(sources: Sequence[str], block: int) -> ClipProbe:
     """The patch head on `block`'s patch tokens, trained on 200 real training crops of each source
     and their whole-face and part self-blends."""
-    samples, patch_labels = patch_training_set(HEAD, sources)
-    print(f"{len(samples)} crops, {patch_labels.mean():.1%} of their patches changed by a self-blend")
-    return fit_patch_probe(patch_tokens([s.path for s in samples], block), patch_labels, HEAD["regularization"], block)
-
-
-def largest_logit(head: ClipProbe, samples: Sequence[Sample]) -> np.ndarray:
-    """Each crop's largest patch logit under the head."""
-    return np.concatenate(
-        [
-            head.logits_of(patch_tokens([s.path for s in samples[start : start + 512]], head.block))
-            for start in range(0, len(samples), 512)  # a bounded share of memory at a time
-        ]
-    )
+    return fitted_patch_probe({**HEAD, "block": block}, sources)
 
 
 def _roc_auc(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
@@ -91,7 +76,7 @@ def main() -> None:
             head = trained_head([s for s in SOURCES if s != source], args.block)
             held = samples_of([source], None, per_class)
             labels = np.asarray([s.label for s in held])
-            scored = _roc_auc(f"{source} (n {len(held)})", labels, largest_logit(head, held))
+            scored = _roc_auc(f"{source} (n {len(held)})", labels, probe_logits(head, held))
             results[source] = {"n": len(held), **scored}
             means.append(scored["roc_auc"])
         print(f"mean held-out ROC AUC {np.mean(means):.3f}")
@@ -99,9 +84,9 @@ def main() -> None:
         # The inswapper source's fold trains on the other three; their reals are none of the edits' photos.
         head = trained_head([s for s in SOURCES if s != SOURCE], args.block)
         edited, made = edited_photos(parser, ARMS)
-        real_scores = largest_logit(head, edited)
+        real_scores = probe_logits(head, edited)
         for arm in ARMS:
-            values = np.concatenate([real_scores, largest_logit(head, made[arm])])
+            values = np.concatenate([real_scores, probe_logits(head, made[arm])])
             results[arm] = _roc_auc(arm, np.asarray([0] * len(edited) + [1] * len(made[arm])), values)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -264,11 +264,15 @@ class ClipProbe:
         patch tokens for `PATCH_MAX`)."""
         if self.feature == PATCH_MAX:
             return self.patch_logits(values).max(axis=1) if len(values) else np.zeros(0)
-        return ((values.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+        return self._read_out(values)
 
     def patch_logits(self, patches: np.ndarray) -> np.ndarray:
         """(N, 196) the probe applied to each patch token of (N, 196, D) patch tokens."""
-        return ((patches.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
+        return self._read_out(patches)
+
+    def _read_out(self, values: np.ndarray) -> np.ndarray:
+        # The one linear read-out, over the last axis, of features standardised as in training.
+        return ((values.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
 
     def patch_map(self, patches: np.ndarray) -> np.ndarray:
         """(14, 14) signed contribution of each patch token (196, 768) of one face, after the

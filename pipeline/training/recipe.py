@@ -268,6 +268,18 @@ def patch_training_set(member: dict[str, Any], sources: Sequence[str]) -> tuple[
     return samples, np.concatenate(labels)
 
 
+def fitted_patch_probe(member: dict[str, Any], sources: Sequence[str]) -> ClipProbe:
+    """A patch probe member (`PATCH_MAX`) fitted on `patch_training_set`'s crops and labels."""
+    block = int(member.get("block", BLOCKS))
+    train, patch_labels = patch_training_set(member, sources)
+    print(
+        f"{member['name']}: {len(train)} crops, {patch_labels.mean():.1%} of their patches labelled fake",
+        file=sys.stderr,
+    )
+    tokens = patch_tokens([s.path for s in train], block)
+    return fit_patch_probe(tokens, patch_labels, float(member.get("regularization", 1.0)), block)
+
+
 def probe_training_samples(member: dict[str, Any], sources: Sequence[str]) -> list[Sample]:
     """What a probe member of a recipe trains on, from `sources`' train splits: their crops (or
     only the real ones), degraded views and self-blended pseudo-fakes, as its settings say."""
@@ -312,17 +324,7 @@ def train_recipe_member(
         feature = member.get("feature", "cls")
         block = int(member.get("block", BLOCKS))
         if feature == PATCH_MAX:
-            train, patch_labels = patch_training_set(member, sources)
-            print(
-                f"{name}: {len(train)} crops, {patch_labels.mean():.1%} of their patches labelled fake",
-                file=sys.stderr,
-            )
-            probe = fit_patch_probe(
-                patch_tokens([s.path for s in train], block),
-                patch_labels,
-                float(member.get("regularization", 1.0)),
-                block,
-            )
+            probe = fitted_patch_probe(member, sources)
         else:
             train = probe_training_samples(member, sources)
             probe = fit_probe(
@@ -387,19 +389,23 @@ def kept_member(member: dict[str, Any], models_dir: Path) -> TrainedMember:
     return member_at(member, path)
 
 
+def probe_logits(probe: ClipProbe, samples: Sequence[Sample]) -> np.ndarray:
+    """A CLIP probe's raw logits on samples, from the cached features (a patch probe's from the
+    cached patch tokens, 512 crops at a time: 294 KB of tokens a crop)."""
+    if probe.feature != PATCH_MAX:
+        return probe.logits_of(clip_rows(samples, probe.feature, probe.block))
+    return np.concatenate(
+        [
+            probe.logits_of(patch_tokens([s.path for s in samples[start : start + 512]], probe.block))
+            for start in range(0, len(samples), 512)
+        ]
+        or [np.zeros(0)]
+    )
+
+
 def trained_logits(trained: TrainedMember, samples: Sequence[Sample], flip_average: bool | None = None) -> np.ndarray:
     """A trained member's raw logits on samples, as the engine computes them."""
     if trained.kind == CLIP_PROBE:
-        probe = ClipProbe.from_json(json.loads(trained.path.read_text()))
-        if probe.feature == PATCH_MAX:
-            # A bounded share of memory at a time: 294 KB of tokens a crop.
-            return np.concatenate(
-                [
-                    probe.logits_of(patch_tokens([s.path for s in samples[start : start + 512]], probe.block))
-                    for start in range(0, len(samples), 512)
-                ]
-                or [np.zeros(0)]
-            )
-        return probe.logits_of(clip_rows(samples, probe.feature, probe.block))
+        return probe_logits(ClipProbe.from_json(json.loads(trained.path.read_text())), samples)
     flip = trained.flip_average if flip_average is None else flip_average
     return keras_logits(trained.path, trained.input_size, samples, flip)
