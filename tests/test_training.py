@@ -484,7 +484,7 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
 
 
 def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path) -> None:
-    from pipeline.training.prepare import prepare
+    from pipeline.training.prepare import CROP_LOG, EARLIER_CROP_LOG, prepare
 
     videos = tmp_path / "videos"
     for label, name in (("real", "0_aayrffkzxn.mp4"), ("fake", "0_aaqaifqrwn.mp4")):
@@ -497,6 +497,14 @@ def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path)
     crop = cv2.imread(str(tmp_path / "crops" / rows[0]["file"]))
     assert crop.shape == (224, 224, 3)
     assert len(load_samples(tmp_path / "crops")) == 6
+    # A folder prepared before the crop log was renamed goes on with its crops, none made again.
+    (tmp_path / "crops" / CROP_LOG).rename(tmp_path / "crops" / EARLIER_CROP_LOG)
+    (tmp_path / "crops" / "metadata.csv").unlink()
+    written = {path: path.stat().st_mtime_ns for path in (tmp_path / "crops").rglob("*.png")}
+    assert prepare(videos, tmp_path / "crops", frames=3, landmarks=False) == 6
+    assert list(csv.DictReader((tmp_path / "crops" / "metadata.csv").open())) == rows
+    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "crops").rglob("*.png")} == written
+    assert not (tmp_path / "crops" / EARLIER_CROP_LOG).exists()
 
 
 def test_a_training_crop_is_the_engines_crop_of_the_same_image(shared_data: Path, tmp_path: Path, engine) -> None:

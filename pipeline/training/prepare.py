@@ -11,6 +11,8 @@ Output, in its own folder:
     metadata.csv                    file,label,group,split,source,frame_number,person,landmarks
     skipped.csv                     media that gave no crop, and why
     prepare.json                    the settings the crops were made with
+    crops.csv, done.csv             the work log: each crop as it was written, each media file
+                                    when all its crops were (metadata.csv is made from them)
 
 An image gives the crop of its largest face; a video gives every face of `frames` sampled
 frames. Work is logged file by file, so a stopped run resumes where it stopped (`resume`); a
@@ -41,6 +43,11 @@ from pipeline.training.data import LABELS, Sample, split_for_group
 FORMAT = 1
 COLUMNS = ("file", "label", "group", "split", "source", "frame_number", "person", "landmarks")
 SKIPPED_COLUMNS = ("source", "label", "reason")
+CROP_LOG = "crops.csv"
+"""Each crop's metadata row, appended as the crop is written; `metadata.csv` is made from it."""
+EARLIER_CROP_LOG = "metadata.partial.csv"
+"""The crop log's name in folders prepared before 2026-12-05 (not one of `whole_file`'s partial
+files, which its name suggested)."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,9 @@ def prepare(
         if not resume:
             raise DataError(f"{out_dir} is already prepared; pass resume to continue it")
     record_path.write_text(json.dumps(record, indent=2) + "\n")
-    partial, skipped_path = out_dir / "metadata.partial.csv", out_dir / "skipped.csv"
+    crop_log, skipped_path = out_dir / CROP_LOG, out_dir / "skipped.csv"
+    if (out_dir / EARLIER_CROP_LOG).exists() and not crop_log.exists():
+        (out_dir / EARLIER_CROP_LOG).rename(crop_log)  # a folder prepared before the log's rename
     done = {row["source"] for row in _read_log(out_dir / "done.csv")}
     quiet_libraries()  # only now: a wrong folder or settings record is one line at once
     finder = FaceFinder(settings.faces)
@@ -169,7 +178,7 @@ def prepare(
 
         mesh = FaceLandmarks()
     rows, skipped, log = (
-        _Appender(partial, COLUMNS),
+        _Appender(crop_log, COLUMNS),
         _Appender(skipped_path, SKIPPED_COLUMNS),
         _Appender(out_dir / "done.csv", ("source",)),
     )
@@ -220,7 +229,7 @@ def prepare(
 def _finish(out_dir: Path, sources: set[str]) -> dict[str, dict[str, str]]:
     """metadata.csv from the log: one row per crop prepared so far (of media still in the
     source), written atomically. Returns the rows by crop file."""
-    by_file = {row["file"]: row for row in _read_log(out_dir / "metadata.partial.csv") if row["source"] in sources}
+    by_file = {row["file"]: row for row in _read_log(out_dir / CROP_LOG) if row["source"] in sources}
     with whole_file(out_dir / "metadata.csv") as partial, partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
