@@ -21,7 +21,6 @@ from pipeline.app.charts import ENSEMBLE, timeline_figure
 from pipeline.app.export import html_report, result_json
 from pipeline.app.pictures import draw_faces, read_picture
 from pipeline.app.sections import (
-    EXPLANATION_NOTE,
     ProvenanceSection,
     ResultSections,
     VerdictSection,
@@ -331,7 +330,7 @@ def _render_explanations(sections: ResultSections) -> None:
     if not sections.explained:
         st.caption("No face found: nothing to explain.")
         return
-    st.caption(EXPLANATION_NOTE)
+    st.caption(sections.explanation_note)
     for face in sections.explained:
         st.markdown(f"**Person {face.person}**, {face.where}: fake probability {face.fake_probability:.3f}")
         _render_overlays({m.model: (_shown(m.on_face), _shown(m.on_frame)) for m in face.maps})

@@ -233,6 +233,16 @@ class Provenance:
         return Provenance(**data)
 
 
+GRADCAM_MAP = "grad-cam"
+"""A CNN's explanation map: Grad-CAM of its last convolution."""
+PATCH_PUSH_MAP = "patch-push"
+"""A CLIP class-token probe's map: the probe applied to each patch token on its own."""
+PATCH_SHARE_MAP = "patch-share"
+"""A CLIP patch-mean probe's map: each patch token's exact share of the logit."""
+PATCH_SCORE_MAP = "patch-score"
+"""A CLIP patch probe's map: its own logit of each patch token, the largest being the face's."""
+
+
 @dataclass
 class AnalysisResult:
     """Everything the CLI writes as JSON and the dashboard stores and shows."""
@@ -261,6 +271,9 @@ class AnalysisResult:
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     provenance: Provenance | None = None
     """Where the file says it comes from; None in results stored before provenance was read."""
+    explanation_maps: dict[str, str] = field(default_factory=dict)
+    """Model name -> what its explanation map is (`GRADCAM_MAP`, `PATCH_PUSH_MAP`, ...); empty in
+    results stored before maps were told apart, when every CLIP member's map was a patch push."""
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-ready data (the CLI's `--json` format)."""

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image
 
 from pipeline.app.export import CSV_COLUMNS, history_csv, html_report, result_json
-from pipeline.app.sections import NOT_READ
+from pipeline.app.sections import EXPLANATION_NOTE, NOT_READ
 from pipeline.app.store import Record, Store
 from pipeline.engine.analyze import AnalysisResult
 from pipeline.engine.provenance import NO_PROVENANCE, read_provenance
+from pipeline.results import GRADCAM_MAP, PATCH_PUSH_MAP, PATCH_SCORE_MAP
 from tests import provenance_factory as pf
 
 if TYPE_CHECKING:
@@ -202,3 +203,29 @@ def test_html_report_says_when_a_picture_is_missing(store: Store, video_record: 
     store.path(gone).unlink()
     html = html_report(video_record, store)
     assert "picture missing from the history folder" in html
+
+
+def test_the_note_beside_the_maps_says_what_each_model_s_map_is(
+    store: Store, analysed_image: Analysed, tmp_path: Path
+) -> None:
+    """A result records the kind of map each model made (Grad-CAM for the CNNs, the class-token
+    probe's patch push for the CLIP member), and the report says what each kind shows, naming its
+    models. A result stored before maps were told apart gets the note that held for every model
+    shipped until then; a patch probe's map is said to be its own patch scores."""
+    result = analysed_image.result
+    assert set(result.explanation_maps) == set(result.models)
+    assert sorted(set(result.explanation_maps.values())) == [GRADCAM_MAP, PATCH_PUSH_MAP]
+    cnns = [name for name, kind in result.explanation_maps.items() if kind == GRADCAM_MAP]
+    html = unescape(html_report(store.save(result, analysed_image.pictures, 1.0), store))
+    assert f"{', '.join(cnns)}: Grad-CAM" in html and "does not show where a face was changed" in html
+
+    earlier = Store(tmp_path / "earlier")  # each store keeps one result of the same file and settings
+    before = earlier.save(replace(result, explanation_maps={}), analysed_image.pictures, 1.0)
+    assert (stored := earlier.get(before.id)) is not None and stored.result.explanation_maps == {}
+    assert EXPLANATION_NOTE in unescape(html_report(before, earlier))
+
+    clip = next(name for name, kind in result.explanation_maps.items() if kind == PATCH_PUSH_MAP)
+    patches = replace(result, explanation_maps={**result.explanation_maps, clip: PATCH_SCORE_MAP})
+    later = Store(tmp_path / "later")
+    html = unescape(html_report(later.save(patches, analysed_image.pictures, 1.0), later))
+    assert f"{clip}: its probe's score of each patch" in html and "does not show where" not in html

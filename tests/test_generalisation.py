@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from pipeline.engine.analyze import Engine
-from pipeline.engine.clip import ClipEncoder, ClipProbe, _tower_to_block
-from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec
+from pipeline.engine.clip import PATCH_MAX, ClipEncoder, ClipProbe, _tower_to_block
+from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec, MemberSpec, spread_rows
 from pipeline.engine.explain import explanation_maps
 from pipeline.engine.faces import face_focus
 from pipeline.engine.media import sha256_file
+from pipeline.results import PATCH_SCORE_MAP
 from pipeline.training.augment import FACE_PARTS, face_mask, part_mask, self_blend, template_landmarks
 from pipeline.training.data import load_samples, read_face, read_rgb
 from pipeline.training.probe import fit_probe
@@ -40,29 +41,32 @@ def encoder() -> ClipEncoder:
     return ClipEncoder()
 
 
-def _probe_ensemble(probe: ClipProbe, name: str, models: Path) -> Ensemble:
-    """A one-member ensemble of `probe` in the folder `models`, loaded as the engine loads one."""
+def _probe_ensemble(probes: dict[str, ClipProbe], models: Path) -> Ensemble:
+    """An ensemble of the named `probes` in the folder `models`, loaded as the engine loads one."""
     models.mkdir()
-    (models / f"{name}.json").write_text(json.dumps(probe.to_json()))
-    member = MemberSpec(
-        name, f"{name}.json", "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(models / f"{name}.json")
-    )
-    EnsembleSpec(members=(member,)).save(models / ENSEMBLE_FILE)
+    members = []
+    for name, probe in probes.items():
+        (models / f"{name}.json").write_text(json.dumps(probe.to_json()))
+        file = models / f"{name}.json"
+        members.append(MemberSpec(name, file.name, "clip-vit-b16", 224, kind=CLIP_PROBE, sha256=sha256_file(file)))
+    EnsembleSpec(members=tuple(members)).save(models / ENSEMBLE_FILE)
     return Ensemble(models)
 
 
 def test_the_clip_member_scores_a_face_with_the_real_encoder(
-    encoder: ClipEncoder, shared_data: Path, tmp_path: Path
+    encoder: ClipEncoder, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A probe fitted here on the real encoder's features of 24 faces, shipped as a one-member
-    ensemble: the engine's scores are the probe on the encoder's features of the crop."""
+    ensemble: the engine's scores are the probe on the encoder's features of the crop. Two
+    probes (class token and patches) share one encoder pass over the same faces of each person,
+    and each scores them as it does alone."""
     train = load_samples(shared_data / "gan-faces", "train")
     train = [s for s in train if s.label == 0][:12] + [s for s in train if s.label == 1][:12]
     crops = np.stack([read_face(s.path, 224) for s in train])
-    features = encoder.features(crops, patches_block=5)
+    features = encoder.features(crops, [5])
     assert features.cls.shape == (24, 12, 768) and features.embed.shape == (24, 512)
-    assert features.patches is not None and features.patches.shape == (24, 196, 768)
-    assert np.allclose(features.patch_mean[:, 4], features.patches.mean(axis=1), atol=1e-4)
+    assert features.patches_of(5).shape == (24, 196, 768)
+    assert np.allclose(features.patch_mean[:, 4], features.patches_of(5).mean(axis=1), atol=1e-4)
     assert not np.allclose(features.cls[:, 4], features.cls[:, 11], atol=1e-2)  # blocks differ
     with pytest.raises(ValueError, match="between 1 and 12"):
         features.named("cls", 0)  # not a silent read of the last block
@@ -70,7 +74,7 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     probe = fit_probe(features.named("cls", 5), labels, ["gan-faces"] * 24, "cls", regularization=0.5, block=5)
     assert ((probe.logits(features) > 0) == labels).mean() >= 0.9  # it learned these faces
 
-    ensemble = _probe_ensemble(probe, "clip", tmp_path / "models")
+    ensemble = _probe_ensemble({"clip": probe}, tmp_path / "models")
     face = read_face(next(s.path for s in load_samples(shared_data / "gan-faces", "test") if s.label == 1), 224)
     scores = ensemble.score(face[None])
     expected = 1 / (1 + np.exp(-probe.logits(encoder.features(face[None]))))
@@ -78,6 +82,26 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     assert scores.ensemble == pytest.approx(expected, abs=1e-5)
     heat = explanation_maps(ensemble, face)["clip"]
     assert heat.shape == (224, 224) and heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
+
+    patches = ClipProbe(PATCH_MAX, probe.mean, probe.scale, probe.weights, probe.bias, block=5)
+    pair = _probe_ensemble({"clip": probe, "patches": patches}, tmp_path / "pair")
+    encoded: list[int] = []
+    encode = pair.encoder.features
+    monkeypatch.setattr(
+        pair.encoder, "features", lambda crops, blocks=(): encoded.append(len(crops)) or encode(crops, blocks)
+    )
+    people = np.repeat([0, 1], 12)
+    together = pair.score(crops, people=people, costly_per_person=3)
+    assert encoded == [6]  # one pass, three faces of each person
+    rows = spread_rows(people, 3)
+    for name, alone in (("clip", probe), ("patches", patches)):
+        scored = together.members[name]
+        assert np.flatnonzero(np.isfinite(scored)).tolist() == sorted(rows.tolist())
+        assert scored[rows] == pytest.approx(1 / (1 + np.exp(-alone.logits(features)[rows])), abs=1e-5)
+    assert together.seconds["clip"] == together.seconds["patches"]  # the shared pass's time, split
+    encoded.clear()
+    assert list(explanation_maps(pair, crops[0], ["patches", "clip"])) == ["patches", "clip"]
+    assert encoded == [1]  # both maps from one pass
 
 
 def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEncoder, shared_data: Path) -> None:
@@ -545,7 +569,7 @@ def test_a_patch_probe_learns_where_self_blends_changed_a_face_and_scores_it_in_
     kept = sorted((tmp_path / "cache" / PATCH_TOKEN_DIR).rglob("*.npy"))
     assert len(kept) == 12
     crops = np.stack([read_face(s.path, 224) for s in samples])
-    fresh = encoder.features(crops, patches_block=5).patches
+    fresh = encoder.features(crops, [5]).patches_of(5)
     assert np.allclose(tokens.astype(np.float32), fresh, atol=0.02 * np.abs(fresh).max())
     patch_logits = probe.patch_logits(tokens)
     assert patch_logits[patch_labels].mean() > patch_logits[~patch_labels].mean() + 1  # it learned the patches
@@ -557,13 +581,14 @@ def test_a_patch_probe_learns_where_self_blends_changed_a_face_and_scores_it_in_
     ]  # scored from the cache, nothing encoded again
 
     # In the engine: one member, scored on the patch tokens of the crop; its map is the patch logits.
-    ensemble = _probe_ensemble(probe, "patches", tmp_path / "models")
+    ensemble = _probe_ensemble({"patches": probe}, tmp_path / "models")
     face = crops[5]
     expected = probe.patch_logits(fresh[5:6])[0]
     assert ensemble.logits("patches", face[None]) == pytest.approx([expected.max()], abs=1e-4)
     assert ensemble.score(face[None]).members["patches"] == pytest.approx(1 / (1 + np.exp(-expected.max())), abs=1e-5)
     heat = explanation_maps(ensemble, face)["patches"]
     assert heat.shape == (224, 224) and heat.min() >= 0 and heat.max() <= 1
+    assert ensemble.explanation_map("patches") == PATCH_SCORE_MAP  # what the dashboard's note says of it
     brightest = np.unravel_index(np.argmax(heat[8::16, 8::16]), (14, 14))
     assert expected.reshape(14, 14)[brightest] == pytest.approx(expected.max(), abs=1e-3)
 

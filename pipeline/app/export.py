@@ -16,7 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pipeline.app.charts import timeline_png
-from pipeline.app.sections import EXPLANATION_NOTE, last_saved, provenance_section, result_sections
+from pipeline.app.sections import last_saved, provenance_section, result_sections
 from pipeline.app.store import Record, Store
 
 SUMMARY_COLUMNS = ("id", "created", "file_name", "kind", "verdict", "fake_probability", "sha256")
@@ -97,6 +97,5 @@ def html_report(record: Record, store: Store) -> str:
             record_id=record.id,
             generated=datetime.now(UTC).isoformat(timespec="seconds"),
             timeline=timeline,
-            explanation_note=EXPLANATION_NOTE,
         )
     )

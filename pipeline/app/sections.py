@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.app.store import Picture, Record, Store
-from pipeline.results import AnalysisResult, FileHistory, Provenance, describe_source_type
+from pipeline.results import (
+    GRADCAM_MAP,
+    PATCH_PUSH_MAP,
+    PATCH_SCORE_MAP,
+    PATCH_SHARE_MAP,
+    AnalysisResult,
+    FileHistory,
+    Provenance,
+    describe_source_type,
+)
 
 VERDICT_LABELS = {"fake": "FAKE", "real": "REAL", "uncertain": "UNCERTAIN", "no_face": "NO FACE"}
 ENSEMBLE = "ensemble"
@@ -75,7 +84,36 @@ EXPLANATION_NOTE = (
     "which does not show where a face was changed (model card, Explanation maps)."
 )
 """What the maps show, said once for the dashboard and the HTML report (rule 69: the CLIP map's
-patches rank fakes at chance where its class token finds them)."""
+patches rank fakes at chance where its class token finds them): of a result stored before its maps
+were told apart, whose CLIP member was a class-token probe, as every shipped one was until then."""
+
+MAP_MEANINGS = {
+    GRADCAM_MAP: "Grad-CAM, red areas raised the model's fake score most",
+    PATCH_PUSH_MAP: (
+        "red patches look fake to its probe each on its own, which does not show where a face was changed "
+        "(model card, Explanation maps)"
+    ),
+    PATCH_SHARE_MAP: "each patch's share of its probe's score, red patches raised it most",
+    PATCH_SCORE_MAP: (
+        "its probe's score of each patch, which it was trained to give where a face was changed: red patches "
+        "look changed, and the reddest one is the face's score"
+    ),
+}
+"""What each kind of explanation map shows, in the words of `EXPLANATION_NOTE`."""
+
+
+def explanation_note(result: AnalysisResult) -> str:
+    """What the maps of this result show, said of each model by the kind of map it made."""
+    if not result.explanation_maps:
+        return EXPLANATION_NOTE
+    models_by_map: dict[str, list[str]] = {}
+    for model, kind in result.explanation_maps.items():
+        models_by_map.setdefault(kind, []).append(model)
+    said = [
+        f"{', '.join(models)}: {MAP_MEANINGS.get(kind, f'a {kind} map, which this version cannot describe')}."
+        for kind, models in models_by_map.items()
+    ]
+    return " ".join(["The most suspicious face of each person.", *said])
 
 
 @dataclass(frozen=True)
@@ -146,6 +184,8 @@ class ResultSections:
     scores: tuple[ScoreRow, ...]
     people: tuple[PersonRow, ...]
     explained: tuple[ExplainedFace, ...]
+    explanation_note: str
+    """What the explanation maps show (`explanation_note`)."""
     timings: tuple[tuple[str, float], ...]
     models: tuple[str, ...]
     sampling: str
@@ -322,6 +362,7 @@ def result_sections(record: Record, store: Store) -> ResultSections:
         scores=tuple(scores),
         people=tuple(people),
         explained=tuple(explained),
+        explanation_note=explanation_note(result),
         timings=tuple(result.timing.items()),
         models=tuple(result.models),
         sampling=sampling,

@@ -291,6 +291,7 @@ class Engine:
             timing=_timing_with_total(timing),
             model_seconds_per_face={k: round(v, 5) for k, v in seconds_per_face.items()},
             provenance=provenance,
+            explanation_maps={n: ensemble.explanation_map(n) for n in chosen},
         )
         progress("done", 1, 1)
         return Analysis(result, previews, preview_scale, faces, caveats)

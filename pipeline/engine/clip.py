@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,23 +70,26 @@ class ClipFeatures:
     """(N, B, 768) mean of the 196 patch tokens after each block."""
     embed: np.ndarray | None
     """(N, 512) projected image embedding; only when the whole tower ran (B = 12)."""
-    patches: np.ndarray | None = None
-    """(N, 196, 768) patch tokens of one block (`patches_block`), row by row, when asked for
-    (explanation maps)."""
-    patches_block: int | None = None
+    patches: Mapping[int, np.ndarray] = field(default_factory=dict)
+    """Block -> (N, 196, 768) that block's patch tokens, for the blocks asked for (patch probes,
+    explanation maps)."""
 
     def named(self, name: str, block: int = BLOCKS) -> np.ndarray:
         """(N, D): one of `FEATURES` by name, after `block` (1 to 12; `embed` has none); for
         `PATCH_MAX`, (N, 196, 768): the patch tokens, which must have been asked for at `block`."""
         if name == PATCH_MAX:
-            if self.patches is None or self.patches_block != block:
-                raise ValueError(f"a patch probe needs the patch tokens of block {block}")
-            return self.patches
+            return self.patches_of(block)
         if name == "embed":
             if self.embed is None:
                 raise ValueError("the image embedding needs the whole tower (last_block 12)")
             return self.embed
         return {"cls": self.cls, "patch_mean": self.patch_mean}[name][:, block_index(block, self.cls.shape[1])]
+
+    def patches_of(self, block: int) -> np.ndarray:
+        """(N, 196, 768) the patch tokens after `block`, which must have been asked for."""
+        if block not in self.patches:
+            raise ValueError(f"the patch tokens of block {block} were not asked for")
+        return self.patches[block]
 
 
 def pixel_values(crops: np.ndarray) -> np.ndarray:
@@ -202,9 +206,9 @@ class ClipEncoder:
         # The cut's outputs: `image_embeds` (whole tower only), then blocks 1 to `last_block`.
         self._outputs = [output.name for output in self._session.get_outputs()]
 
-    def features(self, crops: np.ndarray, patches_block: int | None = None) -> ClipFeatures:
-        """Features of RGB uint8 crops (N, S, S, 3), one crop per run; with `patches_block`,
-        that block's patch tokens too.
+    def features(self, crops: np.ndarray, patch_blocks: Collection[int] = ()) -> ClipFeatures:
+        """Features of RGB uint8 crops (N, S, S, 3), one crop per run, with the patch tokens of
+        each block in `patch_blocks` too: one pass serves every probe of an ensemble.
 
         One at a time on purpose: the int8 export quantises activations dynamically
         (`DynamicQuantizeLinear`), with one scale per tensor over the whole batch, so a face
@@ -212,8 +216,11 @@ class ClipEncoder:
         alone, measured), and training features would not have been the engine's. Alone costs
         no more: 0.135 s a face against 0.126 s in batches of 8 on 2 cores."""
         whole = self.last_block == BLOCKS
-        patches_row = None if patches_block is None else block_index(patches_block, self.last_block)
-        cls, patch_mean, embed, patches = [], [], [], []
+        patch_rows = {block: block_index(block, self.last_block) for block in sorted(set(patch_blocks))}
+        cls: list[np.ndarray] = []
+        patch_mean: list[np.ndarray] = []
+        embed: list[np.ndarray] = []
+        patches: dict[int, list[np.ndarray]] = {block: [] for block in patch_rows}
         for start in range(len(crops)):
             results = self._session.run(self._outputs, {"pixel_values": pixel_values(crops[start : start + 1])})
             if whole:
@@ -221,17 +228,17 @@ class ClipEncoder:
             hidden = np.stack([r[0] for r in results])  # (blocks, 197, 768)
             cls.append(hidden[:, 0])
             patch_mean.append(hidden[:, 1:].mean(axis=1))
-            if patches_row is not None:
-                patches.append(hidden[patches_row, 1:])
-        count = len(cls)
+            for block, row in patch_rows.items():
+                patches[block].append(hidden[row, 1:])
+
+        def stacked(rows: list[np.ndarray], empty: tuple[int, ...]) -> np.ndarray:
+            return np.stack(rows) if rows else np.zeros(empty, np.float32)
+
         return ClipFeatures(
-            np.stack(cls) if count else np.zeros((0, self.last_block, WIDTH), np.float32),
-            np.stack(patch_mean) if count else np.zeros((0, self.last_block, WIDTH), np.float32),
-            (np.stack(embed) if count else np.zeros((0, 512), np.float32)) if whole else None,
-            (np.stack(patches) if count else np.zeros((0, PATCH_GRID**2, WIDTH), np.float32))
-            if patches_block is not None
-            else None,
-            patches_block,
+            stacked(cls, (0, self.last_block, WIDTH)),
+            stacked(patch_mean, (0, self.last_block, WIDTH)),
+            stacked(embed, (0, 512)) if whole else None,
+            {block: stacked(rows, (0, PATCH_GRID**2, WIDTH)) for block, rows in patches.items()},
         )
 
 
@@ -254,6 +261,11 @@ class ClipProbe:
     block: int = BLOCKS
     """The block (1 to 12) whose output the feature is read after; probes written before blocks
     were read have none and used the last."""
+
+    @property
+    def patch_blocks(self) -> tuple[int, ...]:
+        """The blocks whose patch tokens the probe's logit needs from the encoder."""
+        return (self.block,) if self.feature == PATCH_MAX else ()
 
     def logits(self, features: ClipFeatures) -> np.ndarray:
         """(N,) raw logits of a batch's features."""

@@ -110,23 +110,25 @@ def explanation_maps(
     ensemble: Ensemble, crop: np.ndarray, members: Sequence[str] | None = None
 ) -> dict[str, np.ndarray]:
     """Model name -> explanation map ([0, 1], crop-sized) of each chosen member for one crop."""
-    maps = {}
-    for name in members or ensemble.member_names:
+    names = list(members or ensemble.member_names)
+    probes = [name for name in names if ensemble.member(name).kind == CLIP_PROBE]
+    maps = clip_maps(ensemble, probes, crop) if probes else {}
+    for name in names:
         member = ensemble.member(name)
-        if member.kind == CLIP_PROBE:
-            maps[name] = clip_map(ensemble, name, crop)
-        else:
+        if member.kind != CLIP_PROBE:
             maps[name] = gradcam(ensemble.keras_model(name), member.gradcam_layer, crop, member.input_size)
-    return maps
+    return {name: maps[name] for name in names}
 
 
-def clip_map(ensemble: Ensemble, name: str, crop: np.ndarray) -> np.ndarray:
-    """The CLIP member's map for one crop: each patch token's push towards "fake", in [0, 1]."""
-    probe = ensemble.probes[name]
-    patches = ensemble.encoder.features(crop[None], patches_block=probe.block).patches
-    assert patches is not None
-    contribution = probe.patch_map(patches[0])
-    return _to_crop_size(np.maximum(contribution, 0.0), crop.shape[0])
+def clip_maps(ensemble: Ensemble, names: Sequence[str], crop: np.ndarray) -> dict[str, np.ndarray]:
+    """The CLIP members' maps for one crop, from one encoder pass: each patch's push towards
+    "fake", in [0, 1]."""
+    probes = {name: ensemble.probes[name] for name in names}
+    features = ensemble.encoder.features(crop[None], {probe.block for probe in probes.values()})
+    return {
+        name: _to_crop_size(np.maximum(probe.patch_map(features.patches_of(probe.block)[0]), 0.0), crop.shape[0])
+        for name, probe in probes.items()
+    }
 
 
 def explanation_overlays(

@@ -137,8 +137,7 @@ def patch_tokens(paths: Sequence[Path], block: int, encoder: ClipEncoder | None 
         chosen = missing[start : start + PATCH_BATCH]
         crops = np.stack([read_face(paths[i], INPUT_SIDE) for i in chosen])
         assert encoder is not None
-        patches = encoder.features(crops, patches_block=block).patches
-        assert patches is not None
+        patches = encoder.features(crops, [block]).patches_of(block)
         for i, tokens in zip(chosen, patches.astype(np.float16), strict=True):
             files[i].parent.mkdir(parents=True, exist_ok=True)
             with whole_file(files[i]) as partial:

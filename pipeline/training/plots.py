@@ -91,7 +91,7 @@ def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndar
     if name in ensemble.probes:
         probe = ensemble.probes[name]
         if probe.feature == PATCH_MAX:  # the patch each crop is scored by: its largest patch logit
-            patches = ensemble.encoder.features(crops, patches_block=probe.block).named(PATCH_MAX, probe.block)
+            patches = ensemble.encoder.features(crops, probe.patch_blocks).named(PATCH_MAX, probe.block)
             return patches[np.arange(len(patches)), probe.patch_logits(patches).argmax(axis=1)]
         return ensemble.encoder.features(crops).named(probe.feature, probe.block)
     model = ensemble.keras_model(name)
