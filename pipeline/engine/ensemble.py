@@ -333,11 +333,7 @@ class Ensemble:
         for name in names:
             self.member(name)
         limited = people is not None and bool(costly_per_person)
-        rows = (
-            spread_rows(people, costly_per_person)
-            if people is not None and costly_per_person
-            else np.arange(len(crops))
-        )
+        rows = spread_rows(people, costly_per_person or 0) if people is not None and limited else np.arange(len(crops))
         raw: dict[str, np.ndarray] = {}
         seconds: dict[str, float] = {}
         probes = [name for name in names if self.member(name).kind == CLIP_PROBE]

@@ -121,8 +121,8 @@ def explanation_maps(
 
 
 def clip_maps(ensemble: Ensemble, names: Sequence[str], crop: np.ndarray) -> dict[str, np.ndarray]:
-    """The CLIP members' maps for one crop, from one encoder pass: each patch's push towards
-    "fake", in [0, 1]."""
+    """The CLIP members' maps for one crop, from one encoder pass: how far each patch points
+    to "fake" (`ClipProbe.patch_map`: its push, its share or its own score), in [0, 1]."""
     probes = {name: ensemble.probes[name] for name in names}
     features = ensemble.encoder.features(crop[None], {probe.block for probe in probes.values()})
     return {
