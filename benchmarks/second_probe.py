@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import MODELS_DIR_ENV, REPO_ROOT, cache_dir, shared_data_dir
+from benchmarks.tflite_speed import shared_crops
+from pipeline.config import MODELS_DIR_ENV, REPO_ROOT, cache_dir
 from pipeline.engine.bench import machine, run_benchmark
 from pipeline.engine.clip import PATCH_MAX, ClipProbe
 from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, Ensemble, EnsembleSpec
 from pipeline.engine.media import sha256_file
-from pipeline.training.data import read_face
 
 STAND_IN = "clip_patches_b3"
 STAND_IN_BLOCK = 3
@@ -59,12 +59,6 @@ def models_with_stand_in(shipped: Path, target: Path) -> Path:
     return target
 
 
-def shared_crops() -> np.ndarray:
-    folders = [shared_data_dir() / s / label for s in ("dfdc-faces", "gan-faces") for label in ("real", "fake")]
-    paths = [path for folder in folders for path in sorted(folder.iterdir())[:CROPS_PER_FOLDER]]
-    return np.stack([read_face(path, 224) for path in paths])
-
-
 def seconds_a_face(run: Callable[[np.ndarray], object], crops: np.ndarray, repeat: int) -> float:
     """Median seconds a face of `run` on `crops`, after a warm-up."""
     run(crops[:2])
@@ -84,7 +78,7 @@ def main() -> None:
     two = models_with_stand_in(shipped, cache_dir() / "bench" / "second-probe-models")
     ensemble = Ensemble(two)
     probes = list(ensemble.probes)
-    crops = shared_crops()
+    crops = shared_crops(CROPS_PER_FOLDER)
     alone = seconds_a_face(lambda c: ensemble.logits(probes[0], c), crops, args.repeat)
     shared = seconds_a_face(lambda c: ensemble.score(c, probes), crops, args.repeat)
     apart = seconds_a_face(lambda c: [ensemble.logits(name, c) for name in probes], crops, args.repeat)

@@ -33,9 +33,10 @@ BATCH = 32
 CROPS_PER_FOLDER = 16
 
 
-def shared_crops() -> np.ndarray:
+def shared_crops(per_folder: int = CROPS_PER_FOLDER) -> np.ndarray:
+    """The first `per_folder` crops of each class of the DFDC and GAN sources."""
     folders = [shared_data_dir() / s / label for s in ("dfdc-faces", "gan-faces") for label in ("real", "fake")]
-    paths = [path for folder in folders for path in sorted(folder.iterdir())[:CROPS_PER_FOLDER]]
+    paths = [path for folder in folders for path in sorted(folder.iterdir())[:per_folder]]
     return np.stack([read_face(path, 224) for path in paths])
 
 

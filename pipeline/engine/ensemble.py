@@ -332,12 +332,14 @@ class Ensemble:
         names = members or self.member_names
         for name in names:
             self.member(name)
-        limited = people is not None and bool(costly_per_person)
-        rows = spread_rows(people, costly_per_person or 0) if people is not None and limited else np.arange(len(crops))
+        rows = np.arange(len(crops))
+        if people is not None and costly_per_person:
+            rows = spread_rows(people, costly_per_person)
         raw: dict[str, np.ndarray] = {}
         seconds: dict[str, float] = {}
-        probes = [name for name in names if self.member(name).kind == CLIP_PROBE]
-        if probes:  # every probe is costly: the same rows, one encoder pass shared, its time split
+        # The costly members are the CLIP probes: the same rows, one encoder pass shared, its time split.
+        probes = [name for name in names if self.member(name).costly]
+        if probes:
             start = time.perf_counter()
             shared = self.probe_logits(probes, crops[rows])
             elapsed = time.perf_counter() - start
@@ -346,15 +348,10 @@ class Ensemble:
                 raw[name][rows] = shared[name]
                 seconds[name] = elapsed / len(probes)
         for name in names:
-            if name in raw:
-                continue
-            start = time.perf_counter()
-            if self.member(name).costly and limited:
-                raw[name] = np.full(len(crops), np.nan)
-                raw[name][rows] = self.logits(name, crops[rows])
-            else:
+            if name not in raw:
+                start = time.perf_counter()
                 raw[name] = self.logits(name, crops)
-            seconds[name] = time.perf_counter() - start
+                seconds[name] = time.perf_counter() - start
         filled = {n: fill_by_person(values, people) for n, values in raw.items()}
         temperatures = {m.name: m.temperature for m in self.spec.members}
         return FaceScores(
