@@ -74,6 +74,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: at least one run is needed for a median")
     shipped = Path(os.environ.get(MODELS_DIR_ENV, REPO_ROOT / "models"))
     two = models_with_stand_in(shipped, cache_dir() / "bench" / "second-probe-models")
     ensemble = Ensemble(two)
