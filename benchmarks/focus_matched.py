@@ -1,12 +1,15 @@
-"""Rule 57: the CLIP probe on held-out faces whose two classes are made equally soft.
+"""Rules 57-59 and 78: a recipe's fold members on held-out faces whose two classes are made equally soft.
 
 For each source, its held-out items as `cross-source` picks them; the sharper class's crops are
 blurred (Gaussian, on the 224 px crop, kept as PNG so their CLIP features cache) so that their
 focus (`face_focus`) matches the softer class's at the same rank. Scored by a cross-source runs
-folder's fold probe trained without that source, and by softness alone (rule 56), as it is and
-matched.
+folder's fold members trained without that source (probes or CNNs; with every member the recipe
+weighs, their ensemble as the fold combines them), and by softness alone (rule 56): as it is,
+matched, and over the pairs of a real and a fake face that are about equally soft, nothing
+blurred (rule 59).
 
     .venv/bin/python -m benchmarks.focus_matched --recipe benchmarks/clip_sbi_blur.json --runs RUNS --json matched.json
+    .venv/bin/python -m benchmarks.focus_matched --recipe models/recipe.json --runs RUNS --member clip mobilenetv2 mobilenetv2_224
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.focus_baseline import focus_of, softness
-from benchmarks.recipes import fold_probe, prepared_recipe
+from benchmarks.recipes import fold_member, fold_probe, fold_temperatures, prepared_recipe
 from pipeline.config import cache_dir
+from pipeline.engine.ensemble import weighted_logit
 from pipeline.engine.faces import face_focus
+from pipeline.training.cross_source import ENSEMBLE
 from pipeline.training.data import Sample, read_rgb, write_rgb
 from pipeline.training.recipe import samples_of, trained_logits
 
@@ -85,39 +90,73 @@ def same_focus_roc_auc(labels: np.ndarray, scores: np.ndarray, focus: np.ndarray
     return (right / pairs if pairs else float("nan")), int(pairs)
 
 
+def _member_scores(
+    labels: np.ndarray, focus: np.ndarray, logits: np.ndarray, matched_logits: np.ndarray
+) -> dict[str, float]:
+    """One score's ROC AUC as the items are, with the sharper class blurred to match, and over
+    the equally soft pairs."""
+    return {
+        "roc_auc": float(roc_auc_score(labels, logits)),
+        "matched_roc_auc": float(roc_auc_score(labels, matched_logits)),
+        "same_focus_roc_auc": same_focus_roc_auc(labels, logits, focus)[0],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, default=Path(__file__).with_name("clip_sbi_blur.json"))
     parser.add_argument("--runs", type=Path, required=True, help="a cross-source runs folder of the recipe")
-    parser.add_argument("--member", default="clip", help="the fold probe scored")
+    parser.add_argument(
+        "--member",
+        nargs="+",
+        default=["clip"],
+        help="the fold members scored (probes or CNNs); with every member the recipe weighs, the "
+        "fold's ensemble too (rule 78)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     recipe = prepared_recipe(parser, args.recipe)
-    results: dict[str, dict[str, float]] = {}
+    weighed = [name for name, weight in recipe.weights.items() if weight > 0]
+    results: dict[str, dict[str, object]] = {}
     for source in recipe.sources:
-        probe = fold_probe(parser, args.runs, source, args.member)
+        members = {
+            name: fold_member(parser, recipe, args.runs, source, name)
+            if any(m["name"] == name for m in recipe.members)
+            else fold_probe(parser, args.runs, source, name)
+            for name in args.member
+        }
         held = samples_of([source], None, recipe.held_out_per_class)
         labels = np.asarray([s.label for s in held])
         focus = focus_of(held)
         matched, how = focus_matched(held, focus, source)
-        probe_logits = trained_logits(probe, held)
-        same_focus, pairs = same_focus_roc_auc(labels, probe_logits, focus)
+        logits = {name: trained_logits(member, held) for name, member in members.items()}
+        matched_logits = {name: trained_logits(member, matched) for name, member in members.items()}
+        if set(weighed) <= set(members):
+            # Rule 78: the members combined as the fold's table combines them.
+            temperatures = fold_temperatures(parser, recipe, source, dict.fromkeys(weighed, args.runs), weighed)
+            logits[ENSEMBLE] = weighted_logit(logits, temperatures, recipe.weights)
+            matched_logits[ENSEMBLE] = weighted_logit(matched_logits, temperatures, recipe.weights)
+        same_focus_softness, pairs = same_focus_roc_auc(labels, softness(focus), focus)
         results[source] = {
             "n": len(held),
             **how,
-            "softness_roc_auc": float(roc_auc_score(labels, softness(focus))),
-            "matched_softness_roc_auc": float(roc_auc_score(labels, softness(focus_of(matched)))),
-            "probe_roc_auc": float(roc_auc_score(labels, probe_logits)),
-            "matched_probe_roc_auc": float(roc_auc_score(labels, trained_logits(probe, matched))),
             "same_focus_pairs": pairs,
-            "same_focus_softness_roc_auc": same_focus_roc_auc(labels, softness(focus), focus)[0],
-            "same_focus_probe_roc_auc": same_focus,
+            "softness": {
+                "roc_auc": float(roc_auc_score(labels, softness(focus))),
+                "matched_roc_auc": float(roc_auc_score(labels, softness(focus_of(matched)))),
+                "same_focus_roc_auc": same_focus_softness,
+            },
+            **{name: _member_scores(labels, focus, logits[name], matched_logits[name]) for name in logits},
         }
         print(
-            f"{source:>11} (n {len(held)}): "
-            + ", ".join(f"{k} {v:.3f}" for k, v in results[source].items() if k != "n")
+            f"{source:>11} (n {len(held)}, {pairs} equally soft pairs; blurred class {how['blurred_class']}, "
+            f"median sigma {how['median_sigma']:.3f}); ROC AUC as they are / matched / equally soft pairs:"
         )
+        for name in ["softness", *logits]:
+            scores = results[source][name]
+            assert isinstance(scores, dict)
+            print(f"    {name:>16}: " + " / ".join(f"{value:.3f}" for value in scores.values()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

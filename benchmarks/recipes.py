@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.training.cross_source import member_fold_dir
-from pipeline.training.recipe import CLIP_PROBE, PROBE_FILE, Recipe, TrainedMember, member_at, probe_member
+from pipeline.training.cross_source import Scored, cached_fold_logits, fold_calibration, member_fold_dir
+from pipeline.training.recipe import (
+    CLIP_PROBE,
+    PROBE_FILE,
+    Recipe,
+    TrainedMember,
+    member_at,
+    probe_member,
+    samples_of,
+)
 from pipeline.training.sources import ensure_prepared
 
 
@@ -51,3 +60,25 @@ def fold_member(
         parser.error(f"the recipe has no member {name!r}")
     file = PROBE_FILE if member["kind"] == CLIP_PROBE else "model.keras"
     return member_at(member, _fold_file(parser, member_fold_dir(runs, source, member, cnn_folder), name, file))
+
+
+def fold_temperatures(
+    parser: argparse.ArgumentParser,
+    recipe: Recipe,
+    source: str,
+    runs: dict[str, Path],
+    names: Sequence[str],
+    cnn_folder: str | None = None,
+) -> dict[str, float]:
+    """Each named member's temperature as the table fits it on the fold that held `source` out:
+    on the validation mix of the other sources, from the logits the fold cached in `runs[name]`
+    (a seeded recipe's CNNs in `cnn_folder`); a fold without them is the parser's one-line error."""
+    val = samples_of([s for s in recipe.sources if s != source], "val", recipe.val_per_class)
+    logits = {}
+    for name in names:
+        member = next(m for m in recipe.members if m["name"] == name)
+        cached = cached_fold_logits(recipe, source, runs[name], member, {"val": val}, cnn_folder)
+        if "val" not in cached:
+            parser.error(f"{runs[name]} holds no validation logits of {name!r} for this recipe's {source} fold")
+        logits[name] = cached["val"]
+    return fold_calibration(Scored(val, logits), recipe.weights)[0]

@@ -28,22 +28,19 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.focus_baseline import focus_of, softness
-from benchmarks.recipes import fold_member, fold_probe, prepared_recipe
+from benchmarks.recipes import fold_member, fold_probe, fold_temperatures, prepared_recipe
 from pipeline.config import cache_dir
 from pipeline.engine.ensemble import weighted_logit
 from pipeline.errors import DataError
 from pipeline.training.augment import FACE_PARTS, rescale
 from pipeline.training.cross_source import (
     ENSEMBLE,
-    Scored,
     bootstrap_roc_auc,
-    cached_fold_logits,
-    fold_calibration,
     interval,
     seeded,
 )
 from pipeline.training.data import Sample, read_rgb, write_rgb
-from pipeline.training.recipe import Recipe, TrainedMember, samples_of, trained_logits
+from pipeline.training.recipe import TrainedMember, trained_logits
 from pipeline.training.sources import CROP_SIDE, face_landmarks, reshared_samples, source_samples
 
 SOURCE = "swap-faces"
@@ -221,27 +218,6 @@ def made_swaps(reals: Sequence[Sample], meshes: np.ndarray, arm: str) -> list[Sa
     return out
 
 
-def fold_temperatures(
-    parser: argparse.ArgumentParser,
-    recipe: Recipe,
-    runs: dict[str, Path],
-    names: Sequence[str],
-    cnn_folder: str | None = None,
-) -> dict[str, float]:
-    """Each named member's temperature as the table fits it on the swap source's fold: on the
-    validation mix of the other sources, from the logits the fold cached (rule 64; a seeded
-    recipe's CNNs in `cnn_folder`)."""
-    val = samples_of([s for s in recipe.sources if s != SOURCE], "val", recipe.val_per_class)
-    logits = {}
-    for name in names:
-        member = next(m for m in recipe.members if m["name"] == name)
-        cached = cached_fold_logits(recipe, SOURCE, runs[name], member, {"val": val}, cnn_folder)
-        if "val" not in cached:
-            parser.error(f"{runs[name]} holds no validation logits of {name!r} for this recipe's {SOURCE} fold")
-        logits[name] = cached["val"]
-    return fold_calibration(Scored(val, logits), recipe.weights)[0]
-
-
 def roc_auc_with_interval(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """ROC AUC and its 95% bootstrap interval (seeded by `SEED`)."""
     return {
@@ -342,7 +318,7 @@ def main() -> None:
     # Rule 64: with every member the recipe weighs, the fold's ensemble as well.
     weighed = [name for name, weight in recipe.weights.items() if weight > 0] if recipe else []
     combined = (
-        (recipe.weights, fold_temperatures(parser, recipe, runs_of, weighed, cnn_folder))
+        (recipe.weights, fold_temperatures(parser, recipe, SOURCE, runs_of, weighed, cnn_folder))
         if recipe and weighed and set(weighed) <= set(members)
         else None
     )
