@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._views import require_app_navigation
-from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
+from pipeline.app.model_card import decision_summary, load_model_card, member_rows, metric_rows, plot_caption
 from pipeline.config import Settings
 
 require_app_navigation()
@@ -19,40 +19,17 @@ for problem in card.problems:
 if card.spec is not None:
     spec = card.spec
     st.subheader("Ensemble")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "model": m.name,
-                    "kind": "CLIP ViT-B/16 probe" if m.kind == "clip_probe" else "CNN",
-                    "backbone": m.backbone,
-                    "input size": m.input_size,
-                    "weight": m.weight,
-                    "temperature": m.temperature,
-                    "file": m.file,
-                    "SHA-256": m.sha256[:12],
-                }
-                for m in spec.members
-            ]
-        ),
-        hide_index=True,
-        width="stretch",
-    )
-    st.markdown(
-        f"Decision threshold **{spec.threshold:.3f}**, "
-        f"uncertain band **{spec.uncertain_low:.3f}-{spec.uncertain_high:.3f}**, "
-        f"aggregation rule **{spec.aggregation}**, ensemble temperature {spec.temperature:.3f}"
-        + (f", offset {spec.offset:+.3f}" if spec.offset else "")
-        + (
-            f", members disagreeing by more than **{spec.disagreement_margin:.2f}** make a person uncertain."
-            if spec.disagreement_margin is not None
-            else "."
-        )
-    )
+    st.dataframe(pd.DataFrame(member_rows(spec)), hide_index=True, width="stretch")
+    if spec.pictures is None:
+        st.markdown(decision_summary(spec))
+    else:
+        st.markdown("Videos: " + decision_summary(spec))
+        st.markdown("Pictures (their own weights and calibration): " + decision_summary(spec.pictures))
     st.markdown(f"Trained on: {', '.join(spec.trained_on) if spec.trained_on else 'not recorded in ensemble.json'}.")
     if spec.metrics:
         st.subheader("Metrics")
-        st.dataframe(pd.DataFrame(metric_rows(spec.metrics)), hide_index=True, width="stretch")
+        rows = metric_rows(spec.metrics) + (metric_rows(spec.pictures.metrics, "pictures / ") if spec.pictures else [])
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 if card.plots:
     st.subheader("Evaluation plots")

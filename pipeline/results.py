@@ -274,6 +274,9 @@ class AnalysisResult:
     explanation_maps: dict[str, str] = field(default_factory=dict)
     """Model name -> what its explanation map is (`GRADCAM_MAP`, `PATCH_PUSH_MAP`, ...); empty in
     results stored before maps were told apart, when every CLIP member's map was a patch push."""
+    weights: dict[str, float] = field(default_factory=dict)
+    """Model name -> its weight in the combination that scored this result (a picture's may
+    differ from a video's: `EnsembleSpec.pictures`); empty in results stored before it was kept."""
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-ready data (the CLI's `--json` format)."""

@@ -145,6 +145,48 @@ def test_ensemble_score_is_the_calibrated_weighted_logit_mean(engine: Engine, sh
         )
 
 
+def test_a_picture_is_weighed_and_decided_as_the_ensemble_says_pictures_are(
+    models_dir: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """Rule 79: an ensemble with its own spec for pictures combines a photo's members with that
+    spec's weights and calibration and decides it at that spec's threshold, and records the
+    weights it used; a video is weighed and decided as before."""
+    from pipeline.config import Settings
+
+    shipped = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
+    weights = dict(zip([m.name for m in shipped.members], (1.0, 4.0, 2.0), strict=True))
+    pictures = replace(
+        shipped,
+        members=tuple(replace(m, weight=weights[m.name]) for m in shipped.members),
+        offset=shipped.offset + 0.5,
+        threshold=0.42,
+        uncertain_low=0.3,
+        uncertain_high=0.55,
+    )
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for member in shipped.members:
+        (copy / member.file).symlink_to(models_dir / member.file)
+    replace(shipped, pictures=pictures).save(copy / ENSEMBLE_FILE)
+    engine = Engine(Settings(models_dir=copy))
+    assert engine.spec.for_media("image") == pictures and engine.spec.for_media("video").threshold == shipped.threshold
+
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]
+    result = engine.analyze(photo).result
+    (face,) = result.frames[0].faces
+    logits = {n: np.log(p / (1 - p)) for n, p in face.model_scores.items()}  # calibrated logits
+    combined = sum(weights[n] * logit for n, logit in logits.items()) / sum(weights.values())
+    assert face.fake_probability == pytest.approx(sigmoid(combined / pictures.temperature + pictures.offset), abs=1e-4)
+    assert (result.weights, result.threshold, result.uncertain_band) == (weights, 0.42, [0.3, 0.55])
+
+    video = engine.analyze(shared_data / "videos" / "real" / "lynaeydofd.mp4", frames=2).result
+    assert video.weights == {m.name: m.weight for m in shipped.members} and video.threshold == shipped.threshold
+    face = next(f for frame in video.frames for f in frame.faces if len(f.model_scores) == len(weights))
+    logits = {n: np.log(p / (1 - p)) for n, p in face.model_scores.items()}
+    combined = sum(m.weight * logits[m.name] for m in shipped.members) / sum(m.weight for m in shipped.members)
+    assert face.fake_probability == pytest.approx(sigmoid(combined / shipped.temperature + shipped.offset), abs=1e-4)
+
+
 def test_crops_re_saved_as_jpeg_are_what_the_members_score_when_asked(
     engine: Engine, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -390,6 +432,9 @@ def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
         {"an_unknown_setting": 1},
         {"offset": "x"},  # the calibration numbers every score uses
         {"temperature": None},
+        {"pictures": 3},
+        # A picture's spec weighs other members than the ensemble holds.
+        {"pictures": {"members": [{"name": "a", "file": "a.keras", "backbone": "mobilenetv2", "input_size": 32}]}},
     ],
 )
 def test_a_malformed_ensemble_description_is_one_clear_error(
@@ -429,6 +474,11 @@ def test_ensemble_file_round_trip(models_dir: Path, tmp_path: Path) -> None:
     spec = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
     spec.save(tmp_path / ENSEMBLE_FILE)
     assert EnsembleSpec.load(tmp_path / ENSEMBLE_FILE) == spec
+    # With a spec of its own for pictures (rule 79), that too; a file without one reads as before.
+    with_pictures = replace(spec, pictures=replace(spec, threshold=0.5, metrics={}))
+    with_pictures.save(tmp_path / ENSEMBLE_FILE)
+    assert EnsembleSpec.load(tmp_path / ENSEMBLE_FILE) == with_pictures and spec.pictures is None
+    assert with_pictures.for_media("image").threshold == 0.5 and spec.for_media("image") is spec
     assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high
     assert all((models_dir / m.file).exists() for m in spec.members)
     assert all(m.gradcam_layer for m in spec.members if m.kind == KERAS)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
-from pipeline.app.model_card import load_model_card, metric_rows, plot_caption
+from pipeline.app.model_card import decision_summary, load_model_card, member_rows, metric_rows, plot_caption
 from pipeline.config import Settings
-from pipeline.engine.ensemble import ENSEMBLE_FILE
+from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec
 
 
 def test_an_empty_folder_says_what_is_missing(tmp_path: Path) -> None:
@@ -49,3 +50,17 @@ def test_metric_rows_flatten_and_summarise() -> None:
         {"metric": "validation / selected", "value": "['a', 'b']"},
     ]
     assert plot_caption(Path("roc_video-level.png")) == "roc video level"
+
+
+def test_an_ensemble_that_weighs_pictures_otherwise_shows_both_weights_and_rules() -> None:
+    spec = EnsembleSpec.load(Settings().models_dir / ENSEMBLE_FILE)
+    rows = member_rows(spec)
+    assert [r["weight"] for r in rows] == [m.weight for m in spec.members] and "weight (pictures)" not in rows[0]
+    pictures = replace(spec, members=tuple(replace(m, weight=m.weight + 1) for m in spec.members), threshold=0.25)
+    rows = member_rows(replace(spec, pictures=pictures))
+    assert [(r["weight (videos)"], r["weight (pictures)"]) for r in rows] == [
+        (m.weight, m.weight + 1) for m in spec.members
+    ]
+    assert "weight" not in rows[0]
+    assert decision_summary(pictures).startswith("Decision threshold **0.250**")
+    assert f"**{spec.threshold:.3f}**" in decision_summary(spec)

@@ -441,6 +441,8 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
                     {"kind": "keras", "name": "tiny", "backbone": "mobilenetv2", "input_size": 96},
                 ],
                 "weights": {"clip": 1.0, "tiny": 1.0},
+                # Rule 79: pictures weigh the same members otherwise, decided on the same validation.
+                "pictures": {"weights": {"clip": 3.0, "tiny": 1.0}, "disagreement_margin": 0.2},
             }
         )
     )
@@ -479,6 +481,14 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
     assert run.returncode == 0, run.stderr[-3000:]
     spec = EnsembleSpec.load(models / ENSEMBLE_FILE)
     assert [m.name for m in spec.members] == ["clip", "tiny"]
+    pictures = spec.for_media("image")
+    assert (spec.weights, pictures.weights) == ({"clip": 1.0, "tiny": 1.0}, {"clip": 3.0, "tiny": 1.0})
+    assert [m.temperature for m in pictures.members] == [m.temperature for m in spec.members]
+    assert (spec.disagreement_margin, pictures.disagreement_margin) == (None, 0.2)
+    assert pictures.uncertain_low <= pictures.threshold <= pictures.uncertain_high
+    assert pictures.temperature != spec.temperature  # its own calibration, fitted for its weights
+    assert pictures.metrics["validation"]["weights"] == {"clip": 3.0, "tiny": 1.0}
+    assert "pictures" in json.loads(run.stdout)
     assert (models / "tiny.keras").read_bytes() == before and (models / "clip.json").is_file()
     assert (runs / "clip").is_dir() and not (runs / "tiny").exists()  # only the probe was trained
 
@@ -706,6 +716,10 @@ def test_every_recipe_the_project_ships_loads() -> None:
         ' {"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"}],'
         ' "cross_source": {"members": ["big"]}}',
         "not json",
+        # Pictures weigh exactly the members the recipe's own weights weigh, each above 0.
+        '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"weights": {"b": 1}}}',
+        '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"weights": {"a": 0}}}',
+        '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"margin": 1}}',
     ],
 )
 def test_a_malformed_recipe_is_a_data_error_naming_the_file(tmp_path: Path, recipe_text: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec
+from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, EnsembleSpec
 from pipeline.errors import PipelineError
 
 CARD_FILE = "MODEL_CARD.md"
@@ -58,6 +58,41 @@ def load_model_card(models_dir: Path) -> ModelCard:
     if spec is not None and not spec.metrics:
         problems.append(f"{models_dir / ENSEMBLE_FILE} records no metrics.")
     return ModelCard(models_dir, markdown, spec, plots, tuple(problems))
+
+
+def member_rows(spec: EnsembleSpec) -> list[dict[str, Any]]:
+    """One row per member for a table: what it is, its weight (for videos and, where the ensemble
+    weighs a picture's faces otherwise, for pictures) and its file."""
+    pictures = spec.pictures.weights if spec.pictures is not None else None
+    rows = []
+    for m in spec.members:
+        row: dict[str, Any] = {
+            "model": m.name,
+            "kind": "CLIP ViT-B/16 probe" if m.kind == CLIP_PROBE else "CNN",
+            "backbone": m.backbone,
+            "input size": m.input_size,
+        }
+        if pictures is None:
+            row["weight"] = m.weight
+        else:
+            row["weight (videos)"], row["weight (pictures)"] = m.weight, pictures[m.name]
+        rows.append({**row, "temperature": m.temperature, "file": m.file, "SHA-256": m.sha256[:12]})
+    return rows
+
+
+def decision_summary(spec: EnsembleSpec) -> str:
+    """How the spec turns a probability into a label, in one Markdown sentence."""
+    return (
+        f"Decision threshold **{spec.threshold:.3f}**, "
+        f"uncertain band **{spec.uncertain_low:.3f}-{spec.uncertain_high:.3f}**, "
+        f"aggregation rule **{spec.aggregation}**, ensemble temperature {spec.temperature:.3f}"
+        + (f", offset {spec.offset:+.3f}" if spec.offset else "")
+        + (
+            f", members disagreeing by more than **{spec.disagreement_margin:.2f}** make a person uncertain."
+            if spec.disagreement_margin is not None
+            else "."
+        )
+    )
 
 
 def metric_rows(metrics: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:

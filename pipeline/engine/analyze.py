@@ -225,6 +225,7 @@ class Engine:
         progress("scoring faces", 0, len(flat))
         seconds_per_face: dict[str, float] = {}
         scored: list[ScoredFace] = []
+        spec = ensemble.spec.for_media(info.kind)
         if flat:
             crops = np.stack([f.crop for f in flat])
             if settings.scoring.resaved_crop_quality is not None:
@@ -234,6 +235,7 @@ class Engine:
                 chosen,
                 people=np.asarray([f.track for f in flat]),
                 costly_per_person=settings.scoring.costly_faces_per_person,
+                spec=spec,
             )
             seconds_per_face = {
                 n: s / max(1, int(np.isfinite(scores.members[n]).sum())) for n, s in scores.seconds.items()
@@ -251,7 +253,6 @@ class Engine:
         progress("scoring faces", len(flat), len(flat))
         lap("score")
 
-        spec = ensemble.spec
         clip_scored = any(ensemble.member(name).kind == CLIP_PROBE for face in scored for name in face.model_scores)
         verdict = decide(scored, len(sampled), rule, spec.decision_rule, settings.verdict.min_track_fraction)
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
@@ -283,6 +284,7 @@ class Engine:
             aggregation=rule,
             frames_requested=frames,
             models={n: versions[n] for n in chosen},
+            weights={n: spec.weights[n] for n in chosen},
             frames=[FrameResult(number, round(t, 3), by_position[i]) for i, (number, t) in enumerate(sampled)],
             tracks=[
                 TrackResult(t.track, t.faces, t.fake_probability, t.model_scores, t.label, t.decides)

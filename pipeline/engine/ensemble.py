@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ HELD_OUT_CURVES = {
 table's held-out sources (else "validation reals" / "validation fakes")."""
 ENSEMBLE_FORMAT = 1
 KERAS, CLIP_PROBE = "keras", "clip_probe"
+PICTURE = "image"
+"""The media kind (`pipeline.engine.media.MediaKind`) that `EnsembleSpec.pictures` scores."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ class EnsembleSpec:
     )
     trained_on: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
+    pictures: EnsembleSpec | None = None
+    """How a picture's faces are combined and decided where that differs from a video's: the
+    same members with other weights, and the calibration, threshold, band, margin and curves
+    fitted for those weights (rule 79: the CLIP member's weight is held down by video frames,
+    which lack the JPEG history every picture and training crop has). None: as a video's."""
 
     @staticmethod
     def load(path: Path) -> EnsembleSpec:
@@ -109,27 +116,61 @@ class EnsembleSpec:
             raise ModelsMissingError(f"cannot read the ensemble description {path}: {error}") from error
         if raw.get("format") != ENSEMBLE_FORMAT:
             raise ModelsMissingError(f"{path} has format {raw.get('format')!r}; this version reads {ENSEMBLE_FORMAT}")
+        raw.pop("format")
         try:
-            members = tuple(MemberSpec(**m) for m in raw.pop("members"))
-            raw.pop("format")
-            raw["trained_on"] = tuple(raw.get("trained_on", ()))
-            # Numbers every score is computed with: a wrong type here is this file's fault, said now,
-            # not a TypeError in the middle of an analysis.
-            for key in ("temperature", "offset"):
-                if key in raw:
-                    raw[key] = float(raw[key])
-            raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
-            raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
-            return EnsembleSpec(members=members, **raw)
-        except (KeyError, TypeError, ValueError) as error:
+            spec = EnsembleSpec.from_dict(raw)
+            pictures = spec.pictures
+            if pictures is not None and [(m.name, m.file) for m in pictures.members] != [
+                (m.name, m.file) for m in spec.members
+            ]:
+                raise ValueError("its pictures' members are not the ensemble's members")
+            return spec
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelsMissingError(f"the ensemble description {path} is malformed: {error!r}") from error
+
+    @staticmethod
+    def from_dict(raw: dict[str, Any]) -> EnsembleSpec:
+        """The spec a JSON object describes (`ensemble.json` less its format, or its
+        `pictures`); raises KeyError, TypeError or ValueError for a malformed one."""
+        raw = dict(raw)
+        members = tuple(MemberSpec(**m) for m in raw.pop("members"))
+        raw["trained_on"] = tuple(raw.get("trained_on", ()))
+        # Numbers every score is computed with: a wrong type here is this file's fault, said now,
+        # not a TypeError in the middle of an analysis.
+        for key in ("temperature", "offset"):
+            if key in raw:
+                raw[key] = float(raw[key])
+        raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
+        raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
+        if raw.get("pictures") is not None:
+            raw["pictures"] = EnsembleSpec.from_dict(raw["pictures"])
+            if raw["pictures"].pictures is not None:
+                raise ValueError("a pictures spec cannot hold another")
+        return EnsembleSpec(members=members, **raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a JSON object (`from_dict` reads it back)."""
+        data = {field.name: getattr(self, field.name) for field in fields(self)}
+        data["members"] = [asdict(m) for m in self.members]
+        data["trained_on"] = list(self.trained_on)
+        data.pop("pictures")
+        if self.pictures is not None:
+            data["pictures"] = self.pictures.to_dict()
+        return data
 
     def save(self, path: Path) -> None:
         """Write `ensemble.json` (members' hashes are what the history records as versions)."""
-        data = {"format": ENSEMBLE_FORMAT, **asdict(self)}
-        data["members"] = [asdict(m) for m in self.members]
-        data["trained_on"] = list(self.trained_on)
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        path.write_text(json.dumps({"format": ENSEMBLE_FORMAT, **self.to_dict()}, indent=2) + "\n")
+
+    def for_media(self, kind: str) -> EnsembleSpec:
+        """The spec that scores and decides media of `kind` ("image" or "video"): a picture's
+        own where the ensemble has one."""
+        return self.pictures if kind == PICTURE and self.pictures is not None else self
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each member's weight in this spec."""
+        return {m.name: m.weight for m in self.members}
 
     @property
     def decision_rule(self) -> DecisionRule:
@@ -322,8 +363,10 @@ class Ensemble:
         members: list[str] | None = None,
         people: np.ndarray | None = None,
         costly_per_person: int | None = None,
+        spec: EnsembleSpec | None = None,
     ) -> FaceScores:
-        """Calibrated probabilities of every selected member and of the ensemble.
+        """Calibrated probabilities of every selected member and of the ensemble (combined as
+        `spec` says: this ensemble's own, or its `for_media` spec).
 
         With `people` (a person id per crop) and `costly_per_person`, a costly member scores at
         most that many faces of each person, evenly spread; its score for that person's other
@@ -353,9 +396,10 @@ class Ensemble:
                 raw[name] = self.logits(name, crops)
                 seconds[name] = time.perf_counter() - start
         filled = {n: fill_by_person(values, people) for n, values in raw.items()}
-        temperatures = {m.name: m.temperature for m in self.spec.members}
+        spec = spec or self.spec
+        temperatures = {m.name: m.temperature for m in spec.members}
         return FaceScores(
-            ensemble=sigmoid(combine_logits(filled, self.spec)),
+            ensemble=sigmoid(combine_logits(filled, spec)),
             members={n: sigmoid(raw[n] / temperatures[n]) for n in names},
             seconds=seconds,
         )

@@ -108,6 +108,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         held_out_false_alarms=recipe.false_alarm_curve,
         held_out_misses=recipe.miss_curve,
         calibration=recipe.ensemble_calibration,
+        pictures=recipe.pictures,
     )
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0

@@ -34,7 +34,7 @@ from pipeline.training.calibration import (
     fit_temperature,
     miss_curve,
 )
-from pipeline.training.recipe import TrainedMember, samples_of, trained_logits
+from pipeline.training.recipe import Combination, TrainedMember, samples_of, trained_logits
 
 
 def select_members(
@@ -72,6 +72,7 @@ def fit_ensemble(
     held_out_false_alarms: tuple[tuple[float, float], ...] = (),
     held_out_misses: tuple[tuple[float, float], ...] = (),
     calibration: str = TEMPERATURE,
+    pictures: Combination | None = None,
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
@@ -82,7 +83,9 @@ def fit_ensemble(
     `held_out_false_alarms` (the cross-source table's curve of real held-out faces) becomes the
     ensemble's false-alarm curve; without it, the validation reals' curve does. The same for
     `held_out_misses` (held-out fakes) and the miss curve. `calibration` is how the ensemble's
-    logit is calibrated (one of `CALIBRATIONS`)."""
+    logit is calibrated (one of `CALIBRATIONS`). With `pictures` (the recipe's combination for
+    pictures: other weights of the same members, and the table's margin and curves for them) the
+    ensemble also gets `EnsembleSpec.pictures`, decided on the same validation mix."""
     val = samples_of(val_sources, "val", val_per_class)
     labels = np.asarray([s.label for s in val], dtype=float)
     both = {
@@ -134,18 +137,60 @@ def fit_ensemble(
         disagreement_margin=disagreement_margin,
         trained_on=tuple(str(s) for s in val_sources),
     )
-    ensemble_logit = combine_logits({n: logits[n] for n in chosen_weights}, spec)
+    member_logits = {n: logits[n] for n in chosen_weights}
+    sources = [s.source for s in val]
+    curves = (held_out_false_alarms, held_out_misses)
+    spec, validation = _decided(spec, member_logits, labels, sources, calibration, curves)
+    validation = {
+        **validation,
+        "single_auc": single_auc,
+        "member_ece": {n: expected_calibration_error(sigmoid(logits[n] / temperatures[n]), labels) for n in logits},
+        "selected": list(chosen_weights),
+        "flip_average": flip_average,
+        "ensemble_auc_without_flip": candidates[False][3],
+        "ensemble_auc_with_flip": candidates[True][3],
+        "weight_trials": trials,
+    }
+    spec = replace(spec, metrics={"validation": validation})
+    if pictures is None:
+        spec.save(models_dir / ENSEMBLE_FILE)
+        return validation
+    # The same members and temperatures, the pictures' weights, decided on the same validation mix.
+    weighed = replace(
+        spec,
+        members=tuple(replace(m, weight=round(pictures.weights[m.name], 3)) for m in spec.members),
+        disagreement_margin=pictures.disagreement_margin,
+    )
+    picture_curves = (pictures.false_alarm_curve, pictures.miss_curve)
+    picture_spec, picture_validation = _decided(weighed, member_logits, labels, sources, calibration, picture_curves)
+    spec = replace(spec, pictures=replace(picture_spec, metrics={"validation": picture_validation}))
+    spec.save(models_dir / ENSEMBLE_FILE)
+    return {**validation, "pictures": picture_validation}
+
+
+def _decided(
+    spec: EnsembleSpec,
+    member_logits: dict[str, np.ndarray],
+    labels: np.ndarray,
+    sources: list[str],
+    calibration: str,
+    held_out_curves: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]],
+) -> tuple[EnsembleSpec, dict[str, Any]]:
+    """`spec` (its members weighed) with the ensemble's calibration, threshold and uncertain band
+    fitted on the validation logits, and its false-alarm and miss curves (the cross-source table's
+    where given, else the validation mix's); also what validation measured of it."""
+    held_out_false_alarms, held_out_misses = held_out_curves
+    ensemble_logit = combine_logits(member_logits, spec)
     temperature, offset = fit_calibration(ensemble_logit, labels, calibration)
     spec = replace(spec, temperature=round(temperature, 4), offset=round(offset, 4))
     probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
     threshold = choose_threshold(probabilities, labels)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
-    sources = [s.source for s in val]
     validation_false_alarms = false_alarm_curve(probabilities[labels == 0])
     validation_misses = miss_curve(probabilities[labels == 1])
     validation = {
         "n": int(len(labels)),
-        "single_auc": single_auc,
+        "weights": spec.weights,
         "ensemble_auc": float(roc_auc_score(labels, probabilities)),
         "ensemble_ece": expected_calibration_error(probabilities, labels),
         "calibration": calibration,
@@ -154,12 +199,6 @@ def fit_ensemble(
             for source in sorted(set(sources))
             if len(set(labels[mask := np.asarray([x == source for x in sources])])) == 2
         },
-        "member_ece": {n: expected_calibration_error(sigmoid(logits[n] / temperatures[n]), labels) for n in logits},
-        "selected": list(chosen_weights),
-        "flip_average": flip_average,
-        "ensemble_auc_without_flip": candidates[False][3],
-        "ensemble_auc_with_flip": candidates[True][3],
-        "weight_trials": trials,
         "false_alarm_curve_from": HELD_OUT_CURVES["false_alarm_curve_from"]
         if held_out_false_alarms
         else "validation reals",
@@ -174,7 +213,5 @@ def fit_ensemble(
         uncertain_high=high,
         false_alarm_curve=held_out_false_alarms or validation_false_alarms,
         miss_curve=held_out_misses or validation_misses,
-        metrics={"validation": validation},
     )
-    spec.save(models_dir / ENSEMBLE_FILE)
-    return validation
+    return spec, validation

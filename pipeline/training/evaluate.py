@@ -27,7 +27,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from pipeline.engine.ensemble import Ensemble
+from pipeline.engine.ensemble import PICTURE, Ensemble, EnsembleSpec
 from pipeline.engine.quiet import quiet_libraries
 from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
@@ -109,8 +109,11 @@ def table_metrics(table: ScoreTable, threshold: float) -> dict[str, Any]:
     return out
 
 
-def score_crops(ensemble: Ensemble, samples: list[Sample], batch_size: int = 64) -> ScoreTable:
-    """Score face-crop images with every member; crops are read at the engine's crop size."""
+def score_crops(
+    ensemble: Ensemble, samples: list[Sample], batch_size: int = 64, spec: EnsembleSpec | None = None
+) -> ScoreTable:
+    """Score face-crop images with every member, the ensemble combining them as `spec` says
+    (default: the ensemble's own); crops are read at the engine's crop size."""
     from tqdm import tqdm
 
     labels, sources = [], []
@@ -120,7 +123,7 @@ def score_crops(ensemble: Ensemble, samples: list[Sample], batch_size: int = 64)
     for start in tqdm(range(0, len(samples), batch_size), desc="scoring crops", file=sys.stderr, leave=False):
         batch = samples[start : start + batch_size]
         crops = np.stack([read_face(s.path, 224) for s in batch])
-        scores = ensemble.score(crops)
+        scores = ensemble.score(crops, spec=spec)
         for name in ensemble.member_names:
             members[name].append(scores.members[name])
             seconds[name] += scores.seconds[name]
@@ -246,12 +249,17 @@ def evaluate(
     quiet_libraries()
     engine = Engine(Settings(models_dir=models_dir))
     ensemble = engine.ensemble
+    pictures = ensemble.spec.for_media(PICTURE)
+    # Pictures are combined and decided as the engine decides a picture; with videos among them,
+    # the frame-level table is read at the videos' threshold.
+    frame_spec = ensemble.spec if videos else pictures
     threshold = ensemble.spec.threshold
     report: dict[str, Any] = {
         "data": [str(r) for r in roots],
         "split": split or "all",
-        "threshold": threshold,
-        "uncertain_band": [ensemble.spec.uncertain_low, ensemble.spec.uncertain_high],
+        "threshold": frame_spec.threshold,
+        "uncertain_band": [frame_spec.uncertain_low, frame_spec.uncertain_high],
+        "weights": frame_spec.weights,
         "models": ensemble.versions(),
     }
     started = time.perf_counter()
@@ -264,10 +272,8 @@ def evaluate(
             reshare_settings = ReshareSettings()  # one object: the copies and the report say the same
             images = reshared_samples(images, reshare_settings)
             report["reshared"] = asdict(reshare_settings)
-        tables["frame"] = score_crops(ensemble, images)
-        report["photo_verdicts"] = photo_verdicts(
-            tables["frame"], ensemble.spec.decision_rule, ensemble.spec.aggregation
-        )
+        tables["frame"] = score_crops(ensemble, images, spec=pictures)
+        report["photo_verdicts"] = photo_verdicts(tables["frame"], pictures.decision_rule, pictures.aggregation)
     if videos:
         video_scores = score_videos(engine, videos, frames)
         # Faces found in videos join the face crops (if any) in the frame-level table.
@@ -276,7 +282,7 @@ def evaluate(
         report["video_level_default_rule"] = ensemble.spec.aggregation
         report["videos_without_faces"] = video_scores.no_face
         tables["video"] = video_scores.videos[ensemble.spec.aggregation]
-    report["frame_level"] = table_metrics(tables["frame"], threshold)
+    report["frame_level"] = table_metrics(tables["frame"], frame_spec.threshold)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if report_dir is not None:
         from pipeline.training.plots import write_report

@@ -63,6 +63,32 @@ def _check_settings(settings: dict[str, Any], known: frozenset[str], what: str) 
 
 
 @dataclass(frozen=True)
+class Combination:
+    """Another way to weigh the same members, with what the cross-source table measured for it:
+    the recipe's `pictures` (rule 79: pictures weigh the CLIP probe more than videos do)."""
+
+    weights: dict[str, float]
+    disagreement_margin: float | None
+    false_alarm_curve: tuple[tuple[float, float], ...] = ()
+    miss_curve: tuple[tuple[float, float], ...] = ()
+
+    @staticmethod
+    def from_json(raw: dict[str, Any], weights: dict[str, float]) -> Combination:
+        """The recipe's `pictures` block; its weights must weigh exactly the members the recipe's
+        own `weights` weigh (the ensemble holds one set of members), each above 0."""
+        chosen = sorted(name for name, weight in weights.items() if weight > 0)
+        picture_weights = {str(name): float(weight) for name, weight in raw["weights"].items()}
+        if sorted(picture_weights) != chosen or min(picture_weights.values()) <= 0:
+            raise ValueError(f"pictures.weights must weigh {', '.join(chosen)}, each above 0")
+        return Combination(
+            weights=picture_weights,
+            disagreement_margin=raw.get("disagreement_margin"),
+            false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
+            miss_curve=read_curve(raw.get("miss_curve", ())),
+        )
+
+
+@dataclass(frozen=True)
 class Recipe:
     """What is trained, on what, and how members combine."""
 
@@ -88,6 +114,10 @@ class Recipe:
     ensemble_calibration: str = TEMPERATURE
     """How the ensemble's logit is calibrated on validation (one of `CALIBRATIONS`), in the
     shipped ensemble and in the cross-source folds alike."""
+    pictures: Combination | None = None
+    """How a picture's faces are weighed where that differs from a video's (`EnsembleSpec.pictures`);
+    the cross-source table is made with `weights`, a table of these weights with a recipe that has
+    them as its `weights`."""
 
     @staticmethod
     def load(path: Path) -> Recipe:
@@ -159,10 +189,11 @@ class Recipe:
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
+            weights = raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members}
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
-                weights=raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members},
+                weights=weights,
                 aggregation=raw.get("aggregation", "mean"),
                 val_per_class=int(raw.get("val_per_class", 500)),
                 cross_source=dict(raw.get("cross_source", {})),
@@ -171,6 +202,7 @@ class Recipe:
                 false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
                 miss_curve=read_curve(raw.get("miss_curve", ())),
                 ensemble_calibration=calibration,
+                pictures=Combination.from_json(raw["pictures"], weights) if raw.get("pictures") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"the recipe {path} is malformed: {error!r}") from error
