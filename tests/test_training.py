@@ -486,8 +486,22 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
     assert [m.temperature for m in pictures.members] == [m.temperature for m in spec.members]
     assert (spec.disagreement_margin, pictures.disagreement_margin) == (None, 0.2)
     assert pictures.uncertain_low <= pictures.threshold <= pictures.uncertain_high
-    assert pictures.temperature != spec.temperature  # its own calibration, fitted for its weights
     assert pictures.metrics["validation"]["weights"] == {"clip": 3.0, "tiny": 1.0}
+    # The pictures' spec is what the same members weighed so would be fitted to alone: its
+    # calibration is of its own weighted mean, not on top of the videos'.
+    alone = json.loads(recipe.read_text())
+    alone["weights"] = alone.pop("pictures")["weights"]
+    recipe.write_text(json.dumps(alone))
+    refit = tmp_path / "refit"
+    shutil.copytree(models, refit)
+    alone_run = run_cli(
+        "train-ensemble", "--recipe", str(recipe), "--keep", "clip", "tiny", "--models-dir", str(refit), timeout=600
+    )
+    assert alone_run.returncode == 0, alone_run.stderr[-3000:]
+    weighed_alone = EnsembleSpec.load(refit / ENSEMBLE_FILE)
+    assert weighed_alone.weights == pictures.weights
+    for name in ("temperature", "offset", "threshold", "uncertain_low", "uncertain_high"):
+        assert getattr(pictures, name) == getattr(weighed_alone, name), name
     assert "pictures" in json.loads(run.stdout)
     assert (models / "tiny.keras").read_bytes() == before and (models / "clip.json").is_file()
     assert (runs / "clip").is_dir() and not (runs / "tiny").exists()  # only the probe was trained

@@ -19,8 +19,8 @@ from pipeline.engine.ensemble import (
     KERAS,
     EnsembleSpec,
     MemberSpec,
-    combine_logits,
     sigmoid,
+    weighted_logit,
 )
 from pipeline.engine.media import sha256_file
 from pipeline.training.backbones import BACKBONES
@@ -180,7 +180,8 @@ def _decided(
     fitted on the validation logits, and its false-alarm and miss curves (the cross-source table's
     where given, else the validation mix's); also what validation measured of it."""
     held_out_false_alarms, held_out_misses = held_out_curves
-    ensemble_logit = combine_logits(member_logits, spec)
+    # The weighted mean alone: `spec` may carry another weighing's calibration (the videos').
+    ensemble_logit = weighted_logit(member_logits, {m.name: m.temperature for m in spec.members}, spec.weights)
     temperature, offset = fit_calibration(ensemble_logit, labels, calibration)
     spec = replace(spec, temperature=round(temperature, 4), offset=round(offset, 4))
     probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
