@@ -277,6 +277,10 @@ class AnalysisResult:
     weights: dict[str, float] = field(default_factory=dict)
     """Model name -> its weight in the combination that scored this result (a picture's may
     differ from a video's: `EnsembleSpec.pictures`); empty in results stored before it was kept."""
+    ensemble_version: str = ""
+    """Short hash of how the ensemble combined and decided this media (`EnsembleSpec.version`):
+    with `models`, which ensemble made this result, since a release may change the weighing or
+    the threshold and keep every model file; empty in results stored before it was kept."""
 
     def to_json(self) -> dict[str, Any]:
         """The result as JSON-ready data (the CLI's `--json` format)."""

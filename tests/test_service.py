@@ -51,6 +51,36 @@ def test_same_file_and_settings_open_the_stored_result(
     assert len(store.summaries()) == 4
 
 
+def test_a_release_that_weighs_or_decides_otherwise_analyses_again(
+    service: AnalysisService, media: Media, tmp_path: Path, models_dir: Path
+) -> None:
+    """A release may keep every model file and change how they are weighed or decided (v7.1-v7.3
+    did): a file in the history from the other ensemble is analysed again, not shown as it was."""
+    from pipeline.config import Settings
+    from pipeline.engine.analyze import Engine
+    from pipeline.engine.ensemble import ENSEMBLE_FILE, EnsembleSpec
+
+    store = Store(tmp_path / "history")
+    first = service.analyze(media.image, request(service), store)
+    assert first.record.result.ensemble_version == service.ensemble.spec.for_media("image").version
+    shipped = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for member in shipped.members:
+        (copy / member.file).symlink_to(models_dir / member.file)
+    pictures = shipped.for_media("image")
+    replace(shipped, pictures=replace(pictures, threshold=pictures.threshold / 2)).save(copy / ENSEMBLE_FILE)
+    reweighed = AnalysisService(Engine(Settings(models_dir=copy)))
+    again = reweighed.analyze(media.image, request(reweighed), store)
+    assert not again.from_history and again.record.id != first.record.id
+    assert again.record.result.models == first.record.result.models  # the same model files
+    assert again.record.result.threshold == pictures.threshold / 2
+    # Each ensemble finds its own result again, without analysing it again.
+    for analysing, stored in ((reweighed, again), (service, first)):
+        found = analysing.analyze(media.image, request(analysing), store)
+        assert found.from_history and found.record.id == stored.record.id
+
+
 def test_an_image_reopens_whatever_the_frame_count(
     service: AnalysisService, media: Media, tmp_path: Path, counted: list[str]
 ) -> None:

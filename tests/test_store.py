@@ -200,9 +200,19 @@ def test_find_by_file_hash_and_settings(
     result = video.result
     assert store.find(result_settings_key(result)).id == video.id
     same = settings_key(
-        result.sha256, "video", result.frames_requested, result.aggregation, dict(reversed(result.models.items()))
+        result.sha256,
+        "video",
+        result.frames_requested,
+        result.aggregation,
+        dict(reversed(result.models.items())),
+        result.ensemble_version,
     )
-    assert store.find(same).id == video.id
+    assert result.ensemble_version and store.find(same).id == video.id
+    # A result stored before the ensemble's version was kept keeps the key it was stored under.
+    earlier = replace(result, ensemble_version="")
+    assert result_settings_key(earlier) == settings_key(
+        result.sha256, "video", result.frames_requested, result.aggregation, result.models
+    )
     other_models = dict.fromkeys(result.models, "0" * 12)
     for key in (
         settings_key(result.sha256, "video", result.frames_requested + 1, result.aggregation, result.models),
@@ -218,11 +228,14 @@ def test_find_by_file_hash_and_settings(
         ),
         settings_key(result.sha256, "video", result.frames_requested, result.aggregation, other_models),
         settings_key("0" * 64, "video", result.frames_requested, result.aggregation, result.models),
+        # The same model files weighed or decided otherwise (another `EnsembleSpec.version`).
+        settings_key(result.sha256, "video", result.frames_requested, result.aggregation, result.models, "0" * 12),
     ):
         assert store.find(key) is None
     # An image has one frame whatever the request: the frame count does not matter.
     picture = image.result
-    assert store.find(settings_key(picture.sha256, "image", 99, picture.aggregation, picture.models)).id == image.id
+    key = settings_key(picture.sha256, "image", 99, picture.aggregation, picture.models, picture.ensemble_version)
+    assert store.find(key).id == image.id
 
 
 def test_orphan_files_are_cleaned_when_the_store_opens(

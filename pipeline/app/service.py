@@ -173,7 +173,14 @@ class AnalysisService:
         )
         versions = ensemble.versions()
         kind = detect_kind(path, self.engine.settings.media)  # checks that the file is readable first
-        return settings_key(sha256 or sha256_file(path), kind, frames, aggregation, {n: versions[n] for n in models})
+        return settings_key(
+            sha256 or sha256_file(path),
+            kind,
+            frames,
+            aggregation,
+            {n: versions[n] for n in models},
+            ensemble.spec.for_media(kind).version,
+        )
 
     def analyze(
         self,

@@ -76,22 +76,29 @@ _ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"deepfake-dashboard history"
 """PostgreSQL advisory lock id of the history's files (any 64-bit number no one else uses)."""
 
 
-def settings_key(sha256: str, kind: str, frames: int, aggregation: str, models: Mapping[str, str]) -> str:
+def settings_key(
+    sha256: str, kind: str, frames: int, aggregation: str, models: Mapping[str, str], ensemble_version: str = ""
+) -> str:
     """What makes two analyses interchangeable: the same bytes, analysed with the same frame
-    count, aggregation rule and models (by content hash). An image always has one frame, so its
-    frame count does not count."""
+    count, aggregation rule, models (by content hash) and way of combining and deciding them
+    (`EnsembleSpec.version`; empty for results stored before it was kept, whose keys stay as they
+    were). An image always has one frame, so its frame count does not count."""
     canonical = {
         "sha256": sha256,
         "frames": 1 if kind == "image" else int(frames),
         "aggregation": aggregation,
         "models": dict(sorted(models.items())),
     }
+    if ensemble_version:
+        canonical["ensemble"] = ensemble_version
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 def result_settings_key(result: AnalysisResult) -> str:
     """`settings_key` of a finished result."""
-    return settings_key(result.sha256, result.kind, result.frames_requested, result.aggregation, result.models)
+    return settings_key(
+        result.sha256, result.kind, result.frames_requested, result.aggregation, result.models, result.ensemble_version
+    )
 
 
 def _now() -> str:

@@ -285,6 +285,7 @@ class Engine:
             frames_requested=frames,
             models={n: versions[n] for n in chosen},
             weights={n: spec.weights[n] for n in chosen},
+            ensemble_version=spec.version,
             frames=[FrameResult(number, round(t, 3), by_position[i]) for i, (number, t) in enumerate(sampled)],
             tracks=[
                 TrackResult(t.track, t.faces, t.fake_probability, t.model_scores, t.label, t.decides)

@@ -3,6 +3,7 @@ with every member, keeping each member's calibrated probability and the ensemble
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -171,6 +172,14 @@ class EnsembleSpec:
     def weights(self) -> dict[str, float]:
         """Each member's weight in this spec."""
         return {m.name: m.weight for m in self.members}
+
+    @property
+    def version(self) -> str:
+        """Short hash of how this spec combines and decides (members, weights, calibration,
+        threshold, band, margin, curves, aggregation), not of what it records about itself: two
+        ensembles of the same member files that weigh or decide otherwise differ here."""
+        deciding = {k: v for k, v in self.to_dict().items() if k not in ("metrics", "trained_on", "pictures")}
+        return hashlib.sha256(json.dumps(deciding, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def decision_rule(self) -> DecisionRule:
