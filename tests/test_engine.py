@@ -157,6 +157,7 @@ def test_a_picture_is_weighed_and_decided_as_the_ensemble_says_pictures_are(
     weights = dict(zip([m.name for m in shipped.members], (1.0, 4.0, 2.0), strict=True))
     pictures = replace(
         shipped,
+        pictures=None,
         members=tuple(replace(m, weight=weights[m.name]) for m in shipped.members),
         offset=shipped.offset + 0.5,
         threshold=0.42,
@@ -202,7 +203,7 @@ def test_crops_re_saved_as_jpeg_are_what_the_members_score_when_asked(
     resaved = engine.analyze(path)
     crop = as_cut.faces[0][0].crop
     assert np.array_equal(resaved.faces[0][0].crop, crop)  # the crop shown is the one cut
-    expected = engine.ensemble.score(jpeg_round_trip(crop, 60)[None])
+    expected = engine.ensemble.score(jpeg_round_trip(crop, 60)[None], spec=engine.spec.for_media("image"))
     scored = resaved.result.frames[0].faces[0]
     assert scored.fake_probability == pytest.approx(float(expected.ensemble[0]), abs=1e-6)
     for name, score in scored.model_scores.items():
@@ -474,11 +475,14 @@ def test_ensemble_file_round_trip(models_dir: Path, tmp_path: Path) -> None:
     spec = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
     spec.save(tmp_path / ENSEMBLE_FILE)
     assert EnsembleSpec.load(tmp_path / ENSEMBLE_FILE) == spec
-    # With a spec of its own for pictures (rule 79), that too; a file without one reads as before.
-    with_pictures = replace(spec, pictures=replace(spec, threshold=0.5, metrics={}))
-    with_pictures.save(tmp_path / ENSEMBLE_FILE)
-    assert EnsembleSpec.load(tmp_path / ENSEMBLE_FILE) == with_pictures and spec.pictures is None
-    assert with_pictures.for_media("image").threshold == 0.5 and spec.for_media("image") is spec
+    # The shipped ensemble weighs pictures with a spec of its own (v7.3), kept by the round trip;
+    # one without writes no `pictures` and scores pictures as videos.
+    assert spec.pictures is not None and spec.for_media("image") is spec.pictures
+    assert spec.for_media("video") is spec and spec.pictures.weights != spec.weights
+    videos_only = replace(spec, pictures=None)
+    videos_only.save(tmp_path / ENSEMBLE_FILE)
+    assert "pictures" not in json.loads((tmp_path / ENSEMBLE_FILE).read_text())
+    assert EnsembleSpec.load(tmp_path / ENSEMBLE_FILE) == videos_only and videos_only.for_media("image") is videos_only
     assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high
     assert all((models_dir / m.file).exists() for m in spec.members)
     assert all(m.gradcam_layer for m in spec.members if m.kind == KERAS)
