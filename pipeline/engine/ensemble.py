@@ -119,13 +119,7 @@ class EnsembleSpec:
             raise ModelsMissingError(f"{path} has format {raw.get('format')!r}; this version reads {ENSEMBLE_FORMAT}")
         raw.pop("format")
         try:
-            spec = EnsembleSpec.from_dict(raw)
-            pictures = spec.pictures
-            if pictures is not None and [(m.name, m.file) for m in pictures.members] != [
-                (m.name, m.file) for m in spec.members
-            ]:
-                raise ValueError("its pictures' members are not the ensemble's members")
-            return spec
+            return EnsembleSpec.from_dict(raw)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelsMissingError(f"the ensemble description {path} is malformed: {error!r}") from error
 
@@ -144,9 +138,12 @@ class EnsembleSpec:
         raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
         raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
         if raw.get("pictures") is not None:
-            raw["pictures"] = EnsembleSpec.from_dict(raw["pictures"])
-            if raw["pictures"].pictures is not None:
+            pictures = EnsembleSpec.from_dict(raw["pictures"])
+            if pictures.pictures is not None:
                 raise ValueError("a pictures spec cannot hold another")
+            if [(m.name, m.file) for m in pictures.members] != [(m.name, m.file) for m in members]:
+                raise ValueError("its pictures' members are not the ensemble's members")
+            raw["pictures"] = pictures
         return EnsembleSpec(members=members, **raw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +169,11 @@ class EnsembleSpec:
     def weights(self) -> dict[str, float]:
         """Each member's weight in this spec."""
         return {m.name: m.weight for m in self.members}
+
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """Each member's temperature (its logit is divided by it to be calibrated)."""
+        return {m.name: m.temperature for m in self.members}
 
     @property
     def version(self) -> str:
@@ -227,9 +229,7 @@ def weighted_logit(
 def combine_logits(member_logits: dict[str, np.ndarray], spec: EnsembleSpec) -> np.ndarray:
     """Ensemble logit from raw member logits: calibrated, weighted, then its own temperature and
     offset."""
-    weights = {m.name: m.weight for m in spec.members}
-    temperatures = {m.name: m.temperature for m in spec.members}
-    return weighted_logit(member_logits, temperatures, weights) / spec.temperature + spec.offset
+    return weighted_logit(member_logits, spec.temperatures, spec.weights) / spec.temperature + spec.offset
 
 
 @dataclass(frozen=True)
@@ -406,7 +406,7 @@ class Ensemble:
                 seconds[name] = time.perf_counter() - start
         filled = {n: fill_by_person(values, people) for n, values in raw.items()}
         spec = spec or self.spec
-        temperatures = {m.name: m.temperature for m in spec.members}
+        temperatures = spec.temperatures
         return FaceScores(
             ensemble=sigmoid(combine_logits(filled, spec)),
             members={n: sigmoid(raw[n] / temperatures[n]) for n in names},

@@ -181,7 +181,7 @@ def _decided(
     where given, else the validation mix's); also what validation measured of it."""
     held_out_false_alarms, held_out_misses = held_out_curves
     # The weighted mean alone: `spec` may carry another weighing's calibration (the videos').
-    ensemble_logit = weighted_logit(member_logits, {m.name: m.temperature for m in spec.members}, spec.weights)
+    ensemble_logit = weighted_logit(member_logits, spec.temperatures, spec.weights)
     temperature, offset = fit_calibration(ensemble_logit, labels, calibration)
     spec = replace(spec, temperature=round(temperature, 4), offset=round(offset, 4))
     probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
