@@ -25,6 +25,7 @@ from pipeline.errors import ModelsMissingError
 from tests import media_factory
 from tests.command_line import run_cli, run_python
 from tests.scenes import grid_image, real_faces, two_people_video
+from tests.subsets import models_described_as
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +165,7 @@ def test_a_picture_is_weighed_and_decided_as_the_ensemble_says_pictures_are(
         uncertain_low=0.3,
         uncertain_high=0.55,
     )
-    copy = tmp_path / "models"
-    copy.mkdir()
-    for member in shipped.members:
-        (copy / member.file).symlink_to(models_dir / member.file)
-    replace(shipped, pictures=pictures).save(copy / ENSEMBLE_FILE)
+    copy = models_described_as(models_dir, tmp_path / "models", replace(shipped, pictures=pictures))
     engine = Engine(Settings(models_dir=copy))
     assert engine.spec.for_media("image") == pictures and engine.spec.for_media("video").threshold == shipped.threshold
 

@@ -14,6 +14,7 @@ import pytest
 from pipeline.app.service import AnalysisRequest, AnalysisService, safe_upload_name, uploaded_file
 from pipeline.app.store import Store
 from pipeline.errors import MediaError, PipelineError
+from tests.subsets import models_described_as
 
 if TYPE_CHECKING:
     from dashboard_fixtures import Analysed, Media
@@ -64,12 +65,9 @@ def test_a_release_that_weighs_or_decides_otherwise_analyses_again(
     first = service.analyze(media.image, request(service), store)
     assert first.record.result.ensemble_version == service.ensemble.spec.for_media("image").version
     shipped = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
-    copy = tmp_path / "models"
-    copy.mkdir()
-    for member in shipped.members:
-        (copy / member.file).symlink_to(models_dir / member.file)
     pictures = shipped.for_media("image")
-    replace(shipped, pictures=replace(pictures, threshold=pictures.threshold / 2)).save(copy / ENSEMBLE_FILE)
+    halved = replace(shipped, pictures=replace(pictures, threshold=pictures.threshold / 2))
+    copy = models_described_as(models_dir, tmp_path / "models", halved)
     reweighed = AnalysisService(Engine(Settings(models_dir=copy)))
     again = reweighed.analyze(media.image, request(reweighed), store)
     assert not again.from_history and again.record.id != first.record.id
