@@ -734,6 +734,7 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"weights": {"b": 1}}}',
         '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"weights": {"a": 0}}}',
         '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"margin": 1}}',
+        '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {}}',
     ],
 )
 def test_a_malformed_recipe_is_a_data_error_naming_the_file(tmp_path: Path, recipe_text: str) -> None:

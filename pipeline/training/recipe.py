@@ -202,7 +202,8 @@ class Recipe:
                 false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
                 miss_curve=read_curve(raw.get("miss_curve", ())),
                 ensemble_calibration=calibration,
-                pictures=Combination.from_json(raw["pictures"], weights) if raw.get("pictures") else None,
+                # An empty block is a mistake to say, not a recipe without one.
+                pictures=Combination.from_json(raw["pictures"], weights) if raw.get("pictures") is not None else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"the recipe {path} is malformed: {error!r}") from error
