@@ -1,0 +1,51 @@
+"""The members' calibrated probabilities averaged instead of their logits (rule 83).
+
+A linear opinion pool: no member moves the mean by more than its weight's share, so a member
+confidently wrong on an unseen source cannot outvote the others as it can in a mean of logits.
+Scored on a `cross-source --runs` folder's folds with the recipe's pictures' weights, against
+the ensemble's own mean of logits (`fold_combinations.compare`).
+
+    .venv/bin/python -m benchmarks.probability_pool --runs RUNS --json pool.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.fold_combinations import Combine, Fold, compare
+from benchmarks.recipes import prepared_recipe
+from pipeline.engine.ensemble import sigmoid
+
+EDGE = 1e-6
+"""How close to 0 or 1 the pooled probability may come before it is taken back to a logit."""
+
+
+def probability_mean(weights: dict[str, float]) -> Combine:
+    def combine(fold: Fold, name: str) -> np.ndarray:
+        logits = fold.sets[name].logits
+        pooled = sum(w * sigmoid(logits[m] / fold.temperatures[m]) for m, w in weights.items()) / sum(weights.values())
+        pooled = np.clip(pooled, EDGE, 1 - EDGE)
+        return np.log(pooled / (1 - pooled))
+
+    return combine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    recipe = prepared_recipe(parser, args.recipe)
+    weights = recipe.pictures.weights if recipe.pictures else recipe.weights
+    report = compare(recipe, args.runs, weights, probability_mean(weights))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
