@@ -117,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
 
     recipe = prepared_recipe(parser, args.recipe)
-    weighed = [name for name, weight in recipe.weights.items() if weight > 0]
+    weighed = [name for name, weight in recipe.combination.weights.items() if weight > 0]
     results: dict[str, dict[str, object]] = {}
     for source in recipe.sources:
         members = {
@@ -135,8 +135,8 @@ def main() -> None:
         if set(weighed) <= set(members):
             # Rule 78: the members combined as the fold's table combines them.
             temperatures = fold_temperatures(parser, recipe, source, dict.fromkeys(weighed, args.runs), weighed)
-            logits[ENSEMBLE] = weighted_logit(logits, temperatures, recipe.weights)
-            matched_logits[ENSEMBLE] = weighted_logit(matched_logits, temperatures, recipe.weights)
+            logits[ENSEMBLE] = weighted_logit(logits, temperatures, recipe.combination.weights)
+            matched_logits[ENSEMBLE] = weighted_logit(matched_logits, temperatures, recipe.combination.weights)
         same_focus_softness, pairs = same_focus_roc_auc(labels, softness(focus), focus)
         results[source] = {
             "n": len(held),

@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
-    weights = recipe.pictures.weights if recipe.pictures else recipe.weights
+    weights = recipe.picture_combination.weights
     probe = next(m for m in recipe.members if m["kind"] == CLIP_PROBE and m["name"] in weights)
     gate = NoveltyGate(recipe.sources, probe, weights)
     report = compare(recipe, args.runs, weights, gate, gate.notes)

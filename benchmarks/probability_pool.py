@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
-    weights = recipe.pictures.weights if recipe.pictures else recipe.weights
+    weights = recipe.picture_combination.weights
     report = compare(recipe, args.runs, weights, probability_mean(weights))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -81,4 +81,4 @@ def fold_temperatures(
         if "val" not in cached:
             parser.error(f"{runs[name]} holds no validation logits of {name!r} for this recipe's {source} fold")
         logits[name] = cached["val"]
-    return fold_calibration(Scored(val, logits), recipe.weights)[0]
+    return fold_calibration(Scored(val, logits), recipe.combination.weights)[0]

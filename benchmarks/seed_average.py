@@ -49,7 +49,7 @@ def aucs(recipe: Recipe, folds: dict[str, tuple[Scored, Scored, Scored]]) -> dic
     out: dict[str, dict[str, float]] = {}
     for source, (val, held, reshared) in folds.items():
         for column, scored in zip(COLUMNS, (held, reshared, mixed(held, reshared)), strict=True):
-            metrics = fold_result(val, scored, recipe.weights, recipe.ensemble_calibration).metrics
+            metrics = fold_result(val, scored, recipe.combination.weights, recipe.ensemble_calibration).metrics
             for model, figures in metrics.items():
                 out.setdefault(f"{column} {model}", {})[source] = figures["roc_auc"]
     return {key: {**by_source, "mean": float(np.mean(list(by_source.values())))} for key, by_source in out.items()}

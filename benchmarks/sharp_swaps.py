@@ -316,9 +316,9 @@ def main() -> None:
         )
 
     # Rule 64: with every member the recipe weighs, the fold's ensemble as well.
-    weighed = [name for name, weight in recipe.weights.items() if weight > 0] if recipe else []
+    weighed = [name for name, weight in recipe.combination.weights.items() if weight > 0] if recipe else []
     combined = (
-        (recipe.weights, fold_temperatures(parser, recipe, SOURCE, runs_of, weighed, cnn_folder))
+        (recipe.combination.weights, fold_temperatures(parser, recipe, SOURCE, runs_of, weighed, cnn_folder))
         if recipe and weighed and set(weighed) <= set(members)
         else None
     )

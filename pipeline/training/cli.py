@@ -74,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_train_ensemble(args: argparse.Namespace) -> int:
     """Train every member of the recipe on all its sources, then calibrate and combine them
     into the models folder (without --recipe: the members named by --members, from the flags)."""
-    from pipeline.training.recipe import Recipe, train_recipe_member
+    from pipeline.training.recipe import Combination, Recipe, train_recipe_member
 
     if args.keep and not args.recipe:
         raise PipelineError("--keep needs --recipe (it names members of the recipe)")
@@ -87,7 +87,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         )
         for member in members:
             member.pop("out_dir")
-        recipe = Recipe(tuple(args.data), members, {}, args.aggregation, args.val_per_class, {}, 0, None)
+        recipe = Recipe(tuple(args.data), members, Combination({}), args.aggregation, args.val_per_class, {}, 0)
     kept = _kept_members(recipe, args.keep or (), args.models_dir)
     quiet_libraries()
     from pipeline.training.ensemble_fit import fit_ensemble  # it loads Keras: after the checks
@@ -103,10 +103,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         args.models_dir,
         val_per_class=recipe.val_per_class,
         aggregation=recipe.aggregation,
-        weights=recipe.weights or None,
-        disagreement_margin=recipe.disagreement_margin,
-        held_out_false_alarms=recipe.false_alarm_curve,
-        held_out_misses=recipe.miss_curve,
+        combination=recipe.combination,
         calibration=recipe.ensemble_calibration,
         pictures=recipe.pictures,
     )

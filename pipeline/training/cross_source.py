@@ -367,9 +367,11 @@ def cross_source_table(
     for source in held_out or recipe.sources:
         scored[source] = run_fold(recipe, source, runs, resume, cnn_folder)
         val, held, held_reshared = scored[source]
-        folds[source] = fold_result(val, held, recipe.weights, recipe.ensemble_calibration)
-        reshared[source] = fold_result(val, held_reshared, recipe.weights, recipe.ensemble_calibration)
-        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), recipe.weights, recipe.ensemble_calibration)
+        folds[source] = fold_result(val, held, recipe.combination.weights, recipe.ensemble_calibration)
+        reshared[source] = fold_result(val, held_reshared, recipe.combination.weights, recipe.ensemble_calibration)
+        mixed_folds[source] = fold_result(
+            val, mixed(held, held_reshared), recipe.combination.weights, recipe.ensemble_calibration
+        )
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
             f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
@@ -400,7 +402,7 @@ def cross_source_table(
             "mean_roc_auc_mixed": _add_intervals(mixed_folds, labels, mixed_mean, MIXED_COPIES),
         },
         "reshare": asdict(ReshareSettings()),
-        "weights": recipe.weights,
+        "weights": recipe.combination.weights,
         "ensemble_calibration": recipe.ensemble_calibration,
         "members": [m["name"] for m in fold_members(recipe)],
         "cnn_seeds": cnn_seeds(recipe),

@@ -67,25 +67,25 @@ def fit_ensemble(
     models_dir: Path,
     val_per_class: int | None = None,
     aggregation: str = DEFAULT_AGGREGATION,
-    weights: dict[str, float] | None = None,
-    disagreement_margin: float | None = None,
-    held_out_false_alarms: tuple[tuple[float, float], ...] = (),
-    held_out_misses: tuple[tuple[float, float], ...] = (),
+    combination: Combination | None = None,
     calibration: str = TEMPERATURE,
     pictures: Combination | None = None,
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
 
-    `weights` (member -> weight, chosen on the cross-source table) fix the combination; without
-    them, members are chosen by greedy forward selection on validation ROC AUC. Flip averaging
-    of the CNN members is used only when it raises validation AUC (it costs a second pass).
-    `held_out_false_alarms` (the cross-source table's curve of real held-out faces) becomes the
-    ensemble's false-alarm curve; without it, the validation reals' curve does. The same for
-    `held_out_misses` (held-out fakes) and the miss curve. `calibration` is how the ensemble's
-    logit is calibrated (one of `CALIBRATIONS`). With `pictures` (the recipe's combination for
-    pictures: other weights of the same members, and the table's margin and curves for them) the
-    ensemble also gets `EnsembleSpec.pictures`, decided on the same validation mix."""
+    `combination` (the recipe's: weights chosen on the cross-source table, and that table's
+    disagreement margin and curves) fixes how the members are weighed; without weights, members
+    are chosen by greedy forward selection on validation ROC AUC. Flip averaging of the CNN
+    members is used only when it raises validation AUC (it costs a second pass). The table's
+    false-alarm curve (real held-out faces) becomes the ensemble's; without it, the validation
+    reals' curve does; the same for the miss curve (held-out fakes). `calibration` is how the
+    ensemble's logit is calibrated (one of `CALIBRATIONS`). With `pictures` (the recipe's
+    combination for pictures: other weights of the same members, and the table's margin and
+    curves for them) the ensemble also gets `EnsembleSpec.pictures`, decided on the same
+    validation mix."""
+    combination = combination or Combination({})
+    weights = combination.weights
     val = samples_of(val_sources, "val", val_per_class)
     labels = np.asarray([s.label for s in val], dtype=float)
     both = {
@@ -134,13 +134,12 @@ def fit_ensemble(
         members=tuple(specs),
         aggregation=aggregation,
         flip_average=flip_average,
-        disagreement_margin=disagreement_margin,
+        disagreement_margin=combination.disagreement_margin,
         trained_on=tuple(str(s) for s in val_sources),
     )
     member_logits = {n: logits[n] for n in chosen_weights}
     sources = [s.source for s in val]
-    curves = (held_out_false_alarms, held_out_misses)
-    spec, validation = _decided(spec, member_logits, labels, sources, calibration, curves)
+    spec, validation = _decided(spec, member_logits, labels, sources, calibration, combination)
     validation = {
         **validation,
         "single_auc": single_auc,
@@ -161,8 +160,7 @@ def fit_ensemble(
         members=tuple(replace(m, weight=round(pictures.weights[m.name], 3)) for m in spec.members),
         disagreement_margin=pictures.disagreement_margin,
     )
-    picture_curves = (pictures.false_alarm_curve, pictures.miss_curve)
-    picture_spec, picture_validation = _decided(weighed, member_logits, labels, sources, calibration, picture_curves)
+    picture_spec, picture_validation = _decided(weighed, member_logits, labels, sources, calibration, pictures)
     spec = replace(spec, pictures=replace(picture_spec, metrics={"validation": picture_validation}))
     spec.save(models_dir / ENSEMBLE_FILE)
     return {**validation, "pictures": picture_validation}
@@ -174,12 +172,12 @@ def _decided(
     labels: np.ndarray,
     sources: list[str],
     calibration: str,
-    held_out_curves: tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]],
+    combination: Combination,
 ) -> tuple[EnsembleSpec, dict[str, Any]]:
     """`spec` (its members weighed) with the ensemble's calibration, threshold and uncertain band
-    fitted on the validation logits, and its false-alarm and miss curves (the cross-source table's
-    where given, else the validation mix's); also what validation measured of it."""
-    held_out_false_alarms, held_out_misses = held_out_curves
+    fitted on the validation logits, and its false-alarm and miss curves (`combination`'s, from the
+    cross-source table, where given, else the validation mix's); also what validation measured of it."""
+    held_out_false_alarms, held_out_misses = combination.false_alarm_curve, combination.miss_curve
     # The weighted mean alone: `spec` may carry another weighing's calibration (the videos').
     ensemble_logit = weighted_logit(member_logits, spec.temperatures, spec.weights)
     temperature, offset = fit_calibration(ensemble_logit, labels, calibration)

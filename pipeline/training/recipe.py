@@ -64,28 +64,41 @@ def _check_settings(settings: dict[str, Any], known: frozenset[str], what: str) 
 
 @dataclass(frozen=True)
 class Combination:
-    """Another way to weigh the same members, with what the cross-source table measured for it:
-    the recipe's `pictures` (rule 79: pictures weigh the CLIP probe more than videos do)."""
+    """How the members are weighed, with what the cross-source table measured for that weighing:
+    the recipe's own (the ensemble's: videos, and pictures without a weighing of their own) and its
+    `pictures` (rule 79: pictures weigh the CLIP probe more than videos do)."""
 
     weights: dict[str, float]
-    disagreement_margin: float | None
+    """Member name -> weight of its calibrated logit in the ensemble (chosen on the cross-source
+    table); empty: `fit_ensemble` chooses members by greedy forward selection."""
+    disagreement_margin: float | None = None
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of real held-out faces scored at least that), from the cross-source
+    table; empty: the ensemble uses its validation reals' curve."""
     miss_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of fake held-out faces scored at most that), from the same table;
+    empty: the ensemble uses its validation fakes' curve."""
 
     @staticmethod
     def from_json(raw: dict[str, Any], weights: dict[str, float]) -> Combination:
-        """The recipe's `pictures` block; its weights must weigh exactly the members the recipe's
-        own `weights` weigh (the ensemble holds one set of members), each above 0."""
-        chosen = sorted(name for name, weight in weights.items() if weight > 0)
-        picture_weights = {str(name): float(weight) for name, weight in raw["weights"].items()}
-        if sorted(picture_weights) != chosen or min(picture_weights.values()) <= 0:
-            raise ValueError(f"pictures.weights must weigh {', '.join(chosen)}, each above 0")
+        """A weighing read from the recipe (the top level, or its `pictures` block), its `weights`
+        as given."""
         return Combination(
-            weights=picture_weights,
+            weights={str(name): float(weight) for name, weight in weights.items()},
             disagreement_margin=raw.get("disagreement_margin"),
             false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
             miss_curve=read_curve(raw.get("miss_curve", ())),
         )
+
+    @staticmethod
+    def pictures_from_json(raw: dict[str, Any], weights: dict[str, float]) -> Combination:
+        """The recipe's `pictures` block; its weights must weigh exactly the members the recipe's
+        own `weights` weigh (the ensemble holds one set of members), each above 0."""
+        chosen = sorted(name for name, weight in weights.items() if weight > 0)
+        pictures = Combination.from_json(raw, raw["weights"])
+        if sorted(pictures.weights) != chosen or min(pictures.weights.values()) <= 0:
+            raise ValueError(f"pictures.weights must weigh {', '.join(chosen)}, each above 0")
+        return pictures
 
 
 @dataclass(frozen=True)
@@ -95,29 +108,27 @@ class Recipe:
     sources: tuple[str, ...]
     members: tuple[dict[str, Any], ...]
     """Each: {"kind": "keras" | "clip_probe", "name": ..., and its settings}."""
-    weights: dict[str, float]
-    """Member name -> weight of its calibrated logit in the ensemble (chosen on the
-    cross-source table)."""
+    combination: Combination
+    """How the ensemble weighs its members (videos, and pictures without `pictures`); the
+    cross-source table is made with its weights."""
     aggregation: str
     val_per_class: int
     cross_source: dict[str, Any]
     """What the folds train: `members` (names; default all) and `keras` (overrides of the CNN
     members' settings, for cheaper training)."""
     held_out_per_class: int
-    disagreement_margin: float | None
-    false_alarm_curve: tuple[tuple[float, float], ...] = ()
-    """(probability, share of real held-out faces scored at least that), from the cross-source
-    table; empty: the ensemble uses its validation reals' curve."""
-    miss_curve: tuple[tuple[float, float], ...] = ()
-    """(probability, share of fake held-out faces scored at most that), from the same table;
-    empty: the ensemble uses its validation fakes' curve."""
     ensemble_calibration: str = TEMPERATURE
     """How the ensemble's logit is calibrated on validation (one of `CALIBRATIONS`), in the
     shipped ensemble and in the cross-source folds alike."""
     pictures: Combination | None = None
     """How a picture's faces are weighed where that differs from a video's (`EnsembleSpec.pictures`);
-    the cross-source table is made with `weights`, a table of these weights with a recipe that has
-    them as its `weights`."""
+    the cross-source table is made with `combination`'s weights, a table of these weights with a
+    recipe that has them as its own."""
+
+    @property
+    def picture_combination(self) -> Combination:
+        """How a picture's faces are weighed: `pictures`, else the recipe's own combination."""
+        return self.pictures or self.combination
 
     @staticmethod
     def load(path: Path) -> Recipe:
@@ -193,17 +204,16 @@ class Recipe:
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
-                weights=weights,
+                combination=Combination.from_json(raw, weights),
                 aggregation=raw.get("aggregation", "mean"),
                 val_per_class=int(raw.get("val_per_class", 500)),
                 cross_source=dict(raw.get("cross_source", {})),
                 held_out_per_class=int(raw.get("held_out_per_class", 1000)),
-                disagreement_margin=raw.get("disagreement_margin"),
-                false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
-                miss_curve=read_curve(raw.get("miss_curve", ())),
                 ensemble_calibration=calibration,
                 # An empty block is a mistake to say, not a recipe without one.
-                pictures=Combination.from_json(raw["pictures"], weights) if raw.get("pictures") is not None else None,
+                pictures=Combination.pictures_from_json(raw["pictures"], weights)
+                if raw.get("pictures") is not None
+                else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise DataError(f"the recipe {path} is malformed: {error!r}") from error
