@@ -17,7 +17,14 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration
-from pipeline.training.cross_source import Scored, _fold_seed, bootstrap_roc_auc, fold_calibration, interval, run_fold
+from pipeline.training.cross_source import (
+    Scored,
+    bootstrap_roc_auc,
+    bootstrap_seed,
+    fold_calibration,
+    interval,
+    run_fold,
+)
 from pipeline.training.recipe import Recipe
 
 SETS = ("val", "held", "reshared")
@@ -78,7 +85,7 @@ def compare(
                     row[column][w]["ece"] = expected_calibration_error(p, labels)
             for w, p in by_way.items():
                 copies = 2 if column == "mixed" else 1
-                draws[column][w].append(bootstrap_roc_auc(labels, p, _fold_seed(source), copies=copies))
+                draws[column][w].append(bootstrap_roc_auc(labels, p, bootstrap_seed(source), copies=copies))
         report["sources"][source] = row
         extra = notes(fold) if notes else {}
         print(

@@ -315,7 +315,9 @@ def _items_digest(samples: Sequence[Sample]) -> str:
     return f"{len(samples)} items {digest}"
 
 
-def _fold_seed(source: str) -> int:
+def bootstrap_seed(source: str) -> int:
+    """The seed of a held-out source's bootstrap draws: its name alone, so two tables of the same
+    folds (or a benchmark comparing two combinations on them) draw the same resamples."""
     return int(hashlib.sha256(f"bootstrap/{source}".encode()).hexdigest()[:8], 16)
 
 
@@ -327,7 +329,8 @@ def _add_intervals(
     means: dict[str, np.ndarray] = {}
     for name in mean:
         draws = [
-            bootstrap_roc_auc(labels[s], f.probabilities[name], _fold_seed(s), copies=copies) for s, f in folds.items()
+            bootstrap_roc_auc(labels[s], f.probabilities[name], bootstrap_seed(s), copies=copies)
+            for s, f in folds.items()
         ]
         for fold, fold_draws in zip(folds.values(), draws, strict=True):
             fold.metrics[name]["roc_auc_interval"] = interval(fold_draws)
