@@ -9,12 +9,16 @@ by the table's own paired bootstrap draws, as they are, re-shared and mixed (rul
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.recipes import prepared_recipe
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration
 from pipeline.training.cross_source import (
@@ -44,6 +48,8 @@ class Fold:
 
 Combine = Callable[[Fold, str], np.ndarray]
 """(fold, set name) -> one uncalibrated logit per face of that set."""
+Notes = Callable[[Fold], dict[str, str]]
+"""A fold's own diagnostics: column -> text."""
 
 
 def logit_mean(weights: dict[str, float]) -> Combine:
@@ -53,10 +59,10 @@ def logit_mean(weights: dict[str, float]) -> Combine:
 
 def compare(
     recipe: Recipe,
-    runs,
+    runs: Path,
     weights: dict[str, float],
     variant: Combine,
-    notes: Callable[[Fold], dict[str, str]] | None = None,
+    notes: Notes | None = None,
 ) -> dict:
     """Score every fold both ways, print each source's figures and the paired mean difference,
     and return them; `notes` adds a fold's own diagnostics (column -> text) to its lines."""
@@ -109,3 +115,19 @@ def compare(
             f" {difference:+.3f} [{gap[0]:+.3f}, {gap[1]:+.3f}]"
         )
     return report
+
+
+def run(description: str, variant: Callable[[Recipe, dict[str, float]], tuple[Combine, Notes | None]]) -> None:
+    """A benchmark's command line: the recipe (`--recipe`) and runs folder (`--runs`) it reads,
+    `variant` built for the recipe's pictures' weights and compared, the report written to `--json`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    recipe = prepared_recipe(parser, args.recipe)
+    weights = recipe.picture_combination.weights
+    combine, notes = variant(recipe, weights)
+    report = compare(recipe, args.runs, weights, combine, notes)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))

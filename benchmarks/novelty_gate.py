@@ -11,16 +11,11 @@ pictures' weights, gated against ungated (`fold_combinations.compare`).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.fold_combinations import COLUMNS, SETS, Fold, compare
-from benchmarks.recipes import prepared_recipe
-from pipeline.training.recipe import CLIP_PROBE, clip_rows, samples_of
+from benchmarks.fold_combinations import COLUMNS, SETS, Fold, Notes, run
+from pipeline.training.recipe import CLIP_PROBE, Recipe, clip_rows, samples_of
 
 NEIGHBOURS = 10
 FAMILIAR, STRANGE = 95.0, 99.0
@@ -88,20 +83,11 @@ class NoveltyGate:
         return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
-    parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    recipe = prepared_recipe(parser, args.recipe)
-    weights = recipe.picture_combination.weights
+def novelty_gate(recipe: Recipe, weights: dict[str, float]) -> tuple[NoveltyGate, Notes]:
     probe = next(m for m in recipe.members if m["kind"] == CLIP_PROBE and m["name"] in weights)
     gate = NoveltyGate(recipe.sources, probe, weights)
-    report = compare(recipe, args.runs, weights, gate, gate.notes)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    return gate, gate.notes
 
 
 if __name__ == "__main__":
-    main()
+    run(__doc__.splitlines()[0], novelty_gate)

@@ -10,14 +10,9 @@ the ensemble's own mean of logits (`fold_combinations.compare`).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
 
-from benchmarks.fold_combinations import Combine, Fold, compare
-from benchmarks.recipes import prepared_recipe
+from benchmarks.fold_combinations import Combine, Fold, run
 from pipeline.engine.ensemble import sigmoid
 
 EDGE = 1e-6
@@ -34,18 +29,5 @@ def probability_mean(weights: dict[str, float]) -> Combine:
     return combine
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
-    parser.add_argument("--runs", type=Path, required=True)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    recipe = prepared_recipe(parser, args.recipe)
-    weights = recipe.picture_combination.weights
-    report = compare(recipe, args.runs, weights, probability_mean(weights))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__.splitlines()[0], lambda recipe, weights: (probability_mean(weights), None))
