@@ -677,6 +677,20 @@ def test_every_recipe_the_project_ships_loads() -> None:
         assert Recipe.load(path).members, path
 
 
+def test_a_picture_is_weighed_by_the_recipe_s_pictures_block_else_by_its_own_weighing(tmp_path: Path) -> None:
+    from pipeline.config import REPO_ROOT
+    from pipeline.training.recipe import Recipe
+
+    shipped = Recipe.load(REPO_ROOT / "models" / "recipe.json")
+    assert shipped.pictures is not None and shipped.picture_combination == shipped.pictures
+    assert shipped.picture_combination.weights != shipped.combination.weights
+    alone = json.loads((REPO_ROOT / "models" / "recipe.json").read_text())
+    del alone["pictures"]
+    (tmp_path / "recipe.json").write_text(json.dumps(alone))
+    without = Recipe.load(tmp_path / "recipe.json")
+    assert without.picture_combination == without.combination == shipped.combination
+
+
 @pytest.mark.parametrize(
     "recipe_text",
     [
@@ -735,6 +749,8 @@ def test_every_recipe_the_project_ships_loads() -> None:
         '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"weights": {"a": 0}}}',
         '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {"margin": 1}}',
         '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "pictures": {}}',
+        # A weight is a number, the recipe's own as much as the pictures'.
+        '{"members": [{"kind": "keras", "name": "a", "backbone": "mobilenetv2"}], "weights": {"a": "heavy"}}',
     ],
 )
 def test_a_malformed_recipe_is_a_data_error_naming_the_file(tmp_path: Path, recipe_text: str) -> None:
