@@ -91,10 +91,10 @@ class Combination:
         )
 
     @staticmethod
-    def pictures_from_json(raw: dict[str, Any], weights: dict[str, float]) -> Combination:
+    def pictures_from_json(raw: dict[str, Any], combination: Combination) -> Combination:
         """The recipe's `pictures` block; its weights must weigh exactly the members the recipe's
-        own `weights` weigh (the ensemble holds one set of members), each above 0."""
-        chosen = sorted(name for name, weight in weights.items() if weight > 0)
+        own `combination` weighs (the ensemble holds one set of members), each above 0."""
+        chosen = sorted(name for name, weight in combination.weights.items() if weight > 0)
         pictures = Combination.from_json(raw, raw["weights"])
         if sorted(pictures.weights) != chosen or min(pictures.weights.values()) <= 0:
             raise ValueError(f"pictures.weights must weigh {', '.join(chosen)}, each above 0")
@@ -201,17 +201,18 @@ class Recipe:
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
             weights = raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members}
+            combination = Combination.from_json(raw, weights)
             return Recipe(
                 sources=tuple(raw.get("sources", SOURCES)),
                 members=tuple({"kind": KERAS, **m, "name": m.get("name") or m["backbone"]} for m in members),
-                combination=Combination.from_json(raw, weights),
+                combination=combination,
                 aggregation=raw.get("aggregation", "mean"),
                 val_per_class=int(raw.get("val_per_class", 500)),
                 cross_source=dict(raw.get("cross_source", {})),
                 held_out_per_class=int(raw.get("held_out_per_class", 1000)),
                 ensemble_calibration=calibration,
                 # An empty block is a mistake to say, not a recipe without one.
-                pictures=Combination.pictures_from_json(raw["pictures"], weights)
+                pictures=Combination.pictures_from_json(raw["pictures"], combination)
                 if raw.get("pictures") is not None
                 else None,
             )
