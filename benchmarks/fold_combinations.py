@@ -84,13 +84,11 @@ def compare(
                 probabilities[column][way] = sigmoid(combine(fold, name) / temperature + offset)
         probabilities["mixed"] = {w: np.concatenate([probabilities[c][w] for c in COLUMNS]) for w in WAYS}
         for column, by_way in probabilities.items():
-            both = np.concatenate([labels] * (2 if column == "mixed" else 1))
-            row[column] = {w: {"roc_auc": float(roc_auc_score(both, p))} for w, p in by_way.items()}
-            if column != "mixed":
-                for w, p in by_way.items():
-                    row[column][w]["ece"] = expected_calibration_error(p, labels)
+            copies = 2 if column == "mixed" else 1  # the mixed column holds each item twice
+            row[column] = {w: {"roc_auc": float(roc_auc_score(np.tile(labels, copies), p))} for w, p in by_way.items()}
             for w, p in by_way.items():
-                copies = 2 if column == "mixed" else 1
+                if column != "mixed":
+                    row[column][w]["ece"] = expected_calibration_error(p, labels)
                 draws[column][w].append(bootstrap_roc_auc(labels, p, bootstrap_seed(source), copies=copies))
         report["sources"][source] = row
         extra = notes(fold) if notes else {}

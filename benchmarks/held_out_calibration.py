@@ -43,16 +43,10 @@ def fold_logits(
     out = {}
     for source in recipe.sources:
         val, held, reshared = run_fold(recipe, source, runs, True, folder)
-        temperatures, temperature, offset = fold_calibration(
-            val, recipe.combination.weights, recipe.ensemble_calibration
-        )
+        weights = recipe.combination.weights
+        temperatures, temperature, offset = fold_calibration(val, weights, recipe.ensemble_calibration)
         out[source] = {
-            column: (
-                weighted_logit(scored.logits, temperatures, recipe.combination.weights),
-                scored.labels,
-                temperature,
-                offset,
-            )
+            column: (weighted_logit(scored.logits, temperatures, weights), scored.labels, temperature, offset)
             for column, scored in zip(COLUMNS, (held, reshared), strict=True)
         }
     return out

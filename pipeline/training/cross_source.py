@@ -370,11 +370,10 @@ def cross_source_table(
     for source in held_out or recipe.sources:
         scored[source] = run_fold(recipe, source, runs, resume, cnn_folder)
         val, held, held_reshared = scored[source]
-        folds[source] = fold_result(val, held, recipe.combination.weights, recipe.ensemble_calibration)
-        reshared[source] = fold_result(val, held_reshared, recipe.combination.weights, recipe.ensemble_calibration)
-        mixed_folds[source] = fold_result(
-            val, mixed(held, held_reshared), recipe.combination.weights, recipe.ensemble_calibration
-        )
+        weights, calibration = recipe.combination.weights, recipe.ensemble_calibration
+        folds[source] = fold_result(val, held, weights, calibration)
+        reshared[source] = fold_result(val, held_reshared, weights, calibration)
+        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), weights, calibration)
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
             f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
