@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.recipes import prepared_recipe
+from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration
 from pipeline.training.cross_source import (
@@ -124,6 +124,7 @@ def run(description: str, variant: Callable[[Recipe, dict[str, float]], tuple[Co
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
+    require_folds(parser, recipe, args.runs)
     weights = recipe.picture_combination.weights
     combine, notes = variant(recipe, weights)
     report = compare(recipe, args.runs, weights, combine, notes)

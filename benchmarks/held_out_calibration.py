@@ -14,8 +14,8 @@ temperature and offset.
     .venv/bin/python -m benchmarks.held_out_calibration --runs RUNS --seeds 1234 1235 1236
 
 RUNS is a `cross-source --seeds` runs folder holding every fold of the recipe for those seeds;
-the folds' logits come from its caches (a fold missing there would be trained, which this is not
-meant to do: make the table first).
+the folds' logits come from its caches (a fold missing there is a one-line error: make the
+table first).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.recipes import prepared_recipe
+from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.training.calibration import expected_calibration_error, fit_calibration
 from pipeline.training.cross_source import fold_calibration, run_fold, seeded
@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
+    for seed in args.seeds:
+        seeded_recipe, folder = seeded(recipe, seed)
+        require_folds(parser, seeded_recipe, args.runs, folder)
     worst: dict[str, list[float]] = {"shipped": [], "nested": []}
     for seed in args.seeds:
         folds = fold_logits(recipe, args.runs, seed)

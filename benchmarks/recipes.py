@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.training.cross_source import Scored, cached_fold_logits, fold_calibration, member_fold_dir
+from pipeline.training.cross_source import (
+    Scored,
+    cached_fold_logits,
+    fold_calibration,
+    fold_members,
+    member_fold_dir,
+)
 from pipeline.training.recipe import (
     CLIP_PROBE,
     PROBE_FILE,
@@ -29,6 +35,16 @@ def prepared_recipe(parser: argparse.ArgumentParser, path: Path) -> Recipe:
         parser.error(str(error))
     ensure_prepared(recipe.sources)
     return recipe
+
+
+def require_folds(parser: argparse.ArgumentParser, recipe: Recipe, runs: Path, cnn_folder: str | None = None) -> None:
+    """Every fold of `recipe` in a `cross-source --runs` folder has its members' cached logits (a
+    seeded recipe's CNNs in `cnn_folder`), else the parser's one-line error: a benchmark that only
+    reads folds would otherwise train the missing ones, for hours."""
+    for source in recipe.sources:
+        for member in fold_members(recipe):
+            if not (member_fold_dir(runs, source, member, cnn_folder) / member["name"] / "logits.npz").is_file():
+                parser.error(f"{runs} holds no {member['name']!r} of the {source} fold: make the table first")
 
 
 def _fold_file(parser: argparse.ArgumentParser, folder: Path, name: str, file: str) -> Path:
