@@ -40,7 +40,8 @@ SEEDS = (0, 1, 2)
 COLUMNS = ("as they are", "re-shared", "mixed")
 
 
-def _aucs(labels: np.ndarray, held: np.ndarray, reshared: np.ndarray) -> dict[str, float]:
+def held_out_aucs(labels: np.ndarray, held: np.ndarray, reshared: np.ndarray) -> dict[str, float]:
+    """ROC AUC of scores on held-out crops as they are, on their re-shared copies, and both mixed."""
     return {
         "as they are": float(roc_auc_score(labels, held)),
         "re-shared": float(roc_auc_score(labels, reshared)),
@@ -67,7 +68,9 @@ def fold_figures(recipe: Recipe, held_out: str) -> dict[str, list[dict[str, floa
 
     linear = fit_probe(features, labels, sources, feature, float(member["regularization"]), block)
     figures = {
-        "linear (shipped)": [_aucs(held_labels, linear.logits_of(held_features), linear.logits_of(reshared_features))]
+        "linear (shipped)": [
+            held_out_aucs(held_labels, linear.logits_of(held_features), linear.logits_of(reshared_features))
+        ]
     }
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
     weights = balanced_weights(labels.tolist(), sources)
@@ -79,7 +82,7 @@ def fold_figures(recipe: Recipe, held_out: str) -> dict[str, list[dict[str, floa
             )
             mlp.fit((features - mean) / scale, labels, sample_weight=weights)
             figures[name].append(
-                _aucs(
+                held_out_aucs(
                     held_labels,
                     mlp.predict_proba((held_features - mean) / scale)[:, 1],
                     mlp.predict_proba((reshared_features - mean) / scale)[:, 1],
