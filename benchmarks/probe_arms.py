@@ -1,0 +1,92 @@
+"""Probes on cached CLIP class tokens compared fold by fold, the probe alone (rules 85-86).
+
+An arm names the blocks whose class tokens it reads (side by side) and how it fits a probe on the
+shipped probe's training set of a cross-source fold (`probe_training_samples`); each arm's probe
+scores the held-out source as it is, re-shared and both mixed, and the fold's validation mix of
+its training sources (in domain). Nothing is extracted: run `cross-source` first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.mlp_probe import COLUMNS, held_out_aucs
+from benchmarks.recipes import prepared_recipe
+from pipeline.training.data import Sample
+from pipeline.training.probe import fit_probe
+from pipeline.training.recipe import Recipe, clip_rows, probe_training_samples, samples_of
+from pipeline.training.sources import reshared_samples
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""(N, D) features to (N,) logits."""
+Fit = Callable[[np.ndarray, np.ndarray, list[str], float], Scorer]
+"""A probe's fit: training features, labels, each row's source and the member's regularisation."""
+
+
+def pooled_fit(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
+    """The shipped probe's fit (`fit_probe`) on every training row."""
+    return fit_probe(features, labels, sources, "cls", regularization).logits_of
+
+
+@dataclass(frozen=True)
+class Arm:
+    blocks: tuple[int, ...]
+    fit: Fit = pooled_fit
+
+
+def class_tokens(samples: Sequence[Sample], blocks: Sequence[int]) -> np.ndarray:
+    """(N, 768 x len(blocks)) the cached class tokens of `blocks`, side by side."""
+    return np.concatenate([clip_rows(samples, "cls", block) for block in blocks], axis=1)
+
+
+def fold_figures(recipe: Recipe, held_out: str, arms: dict[str, Arm]) -> dict[str, dict[str, float]]:
+    """Each arm's held-out ROC AUCs (as they are, re-shared, mixed) and validation ROC AUC in one fold."""
+    member = next(m for m in recipe.members if m["kind"] == "clip_probe")
+    kept = [s for s in recipe.sources if s != held_out]
+    train = probe_training_samples(member, kept)
+    held = samples_of([held_out], None, recipe.held_out_per_class)
+    val = samples_of(kept, "val", recipe.val_per_class)
+    labels = np.asarray([s.label for s in train])
+    figures = {}
+    for name, arm in arms.items():
+        score = arm.fit(
+            class_tokens(train, arm.blocks), labels, [s.source for s in train], float(member["regularization"])
+        )
+        figures[name] = held_out_aucs(
+            np.asarray([s.label for s in held]),
+            score(class_tokens(held, arm.blocks)),
+            score(class_tokens(reshared_samples(held), arm.blocks)),
+        )
+        figures[name]["validation"] = float(roc_auc_score([s.label for s in val], score(class_tokens(val, arm.blocks))))
+        print(f"  {held_out} {name}: {figures[name]}", flush=True)
+    return figures
+
+
+def main(description: str, arms: dict[str, Arm]) -> None:
+    """The command line of a comparison of `arms`: each fold in turn (resumed from OUT.json), then
+    the table."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("out", type=Path, help="JSON of each fold's figures (a stopped run resumes from it)")
+    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
+    args = parser.parse_args()
+    recipe = prepared_recipe(parser, args.recipe)
+    done = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for source in recipe.sources:
+        if source not in done:
+            done[source] = fold_figures(recipe, source, arms)
+            args.out.write_text(json.dumps(done, indent=2) + "\n")
+    print("\nROC AUC of the probe alone, per held-out source, and the mean over folds")
+    for name in arms:
+        for column in (*COLUMNS, "validation"):
+            cells = [f"{s} {done[s][name][column]:.3f}" for s in recipe.sources]
+            mean = np.mean([done[s][name][column] for s in recipe.sources])
+            print(f"  {name:22} {column:12} {', '.join(cells)} | mean {mean:.3f}")
+        two = np.mean([(done[s][name]["as they are"] + done[s][name]["re-shared"]) / 2 for s in recipe.sources])
+        print(f"  {name:22} mean of the two held-out columns: {two:.3f}")
