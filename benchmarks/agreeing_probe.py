@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.probe_arms import Arm, Scorer, main
 from pipeline.engine.clip import ClipProbe
-from pipeline.training.probe import fit_probe
+from pipeline.training.probe import fit_per_source_probe, fit_probe, source_of
 
 
 def per_source_probes(
@@ -25,7 +25,7 @@ def per_source_probes(
 ) -> list[ClipProbe]:
     """One probe per training source, fitted on that source's rows alone (its self-blends, named
     `SOURCE/self-blend`, with it)."""
-    origins = np.asarray([source.split("/")[0] for source in sources])
+    origins = np.asarray([source_of(source) for source in sources])
     probes = []
     for origin in sorted(set(origins)):
         rows = np.flatnonzero(origins == origin)
@@ -34,9 +34,8 @@ def per_source_probes(
 
 
 def mean_of_sources(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
-    """The mean logit of the per-source probes."""
-    probes = per_source_probes(features, labels, sources, regularization)
-    return lambda values: np.mean([probe.logits_of(values) for probe in probes], axis=0)
+    """The mean logit of the per-source probes (`fit_per_source_probe`, rule 87's probe)."""
+    return fit_per_source_probe(features, labels, sources, "cls", regularization).logits_of
 
 
 def sign_agreement(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
