@@ -104,6 +104,34 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     assert encoded == [1]  # both maps from one pass
 
 
+def test_a_per_source_probe_is_the_mean_of_one_probe_per_source(encoder: ClipEncoder, shared_data: Path) -> None:
+    """`per_source` (rule 86): one probe per training source, a pseudo-fake (`SOURCE/self-blend`)
+    with its crop's source, folded into one linear probe whose logit is exactly their mean, on the
+    real encoder's features of faces of two sources; not the pooled fit."""
+    from pipeline.training.probe import fit_per_source_probe
+
+    faces, sources = [], []
+    for source in ("gan-faces", "swap-faces"):
+        train = load_samples(shared_data / source, "train")
+        chosen = [s for s in train if s.label == 0][:8] + [s for s in train if s.label == 1][:8]
+        faces += [read_face(s.path, 224) for s in chosen]
+        sources += [f"{source}/self-blend" if i == 15 else source for i in range(16)]
+    labels = np.tile(np.repeat([0, 1], 8), 2)
+    features = encoder.features(np.stack(faces), [5]).named("cls", 5)
+    folded = fit_per_source_probe(features, labels, sources, "cls", 0.5, 5)
+    each = [
+        fit_probe(features[rows], labels[rows], [sources[i] for i in rows], "cls", 0.5, 5)
+        for rows in (np.arange(16), np.arange(16, 32))
+    ]
+    expected = np.mean([probe.logits_of(features) for probe in each], axis=0)
+    assert folded.block == 5 and folded.logits_of(features) == pytest.approx(expected, abs=1e-4)
+    pooled = fit_probe(features, labels, sources, "cls", 0.5, 5)
+    assert not np.allclose(folded.logits_of(features), pooled.logits_of(features), atol=1e-2)
+    assert ClipProbe.from_json(json.loads(json.dumps(folded.to_json()))).logits_of(features) == pytest.approx(
+        expected, abs=1e-3
+    )
+
+
 def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEncoder, shared_data: Path) -> None:
     """The int8 tower's products run uint8 by uint8, which onnxruntime computes exactly on every
     CPU (uint8 by int8 saturates on x86 CPUs without VNNI, and the same face got other features

@@ -721,6 +721,10 @@ def test_a_picture_is_weighed_by_the_recipe_s_pictures_block_else_by_its_own_wei
         '{"members": [{"kind": "clip_probe", "name": "clip", "augment_reals_only": true}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "augment_reals_only": true, "augmented_views": 1,'
         ' "augment_self_blends": true, "self_blended_views": 1}]}',
+        # The mean of per-source probes (rule 86) is a switch, and of one feature per crop.
+        '{"members": [{"kind": "clip_probe", "name": "clip", "per_source": "yes"}]}',
+        '{"members": [{"kind": "clip_probe", "name": "p", "feature": "patch_max", "self_blended_views": 1,'
+        ' "source_fakes": false, "per_source": true}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": true}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": "far"}]}',

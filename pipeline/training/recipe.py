@@ -21,7 +21,7 @@ from pipeline.training.augment import AugmentSettings
 from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features, patch_tokens
-from pipeline.training.probe import changed_patches, fit_patch_probe, fit_probe
+from pipeline.training.probe import changed_patches, fit_patch_probe, fit_per_source_probe, fit_probe
 from pipeline.training.sources import SOURCES, augmented_samples, self_blended_samples, source_samples
 
 PROBE_FILE = "clip_probe.json"
@@ -43,6 +43,7 @@ PROBE_SETTINGS = frozenset(
         "self_blend_resample",
         "self_blend_misplacement",
         "source_fakes",
+        "per_source",
     }
 )
 """What a probe member of a recipe may set (`train_recipe_member` reads these)."""
@@ -182,7 +183,13 @@ class Recipe:
                         raise ValueError(
                             "source_fakes: false needs self_blended_views or part_blended_views: the probe would see no fake"
                         )
-                    for flag in ("augment_self_blends", "augment_reals_only", "self_blend_blur", "self_blend_resample"):
+                    for flag in (
+                        "augment_self_blends",
+                        "augment_reals_only",
+                        "self_blend_blur",
+                        "self_blend_resample",
+                        "per_source",
+                    ):
                         if not isinstance(member.get(flag, False), bool):
                             raise ValueError(f"{flag} must be true or false")
                     misplacement = member.get("self_blend_misplacement", 1.0)
@@ -197,6 +204,8 @@ class Recipe:
                         member.get("augment_self_blends") or int(member.get("augmented_views", 0)) < 1
                     ):
                         raise ValueError("augment_reals_only needs augmented_views and no augment_self_blends")
+                    if member.get("per_source") and member.get("feature") == PATCH_MAX:
+                        raise ValueError("per_source fits a probe on one feature per crop: not a patch_max probe")
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
@@ -371,7 +380,9 @@ def train_recipe_member(
             probe = fitted_patch_probe(member, sources)
         else:
             train = probe_training_samples(member, sources)
-            probe = fit_probe(
+            # `per_source`: the mean of one probe per source (rule 86), else one pooled fit.
+            fit = fit_per_source_probe if member.get("per_source") else fit_probe
+            probe = fit(
                 clip_rows(train, feature, block),
                 np.asarray([s.label for s in train]),
                 [s.source for s in train],
