@@ -874,6 +874,17 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(tiny_table: Ti
     # How often the held-out fakes score at most p: never falling with p.
     shares = [share for _, share in table["miss_curve"]]
     assert len(shares) > 2 and all(0 <= a <= b <= 1 for a, b in zip(shares, shares[1:]))
+    # Each weight trial says what it costs in domain: the ensemble's ROC AUC on the fold's
+    # validation mix (rule 88); the CLIP probe alone's is the probe's own.
+    from sklearn.metrics import roc_auc_score
+
+    with np.load(tiny_table.runs / "cross-source" / "swap-faces" / "clip" / "logits.npz") as logits:
+        val_labels = [int(Path(path).parent.name == "fake") for path in logits["val__paths"]]
+        clip_alone = roc_auc_score(val_labels, logits["val"])
+    trial = next(t for t in table["weight_trials"] if t["weights"] == {"clip": 1.0, "tiny": 0.0})
+    assert trial["mean_roc_auc_validation"] == pytest.approx(clip_alone)
+    assert len({round(t["mean_roc_auc_validation"], 6) for t in table["weight_trials"]}) > 1
+    assert "(in brackets, on the folds' validation mixes: the cost in domain)" in stdout
     # Each member of the fold trained without the held-out source.
     config = json.loads((tiny_table.runs / "cross-source" / "swap-faces" / "tiny" / "config.json").read_text())
     assert config["data"] == ["gan-faces", "sd-faces"]

@@ -826,6 +826,7 @@ def test_the_weight_choice_takes_the_smallest_near_best_weight_and_is_checked_on
             "weights": weights,
             "by_source": {s: m + 0.01 for s, m in mean.items()},
             "by_source_reshared": {s: m - 0.01 for s, m in mean.items()},
+            "mean_roc_auc_validation": 0.9 - weights["clip"] / 100,
         }
 
     # The members alone score best of all, but are not weights of the grid: ignored.
@@ -842,6 +843,8 @@ def test_the_weight_choice_takes_the_smallest_near_best_weight_and_is_checked_on
     assert choice["nested_score"] == pytest.approx((0.80 + 0.78 + 0.50) / 3)
     text = weight_choice_markdown(choice, ["clip", "cnn"])
     assert "chosen (the smallest within 0.005 of the best): 2." in text and "c 8 → 0.500" in text
+    # Beside each weight's score, what it costs on the folds' validation mixes (rule 88).
+    assert choice["validation"]["8.0"] == pytest.approx(0.82) and "**2: 0.810** (0.880), 4: 0.814 (0.860)" in text
     # One fold alone: nothing to check a choice against.
     alone = weight_choice(
         [

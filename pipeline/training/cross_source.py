@@ -435,8 +435,10 @@ much the stronger members in domain, keep as much say as the table allows."""
 def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
     """The mean held-out ensemble ROC AUC (as they are, re-shared, and mixed) of each weighting of the
     first member (the CLIP probe in the shipped recipe) against the others (weight 1 each), and
-    of each member alone: how the recipe's weights are chosen on this table. (A ROC AUC does not
-    depend on how the ensemble's logit is calibrated, so the trials use a temperature alone.)"""
+    of each member alone: how the recipe's weights are chosen on this table; beside it, the same
+    on the folds' validation mixes, what each weighting costs on the sources the folds trained on
+    (rule 88). (A ROC AUC does not depend on how the ensemble's logit is calibrated, so the
+    trials use a temperature alone.)"""
     if len(names) < 2:
         return []
     first, rest = names[0], names[1:]
@@ -447,12 +449,14 @@ def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[
         aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held, _ in scored.values()]
         reshared = [fold_result(val, r, weights).metrics[ENSEMBLE]["roc_auc"] for val, _, r in scored.values()]
         both = [fold_result(val, mixed(h, r), weights).metrics[ENSEMBLE]["roc_auc"] for val, h, r in scored.values()]
+        known = [fold_result(val, val, weights).metrics[ENSEMBLE]["roc_auc"] for val, _, _ in scored.values()]
         rows.append(
             {
                 "weights": weights,
                 "mean_roc_auc": float(np.mean(aucs)),
                 "mean_roc_auc_reshared": float(np.mean(reshared)),
                 "mean_roc_auc_mixed": float(np.mean(both)),  # reported, not (yet) used to choose
+                "mean_roc_auc_validation": float(np.mean(known)),  # reported: the cost in domain
                 "by_source": dict(zip(scored, aucs, strict=True)),
                 "by_source_reshared": dict(zip(scored, reshared, strict=True)),
                 "by_source_mixed": dict(zip(scored, both, strict=True)),
@@ -500,6 +504,7 @@ def weight_choice(trials: list[dict[str, Any]]) -> dict[str, Any]:
         "nested": nested,
         "nested_score": float(np.mean([n["score"] for n in nested.values()])) if nested else None,
         "scores": {str(weight): _score(row, sources) for weight, row in by_weight.items()},
+        "validation": {str(weight): row.get("mean_roc_auc_validation") for weight, row in by_weight.items()},
     }
 
 
@@ -615,14 +620,18 @@ def weight_choice_markdown(choice: dict[str, Any], members: Sequence[str]) -> st
     """The weight trials' scores, the weight `choose_weight` picks, and its nested check."""
     first, rest = members[0], ", ".join(members[1:])
 
+    validation = choice.get("validation", {})  # tables made before rule 88 have none
+
     def trial(weight: str, score: float) -> str:
         text = f"{float(weight):g}: {score:.3f}"
-        return f"**{text}**" if float(weight) == choice["chosen"] else text
+        text = f"**{text}**" if float(weight) == choice["chosen"] else text
+        return f"{text} ({validation[weight]:.3f})" if validation.get(weight) is not None else text
 
     scores = ", ".join(trial(weight, score) for weight, score in choice["scores"].items())
+    known = " (in brackets, on the folds' validation mixes: the cost in domain)" if validation else ""
     lines = [
-        f"Weight of {first} against {rest} (1 each), ensemble's mean held-out ROC AUC, mean of the two columns: "
-        f"{scores}; chosen (the smallest within {WEIGHT_TIE} of the best): {choice['chosen']:g}."
+        f"Weight of {first} against {rest} (1 each), ensemble's mean held-out ROC AUC, mean of the two columns"
+        f"{known}: {scores}; chosen (the smallest within {WEIGHT_TIE} of the best): {choice['chosen']:g}."
     ]
     if choice["nested"]:
         per_fold = ", ".join(f"{s} {n['weight']:g} → {n['score']:.3f}" for s, n in choice["nested"].items())
@@ -663,9 +672,13 @@ def seed_spread(tables: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if len(values) == len(tables):
                 columns.setdefault(column, {}).setdefault(source, {})[model] = _spread(values)
     trials: dict[str, list[float]] = {}
+    known: dict[str, list[float]] = {}
     for table in tables:
         for weight, score in (table.get("weight_choice") or {}).get("scores", {}).items():
             trials.setdefault(weight, []).append(score)
+        for weight, auc in (table.get("weight_choice") or {}).get("validation", {}).items():
+            if auc is not None:
+                known.setdefault(weight, []).append(auc)
     against = [table.get("against_baseline") for table in tables]
     return {
         "cnn_seeds": [table.get("cnn_seeds") for table in tables],
@@ -677,6 +690,7 @@ def seed_spread(tables: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if against and all(against)
         else {},
         "weight_trials": {w: _spread(values) for w, values in trials.items() if len(values) == len(tables)},
+        "weight_trials_validation": {w: _spread(v) for w, v in known.items() if len(v) == len(tables)},
         "weight_chosen": [(table.get("weight_choice") or {}).get("chosen") for table in tables],
     }
 
@@ -691,10 +705,18 @@ def seed_spread_text(spread: dict[str, Any]) -> str:
                 each = " / ".join(f"{value:.3f}" for value in figure["values"])
                 lines.append(f"  {source:10} {model:16} {each} | {figure['mean']:.3f} | {figure['range']:.3f}")
     if spread["weight_trials"]:
-        lines += ["", "weight trials (the first member's weight against the others' 1 each; mean of the two columns)"]
+        known = spread.get("weight_trials_validation", {})
+        lines += [
+            "",
+            "weight trials (the first member's weight against the others' 1 each; mean of the two columns"
+            + ("; then the folds' validation mixes, the cost in domain)" if known else ")"),
+        ]
         for weight, figure in sorted(spread["weight_trials"].items(), key=lambda item: float(item[0])):
             each = " / ".join(f"{value:.3f}" for value in figure["values"])
-            lines.append(f"  {float(weight):>5g}  {each} | {figure['mean']:.3f} | {figure['range']:.3f}")
+            line = f"  {float(weight):>5g}  {each} | {figure['mean']:.3f} | {figure['range']:.3f}"
+            if weight in known:
+                line += f"  ||  {' / '.join(f'{v:.3f}' for v in known[weight]['values'])} | {known[weight]['mean']:.3f}"
+            lines.append(line)
         lines.append("  chosen per seed: " + " / ".join(f"{chosen:g}" for chosen in spread["weight_chosen"] if chosen))
     if spread["against_baseline"]:
         lines += ["", "ensemble's mean held-out ROC AUC minus the baseline's, per seed | mean | range"]
