@@ -21,14 +21,9 @@ OUT.json keeps each fold's figures as it finishes, so a stopped run resumes.
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from benchmarks.recipes import prepared_recipe
+from benchmarks.probe_arms import COLUMNS, fold_by_fold, held_out_aucs
 from pipeline.training.probe import balanced_weights, fit_probe
 from pipeline.training.recipe import Recipe, clip_rows, probe_training_samples, samples_of
 from pipeline.training.sources import reshared_samples
@@ -37,16 +32,6 @@ HIDDEN_UNITS = 256
 ALPHAS = {"mlp, alpha 1e4": 1e4, "mlp, alpha 1e-4": 1e-4}
 """The two L2 strengths, fixed before any run (see the docstring)."""
 SEEDS = (0, 1, 2)
-COLUMNS = ("as they are", "re-shared", "mixed")
-
-
-def held_out_aucs(labels: np.ndarray, held: np.ndarray, reshared: np.ndarray) -> dict[str, float]:
-    """ROC AUC of scores on held-out crops as they are, on their re-shared copies, and both mixed."""
-    return {
-        "as they are": float(roc_auc_score(labels, held)),
-        "re-shared": float(roc_auc_score(labels, reshared)),
-        "mixed": float(roc_auc_score(np.concatenate([labels, labels]), np.concatenate([held, reshared]))),
-    }
 
 
 def fold_figures(recipe: Recipe, held_out: str) -> dict[str, list[dict[str, float]]]:
@@ -93,16 +78,7 @@ def fold_figures(recipe: Recipe, held_out: str) -> dict[str, list[dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path, help="JSON of each fold's figures (a stopped run resumes from it)")
-    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
-    args = parser.parse_args()
-    recipe = prepared_recipe(parser, args.recipe)
-    done = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for source in recipe.sources:
-        if source not in done:
-            done[source] = fold_figures(recipe, source)
-            args.out.write_text(json.dumps(done, indent=2) + "\n")
+    recipe, done = fold_by_fold(__doc__.splitlines()[0], fold_figures)
     print("\nheld-out ROC AUC of the probe alone; MLPs: mean over seeds (range)")
     for name in done[recipe.sources[0]]:
         for column in COLUMNS:

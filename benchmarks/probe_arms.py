@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.mlp_probe import COLUMNS, held_out_aucs
 from benchmarks.recipes import prepared_recipe
 from pipeline.training.data import Sample
 from pipeline.training.probe import fit_probe
@@ -28,6 +27,18 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 """(N, D) features to (N,) logits."""
 Fit = Callable[[np.ndarray, np.ndarray, list[str], float], Scorer]
 """A probe's fit: training features, labels, each row's source and the member's regularisation."""
+
+
+COLUMNS = ("as they are", "re-shared", "mixed")
+
+
+def held_out_aucs(labels: np.ndarray, held: np.ndarray, reshared: np.ndarray) -> dict[str, float]:
+    """ROC AUC of scores on held-out crops as they are, on their re-shared copies, and both mixed."""
+    return {
+        "as they are": float(roc_auc_score(labels, held)),
+        "re-shared": float(roc_auc_score(labels, reshared)),
+        "mixed": float(roc_auc_score(np.concatenate([labels, labels]), np.concatenate([held, reshared]))),
+    }
 
 
 def pooled_fit(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
@@ -69,9 +80,10 @@ def fold_figures(recipe: Recipe, held_out: str, arms: dict[str, Arm]) -> dict[st
     return figures
 
 
-def main(description: str, arms: dict[str, Arm]) -> None:
-    """The command line of a comparison of `arms`: each fold in turn (resumed from OUT.json), then
-    the table."""
+def fold_by_fold(description: str, figures_of: Callable[[Recipe, str], dict]) -> tuple[Recipe, dict]:
+    """A probe benchmark's command line (OUT.json, `--recipe`): `figures_of(recipe, held_out)` for
+    each fold in turn, kept in OUT.json as each finishes so a stopped run resumes; the recipe and
+    every fold's figures."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("out", type=Path, help="JSON of each fold's figures (a stopped run resumes from it)")
     parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
@@ -80,8 +92,14 @@ def main(description: str, arms: dict[str, Arm]) -> None:
     done = json.loads(args.out.read_text()) if args.out.exists() else {}
     for source in recipe.sources:
         if source not in done:
-            done[source] = fold_figures(recipe, source, arms)
+            done[source] = figures_of(recipe, source)
             args.out.write_text(json.dumps(done, indent=2) + "\n")
+    return recipe, done
+
+
+def main(description: str, arms: dict[str, Arm]) -> None:
+    """The command line of a comparison of `arms`: each fold in turn, then the table."""
+    recipe, done = fold_by_fold(description, lambda recipe, source: fold_figures(recipe, source, arms))
     print("\nROC AUC of the probe alone, per held-out source, and the mean over folds")
     for name in arms:
         for column in (*COLUMNS, "validation"):
