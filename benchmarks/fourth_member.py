@@ -8,7 +8,7 @@ each: the ensemble's held-out ROC AUC (the mean of the two columns, as they are 
 and its ROC AUC on the folds' validation mixes (what the weight costs in domain), with the three
 members and with the four; each a mean over the folds, per seed, then their mean.
 
-    .venv/bin/python -m benchmarks.fourth_member --runs RUNS --seeds 1234 1235 1236 [--json OUT]
+    .venv/bin/python -m benchmarks.fourth_member --runs RUNS --seeds 1234 1235 1236 [--grid W ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--grid",
+        type=float,
+        nargs="+",
+        default=list(WEIGHT_GRID),
+        help="the CLIP probe's weights (default the table's)",
+    )
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
     names = [m["name"] for m in fold_members(recipe)]
@@ -74,16 +81,16 @@ def main() -> None:
             folds[source] = run_fold(seeded_recipe, source, args.runs, True, cnn_folder)
             if source not in fourth:
                 fourth[source] = fourth_logits(recipe, source, dict(zip(SETS, folds[source], strict=True)))
-        report["three"][str(seed)] = trade(weight_trials(folds, names))
+        report["three"][str(seed)] = trade(weight_trials(folds, names, args.grid))
         for source, scored in folds.items():
             for name, values in zip(SETS, scored, strict=True):
                 values.logits[NAME] = fourth[source][name]
-        report["four"][str(seed)] = trade(weight_trials(folds, [*names, NAME]))
+        report["four"][str(seed)] = trade(weight_trials(folds, [*names, NAME], args.grid))
         print(f"seed {seed} done", flush=True)
     print("CLIP weight: held-out mean of the two columns (validation ROC AUC), per seed | mean")
     for arm, by_seed in report.items():
         print(f"{arm} members")
-        for weight in map(str, WEIGHT_GRID):
+        for weight in map(str, args.grid):
             cells = [by_seed[str(s)][weight] for s in args.seeds]
             each = " / ".join(f"{c['held_out']:.3f} ({c['validation']:.3f})" for c in cells)
             mean_held = np.mean([c["held_out"] for c in cells])

@@ -432,10 +432,13 @@ WEIGHT_TIE = 0.005
 much the stronger members in domain, keep as much say as the table allows."""
 
 
-def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str]) -> list[dict[str, Any]]:
+def weight_trials(
+    scored: dict[str, tuple[Scored, Scored, Scored]], names: list[str], grid: Sequence[float] = WEIGHT_GRID
+) -> list[dict[str, Any]]:
     """The mean held-out ensemble ROC AUC (as they are, re-shared, and mixed) of each weighting of the
     first member (the CLIP probe in the shipped recipe) against the others (weight 1 each), and
-    of each member alone: how the recipe's weights are chosen on this table; beside it, the same
+    of each member alone (`grid`: the first member's weights; the table's own by default): how the
+    recipe's weights are chosen on this table; beside it, the same
     on the folds' validation mixes, what each weighting costs on the sources the folds trained on
     (rule 88). (A ROC AUC does not depend on how the ensemble's logit is calibrated, so the
     trials use a temperature alone.)"""
@@ -443,7 +446,7 @@ def weight_trials(scored: dict[str, tuple[Scored, Scored, Scored]], names: list[
         return []
     first, rest = names[0], names[1:]
     trials = [{n: 1.0 if n == only else 0.0 for n in names} for only in names]
-    trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in WEIGHT_GRID]
+    trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in grid]
     rows = []
     for weights in trials:
         aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held, _ in scored.values()]
