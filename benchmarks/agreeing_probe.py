@@ -16,21 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.probe_arms import Arm, Scorer, main
-from pipeline.engine.clip import ClipProbe
-from pipeline.training.probe import fit_per_source_probe, fit_probe, source_of
-
-
-def per_source_probes(
-    features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float
-) -> list[ClipProbe]:
-    """One probe per training source, fitted on that source's rows alone (its self-blends, named
-    `SOURCE/self-blend`, with it)."""
-    origins = np.asarray([source_of(source) for source in sources])
-    probes = []
-    for origin in sorted(set(origins)):
-        rows = np.flatnonzero(origins == origin)
-        probes.append(fit_probe(features[rows], labels[rows], [sources[i] for i in rows], "cls", regularization))
-    return probes
+from pipeline.training.probe import fit_per_source_probe, fit_probe, per_source_probes
 
 
 def mean_of_sources(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
@@ -40,7 +26,7 @@ def mean_of_sources(features: np.ndarray, labels: np.ndarray, sources: list[str]
 
 def sign_agreement(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
     """The pooled probe on only the features every per-source probe weighs with the same sign."""
-    signs = np.sign([probe.weights for probe in per_source_probes(features, labels, sources, regularization)])
+    signs = np.sign([probe.weights for probe in per_source_probes(features, labels, sources, "cls", regularization)])
     agreed = np.flatnonzero(np.all(signs == signs[0], axis=0) & (signs[0] != 0))
     print(f"    {len(agreed)} of {features.shape[1]} features agree in sign", flush=True)
     probe = fit_probe(features[:, agreed], labels, sources, "cls", regularization)

@@ -69,6 +69,8 @@ def main() -> None:
         help="the CLIP probe's weights (default the table's)",
     )
     args = parser.parse_args()
+    if min(args.grid) <= 0:
+        parser.error(f"--grid takes weights above 0, not {min(args.grid):g}")
     recipe = prepared_recipe(parser, args.recipe)
     names = [m["name"] for m in fold_members(recipe)]
     fourth: dict[str, dict[str, np.ndarray]] = {}  # the probe draws nothing at random: one fit per fold

@@ -62,6 +62,26 @@ def source_of(source: str) -> str:
     return source.split("/")[0]
 
 
+def per_source_probes(
+    features: np.ndarray,
+    labels: np.ndarray,
+    sources: Sequence[str],
+    feature: str,
+    regularization: float = 1.0,
+    block: int = BLOCKS,
+) -> list[ClipProbe]:
+    """One `fit_probe` per training source (`source_of`), each on that source's rows alone, in
+    the sources' sorted order."""
+    origins = np.asarray([source_of(source) for source in sources])
+    probes = []
+    for name in sorted(set(origins)):
+        rows = np.flatnonzero(origins == name)
+        probes.append(
+            fit_probe(features[rows], labels[rows], [sources[i] for i in rows], feature, regularization, block)
+        )
+    return probes
+
+
 def fit_per_source_probe(
     features: np.ndarray,
     labels: np.ndarray,
@@ -70,23 +90,20 @@ def fit_per_source_probe(
     regularization: float = 1.0,
     block: int = BLOCKS,
 ) -> ClipProbe:
-    """The mean logit of one `fit_probe` per training source, each on that source's rows alone
-    (rule 86: it ranks unseen sources better than one pooled fit, and known ones worse). A mean of
-    linear probes is one linear probe, so it is returned as one, standardised as a pooled fit
-    would be: logit = mean_k [w_k . (x - m_k) / s_k + b_k] = w . (x - m) / s + b."""
-    origins = np.asarray([source_of(source) for source in sources])
+    """The mean logit of the `per_source_probes` (rule 86: it ranks unseen sources better than one
+    pooled fit, and known ones worse). A mean of linear probes is one linear probe, so it is
+    returned as one, standardised as a pooled fit would be:
+    logit = mean_k [w_k . (x - m_k) / s_k + b_k] = w . (x - m) / s + b."""
     mean = features.mean(axis=0)
     scale = features.std(axis=0) + 1e-6
     direction = np.zeros(features.shape[1])
     bias = 0.0
-    names = sorted(set(origins))
-    for name in names:
-        rows = np.flatnonzero(origins == name)
-        probe = fit_probe(features[rows], labels[rows], [sources[i] for i in rows], feature, regularization, block)
+    probes = per_source_probes(features, labels, sources, feature, regularization, block)
+    for probe in probes:
         # In raw feature units, so that probes standardised differently add up.
         raw = probe.weights.astype(np.float64) / probe.scale
-        direction += raw / len(names)
-        bias += (probe.bias + raw @ (mean - probe.mean)) / len(names)
+        direction += raw / len(probes)
+        bias += (probe.bias + raw @ (mean - probe.mean)) / len(probes)
     return ClipProbe(
         feature,
         mean.astype(np.float32),
