@@ -69,7 +69,7 @@ def main() -> None:
         probes = {str(d): calibrated_probe(d) for d in args.models_dirs}
     except ModelsMissingError as error:
         parser.error(str(error))
-    blocks = {probe.block for probe, _ in probes.values()}
+    blocks = {block for probe, _ in probes.values() for block in probe.blocks}
     encoder = ClipEncoder(last_block=max(blocks))
     print("source | crops | change | " + " | ".join(probes))
     for source, per_class in SOURCES.items():

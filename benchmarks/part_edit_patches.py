@@ -31,7 +31,7 @@ ARMS = ("eyes", "nose", "mouth", "sharp")
 def largest_push(probe: ClipProbe, samples: Sequence[Sample]) -> np.ndarray:
     """Each crop's largest patch push towards fake (`ClipProbe.patch_map`) after the probe's block."""
     tokens = patch_tokens([s.path for s in samples], probe.block).astype(np.float32)
-    return np.asarray([probe.patch_map(patches).max() for patches in tokens])
+    return np.asarray([probe.patch_map([patches]).max() for patches in tokens])
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.recipes import prepared_recipe
 from pipeline.training.data import Sample
 from pipeline.training.probe import fit_probe
-from pipeline.training.recipe import Recipe, clip_rows, probe_training_samples, samples_of
+from pipeline.training.recipe import Recipe, probe_rows, probe_training_samples, samples_of
 from pipeline.training.sources import reshared_samples
 
 Scorer = Callable[[np.ndarray], np.ndarray]
@@ -54,7 +54,7 @@ class Arm:
 
 def class_tokens(samples: Sequence[Sample], blocks: Sequence[int]) -> np.ndarray:
     """(N, 768 x len(blocks)) the cached class tokens of `blocks`, side by side."""
-    return np.concatenate([clip_rows(samples, "cls", block) for block in blocks], axis=1)
+    return probe_rows(samples, "cls", blocks)
 
 
 def fold_figures(recipe: Recipe, held_out: str, arms: dict[str, Arm]) -> dict[str, dict[str, float]]:

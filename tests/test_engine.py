@@ -370,7 +370,7 @@ def test_the_cnns_score_through_tensorflow_lite_as_keras_scores_them(engine: Eng
     converted[0].write_bytes(b"not a flatbuffer")
     again = Ensemble(engine.settings.models_dir)
     assert all(isinstance(runner, LiteModel) for runner in again.runners.values())
-    assert again.keras_loaded == [lite.member_names[1]]  # the damaged copy's member alone, to convert it
+    assert again.keras_loaded == [next(iter(lite.models))]  # the damaged copy's member alone, to convert it
     LiteModel(converted[0].read_bytes())  # the cache holds a working copy again
     with pytest.raises(PipelineError, match="unknown CNN runtime"):
         Ensemble(engine.settings.models_dir, 16, "onnx")

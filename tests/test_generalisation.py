@@ -71,7 +71,7 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     with pytest.raises(ValueError, match="between 1 and 12"):
         features.named("cls", 0)  # not a silent read of the last block
     labels = np.asarray([s.label for s in train])
-    probe = fit_probe(features.named("cls", 5), labels, ["gan-faces"] * 24, "cls", regularization=0.5, block=5)
+    probe = fit_probe(features.named("cls", 5), labels, ["gan-faces"] * 24, "cls", regularization=0.5, blocks=(5,))
     assert ((probe.logits(features) > 0) == labels).mean() >= 0.9  # it learned these faces
 
     ensemble = _probe_ensemble({"clip": probe}, tmp_path / "models")
@@ -83,7 +83,7 @@ def test_the_clip_member_scores_a_face_with_the_real_encoder(
     heat = explanation_maps(ensemble, face)["clip"]
     assert heat.shape == (224, 224) and heat.dtype == np.float32 and heat.min() >= 0 and heat.max() <= 1
 
-    patches = ClipProbe(PATCH_MAX, probe.mean, probe.scale, probe.weights, probe.bias, block=5)
+    patches = ClipProbe(PATCH_MAX, probe.mean, probe.scale, probe.weights, probe.bias, blocks=(5,))
     pair = _probe_ensemble({"clip": probe, "patches": patches}, tmp_path / "pair")
     encoded: list[int] = []
     encode = pair.encoder.features
@@ -118,18 +118,69 @@ def test_a_per_source_probe_is_the_mean_of_one_probe_per_source(encoder: ClipEnc
         sources += [f"{source}/self-blend" if i == 15 else source for i in range(16)]
     labels = np.tile(np.repeat([0, 1], 8), 2)
     features = encoder.features(np.stack(faces), [5]).named("cls", 5)
-    folded = fit_per_source_probe(features, labels, sources, "cls", 0.5, 5)
+    folded = fit_per_source_probe(features, labels, sources, "cls", 0.5, (5,))
     each = [
-        fit_probe(features[rows], labels[rows], [sources[i] for i in rows], "cls", 0.5, 5)
+        fit_probe(features[rows], labels[rows], [sources[i] for i in rows], "cls", 0.5, (5,))
         for rows in (np.arange(16), np.arange(16, 32))
     ]
     expected = np.mean([probe.logits_of(features) for probe in each], axis=0)
     assert folded.block == 5 and folded.logits_of(features) == pytest.approx(expected, abs=1e-4)
-    pooled = fit_probe(features, labels, sources, "cls", 0.5, 5)
+    pooled = fit_probe(features, labels, sources, "cls", 0.5, (5,))
     assert not np.allclose(folded.logits_of(features), pooled.logits_of(features), atol=1e-2)
     assert ClipProbe.from_json(json.loads(json.dumps(folded.to_json()))).logits_of(features) == pytest.approx(
         expected, abs=1e-3
     )
+
+
+def test_a_probe_on_several_blocks_reads_their_class_tokens_side_by_side(
+    encoder: ClipEncoder, shared_data: Path, tmp_path: Path
+) -> None:
+    """Rule 92's all-block member: a probe fitted on blocks 1-12's class tokens side by side
+    scores a face in the engine as its weights read those tokens, with the whole tower run once;
+    its explanation map adds each block's patch tokens read through that block's part of the
+    weights; its file names its blocks, and a file whose weights do not fit them is refused."""
+    blocks = tuple(range(1, 13))
+    train = load_samples(shared_data / "gan-faces", "train")
+    train = [s for s in train if s.label == 0][:10] + [s for s in train if s.label == 1][:10]
+    crops = np.stack([read_face(s.path, 224) for s in train])
+    features = encoder.features(crops, blocks)
+    side_by_side = features.cls.reshape(len(crops), -1)  # block 1's 768, then block 2's, ...
+    labels = np.asarray([s.label for s in train])
+    probe = fit_probe(side_by_side, labels, ["gan-faces"] * 20, "cls", 0.5, blocks)
+    assert probe.blocks == blocks and probe.weights.shape == (12 * 768,)
+    assert probe.logits(features) == pytest.approx(probe.logits_of(side_by_side), abs=1e-6)
+    with pytest.raises(ValueError, match="not one"):
+        probe.block  # noqa: B018 (a probe on several blocks has no one block to give)
+
+    ensemble = _probe_ensemble({"clip_blocks": probe}, tmp_path / "models")
+    assert ensemble.encoder.last_block == 12
+    face = read_face(next(s.path for s in load_samples(shared_data / "gan-faces", "test") if s.label == 1), 224)
+    alone = encoder.features(face[None], blocks)
+    expected = 1 / (1 + np.exp(-probe.logits_of(alone.cls.reshape(1, -1))))
+    assert ensemble.score(face[None]).members["clip_blocks"] == pytest.approx(expected, abs=1e-5)
+    # The map: the weights' slice for block b, in raw units, read on block b's patch tokens, summed.
+    direction = (probe.weights / probe.scale).reshape(12, 768)
+    pushes = sum(alone.patches_of(b)[0] @ direction[b - 1] for b in blocks).reshape(14, 14)
+    assert probe.patch_map([alone.patches_of(b)[0] for b in blocks]) == pytest.approx(pushes, rel=1e-4, abs=1e-4)
+    assert not np.allclose(
+        pushes, (alone.patches_of(12)[0] @ direction[11]).reshape(14, 14), atol=1e-2
+    )  # every block counts
+    heat = explanation_maps(ensemble, face)["clip_blocks"]
+    assert heat.shape == (224, 224) and heat.max() <= 1 and heat.min() >= 0
+
+    saved = probe.to_json()
+    assert saved["blocks"] == list(blocks) and "block" not in saved
+    assert ClipProbe.from_json(json.loads(json.dumps(saved))).logits(alone) == pytest.approx(
+        probe.logits(alone), abs=1e-3
+    )
+    for broken, message in (
+        ({**saved, "blocks": [5, 3]}, "must increase"),
+        ({**saved, "blocks": [1, 2]}, "9216 weights for 2 blocks"),
+        ({**saved, "block": 5}, "not both"),
+        ({**saved, "feature": PATCH_MAX}, "after one block"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ClipProbe.from_json(broken)
 
 
 def test_clip_features_are_the_exact_integer_result_on_every_cpu(encoder: ClipEncoder, shared_data: Path) -> None:
@@ -508,7 +559,7 @@ def test_the_probe_can_train_on_self_blended_copies_of_its_real_crops(
     )
     seen = reals + copies
     expected = fit_probe(
-        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, 5
+        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, (5,)
     )
     found = np.asarray(json.loads(only_blends.path.read_text())["weights"])
     assert np.allclose(found, expected.weights, atol=1e-6) and not np.allclose(found, weights[1])
@@ -660,7 +711,7 @@ def test_the_probe_can_degrade_its_self_blends_alike_under_their_own_label(
         assert not np.array_equal(cv2.imread(str(before.path)), cv2.imread(str(after.path)))
     seen = reals + handled + blends
     expected = fit_probe(
-        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, 5
+        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, (5,)
     )
     assert np.allclose(json.loads(trained.path.read_text())["weights"], expected.weights, atol=1e-6)
     # Only the three reals and their three blends were degraded: the source's fakes were not.
@@ -702,7 +753,7 @@ def test_the_probe_can_degrade_its_real_crops_only(
         assert face_focus(read_rgb(after.path)) < face_focus(read_rgb(before.path))
     seen = samples + softened
     expected = fit_probe(
-        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, 5
+        clip_rows(seen, "cls", 5), np.asarray([s.label for s in seen]), [s.source for s in seen], "cls", 0.5, (5,)
     )
     assert np.allclose(json.loads(trained.path.read_text())["weights"], expected.weights, atol=1e-6)
     assert len(list((tmp_path / "cache" / "augmented").rglob("*.png"))) == 3  # the fakes were not degraded

@@ -725,6 +725,13 @@ def test_a_picture_is_weighed_by_the_recipe_s_pictures_block_else_by_its_own_wei
         '{"members": [{"kind": "clip_probe", "name": "clip", "per_source": "yes"}]}',
         '{"members": [{"kind": "clip_probe", "name": "p", "feature": "patch_max", "self_blended_views": 1,'
         ' "source_fakes": false, "per_source": true}]}',
+        # Several blocks side by side (rule 92): a list, increasing, of class tokens or patch means.
+        '{"members": [{"kind": "clip_probe", "name": "b", "blocks": [3, 1]}]}',
+        '{"members": [{"kind": "clip_probe", "name": "b", "blocks": [1, 13]}]}',
+        '{"members": [{"kind": "clip_probe", "name": "b", "blocks": []}]}',
+        '{"members": [{"kind": "clip_probe", "name": "b", "blocks": 5}]}',
+        '{"members": [{"kind": "clip_probe", "name": "b", "blocks": [1, 2], "block": 2}]}',
+        '{"members": [{"kind": "clip_probe", "name": "b", "blocks": [1, 2], "feature": "embed"}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": -1}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": true}]}',
         '{"members": [{"kind": "clip_probe", "name": "clip", "self_blend_misplacement": "far"}]}',

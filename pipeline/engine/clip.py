@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,11 @@ FEATURES = ("cls", "patch_mean", "embed", PATCH_MAX)
 its patch tokens (768), the projected image embedding (512, after the last block), or each of
 its 196 patch tokens (`PATCH_MAX`: the probe scores every patch and the crop takes its largest
 patch logit, so a small changed region is not averaged away; benchmarks/README.md, rule 70)."""
+
+
+SIDE_BY_SIDE = ("cls", "patch_mean")
+"""The features a probe may read after several blocks at once, side by side (rule 92): one
+vector per block, the same width each."""
 
 
 def block_index(block: int, computed: int = BLOCKS) -> int:
@@ -242,6 +247,21 @@ class ClipEncoder:
         )
 
 
+def checked_blocks(feature: str, blocks: Sequence[int]) -> tuple[int, ...]:
+    """`blocks` as a probe reads them: one or more, each 1 to 12, increasing, several only for
+    a feature of `SIDE_BY_SIDE`; a ValueError saying what is wrong otherwise."""
+    blocks = tuple(int(block) for block in blocks)
+    if not blocks:
+        raise ValueError("a CLIP probe reads at least one block")
+    for block in blocks:
+        block_index(block)
+    if list(blocks) != sorted(set(blocks)):
+        raise ValueError(f"CLIP blocks {list(blocks)} must increase, each once")
+    if len(blocks) > 1 and feature not in SIDE_BY_SIDE:
+        raise ValueError(f"the CLIP feature {feature!r} is read after one block, not {len(blocks)}")
+    return blocks
+
+
 @dataclass(frozen=True)
 class ClipProbe:
     """A linear probe on standardised CLIP features: logit = w . (x - mean) / scale + bias.
@@ -251,25 +271,41 @@ class ClipProbe:
     map; on the class token, each patch's map is the probe applied to that patch token instead
     (what the patch alone points to, not a share of the logit). On `PATCH_MAX` the probe scores
     each patch token and the crop's logit is the largest; its map is those patch logits, what
-    the probe was trained to say: where a face was changed."""
+    the probe was trained to say: where a face was changed. A probe on several blocks reads
+    their features side by side (`blocks` order), and its map adds up each block's patch
+    tokens read through that block's part of the weights."""
 
     feature: str
     mean: np.ndarray
     scale: np.ndarray
     weights: np.ndarray
     bias: float
-    block: int = BLOCKS
-    """The block (1 to 12) whose output the feature is read after; probes written before blocks
-    were read have none and used the last."""
+    blocks: tuple[int, ...] = (BLOCKS,)
+    """The blocks (1 to 12) whose outputs the feature is read after, side by side in this order
+    (`checked_blocks`); probes written before blocks were read have none and used the last."""
+
+    @property
+    def block(self) -> int:
+        """The one block a single-block probe reads (a ValueError for a probe on several)."""
+        if len(self.blocks) != 1:
+            raise ValueError(f"this CLIP probe reads blocks {list(self.blocks)}, not one")
+        return self.blocks[0]
 
     @property
     def patch_blocks(self) -> tuple[int, ...]:
         """The blocks whose patch tokens the probe's logit needs from the encoder."""
-        return (self.block,) if self.feature == PATCH_MAX else ()
+        return self.blocks if self.feature == PATCH_MAX else ()
+
+    def values(self, features: ClipFeatures) -> np.ndarray:
+        """(N, D) the probe's own feature of a batch's features, its blocks side by side
+        ((N, 196, 768) patch tokens for `PATCH_MAX`)."""
+        if len(self.blocks) == 1:
+            return features.named(self.feature, self.blocks[0])
+        return np.concatenate([features.named(self.feature, block) for block in self.blocks], axis=1)
 
     def logits(self, features: ClipFeatures) -> np.ndarray:
         """(N,) raw logits of a batch's features."""
-        return self.logits_of(features.named(self.feature, self.block))
+        return self.logits_of(self.values(features))
 
     def logits_of(self, values: np.ndarray) -> np.ndarray:
         """(N,) raw logits of the probe's own feature, given as an (N, D) array ((N, 196, D)
@@ -286,22 +322,29 @@ class ClipProbe:
         # The one linear read-out, over the last axis, of features standardised as in training.
         return ((values.astype(np.float64) - self.mean) / self.scale) @ self.weights + self.bias
 
-    def patch_map(self, patches: np.ndarray) -> np.ndarray:
-        """(14, 14) signed contribution of each patch token (196, 768) of one face, after the
-        probe's block, to the logit (see the class docstring for what it means on class-token
-        and patch probes)."""
+    def patch_map(self, patches: Sequence[np.ndarray]) -> np.ndarray:
+        """(14, 14) signed contribution of each patch of one face to the logit, from its patch
+        tokens (196, 768) after each of the probe's blocks, in `blocks` order (see the class
+        docstring for what it means on class-token and patch probes)."""
+        if len(patches) != len(self.blocks):
+            raise ValueError(f"the probe reads {len(self.blocks)} blocks' patch tokens, not {len(patches)}")
         if self.feature == PATCH_MAX:
-            return self.patch_logits(patches[None])[0].reshape(PATCH_GRID, PATCH_GRID)
-        direction = self.weights / self.scale
-        per_patch = patches @ direction
+            return self.patch_logits(patches[0][None])[0].reshape(PATCH_GRID, PATCH_GRID)
+        # Each block's slice of the weights, in raw feature units, read on that block's patches.
+        directions = np.split(self.weights / self.scale, len(self.blocks))
+        per_patch = sum(tokens @ direction for tokens, direction in zip(patches, directions, strict=True))
         if self.feature == "patch_mean":
-            per_patch = per_patch / len(patches)
-        return per_patch.reshape(PATCH_GRID, PATCH_GRID)
+            per_patch = per_patch / len(patches[0])
+        return np.asarray(per_patch).reshape(PATCH_GRID, PATCH_GRID)
 
     def to_json(self) -> dict[str, object]:
+        # One block is written as `block`, as before several could be: older readers load it.
+        blocks: dict[str, object] = (
+            {"block": self.blocks[0]} if len(self.blocks) == 1 else {"blocks": list(self.blocks)}
+        )
         return {
             "feature": self.feature,
-            "block": self.block,
+            **blocks,
             "mean": [round(float(v), 7) for v in self.mean],
             "scale": [round(float(v), 7) for v in self.scale],
             "weights": [round(float(v), 7) for v in self.weights],
@@ -313,13 +356,17 @@ class ClipProbe:
         feature = str(data["feature"])
         if feature not in FEATURES:
             raise ValueError(f"unknown CLIP feature {feature!r}")
-        block = int(data.get("block", BLOCKS))  # type: ignore[call-overload]
-        block_index(block)
+        if "block" in data and "blocks" in data:
+            raise ValueError("a CLIP probe gives its block or its blocks, not both")
+        blocks = checked_blocks(feature, data["blocks"] if "blocks" in data else [data.get("block", BLOCKS)])  # type: ignore[arg-type]
+        weights = np.asarray(data["weights"], np.float32)
+        if feature != "embed" and weights.shape != (WIDTH * len(blocks),):
+            raise ValueError(f"the probe has {weights.size} weights for {len(blocks)} blocks of {WIDTH}")
         return ClipProbe(
             feature,
             np.asarray(data["mean"], np.float32),
             np.asarray(data["scale"], np.float32),
-            np.asarray(data["weights"], np.float32),
+            weights,
             float(data["bias"]),  # type: ignore[arg-type]
-            block,
+            blocks,
         )

@@ -326,7 +326,7 @@ class Ensemble:
     def encoder(self) -> ClipEncoder:
         """The CLIP image encoder, loaded on first use, run up to the last block a probe reads."""
         if self._encoder is None:
-            needed = [BLOCKS if p.feature == "embed" else p.block for p in self.probes.values()]
+            needed = [BLOCKS if p.feature == "embed" else max(p.blocks) for p in self.probes.values()]
             self._encoder = ClipEncoder(last_block=max(needed, default=BLOCKS))
         return self._encoder
 

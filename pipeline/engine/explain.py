@@ -8,7 +8,9 @@ the model found.
 For the CLIP member the map is each of the 14 x 14 patch tokens' push towards "fake" through the
 probe (`ClipProbe.patch_map`), upsampled: the regions whose own features look fake to the probe.
 It is not a gradient and not a share of a class-token probe's logit (attention mixes the patches
-into the class token in ways a linear read-out cannot undo); it shows where, not how much.
+into the class token in ways a linear read-out cannot undo); it shows where, not how much. A
+probe on several blocks' class tokens (rule 92) reads each block's patch tokens through that
+block's part of its weights, and its map is their sum.
 """
 
 from __future__ import annotations
@@ -124,9 +126,11 @@ def clip_maps(ensemble: Ensemble, names: Sequence[str], crop: np.ndarray) -> dic
     """The CLIP members' maps for one crop, from one encoder pass: how far each patch points
     to "fake" (`ClipProbe.patch_map`: its push, its share or its own score), in [0, 1]."""
     probes = {name: ensemble.probes[name] for name in names}
-    features = ensemble.encoder.features(crop[None], {probe.block for probe in probes.values()})
+    features = ensemble.encoder.features(crop[None], {block for probe in probes.values() for block in probe.blocks})
     return {
-        name: _to_crop_size(np.maximum(probe.patch_map(features.patches_of(probe.block)[0]), 0.0), crop.shape[0])
+        name: _to_crop_size(
+            np.maximum(probe.patch_map([features.patches_of(block)[0] for block in probe.blocks]), 0.0), crop.shape[0]
+        )
         for name, probe in probes.items()
     }
 

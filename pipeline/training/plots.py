@@ -93,7 +93,7 @@ def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndar
         if probe.feature == PATCH_MAX:  # the patch each crop is scored by: its largest patch logit
             patches = ensemble.encoder.features(crops, probe.patch_blocks).named(PATCH_MAX, probe.block)
             return patches[np.arange(len(patches)), probe.patch_logits(patches).argmax(axis=1)]
-        return ensemble.encoder.features(crops).named(probe.feature, probe.block)
+        return probe.values(ensemble.encoder.features(crops))
     model = ensemble.keras_model(name)
     features = keras.Model(model.input, model.get_layer("pool").output)
     return predict_crops(features, crops, ensemble.member(name).input_size, batch_size=64)

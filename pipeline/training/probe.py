@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.engine.clip import BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe
+from pipeline.engine.clip import BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, checked_blocks
 
 CHANGED_LEVELS = 3.0
 """A patch of a self-blend is labelled fake where the blend moved its pixels by more than this
@@ -35,10 +35,10 @@ def fit_probe(
     sources: Sequence[str],
     feature: str,
     regularization: float = 1.0,
-    block: int = BLOCKS,
+    blocks: Sequence[int] = (BLOCKS,),
 ) -> ClipProbe:
     """L2-regularised logistic regression (inverse strength `regularization`) on standardised
-    features (`feature` after `block`), sources and classes balanced."""
+    features (`feature` after `blocks`, side by side), sources and classes balanced."""
     from sklearn.linear_model import LogisticRegression
 
     mean = features.mean(axis=0)
@@ -52,7 +52,7 @@ def fit_probe(
         scale.astype(np.float32),
         model.coef_[0].astype(np.float32),
         float(model.intercept_[0]),
-        block,
+        checked_blocks(feature, blocks),
     )
 
 
@@ -68,7 +68,7 @@ def per_source_probes(
     sources: Sequence[str],
     feature: str,
     regularization: float = 1.0,
-    block: int = BLOCKS,
+    blocks: Sequence[int] = (BLOCKS,),
 ) -> list[ClipProbe]:
     """One `fit_probe` per training source (`source_of`), each on that source's rows alone, in
     the sources' sorted order."""
@@ -77,7 +77,7 @@ def per_source_probes(
     for name in sorted(set(origins)):
         rows = np.flatnonzero(origins == name)
         probes.append(
-            fit_probe(features[rows], labels[rows], [sources[i] for i in rows], feature, regularization, block)
+            fit_probe(features[rows], labels[rows], [sources[i] for i in rows], feature, regularization, blocks)
         )
     return probes
 
@@ -88,7 +88,7 @@ def fit_per_source_probe(
     sources: Sequence[str],
     feature: str,
     regularization: float = 1.0,
-    block: int = BLOCKS,
+    blocks: Sequence[int] = (BLOCKS,),
 ) -> ClipProbe:
     """The mean logit of the `per_source_probes` (rule 86: it ranks unseen sources better than one
     pooled fit, and known ones worse). A mean of linear probes is one linear probe, so it is
@@ -98,7 +98,7 @@ def fit_per_source_probe(
     scale = features.std(axis=0) + 1e-6
     direction = np.zeros(features.shape[1])
     bias = 0.0
-    probes = per_source_probes(features, labels, sources, feature, regularization, block)
+    probes = per_source_probes(features, labels, sources, feature, regularization, blocks)
     for probe in probes:
         # In raw feature units, so that probes standardised differently add up.
         raw = probe.weights.astype(np.float64) / probe.scale
@@ -110,7 +110,7 @@ def fit_per_source_probe(
         scale.astype(np.float32),
         (direction * scale).astype(np.float32),
         float(bias),
-        block,
+        checked_blocks(feature, blocks),
     )
 
 
@@ -142,5 +142,5 @@ def fit_patch_probe(
         scaler.scale_.astype(np.float32),
         model.coef_[0].astype(np.float32),
         float(model.intercept_[0]),
-        block,
+        (block,),
     )

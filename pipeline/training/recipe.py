@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, block_index
+from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, checked_blocks
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
@@ -31,6 +31,7 @@ PROBE_SETTINGS = frozenset(
         "name",
         "feature",
         "block",
+        "blocks",
         "regularization",
         "train_per_class",
         "augmented_views",
@@ -168,7 +169,7 @@ class Recipe:
                     ):
                         raise ValueError("source_fakes: false needs self_blend: the CNN would see no fake")
                 if member.get("kind") == CLIP_PROBE:
-                    block_index(int(member.get("block", BLOCKS)))
+                    member_blocks(member)
                     for views in ("augmented_views", "self_blended_views", "part_blended_views"):
                         if int(member.get(views, 0)) < 0:
                             raise ValueError(f"{views} must be 0 or more")
@@ -251,6 +252,23 @@ def samples_of(sources: Sequence[str], split: str | None, per_class: int | None,
     return chosen
 
 
+def member_blocks(member: dict[str, Any]) -> tuple[int, ...]:
+    """The CLIP blocks a probe member reads: its `blocks` (side by side, rule 92), or its one
+    `block` (default the last); a ValueError where they are malformed or both given."""
+    if "block" in member and "blocks" in member:
+        raise ValueError(f"member {member.get('name')!r} gives block and blocks: one of them")
+    blocks = member.get("blocks", [member.get("block", BLOCKS)])
+    if not isinstance(blocks, list) or any(isinstance(b, bool) or not isinstance(b, int) for b in blocks):
+        raise ValueError(f"member {member.get('name')!r}: blocks must be a list of block numbers")
+    return checked_blocks(member.get("feature", "cls"), blocks)
+
+
+def probe_rows(samples: Sequence[Sample], feature: str, blocks: Sequence[int]) -> np.ndarray:
+    """(N, 768 x len(blocks)) cached CLIP features of prepared crops after each of `blocks`, side
+    by side in that order, as a probe on them reads them."""
+    return np.concatenate([clip_rows(samples, feature, block) for block in blocks], axis=1)
+
+
 def clip_rows(samples: Sequence[Sample], feature: str, block: int = BLOCKS) -> np.ndarray:
     """Cached CLIP features (after `block`) of prepared crops, in the order of `samples`."""
     by_folder: dict[Path, list[int]] = {}
@@ -323,7 +341,7 @@ def patch_training_set(member: dict[str, Any], sources: Sequence[str]) -> tuple[
 
 def fitted_patch_probe(member: dict[str, Any], sources: Sequence[str]) -> ClipProbe:
     """A patch probe member (`PATCH_MAX`) fitted on `patch_training_set`'s crops and labels."""
-    block = int(member.get("block", BLOCKS))
+    (block,) = member_blocks(member)
     train, patch_labels = patch_training_set(member, sources)
     print(
         f"{member['name']}: {len(train)} crops, {patch_labels.mean():.1%} of their patches labelled fake",
@@ -375,7 +393,7 @@ def train_recipe_member(
     name = member["name"]
     if member["kind"] == CLIP_PROBE:
         feature = member.get("feature", "cls")
-        block = int(member.get("block", BLOCKS))
+        blocks = member_blocks(member)
         if feature == PATCH_MAX:
             probe = fitted_patch_probe(member, sources)
         else:
@@ -383,12 +401,12 @@ def train_recipe_member(
             # `per_source`: the mean of one probe per source (rule 86), else one pooled fit.
             fit = fit_per_source_probe if member.get("per_source") else fit_probe
             probe = fit(
-                clip_rows(train, feature, block),
+                probe_rows(train, feature, blocks),
                 np.asarray([s.label for s in train]),
                 [s.source for s in train],
                 feature,
                 float(member.get("regularization", 1.0)),
-                block,
+                blocks,
             )
         path = runs / name / PROBE_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -448,7 +466,7 @@ def probe_logits(probe: ClipProbe, samples: Sequence[Sample]) -> np.ndarray:
     """A CLIP probe's raw logits on samples, from the cached features (a patch probe's from the
     cached patch tokens, 512 crops at a time: 294 KB of tokens a crop)."""
     if probe.feature != PATCH_MAX:
-        return probe.logits_of(clip_rows(samples, probe.feature, probe.block))
+        return probe.logits_of(probe_rows(samples, probe.feature, probe.blocks))
     return np.concatenate(
         [
             probe.logits_of(patch_tokens([s.path for s in samples[start : start + 512]], probe.block))
