@@ -155,7 +155,9 @@ def test_a_picture_is_weighed_and_decided_as_the_ensemble_says_pictures_are(
     from pipeline.config import Settings
 
     shipped = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
-    weights = dict(zip([m.name for m in shipped.members], (1.0, 4.0, 2.0), strict=True))
+    # Weights unlike the shipped ones, one per member, whatever the members are.
+    weights = {m.name: float(1 + (3 * i) % 5) for i, m in enumerate(shipped.members)}
+    assert weights != {m.name: m.weight for m in shipped.members}
     pictures = replace(
         shipped,
         pictures=None,

@@ -224,8 +224,8 @@ def test_the_note_beside_the_maps_says_what_each_model_s_map_is(
     assert (stored := earlier.get(before.id)) is not None and stored.result.explanation_maps == {}
     assert EXPLANATION_NOTE in unescape(html_report(before, earlier))
 
-    clip = next(name for name, kind in result.explanation_maps.items() if kind == PATCH_PUSH_MAP)
-    patches = replace(result, explanation_maps={**result.explanation_maps, clip: PATCH_SCORE_MAP})
+    clips = [name for name, kind in result.explanation_maps.items() if kind == PATCH_PUSH_MAP]
+    patches = replace(result, explanation_maps={**result.explanation_maps, **dict.fromkeys(clips, PATCH_SCORE_MAP)})
     later = Store(tmp_path / "later")
     html = unescape(html_report(later.save(patches, analysed_image.pictures, 1.0), later))
-    assert f"{clip}: its probe's score of each patch" in html and "does not show where" not in html
+    assert f"{', '.join(clips)}: its probe's score of each patch" in html and "does not show where" not in html
