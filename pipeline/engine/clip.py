@@ -262,6 +262,19 @@ def checked_blocks(feature: str, blocks: Sequence[int]) -> tuple[int, ...]:
     return blocks
 
 
+def blocks_in(settings: Mapping[str, Any], feature: str) -> tuple[int, ...]:
+    """The blocks a probe's settings (a probe file, a recipe member) name: `blocks`, several side
+    by side, or one `block` (default the last), as `checked_blocks` checks them; a ValueError
+    where both are given or they are not block numbers."""
+    if "block" in settings and "blocks" in settings:
+        raise ValueError("give block or blocks, not both")
+    blocks = settings.get("blocks", [settings.get("block", BLOCKS)])
+    # A bool is an int to Python: `true` would read as block 1.
+    if not isinstance(blocks, list) or any(isinstance(b, bool) or not isinstance(b, int) for b in blocks):
+        raise ValueError(f"blocks must be a list of block numbers, not {blocks!r}")
+    return checked_blocks(feature, blocks)
+
+
 @dataclass(frozen=True)
 class ClipProbe:
     """A linear probe on standardised CLIP features: logit = w . (x - mean) / scale + bias.
@@ -356,9 +369,7 @@ class ClipProbe:
         feature = str(data["feature"])
         if feature not in FEATURES:
             raise ValueError(f"unknown CLIP feature {feature!r}")
-        if "block" in data and "blocks" in data:
-            raise ValueError("a CLIP probe gives its block or its blocks, not both")
-        blocks = checked_blocks(feature, data["blocks"] if "blocks" in data else [data.get("block", BLOCKS)])  # type: ignore[arg-type]
+        blocks = blocks_in(data, feature)
         weights = np.asarray(data["weights"], np.float32)
         if feature != "embed" and weights.shape != (WIDTH * len(blocks),):
             raise ValueError(f"the probe has {weights.size} weights for {len(blocks)} blocks of {WIDTH}")

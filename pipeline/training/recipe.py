@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, checked_blocks
+from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, blocks_in
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
@@ -253,14 +253,12 @@ def samples_of(sources: Sequence[str], split: str | None, per_class: int | None,
 
 
 def member_blocks(member: dict[str, Any]) -> tuple[int, ...]:
-    """The CLIP blocks a probe member reads: its `blocks` (side by side, rule 92), or its one
-    `block` (default the last); a ValueError where they are malformed or both given."""
-    if "block" in member and "blocks" in member:
-        raise ValueError(f"member {member.get('name')!r} gives block and blocks: one of them")
-    blocks = member.get("blocks", [member.get("block", BLOCKS)])
-    if not isinstance(blocks, list) or any(isinstance(b, bool) or not isinstance(b, int) for b in blocks):
-        raise ValueError(f"member {member.get('name')!r}: blocks must be a list of block numbers")
-    return checked_blocks(member.get("feature", "cls"), blocks)
+    """The CLIP blocks a probe member reads (`blocks_in`: its `blocks`, side by side, rule 92, or
+    its one `block`); a ValueError naming the member where they are malformed or both given."""
+    try:
+        return blocks_in(member, member.get("feature", "cls"))
+    except ValueError as error:
+        raise ValueError(f"member {member.get('name')!r}: {error}") from error
 
 
 def probe_rows(samples: Sequence[Sample], feature: str, blocks: Sequence[int]) -> np.ndarray:
