@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.probe_arms import class_tokens, pooled_fit
+from benchmarks.probe_arms import pooled_fit
 from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.training.cross_source import WEIGHT_GRID, Scored, fold_members, run_fold, seeded, weight_trials
-from pipeline.training.recipe import Recipe, probe_training_samples
+from pipeline.training.recipe import Recipe, probe_rows, probe_training_samples
 
 BLOCKS = tuple(range(1, 13))
 """The fourth member's blocks (rule 85's all-block probe)."""
@@ -35,12 +35,12 @@ def fourth_logits(recipe: Recipe, held_out: str, sets: dict[str, Scored]) -> dic
     member = next(m for m in recipe.members if m["kind"] == "clip_probe")
     train = probe_training_samples(member, [s for s in recipe.sources if s != held_out])
     score = pooled_fit(
-        class_tokens(train, BLOCKS),
+        probe_rows(train, "cls", BLOCKS),
         np.asarray([s.label for s in train]),
         [s.source for s in train],
         float(member["regularization"]),
     )
-    return {name: score(class_tokens(scored.samples, BLOCKS)) for name, scored in sets.items()}
+    return {name: score(probe_rows(scored.samples, "cls", BLOCKS)) for name, scored in sets.items()}
 
 
 def trade(trials: list[dict]) -> dict[str, dict[str, float]]:

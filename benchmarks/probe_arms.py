@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,6 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.recipes import prepared_recipe
-from pipeline.training.data import Sample
 from pipeline.training.probe import fit_probe
 from pipeline.training.recipe import Recipe, probe_rows, probe_training_samples, samples_of
 from pipeline.training.sources import reshared_samples
@@ -52,11 +51,6 @@ class Arm:
     fit: Fit = pooled_fit
 
 
-def class_tokens(samples: Sequence[Sample], blocks: Sequence[int]) -> np.ndarray:
-    """(N, 768 x len(blocks)) the cached class tokens of `blocks`, side by side."""
-    return probe_rows(samples, "cls", blocks)
-
-
 def fold_figures(recipe: Recipe, held_out: str, arms: dict[str, Arm]) -> dict[str, dict[str, float]]:
     """Each arm's held-out ROC AUCs (as they are, re-shared, mixed) and validation ROC AUC in one fold."""
     member = next(m for m in recipe.members if m["kind"] == "clip_probe")
@@ -68,14 +62,16 @@ def fold_figures(recipe: Recipe, held_out: str, arms: dict[str, Arm]) -> dict[st
     figures = {}
     for name, arm in arms.items():
         score = arm.fit(
-            class_tokens(train, arm.blocks), labels, [s.source for s in train], float(member["regularization"])
+            probe_rows(train, "cls", arm.blocks), labels, [s.source for s in train], float(member["regularization"])
         )
         figures[name] = held_out_aucs(
             np.asarray([s.label for s in held]),
-            score(class_tokens(held, arm.blocks)),
-            score(class_tokens(reshared_samples(held), arm.blocks)),
+            score(probe_rows(held, "cls", arm.blocks)),
+            score(probe_rows(reshared_samples(held), "cls", arm.blocks)),
         )
-        figures[name]["validation"] = float(roc_auc_score([s.label for s in val], score(class_tokens(val, arm.blocks))))
+        figures[name]["validation"] = float(
+            roc_auc_score([s.label for s in val], score(probe_rows(val, "cls", arm.blocks)))
+        )
         print(f"  {held_out} {name}: {figures[name]}", flush=True)
     return figures
 
