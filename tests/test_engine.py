@@ -433,6 +433,7 @@ def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
         {"offset": "x"},  # the calibration numbers every score uses
         {"temperature": None},
         {"pictures": 3},
+        {"disagreement": "loudest"},  # no such measure of the members' disagreement
         # A picture's spec weighs other members than the ensemble holds.
         {"pictures": {"members": [{"name": "a", "file": "a.keras", "backbone": "mobilenetv2", "input_size": 32}]}},
     ],

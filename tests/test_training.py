@@ -746,6 +746,7 @@ def test_a_picture_is_weighed_by_the_recipe_s_pictures_block_else_by_its_own_wei
         ' "cross_source": {"keras": {"train_per_clas": 10}}}',
         '{"sources": ["dfdc-faces"]}',  # no members
         '{"members": [{"kind": "clip_probe", "name": "clip"}], "ensemble_calibration": "isotonic"}',
+        '{"members": [{"kind": "clip_probe", "name": "clip"}], "disagreement": "loudest"}',
         # A CNN can start only from a CNN trained before it.
         '{"members": [{"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"},'
         ' {"kind": "keras", "name": "small", "backbone": "mobilenetv2"}]}',

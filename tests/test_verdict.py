@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
-from pipeline.engine.verdict import DecisionRule, ScoredFace, aggregate, confident_rule, decide
+from pipeline.engine.verdict import DecisionRule, ScoredFace, aggregate, confident_rule, decide, disagreement
 
 DECISION = DecisionRule(threshold=0.5, uncertain_low=0.4, uncertain_high=0.6)
 
@@ -90,6 +93,37 @@ def test_members_that_disagree_beyond_the_margin_make_the_person_uncertain() -> 
     assert verdict.label == "uncertain" and verdict.tracks[0].label == "uncertain"
     assert verdict.tracks[0].disagreement == pytest.approx(0.77)
     assert "models disagree" in verdict.reason and "cnn 0.97" in verdict.reason
+
+
+def test_how_disagreement_is_measured_decides_who_is_uncertain() -> None:
+    # A member the ensemble barely listens to, unsure beside a sure heavy one: the largest gap
+    # (0.4) makes the person uncertain; the spread weighed as the ensemble weighs them does not.
+    faces = [ScoredFace(i, 0, 0.88, {"clip": 0.9, "cnn": 0.5}) for i in range(4)]
+    weights = (("clip", 12.0), ("cnn", 1.0))
+    by_range = DecisionRule(0.5, 0.4, 0.6, disagreement_margin=0.3, member_weights=weights)
+    weighed = replace(by_range, disagreement="weighted_spread")
+    assert decide(faces, sampled_frames=4, rule="mean", decision=by_range).label == "uncertain"
+    verdict = decide(faces, sampled_frames=4, rule="mean", decision=weighed)
+    assert verdict.label == "fake" and verdict.tracks[0].disagreement == pytest.approx(2 * 0.4 * 12**0.5 / 13)
+    # Weighed alike, the same two members are uncertain again; a sure and an unsure member do
+    # not oppose each other, a sure fake and a sure real do.
+    assert decide(faces, 4, "mean", replace(weighed, member_weights=())).label == "uncertain"
+    opposed = replace(by_range, disagreement="opposition")
+    assert decide(faces, 4, "mean", opposed).label == "fake"
+    split = [ScoredFace(i, 0, 0.88, {"clip": 0.9, "cnn": 0.1}) for i in range(4)]
+    assert decide(split, 4, "mean", opposed).tracks[0].disagreement == pytest.approx(0.8)
+
+
+def test_disagreement_measures_agree_where_they_should() -> None:
+    members = np.array([[0.9, 0.2, 0.6, 0.5], [0.3, 0.1, 0.6, 0.95]])
+    gap = np.abs(members[0] - members[1])
+    # Two members weighed alike: twice their spread is their gap.
+    assert disagreement(members, "weighted_spread") == pytest.approx(gap)
+    assert disagreement(members, "range") == pytest.approx(gap)
+    # Opposition counts only members on opposite sides of 0.5, as far as the nearer one leans.
+    assert disagreement(members, "opposition") == pytest.approx([0.4, 0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="unknown disagreement measure"):
+        disagreement(members, "loudest")
 
 
 def test_a_member_that_scored_some_faces_only_counts_where_it_looked() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.ensemble import CLIP_PROBE, ENSEMBLE_FILE, EnsembleSpec
+from pipeline.engine.verdict import DISAGREEMENTS
 from pipeline.errors import PipelineError
 
 CARD_FILE = "MODEL_CARD.md"
@@ -88,7 +89,8 @@ def decision_summary(spec: EnsembleSpec) -> str:
         f"aggregation rule **{spec.aggregation}**, ensemble temperature {spec.temperature:.3f}"
         + (f", offset {spec.offset:+.3f}" if spec.offset else "")
         + (
-            f", members disagreeing by more than **{spec.disagreement_margin:.2f}** make a person uncertain."
+            f", members disagreeing by more than **{spec.disagreement_margin:.2f}** ({DISAGREEMENTS[spec.disagreement]})"
+            " make a person uncertain."
             if spec.disagreement_margin is not None
             else "."
         )

@@ -20,7 +20,7 @@ from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, PATCH_MAX, ClipEncoder, ClipProbe
 from pipeline.engine.lite import cached_lite_model, check_runtime, convert_to_lite
 from pipeline.engine.media import sha256_file
-from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
+from pipeline.engine.verdict import DISAGREEMENTS, UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
 from pipeline.results import GRADCAM_MAP, PATCH_PUSH_MAP, PATCH_SCORE_MAP, PATCH_SHARE_MAP
 
@@ -84,9 +84,12 @@ class EnsembleSpec:
     """Each CNN member's logit is the mean of its logits for the crop and its mirror image (chosen
     on validation by `fit_ensemble`; the temperatures are fitted to these averaged logits)."""
     disagreement_margin: float | None = None
-    """A person is `uncertain` when two members' probabilities for them differ by more than this
-    (measured on held-out sources, where such disagreement meant the ensemble was often wrong);
-    None: never."""
+    """A person is `uncertain` when the members' probabilities for them disagree by more than this,
+    as `disagreement` measures it (measured on held-out sources, where such disagreement meant the
+    ensemble was often wrong); None: never."""
+    disagreement: str = "range"
+    """How the members' disagreement is measured (`verdict.DISAGREEMENTS`; rule 95). Ensembles made
+    before it was a setting measured the largest gap between two members (`range`)."""
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
     """(probability, share of real faces the ensemble scored at least that high), rising
     probabilities, measured on the real faces of held-out sources (else of the validation mix):
@@ -137,6 +140,8 @@ class EnsembleSpec:
                 raw[key] = float(raw[key])
         raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
         raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
+        if raw.get("disagreement", "range") not in DISAGREEMENTS:
+            raise ValueError(f"unknown disagreement measure {raw['disagreement']!r}")
         if raw.get("pictures") is not None:
             pictures = EnsembleSpec.from_dict(raw["pictures"])
             if pictures.pictures is not None:
@@ -201,6 +206,8 @@ class EnsembleSpec:
             miss_curve=self.miss_curve,
             false_alarm_faces=faces("false_alarm_curve_from"),
             miss_faces=faces("miss_curve_from"),
+            disagreement=self.disagreement,
+            member_weights=tuple(self.weights.items()),
         )
 
 

@@ -63,6 +63,36 @@ AGGREGATIONS: dict[str, Callable[[Sequence[Sequence[float]]], float]] = {
 }
 
 
+DISAGREEMENTS = {
+    "range": "the largest gap between two members' probabilities",
+    "opposition": "how far the two most opposed members sit on opposite sides of 0.5",
+    "weighted_spread": "twice the spread of the members' probabilities, each weighed as in the ensemble",
+}
+"""How the members' disagreement about a face or person may be measured, in words (rule 95).
+`opposition` is 2 * min(max p - 0.5, 0.5 - min p), 0 when every member leans the same way: a sure
+member beside an unsure one does not contradict it. `weighted_spread` is twice the standard
+deviation of the members' probabilities weighted by their weights, so that a member the ensemble
+barely listens to cannot make a person uncertain on its own."""
+
+
+def disagreement(
+    member_probabilities: np.ndarray, measure: str = "range", weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Per item (column), how far the members (rows) disagree about it, as `measure` says;
+    `weights` (one per member) only for `weighted_spread`."""
+    if measure not in DISAGREEMENTS:
+        raise ValueError(f"unknown disagreement measure {measure!r}; choose one of {', '.join(DISAGREEMENTS)}")
+    p = np.asarray(member_probabilities, dtype=np.float64)
+    if measure == "range":
+        return p.max(axis=0) - p.min(axis=0)
+    if measure == "opposition":
+        return 2 * np.clip(np.minimum(p.max(axis=0) - 0.5, 0.5 - p.min(axis=0)), 0.0, None)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w[:, None] / w.sum()
+    mean = (w * p).sum(axis=0)
+    return 2 * np.sqrt((w * (p - mean) ** 2).sum(axis=0))
+
+
 def aggregate(frame_scores: Sequence[Sequence[float]], rule: str) -> float:
     """Combine face scores grouped by frame into one probability with the named rule."""
     if rule not in AGGREGATIONS:
@@ -96,6 +126,21 @@ class DecisionRule:
     """Where the false-alarm curve's real faces came from (`UNSEEN_SOURCES` or `VALIDATION_MIX`)."""
     miss_faces: str = UNSEEN_SOURCES
     """Where the miss curve's fake faces came from."""
+    disagreement: str = "range"
+    """How the members' disagreement is measured (one of `DISAGREEMENTS`)."""
+    member_weights: tuple[tuple[str, float], ...] = ()
+    """(member, its weight in the ensemble), for `weighted_spread`; a member not named weighs 1."""
+
+    def disagreement_of(self, model_scores: dict[str, float]) -> float:
+        """How far the members' probabilities for one person disagree (0 with fewer than two)."""
+        if len(model_scores) < 2:
+            return 0.0
+        weights = dict(self.member_weights)
+        names = sorted(model_scores)
+        probabilities = np.asarray([[model_scores[n]] for n in names])
+        return float(
+            disagreement(probabilities, self.disagreement, np.asarray([weights.get(n, 1.0) for n in names]))[0]
+        )
 
     def false_alarm_reading(self, probability: float) -> tuple[float, float] | None:
         """(p, share of real faces from `false_alarm_faces` scoring at least p), read at the
@@ -153,7 +198,7 @@ class TrackSummary:
     """False for a person seen in too few frames to carry the verdict alone (a passer-by or a
     false detection); shown, but only counted when no one else was seen."""
     disagreement: float = 0.0
-    """The largest difference between two members' probabilities for this person."""
+    """How far the members' probabilities for this person disagree (the decision rule's measure)."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +236,7 @@ def _person(
         frames = _by_frame(faces, lambda f, m=m: f.model_scores.get(m))
         if frames:
             model_scores[m] = aggregate(frames, rule)
-    spread = max(model_scores.values()) - min(model_scores.values()) if model_scores else 0.0
+    spread = decision.disagreement_of(model_scores)
     label = decision.label(probability)
     if decision.disagreement_margin is not None and spread > decision.disagreement_margin:
         label = "uncertain"

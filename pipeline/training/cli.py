@@ -106,6 +106,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         combination=recipe.combination,
         calibration=recipe.ensemble_calibration,
         pictures=recipe.pictures,
+        disagreement=recipe.disagreement,
     )
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0
@@ -180,7 +181,8 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
         print(markdown)
         margin = table["disagreement_margin"]
         print(
-            f"\ndisagreement margin measured on the held-out sources: {margin if margin is not None else 'none (never needed)'}"
+            f"\ndisagreement margin ({table['disagreement']}) measured on the held-out sources: "
+            f"{margin if margin is not None else 'none (never needed)'}"
         )
         # Written before the comparison, which refuses tables of other folds: hours of folds are kept.
         if json_path:

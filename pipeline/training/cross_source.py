@@ -37,6 +37,7 @@ import numpy as np
 
 from pipeline.engine.clip import PATCH_MAX
 from pipeline.engine.ensemble import KERAS, sigmoid, weighted_logit
+from pipeline.engine.verdict import disagreement
 from pipeline.errors import DataError
 from pipeline.files import whole_file
 from pipeline.training.augment import ReshareSettings
@@ -231,7 +232,7 @@ class FoldResult:
 
     metrics: dict[str, dict[str, Any]]
     spread: np.ndarray
-    """Per held-out item, the largest gap between two members' calibrated probabilities."""
+    """Per held-out item, how far the members' calibrated probabilities disagree (the fold's measure)."""
     correct: np.ndarray
     """Per held-out item, whether the ensemble's answer at the fold threshold was right."""
     real_probabilities: np.ndarray
@@ -253,9 +254,11 @@ def fold_calibration(
     return temperatures, temperature, offset
 
 
-def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE) -> FoldResult:
+def fold_result(
+    val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE, measure: str = "range"
+) -> FoldResult:
     """Metrics on the held-out set, everything calibrated on the fold's validation mix (the
-    ensemble as `calibration` says)."""
+    ensemble as `calibration` says); the members' disagreement as `measure` says."""
     labels_val, labels_held = val.labels, held.labels
     temperatures, ensemble_temperature, offset = fold_calibration(val, weights, calibration)
     metrics: dict[str, dict[str, Any]] = {}
@@ -268,8 +271,9 @@ def fold_result(val: Scored, held: Scored, weights: dict[str, float], calibratio
     threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature + offset), labels_val)
     p_held = sigmoid(weighted_logit(held.logits, temperatures, weights) / ensemble_temperature + offset)
     metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
-    members = np.stack([probabilities[n] for n in weights if weights[n] > 0 and n in held.logits])
-    spread = members.max(axis=0) - members.min(axis=0)
+    names = [n for n in weights if weights[n] > 0 and n in held.logits]
+    members = np.stack([probabilities[n] for n in names])
+    spread = disagreement(members, measure, np.asarray([weights[n] for n in names]))
     correct = (p_held >= threshold) == labels_held.astype(bool)
     probabilities[ENSEMBLE] = p_held
     return FoldResult(metrics, spread, correct, p_held[labels_held == 0], p_held[labels_held == 1], probabilities)
@@ -370,10 +374,10 @@ def cross_source_table(
     for source in held_out or recipe.sources:
         scored[source] = run_fold(recipe, source, runs, resume, cnn_folder)
         val, held, held_reshared = scored[source]
-        weights, calibration = recipe.combination.weights, recipe.ensemble_calibration
-        folds[source] = fold_result(val, held, weights, calibration)
-        reshared[source] = fold_result(val, held_reshared, weights, calibration)
-        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), weights, calibration)
+        weights, calibration, measure = recipe.combination.weights, recipe.ensemble_calibration, recipe.disagreement
+        folds[source] = fold_result(val, held, weights, calibration, measure)
+        reshared[source] = fold_result(val, held_reshared, weights, calibration, measure)
+        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), weights, calibration, measure)
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
             f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
@@ -408,6 +412,7 @@ def cross_source_table(
         "ensemble_calibration": recipe.ensemble_calibration,
         "members": [m["name"] for m in fold_members(recipe)],
         "cnn_seeds": cnn_seeds(recipe),
+        "disagreement": recipe.disagreement,
         "disagreement_margin": margin,
         "disagreement_accuracy": _accuracy_by_spread(spread, correct),
         # How often a real face from a source the models never saw scores at least p: what the

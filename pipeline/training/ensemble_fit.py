@@ -70,6 +70,7 @@ def fit_ensemble(
     combination: Combination | None = None,
     calibration: str = TEMPERATURE,
     pictures: Combination | None = None,
+    disagreement: str = "range",
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
@@ -83,7 +84,8 @@ def fit_ensemble(
     ensemble's logit is calibrated (one of `CALIBRATIONS`). With `pictures` (the recipe's
     combination for pictures: other weights of the same members, and the table's margin and
     curves for them) the ensemble also gets `EnsembleSpec.pictures`, decided on the same
-    validation mix."""
+    validation mix. `disagreement` is how the members' disagreement is measured against the
+    margins (`verdict.DISAGREEMENTS`)."""
     combination = combination or Combination({})
     weights = combination.weights
     val = samples_of(val_sources, "val", val_per_class)
@@ -135,6 +137,7 @@ def fit_ensemble(
         aggregation=aggregation,
         flip_average=flip_average,
         disagreement_margin=combination.disagreement_margin,
+        disagreement=disagreement,
         trained_on=tuple(str(s) for s in val_sources),
     )
     member_logits = {n: logits[n] for n in chosen_weights}

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, blocks_in
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
+from pipeline.engine.verdict import DISAGREEMENTS
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
 from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
@@ -122,6 +123,9 @@ class Recipe:
     ensemble_calibration: str = TEMPERATURE
     """How the ensemble's logit is calibrated on validation (one of `CALIBRATIONS`), in the
     shipped ensemble and in the cross-source folds alike."""
+    disagreement: str = "range"
+    """How the members' disagreement is measured (`verdict.DISAGREEMENTS`, rule 95), in the folds'
+    disagreement margin and in the shipped ensemble alike."""
     pictures: Combination | None = None
     """How a picture's faces are weighed where that differs from a video's (`EnsembleSpec.pictures`);
     the cross-source table is made with `combination`'s weights, a table of these weights with a
@@ -210,6 +214,9 @@ class Recipe:
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
+            disagreement = raw.get("disagreement", "range")
+            if disagreement not in DISAGREEMENTS:
+                raise ValueError(f"unknown disagreement {disagreement!r}: one of {', '.join(DISAGREEMENTS)}")
             weights = raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members}
             combination = Combination.from_json(raw, weights)
             return Recipe(
@@ -221,6 +228,7 @@ class Recipe:
                 cross_source=dict(raw.get("cross_source", {})),
                 held_out_per_class=int(raw.get("held_out_per_class", 1000)),
                 ensemble_calibration=calibration,
+                disagreement=disagreement,
                 # An empty block is a mistake to say, not a recipe without one.
                 pictures=Combination.pictures_from_json(raw["pictures"], combination)
                 if raw.get("pictures") is not None
