@@ -4,13 +4,14 @@ A face is `uncertain` when its members disagree beyond a margin measured on held
 With v8's four members the largest gap between two of them exceeds that margin on almost every
 face, in domain too. For each measure (`pipeline.engine.verdict.DISAGREEMENTS`), on each CNN
 seed's four folds pooled: the ROC AUC with which it separates the held-out items the fold
-ensemble answers wrong at its threshold from those it answers right (items as they are); beside
+ensemble answers wrong at its threshold from those it answers right (`--column`: the items as
+they are, re-shared, or both mixed, as the table's three columns; rules 95 and 96); beside
 it, the same for the ensemble's closeness to its threshold (what the band already uses), and on
 the first seed the margin `choose_disagreement_margin` gives the measure, with the shares of
 held-out items and of the folds' validation items beyond it and the ensemble's accuracy on the
 held-out items left decided.
 
-    .venv/bin/python -m benchmarks.disagreement --recipe benchmarks/pair_recipe_pictures.json --runs RUNS --seeds 1234 1235 1236 1237
+    .venv/bin/python -m benchmarks.disagreement --recipe benchmarks/pair_recipe_pictures.json --runs RUNS --seeds 1234 1235 1236 1237 [--column reshared]
 
 RUNS is a `cross-source --seeds` runs folder holding every fold of the recipe for those seeds
 (read from its caches; a fold missing there is a one-line error).
@@ -28,15 +29,16 @@ from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.engine.ensemble import sigmoid
 from pipeline.engine.verdict import DISAGREEMENTS, disagreement
 from pipeline.training.calibration import choose_disagreement_margin
-from pipeline.training.cross_source import fold_calibration, fold_result, run_fold, seeded
+from pipeline.training.cross_source import fold_calibration, fold_result, mixed, run_fold, seeded
 from pipeline.training.recipe import Recipe
 
 CLOSENESS = "closeness to the threshold"
+COLUMNS = ("as_they_are", "reshared", "mixed")
 
 
-def pooled_folds(recipe: Recipe, runs: Path, seed: int) -> dict[str, np.ndarray]:
-    """Over the seed's folds pooled: per measure its value on each held-out item and each
-    validation item, whether the fold ensemble was right on each held-out item, and its
+def pooled_folds(recipe: Recipe, runs: Path, seed: int, column: str = COLUMNS[0]) -> dict[str, np.ndarray]:
+    """Over the seed's folds pooled: per measure its value on each held-out item of `column` and
+    each validation item, whether the fold ensemble was right on each held-out item, and its
     closeness to its threshold there."""
     recipe, folder = seeded(recipe, seed)
     weights = recipe.combination.weights
@@ -44,7 +46,8 @@ def pooled_folds(recipe: Recipe, runs: Path, seed: int) -> dict[str, np.ndarray]
     w = np.asarray([weights[n] for n in names])
     parts: dict[str, list[np.ndarray]] = {}
     for source in recipe.sources:
-        val, held, _ = run_fold(recipe, source, runs, True, folder)
+        val, held, reshared = run_fold(recipe, source, runs, True, folder)
+        held = {"as_they_are": held, "reshared": reshared, "mixed": mixed(held, reshared)}[column]
         result = fold_result(val, held, weights, recipe.ensemble_calibration)
         temperatures, _, _ = fold_calibration(val, weights, recipe.ensemble_calibration)
         held_members = np.stack([result.probabilities[n] for n in names])
@@ -63,6 +66,9 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=Path("benchmarks/pair_recipe_pictures.json"))
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234])
+    parser.add_argument(
+        "--column", choices=COLUMNS, default=COLUMNS[0], help="which held-out items (default: as they are)"
+    )
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
     for seed in args.seeds:
@@ -71,7 +77,7 @@ def main() -> None:
     rows = (*DISAGREEMENTS, CLOSENESS)
     aucs: dict[str, list[float]] = {row: [] for row in rows}
     for i, seed in enumerate(args.seeds):
-        pooled = pooled_folds(recipe, args.runs, seed)
+        pooled = pooled_folds(recipe, args.runs, seed, args.column)
         wrong = ~pooled["correct"]
         print(f"\nCNN seed {seed}: {len(wrong)} held-out items, {wrong.mean():.1%} answered wrong")
         for row in rows:
