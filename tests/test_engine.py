@@ -447,6 +447,19 @@ def test_a_malformed_ensemble_description_is_one_clear_error(
         EnsembleSpec.load(tmp_path / ENSEMBLE_FILE)
 
 
+def test_how_disagreement_is_measured_is_part_of_the_ensembles_version(models_dir: Path) -> None:
+    raw = json.loads((models_dir / ENSEMBLE_FILE).read_text())
+    raw.pop("format")
+    shipped = EnsembleSpec.from_dict(raw)
+    # Saying the default aloud decides nothing new: the version, and stored results, are kept.
+    assert EnsembleSpec.from_dict({**raw, "disagreement": "range"}).version == shipped.version
+    weighed = EnsembleSpec.from_dict({**raw, "disagreement": "weighted_spread"})
+    assert weighed.version != shipped.version
+    assert EnsembleSpec.from_dict(weighed.to_dict()).disagreement == "weighted_spread"
+    rule = weighed.decision_rule
+    assert rule.disagreement == "weighted_spread" and dict(rule.member_weights) == weighed.weights
+
+
 def test_a_verdict_names_where_its_curves_were_measured(models_dir: Path) -> None:
     # The shipped curves come from the cross-source table's held-out sources; an ensemble fitted
     # without them falls back on its validation mix, and its reasons must not claim otherwise.

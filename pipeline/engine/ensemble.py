@@ -156,6 +156,10 @@ class EnsembleSpec:
         data = {field.name: getattr(self, field.name) for field in fields(self)}
         data["members"] = [asdict(m) for m in self.members]
         data["trained_on"] = list(self.trained_on)
+        # Written only where it differs from how every ensemble before it measured disagreement,
+        # so those keep their `version` and the results stored under it stay reusable.
+        if self.disagreement == "range":
+            data.pop("disagreement")
         data.pop("pictures")
         if self.pictures is not None:
             data["pictures"] = self.pictures.to_dict()
