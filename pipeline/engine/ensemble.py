@@ -20,7 +20,7 @@ from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, PATCH_MAX, ClipEncoder, ClipProbe
 from pipeline.engine.lite import cached_lite_model, check_runtime, convert_to_lite
 from pipeline.engine.media import sha256_file
-from pipeline.engine.verdict import DISAGREEMENTS, UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
+from pipeline.engine.verdict import DISAGREEMENTS, RANGE, UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
 from pipeline.errors import ModelsMissingError, PipelineError
 from pipeline.results import GRADCAM_MAP, PATCH_PUSH_MAP, PATCH_SCORE_MAP, PATCH_SHARE_MAP
 
@@ -87,7 +87,7 @@ class EnsembleSpec:
     """A person is `uncertain` when the members' probabilities for them disagree by more than this,
     as `disagreement` measures it (measured on held-out sources, where such disagreement meant the
     ensemble was often wrong); None: never."""
-    disagreement: str = "range"
+    disagreement: str = RANGE
     """How the members' disagreement is measured (`verdict.DISAGREEMENTS`; rule 95). Ensembles made
     before it was a setting measured the largest gap between two members (`range`)."""
     false_alarm_curve: tuple[tuple[float, float], ...] = ()
@@ -140,7 +140,7 @@ class EnsembleSpec:
                 raw[key] = float(raw[key])
         raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
         raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
-        if raw.get("disagreement", "range") not in DISAGREEMENTS:
+        if raw.get("disagreement", RANGE) not in DISAGREEMENTS:
             raise ValueError(f"unknown disagreement measure {raw['disagreement']!r}")
         if raw.get("pictures") is not None:
             pictures = EnsembleSpec.from_dict(raw["pictures"])
@@ -158,7 +158,7 @@ class EnsembleSpec:
         data["trained_on"] = list(self.trained_on)
         # Written only where it differs from how every ensemble before it measured disagreement,
         # so those keep their `version` and the results stored under it stay reusable.
-        if self.disagreement == "range":
+        if self.disagreement == RANGE:
             data.pop("disagreement")
         data.pop("pictures")
         if self.pictures is not None:

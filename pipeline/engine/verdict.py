@@ -63,8 +63,11 @@ AGGREGATIONS: dict[str, Callable[[Sequence[Sequence[float]]], float]] = {
 }
 
 
+RANGE = "range"
+"""The default measure of disagreement: the largest gap between two members, as every ensemble
+before rule 95 measured it."""
 DISAGREEMENTS = {
-    "range": "the largest gap between two members' probabilities",
+    RANGE: "the largest gap between two members' probabilities",
     "opposition": "how far the two most opposed members sit on opposite sides of 0.5",
     "weighted_spread": "twice the spread of the members' probabilities, each weighed as in the ensemble",
 }
@@ -76,14 +79,14 @@ barely listens to cannot make a person uncertain on its own."""
 
 
 def disagreement(
-    member_probabilities: np.ndarray, measure: str = "range", weights: np.ndarray | None = None
+    member_probabilities: np.ndarray, measure: str = RANGE, weights: np.ndarray | None = None
 ) -> np.ndarray:
     """Per item (column), how far the members (rows) disagree about it, as `measure` says;
     `weights` (one per member) only for `weighted_spread`."""
     if measure not in DISAGREEMENTS:
         raise ValueError(f"unknown disagreement measure {measure!r}; choose one of {', '.join(DISAGREEMENTS)}")
     p = np.asarray(member_probabilities, dtype=np.float64)
-    if measure == "range":
+    if measure == RANGE:
         return p.max(axis=0) - p.min(axis=0)
     if measure == "opposition":
         return 2 * np.clip(np.minimum(p.max(axis=0) - 0.5, 0.5 - p.min(axis=0)), 0.0, None)
@@ -126,7 +129,7 @@ class DecisionRule:
     """Where the false-alarm curve's real faces came from (`UNSEEN_SOURCES` or `VALIDATION_MIX`)."""
     miss_faces: str = UNSEEN_SOURCES
     """Where the miss curve's fake faces came from."""
-    disagreement: str = "range"
+    disagreement: str = RANGE
     """How the members' disagreement is measured (one of `DISAGREEMENTS`)."""
     member_weights: tuple[tuple[str, float], ...] = ()
     """(member, its weight in the ensemble), for `weighted_spread`; a member not named weighs 1."""

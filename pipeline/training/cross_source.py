@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.engine.clip import PATCH_MAX
 from pipeline.engine.ensemble import KERAS, sigmoid, weighted_logit
-from pipeline.engine.verdict import disagreement
+from pipeline.engine.verdict import RANGE, disagreement
 from pipeline.errors import DataError
 from pipeline.files import whole_file
 from pipeline.training.augment import ReshareSettings
@@ -255,7 +255,7 @@ def fold_calibration(
 
 
 def fold_result(
-    val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE, measure: str = "range"
+    val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE, measure: str = RANGE
 ) -> FoldResult:
     """Metrics on the held-out set, everything calibrated on the fold's validation mix (the
     ensemble as `calibration` says); the members' disagreement as `measure` says."""

@@ -23,6 +23,7 @@ from pipeline.engine.ensemble import (
     weighted_logit,
 )
 from pipeline.engine.media import sha256_file
+from pipeline.engine.verdict import RANGE
 from pipeline.training.backbones import BACKBONES
 from pipeline.training.calibration import (
     TEMPERATURE,
@@ -70,7 +71,7 @@ def fit_ensemble(
     combination: Combination | None = None,
     calibration: str = TEMPERATURE,
     pictures: Combination | None = None,
-    disagreement: str = "range",
+    disagreement: str = RANGE,
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
