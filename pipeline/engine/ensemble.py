@@ -20,7 +20,7 @@ from pipeline.config import DEFAULT_AGGREGATION
 from pipeline.engine.clip import BLOCKS, PATCH_MAX, ClipEncoder, ClipProbe
 from pipeline.engine.lite import cached_lite_model, check_runtime, convert_to_lite
 from pipeline.engine.media import sha256_file
-from pipeline.engine.verdict import DISAGREEMENTS, RANGE, UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule
+from pipeline.engine.verdict import RANGE, UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule, checked_measure
 from pipeline.errors import ModelsMissingError, PipelineError
 from pipeline.results import GRADCAM_MAP, PATCH_PUSH_MAP, PATCH_SCORE_MAP, PATCH_SHARE_MAP
 
@@ -140,8 +140,7 @@ class EnsembleSpec:
                 raw[key] = float(raw[key])
         raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
         raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
-        if raw.get("disagreement", RANGE) not in DISAGREEMENTS:
-            raise ValueError(f"unknown disagreement measure {raw['disagreement']!r}")
+        checked_measure(raw.get("disagreement", RANGE))
         if raw.get("pictures") is not None:
             pictures = EnsembleSpec.from_dict(raw["pictures"])
             if pictures.pictures is not None:

@@ -78,13 +78,19 @@ deviation of the members' probabilities weighted by their weights, so that a mem
 barely listens to cannot make a person uncertain on its own."""
 
 
+def checked_measure(measure: str) -> str:
+    """`measure` if it names one of `DISAGREEMENTS`, else a ValueError listing them."""
+    if measure not in DISAGREEMENTS:
+        raise ValueError(f"unknown disagreement measure {measure!r}; choose one of {', '.join(DISAGREEMENTS)}")
+    return measure
+
+
 def disagreement(
     member_probabilities: np.ndarray, measure: str = RANGE, weights: np.ndarray | None = None
 ) -> np.ndarray:
     """Per item (column), how far the members (rows) disagree about it, as `measure` says;
     `weights` (one per member) only for `weighted_spread`."""
-    if measure not in DISAGREEMENTS:
-        raise ValueError(f"unknown disagreement measure {measure!r}; choose one of {', '.join(DISAGREEMENTS)}")
+    checked_measure(measure)
     p = np.asarray(member_probabilities, dtype=np.float64)
     if measure == RANGE:
         return p.max(axis=0) - p.min(axis=0)

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.engine.clip import BACKBONE, BLOCKS, INPUT_SIDE, PATCH_GRID, PATCH_MAX, ClipProbe, blocks_in
 from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
-from pipeline.engine.verdict import DISAGREEMENTS, RANGE
+from pipeline.engine.verdict import RANGE, checked_measure
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
 from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
@@ -214,9 +214,7 @@ class Recipe:
             calibration = raw.get("ensemble_calibration", TEMPERATURE)
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
-            disagreement = raw.get("disagreement", RANGE)
-            if disagreement not in DISAGREEMENTS:
-                raise ValueError(f"unknown disagreement {disagreement!r}: one of {', '.join(DISAGREEMENTS)}")
+            disagreement = checked_measure(raw.get("disagreement", RANGE))
             weights = raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members}
             combination = Combination.from_json(raw, weights)
             return Recipe(
