@@ -15,13 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.probe_arms import Arm, Scorer, main
-from pipeline.training.probe import fit_per_source_probe, fit_probe, per_source_probes
-
-
-def mean_of_sources(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
-    """The mean logit of the per-source probes (`fit_per_source_probe`, rule 87's probe)."""
-    return fit_per_source_probe(features, labels, sources, "cls", regularization).logits_of
+from benchmarks.probe_arms import Arm, Scorer, main, mean_of_sources
+from pipeline.training.probe import fit_probe, per_source_probes
 
 
 def sign_agreement(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:

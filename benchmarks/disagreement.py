@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.engine.ensemble import sigmoid
-from pipeline.engine.verdict import DISAGREEMENTS, disagreement
+from pipeline.engine.verdict import DISAGREEMENTS, RANGE, disagreement
 from pipeline.training.calibration import choose_disagreement_margin
 from pipeline.training.cross_source import fold_calibration, fold_result, mixed, run_fold, seeded
 from pipeline.training.recipe import Recipe
@@ -101,8 +101,8 @@ def main() -> None:
     for row in rows:
         beats = (
             ""
-            if row in ("range", CLOSENESS)
-            else f", above range on {sum(a > r for a, r in zip(aucs[row], aucs['range'], strict=True))} of {len(aucs[row])} seeds"
+            if row in (RANGE, CLOSENESS)
+            else f", above range on {sum(a > r for a, r in zip(aucs[row], aucs[RANGE], strict=True))} of {len(aucs[row])} seeds"
         )
         print(f"  {row:28} {np.mean(aucs[row]):.3f} ({' / '.join(f'{a:.3f}' for a in aucs[row])}){beats}")
 

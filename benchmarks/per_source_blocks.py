@@ -12,18 +12,10 @@ OUT.json keeps each fold's figures as it finishes, so a stopped run resumes.
 
 from __future__ import annotations
 
-import numpy as np
-
-from benchmarks.probe_arms import Arm, Scorer, main
+from benchmarks.probe_arms import Arm, main, mean_of_sources
 from pipeline.engine.clip import BLOCKS
-from pipeline.training.probe import fit_per_source_probe
 
 ALL_BLOCKS = tuple(range(1, BLOCKS + 1))
-
-
-def mean_of_sources(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
-    """The mean logit of one probe per training source on every block's class token."""
-    return fit_per_source_probe(features, labels, sources, "cls", regularization, ALL_BLOCKS).logits_of
 
 
 ARMS = {"all blocks, pooled (v8)": Arm(ALL_BLOCKS), "all blocks, per source": Arm(ALL_BLOCKS, mean_of_sources)}

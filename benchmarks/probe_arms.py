@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.recipes import prepared_recipe
-from pipeline.training.probe import fit_probe
+from pipeline.training.probe import fit_per_source_probe, fit_probe
 from pipeline.training.recipe import Recipe, probe_rows, probe_training_samples, samples_of
 from pipeline.training.sources import reshared_samples
 
@@ -43,6 +43,11 @@ def held_out_aucs(labels: np.ndarray, held: np.ndarray, reshared: np.ndarray) ->
 def pooled_fit(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
     """The shipped probe's fit (`fit_probe`) on every training row."""
     return fit_probe(features, labels, sources, "cls", regularization).logits_of
+
+
+def mean_of_sources(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
+    """The mean logit of one probe per training source (`fit_per_source_probe`, rule 86)."""
+    return fit_per_source_probe(features, labels, sources, "cls", regularization).logits_of
 
 
 @dataclass(frozen=True)
