@@ -29,7 +29,7 @@ from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.engine.ensemble import sigmoid
 from pipeline.engine.verdict import DISAGREEMENTS, RANGE, disagreement
 from pipeline.training.calibration import choose_disagreement_margin
-from pipeline.training.cross_source import fold_calibration, fold_result, mixed, run_fold, seeded
+from pipeline.training.cross_source import fold_result, mixed, run_fold, seeded
 from pipeline.training.recipe import Recipe
 
 CLOSENESS = "closeness to the threshold"
@@ -49,9 +49,8 @@ def pooled_folds(recipe: Recipe, runs: Path, seed: int, column: str = COLUMNS[0]
         val, held, reshared = run_fold(recipe, source, runs, True, folder)
         held = {"as_they_are": held, "reshared": reshared, "mixed": mixed(held, reshared)}[column]
         result = fold_result(val, held, weights, recipe.ensemble_calibration)
-        temperatures, _, _ = fold_calibration(val, weights, recipe.ensemble_calibration)
         held_members = np.stack([result.probabilities[n] for n in names])
-        val_members = np.stack([sigmoid(val.logits[n] / temperatures[n]) for n in names])
+        val_members = np.stack([sigmoid(val.logits[n] / result.temperatures[n]) for n in names])
         threshold = result.metrics["ensemble"]["threshold"]
         parts.setdefault("correct", []).append(result.correct)
         parts.setdefault(CLOSENESS, []).append(-np.abs(result.probabilities["ensemble"] - threshold))

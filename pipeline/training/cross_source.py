@@ -241,6 +241,8 @@ class FoldResult:
     """The same for the held-out fake items (the miss curve)."""
     probabilities: dict[str, np.ndarray]
     """Per model (members calibrated, and the ensemble), its probability for each held-out item."""
+    temperatures: dict[str, float]
+    """Each member's temperature, fitted on the fold's validation mix."""
 
 
 def fold_calibration(
@@ -255,12 +257,19 @@ def fold_calibration(
 
 
 def fold_result(
-    val: Scored, held: Scored, weights: dict[str, float], calibration: str = TEMPERATURE, measure: str = RANGE
+    val: Scored,
+    held: Scored,
+    weights: dict[str, float],
+    calibration: str = TEMPERATURE,
+    measure: str = RANGE,
+    fitted: tuple[dict[str, float], float, float] | None = None,
 ) -> FoldResult:
     """Metrics on the held-out set, everything calibrated on the fold's validation mix (the
-    ensemble as `calibration` says); the members' disagreement as `measure` says."""
+    ensemble as `calibration` says); the members' disagreement as `measure` says. `fitted`:
+    `fold_calibration(val, weights, calibration)` where the caller already has it (it scores
+    several held-out sets against one validation mix)."""
     labels_val, labels_held = val.labels, held.labels
-    temperatures, ensemble_temperature, offset = fold_calibration(val, weights, calibration)
+    temperatures, ensemble_temperature, offset = fitted or fold_calibration(val, weights, calibration)
     metrics: dict[str, dict[str, Any]] = {}
     probabilities: dict[str, np.ndarray] = {}
     for name in val.logits:
@@ -276,7 +285,9 @@ def fold_result(
     spread = disagreement(members, measure, np.asarray([weights[n] for n in names]))
     correct = (p_held >= threshold) == labels_held.astype(bool)
     probabilities[ENSEMBLE] = p_held
-    return FoldResult(metrics, spread, correct, p_held[labels_held == 0], p_held[labels_held == 1], probabilities)
+    return FoldResult(
+        metrics, spread, correct, p_held[labels_held == 0], p_held[labels_held == 1], probabilities, temperatures
+    )
 
 
 def bootstrap_roc_auc(
@@ -454,10 +465,17 @@ def weight_trials(
     trials += [{first: w, **dict.fromkeys(rest, 1.0)} for w in grid]
     rows = []
     for weights in trials:
-        aucs = [fold_result(val, held, weights).metrics[ENSEMBLE]["roc_auc"] for val, held, _ in scored.values()]
-        reshared = [fold_result(val, r, weights).metrics[ENSEMBLE]["roc_auc"] for val, _, r in scored.values()]
-        both = [fold_result(val, mixed(h, r), weights).metrics[ENSEMBLE]["roc_auc"] for val, h, r in scored.values()]
-        known = [fold_result(val, val, weights).metrics[ENSEMBLE]["roc_auc"] for val, _, _ in scored.values()]
+        aucs, reshared, both, known = [], [], [], []
+        for val, held, held_reshared in scored.values():
+            # One calibration per fold and weighting serves the four sets it scores.
+            fitted = fold_calibration(val, weights)
+            for column, items in (
+                (aucs, held),
+                (reshared, held_reshared),
+                (both, mixed(held, held_reshared)),
+                (known, val),
+            ):
+                column.append(fold_result(val, items, weights, fitted=fitted).metrics[ENSEMBLE]["roc_auc"])
         rows.append(
             {
                 "weights": weights,
