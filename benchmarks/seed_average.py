@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.recipes import prepared_recipe
 from pipeline.engine.ensemble import KERAS
-from pipeline.training.cross_source import ENSEMBLE, Scored, fold_result, mixed, run_fold, seeded
+from pipeline.training.cross_source import ENSEMBLE, Scored, fold_calibration, fold_result, mixed, run_fold, seeded
 from pipeline.training.recipe import Recipe
 
 COLUMNS = ("as they are", "re-shared", "mixed")
@@ -47,9 +47,11 @@ def averaged(sets: list[Scored], cnns: set[str]) -> Scored:
 def aucs(recipe: Recipe, folds: dict[str, tuple[Scored, Scored, Scored]]) -> dict[str, dict[str, float]]:
     """Per column, each model's held-out ROC AUC per source and the mean over sources."""
     out: dict[str, dict[str, float]] = {}
+    weights, calibration = recipe.combination.weights, recipe.ensemble_calibration
     for source, (val, held, reshared) in folds.items():
+        fitted = fold_calibration(val, weights, calibration)  # one fit serves the three columns
         for column, scored in zip(COLUMNS, (held, reshared, mixed(held, reshared)), strict=True):
-            metrics = fold_result(val, scored, recipe.combination.weights, recipe.ensemble_calibration).metrics
+            metrics = fold_result(val, scored, weights, calibration, fitted=fitted).metrics
             for model, figures in metrics.items():
                 out.setdefault(f"{column} {model}", {})[source] = figures["roc_auc"]
     return {key: {**by_source, "mean": float(np.mean(list(by_source.values())))} for key, by_source in out.items()}

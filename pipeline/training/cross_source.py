@@ -386,9 +386,10 @@ def cross_source_table(
         scored[source] = run_fold(recipe, source, runs, resume, cnn_folder)
         val, held, held_reshared = scored[source]
         weights, calibration, measure = recipe.combination.weights, recipe.ensemble_calibration, recipe.disagreement
-        folds[source] = fold_result(val, held, weights, calibration, measure)
-        reshared[source] = fold_result(val, held_reshared, weights, calibration, measure)
-        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), weights, calibration, measure)
+        fitted = fold_calibration(val, weights, calibration)  # one fit serves the three held-out sets
+        folds[source] = fold_result(val, held, weights, calibration, measure, fitted)
+        reshared[source] = fold_result(val, held_reshared, weights, calibration, measure, fitted)
+        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), weights, calibration, measure, fitted)
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
             f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
