@@ -642,6 +642,19 @@ def test_evaluate_reshared_scores_the_same_faces_passed_around(shared_data: Path
         confusion = report["frame_level"]["ensemble"]["all"]["confusion"]
         assert counted == {"real": confusion["tn"] + confusion["fp"], "fake": confusion["tp"] + confusion["fn"]}
         assert set(verdicts["real"]) | set(verdicts["fake"]) <= {"fake", "uncertain", "real"}
+        # ... and each face's own record, so that two ensembles can be compared face by face.
+        photos = report["photos"]
+        assert len(photos) == plain["n"] and len({p["file"] for p in photos}) == len(photos)
+        for photo in photos:
+            assert Path(photo["file"]).is_file() and photo["source"] in {"dfdc-faces", "gan-faces"}
+            assert set(photo["model_scores"]) == set(report["weights"])
+        tally = {
+            label: {
+                v: sum(p["label"] == label and p["verdict"] == v for p in photos) for v in ("fake", "uncertain", "real")
+            }
+            for label in ("real", "fake")
+        }
+        assert tally == {label: {v: verdicts[label].get(v, 0) for v in tally[label]} for label in tally}
     run = run_cli("evaluate", str(shared_data / "videos"), "--per-class", "1", "--reshare")
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert "re-sharing applies to pictures, not videos" in run.stderr

@@ -135,20 +135,37 @@ def score_crops(
     return ScoreTable(np.asarray(labels), sources, probabilities, {n: s / len(samples) for n, s in seconds.items()})
 
 
-def photo_verdicts(table: ScoreTable, decision: DecisionRule, rule: str) -> dict[str, dict[str, dict[str, int]]]:
-    """The verdict each scored crop would get uploaded alone as a one-face photo (the engine's
-    `decide`: threshold, uncertain band, members' disagreement), counted per subset ("all" and
-    each source) and class: {subset: {"real" | "fake": {"fake": n, "uncertain": n, "real": n}}}."""
+def photo_verdicts(table: ScoreTable, samples: list[Sample], decision: DecisionRule, rule: str) -> list[dict[str, Any]]:
+    """The verdict each scored crop (`samples`, the table's rows in order) would get uploaded
+    alone as a one-face photo (the engine's `decide`: threshold, uncertain band, members'
+    disagreement), one record per crop, so that two ensembles can be compared face by face."""
     members = [name for name in table.probabilities if name != ENSEMBLE]
-    counts: dict[str, dict[str, dict[str, int]]] = {}
-    for row, (label, source) in enumerate(zip(table.labels, table.sources, strict=True)):
+    records = []
+    for row, sample in enumerate(samples):
         face = ScoredFace(
             0, 0, float(table.probabilities[ENSEMBLE][row]), {m: float(table.probabilities[m][row]) for m in members}
         )
-        verdict = decide([face], 1, rule, decision).label
-        for subset in ("all", source):
-            per_label = counts.setdefault(subset, {}).setdefault("fake" if label else "real", {})
-            per_label[verdict] = per_label.get(verdict, 0) + 1
+        records.append(
+            {
+                "file": str(sample.path),
+                "source": sample.source,
+                "label": "fake" if sample.label else "real",
+                "fake_probability": round(face.fake_probability, 6),
+                "model_scores": {m: round(p, 6) for m, p in face.model_scores.items()},
+                "verdict": decide([face], 1, rule, decision).label,
+            }
+        )
+    return records
+
+
+def verdict_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
+    """`photo_verdicts`' records counted per subset ("all" and each source) and class:
+    {subset: {"real" | "fake": {"fake": n, "uncertain": n, "real": n}}}."""
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for record in records:
+        for subset in ("all", record["source"]):
+            per_label = counts.setdefault(subset, {}).setdefault(record["label"], {})
+            per_label[record["verdict"]] = per_label.get(record["verdict"], 0) + 1
     return counts
 
 
@@ -273,7 +290,8 @@ def evaluate(
             images = reshared_samples(images, reshare_settings)
             report["reshared"] = asdict(reshare_settings)
         tables["frame"] = score_crops(ensemble, images, spec=pictures)
-        report["photo_verdicts"] = photo_verdicts(tables["frame"], pictures.decision_rule, pictures.aggregation)
+        report["photos"] = photo_verdicts(tables["frame"], images, pictures.decision_rule, pictures.aggregation)
+        report["photo_verdicts"] = verdict_counts(report["photos"])
     if videos:
         video_scores = score_videos(engine, videos, frames)
         # Faces found in videos join the face crops (if any) in the frame-level table.
