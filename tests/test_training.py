@@ -168,6 +168,19 @@ def test_threshold_and_uncertain_band_come_from_validation() -> None:
     assert ((probabilities[outside] >= threshold) == labels[outside]).mean() >= 0.95
 
 
+def test_even_odds_puts_the_threshold_at_half_whatever_the_validation_scores() -> None:
+    """Rule 100: `even_odds` reads nothing from the scores (the calibration has); `youden`
+    follows where balanced accuracy peaks, here far from 0.5."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1], 500)
+    probabilities = np.clip(np.where(labels == 1, 0.35, 0.15) + rng.normal(0, 0.05, 1000), 0, 1)
+    assert choose_threshold(probabilities, labels, "even_odds") == 0.5
+    youden = choose_threshold(probabilities, labels, "youden")
+    assert 0.15 < youden < 0.35 and youden == choose_threshold(probabilities, labels)
+    with pytest.raises(ValueError, match="even_odds"):
+        choose_threshold(probabilities, labels, "median")
+
+
 def test_a_near_perfect_model_still_has_an_uncertain_band() -> None:
     labels = np.repeat([0, 1], 500)
     probabilities = np.where(labels == 1, 0.99, 0.01)
@@ -503,6 +516,23 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
     for name in ("temperature", "offset", "threshold", "uncertain_low", "uncertain_high"):
         assert getattr(pictures, name) == getattr(weighed_alone, name), name
     assert "pictures" in json.loads(run.stdout)
+    # Rule 100: with even odds the threshold is 0.5 on the same calibration, the band around it.
+    alone["threshold_rule"] = "even_odds"
+    recipe.write_text(json.dumps(alone))
+    even = tmp_path / "even"
+    shutil.copytree(refit, even)
+    even_run = run_cli(
+        "train-ensemble", "--recipe", str(recipe), "--keep", "clip", "tiny", "--models-dir", str(even), timeout=600
+    )
+    assert even_run.returncode == 0, even_run.stderr[-3000:]
+    even_spec = EnsembleSpec.load(even / ENSEMBLE_FILE)
+    assert (even_spec.temperature, even_spec.offset) == (weighed_alone.temperature, weighed_alone.offset)
+    assert even_spec.threshold == 0.5 and even_spec.uncertain_low < 0.5 < even_spec.uncertain_high
+    assert even_spec.metrics["validation"]["threshold_rule"] == "even_odds"
+    assert weighed_alone.metrics["validation"]["threshold_rule"] == "youden"
+    youden_fit, even_fit = weighed_alone.metrics["validation"], even_spec.metrics["validation"]
+    assert youden_fit["balanced_accuracy"] == youden_fit["best_balanced_accuracy"] == even_fit["best_balanced_accuracy"]
+    assert even_fit["balanced_accuracy"] <= even_fit["best_balanced_accuracy"]
     assert (models / "tiny.keras").read_bytes() == before and (models / "clip.json").is_file()
     assert (runs / "clip").is_dir() and not (runs / "tiny").exists()  # only the probe was trained
 
@@ -760,6 +790,7 @@ def test_a_picture_is_weighed_by_the_recipe_s_pictures_block_else_by_its_own_wei
         '{"sources": ["dfdc-faces"]}',  # no members
         '{"members": [{"kind": "clip_probe", "name": "clip"}], "ensemble_calibration": "isotonic"}',
         '{"members": [{"kind": "clip_probe", "name": "clip"}], "disagreement": "loudest"}',
+        '{"members": [{"kind": "clip_probe", "name": "clip"}], "threshold_rule": "median"}',
         # A CNN can start only from a CNN trained before it.
         '{"members": [{"kind": "keras", "name": "big", "backbone": "mobilenetv2", "init_from": "small"},'
         ' {"kind": "keras", "name": "small", "backbone": "mobilenetv2"}]}',

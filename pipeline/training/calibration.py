@@ -54,11 +54,40 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, form: str = TEMPERAT
     raise ValueError(f"unknown calibration {form!r}: one of {', '.join(CALIBRATIONS)}")
 
 
-def choose_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold with the best balanced accuracy (Youden's J) on validation."""
+YOUDEN = "youden"
+EVEN_ODDS = "even_odds"
+THRESHOLD_RULES = {
+    YOUDEN: "the point of best balanced accuracy (Youden's J) on the validation mix",
+    EVEN_ODDS: "0.5 on the calibrated probability, where its odds of fake are even (rule 100)",
+}
+"""Where the threshold is placed on the calibrated probability (a recipe's `threshold_rule`). J is
+often nearly flat around its best point, so `youden` can move far with last-digit changes to the
+scores (rule 99); `even_odds` reads nothing from the data but the calibration."""
+
+
+def checked_threshold_rule(rule: str) -> str:
+    """`rule` if it names one of `THRESHOLD_RULES`, else a ValueError listing them."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}; choose one of {', '.join(THRESHOLD_RULES)}")
+    return rule
+
+
+def choose_threshold(probabilities: np.ndarray, labels: np.ndarray, rule: str = YOUDEN) -> float:
+    """The threshold on calibrated validation probabilities that `rule` (one of
+    `THRESHOLD_RULES`) places: by default the one with the best balanced accuracy (Youden's J)."""
+    if checked_threshold_rule(rule) == EVEN_ODDS:
+        return 0.5
     fpr, tpr, thresholds = roc_curve(labels, probabilities)
     best = int(np.argmax(tpr - fpr))
     return float(np.clip(thresholds[best], 0.0, 1.0))
+
+
+def balanced_accuracy(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> float:
+    """The mean of the shares of fakes called fake and of reals called real at `threshold`
+    (Youden's J is this, times two, minus one)."""
+    called_fake = probabilities >= threshold
+    fake = labels.astype(bool)
+    return float((called_fake[fake].mean() + (~called_fake[~fake]).mean()) / 2)
 
 
 def choose_uncertain_band(

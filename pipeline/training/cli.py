@@ -107,6 +107,7 @@ def cmd_train_ensemble(args: argparse.Namespace) -> int:
         calibration=recipe.ensemble_calibration,
         pictures=recipe.pictures,
         disagreement=recipe.disagreement,
+        threshold_rule=recipe.threshold_rule,
     )
     print(json.dumps({k: v for k, v in validation.items() if k != "weight_trials"}, indent=2))
     return 0

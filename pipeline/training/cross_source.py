@@ -43,6 +43,7 @@ from pipeline.files import whole_file
 from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import (
     TEMPERATURE,
+    YOUDEN,
     choose_disagreement_margin,
     choose_threshold,
     false_alarm_curve,
@@ -263,21 +264,23 @@ def fold_result(
     calibration: str = TEMPERATURE,
     measure: str = RANGE,
     fitted: tuple[dict[str, float], float, float] | None = None,
+    threshold_rule: str = YOUDEN,
 ) -> FoldResult:
     """Metrics on the held-out set, everything calibrated on the fold's validation mix (the
     ensemble as `calibration` says); the members' disagreement as `measure` says. `fitted`:
     `fold_calibration(val, weights, calibration)` where the caller already has it (it scores
-    several held-out sets against one validation mix)."""
+    several held-out sets against one validation mix). Thresholds are placed on the validation mix
+    by `threshold_rule` (`calibration.THRESHOLD_RULES`)."""
     labels_val, labels_held = val.labels, held.labels
     temperatures, ensemble_temperature, offset = fitted or fold_calibration(val, weights, calibration)
     metrics: dict[str, dict[str, Any]] = {}
     probabilities: dict[str, np.ndarray] = {}
     for name in val.logits:
-        threshold = choose_threshold(sigmoid(val.logits[name] / temperatures[name]), labels_val)
+        threshold = choose_threshold(sigmoid(val.logits[name] / temperatures[name]), labels_val, threshold_rule)
         probabilities[name] = sigmoid(held.logits[name] / temperatures[name])
         metrics[name] = {**binary_metrics(labels_held, probabilities[name], threshold), "threshold": threshold}
     ensemble_val = weighted_logit(val.logits, temperatures, weights)
-    threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature + offset), labels_val)
+    threshold = choose_threshold(sigmoid(ensemble_val / ensemble_temperature + offset), labels_val, threshold_rule)
     p_held = sigmoid(weighted_logit(held.logits, temperatures, weights) / ensemble_temperature + offset)
     metrics[ENSEMBLE] = {**binary_metrics(labels_held, p_held, threshold), "threshold": threshold}
     names = [n for n in weights if weights[n] > 0 and n in held.logits]
@@ -387,9 +390,8 @@ def cross_source_table(
         val, held, held_reshared = scored[source]
         weights, calibration, measure = recipe.combination.weights, recipe.ensemble_calibration, recipe.disagreement
         fitted = fold_calibration(val, weights, calibration)  # one fit serves the three held-out sets
-        folds[source] = fold_result(val, held, weights, calibration, measure, fitted)
-        reshared[source] = fold_result(val, held_reshared, weights, calibration, measure, fitted)
-        mixed_folds[source] = fold_result(val, mixed(held, held_reshared), weights, calibration, measure, fitted)
+        for results, held_set in ((folds, held), (reshared, held_reshared), (mixed_folds, mixed(held, held_reshared))):
+            results[source] = fold_result(val, held_set, weights, calibration, measure, fitted, recipe.threshold_rule)
         print(
             f"held out {source}: ensemble ROC AUC {folds[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
             f"re-shared {reshared[source].metrics[ENSEMBLE]['roc_auc']:.4f}, "
@@ -422,6 +424,7 @@ def cross_source_table(
         "reshare": asdict(ReshareSettings()),
         "weights": recipe.combination.weights,
         "ensemble_calibration": recipe.ensemble_calibration,
+        "threshold_rule": recipe.threshold_rule,
         "members": [m["name"] for m in fold_members(recipe)],
         "cnn_seeds": cnn_seeds(recipe),
         "disagreement": recipe.disagreement,

@@ -27,6 +27,8 @@ from pipeline.engine.verdict import RANGE
 from pipeline.training.backbones import BACKBONES
 from pipeline.training.calibration import (
     TEMPERATURE,
+    YOUDEN,
+    balanced_accuracy,
     choose_threshold,
     choose_uncertain_band,
     expected_calibration_error,
@@ -72,6 +74,7 @@ def fit_ensemble(
     calibration: str = TEMPERATURE,
     pictures: Combination | None = None,
     disagreement: str = RANGE,
+    threshold_rule: str = YOUDEN,
 ) -> dict[str, Any]:
     """Calibrate and combine trained members on the validation mix of `val_sources`, copy them
     into `models_dir` and write `ensemble.json`.
@@ -86,7 +89,7 @@ def fit_ensemble(
     combination for pictures: other weights of the same members, and the table's margin and
     curves for them) the ensemble also gets `EnsembleSpec.pictures`, decided on the same
     validation mix. `disagreement` is how the members' disagreement is measured against the
-    margins (`verdict.DISAGREEMENTS`)."""
+    margins (`verdict.DISAGREEMENTS`). `threshold_rule` places the threshold (`THRESHOLD_RULES`)."""
     combination = combination or Combination({})
     weights = combination.weights
     val = samples_of(val_sources, "val", val_per_class)
@@ -143,7 +146,7 @@ def fit_ensemble(
     )
     member_logits = {n: logits[n] for n in chosen_weights}
     sources = [s.source for s in val]
-    spec, validation = _decided(spec, member_logits, labels, sources, calibration, combination)
+    spec, validation = _decided(spec, member_logits, labels, sources, calibration, combination, threshold_rule)
     validation = {
         **validation,
         "single_auc": single_auc,
@@ -164,7 +167,9 @@ def fit_ensemble(
         members=tuple(replace(m, weight=round(pictures.weights[m.name], 3)) for m in spec.members),
         disagreement_margin=pictures.disagreement_margin,
     )
-    picture_spec, picture_validation = _decided(weighed, member_logits, labels, sources, calibration, pictures)
+    picture_spec, picture_validation = _decided(
+        weighed, member_logits, labels, sources, calibration, pictures, threshold_rule
+    )
     spec = replace(spec, pictures=replace(picture_spec, metrics={"validation": picture_validation}))
     spec.save(models_dir / ENSEMBLE_FILE)
     return {**validation, "pictures": picture_validation}
@@ -177,9 +182,10 @@ def _decided(
     sources: list[str],
     calibration: str,
     combination: Combination,
+    threshold_rule: str,
 ) -> tuple[EnsembleSpec, dict[str, Any]]:
     """`spec` (its members weighed) with the ensemble's calibration, threshold and uncertain band
-    fitted on the validation logits, and its false-alarm and miss curves (`combination`'s, from the
+    fitted on the validation logits (the threshold placed by `threshold_rule`), and its false-alarm and miss curves (`combination`'s, from the
     cross-source table, where given, else the validation mix's); also what validation measured of it."""
     held_out_false_alarms, held_out_misses = combination.false_alarm_curve, combination.miss_curve
     # The weighted mean alone: `spec` may carry another weighing's calibration (the videos').
@@ -187,7 +193,7 @@ def _decided(
     temperature, offset = fit_calibration(ensemble_logit, labels, calibration)
     spec = replace(spec, temperature=round(temperature, 4), offset=round(offset, 4))
     probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
-    threshold = choose_threshold(probabilities, labels)
+    threshold = choose_threshold(probabilities, labels, threshold_rule)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
     validation_false_alarms = false_alarm_curve(probabilities[labels == 0])
     validation_misses = miss_curve(probabilities[labels == 1])
@@ -197,6 +203,10 @@ def _decided(
         "ensemble_auc": float(roc_auc_score(labels, probabilities)),
         "ensemble_ece": expected_calibration_error(probabilities, labels),
         "calibration": calibration,
+        "threshold_rule": threshold_rule,
+        # What the rule costs on the mix: its balanced accuracy beside the best any threshold gets.
+        "balanced_accuracy": balanced_accuracy(probabilities, labels, threshold),
+        "best_balanced_accuracy": balanced_accuracy(probabilities, labels, choose_threshold(probabilities, labels)),
         "ensemble_auc_by_source": {
             source: float(roc_auc_score(labels[mask], probabilities[mask]))
             for source in sorted(set(sources))

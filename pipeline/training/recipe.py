@@ -19,7 +19,7 @@ from pipeline.engine.ensemble import CLIP_PROBE, KERAS, crop_logits, read_curve
 from pipeline.engine.verdict import RANGE, checked_measure
 from pipeline.errors import DataError
 from pipeline.training.augment import AugmentSettings
-from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE
+from pipeline.training.calibration import CALIBRATIONS, TEMPERATURE, YOUDEN, checked_threshold_rule
 from pipeline.training.data import Sample, balanced_subset, read_face
 from pipeline.training.features import clip_features, patch_tokens
 from pipeline.training.probe import changed_patches, fit_patch_probe, fit_per_source_probe, fit_probe
@@ -126,6 +126,9 @@ class Recipe:
     disagreement: str = RANGE
     """How the members' disagreement is measured (`verdict.DISAGREEMENTS`, rule 95), in the folds'
     disagreement margin and in the shipped ensemble alike."""
+    threshold_rule: str = YOUDEN
+    """Where the threshold is placed on the calibrated probability (`calibration.THRESHOLD_RULES`,
+    rule 100), in the folds and in the shipped ensemble alike."""
     pictures: Combination | None = None
     """How a picture's faces are weighed where that differs from a video's (`EnsembleSpec.pictures`);
     the cross-source table is made with `combination`'s weights, a table of these weights with a
@@ -215,6 +218,7 @@ class Recipe:
             if calibration not in CALIBRATIONS:
                 raise ValueError(f"unknown ensemble_calibration {calibration!r}: one of {', '.join(CALIBRATIONS)}")
             disagreement = checked_measure(raw.get("disagreement", RANGE))
+            threshold_rule = checked_threshold_rule(raw.get("threshold_rule", YOUDEN))
             weights = raw.get("weights") or {m.get("name") or m["backbone"]: 1.0 for m in members}
             combination = Combination.from_json(raw, weights)
             return Recipe(
@@ -227,6 +231,7 @@ class Recipe:
                 held_out_per_class=int(raw.get("held_out_per_class", 1000)),
                 ensemble_calibration=calibration,
                 disagreement=disagreement,
+                threshold_rule=threshold_rule,
                 # An empty block is a mistake to say, not a recipe without one.
                 pictures=Combination.pictures_from_json(raw["pictures"], combination)
                 if raw.get("pictures") is not None
