@@ -75,7 +75,6 @@ VARIANTS = (
 )
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
-MEMBERS = ("clip", "mobilenetv2", "mobilenetv2_224")
 
 
 def _write(variant: str, source_path: Path, folder: Path) -> None:
@@ -145,6 +144,8 @@ def summarise(out: Path) -> None:
             print(f"{variant}: not scanned ({scan} does not exist)")
             continue
         scanned = json.loads(scan.read_text())
+        # The members of the ensemble that scanned (v7.x had three, v8 four).
+        members = sorted({m for r in scanned if r["fake_probability"] is not None for m in r["model_scores"]})
         print(variant)
         for source in ("pooled", *SOURCES):
             chosen = [r for r in scanned if source == "pooled" or Path(r["path"]).parts[-3] == source]
@@ -156,14 +157,14 @@ def summarise(out: Path) -> None:
             if len(set(labels.tolist())) == 2:
                 auc = roc_auc_score(labels, [r["fake_probability"] for r in scored])
                 members = " ".join(
-                    f"{m} {roc_auc_score(labels, [r['model_scores'][m] for r in scored]):.3f}" for m in MEMBERS
+                    f"{m} {roc_auc_score(labels, [r['model_scores'][m] for r in scored]):.3f}" for m in members
                 )
                 line.append(f"ROC AUC {auc:.3f} ({members})")
             reals = [r for r in scored if Path(r["path"]).parts[-2] == "real"]
             if source == "pooled" and reals:
                 medians = [np.median([r["fake_probability"] for r in reals])]
-                medians += [np.median([r["model_scores"][m] for r in reals]) for m in MEMBERS]
-                line.append("real photos' median fake probability (ensemble, " + ", ".join(MEMBERS) + ") ")
+                medians += [np.median([r["model_scores"][m] for r in reals]) for m in members]
+                line.append("real photos' median fake probability (ensemble, " + ", ".join(members) + ") ")
                 line[-1] += ", ".join(f"{m:.2f}" for m in medians)
             print(" | ".join(line))
 

@@ -500,32 +500,27 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
     assert (spec.disagreement_margin, pictures.disagreement_margin) == (None, 0.2)
     assert pictures.uncertain_low <= pictures.threshold <= pictures.uncertain_high
     assert pictures.metrics["validation"]["weights"] == {"clip": 3.0, "tiny": 1.0}
+
+    def refit(settings: dict, name: str) -> EnsembleSpec:
+        """Both members kept, the decision refitted by `settings` (a recipe) in a copy of `models`."""
+        recipe.write_text(json.dumps(settings))
+        shutil.copytree(models, tmp_path / name)
+        folder = str(tmp_path / name)
+        done = run_cli("train-ensemble", "--recipe", str(recipe), "--keep", "clip", "tiny", "--models-dir", folder)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return EnsembleSpec.load(tmp_path / name / ENSEMBLE_FILE)
+
     # The pictures' spec is what the same members weighed so would be fitted to alone: its
     # calibration is of its own weighted mean, not on top of the videos'.
     alone = json.loads(recipe.read_text())
     alone["weights"] = alone.pop("pictures")["weights"]
-    recipe.write_text(json.dumps(alone))
-    refit = tmp_path / "refit"
-    shutil.copytree(models, refit)
-    alone_run = run_cli(
-        "train-ensemble", "--recipe", str(recipe), "--keep", "clip", "tiny", "--models-dir", str(refit), timeout=600
-    )
-    assert alone_run.returncode == 0, alone_run.stderr[-3000:]
-    weighed_alone = EnsembleSpec.load(refit / ENSEMBLE_FILE)
+    weighed_alone = refit(alone, "refit")
     assert weighed_alone.weights == pictures.weights
     for name in ("temperature", "offset", "threshold", "uncertain_low", "uncertain_high"):
         assert getattr(pictures, name) == getattr(weighed_alone, name), name
     assert "pictures" in json.loads(run.stdout)
     # Rule 100: with even odds the threshold is 0.5 on the same calibration, the band around it.
-    alone["threshold_rule"] = "even_odds"
-    recipe.write_text(json.dumps(alone))
-    even = tmp_path / "even"
-    shutil.copytree(refit, even)
-    even_run = run_cli(
-        "train-ensemble", "--recipe", str(recipe), "--keep", "clip", "tiny", "--models-dir", str(even), timeout=600
-    )
-    assert even_run.returncode == 0, even_run.stderr[-3000:]
-    even_spec = EnsembleSpec.load(even / ENSEMBLE_FILE)
+    even_spec = refit({**alone, "threshold_rule": "even_odds"}, "even")
     assert (even_spec.temperature, even_spec.offset) == (weighed_alone.temperature, weighed_alone.offset)
     assert even_spec.threshold == 0.5 and even_spec.uncertain_low < 0.5 < even_spec.uncertain_high
     assert even_spec.metrics["validation"]["threshold_rule"] == "even_odds"
