@@ -156,10 +156,10 @@ def summarise(out: Path) -> None:
             labels = np.array([Path(r["path"]).parts[-2] == "fake" for r in scored])
             if len(set(labels.tolist())) == 2:
                 auc = roc_auc_score(labels, [r["fake_probability"] for r in scored])
-                members = " ".join(
+                member_aucs = " ".join(
                     f"{m} {roc_auc_score(labels, [r['model_scores'][m] for r in scored]):.3f}" for m in members
                 )
-                line.append(f"ROC AUC {auc:.3f} ({members})")
+                line.append(f"ROC AUC {auc:.3f} ({member_aucs})")
             reals = [r for r in scored if Path(r["path"]).parts[-2] == "real"]
             if source == "pooled" and reals:
                 medians = [np.median([r["fake_probability"] for r in reals])]
