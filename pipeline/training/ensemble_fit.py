@@ -184,9 +184,10 @@ def _decided(
     combination: Combination,
     threshold_rule: str,
 ) -> tuple[EnsembleSpec, dict[str, Any]]:
-    """`spec` (its members weighed) with the ensemble's calibration, threshold and uncertain band
-    fitted on the validation logits (the threshold placed by `threshold_rule`), and its false-alarm and miss curves (`combination`'s, from the
-    cross-source table, where given, else the validation mix's); also what validation measured of it."""
+    """`spec` (its members weighed) with the ensemble's calibration, threshold (placed by
+    `threshold_rule`) and uncertain band fitted on the validation logits, and its false-alarm and
+    miss curves (`combination`'s, from the cross-source table, where given, else the validation
+    mix's); also what validation measured of it."""
     held_out_false_alarms, held_out_misses = combination.false_alarm_curve, combination.miss_curve
     # The weighted mean alone: `spec` may carry another weighing's calibration (the videos').
     ensemble_logit = weighted_logit(member_logits, spec.temperatures, spec.weights)
