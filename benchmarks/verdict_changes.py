@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.ensemble import ENSEMBLE_FILE, PICTURE, EnsembleSpec
-from pipeline.engine.verdict import ScoredFace, decide
+from pipeline.training.evaluate import photo_verdict
 
 VERDICTS = ("fake", "uncertain", "real")
 
@@ -34,7 +34,7 @@ def combines_alike(first: EnsembleSpec, second: EnsembleSpec) -> bool:
     temperatures, the ensemble's calibration), whatever each then decides."""
     return (
         first.weights == second.weights
-        and [m.temperature for m in first.members] == [m.temperature for m in second.members]
+        and first.temperatures == second.temperatures
         and (first.temperature, first.offset) == (second.temperature, second.offset)
     )
 
@@ -46,10 +46,10 @@ def verdicts(report: dict[str, Any], scorer: EnsembleSpec, decider: EnsembleSpec
         raise SystemExit("error: the deciding ensemble combines its members otherwise than the one that scored")
     out = {}
     for photo in report["photos"]:
-        face = ScoredFace(0, 0, photo["fake_probability"], photo["model_scores"])
-        if decide([face], 1, scorer.aggregation, scorer.decision_rule).label != photo["verdict"]:
+        scores = (photo["fake_probability"], photo["model_scores"])
+        if photo_verdict(*scores, scorer.decision_rule, scorer.aggregation) != photo["verdict"]:
             raise SystemExit(f"error: {photo['file']}: the scoring ensemble does not give the report's verdict")
-        out[photo["file"]] = (photo["label"], decide([face], 1, decider.aggregation, decider.decision_rule).label)
+        out[photo["file"]] = (photo["label"], photo_verdict(*scores, decider.decision_rule, decider.aggregation))
     return out
 
 

@@ -29,7 +29,7 @@ from sklearn.metrics import (
 
 from pipeline.engine.ensemble import PICTURE, Ensemble, EnsembleSpec
 from pipeline.engine.quiet import quiet_libraries
-from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, ScoredFace, decide
+from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, Label, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
 from pipeline.training.augment import ReshareSettings
 from pipeline.training.calibration import expected_calibration_error
@@ -142,20 +142,24 @@ def photo_verdicts(table: ScoreTable, samples: list[Sample], decision: DecisionR
     members = [name for name in table.probabilities if name != ENSEMBLE]
     records = []
     for row, sample in enumerate(samples):
-        face = ScoredFace(
-            0, 0, float(table.probabilities[ENSEMBLE][row]), {m: float(table.probabilities[m][row]) for m in members}
-        )
+        probability = float(table.probabilities[ENSEMBLE][row])
+        model_scores = {m: float(table.probabilities[m][row]) for m in members}
         records.append(
             {
                 "file": str(sample.path),
                 "source": sample.source,
                 "label": "fake" if sample.label else "real",
-                "fake_probability": round(face.fake_probability, 6),
-                "model_scores": {m: round(p, 6) for m, p in face.model_scores.items()},
-                "verdict": decide([face], 1, rule, decision).label,
+                "fake_probability": round(probability, 6),
+                "model_scores": {m: round(p, 6) for m, p in model_scores.items()},
+                "verdict": photo_verdict(probability, model_scores, decision, rule),
             }
         )
     return records
+
+
+def photo_verdict(fake_probability: float, model_scores: dict[str, float], decision: DecisionRule, rule: str) -> Label:
+    """The label one face gets as the only face of a photo (one frame, one person)."""
+    return decide([ScoredFace(0, 0, fake_probability, model_scores)], 1, rule, decision).label
 
 
 def verdict_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
