@@ -44,6 +44,8 @@ def verdicts(report: dict[str, Any], scorer: EnsembleSpec, decider: EnsembleSpec
     that `scorer` reproduces the report's own verdicts and that `decider` combines as it does."""
     if not combines_alike(scorer, decider):
         raise SystemExit("error: the deciding ensemble combines its members otherwise than the one that scored")
+    if "photos" not in report:
+        raise SystemExit("error: the report keeps no per-face verdicts (`evaluate --json` on pictures, since rule 100)")
     out = {}
     for photo in report["photos"]:
         scores = (photo["fake_probability"], photo["model_scores"])
