@@ -49,9 +49,10 @@ def verdicts(report: dict[str, Any], scorer: EnsembleSpec, decider: EnsembleSpec
     out = {}
     for photo in report["photos"]:
         scores = (photo["fake_probability"], photo["model_scores"])
-        if photo_verdict(*scores, scorer.decision_rule, scorer.aggregation) != photo["verdict"]:
+        focus = photo.get("focus")  # reports before rule 102 measured none
+        if photo_verdict(*scores, scorer.decision_rule, scorer.aggregation, focus) != photo["verdict"]:
             raise SystemExit(f"error: {photo['file']}: the scoring ensemble does not give the report's verdict")
-        out[photo["file"]] = (photo["label"], photo_verdict(*scores, decider.decision_rule, decider.aggregation))
+        out[photo["file"]] = (photo["label"], photo_verdict(*scores, decider.decision_rule, decider.aggregation, focus))
     return out
 
 

@@ -183,8 +183,9 @@ class VerdictSettings:
     trained_face_focus: int = 76
     """The 5th percentile of the training faces' focus (`pipeline.engine.faces.face_focus` of the
     crop the members are given, every source weighing the same; rule 47, the same command): a
-    verdict whose most suspicious person's median focus is lower says so (slightly blurred real
-    photos were told `fake` far more often, rule 46). 0 says nothing."""
+    person whose median focus is lower is `uncertain`, and so is the media when they are its most
+    suspicious person, and the reason says why (blurred real photos were told `fake` far more
+    often, rules 46 and 101; rule 102). 0 turns it off."""
 
 
 @dataclass(frozen=True)

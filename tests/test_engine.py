@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from pipeline.engine.analyze import SMALL_FACE_CAVEAT, SOFT_FACE_CAVEAT, VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
+from pipeline.engine.analyze import SMALL_FACE_CAVEAT, VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.media import sample_frames
@@ -293,12 +293,14 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
     assert small_face.startswith("person 1's face is ") and int(small_face.split()[4]) < floor
 
 
-def test_a_verdict_says_when_its_face_is_softer_than_the_training_faces(
+def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     engine: Engine, shared_data: Path, tmp_path: Path
 ) -> None:
-    """Rule 47: a face whose focus (the crop's Laplacian variance) is under `trained_face_focus`
-    is said after the models' reason; the same photo as it is, sharp, is not."""
+    """Rules 47 and 102: a face whose focus (the crop's Laplacian variance) is under
+    `trained_face_focus` makes its person and the photo `uncertain`, and the reason says why;
+    the same photo as it is, sharp, gets a label of its own and no such caveat."""
     from pipeline.engine.faces import face_focus
+    from pipeline.engine.verdict import SOFT_FACE_CAVEAT
 
     floor = engine.settings.verdict.trained_face_focus
     photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]
@@ -310,7 +312,11 @@ def test_a_verdict_says_when_its_face_is_softer_than_the_training_faces(
     (face,) = analysis.faces[0]
     caveat = SOFT_FACE_CAVEAT.format(person=1, focus=round(face_focus(face.crop)), floor=floor)
     assert face_focus(face.crop) < floor and analysis.caveats == [caveat]
-    assert analysis.result.reason.endswith(f"; {caveat}")
+    assert f"; {caveat}" in analysis.result.reason
+    assert analysis.result.verdict == "uncertain" and analysis.result.tracks[0].verdict == "uncertain"
+    # The models still read it (its probability is kept); blur pushes a real face towards fake.
+    assert analysis.result.fake_probability is not None
+    assert analysis.result.fake_probability > sharp.result.fake_probability
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import REPO_ROOT, Settings, VerdictSettings
 from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, jpeg_round_trip, resize_crops, sigmoid
 from pipeline.engine.faces import face_focus
 from pipeline.errors import DataError
@@ -673,6 +673,12 @@ def test_evaluate_reshared_scores_the_same_faces_passed_around(shared_data: Path
         for photo in photos:
             assert Path(photo["file"]).is_file() and photo["source"] in {"dfdc-faces", "gan-faces"}
             assert set(photo["model_scores"]) == set(report["weights"])
+            # The focus of the crop as the members were given it (re-shared: the copy), and a
+            # crop softer than the training faces is `uncertain` as the engine would say (rule 102).
+            assert photo["focus"] == pytest.approx(face_focus(read_face(Path(photo["file"]), 224)), abs=1e-3)
+            if photo["focus"] < VerdictSettings.trained_face_focus:
+                assert photo["verdict"] == "uncertain"
+        assert any(p["focus"] < VerdictSettings.trained_face_focus for p in photos)
         tally = {
             label: {
                 v: sum(p["label"] == label and p["verdict"] == v for p in photos) for v in ("fake", "uncertain", "real")

@@ -7,7 +7,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pipeline.engine.verdict import DecisionRule, ScoredFace, aggregate, confident_rule, decide, disagreement
+from pipeline.engine.verdict import (
+    SOFT_FACE_CAVEAT,
+    DecisionRule,
+    ScoredFace,
+    aggregate,
+    confident_rule,
+    decide,
+    disagreement,
+)
 
 DECISION = DecisionRule(threshold=0.5, uncertain_low=0.4, uncertain_high=0.6)
 
@@ -210,3 +218,31 @@ def test_a_real_verdict_says_how_often_fakes_from_unseen_sources_score_as_low() 
     # An `uncertain` media claims neither; without a miss curve a `real` claims nothing.
     assert "never saw" not in decide(faces_of(0, [0.5] * 4), sampled_frames=4, rule="mean", decision=rule).reason
     assert "never saw" not in decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason
+
+
+def focused(faces: list[ScoredFace], focus: float) -> list[ScoredFace]:
+    return [replace(face, focus=focus) for face in faces]
+
+
+@pytest.mark.parametrize("score", [0.95, 0.05])
+def test_a_person_softer_than_the_training_faces_is_uncertain_whichever_way_they_are_read(score: float) -> None:
+    """Rule 102: under the focus floor neither `fake` nor `real` stands; the probability does."""
+    sharp = decide(focused(faces_of(0, [score] * 4), 300.0), sampled_frames=4, rule="mean", decision=DECISION)
+    assert sharp.label in {"fake", "real"} and sharp.caveats == ()
+    soft_faces = focused(faces_of(0, [score] * 3), 40.0) + focused(faces_of(0, [score], first_frame=3), 90.0)
+    soft = decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, focus_floor=76)
+    assert soft.label == "uncertain" and soft.tracks[0].label == "uncertain"
+    assert soft.tracks[0].focus == pytest.approx(40.0)  # the median of the person's faces
+    assert soft.fake_probability == pytest.approx(score) and soft.model_scores == sharp.model_scores
+    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76)
+    assert soft.caveats == (caveat,) and soft.reason.endswith(f"; {caveat}")
+    # No floor, or faces whose focus was not measured: the label stands.
+    assert decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, focus_floor=0).label == sharp.label
+    assert decide(faces_of(0, [score] * 4), sampled_frames=4, rule="mean", decision=DECISION).label == sharp.label
+
+
+def test_a_soft_person_who_is_not_the_most_suspicious_leaves_the_verdict_alone() -> None:
+    faces = focused(faces_of(0, [0.05] * 4), 30.0) + focused(faces_of(1, [0.97] * 4), 500.0)
+    verdict = decide(faces, sampled_frames=4, rule="mean", decision=DECISION, focus_floor=76)
+    assert [t.label for t in verdict.tracks] == ["uncertain", "fake"]
+    assert verdict.label == "fake" and verdict.caveats == ()

@@ -46,13 +46,6 @@ SMALL_FACE_CAVEAT = (
 )
 """Said on a verdict whose most suspicious person's median face is under
 `VerdictSettings.trained_face_px` (rule 44; the shares are rule 21's, benchmarks/README.md)."""
-SOFT_FACE_CAVEAT = (
-    "person {person}'s face is softer than 95% of the faces the models trained on (focus {focus}, theirs "
-    "{floor} or more): out-of-focus, smoothed or upscaled real faces are read as fake (validation photos "
-    "blurred by 1 px: 18% of the real ones told fake, none real; by 2 px: 43%) (model card: 'Known limits')"
-)
-"""Said on a verdict whose most suspicious person's median `face_focus` is under
-`VerdictSettings.trained_face_focus` (rule 47; the shares are rule 46's, benchmarks/README.md)."""
 
 
 @dataclass
@@ -66,8 +59,9 @@ class Analysis:
     faces: list[list[Face]]
     """Faces per sampled frame, with their crops."""
     caveats: list[str] = field(default_factory=list)
-    """What the engine says beside the models' reason (already at the end of `result.reason`): a
-    video's frames, a face smaller or softer than the training faces."""
+    """What the engine says beside the models' reason (already in `result.reason`): a face softer
+    than the training faces (the verdict's own caveat), a video's frames, a face smaller than the
+    training faces."""
 
 
 def preview(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -247,6 +241,7 @@ class Engine:
                     fake_probability=float(scores.ensemble[i]),
                     # A costly member's score exists only for the faces it looked at.
                     model_scores={n: float(scores.members[n][i]) for n in chosen if np.isfinite(scores.members[n][i])},
+                    focus=face_focus(crops[i]),
                 )
                 for i, face in enumerate(flat)
             ]
@@ -254,7 +249,14 @@ class Engine:
         lap("score")
 
         clip_scored = any(ensemble.member(name).kind == CLIP_PROBE for face in scored for name in face.model_scores)
-        verdict = decide(scored, len(sampled), rule, spec.decision_rule, settings.verdict.min_track_fraction)
+        verdict = decide(
+            scored,
+            len(sampled),
+            rule,
+            spec.decision_rule,
+            settings.verdict.min_track_fraction,
+            settings.verdict.trained_face_focus,
+        )
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):
             by_position[face.position].append(
@@ -264,9 +266,10 @@ class Engine:
             )
         versions = ensemble.versions()
         worst = most_suspicious(verdict.tracks)
-        caveats = [caveat for caveat in [_video_caveat(info.kind, provenance, clip_scored)] if caveat]
+        # The verdict's own caveats are in its reason already; the engine's go after it.
+        engine_caveats = [caveat for caveat in [_video_caveat(info.kind, provenance, clip_scored)] if caveat]
         if worst is not None:
-            caveats += face_caveats([f for f in flat if f.track == worst.track], frame_scales, settings.verdict)
+            engine_caveats += face_caveats([f for f in flat if f.track == worst.track], frame_scales, settings.verdict)
         lap("verdict")
         result = AnalysisResult(
             file=path.name,
@@ -277,7 +280,7 @@ class Engine:
             duration_s=info.duration_s,
             verdict=verdict.label,
             fake_probability=verdict.fake_probability,
-            reason=verdict_reason("; ".join([verdict.reason, *caveats]), provenance),
+            reason=verdict_reason("; ".join([verdict.reason, *engine_caveats]), provenance),
             model_scores=verdict.model_scores,
             threshold=spec.threshold,
             uncertain_band=[spec.uncertain_low, spec.uncertain_high],
@@ -297,7 +300,7 @@ class Engine:
             explanation_maps={n: ensemble.explanation_map(n) for n in chosen},
         )
         progress("done", 1, 1)
-        return Analysis(result, previews, preview_scale, faces, caveats)
+        return Analysis(result, previews, preview_scale, faces, [*verdict.caveats, *engine_caveats])
 
 
 def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -> str | None:
@@ -309,19 +312,11 @@ def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -
 
 
 def face_caveats(faces: Sequence[Face], frame_scales: Sequence[float], settings: VerdictSettings) -> list[str]:
-    """`SMALL_FACE_CAVEAT` and `SOFT_FACE_CAVEAT` for one person (`faces`, theirs; `frame_scales`,
-    decoded pixels per original pixel of each sampled frame) when the median of their faces' size,
-    in the pixels the models were given, or of their crops' `face_focus` is under the training
-    faces' floor in `settings` (0 turns a caveat off)."""
-    person = faces[0].track + 1
-    caveats = []
+    """`SMALL_FACE_CAVEAT` for one person (`faces`, theirs; `frame_scales`, decoded pixels per
+    original pixel of each sampled frame) when the median of their faces' size, in the pixels the
+    models were given, is under the training faces' floor in `settings` (0 turns it off). A face
+    softer than the training faces is the verdict's own caveat (`decide`)."""
     size = float(np.median([min(f.box[2], f.box[3]) * frame_scales[f.position] for f in faces]))
     if size < settings.trained_face_px:
-        caveats.append(SMALL_FACE_CAVEAT.format(person=person, size=round(size), floor=settings.trained_face_px))
-    if settings.trained_face_focus > 0:  # measured only when asked for
-        focus = float(np.median([face_focus(f.crop) for f in faces]))
-        if focus < settings.trained_face_focus:
-            caveats.append(
-                SOFT_FACE_CAVEAT.format(person=person, focus=round(focus), floor=settings.trained_face_focus)
-            )
-    return caveats
+        return [SMALL_FACE_CAVEAT.format(person=faces[0].track + 1, size=round(size), floor=settings.trained_face_px)]
+    return []

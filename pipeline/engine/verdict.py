@@ -14,12 +14,17 @@ measured on real faces of sources the models never saw) must be under
 A `fake` or `real` verdict's reason also quotes what such a score is worth on media unlike the
 training data: how often real faces (for `fake`) or fakes (for `real`) from sources the models
 never saw score as high or as low (the ensemble's false-alarm and miss curves).
+
+A person whose faces are softer than nearly all the training faces (their median `face_focus`
+under `VerdictSettings.trained_face_focus`) is `uncertain` whatever their probability: blurred,
+smoothed or upscaled faces lie outside what the models were trained and validated on, and they
+read such real faces as fake (rule 102). When that person is the most suspicious, so is the media.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -114,6 +119,15 @@ def percent(share: float) -> str:
     return f"{share:.0%}" if share == 0 or share >= 0.01 else f"{share * 100:.2g}%"
 
 
+SOFT_FACE_CAVEAT = (
+    "person {person}'s face is softer than 95% of the faces the models trained on (focus {focus}, theirs "
+    "{floor} or more), where they read out-of-focus, smoothed or upscaled real faces as fake (validation "
+    "photos blurred by 2 px: 42% of the real ones told fake), so it is uncertain whatever its probability "
+    "(model card: 'Known limits')"
+)
+"""Said, and the media made `uncertain`, when the most suspicious person's median focus is under
+the floor (rules 47 and 102; the share is rule 101's, benchmarks/README.md)."""
+
 UNSEEN_SOURCES = "sources the models never saw"
 VALIDATION_MIX = "the validation mix (sources the models were trained on)"
 """Where a false-alarm or miss curve's faces came from, as a verdict's reason names them."""
@@ -192,6 +206,9 @@ class ScoredFace:
     track: int
     fake_probability: float
     model_scores: dict[str, float]
+    focus: float | None = None
+    """`pipeline.engine.faces.face_focus` of the crop as the members were given it (None: not
+    measured, and the face is never judged too soft)."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +225,12 @@ class TrackSummary:
     false detection); shown, but only counted when no one else was seen."""
     disagreement: float = 0.0
     """How far the members' probabilities for this person disagree (the decision rule's measure)."""
+    focus: float | None = None
+    """The median focus of this person's faces (None when none was measured)."""
+
+    def softer_than(self, focus_floor: float) -> bool:
+        """Whether this person's faces are softer than `focus_floor` (0: never)."""
+        return focus_floor > 0 and self.focus is not None and self.focus < focus_floor
 
 
 @dataclass(frozen=True)
@@ -217,6 +240,8 @@ class Verdict:
     reason: str
     model_scores: dict[str, float]
     tracks: tuple[TrackSummary, ...]
+    caveats: tuple[str, ...] = ()
+    """Clauses of `reason` that say where the models cannot be trusted (`SOFT_FACE_CAVEAT`)."""
 
 
 def _by_frame(faces: Sequence[ScoredFace], score: Callable[[ScoredFace], float | None]) -> list[list[float]]:
@@ -237,7 +262,13 @@ def crowd_probability(probabilities: Sequence[float]) -> float:
 
 
 def _person(
-    track: int, faces: Sequence[ScoredFace], rule: str, models: Sequence[str], decision: DecisionRule, decides: bool
+    track: int,
+    faces: Sequence[ScoredFace],
+    rule: str,
+    models: Sequence[str],
+    decision: DecisionRule,
+    decides: bool,
+    focus_floor: float,
 ) -> TrackSummary:
     probability = aggregate(_by_frame(faces, lambda f: f.fake_probability), rule)
     model_scores = {}
@@ -249,7 +280,10 @@ def _person(
     label = decision.label(probability)
     if decision.disagreement_margin is not None and spread > decision.disagreement_margin:
         label = "uncertain"
-    return TrackSummary(track, len(faces), probability, model_scores, label, decides, spread)
+    measured = [f.focus for f in faces if f.focus is not None]
+    focus = float(np.median(measured)) if measured else None
+    summary = TrackSummary(track, len(faces), probability, model_scores, label, decides, spread, focus)
+    return replace(summary, label="uncertain") if summary.softer_than(focus_floor) else summary
 
 
 def most_suspicious(tracks: Sequence[TrackSummary]) -> TrackSummary | None:
@@ -264,8 +298,11 @@ def decide(
     rule: str,
     decision: DecisionRule,
     min_track_fraction: float = VerdictSettings.min_track_fraction,
+    focus_floor: float = VerdictSettings.trained_face_focus,
 ) -> Verdict:
-    """The verdict for a whole image or video."""
+    """The verdict for a whole image or video; a person whose faces' median focus is under
+    `focus_floor` (0: no floor) is `uncertain`, and so is the media when they are the most
+    suspicious."""
     if not faces:
         where = "the image" if sampled_frames == 1 else f"any of the {sampled_frames} sampled frames"
         return Verdict("no_face", None, f"no face found in {where}", {}, ())
@@ -276,7 +313,13 @@ def decide(
     longest = max(len(t) for t in tracks.values())
     summaries = [
         _person(
-            track, tracks[track], rule, models, decision, len(tracks[track]) >= max(1, min_track_fraction * longest)
+            track,
+            tracks[track],
+            rule,
+            models,
+            decision,
+            len(tracks[track]) >= max(1, min_track_fraction * longest),
+            focus_floor,
         )
         for track in sorted(tracks)
     ]
@@ -332,6 +375,12 @@ def decide(
                 f"; among {count} real people, one is scored {reading[0]:.3g} or more "
                 f"{percent(chance)} of the time (measured on real faces), so the crowd is uncertain"
             )
+    caveats: tuple[str, ...] = ()
+    if worst.softer_than(focus_floor):
+        assert worst.focus is not None  # softer_than says so
+        label = "uncertain"
+        caveats = (SOFT_FACE_CAVEAT.format(person=worst.track + 1, focus=round(worst.focus), floor=round(focus_floor)),)
+        reason += f"; {caveats[0]}"
     # A verdict is only as strong as the models are on media unlike their training data: say how
     # often faces from sources they never saw score the same way, so 0.95 is not read as 95% sure
     # and 0.05 not as 95% safe. The probability quoted is the curve's point, what was measured:
@@ -343,4 +392,4 @@ def decide(
     elif label == "real" and (reading := decision.miss_reading(score)) is not None:
         point, share = reading
         reason += f"; {percent(share)} of fake faces from {decision.miss_faces} score {point:.3g} or less"
-    return Verdict(label, probability, reason, model_scores, tuple(summaries))
+    return Verdict(label, probability, reason, model_scores, tuple(summaries), caveats)

@@ -27,7 +27,9 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from pipeline.config import VerdictSettings
 from pipeline.engine.ensemble import PICTURE, Ensemble, EnsembleSpec
+from pipeline.engine.faces import face_focus
 from pipeline.engine.quiet import quiet_libraries
 from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, Label, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
@@ -49,6 +51,8 @@ class ScoreTable:
     probabilities: dict[str, np.ndarray]
     """Model name (and "ensemble") -> calibrated fake probability per item."""
     seconds_per_face: dict[str, float] = field(default_factory=dict)
+    focus: np.ndarray | None = None
+    """Per face crop, `face_focus` of the crop as the members were given it (None for videos)."""
 
 
 def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -90,6 +94,7 @@ def join_tables(first: ScoreTable, second: ScoreTable) -> ScoreTable:
         first.sources + second.sources,
         {k: np.concatenate([first.probabilities[k], second.probabilities[k]]) for k in first.probabilities},
         seconds,
+        None if first.focus is None or second.focus is None else np.concatenate([first.focus, second.focus]),
     )
 
 
@@ -119,11 +124,13 @@ def score_crops(
     labels, sources = [], []
     members: dict[str, list[np.ndarray]] = {n: [] for n in ensemble.member_names}
     combined: list[np.ndarray] = []
+    focus: list[float] = []
     seconds = dict.fromkeys(ensemble.member_names, 0.0)
     for start in tqdm(range(0, len(samples), batch_size), desc="scoring crops", file=sys.stderr, leave=False):
         batch = samples[start : start + batch_size]
         crops = np.stack([read_face(s.path, 224) for s in batch])
         scores = ensemble.score(crops, spec=spec)
+        focus += [face_focus(crop) for crop in crops]
         for name in ensemble.member_names:
             members[name].append(scores.members[name])
             seconds[name] += scores.seconds[name]
@@ -132,18 +139,32 @@ def score_crops(
         sources += [s.source for s in batch]
     probabilities = {n: np.concatenate(v) for n, v in members.items()}
     probabilities[ENSEMBLE] = np.concatenate(combined)
-    return ScoreTable(np.asarray(labels), sources, probabilities, {n: s / len(samples) for n, s in seconds.items()})
+    return ScoreTable(
+        np.asarray(labels),
+        sources,
+        probabilities,
+        {n: s / len(samples) for n, s in seconds.items()},
+        np.asarray(focus),
+    )
 
 
-def photo_verdicts(table: ScoreTable, samples: list[Sample], decision: DecisionRule, rule: str) -> list[dict[str, Any]]:
+def photo_verdicts(
+    table: ScoreTable,
+    samples: list[Sample],
+    decision: DecisionRule,
+    rule: str,
+    focus_floor: float = VerdictSettings.trained_face_focus,
+) -> list[dict[str, Any]]:
     """The verdict each scored crop (`samples`, the table's rows in order) would get uploaded
     alone as a one-face photo (the engine's `decide`: threshold, uncertain band, members'
-    disagreement), one record per crop, so that two ensembles can be compared face by face."""
+    disagreement, the crop's focus), one record per crop, so that two ensembles can be compared
+    face by face."""
     members = [name for name in table.probabilities if name != ENSEMBLE]
     records = []
     for row, sample in enumerate(samples):
         probability = float(table.probabilities[ENSEMBLE][row])
         model_scores = {m: float(table.probabilities[m][row]) for m in members}
+        focus = None if table.focus is None else float(table.focus[row])
         records.append(
             {
                 "file": str(sample.path),
@@ -151,15 +172,25 @@ def photo_verdicts(table: ScoreTable, samples: list[Sample], decision: DecisionR
                 "label": "fake" if sample.label else "real",
                 "fake_probability": round(probability, 6),
                 "model_scores": {m: round(p, 6) for m, p in model_scores.items()},
-                "verdict": photo_verdict(probability, model_scores, decision, rule),
+                "focus": None if focus is None else round(focus, 3),
+                "verdict": photo_verdict(probability, model_scores, decision, rule, focus, focus_floor),
             }
         )
     return records
 
 
-def photo_verdict(fake_probability: float, model_scores: dict[str, float], decision: DecisionRule, rule: str) -> Label:
-    """The label one face gets as the only face of a photo (one frame, one person)."""
-    return decide([ScoredFace(0, 0, fake_probability, model_scores)], 1, rule, decision).label
+def photo_verdict(
+    fake_probability: float,
+    model_scores: dict[str, float],
+    decision: DecisionRule,
+    rule: str,
+    focus: float | None = None,
+    focus_floor: float = VerdictSettings.trained_face_focus,
+) -> Label:
+    """The label one face gets as the only face of a photo (one frame, one person); `focus`, its
+    crop's `face_focus` (None: not judged too soft)."""
+    face = ScoredFace(0, 0, fake_probability, model_scores, focus)
+    return decide([face], 1, rule, decision, focus_floor=focus_floor).label
 
 
 def verdict_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
@@ -294,7 +325,13 @@ def evaluate(
             images = reshared_samples(images, reshare_settings)
             report["reshared"] = asdict(reshare_settings)
         tables["frame"] = score_crops(ensemble, images, spec=pictures)
-        report["photos"] = photo_verdicts(tables["frame"], images, pictures.decision_rule, pictures.aggregation)
+        report["photos"] = photo_verdicts(
+            tables["frame"],
+            images,
+            pictures.decision_rule,
+            pictures.aggregation,
+            engine.settings.verdict.trained_face_focus,
+        )
         report["photo_verdicts"] = verdict_counts(report["photos"])
     if videos:
         video_scores = score_videos(engine, videos, frames)
