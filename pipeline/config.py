@@ -183,9 +183,14 @@ class VerdictSettings:
     trained_face_focus: int = 76
     """The 5th percentile of the training faces' focus (`pipeline.engine.faces.face_focus` of the
     crop the members are given, every source weighing the same; rule 47, the same command): a
-    person whose median focus is lower is `uncertain`, and so is the media when they are its most
-    suspicious person, and the reason says why (blurred real photos were told `fake` far more
-    often, rules 46 and 101; rule 102). 0 turns it off."""
+    verdict whose most suspicious person's median focus is lower says so, and in the media of
+    `uncertain_when_soft` is `uncertain` (blurred real photos were told `fake` far more often,
+    rules 46 and 101). 0 turns both off."""
+    uncertain_when_soft: tuple[str, ...] = ("image",)
+    """Media kinds in which a person softer than `trained_face_focus` is `uncertain`, and so is the
+    media when they are its most suspicious person (rule 103: pictures). A video's frames' faces
+    are often softer than every training crop, its fakes still told apart: there the label stands
+    (rule 102)."""
 
 
 @dataclass(frozen=True)

@@ -296,11 +296,11 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
 def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     engine: Engine, shared_data: Path, tmp_path: Path
 ) -> None:
-    """Rules 47 and 102: a face whose focus (the crop's Laplacian variance) is under
+    """Rules 47 and 103: a face whose focus (the crop's Laplacian variance) is under
     `trained_face_focus` makes its person and the photo `uncertain`, and the reason says why;
     the same photo as it is, sharp, gets a label of its own and no such caveat."""
     from pipeline.engine.faces import face_focus
-    from pipeline.engine.verdict import SOFT_FACE_CAVEAT
+    from pipeline.engine.verdict import SOFT_FACE_CAVEAT, SOFT_FACE_UNCERTAIN
 
     floor = engine.settings.verdict.trained_face_focus
     photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]
@@ -310,13 +310,33 @@ def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     Image.open(photo).convert("RGB").filter(ImageFilter.GaussianBlur(2)).save(blurred)
     analysis = engine.analyze(blurred)
     (face,) = analysis.faces[0]
-    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=round(face_focus(face.crop)), floor=floor)
+    focus = round(face_focus(face.crop))
+    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=focus, floor=floor, consequence=SOFT_FACE_UNCERTAIN)
     assert face_focus(face.crop) < floor and analysis.caveats == [caveat]
     assert f"; {caveat}" in analysis.result.reason
     assert analysis.result.verdict == "uncertain" and analysis.result.tracks[0].verdict == "uncertain"
     # The models still read it (its probability is kept); blur pushes a real face towards fake.
     assert analysis.result.fake_probability is not None
     assert analysis.result.fake_probability > sharp.result.fake_probability
+
+
+def test_a_video_whose_faces_are_soft_keeps_its_label_and_says_so(video_analysis, engine: Engine) -> None:
+    """Rule 102: a video's faces are often softer than every training crop (this 1080p DFDC
+    scene's are), and its fakes are still told apart: the caveat is said, the label stands."""
+    from pipeline.engine.verdict import SOFT_FACE_UNCERTAIN, ScoredFace, decide
+
+    result = video_analysis.result
+    (soft,) = [caveat for caveat in video_analysis.caveats if "softer than 95% of the faces" in caveat]
+    assert SOFT_FACE_UNCERTAIN not in soft and f"; {soft}" in result.reason
+    faces = [
+        ScoredFace(position, face.track, face.fake_probability, face.model_scores)
+        for position, frame in enumerate(result.frames)
+        for face in frame.faces
+    ]
+    spec = engine.ensemble.spec.for_media(result.kind)
+    unfloored = decide(faces, len(result.frames), result.aggregation, spec.decision_rule, focus_floor=0)
+    assert result.verdict == unfloored.label
+    assert [t.verdict for t in result.tracks] == [t.label for t in unfloored.tracks]
 
 
 def test_flip_averaging_scores_a_face_and_its_mirror_image_alike(engine: Engine, shared_data: Path) -> None:

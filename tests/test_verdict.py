@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.engine.verdict import (
     SOFT_FACE_CAVEAT,
+    SOFT_FACE_UNCERTAIN,
     DecisionRule,
     ScoredFace,
     aggregate,
@@ -226,7 +227,8 @@ def focused(faces: list[ScoredFace], focus: float) -> list[ScoredFace]:
 
 @pytest.mark.parametrize("score", [0.95, 0.05])
 def test_a_person_softer_than_the_training_faces_is_uncertain_whichever_way_they_are_read(score: float) -> None:
-    """Rule 102: under the focus floor neither `fake` nor `real` stands; the probability does."""
+    """Rule 103: in a picture, under the focus floor neither `fake` nor `real` stands; the
+    probability does."""
     sharp = decide(focused(faces_of(0, [score] * 4), 300.0), sampled_frames=4, rule="mean", decision=DECISION)
     assert sharp.label in {"fake", "real"} and sharp.caveats == ()
     soft_faces = focused(faces_of(0, [score] * 3), 40.0) + focused(faces_of(0, [score], first_frame=3), 90.0)
@@ -234,8 +236,12 @@ def test_a_person_softer_than_the_training_faces_is_uncertain_whichever_way_they
     assert soft.label == "uncertain" and soft.tracks[0].label == "uncertain"
     assert soft.tracks[0].focus == pytest.approx(40.0)  # the median of the person's faces
     assert soft.fake_probability == pytest.approx(score) and soft.model_scores == sharp.model_scores
-    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76)
+    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76, consequence=SOFT_FACE_UNCERTAIN)
     assert soft.caveats == (caveat,) and soft.reason.endswith(f"; {caveat}")
+    # In a video the same faces keep their label, and the reason says they are soft (rule 102).
+    video = decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, soft_is_uncertain=False)
+    assert video.label == sharp.label and video.tracks[0].label == sharp.label
+    assert video.caveats == (SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76, consequence=""),)
     # No floor, or faces whose focus was not measured: the label stands.
     assert decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, focus_floor=0).label == sharp.label
     assert decide(faces_of(0, [score] * 4), sampled_frames=4, rule="mean", decision=DECISION).label == sharp.label

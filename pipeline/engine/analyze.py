@@ -256,6 +256,7 @@ class Engine:
             spec.decision_rule,
             settings.verdict.min_track_fraction,
             settings.verdict.trained_face_focus,
+            soft_is_uncertain=info.kind in settings.verdict.uncertain_when_soft,
         )
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):

@@ -16,9 +16,12 @@ training data: how often real faces (for `fake`) or fakes (for `real`) from sour
 never saw score as high or as low (the ensemble's false-alarm and miss curves).
 
 A person whose faces are softer than nearly all the training faces (their median `face_focus`
-under `VerdictSettings.trained_face_focus`) is `uncertain` whatever their probability: blurred,
+under `VerdictSettings.trained_face_focus`) is said to be so when they are the most suspicious. In
+a picture they are also `uncertain` whatever their probability, and so is the picture: blurred,
 smoothed or upscaled faces lie outside what the models were trained and validated on, and they
-read such real faces as fake (rule 102). When that person is the most suspicious, so is the media.
+read such real photos as fake (rules 101 and 103). A video's soft faces keep their label: its
+frames' faces are often softer than every training crop, and its fakes are still told apart
+(rule 102).
 """
 
 from __future__ import annotations
@@ -122,11 +125,12 @@ def percent(share: float) -> str:
 SOFT_FACE_CAVEAT = (
     "person {person}'s face is softer than 95% of the faces the models trained on (focus {focus}, theirs "
     "{floor} or more), where they read out-of-focus, smoothed or upscaled real faces as fake (validation "
-    "photos blurred by 2 px: 42% of the real ones told fake), so it is uncertain whatever its probability "
-    "(model card: 'Known limits')"
+    "photos blurred by 2 px: 42% of the real ones told fake){consequence} (model card: 'Known limits')"
 )
-"""Said, and the media made `uncertain`, when the most suspicious person's median focus is under
-the floor (rules 47 and 102; the share is rule 101's, benchmarks/README.md)."""
+"""Said when the most suspicious person's median focus is under the floor (rule 47; the share is
+rule 101's, benchmarks/README.md); `consequence` is `SOFT_FACE_UNCERTAIN` where it makes the
+verdict `uncertain` (a picture, rule 103), else empty."""
+SOFT_FACE_UNCERTAIN = ", so the picture is uncertain whatever its probability"
 
 UNSEEN_SOURCES = "sources the models never saw"
 VALIDATION_MIX = "the validation mix (sources the models were trained on)"
@@ -269,6 +273,7 @@ def _person(
     decision: DecisionRule,
     decides: bool,
     focus_floor: float,
+    soft_is_uncertain: bool,
 ) -> TrackSummary:
     probability = aggregate(_by_frame(faces, lambda f: f.fake_probability), rule)
     model_scores = {}
@@ -283,7 +288,8 @@ def _person(
     measured = [f.focus for f in faces if f.focus is not None]
     focus = float(np.median(measured)) if measured else None
     summary = TrackSummary(track, len(faces), probability, model_scores, label, decides, spread, focus)
-    return replace(summary, label="uncertain") if summary.softer_than(focus_floor) else summary
+    soft = soft_is_uncertain and summary.softer_than(focus_floor)
+    return replace(summary, label="uncertain") if soft else summary
 
 
 def most_suspicious(tracks: Sequence[TrackSummary]) -> TrackSummary | None:
@@ -299,10 +305,11 @@ def decide(
     decision: DecisionRule,
     min_track_fraction: float = VerdictSettings.min_track_fraction,
     focus_floor: float = VerdictSettings.trained_face_focus,
+    soft_is_uncertain: bool = True,
 ) -> Verdict:
-    """The verdict for a whole image or video; a person whose faces' median focus is under
-    `focus_floor` (0: no floor) is `uncertain`, and so is the media when they are the most
-    suspicious."""
+    """The verdict for a whole image or video. When the most suspicious person's faces' median
+    focus is under `focus_floor` (0: no floor) the reason says so; with `soft_is_uncertain` (a
+    picture) every such person is `uncertain`, and so is the media when it is the most suspicious."""
     if not faces:
         where = "the image" if sampled_frames == 1 else f"any of the {sampled_frames} sampled frames"
         return Verdict("no_face", None, f"no face found in {where}", {}, ())
@@ -320,6 +327,7 @@ def decide(
             decision,
             len(tracks[track]) >= max(1, min_track_fraction * longest),
             focus_floor,
+            soft_is_uncertain,
         )
         for track in sorted(tracks)
     ]
@@ -378,8 +386,14 @@ def decide(
     caveats: tuple[str, ...] = ()
     if worst.softer_than(focus_floor):
         assert worst.focus is not None  # softer_than says so
-        label = "uncertain"
-        caveats = (SOFT_FACE_CAVEAT.format(person=worst.track + 1, focus=round(worst.focus), floor=round(focus_floor)),)
+        if soft_is_uncertain:
+            label = "uncertain"
+        consequence = SOFT_FACE_UNCERTAIN if soft_is_uncertain else ""
+        caveats = (
+            SOFT_FACE_CAVEAT.format(
+                person=worst.track + 1, focus=round(worst.focus), floor=round(focus_floor), consequence=consequence
+            ),
+        )
         reason += f"; {caveats[0]}"
     # A verdict is only as strong as the models are on media unlike their training data: say how
     # often faces from sources they never saw score the same way, so 0.95 is not read as 95% sure
