@@ -386,9 +386,9 @@ def decide(
     caveats: tuple[str, ...] = ()
     if worst.softer_than(focus_floor):
         assert worst.focus is not None  # softer_than says so
+        consequence = ""
         if soft_is_uncertain:
-            label = "uncertain"
-        consequence = SOFT_FACE_UNCERTAIN if soft_is_uncertain else ""
+            label, consequence = "uncertain", SOFT_FACE_UNCERTAIN
         caveats = (
             SOFT_FACE_CAVEAT.format(
                 person=worst.track + 1, focus=round(worst.focus), floor=round(focus_floor), consequence=consequence

@@ -153,7 +153,7 @@ def photo_verdicts(
     samples: list[Sample],
     decision: DecisionRule,
     rule: str,
-    focus_floor: float = VerdictSettings.trained_face_focus,
+    settings: VerdictSettings = VerdictSettings(),
 ) -> list[dict[str, Any]]:
     """The verdict each scored crop (`samples`, the table's rows in order) would get uploaded
     alone as a one-face photo (the engine's `decide`: threshold, uncertain band, members'
@@ -173,7 +173,7 @@ def photo_verdicts(
                 "fake_probability": round(probability, 6),
                 "model_scores": {m: round(p, 6) for m, p in model_scores.items()},
                 "focus": None if focus is None else round(focus, 3),
-                "verdict": photo_verdict(probability, model_scores, decision, rule, focus, focus_floor),
+                "verdict": photo_verdict(probability, model_scores, decision, rule, focus, settings),
             }
         )
     return records
@@ -185,12 +185,16 @@ def photo_verdict(
     decision: DecisionRule,
     rule: str,
     focus: float | None = None,
-    focus_floor: float = VerdictSettings.trained_face_focus,
+    settings: VerdictSettings = VerdictSettings(),
 ) -> Label:
-    """The label one face gets as the only face of a photo (one frame, one person); `focus`, its
-    crop's `face_focus` (None: not judged too soft)."""
+    """The label one face gets as the only face of a photo (one frame, one person), with the
+    engine's focus floor for pictures in `settings`; `focus`, its crop's `face_focus` (None: not
+    judged too soft)."""
     face = ScoredFace(0, 0, fake_probability, model_scores, focus)
-    return decide([face], 1, rule, decision, focus_floor=focus_floor).label
+    soft_is_uncertain = PICTURE in settings.uncertain_when_soft
+    return decide(
+        [face], 1, rule, decision, settings.min_track_fraction, settings.trained_face_focus, soft_is_uncertain
+    ).label
 
 
 def verdict_counts(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
@@ -330,7 +334,7 @@ def evaluate(
             images,
             pictures.decision_rule,
             pictures.aggregation,
-            engine.settings.verdict.trained_face_focus,
+            engine.settings.verdict,
         )
         report["photo_verdicts"] = verdict_counts(report["photos"])
     if videos:
