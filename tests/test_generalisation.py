@@ -857,6 +857,7 @@ def tiny_table(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> T
                     },
                 ],
                 "weights": {"clip": 1.0, "tiny": 1.0},
+                "pictures": {"weights": {"clip": 3.0, "tiny": 1.0}},
             }
         )
     )
@@ -952,6 +953,20 @@ def test_a_baseline_of_other_folds_is_one_line_and_the_table_is_kept(tiny_table:
     run = tiny_table.cross_source("--json", str(out), "--baseline", str(other))
     assert run.returncode != 0 and "other folds or items" in run.stderr and "Traceback" not in run.stderr
     assert json.loads(out.read_text())["folds"] == tiny_table.table["folds"]
+
+
+@pytest.mark.training
+def test_pictures_weighs_the_same_folds_as_the_recipe_weighs_pictures(tiny_table: TinyTable, tmp_path: Path) -> None:
+    """`cross-source --pictures` scores the folds already trained with the recipe's `pictures`
+    weights: each member's figures are the videos' table's, the ensemble's its own."""
+    out = tmp_path / "pictures.json"
+    run = tiny_table.cross_source("--pictures", "--json", str(out))
+    assert run.returncode == 0, run.stderr[-3000:]
+    pictures, videos = json.loads(out.read_text()), tiny_table.table
+    assert pictures["weights"] == {"clip": 3.0, "tiny": 1.0} and videos["weights"] == {"clip": 1.0, "tiny": 1.0}
+    for name in ("clip", "tiny"):
+        assert pictures["folds"]["swap-faces"][name] == videos["folds"]["swap-faces"][name]
+    assert pictures["folds"]["swap-faces"]["ensemble"] != videos["folds"]["swap-faces"]["ensemble"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,6 +158,9 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
     from pipeline.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
+    if getattr(args, "pictures", False):
+        # The same folds, weighed and decided as the engine weighs a picture's faces.
+        recipe = dataclasses.replace(recipe, combination=recipe.picture_combination(), pictures=None)
     seeds = getattr(args, "seeds", None) or [None]
     if len(set(seeds)) != len(seeds):
         raise PipelineError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
@@ -351,6 +355,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cross.add_argument("--runs", type=Path, default=Path("runs"), help="where the folds keep their models (resumable)")
     cross.add_argument("--held-out", nargs="+", default=None, metavar="SOURCE", help="only these folds")
     cross.add_argument("--fresh", action="store_true", help="train every fold anew instead of resuming")
+    cross.add_argument(
+        "--pictures",
+        action="store_true",
+        help="weigh the members as the recipe's pictures block does (the engine's weighing of a picture's faces) "
+        "instead of as videos are weighed; the folds are the same",
+    )
     cross.add_argument("--json", type=Path, help="write the table as JSON")
     cross.add_argument("--markdown", type=Path, help="write the table as Markdown")
     cross.add_argument(

@@ -131,8 +131,8 @@ class Recipe:
     rule 100), in the folds and in the shipped ensemble alike."""
     pictures: Combination | None = None
     """How a picture's faces are weighed where that differs from a video's (`EnsembleSpec.pictures`);
-    the cross-source table is made with `combination`'s weights, a table of these weights with a
-    recipe that has them as its own."""
+    the cross-source table is made with `combination`'s weights, a table of these with
+    `cross-source --pictures` (the same folds)."""
 
     @property
     def picture_combination(self) -> Combination:
