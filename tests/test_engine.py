@@ -300,7 +300,7 @@ def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     `trained_face_focus` makes its person and the photo `uncertain`, and the reason says why;
     the same photo as it is, sharp, gets a label of its own and no such caveat."""
     from pipeline.engine.faces import face_focus
-    from pipeline.engine.verdict import SOFT_FACE_CAVEAT, SOFT_FACE_UNCERTAIN
+    from pipeline.engine.verdict import SOFT_FACE_CAVEAT, SOFT_FACE_EVIDENCE, SOFT_FACE_UNCERTAIN
 
     floor = engine.settings.verdict.trained_face_focus
     photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]
@@ -311,7 +311,9 @@ def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     analysis = engine.analyze(blurred)
     (face,) = analysis.faces[0]
     focus = round(face_focus(face.crop))
-    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=focus, floor=floor, consequence=SOFT_FACE_UNCERTAIN)
+    caveat = SOFT_FACE_CAVEAT.format(
+        person=1, focus=focus, floor=floor, evidence=SOFT_FACE_EVIDENCE["image"], consequence=SOFT_FACE_UNCERTAIN
+    )
     assert face_focus(face.crop) < floor and analysis.caveats == [caveat]
     assert f"; {caveat}" in analysis.result.reason
     assert analysis.result.verdict == "uncertain" and analysis.result.tracks[0].verdict == "uncertain"
@@ -323,11 +325,13 @@ def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
 def test_a_video_whose_faces_are_soft_keeps_its_label_and_says_so(video_analysis, engine: Engine) -> None:
     """Rule 102: a video's faces are often softer than every training crop (this 1080p DFDC
     scene's are), and its fakes are still told apart: the caveat is said, the label stands."""
-    from pipeline.engine.verdict import SOFT_FACE_UNCERTAIN, ScoredFace, decide
+    from pipeline.engine.verdict import SOFT_FACE_EVIDENCE, SOFT_FACE_UNCERTAIN, ScoredFace, decide
 
     result = video_analysis.result
     (soft,) = [caveat for caveat in video_analysis.caveats if "softer than 95% of the faces" in caveat]
     assert SOFT_FACE_UNCERTAIN not in soft and f"; {soft}" in result.reason
+    # It quotes what was measured nearest to a video's frames, not the photos' share.
+    assert f"({SOFT_FACE_EVIDENCE['video']})" in soft and SOFT_FACE_EVIDENCE["image"] not in soft
     faces = [
         ScoredFace(position, face.track, face.fake_probability, face.model_scores)
         for position, frame in enumerate(result.frames)

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.engine.verdict import (
     SOFT_FACE_CAVEAT,
+    SOFT_FACE_EVIDENCE,
     SOFT_FACE_UNCERTAIN,
     DecisionRule,
     ScoredFace,
@@ -236,12 +237,16 @@ def test_a_person_softer_than_the_training_faces_is_uncertain_whichever_way_they
     assert soft.label == "uncertain" and soft.tracks[0].label == "uncertain"
     assert soft.tracks[0].focus == pytest.approx(40.0)  # the median of the person's faces
     assert soft.fake_probability == pytest.approx(score) and soft.model_scores == sharp.model_scores
-    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76, consequence=SOFT_FACE_UNCERTAIN)
+    evidence = SOFT_FACE_EVIDENCE["image"]
+    caveat = SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76, evidence=evidence, consequence=SOFT_FACE_UNCERTAIN)
     assert soft.caveats == (caveat,) and soft.reason.endswith(f"; {caveat}")
-    # In a video the same faces keep their label, and the reason says they are soft (rule 102).
-    video = decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, soft_is_uncertain=False)
+    # In a video the same faces keep their label, and the reason says they are soft, quoting
+    # what was measured nearest to video frames (rules 102 and 106).
+    video = decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, soft_is_uncertain=False, kind="video")
     assert video.label == sharp.label and video.tracks[0].label == sharp.label
-    assert video.caveats == (SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76, consequence=""),)
+    evidence = SOFT_FACE_EVIDENCE["video"]
+    assert video.caveats == (SOFT_FACE_CAVEAT.format(person=1, focus=40, floor=76, evidence=evidence, consequence=""),)
+    assert "not on videos" in evidence and "not on videos" not in caveat
     # No floor, or faces whose focus was not measured: the label stands.
     assert decide(soft_faces, sampled_frames=4, rule="mean", decision=DECISION, focus_floor=0).label == sharp.label
     assert decide(faces_of(0, [score] * 4), sampled_frames=4, rule="mean", decision=DECISION).label == sharp.label

@@ -257,6 +257,7 @@ class Engine:
             settings.verdict.min_track_fraction,
             settings.verdict.trained_face_focus,
             soft_is_uncertain=info.kind in settings.verdict.uncertain_when_soft,
+            kind=info.kind,
         )
         by_position: dict[int, list[FaceResult]] = {i: [] for i in range(len(sampled))}
         for face, score in zip(flat, scored, strict=True):

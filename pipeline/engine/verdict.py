@@ -124,12 +124,20 @@ def percent(share: float) -> str:
 
 SOFT_FACE_CAVEAT = (
     "person {person}'s face is softer than 95% of the faces the models trained on (focus {focus}, theirs "
-    "{floor} or more), where they read out-of-focus, smoothed or upscaled real faces as fake (validation "
-    "photos blurred by 2 px: 42% of the real ones told fake){consequence} (model card: 'Known limits')"
+    "{floor} or more), where they read out-of-focus, smoothed or upscaled real faces as fake ({evidence})"
+    "{consequence} (model card: 'Known limits')"
 )
-"""Said when the most suspicious person's median focus is under the floor (rule 47; the share is
-rule 101's, benchmarks/README.md); `consequence` is `SOFT_FACE_UNCERTAIN` where it makes the
-verdict `uncertain` (a picture, rule 103), else empty."""
+"""Said when the most suspicious person's median focus is under the floor (rule 47);
+`evidence` is `SOFT_FACE_EVIDENCE` of the media's kind, `consequence` `SOFT_FACE_UNCERTAIN` where it
+makes the verdict `uncertain` (a picture, rule 103), else empty."""
+SOFT_FACE_EVIDENCE: dict[str, str] = {
+    "image": "validation photos blurred by 2 px: 42% of the real ones told fake",
+    "video": "measured on pictures, not on videos: DFDC validation faces, cut from video frames, blurred by "
+    "2 px: 15 of 100 real ones told fake",
+}
+"""What the soft-face caveat quotes, by media kind (v8.1, rule 101's scan of 253 real validation
+photos blurred by 2 px, benchmarks/README.md): a picture, the pooled share; a video, the share of
+the DFDC faces among them, the nearest thing to a video's frames that was measured (rule 106)."""
 SOFT_FACE_UNCERTAIN = ", so the picture is uncertain whatever its probability"
 
 UNSEEN_SOURCES = "sources the models never saw"
@@ -306,10 +314,12 @@ def decide(
     min_track_fraction: float = VerdictSettings.min_track_fraction,
     focus_floor: float = VerdictSettings.trained_face_focus,
     soft_is_uncertain: bool = True,
+    kind: Literal["image", "video"] = "image",
 ) -> Verdict:
-    """The verdict for a whole image or video. When the most suspicious person's faces' median
-    focus is under `focus_floor` (0: no floor) the reason says so; with `soft_is_uncertain` (a
-    picture) every such person is `uncertain`, and so is the media when it is the most suspicious."""
+    """The verdict for a whole image or video (`kind`). When the most suspicious person's faces'
+    median focus is under `focus_floor` (0: no floor) the reason says so, with what was measured on
+    media of that kind; with `soft_is_uncertain` (a picture) every such person is `uncertain`, and so
+    is the media when it is the most suspicious."""
     if not faces:
         where = "the image" if sampled_frames == 1 else f"any of the {sampled_frames} sampled frames"
         return Verdict("no_face", None, f"no face found in {where}", {}, ())
@@ -391,7 +401,11 @@ def decide(
             label, consequence = "uncertain", SOFT_FACE_UNCERTAIN
         caveats = (
             SOFT_FACE_CAVEAT.format(
-                person=worst.track + 1, focus=round(worst.focus), floor=round(focus_floor), consequence=consequence
+                person=worst.track + 1,
+                focus=round(worst.focus),
+                floor=round(focus_floor),
+                evidence=SOFT_FACE_EVIDENCE[kind],
+                consequence=consequence,
             ),
         )
         reason += f"; {caveats[0]}"

@@ -160,7 +160,7 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
     recipe = Recipe.load(args.recipe)
     if getattr(args, "pictures", False):
         # The same folds, weighed and decided as the engine weighs a picture's faces.
-        recipe = dataclasses.replace(recipe, combination=recipe.picture_combination(), pictures=None)
+        recipe = dataclasses.replace(recipe, combination=recipe.picture_combination, pictures=None)
     seeds = getattr(args, "seeds", None) or [None]
     if len(set(seeds)) != len(seeds):
         raise PipelineError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")
