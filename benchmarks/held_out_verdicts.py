@@ -1,0 +1,123 @@
+"""What is a person told about a face from a source the models never saw? (rule 107)
+
+The cross-source table ranks and calibrates; a person reads a one-word verdict. For each fold of
+a `cross-source --runs` folder (read from its caches; nothing trains), the fold's ensemble is
+decided as `train-ensemble` decides the shipped one: the members' temperatures and the
+ensemble's calibration fitted on the fold's validation mix, the threshold placed there by the
+recipe's rule, the uncertain band chosen around it there, and the recipe's disagreement margin.
+It then decides each held-out face as the only face of a photo, exactly as `evaluate` does
+(`photo_verdict`, with the crop's focus, so rule 103's soft faces are `uncertain`). Printed per
+held-out source and class: how many faces are told `fake`, `uncertain` and `real`, as they are and
+re-shared; with `--pictures`, the recipe's weighing of pictures (the engine's for photos).
+
+    .venv/bin/python -m benchmarks.held_out_verdicts --recipe models/recipe.json --runs RUNS [--pictures] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.recipes import prepared_recipe, require_folds
+from pipeline.config import VerdictSettings
+from pipeline.engine.ensemble import sigmoid, weighted_logit
+from pipeline.engine.faces import face_focus
+from pipeline.engine.verdict import DecisionRule
+from pipeline.training.calibration import choose_threshold, choose_uncertain_band
+from pipeline.training.cross_source import Scored, fold_calibration, run_fold
+from pipeline.training.data import read_face
+from pipeline.training.evaluate import photo_verdict
+from pipeline.training.recipe import Recipe
+
+LABELS = ("fake", "uncertain", "real")
+CLASSES = {0: "real", 1: "fake"}
+
+
+def fold_decision(recipe: Recipe, val: Scored) -> tuple[dict[str, float], float, float, DecisionRule]:
+    """The fold ensemble's member temperatures, calibration (temperature, offset) and decision
+    rule, all from its validation mix, as `train-ensemble` fits the shipped ensemble's."""
+    combination = recipe.combination
+    weights = {n: w for n, w in combination.weights.items() if w > 0}
+    temperatures, temperature, offset = fold_calibration(val, weights, recipe.ensemble_calibration)
+    probabilities = sigmoid(weighted_logit(val.logits, temperatures, weights) / temperature + offset)
+    threshold = choose_threshold(probabilities, val.labels, recipe.threshold_rule)
+    low, high = choose_uncertain_band(probabilities, val.labels, threshold)
+    decision = DecisionRule(
+        threshold,
+        low,
+        high,
+        combination.disagreement_margin,
+        disagreement=recipe.disagreement,
+        member_weights=tuple(weights.items()),
+    )
+    return temperatures, temperature, offset, decision
+
+
+def held_out_labels(recipe: Recipe, val: Scored, held: Scored) -> list[str]:
+    """Each held-out face's verdict as a one-face photo under the fold's decision."""
+    temperatures, temperature, offset, decision = fold_decision(recipe, val)
+    weights = dict(decision.member_weights)
+    members = {n: sigmoid(held.logits[n] / temperatures[n]) for n in weights}
+    ensemble = sigmoid(weighted_logit(held.logits, temperatures, weights) / temperature + offset)
+    labels = []
+    for row, sample in enumerate(held.samples):
+        focus = face_focus(read_face(sample.path, 224))
+        scores = {n: float(p[row]) for n, p in members.items()}
+        labels.append(
+            photo_verdict(float(ensemble[row]), scores, decision, recipe.aggregation, focus, VerdictSettings())
+        )
+    return labels
+
+
+def counts(held: Scored, labels: list[str]) -> dict[str, dict[str, int]]:
+    """{class: {verdict: faces}}."""
+    tally = Counter(zip(held.labels.tolist(), labels, strict=True))
+    return {CLASSES[c]: {label: tally[(c, label)] for label in LABELS} for c in CLASSES}
+
+
+def line(source: str, column: str, by_class: dict[str, dict[str, int]]) -> str:
+    """One printed row: per class, its faces told fake / uncertain / real, in shares."""
+    parts = []
+    for name, tally in by_class.items():
+        total = sum(tally.values())
+        shares = " / ".join(f"{tally[label] / total:.1%}" if total else "-" for label in LABELS)
+        parts.append(f"{name} {total}: {shares}")
+    return f"| {source} | {column} | " + " | ".join(parts) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--pictures", action="store_true", help="the recipe's weighing of pictures")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    recipe = prepared_recipe(parser, args.recipe)
+    if args.pictures:
+        recipe = dataclasses.replace(recipe, combination=recipe.picture_combination, pictures=None)
+    require_folds(parser, recipe, args.runs)
+    report: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    print("| held-out source | items | real faces: fake / uncertain / real | fakes: fake / uncertain / real |")
+    print("|---|---|---|---|")
+    for source in recipe.sources:
+        val, held, reshared = run_fold(recipe, source, args.runs, True)
+        report[source] = {}
+        for column, items in (("as they are", held), ("re-shared", reshared)):
+            report[source][column] = counts(items, held_out_labels(recipe, val, items))
+            print(line(source, column, report[source][column]), flush=True)
+    for column in ("as they are", "re-shared"):
+        pooled = {
+            name: {label: sum(report[s][column][name][label] for s in report) for label in LABELS}
+            for name in CLASSES.values()
+        }
+        print(line("**pooled**", column, pooled))
+    if args.json:
+        weights = recipe.combination.weights
+        args.json.write_text(json.dumps({"weights": weights, "verdicts": report}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
