@@ -10,7 +10,8 @@ It then decides each held-out face as the only face of a photo, exactly as `eval
 held-out source and class: how many faces are told `fake`, `uncertain` and `real`, as they are and
 re-shared; with `--pictures`, the recipe's weighing of pictures (the engine's for photos).
 
-    .venv/bin/python -m benchmarks.held_out_verdicts --recipe models/recipe.json --runs RUNS [--pictures] [--json OUT]
+    .venv/bin/python -m benchmarks.held_out_verdicts --recipe models/recipe.json --runs RUNS [--pictures]
+        [--held-out SOURCE ...] [--json OUT]
 """
 
 from __future__ import annotations
@@ -93,16 +94,18 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=Path("models/recipe.json"))
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--pictures", action="store_true", help="the recipe's weighing of pictures")
+    parser.add_argument("--held-out", nargs="+", metavar="SOURCE", help="only these folds (the others unfinished)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
     if args.pictures:
         recipe = dataclasses.replace(recipe, combination=recipe.picture_combination, pictures=None)
-    require_folds(parser, recipe, args.runs)
+    held_out = args.held_out or list(recipe.sources)
+    require_folds(parser, recipe, args.runs, held_out=held_out)
     report: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     print("| held-out source | items | real faces: fake / uncertain / real | fakes: fake / uncertain / real |")
     print("|---|---|---|---|")
-    for source in recipe.sources:
+    for source in held_out:
         val, held, reshared = run_fold(recipe, source, args.runs, True)
         report[source] = {}
         for column, items in (("as they are", held), ("re-shared", reshared)):

@@ -37,11 +37,20 @@ def prepared_recipe(parser: argparse.ArgumentParser, path: Path) -> Recipe:
     return recipe
 
 
-def require_folds(parser: argparse.ArgumentParser, recipe: Recipe, runs: Path, cnn_folder: str | None = None) -> None:
-    """Every fold of `recipe` in a `cross-source --runs` folder has its members' cached logits (a
-    seeded recipe's CNNs in `cnn_folder`), else the parser's one-line error: a benchmark that only
-    reads folds would otherwise train the missing ones, for hours."""
-    for source in recipe.sources:
+def require_folds(
+    parser: argparse.ArgumentParser,
+    recipe: Recipe,
+    runs: Path,
+    cnn_folder: str | None = None,
+    held_out: Sequence[str] | None = None,
+) -> None:
+    """Every fold of `recipe` (or those holding out `held_out`) in a `cross-source --runs` folder
+    has its members' cached logits (a seeded recipe's CNNs in `cnn_folder`), else the parser's
+    one-line error: a benchmark that only reads folds would otherwise train the missing ones, for
+    hours."""
+    for source in held_out or recipe.sources:
+        if source not in recipe.sources:
+            parser.error(f"the recipe has no source {source!r}")
         for member in fold_members(recipe):
             if not (member_fold_dir(runs, source, member, cnn_folder) / member["name"] / "logits.npz").is_file():
                 parser.error(f"{runs} holds no {member['name']!r} of the {source} fold: make the table first")
