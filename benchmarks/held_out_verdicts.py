@@ -17,7 +17,6 @@ re-shared; with `--pictures`, the recipe's weighing of pictures (the engine's fo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -57,9 +56,11 @@ def fold_decision(recipe: Recipe, val: Scored) -> tuple[dict[str, float], float,
     return temperatures, temperature, offset, decision
 
 
-def held_out_labels(recipe: Recipe, val: Scored, held: Scored) -> list[str]:
-    """Each held-out face's verdict as a one-face photo under the fold's decision."""
-    temperatures, temperature, offset, decision = fold_decision(recipe, val)
+def held_out_labels(
+    recipe: Recipe, fold: tuple[dict[str, float], float, float, DecisionRule], held: Scored
+) -> list[str]:
+    """Each held-out face's verdict as a one-face photo under the fold's decision (`fold_decision`)."""
+    temperatures, temperature, offset, decision = fold
     weights = dict(decision.member_weights)
     members = {n: sigmoid(held.logits[n] / temperatures[n]) for n in weights}
     ensemble = sigmoid(weighted_logit(held.logits, temperatures, weights) / temperature + offset)
@@ -99,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
     if args.pictures:
-        recipe = dataclasses.replace(recipe, combination=recipe.picture_combination, pictures=None)
+        recipe = recipe.weighed_as_pictures()
     held_out = args.held_out or list(recipe.sources)
     require_folds(parser, recipe, args.runs, held_out=held_out)
     report: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
@@ -107,9 +108,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for source in held_out:
         val, held, reshared = run_fold(recipe, source, args.runs, True)
+        fold = fold_decision(recipe, val)  # one fit serves both columns
         report[source] = {}
         for column, items in (("as they are", held), ("re-shared", reshared)):
-            report[source][column] = counts(items, held_out_labels(recipe, val, items))
+            report[source][column] = counts(items, held_out_labels(recipe, fold, items))
             print(line(source, column, report[source][column]), flush=True)
     for column in ("as they are", "re-shared"):
         pooled = {

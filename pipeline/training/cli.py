@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,7 +159,7 @@ def cmd_cross_source(args: argparse.Namespace) -> int:
     recipe = Recipe.load(args.recipe)
     if getattr(args, "pictures", False):
         # The same folds, weighed and decided as the engine weighs a picture's faces.
-        recipe = dataclasses.replace(recipe, combination=recipe.picture_combination, pictures=None)
+        recipe = recipe.weighed_as_pictures()
     seeds = getattr(args, "seeds", None) or [None]
     if len(set(seeds)) != len(seeds):
         raise PipelineError(f"--seeds names a seed twice: {' '.join(map(str, seeds))}")

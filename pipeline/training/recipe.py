@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,11 @@ class Recipe:
     def picture_combination(self) -> Combination:
         """How a picture's faces are weighed: `pictures`, else the recipe's own combination."""
         return self.pictures or self.combination
+
+    def weighed_as_pictures(self) -> Recipe:
+        """The same recipe (the same folds and members) with a picture's weighing as its own, for
+        the tables and benchmarks that score what the engine decides for a picture."""
+        return replace(self, combination=self.picture_combination, pictures=None)
 
     @staticmethod
     def load(path: Path) -> Recipe:
