@@ -3,6 +3,7 @@ Grad-CAM, the ensemble file, and the command line on good and bad input."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -490,12 +491,38 @@ def test_how_disagreement_is_measured_is_part_of_the_ensembles_version(models_di
     assert rule.disagreement == "weighted_spread" and dict(rule.member_weights) == weighed.weights
 
 
+def test_an_ensemble_without_the_curves_beside_its_curves_keeps_its_version(models_dir: Path) -> None:
+    """Rule 109 added curves a verdict quotes beside the false-alarm and miss curves; an ensemble
+    made before them keeps its version, so the results stored under it stay reusable."""
+    raw = json.loads((models_dir / ENSEMBLE_FILE).read_text())
+    raw.pop("format")
+    added = ("hit_curve", "correct_rejection_curve")
+    shipped = EnsembleSpec.from_dict(raw)
+    assert shipped.hit_curve and shipped.pictures is not None and shipped.pictures.correct_rejection_curve
+    before = {k: v for k, v in copy.deepcopy(raw).items() if k not in added}
+    before["pictures"] = {k: v for k, v in before["pictures"].items() if k not in added}
+    for name in ("hit_curve_from", "correct_rejection_curve_from"):
+        before["metrics"]["validation"].pop(name, None)
+    old = EnsembleSpec.from_dict(before)
+    # What its version hashes is exactly what it hashed before the curves existed.
+    assert not set(added) & set(old.to_dict())
+    assert old.decision_rule.hit_share(0.9) is None and old.decision_rule.correct_rejection_share(0.1) is None
+    # The shipped curves decide what a verdict says, so they are part of its version.
+    assert shipped.version != old.version and shipped.pictures.version != old.pictures.version
+
+
 def test_a_verdict_names_where_its_curves_were_measured(models_dir: Path) -> None:
     # The shipped curves come from the cross-source table's held-out sources; an ensemble fitted
     # without them falls back on its validation mix, and its reasons must not claim otherwise.
     shipped = EnsembleSpec.load(models_dir / ENSEMBLE_FILE)
     rule = shipped.decision_rule
     assert (rule.false_alarm_faces, rule.miss_faces) == (UNSEEN_SOURCES, UNSEEN_SOURCES)
+    assert (rule.hit_faces, rule.correct_rejection_faces) == (UNSEEN_SOURCES, UNSEEN_SOURCES)
+    real = [ScoredFace(i, 0, 0.01, {"clip": 0.01, "mobilenetv2": 0.01}) for i in range(4)]
+    reason = decide(real, sampled_frames=4, rule="mean", decision=rule).reason
+    assert re.search(
+        r"of fake faces and [0-9.]+% of real faces from sources the models never saw score 0.01 or less", reason
+    )
     validation = {**shipped.metrics["validation"], "false_alarm_curve_from": "validation reals"}
     validation.pop("miss_curve_from")
     rule = replace(shipped, metrics={"validation": validation}).decision_rule

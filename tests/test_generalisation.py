@@ -926,6 +926,15 @@ def test_leave_out_trains_without_the_source_and_scores_all_of_it(tiny_table: Ti
     # How often the held-out fakes score at most p: never falling with p.
     shares = [share for _, share in table["miss_curve"]]
     assert len(shares) > 2 and all(0 <= a <= b <= 1 for a, b in zip(shares, shares[1:]))
+    # Beside each, the other class at the same points (rule 109): fakes at least p, reals at most p.
+    hits, rejections = dict(table["hit_curve"]), dict(table["correct_rejection_curve"])
+    assert list(hits) == [p for p, _ in table["false_alarm_curve"]]
+    assert list(rejections) == [p for p, _ in table["miss_curve"]]
+    assert all(0 <= b <= a <= 1 for a, b in zip(list(hits.values()), list(hits.values())[1:]))
+    assert all(0 <= a <= b <= 1 for a, b in zip(list(rejections.values()), list(rejections.values())[1:]))
+    # At 0.5, where both curves of a class are measured, they share out its faces between them.
+    assert hits[0.5] + dict(table["miss_curve"])[0.5] == pytest.approx(1.0, abs=0.02)
+    assert rejections[0.5] + dict(table["false_alarm_curve"])[0.5] == pytest.approx(1.0, abs=0.02)
     # Each weight trial says what it costs in domain: the ensemble's ROC AUC on the fold's
     # validation mix (rule 88); the CLIP probe alone's is the probe's own.
     from sklearn.metrics import roc_auc_score

@@ -18,8 +18,17 @@ import numpy as np
 import pytest
 
 from pipeline.config import REPO_ROOT, Settings, VerdictSettings
-from pipeline.engine.ensemble import ENSEMBLE_FILE, Ensemble, EnsembleSpec, jpeg_round_trip, resize_crops, sigmoid
+from pipeline.engine.ensemble import (
+    CURVES,
+    ENSEMBLE_FILE,
+    Ensemble,
+    EnsembleSpec,
+    jpeg_round_trip,
+    resize_crops,
+    sigmoid,
+)
 from pipeline.engine.faces import face_focus
+from pipeline.engine.verdict import VALIDATION_MIX
 from pipeline.errors import DataError
 from pipeline.training.augment import augment, self_blend, template_landmarks
 from pipeline.training.calibration import (
@@ -393,6 +402,14 @@ def test_the_tiny_model_becomes_an_ensemble_the_engine_loads(tiny_run, shared_da
     assert [m.name for m in spec.members] == ["tiny"] and spec.members[0].temperature > 0
     assert spec.uncertain_low <= spec.threshold <= spec.uncertain_high
     assert validation["n"] == 32
+    # No cross-source table gave curves, so all four come from the validation mix, and a verdict
+    # says so (rule 109's beside the false-alarm and miss curves).
+    assert all(getattr(spec, curve) for curve in CURVES)
+    assert (validation["hit_curve_from"], validation["correct_rejection_curve_from"]) == (
+        "validation fakes",
+        "validation reals",
+    )
+    assert spec.decision_rule.hit_faces == spec.decision_rule.false_alarm_faces == VALIDATION_MIX
     result = (
         Engine(Settings(models_dir=tmp_path))
         .analyze(shared_data / "videos" / "fake" / "0_aaqaifqrwn.mp4", frames=4)

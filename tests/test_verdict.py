@@ -11,6 +11,7 @@ from pipeline.engine.verdict import (
     SOFT_FACE_CAVEAT,
     SOFT_FACE_EVIDENCE,
     SOFT_FACE_UNCERTAIN,
+    VALIDATION_MIX,
     DecisionRule,
     ScoredFace,
     aggregate,
@@ -220,6 +221,43 @@ def test_a_real_verdict_says_how_often_fakes_from_unseen_sources_score_as_low() 
     # An `uncertain` media claims neither; without a miss curve a `real` claims nothing.
     assert "never saw" not in decide(faces_of(0, [0.5] * 4), sampled_frames=4, rule="mean", decision=rule).reason
     assert "never saw" not in decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).reason
+
+
+# Fake faces from unseen sources at the false-alarm curve's points (at least p), and real ones at
+# the miss curve's points (at most p).
+HITS = ((0.5, 0.55), (0.9, 0.12), (0.98, 0.03), (0.995, 0.002))
+CORRECT_REJECTIONS = ((0.01, 0.05), (0.1, 0.2), (0.3, 0.4), (0.5, 0.8))
+
+
+def test_a_verdict_quotes_both_classes_at_its_point_so_the_share_can_be_weighed() -> None:
+    """Rule 109: "10% of real faces score 0.9 or more" is evidence only if fewer fakes do not."""
+    both = replace(WEIGHED, miss_curve=MISSES, hit_curve=HITS, correct_rejection_curve=CORRECT_REJECTIONS)
+    fake = decide(faces_of(0, [0.95] * 4), sampled_frames=4, rule="mean", decision=both)
+    assert fake.label == "fake"
+    assert fake.reason.endswith(
+        "10% of real faces and 12% of fake faces from sources the models never saw score 0.9 or more"
+    )
+    real = decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=both)
+    assert real.label == "real"
+    assert real.reason.endswith(
+        "45% of fake faces and 40% of real faces from sources the models never saw score 0.3 or less"
+    )
+    # Below the false-alarm curve 100% of real faces bounds the share; the same bound on fakes
+    # would overstate the evidence, so their share is not quoted.
+    below = decide(
+        faces_of(0, [0.4567] * 4),
+        sampled_frames=4,
+        rule="mean",
+        decision=replace(both, threshold=0.3, uncertain_low=0.2, uncertain_high=0.4),
+    ).reason
+    assert below.endswith("100% of real faces from sources the models never saw score 0.457 or more")
+    # Curves measured on other faces are never quoted as one figure.
+    mixed = replace(both, hit_faces=VALIDATION_MIX)
+    assert decide(faces_of(0, [0.95] * 4), sampled_frames=4, rule="mean", decision=mixed).reason.endswith(
+        "10% of real faces from sources the models never saw score 0.9 or more"
+    )
+    # The labels are the curves' business only through the false-alarm curve (the crowd rule).
+    assert fake.label == decide(faces_of(0, [0.95] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).label
 
 
 def focused(faces: list[ScoredFace], focus: float) -> list[ScoredFace]:

@@ -28,6 +28,8 @@ ENSEMBLE_FILE = "ensemble.json"
 HELD_OUT_CURVES = {
     "false_alarm_curve_from": "cross-source held-out reals",
     "miss_curve_from": "cross-source held-out fakes",
+    "hit_curve_from": "cross-source held-out fakes",
+    "correct_rejection_curve_from": "cross-source held-out reals",
 }
 """What `fit_ensemble` records in the validation metrics when a curve came from the cross-source
 table's held-out sources (else "validation reals" / "validation fakes")."""
@@ -100,6 +102,14 @@ class EnsembleSpec:
     probabilities, measured on the fake faces of held-out sources (else of the validation mix):
     how often a fake passes as this real, which a `real` verdict quotes; empty: not measured
     (ensembles made before it was)."""
+    hit_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of fake faces the ensemble scored at least that high), at the
+    false-alarm curve's points and measured on the same faces' fakes: quoted beside it by a `fake`
+    verdict, so its share of real faces can be weighed (rule 109); empty: not measured."""
+    correct_rejection_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of real faces the ensemble scored at most that low), at the miss curve's
+    points and measured on the same faces' reals: quoted beside it by a `real` verdict (rule 109);
+    empty: not measured."""
     preprocessing: str = (
         "RGB uint8 square face crop (pipeline.faces.crop_box_for), resized to input_size; models normalise inside"
     )
@@ -138,8 +148,8 @@ class EnsembleSpec:
         for key in ("temperature", "offset"):
             if key in raw:
                 raw[key] = float(raw[key])
-        raw["false_alarm_curve"] = read_curve(raw.get("false_alarm_curve", ()))
-        raw["miss_curve"] = read_curve(raw.get("miss_curve", ()))
+        for curve in CURVES:
+            raw[curve] = read_curve(raw.get(curve, ()))
         checked_measure(raw.get("disagreement", RANGE))
         if raw.get("pictures") is not None:
             pictures = EnsembleSpec.from_dict(raw["pictures"])
@@ -159,6 +169,10 @@ class EnsembleSpec:
         # so those keep their `version` and the results stored under it stay reusable.
         if self.disagreement == RANGE:
             data.pop("disagreement")
+        # Likewise the curves rule 109 added: an ensemble without them keeps its version.
+        for curve in ("hit_curve", "correct_rejection_curve"):
+            if not data[curve]:
+                data.pop(curve)
         data.pop("pictures")
         if self.pictures is not None:
             data["pictures"] = self.pictures.to_dict()
@@ -209,13 +223,21 @@ class EnsembleSpec:
             miss_curve=self.miss_curve,
             false_alarm_faces=faces("false_alarm_curve_from"),
             miss_faces=faces("miss_curve_from"),
+            hit_curve=self.hit_curve,
+            correct_rejection_curve=self.correct_rejection_curve,
+            hit_faces=faces("hit_curve_from"),
+            correct_rejection_faces=faces("correct_rejection_curve_from"),
             disagreement=self.disagreement,
             member_weights=tuple(self.weights.items()),
         )
 
 
+CURVES = ("false_alarm_curve", "miss_curve", "hit_curve", "correct_rejection_curve")
+"""The curves a spec may carry, each a list of [probability, share] in `ensemble.json`."""
+
+
 def read_curve(points: Any) -> tuple[tuple[float, float], ...]:
-    """A false-alarm or miss curve read from JSON (lists of [probability, share])."""
+    """A curve read from JSON (lists of [probability, share])."""
     return tuple((float(p), float(share)) for p, share in points)
 
 

@@ -161,6 +161,12 @@ class DecisionRule:
     """Where the false-alarm curve's real faces came from (`UNSEEN_SOURCES` or `VALIDATION_MIX`)."""
     miss_faces: str = UNSEEN_SOURCES
     """Where the miss curve's fake faces came from."""
+    hit_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of fake faces scoring at least it), at the false-alarm curve's points."""
+    correct_rejection_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of real faces scoring at most it), at the miss curve's points."""
+    hit_faces: str = UNSEEN_SOURCES
+    correct_rejection_faces: str = UNSEEN_SOURCES
     disagreement: str = RANGE
     """How the members' disagreement is measured (one of `DISAGREEMENTS`)."""
     member_weights: tuple[tuple[str, float], ...] = ()
@@ -195,6 +201,18 @@ class DecisionRule:
         readings = [(point, share) for point, share in self.miss_curve if point >= probability]
         return readings[0] if readings else (probability, 1.0)
 
+    def hit_share(self, point: float) -> float | None:
+        """The share of fake faces scoring at least `point`, where the hit curve measured it at that
+        very point on the false-alarm curve's faces; else None."""
+        return _share_at(self.hit_curve, point) if self.hit_faces == self.false_alarm_faces else None
+
+    def correct_rejection_share(self, point: float) -> float | None:
+        """The share of real faces scoring at most `point`, where the correct-rejection curve
+        measured it at that very point on the miss curve's faces; else None."""
+        return (
+            _share_at(self.correct_rejection_curve, point) if self.correct_rejection_faces == self.miss_faces else None
+        )
+
     def crowd_false_alarm(self, probability: float, people: int) -> float | None:
         """The chance that `people` real people include one scored at least `probability`.
         None without a curve."""
@@ -207,6 +225,10 @@ class DecisionRule:
         if probability < self.threshold and probability <= self.uncertain_low:
             return "real"
         return "uncertain"
+
+
+def _share_at(curve: tuple[tuple[float, float], ...], point: float) -> float | None:
+    return next((share for p, share in curve if p == point), None)
 
 
 @dataclass(frozen=True)
@@ -411,13 +433,30 @@ def decide(
         reason += f"; {caveats[0]}"
     # A verdict is only as strong as the models are on media unlike their training data: say how
     # often faces from sources they never saw score the same way, so 0.95 is not read as 95% sure
-    # and 0.05 not as 95% safe. The probability quoted is the curve's point, what was measured:
-    # the person's own rounded to two decimals could read "1.00 or more".
+    # and 0.05 not as 95% safe, and how often the other class does, so the share can be weighed
+    # (rule 109: on unseen sources a `fake` goes to real faces as often as to fakes). The
+    # probability quoted is the curve's point, what was measured: the person's own rounded to two
+    # decimals could read "1.00 or more".
     score = worst.fake_probability
     if label == "fake" and (reading := decision.false_alarm_reading(score)) is not None:
         point, share = reading
-        reason += f"; {percent(share)} of real faces from {decision.false_alarm_faces} score {point:.3g} or more"
+        reason += "; " + both_classes(
+            ("real", share), ("fake", decision.hit_share(point)), decision.false_alarm_faces, f"{point:.3g} or more"
+        )
     elif label == "real" and (reading := decision.miss_reading(score)) is not None:
         point, share = reading
-        reason += f"; {percent(share)} of fake faces from {decision.miss_faces} score {point:.3g} or less"
+        reason += "; " + both_classes(
+            ("fake", share),
+            ("real", decision.correct_rejection_share(point)),
+            decision.miss_faces,
+            f"{point:.3g} or less",
+        )
     return Verdict(label, probability, reason, model_scores, tuple(summaries), caveats)
+
+
+def both_classes(quoted: tuple[str, float], beside: tuple[str, float | None], faces: str, scores: str) -> str:
+    """ "X% of real faces and Y% of fake faces from FACES score P or more": the class a verdict's
+    curve measured, and the other class at the same point where that was measured too."""
+    (first, share), (second, other) = quoted, beside
+    also = "" if other is None else f" and {percent(other)} of {second} faces"
+    return f"{percent(share)} of {first} faces{also} from {faces} score {scores}"

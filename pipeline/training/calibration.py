@@ -141,15 +141,41 @@ def choose_disagreement_margin(
     return None
 
 
+def shares_at_least(probabilities: np.ndarray, points: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
+    """(probability, share of `probabilities` at least that high) at each point."""
+    return tuple((float(p), round(float(np.mean(probabilities >= p)), 5)) for p in points)
+
+
+def shares_at_most(probabilities: np.ndarray, points: tuple[float, ...]) -> tuple[tuple[float, float], ...]:
+    """(probability, share of `probabilities` at most that low) at each point."""
+    return tuple((float(p), round(float(np.mean(probabilities <= p)), 5)) for p in points)
+
+
 def false_alarm_curve(
     real_probabilities: np.ndarray, points: tuple[float, ...] = VerdictSettings.false_alarm_points
 ) -> tuple[tuple[float, float], ...]:
     """(probability, share of these real faces scored at least that high) at each point."""
-    return tuple((float(p), round(float(np.mean(real_probabilities >= p)), 5)) for p in points)
+    return shares_at_least(real_probabilities, points)
+
+
+def hit_curve(
+    fake_probabilities: np.ndarray, points: tuple[float, ...] = VerdictSettings.false_alarm_points
+) -> tuple[tuple[float, float], ...]:
+    """(probability, share of these fake faces scored at least that high) at the false-alarm
+    curve's points: beside it, what a score that high is worth as evidence (rule 109)."""
+    return shares_at_least(fake_probabilities, points)
 
 
 def miss_curve(
     fake_probabilities: np.ndarray, points: tuple[float, ...] = VerdictSettings.miss_points
 ) -> tuple[tuple[float, float], ...]:
     """(probability, share of these fake faces scored at most that low) at each point."""
-    return tuple((float(p), round(float(np.mean(fake_probabilities <= p)), 5)) for p in points)
+    return shares_at_most(fake_probabilities, points)
+
+
+def correct_rejection_curve(
+    real_probabilities: np.ndarray, points: tuple[float, ...] = VerdictSettings.miss_points
+) -> tuple[tuple[float, float], ...]:
+    """(probability, share of these real faces scored at most that low) at the miss curve's
+    points: beside it, what a score that low is worth as evidence (rule 109)."""
+    return shares_at_most(real_probabilities, points)

@@ -31,10 +31,12 @@ from pipeline.training.calibration import (
     balanced_accuracy,
     choose_threshold,
     choose_uncertain_band,
+    correct_rejection_curve,
     expected_calibration_error,
     false_alarm_curve,
     fit_calibration,
     fit_temperature,
+    hit_curve,
     miss_curve,
 )
 from pipeline.training.recipe import Combination, TrainedMember, samples_of, trained_logits
@@ -185,10 +187,9 @@ def _decided(
     threshold_rule: str,
 ) -> tuple[EnsembleSpec, dict[str, Any]]:
     """`spec` (its members weighed) with the ensemble's calibration, threshold (placed by
-    `threshold_rule`) and uncertain band fitted on the validation logits, and its false-alarm and
-    miss curves (`combination`'s, from the cross-source table, where given, else the validation
-    mix's); also what validation measured of it."""
-    held_out_false_alarms, held_out_misses = combination.false_alarm_curve, combination.miss_curve
+    `threshold_rule`) and uncertain band fitted on the validation logits, and its curves
+    (`VALIDATION_CURVES`: `combination`'s, from the cross-source table, where given, else the
+    validation mix's); also what validation measured of it."""
     # The weighted mean alone: `spec` may carry another weighing's calibration (the videos').
     ensemble_logit = weighted_logit(member_logits, spec.temperatures, spec.weights)
     temperature, offset = fit_calibration(ensemble_logit, labels, calibration)
@@ -196,8 +197,10 @@ def _decided(
     probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
     threshold = choose_threshold(probabilities, labels, threshold_rule)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
-    validation_false_alarms = false_alarm_curve(probabilities[labels == 0])
-    validation_misses = miss_curve(probabilities[labels == 1])
+    validation_curves = {
+        name: curve(probabilities[labels == label]) for name, (curve, label, _) in VALIDATION_CURVES.items()
+    }
+    held_out_curves = {name: getattr(combination, name) for name in VALIDATION_CURVES}
     validation = {
         "n": int(len(labels)),
         "weights": spec.weights,
@@ -213,19 +216,25 @@ def _decided(
             for source in sorted(set(sources))
             if len(set(labels[mask := np.asarray([x == source for x in sources])])) == 2
         },
-        "false_alarm_curve_from": HELD_OUT_CURVES["false_alarm_curve_from"]
-        if held_out_false_alarms
-        else "validation reals",
-        "validation_false_alarm_curve": validation_false_alarms,
-        "miss_curve_from": HELD_OUT_CURVES["miss_curve_from"] if held_out_misses else "validation fakes",
-        "validation_miss_curve": validation_misses,
     }
+    for name, (_, _, faces) in VALIDATION_CURVES.items():
+        validation[f"{name}_from"] = HELD_OUT_CURVES[f"{name}_from"] if held_out_curves[name] else faces
+        validation[f"validation_{name}"] = validation_curves[name]
     spec = replace(
         spec,
         threshold=round(threshold, 4),
         uncertain_low=low,
         uncertain_high=high,
-        false_alarm_curve=held_out_false_alarms or validation_false_alarms,
-        miss_curve=held_out_misses or validation_misses,
+        **{name: held_out_curves[name] or validation_curves[name] for name in VALIDATION_CURVES},
     )
     return spec, validation
+
+
+VALIDATION_CURVES = {
+    "false_alarm_curve": (false_alarm_curve, 0, "validation reals"),
+    "hit_curve": (hit_curve, 1, "validation fakes"),
+    "miss_curve": (miss_curve, 1, "validation fakes"),
+    "correct_rejection_curve": (correct_rejection_curve, 0, "validation reals"),
+}
+"""Each curve a weighing carries: how it is measured, on which class (0 real, 1 fake) of the
+validation mix where the cross-source table gave none, and what the metrics then say it came from."""

@@ -81,6 +81,12 @@ class Combination:
     miss_curve: tuple[tuple[float, float], ...] = ()
     """(probability, share of fake held-out faces scored at most that), from the same table;
     empty: the ensemble uses its validation fakes' curve."""
+    hit_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of fake held-out faces scored at least that), from the same table
+    (rule 109); empty: the ensemble uses its validation fakes' curve."""
+    correct_rejection_curve: tuple[tuple[float, float], ...] = ()
+    """(probability, share of real held-out faces scored at most that), from the same table
+    (rule 109); empty: the ensemble uses its validation reals' curve."""
 
     @staticmethod
     def from_json(raw: dict[str, Any], weights: dict[str, float]) -> Combination:
@@ -91,6 +97,8 @@ class Combination:
             disagreement_margin=raw.get("disagreement_margin"),
             false_alarm_curve=read_curve(raw.get("false_alarm_curve", ())),
             miss_curve=read_curve(raw.get("miss_curve", ())),
+            hit_curve=read_curve(raw.get("hit_curve", ())),
+            correct_rejection_curve=read_curve(raw.get("correct_rejection_curve", ())),
         )
 
     @staticmethod
