@@ -455,8 +455,9 @@ def decide(
 
 
 def both_classes(quoted: tuple[str, float], beside: tuple[str, float | None], faces: str, scores: str) -> str:
-    """ "X% of real faces and Y% of fake faces from FACES score P or more": the class a verdict's
-    curve measured, and the other class at the same point where that was measured too."""
+    """A reason's evidence, e.g. "X% of real faces and Y% of fake faces from FACES score P or
+    more": the class a verdict's curve measured, and the other class at the same point where that
+    was measured too."""
     (first, share), (second, other) = quoted, beside
     also = "" if other is None else f" and {percent(other)} of {second} faces"
     return f"{percent(share)} of {first} faces{also} from {faces} score {scores}"

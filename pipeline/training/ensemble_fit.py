@@ -177,6 +177,16 @@ def fit_ensemble(
     return {**validation, "pictures": picture_validation}
 
 
+VALIDATION_CURVES = {
+    "false_alarm_curve": (false_alarm_curve, 0, "validation reals"),
+    "hit_curve": (hit_curve, 1, "validation fakes"),
+    "miss_curve": (miss_curve, 1, "validation fakes"),
+    "correct_rejection_curve": (correct_rejection_curve, 0, "validation reals"),
+}
+"""Each curve a weighing carries: how it is measured, on which class (0 real, 1 fake) of the
+validation mix where the cross-source table gave none, and what the metrics then say it came from."""
+
+
 def _decided(
     spec: EnsembleSpec,
     member_logits: dict[str, np.ndarray],
@@ -228,13 +238,3 @@ def _decided(
         **{name: held_out_curves[name] or validation_curves[name] for name in VALIDATION_CURVES},
     )
     return spec, validation
-
-
-VALIDATION_CURVES = {
-    "false_alarm_curve": (false_alarm_curve, 0, "validation reals"),
-    "hit_curve": (hit_curve, 1, "validation fakes"),
-    "miss_curve": (miss_curve, 1, "validation fakes"),
-    "correct_rejection_curve": (correct_rejection_curve, 0, "validation reals"),
-}
-"""Each curve a weighing carries: how it is measured, on which class (0 real, 1 fake) of the
-validation mix where the cross-source table gave none, and what the metrics then say it came from."""
