@@ -11,7 +11,10 @@ held-out source and class: how many faces are told `fake`, `uncertain` and `real
 re-shared; with `--pictures`, the recipe's weighing of pictures (the engine's for photos).
 
     .venv/bin/python -m benchmarks.held_out_verdicts --recipe models/recipe.json --runs RUNS [--pictures]
-        [--held-out SOURCE ...] [--json OUT]
+        [--held-out SOURCE ...] [--unseen-odds] [--json OUT]
+
+With `--unseen-odds` (rule 111), each fold's decision gives `fake` and `real` only where its
+curves, measured on the other folds' held-out faces, give the band's odds.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.config import VerdictSettings
@@ -27,7 +33,7 @@ from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.engine.faces import face_focus
 from pipeline.engine.verdict import DecisionRule
 from pipeline.training.calibration import choose_threshold, choose_uncertain_band
-from pipeline.training.cross_source import Scored, fold_calibration, run_fold
+from pipeline.training.cross_source import Scored, fold_calibration, held_out_curves, run_fold
 from pipeline.training.data import read_face
 from pipeline.training.evaluate import photo_verdict
 from pipeline.training.recipe import Recipe
@@ -56,14 +62,33 @@ def fold_decision(recipe: Recipe, val: Scored) -> tuple[dict[str, float], float,
     return temperatures, temperature, offset, decision
 
 
-def held_out_labels(
-    recipe: Recipe, fold: tuple[dict[str, float], float, float, DecisionRule], held: Scored
-) -> list[str]:
-    """Each held-out face's verdict as a one-face photo under the fold's decision (`fold_decision`)."""
+Fold = tuple[dict[str, float], float, float, DecisionRule]
+"""A fold's decision (`fold_decision`): member temperatures, calibration, decision rule."""
+
+
+def held_out_probabilities(fold: Fold, held: Scored) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each member's calibrated probability and the fold ensemble's, for every face of `held`."""
     temperatures, temperature, offset, decision = fold
     weights = dict(decision.member_weights)
     members = {n: sigmoid(held.logits[n] / temperatures[n]) for n in weights}
-    ensemble = sigmoid(weighted_logit(held.logits, temperatures, weights) / temperature + offset)
+    return members, sigmoid(weighted_logit(held.logits, temperatures, weights) / temperature + offset)
+
+
+def with_other_folds_curves(fold: Fold, others: list[tuple[np.ndarray, Scored]]) -> Fold:
+    """The fold's decision with rule 111's policy on, its four curves measured on the other folds'
+    held-out faces as they are (each with its own fold's probabilities), never its own source."""
+    probabilities = np.concatenate([p for p, _ in others])
+    labels = np.concatenate([held.labels for _, held in others])
+    real, fake = probabilities[labels == 0], probabilities[labels == 1]
+    temperatures, temperature, offset, decision = fold
+    curves = {name: tuple(map(tuple, points)) for name, points in held_out_curves(real, fake).items()}
+    return temperatures, temperature, offset, replace(decision, unseen_odds=True, **curves)
+
+
+def held_out_labels(recipe: Recipe, fold: Fold, held: Scored) -> list[str]:
+    """Each held-out face's verdict as a one-face photo under the fold's decision (`fold_decision`)."""
+    decision = fold[3]
+    members, ensemble = held_out_probabilities(fold, held)
     labels = []
     for row, sample in enumerate(held.samples):
         focus = face_focus(read_face(sample.path, 224))
@@ -96,6 +121,11 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--pictures", action="store_true", help="the recipe's weighing of pictures")
     parser.add_argument("--held-out", nargs="+", metavar="SOURCE", help="only these folds (the others unfinished)")
+    parser.add_argument(
+        "--unseen-odds",
+        action="store_true",
+        help="rule 111's policy, each fold's curves from the other folds' held-out faces",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = prepared_recipe(parser, args.recipe)
@@ -106,9 +136,14 @@ def main() -> None:
     report: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     print("| held-out source | items | real faces: fake / uncertain / real | fakes: fake / uncertain / real |")
     print("|---|---|---|---|")
+    folds = {}
     for source in held_out:
         val, held, reshared = run_fold(recipe, source, args.runs, True)
-        fold = fold_decision(recipe, val)  # one fit serves both columns
+        folds[source] = (fold_decision(recipe, val), held, reshared)  # one fit serves both columns
+    for source, (fold, held, reshared) in folds.items():
+        if args.unseen_odds:
+            others = [(held_out_probabilities(f, h)[1], h) for s, (f, h, _) in folds.items() if s != source]
+            fold = with_other_folds_curves(fold, others)
         report[source] = {}
         for column, items in (("as they are", held), ("re-shared", reshared)):
             report[source][column] = counts(items, held_out_labels(recipe, fold, items))
@@ -121,7 +156,9 @@ def main() -> None:
         print(line("**pooled**", column, pooled))
     if args.json:
         weights = recipe.combination.weights
-        args.json.write_text(json.dumps({"weights": weights, "verdicts": report}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"weights": weights, "unseen_odds": args.unseen_odds, "verdicts": report}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -186,6 +186,11 @@ class VerdictSettings:
     verdict whose most suspicious person's median focus is lower says so, and in the media of
     `uncertain_when_soft` is `uncertain` (blurred real photos were told `fake` far more often,
     rules 46 and 101). 0 turns both off."""
+    unseen_odds: bool = False
+    """A person (and the media) is `fake` or `real` only if the unseen-source curves at their
+    probability give the odds the uncertain band gives the probability itself (rule 111: between
+    about 0.05 and 0.95 a score is little evidence on a source the models never saw); else
+    `uncertain`. Only where every curve came from unseen sources."""
     uncertain_when_soft: tuple[str, ...] = ("image",)
     """Media kinds in which a person softer than `trained_face_focus` is `uncertain`, and so is the
     media when they are its most suspicious person (rule 103: pictures). A video's frames' faces

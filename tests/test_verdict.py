@@ -260,6 +260,34 @@ def test_a_verdict_quotes_both_classes_at_its_point_so_the_share_can_be_weighed(
     assert fake.label == decide(faces_of(0, [0.95] * 4), sampled_frames=4, rule="mean", decision=WEIGHED).label
 
 
+def test_with_unseen_odds_a_label_needs_the_bands_odds_on_the_unseen_curves() -> None:
+    """Rule 111: the band 0.4-0.6 asks odds of 1.5 to 1; at 0.9, 12% of unseen fakes against 10% of
+    unseen real faces is not that, at 0.98 3% against 2% is."""
+    both = replace(WEIGHED, miss_curve=MISSES, hit_curve=HITS, correct_rejection_curve=CORRECT_REJECTIONS)
+    strict = replace(both, unseen_odds=True)
+    assert both.label(0.95) == "fake" and strict.band_label(0.95) == "fake" and strict.label(0.95) == "uncertain"
+    assert strict.label(0.985) == "fake" and strict.label(0.5) == "uncertain"
+    # `real`: at 0.2 (read at 0.3) 40% of real faces against 45% of fakes; at 0.05 (read at 0.1)
+    # 20% against 30%: neither gives 1.5 to 1, so neither is `real`.
+    assert strict.label(0.2) == "uncertain" and strict.label(0.05) == "uncertain"
+    verdict = decide(faces_of(0, [0.95] * 4), sampled_frames=4, rule="mean", decision=strict)
+    assert verdict.label == "uncertain" and verdict.tracks[0].label == "uncertain"
+    assert verdict.reason.endswith(
+        "0.95 is beyond the uncertain band, but 10% of real faces and 12% of fake faces from sources the "
+        "models never saw score 0.9 or more: too few fake faces for the band's odds"
+    )
+    real = decide(faces_of(0, [0.2] * 4), sampled_frames=4, rule="mean", decision=strict).reason
+    assert real.endswith(
+        "45% of fake faces and 40% of real faces from sources the models never saw score 0.3 or less: "
+        "too few real faces for the band's odds"
+    )
+    sure = decide(faces_of(0, [0.99] * 4), sampled_frames=4, rule="mean", decision=strict)
+    assert sure.label == "fake" and "2% of real faces and 3% of fake faces" in sure.reason
+    # Curves measured on the validation mix, or none: the band alone decides.
+    assert replace(strict, miss_faces=VALIDATION_MIX).label(0.95) == "fake"
+    assert replace(DECISION, unseen_odds=True).label(0.95) == "fake"
+
+
 def focused(faces: list[ScoredFace], focus: float) -> list[ScoredFace]:
     return [replace(face, focus=focus) for face in faces]
 

@@ -167,6 +167,8 @@ class DecisionRule:
     """(probability, share of real faces scoring at most it), at the miss curve's points."""
     hit_faces: str = UNSEEN_SOURCES
     correct_rejection_faces: str = UNSEEN_SOURCES
+    unseen_odds: bool = VerdictSettings.unseen_odds
+    """Whether `fake` and `real` also need the unseen-source curves' odds (`odds_hold`)."""
     disagreement: str = RANGE
     """How the members' disagreement is measured (one of `DISAGREEMENTS`)."""
     member_weights: tuple[tuple[str, float], ...] = ()
@@ -219,12 +221,41 @@ class DecisionRule:
         reading = self.false_alarm_reading(probability)
         return None if reading is None else 1.0 - (1.0 - reading[1]) ** people
 
-    def label(self, probability: float) -> Label:
+    def band_label(self, probability: float) -> Label:
+        """The label the threshold and band alone give `probability`."""
         if probability >= max(self.threshold, self.uncertain_high):
             return "fake"
         if probability < self.threshold and probability <= self.uncertain_low:
             return "real"
         return "uncertain"
+
+    def label(self, probability: float) -> Label:
+        """The band's label, kept only where the unseen-source curves give it the band's odds."""
+        label = self.band_label(probability)
+        return label if label == "uncertain" or self.odds_hold(label, probability) else "uncertain"
+
+    def unseen_evidence(self, label: Label, probability: float) -> tuple[float, float, float | None] | None:
+        """(point, share of the other class, share of `label`'s class) scoring as high (`fake`) or
+        as low (`real`) as `probability` on the curves, read at the point a reason quotes; the
+        second share None where not measured at that point on the same faces. None: no curve."""
+        if label == "fake" and (reading := self.false_alarm_reading(probability)) is not None:
+            return reading[0], reading[1], self.hit_share(reading[0])
+        if label == "real" and (reading := self.miss_reading(probability)) is not None:
+            return reading[0], reading[1], self.correct_rejection_share(reading[0])
+        return None
+
+    def odds_hold(self, label: Label, probability: float) -> bool:
+        """Whether, among faces from sources the models never saw scoring as `probability` does,
+        `label`'s class outnumbers the other by the odds the band asks of the probability (rule
+        111): uncertain_high / (1 - uncertain_high) for `fake`, the mirror for `real`. True when
+        the setting is off or the curves are not all from unseen sources."""
+        sources = {self.false_alarm_faces, self.miss_faces, self.hit_faces, self.correct_rejection_faces}
+        evidence = self.unseen_evidence(label, probability)
+        if not self.unseen_odds or sources != {UNSEEN_SOURCES} or evidence is None or evidence[2] is None:
+            return True
+        _, other, own = evidence
+        edge = self.uncertain_high if label == "fake" else 1.0 - self.uncertain_low
+        return own >= edge / (1.0 - edge) * other
 
 
 def _share_at(curve: tuple[tuple[float, float], ...], point: float) -> float | None:
@@ -400,6 +431,16 @@ def decide(
         )
         reason += (
             f"; the models disagree about person {worst.track + 1} ({high[0]} {high[1]:.2f}, {low[0]} {low[1]:.2f})"
+        )
+    elif label == "uncertain" and (band := decision.band_label(probability)) != "uncertain":
+        # Beyond the band, but the unseen-source curves do not give that side its odds (rule 111).
+        point, other, own = decision.unseen_evidence(band, probability) or (probability, 1.0, 0.0)
+        opposite = "real" if band == "fake" else "fake"
+        direction = "or more" if band == "fake" else "or less"
+        reason += (
+            f"; {probability:.2f} is beyond the uncertain band, but "
+            + both_classes((opposite, other), (band, own), UNSEEN_SOURCES, f"{point:.3g} {direction}")
+            + f": too few {band} faces for the band's odds"
         )
     elif label == "uncertain":
         reason += f"; {probability:.2f} is inside the uncertain band {decision.uncertain_low:.2f}-{decision.uncertain_high:.2f}"
