@@ -32,8 +32,8 @@ from pipeline.config import VerdictSettings
 from pipeline.engine.ensemble import sigmoid, weighted_logit
 from pipeline.engine.faces import face_focus
 from pipeline.engine.verdict import DecisionRule
-from pipeline.training.calibration import choose_threshold, choose_uncertain_band
-from pipeline.training.cross_source import Scored, fold_calibration, held_out_curves, run_fold
+from pipeline.training.calibration import choose_threshold, choose_uncertain_band, score_curves
+from pipeline.training.cross_source import Scored, fold_calibration, run_fold
 from pipeline.training.data import read_face
 from pipeline.training.evaluate import photo_verdict
 from pipeline.training.recipe import Recipe
@@ -42,7 +42,11 @@ LABELS = ("fake", "uncertain", "real")
 CLASSES = {0: "real", 1: "fake"}
 
 
-def fold_decision(recipe: Recipe, val: Scored) -> tuple[dict[str, float], float, float, DecisionRule]:
+Fold = tuple[dict[str, float], float, float, DecisionRule]
+"""A fold's decision (`fold_decision`): member temperatures, calibration, decision rule."""
+
+
+def fold_decision(recipe: Recipe, val: Scored) -> Fold:
     """The fold ensemble's member temperatures, calibration (temperature, offset) and decision
     rule, all from its validation mix, as `train-ensemble` fits the shipped ensemble's."""
     combination = recipe.combination
@@ -62,10 +66,6 @@ def fold_decision(recipe: Recipe, val: Scored) -> tuple[dict[str, float], float,
     return temperatures, temperature, offset, decision
 
 
-Fold = tuple[dict[str, float], float, float, DecisionRule]
-"""A fold's decision (`fold_decision`): member temperatures, calibration, decision rule."""
-
-
 def held_out_probabilities(fold: Fold, held: Scored) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Each member's calibrated probability and the fold ensemble's, for every face of `held`."""
     temperatures, temperature, offset, decision = fold
@@ -81,8 +81,7 @@ def with_other_folds_curves(fold: Fold, others: list[tuple[np.ndarray, Scored]])
     labels = np.concatenate([held.labels for _, held in others])
     real, fake = probabilities[labels == 0], probabilities[labels == 1]
     temperatures, temperature, offset, decision = fold
-    curves = {name: tuple(map(tuple, points)) for name, points in held_out_curves(real, fake).items()}
-    return temperatures, temperature, offset, replace(decision, unseen_odds=True, **curves)
+    return temperatures, temperature, offset, replace(decision, unseen_odds=True, **score_curves(real, fake))
 
 
 def held_out_labels(recipe: Recipe, fold: Fold, held: Scored) -> list[str]:
@@ -140,10 +139,11 @@ def main() -> None:
     for source in held_out:
         val, held, reshared = run_fold(recipe, source, args.runs, True)
         folds[source] = (fold_decision(recipe, val), held, reshared)  # one fit serves both columns
+    # Each fold's ensemble probabilities on its held-out faces as they are: the other folds' curves.
+    scored = {s: (held_out_probabilities(f, h)[1], h) for s, (f, h, _) in folds.items()} if args.unseen_odds else {}
     for source, (fold, held, reshared) in folds.items():
         if args.unseen_odds:
-            others = [(held_out_probabilities(f, h)[1], h) for s, (f, h, _) in folds.items() if s != source]
-            fold = with_other_folds_curves(fold, others)
+            fold = with_other_folds_curves(fold, [scored[s] for s in folds if s != source])
         report[source] = {}
         for column, items in (("as they are", held), ("re-shared", reshared)):
             report[source][column] = counts(items, held_out_labels(recipe, fold, items))

@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.probe_arms import Arm, fold_by_fold, fold_figures, mean_of_sources
+from benchmarks.probe_arms import Arm, fold_by_fold, fold_figures, held_out_mean, mean_of_sources
 from pipeline.engine.clip import BLOCKS
 
 SHIPPED_BLOCK = 5
 
 ARMS = {f"block {block}": Arm((block,), mean_of_sources) for block in range(1, BLOCKS + 1)}
 """The arms, fixed by the rule before its run."""
-
-
-def held_out_mean(figures: dict[str, float]) -> float:
-    """The mean of the two held-out columns (as they are, re-shared): what the block is chosen by."""
-    return (figures["as they are"] + figures["re-shared"]) / 2
 
 
 def chosen_on_other_folds(done: dict[str, dict[str, dict[str, float]]], source: str) -> str:

@@ -40,6 +40,12 @@ def held_out_aucs(labels: np.ndarray, held: np.ndarray, reshared: np.ndarray) ->
     }
 
 
+def held_out_mean(figures: dict[str, float]) -> float:
+    """The mean of an arm's two held-out columns in one fold (as they are, re-shared): what the
+    probe rules' bars read."""
+    return (figures["as they are"] + figures["re-shared"]) / 2
+
+
 def pooled_fit(features: np.ndarray, labels: np.ndarray, sources: list[str], regularization: float) -> Scorer:
     """The shipped probe's fit (`fit_probe`) on every training row."""
     return fit_probe(features, labels, sources, "cls", regularization).logits_of
@@ -107,5 +113,5 @@ def main(description: str, arms: dict[str, Arm]) -> None:
             cells = [f"{s} {done[s][name][column]:.3f}" for s in recipe.sources]
             mean = np.mean([done[s][name][column] for s in recipe.sources])
             print(f"  {name:22} {column:12} {', '.join(cells)} | mean {mean:.3f}")
-        two = np.mean([(done[s][name]["as they are"] + done[s][name]["re-shared"]) / 2 for s in recipe.sources])
+        two = np.mean([held_out_mean(done[s][name]) for s in recipe.sources])
         print(f"  {name:22} mean of the two held-out columns: {two:.3f}")

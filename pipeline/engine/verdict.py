@@ -234,7 +234,7 @@ class DecisionRule:
         label = self.band_label(probability)
         return label if label == "uncertain" or self.odds_hold(label, probability) else "uncertain"
 
-    def unseen_evidence(self, label: Label, probability: float) -> tuple[float, float, float | None] | None:
+    def curve_evidence(self, label: Label, probability: float) -> tuple[float, float, float | None] | None:
         """(point, share of the other class, share of `label`'s class) scoring as high (`fake`) or
         as low (`real`) as `probability` on the curves, read at the point a reason quotes; the
         second share None where not measured at that point on the same faces. None: no curve."""
@@ -250,12 +250,27 @@ class DecisionRule:
         111): uncertain_high / (1 - uncertain_high) for `fake`, the mirror for `real`. True when
         the setting is off or the curves are not all from unseen sources."""
         sources = {self.false_alarm_faces, self.miss_faces, self.hit_faces, self.correct_rejection_faces}
-        evidence = self.unseen_evidence(label, probability)
+        evidence = self.curve_evidence(label, probability)
         if not self.unseen_odds or sources != {UNSEEN_SOURCES} or evidence is None or evidence[2] is None:
             return True
         _, other, own = evidence
         edge = self.uncertain_high if label == "fake" else 1.0 - self.uncertain_low
         return own >= edge / (1.0 - edge) * other
+
+    def evidence_reason(self, label: Label, probability: float) -> str | None:
+        """What the curves say of `label` (`fake` or `real`) at `probability`, as a reason quotes
+        it (rule 109), e.g. "10% of real faces and 12% of fake faces from FACES score 0.9 or more":
+        the class its curve measured, then `label`'s own where measured at the same point on the
+        same faces. None without a curve."""
+        evidence = self.curve_evidence(label, probability)
+        if evidence is None:
+            return None
+        point, other, own = evidence
+        opposite, faces, direction = (
+            ("real", self.false_alarm_faces, "or more") if label == "fake" else ("fake", self.miss_faces, "or less")
+        )
+        also = "" if own is None else f" and {percent(own)} of {label} faces"
+        return f"{percent(other)} of {opposite} faces{also} from {faces} score {point:.3g} {direction}"
 
 
 def _share_at(curve: tuple[tuple[float, float], ...], point: float) -> float | None:
@@ -434,13 +449,9 @@ def decide(
         )
     elif label == "uncertain" and (band := decision.band_label(probability)) != "uncertain":
         # Beyond the band, but the unseen-source curves do not give that side its odds (rule 111).
-        point, other, own = decision.unseen_evidence(band, probability) or (probability, 1.0, 0.0)
-        opposite = "real" if band == "fake" else "fake"
-        direction = "or more" if band == "fake" else "or less"
         reason += (
-            f"; {probability:.2f} is beyond the uncertain band, but "
-            + both_classes((opposite, other), (band, own), UNSEEN_SOURCES, f"{point:.3g} {direction}")
-            + f": too few {band} faces for the band's odds"
+            f"; {probability:.2f} is beyond the uncertain band, but {decision.evidence_reason(band, probability)}: "
+            f"too few {band} faces for the band's odds"
         )
     elif label == "uncertain":
         reason += f"; {probability:.2f} is inside the uncertain band {decision.uncertain_low:.2f}-{decision.uncertain_high:.2f}"
@@ -478,27 +489,6 @@ def decide(
     # (rule 109: on unseen sources a `fake` goes to real faces as often as to fakes). The
     # probability quoted is the curve's point, what was measured: the person's own rounded to two
     # decimals could read "1.00 or more".
-    score = worst.fake_probability
-    if label == "fake" and (reading := decision.false_alarm_reading(score)) is not None:
-        point, share = reading
-        reason += "; " + both_classes(
-            ("real", share), ("fake", decision.hit_share(point)), decision.false_alarm_faces, f"{point:.3g} or more"
-        )
-    elif label == "real" and (reading := decision.miss_reading(score)) is not None:
-        point, share = reading
-        reason += "; " + both_classes(
-            ("fake", share),
-            ("real", decision.correct_rejection_share(point)),
-            decision.miss_faces,
-            f"{point:.3g} or less",
-        )
+    if label != "uncertain" and (evidence := decision.evidence_reason(label, worst.fake_probability)) is not None:
+        reason += f"; {evidence}"
     return Verdict(label, probability, reason, model_scores, tuple(summaries), caveats)
-
-
-def both_classes(quoted: tuple[str, float], beside: tuple[str, float | None], faces: str, scores: str) -> str:
-    """A reason's evidence, e.g. "X% of real faces and Y% of fake faces from FACES score P or
-    more": the class a verdict's curve measured, and the other class at the same point where that
-    was measured too."""
-    (first, share), (second, other) = quoted, beside
-    also = "" if other is None else f" and {percent(other)} of {second} faces"
-    return f"{percent(share)} of {first} faces{also} from {faces} score {scores}"

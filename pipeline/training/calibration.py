@@ -179,3 +179,16 @@ def correct_rejection_curve(
     """(probability, share of these real faces scored at most that low) at the miss curve's
     points: beside it, what a score that low is worth as evidence (rule 109)."""
     return shares_at_most(real_probabilities, points)
+
+
+def score_curves(
+    real_probabilities: np.ndarray, fake_probabilities: np.ndarray
+) -> dict[str, tuple[tuple[float, float], ...]]:
+    """The four curves a weighing carries (`ensemble.json`, the recipe), by name, measured on
+    these real and fake faces: what a verdict quotes, and the crowd rule weighs."""
+    return {
+        "false_alarm_curve": false_alarm_curve(real_probabilities),
+        "hit_curve": hit_curve(fake_probabilities),
+        "miss_curve": miss_curve(fake_probabilities),
+        "correct_rejection_curve": correct_rejection_curve(real_probabilities),
+    }

@@ -46,12 +46,9 @@ from pipeline.training.calibration import (
     YOUDEN,
     choose_disagreement_margin,
     choose_threshold,
-    correct_rejection_curve,
-    false_alarm_curve,
     fit_calibration,
     fit_temperature,
-    hit_curve,
-    miss_curve,
+    score_curves,
 )
 from pipeline.training.data import Sample
 from pipeline.training.evaluate import binary_metrics
@@ -436,24 +433,16 @@ def cross_source_table(
         # crowd rule weighs and a `fake` verdict quotes (the recipe's `false_alarm_curve`), beside
         # how often a fake does (`hit_curve`, rule 109); how often a fake scores at most p, what
         # a `real` verdict quotes (`miss_curve`), beside how often a real face does.
-        **held_out_curves(
-            np.concatenate([f.real_probabilities for f in folds.values()]),
-            np.concatenate([f.fake_probabilities for f in folds.values()]),
-        ),
+        **{
+            name: [list(point) for point in curve]
+            for name, curve in score_curves(
+                np.concatenate([f.real_probabilities for f in folds.values()]),
+                np.concatenate([f.fake_probabilities for f in folds.values()]),
+            ).items()
+        },
         "weight_trials": trials,
         "weight_choice": weight_choice(trials) if trials else None,
     }
-
-
-def held_out_curves(real_probabilities: np.ndarray, fake_probabilities: np.ndarray) -> dict[str, list[list[float]]]:
-    """The four curves a recipe's weighing carries (`Combination`), measured on held-out faces."""
-    curves = {
-        "false_alarm_curve": false_alarm_curve(real_probabilities),
-        "hit_curve": hit_curve(fake_probabilities),
-        "miss_curve": miss_curve(fake_probabilities),
-        "correct_rejection_curve": correct_rejection_curve(real_probabilities),
-    }
-    return {name: [list(point) for point in curve] for name, curve in curves.items()}
 
 
 WEIGHT_GRID = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)

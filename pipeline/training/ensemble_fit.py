@@ -31,13 +31,10 @@ from pipeline.training.calibration import (
     balanced_accuracy,
     choose_threshold,
     choose_uncertain_band,
-    correct_rejection_curve,
     expected_calibration_error,
-    false_alarm_curve,
     fit_calibration,
     fit_temperature,
-    hit_curve,
-    miss_curve,
+    score_curves,
 )
 from pipeline.training.recipe import Combination, TrainedMember, samples_of, trained_logits
 
@@ -178,13 +175,13 @@ def fit_ensemble(
 
 
 VALIDATION_CURVES = {
-    "false_alarm_curve": (false_alarm_curve, 0, "validation reals"),
-    "hit_curve": (hit_curve, 1, "validation fakes"),
-    "miss_curve": (miss_curve, 1, "validation fakes"),
-    "correct_rejection_curve": (correct_rejection_curve, 0, "validation reals"),
+    "false_alarm_curve": "validation reals",
+    "hit_curve": "validation fakes",
+    "miss_curve": "validation fakes",
+    "correct_rejection_curve": "validation reals",
 }
-"""Each curve a weighing carries: how it is measured, on which class (0 real, 1 fake) of the
-validation mix where the cross-source table gave none, and what the metrics then say it came from."""
+"""Each curve a weighing carries (`score_curves`), and what the metrics say it came from where the
+cross-source table gave none and the validation mix's faces measured it."""
 
 
 def _decided(
@@ -207,9 +204,7 @@ def _decided(
     probabilities = sigmoid(ensemble_logit / spec.temperature + spec.offset)
     threshold = choose_threshold(probabilities, labels, threshold_rule)
     low, high = choose_uncertain_band(probabilities, labels, threshold)
-    validation_curves = {
-        name: curve(probabilities[labels == label]) for name, (curve, label, _) in VALIDATION_CURVES.items()
-    }
+    validation_curves = score_curves(probabilities[labels == 0], probabilities[labels == 1])
     held_out_curves = {name: getattr(combination, name) for name in VALIDATION_CURVES}
     validation = {
         "n": int(len(labels)),
@@ -227,7 +222,7 @@ def _decided(
             if len(set(labels[mask := np.asarray([x == source for x in sources])])) == 2
         },
     }
-    for name, (_, _, faces) in VALIDATION_CURVES.items():
+    for name, faces in VALIDATION_CURVES.items():
         validation[f"{name}_from"] = HELD_OUT_CURVES[f"{name}_from"] if held_out_curves[name] else faces
         validation[f"validation_{name}"] = validation_curves[name]
     spec = replace(
