@@ -458,6 +458,8 @@ def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
     [
         {"false_alarm_curve": [["x", 1], [0.5]]},  # not (probability, share) pairs
         {"miss_curve": [[0.5]]},
+        {"hit_curve": [["x", 1]]},  # the curves a verdict quotes beside them (rule 109)
+        {"correct_rejection_curve": "abc"},
         {"members": [{"name": "a"}]},  # a member without its file
         {"members": None},
         {"an_unknown_setting": 1},
