@@ -104,6 +104,42 @@ def fold_by_fold(description: str, figures_of: Callable[[Recipe, str], dict]) ->
     return recipe, done
 
 
+def chosen_on_other_folds(done: dict[str, dict[str, dict[str, float]]], source: str, candidates: list[str]) -> str:
+    """The candidate arm with the best mean of the two held-out columns over every fold but `source`'s."""
+    others = [s for s in done if s != source]
+    return max(candidates, key=lambda arm: np.mean([held_out_mean(done[s][arm]) for s in others]))
+
+
+def chosen_arm_table(sources: list[str], done: dict, candidates: list[str], baseline: str) -> None:
+    """Print every arm's figures per fold, then the candidates chosen without looking at the fold
+    they are scored on (`chosen_on_other_folds`) against `baseline` in every fold (rules 110, 112),
+    and the candidate the four folds together would choose."""
+    arms = candidates if baseline in candidates else [baseline, *candidates]
+    print("\nPer arm: as they are / re-shared / validation, per held-out source | mean of the two held-out columns")
+    for arm in arms:
+        cells = [
+            f"{s} {done[s][arm]['as they are']:.3f}/{done[s][arm]['re-shared']:.3f}/{done[s][arm]['validation']:.3f}"
+            for s in sources
+        ]
+        print(f"  {arm:9} {', '.join(cells)} | {np.mean([held_out_mean(done[s][arm]) for s in sources]):.3f}")
+    rows = {"chosen on the other folds": {s: chosen_on_other_folds(done, s, candidates) for s in sources}}
+    rows[baseline] = dict.fromkeys(sources, baseline)
+    for name, picked in rows.items():
+        figures = [done[s][picked[s]] for s in sources]
+        picks = ", ".join(
+            f"{s} {picked[s]} {f['as they are']:.3f}/{f['re-shared']:.3f}" for s, f in zip(sources, figures)
+        )
+        print(
+            f"\n{name}: {picks}\n  as they are {np.mean([f['as they are'] for f in figures]):.3f}, "
+            f"re-shared {np.mean([f['re-shared'] for f in figures]):.3f}, "
+            f"mean of the two {np.mean([held_out_mean(f) for f in figures]):.3f}, "
+            f"validation {np.mean([f['validation'] for f in figures]):.3f}, "
+            f"lowest as they are {min(f['as they are'] for f in figures):.3f}"
+        )
+    everywhere = max(candidates, key=lambda arm: np.mean([held_out_mean(done[s][arm]) for s in sources]))
+    print(f"\nChosen on all four folds: {everywhere}")
+
+
 def main(description: str, arms: dict[str, Arm]) -> None:
     """The command line of a comparison of `arms`: each fold in turn, then the table."""
     recipe, done = fold_by_fold(description, lambda recipe, source: fold_figures(recipe, source, arms))
