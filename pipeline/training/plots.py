@@ -83,20 +83,28 @@ def plot_confusion(confusion: dict[str, int], path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def member_features(ensemble: Ensemble, name: str, crops: np.ndarray) -> np.ndarray:
-    """The features one member classifies: a CNN's pooled backbone features (the layer before
-    its classifier), or the CLIP features a probe reads."""
+def member_features(ensemble: Ensemble, crops: np.ndarray) -> dict[str, np.ndarray]:
+    """The features each member classifies, by name: a CNN's pooled backbone features (the layer
+    before its classifier), or the CLIP features a probe reads, from one encoder pass for every
+    probe (the encoder is nearly all of a probe's cost)."""
     import keras
 
-    if name in ensemble.probes:
-        probe = ensemble.probes[name]
-        if probe.feature == PATCH_MAX:  # the patch each crop is scored by: its largest patch logit
-            patches = ensemble.encoder.features(crops, probe.patch_blocks).named(PATCH_MAX, probe.block)
-            return patches[np.arange(len(patches)), probe.patch_logits(patches).argmax(axis=1)]
-        return probe.values(ensemble.encoder.features(crops))
-    model = ensemble.keras_model(name)
-    features = keras.Model(model.input, model.get_layer("pool").output)
-    return predict_crops(features, crops, ensemble.member(name).input_size, batch_size=64)
+    blocks = {block for probe in ensemble.probes.values() for block in probe.patch_blocks}
+    encoded = ensemble.encoder.features(crops, blocks) if ensemble.probes else None
+    features = {}
+    for name in ensemble.member_names:
+        if name in ensemble.probes:
+            probe = ensemble.probes[name]
+            if probe.feature == PATCH_MAX:  # the patch each crop is scored by: its largest patch logit
+                patches = encoded.named(PATCH_MAX, probe.block)
+                features[name] = patches[np.arange(len(patches)), probe.patch_logits(patches).argmax(axis=1)]
+            else:
+                features[name] = probe.values(encoded)
+            continue
+        model = ensemble.keras_model(name)
+        pooled = keras.Model(model.input, model.get_layer("pool").output)
+        features[name] = predict_crops(pooled, crops, ensemble.member(name).input_size, batch_size=64)
+    return features
 
 
 def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: int = 300) -> None:
@@ -111,10 +119,9 @@ def plot_tsne(ensemble: Ensemble, samples: list[Sample], path: Path, per_class: 
     names = ensemble.member_names
     fig = _figure(4.8 * len(names), 4.5)
     axes = fig.subplots(1, len(names), squeeze=False)
+    features = member_features(ensemble, crops)
     for ax, name in zip(axes[0], names):
-        embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(
-            member_features(ensemble, name, crops)
-        )
+        embedded = TSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(features[name])
         for source in sources:
             for label, colour, text in ((0, "tab:blue", "real"), (1, "tab:red", "fake")):
                 picked = (labels == label) & np.asarray([s.source == source for s in subset])
