@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.probe_arms import Arm, Scorer, chosen_arm_table, fold_by_fold, fold_figures, mean_of_sources
+from benchmarks.probe_arms import Arm, Scorer, compare_chosen, mean_of_sources
 from pipeline.training.probe import per_source_probes
 
 SHIPPED_BLOCK = 5
@@ -43,10 +43,5 @@ ARMS = {
 """The arms, fixed by the rule before its run."""
 
 
-def main() -> None:
-    recipe, done = fold_by_fold(__doc__.splitlines()[0], lambda recipe, source: fold_figures(recipe, source, ARMS))
-    chosen_arm_table(recipe.sources, done, [arm for arm in ARMS if arm != BASELINE], BASELINE)
-
-
 if __name__ == "__main__":
-    main()
+    compare_chosen(__doc__.splitlines()[0], ARMS, BASELINE)

@@ -140,6 +140,13 @@ def chosen_arm_table(sources: list[str], done: dict, candidates: list[str], base
     print(f"\nChosen on all four folds: {everywhere}")
 
 
+def compare_chosen(description: str, arms: dict[str, Arm], baseline: str) -> None:
+    """The command line of a comparison of `arms` where the arm is chosen on the other folds:
+    each fold in turn, then `chosen_arm_table` of every arm but `baseline` against it."""
+    recipe, done = fold_by_fold(description, lambda recipe, source: fold_figures(recipe, source, arms))
+    chosen_arm_table(recipe.sources, done, [arm for arm in arms if arm != baseline], baseline)
+
+
 def main(description: str, arms: dict[str, Arm]) -> None:
     """The command line of a comparison of `arms`: each fold in turn, then the table."""
     recipe, done = fold_by_fold(description, lambda recipe, source: fold_figures(recipe, source, arms))

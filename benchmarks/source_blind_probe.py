@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from benchmarks.probe_arms import Arm, Scorer, chosen_arm_table, fold_by_fold, fold_figures, mean_of_sources
+from benchmarks.probe_arms import Arm, Scorer, compare_chosen, mean_of_sources
 from pipeline.training.probe import source_of
 
 SHIPPED_BLOCK = 5
@@ -82,10 +82,5 @@ ARMS = {BASELINE: Arm((SHIPPED_BLOCK,), mean_of_sources)} | {
 """The arms, fixed by the rule before its run."""
 
 
-def main() -> None:
-    recipe, done = fold_by_fold(__doc__.splitlines()[0], lambda recipe, source: fold_figures(recipe, source, ARMS))
-    chosen_arm_table(recipe.sources, done, [arm for arm in ARMS if arm != BASELINE], BASELINE)
-
-
 if __name__ == "__main__":
-    main()
+    compare_chosen(__doc__.splitlines()[0], ARMS, BASELINE)
