@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import DEFAULT_AGGREGATION
-from pipeline.engine.clip import BLOCKS, PATCH_MAX, ClipEncoder, ClipProbe
+from pipeline.engine.clip import BLOCKS, PATCH_MAX, ClipEncoder, ClipFeatures, ClipProbe
 from pipeline.engine.lite import cached_lite_model, check_runtime, convert_to_lite
 from pipeline.engine.media import sha256_file
 from pipeline.engine.verdict import RANGE, UNSEEN_SOURCES, VALIDATION_MIX, DecisionRule, checked_measure
@@ -394,9 +394,13 @@ class Ensemble:
         probes = {name: self.probes[name] for name in names}
         if not len(crops):
             return {name: np.zeros(0) for name in probes}
-        blocks = {block for probe in probes.values() for block in probe.patch_blocks}
-        features = self.encoder.features(crops, blocks)
+        features = self.probe_features(names, crops)
         return {name: probe.logits(features) for name, probe in probes.items()}
+
+    def probe_features(self, names: Sequence[str], crops: np.ndarray) -> ClipFeatures:
+        """The CLIP features the named probes read, from one encoder pass: the class tokens, and
+        the patch tokens of every block a patch probe among them needs."""
+        return self.encoder.features(crops, {block for name in names for block in self.probes[name].patch_blocks})
 
     def score(
         self,

@@ -89,8 +89,7 @@ def member_features(ensemble: Ensemble, crops: np.ndarray) -> dict[str, np.ndarr
     probe (the encoder is nearly all of a probe's cost)."""
     import keras
 
-    blocks = {block for probe in ensemble.probes.values() for block in probe.patch_blocks}
-    encoded = ensemble.encoder.features(crops, blocks) if ensemble.probes else None
+    encoded = ensemble.probe_features(list(ensemble.probes), crops) if ensemble.probes else None
     features = {}
     for name in ensemble.member_names:
         if name in ensemble.probes:
