@@ -11,7 +11,6 @@ exits with deadlines, never sleeps. Inputs are small: face-crop clips, a photo, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import selectors
@@ -325,33 +324,6 @@ def test_the_history_page_filters_by_scan_job_and_shows_its_progress(
     assert sorted(Path(p).name for p in failed["file"]) == sorted([DOOMED, "corrupt.mp4", "empty.mp4"])
     at.selectbox(key="history_open").set_value(stored[0].id).run()
     assert any(m.value.startswith("### Verdict:") for m in at.markdown)  # opens like an uploaded result
-
-
-@dataclass
-class DroppingEvents(ScanEvents):
-    """Presses Ctrl-C when the first file comes back, inside code that drops the
-    KeyboardInterrupt, as a finalizer or a library's callback does when the signal lands there."""
-
-    outcomes: list[FileOutcome] = field(default_factory=list)
-
-    def finished(self, outcome: FileOutcome) -> None:
-        self.outcomes.append(outcome)
-        if len(self.outcomes) == 1:
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.raise_signal(signal.SIGINT)
-
-
-def test_a_ctrl_c_whose_interrupt_is_dropped_still_stops_the_scan(ray_cluster, folder: Path, tmp_path: Path) -> None:
-    store = Store(tmp_path / "history")
-    events = DroppingEvents()
-    clips = tuple(folder / name for name in CLIPS)
-    report = run_scan(ScanRequest(clips, frames=FRAMES, workers=2, address=ray_cluster.address), store, events)
-    assert report.status == "interrupted" and 1 <= report.done < len(CLIPS)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C raises again, as before
-    job = store.job(report.job_id)
-    assert (job.status, job.done) == ("interrupted", report.done)
-    assert len(store.summaries()) == report.done
-    store.close()
 
 
 # -- the command line ----------------------------------------------------------------------------------

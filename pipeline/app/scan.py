@@ -30,10 +30,8 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -756,13 +754,11 @@ class _Driver:
             raise ScanError("no worker is left to analyse the remaining files")
         return max(0.0, min(starting) + self.scan.worker_start_timeout_s - time.monotonic())
 
-    def run(self, items: list[ScanItem], problems: list[FileOutcome], job_name: str, ctrl_c: threading.Event) -> None:
+    def run(self, items: list[ScanItem], problems: list[FileOutcome], job_name: str) -> None:
         self.todo.extend(_Task(item) for item in items)
         for _ in range(self.workers_wanted):
             self.start_worker()
         while self.todo or self.retries or self.files_in_flight():
-            if ctrl_c.is_set():  # pressed, but its KeyboardInterrupt was lost on the way
-                raise KeyboardInterrupt
             self.dispatch()
             timeout = self.wait_timeout()
             ready, _ = self.ray.wait(list(self.waiting), num_returns=1, timeout=timeout)
@@ -814,35 +810,6 @@ class _Driver:
             self.ray.kill(worker.handle)
 
 
-@contextmanager
-def _noted_ctrl_c() -> Iterator[threading.Event]:
-    """Ctrl-C raises KeyboardInterrupt as usual and is also noted in the event yielded.
-
-    Python raises it in whatever code runs when the signal arrives; raised inside a finalizer or
-    a library's callback (Ray's included) it can be printed and dropped, and the scan would run
-    to its end. The driver checks the note at each event, so a Ctrl-C always stops the scan.
-    Only on the main thread, and only where Ctrl-C raises (a scan started with SIGINT ignored,
-    or from the dashboard's threads, keeps what it had)."""
-    pressed = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield pressed
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        yield pressed
-        return
-
-    def note(signum: int, frame: Any) -> None:
-        pressed.set()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, note)
-    try:
-        yield pressed
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run_scan(
     request: ScanRequest,
     store: Store,
@@ -883,8 +850,7 @@ def run_scan(
             )
         driver = _Driver(request, store, events, scan, cluster)
         try:
-            with _noted_ctrl_c() as ctrl_c:
-                driver.run(items, problems, name, ctrl_c)
+            driver.run(items, problems, name)
             if measure_memory:
                 peaks = driver.memory()
         except KeyboardInterrupt:
