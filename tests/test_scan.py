@@ -332,15 +332,22 @@ def test_the_history_page_filters_by_scan_job_and_shows_its_progress(
 def _cli(home: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), DATA_HOME_ENV: str(home), "PYTHONUNBUFFERED": "1"}
     env.pop(DATABASE_URL_ENV, None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "scan", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal gives a command
-    )
+    # A terminal starts a command with Ctrl-C at its default. The tests may run in the background
+    # (`nohup make test &`), where SIGINT is ignored and every child would inherit that; a caught
+    # signal, unlike an ignored one, is back at its default in the new program.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "scan", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal gives a command
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_masks(pid: int) -> str:
@@ -370,8 +377,7 @@ def test_ctrl_c_stops_the_scan_cleanly_and_running_it_again_resumes(folder: Path
     scan = _cli(home, *clips, "--workers", "1", "--frames", str(FRAMES), "--json", str(out), "--name", "evening")
     try:
         first = _first_stdout_line(scan, CLI_DEADLINE_S)
-        # Under pytest-xdist this test failed twice as if the scan ignored Ctrl-C: its signal masks
-        # at that moment go into the message, so that a failure says why.
+        # Its signal masks go into the failure message: whether the scan ignored, blocked or caught SIGINT.
         masks = _signal_masks(scan.pid)
         os.killpg(scan.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
         stdout, stderr = scan.communicate(timeout=CLI_DEADLINE_S)
@@ -379,7 +385,7 @@ def test_ctrl_c_stops_the_scan_cleanly_and_running_it_again_resumes(folder: Path
         if scan.poll() is None:
             os.killpg(scan.pid, signal.SIGKILL)
             scan.wait()
-    assert scan.returncode == 130, f"{masks}\n{stderr}"
+    assert scan.returncode == 130, f"{masks}\nfirst line: {first!r}\nstdout: {stdout!r}\n{stderr}"
     assert "Traceback" not in stderr and "interrupted:" in stderr and "run the same command again" in stderr
     printed = [line for line in (first + stdout).splitlines() if line]
     assert printed and all(line.split("\t")[1] in ("fake", "real", "uncertain", "no_face") for line in printed)
