@@ -306,10 +306,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
     counts = f"{report.done} analysed, {report.skipped} skipped (already in the history), {report.failed} failed"
     if report.status == "interrupted":
         left = report.total - report.done - report.skipped - report.failed
-        print(
-            f"scan #{report.job_id} interrupted: {counts}, {left} not done; run the same command again to resume",
-            file=err,
-        )
+        if report.job_id is None:  # stopped before the first worker was ready: no job was recorded
+            print(f"scan interrupted while starting: none of the {left} files was analysed", file=err)
+        else:
+            print(
+                f"scan #{report.job_id} interrupted: {counts}, {left} not done; run the same command again to resume",
+                file=err,
+            )
         return EXIT_INTERRUPTED
     workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
     if report.done:  # skipping is not a speed worth quoting
