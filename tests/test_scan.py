@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,16 +370,16 @@ def _first_stdout_line(process: subprocess.Popen[str], deadline_s: float) -> str
         selector.close()
 
 
-def test_ctrl_c_stops_the_scan_cleanly_and_running_it_again_resumes(folder: Path, tmp_path: Path) -> None:
-    home = tmp_path / "history"
-    out = tmp_path / "partial.json"
-    clips = [str(folder / name) for name in CLIPS]
+def _stop_after_first_result(home: Path, clips: list[str], out: Path, stop: Callable[[int], None]) -> Store:
+    """Start a scan of `clips`, call `stop(pid)` once it prints its first result, and check that it
+    stopped cleanly: exit 130, one line saying so, the job interrupted with what finished stored
+    whole and listed in `out`. Returns the history."""
     scan = _cli(home, *clips, "--workers", "1", "--frames", str(FRAMES), "--json", str(out), "--name", "evening")
     try:
         first = _first_stdout_line(scan, CLI_DEADLINE_S)
-        # Its signal masks go into the failure message: whether the scan ignored, blocked or caught SIGINT.
+        # Its signal masks go into the failure message: whether the scan ignored, blocked or caught the signal.
         masks = _signal_masks(scan.pid)
-        os.killpg(scan.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+        stop(scan.pid)
         stdout, stderr = scan.communicate(timeout=CLI_DEADLINE_S)
     finally:
         if scan.poll() is None:
@@ -392,9 +392,32 @@ def test_ctrl_c_stops_the_scan_cleanly_and_running_it_again_resumes(folder: Path
     store = Store(home)
     (job,) = store.jobs()
     assert (job.name, job.status) == ("evening", "interrupted")
-    assert job.done >= len(printed) and job.done < len(CLIPS)
+    assert job.done >= len(printed) and job.done < len(clips)
     assert len(store.summaries()) == job.done  # whatever finished is stored whole, nothing else
     assert [e["status"] for e in json.loads(out.read_text())] == ["done"] * job.done
+    return store
+
+
+def _terminate(pid: int) -> None:
+    os.kill(pid, signal.SIGTERM)
+
+
+def _ctrl_c(pid: int) -> None:
+    os.killpg(pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole process group
+
+
+def test_kill_stops_the_scan_as_ctrl_c_does(folder: Path, tmp_path: Path) -> None:
+    clips = [str(folder / name) for name in CLIPS]
+    # `kill PID`, as a batch system or `docker stop` ends a job: SIGTERM to the scan alone.
+    store = _stop_after_first_result(tmp_path / "history", clips, tmp_path / "partial.json", _terminate)
+    store.close()
+
+
+def test_ctrl_c_stops_the_scan_cleanly_and_running_it_again_resumes(folder: Path, tmp_path: Path) -> None:
+    home = tmp_path / "history"
+    clips = [str(folder / name) for name in CLIPS]
+    store = _stop_after_first_result(home, clips, tmp_path / "partial.json", _ctrl_c)
+    (job,) = store.jobs()
 
     again = _cli(home, *clips, "--workers", "1", "--frames", str(FRAMES), "--csv", str(tmp_path / "all.csv"))
     stdout, stderr = again.communicate(timeout=CLI_DEADLINE_S)

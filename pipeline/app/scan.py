@@ -19,8 +19,8 @@ reason. The queued ones go back to the queue as they were. A replacement worker 
 file that is bad (corrupt, unsupported, too large) fails once, with the same one-line reason as
 `analyze`, and the scan goes on. Results are stored by the worker in one transaction with the
 job's record of the file, and the history keeps one row per settings key, so a retried file is
-never stored twice. Ctrl-C stops the workers, marks the job interrupted and reports what was
-done.
+never stored twice. Ctrl-C, or `kill` (SIGTERM, as a batch system or `docker stop` sends), stops
+the workers, marks the job interrupted and reports what was done.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -535,6 +537,25 @@ def default_workers(cluster: _Cluster, scan: ScanSettings) -> int:
     return workers
 
 
+@contextmanager
+def _terminate_interrupts() -> Iterator[None]:
+    """While it lasts, SIGTERM stops the scan as Ctrl-C does (job marked interrupted, files done
+    kept, outputs written). Ray's own handler would exit at once and leave the job marked finished.
+    Only the main thread can set a handler; elsewhere (a page's thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # -- the driver -------------------------------------------------------------------------------------
 
 
@@ -841,7 +862,7 @@ def run_scan(
     status, message = "finished", ""
     driver: _Driver | None = None
     peaks: dict[int, WorkerMemory] = {}
-    with ray_session(request.address, scan) as cluster:
+    with ray_session(request.address, scan) as cluster, _terminate_interrupts():
         if store.backend == "sqlite" and cluster.machines > 1:
             raise ScanError(
                 f"the Ray cluster spans {cluster.machines} machines but the history is SQLite on this one; "
