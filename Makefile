@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FAST := not training and not notebook and not browser and not cluster
 # Test files run in this many processes (pytest-xdist), each file whole in one of them, so a
 # module's fixtures (a trained model, a Ray cluster) are built once; each process loads its own
-# models. On 2 cores, 2 processes take the suite from about 29 to 21 minutes.
+# models. On 2 cores, 2 processes take the suite from about 21 to 16 minutes (README).
 TEST_WORKERS ?= 2
 
 .PHONY: app test test-fast lint screenshots venv browser postgresql clean
