@@ -307,7 +307,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if report.status == "interrupted":
         left = report.total - report.done - report.skipped - report.failed
         if report.job_id is None:  # stopped before the first worker was ready: no job was recorded
-            print(f"scan interrupted while starting: none of the {left} files was analysed", file=err)
+            print(f"scan interrupted while starting: nothing analysed, {left} not done", file=err)
         else:
             print(
                 f"scan #{report.job_id} interrupted: {counts}, {left} not done; run the same command again to resume",
