@@ -23,6 +23,7 @@ from pipeline.config import MediaSettings, Settings
 from pipeline.engine.quiet import quiet_libraries, quiet_settings
 from pipeline.errors import PipelineError
 from pipeline.files import whole_file
+from pipeline.signals import StopSignals
 
 if TYPE_CHECKING:
     from pipeline.engine.analyze import Analysis, Engine
@@ -292,10 +293,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     )
     out, err = sys.stdout, sys.stderr
     printer = _scan_printer(out, err)
+    # Never given back: once the scan is over, Ctrl-C and SIGTERM are ignored, so a press while
+    # this writes its outputs or while the program exits (Ray's exit hook) cuts nothing short.
+    stops = StopSignals()
     try:
         with contextlib.redirect_stdout(_LibraryChatter()):
-            report = run_scan(request, store, printer)
+            report = run_scan(request, store, printer, stops=stops)
     finally:
+        stops.ignore()
         printer.close()
     if report.job_id is not None:
         # Written even when interrupted: every finished file keeps its result.

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import selectors
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from pipeline.config import REPO_ROOT
 
@@ -31,3 +35,46 @@ def run_python(
         cwd=REPO_ROOT,
         timeout=timeout,
     )
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """Start the command line with `args` as a terminal does, without waiting: its own process
+    group, Ctrl-C at its default, stdout and stderr piped as text. `env` adds variables to this
+    process's environment, `unset` takes them out."""
+    # The tests may run in the background (`nohup make test &`), where SIGINT is ignored and every
+    # child would inherit that; a caught signal, unlike an ignored one, is back at its default in
+    # the new program.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=REPO_ROOT,
+            env={
+                name: value
+                for name, value in {
+                    **os.environ,
+                    "PYTHONPATH": str(REPO_ROOT),
+                    "PYTHONUNBUFFERED": "1",
+                    **(env or {}),
+                }.items()
+                if name not in unset
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal gives a command
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def first_stdout_line(process: subprocess.Popen[str], deadline_s: float) -> str:
+    """The first line `process` prints; the test fails if none comes in `deadline_s`."""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    try:
+        if not selector.select(timeout=deadline_s):
+            pytest.fail(f"no result line in {deadline_s:.0f} s")
+        return process.stdout.readline()
+    finally:
+        selector.close()

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import select
 import shutil
 import signal
 import socket
 import subprocess
-import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,8 @@ from pipeline.app.scan import (
 )
 from pipeline.app.store import HistoryFilter, Store
 from pipeline.config import DATA_HOME_ENV, DATABASE_URL_ENV, REPO_ROOT
+from pipeline.signals import StopSignals
+from tests.command_line import first_stdout_line, start_cli
 
 pytestmark = pytest.mark.cluster
 
@@ -127,6 +129,43 @@ def test_typescript_sources_in_a_folder_are_not_media(tmp_path: Path) -> None:
         ("empty.ts", "'empty.ts' is an empty file (0 bytes).")
     ]
     assert [Path(item.path).name for item in kept] == ["camcorder.mts", "clip.ts", "app.ts"]
+
+
+def test_a_stop_is_raised_once_then_ignored_while_the_scan_saves() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt; a stop while Ray starts waits until it has;
+    once the scan saves, more presses are ignored; a signal ignored from the start (`nohup`)
+    stays ignored; `restore` puts every handler back."""
+    assert threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    # As a terminal starts a program, whatever this one was started with (`nohup` ignores SIGINT).
+    started_with = signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = {number: signal.getsignal(number) for number in StopSignals.SIGNALS}
+    stops = StopSignals()
+    stops.install()
+    try:
+        assert all(signal.getsignal(number) not in (signal.SIG_DFL, signal.SIG_IGN) for number in StopSignals.SIGNALS)
+        for number in StopSignals.SIGNALS:
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(number)
+        went_on = False
+        with pytest.raises(KeyboardInterrupt), stops.deferred():
+            signal.raise_signal(signal.SIGTERM)
+            went_on = True
+        assert went_on
+        stops.saving = True
+        for number in StopSignals.SIGNALS:
+            signal.raise_signal(number)  # ignored: nothing raised
+    finally:
+        stops.restore()
+    assert {number: signal.getsignal(number) for number in StopSignals.SIGNALS} == before
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        started_ignoring = StopSignals()
+        started_ignoring.install()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        started_ignoring.restore()
+    finally:
+        signal.signal(signal.SIGINT, started_with)
 
 
 @pytest.fixture(scope="module")
@@ -330,24 +369,7 @@ def test_the_history_page_filters_by_scan_job_and_shows_its_progress(
 
 
 def _cli(home: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), DATA_HOME_ENV: str(home), "PYTHONUNBUFFERED": "1"}
-    env.pop(DATABASE_URL_ENV, None)
-    # A terminal starts a command with Ctrl-C at its default. The tests may run in the background
-    # (`nohup make test &`), where SIGINT is ignored and every child would inherit that; a caught
-    # signal, unlike an ignored one, is back at its default in the new program.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "scan", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # its own process group, as a terminal gives a command
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return start_cli("scan", *args, env={DATA_HOME_ENV: str(home)}, unset=(DATABASE_URL_ENV,))
 
 
 def _signal_masks(pid: int) -> str:
@@ -359,24 +381,13 @@ def _signal_masks(pid: int) -> str:
     return " ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
-def _first_stdout_line(process: subprocess.Popen[str], deadline_s: float) -> str:
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    try:
-        if not selector.select(timeout=deadline_s):
-            pytest.fail(f"no result line in {deadline_s:.0f} s")
-        return process.stdout.readline()
-    finally:
-        selector.close()
-
-
 def _stop_after_first_result(home: Path, clips: list[str], out: Path, stop: Callable[[int], None]) -> Store:
     """Start a scan of `clips`, call `stop(pid)` once it prints its first result, and check that it
     stopped cleanly: exit 130, one line saying so, the job interrupted with what finished stored
     whole and listed in `out`. Returns the history."""
     scan = _cli(home, *clips, "--workers", "1", "--frames", str(FRAMES), "--json", str(out), "--name", "evening")
     try:
-        first = _first_stdout_line(scan, CLI_DEADLINE_S)
+        first = first_stdout_line(scan, CLI_DEADLINE_S)
         # Its signal masks go into the failure message: whether the scan ignored, blocked or caught the signal.
         masks = _signal_masks(scan.pid)
         stop(scan.pid)
@@ -410,6 +421,28 @@ def test_kill_stops_the_scan_as_ctrl_c_does(folder: Path, tmp_path: Path) -> Non
     clips = [str(folder / name) for name in CLIPS]
     # `kill PID`, as a batch system or `docker stop` ends a job: SIGTERM to the scan alone.
     store = _stop_after_first_result(tmp_path / "history", clips, tmp_path / "partial.json", _terminate)
+    store.close()
+
+
+def _ctrl_c_until_it_stops(pid: int) -> None:
+    # A person who sees no answer at once presses Ctrl-C again and again: here every 30 ms until
+    # the scan has ended (for 30 s at most), so later presses land while it stops and saves.
+    ended = os.pidfd_open(pid)  # readable once the process has exited
+    try:
+        for _ in range(1000):
+            try:
+                os.killpg(pid, signal.SIGINT)
+            except ProcessLookupError:
+                return
+            if select.select([ended], [], [], 0.03)[0]:
+                return
+    finally:
+        os.close(ended)
+
+
+def test_ctrl_c_pressed_again_and_again_still_stops_cleanly(folder: Path, tmp_path: Path) -> None:
+    clips = [str(folder / name) for name in CLIPS]
+    store = _stop_after_first_result(tmp_path / "history", clips, tmp_path / "partial.json", _ctrl_c_until_it_stops)
     store.close()
 
 

@@ -20,7 +20,8 @@ file that is bad (corrupt, unsupported, too large) fails once, with the same one
 `analyze`, and the scan goes on. Results are stored by the worker in one transaction with the
 job's record of the file, and the history keeps one row per settings key, so a retried file is
 never stored twice. Ctrl-C, or `kill` (SIGTERM, as a batch system or `docker stop` sends), stops
-the workers, marks the job interrupted and reports what was done.
+the workers, marks the job interrupted and reports what was done; pressed again while the scan
+saves, it is ignored.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import re
 import signal
 import socket
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -49,12 +49,21 @@ from pipeline.engine.media import check_without_opening, detect_kind
 from pipeline.engine.quiet import quiet_settings
 from pipeline.errors import PipelineError, ScanError, StoreError, UnsupportedMediaError
 from pipeline.files import whole_file
+from pipeline.signals import StopSignals
 
 log = logging.getLogger("pipeline.scan")
 
 RAY_LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 """A local Ray instance keeps every node on 127.0.0.1 (it listens on no other address; Ray
 reads this when it is imported) and never reports usage statistics."""
+
+RAY_DRIVER_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
+"""The scan's own process (Ray reads this when it is imported): Ray's crash handler would take
+SIGTERM from `StopSignals`, and give it back at its default when Ray shuts down, so a second
+`kill` while the scan saves would end it there. Its workers keep the handler (`WORKER_ENV`)."""
+
+WORKER_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "0"}
+"""A worker's own: Ray's crash handler writes a crashed worker's stack to Ray's logs."""
 
 # -- what the user asked, what came back ----------------------------------------------------------
 
@@ -480,10 +489,18 @@ def check_reachable(address: str, timeout_s: float) -> None:
         raise ScanError(f"cannot join the Ray cluster at {address}: {why} at {target[0]}:{target[1]}") from None
 
 
+def _shut_down_half_started(ray: Any, stops: StopSignals) -> None:
+    """Ray stopped while it started: shut it down whatever is pressed meanwhile."""
+    stops.install()  # SIGTERM back from Ray's handler
+    stops.saving = True
+    ray.shutdown()
+
+
 @contextmanager
-def ray_session(address: str | None, scan: ScanSettings) -> Iterator[_Cluster]:
+def ray_session(address: str | None, scan: ScanSettings, stops: StopSignals) -> Iterator[_Cluster]:
     """Ray for one scan: a local instance sized to this machine (on 127.0.0.1 only, no
-    dashboard), shut down afterwards, or the cluster at `address`, left running."""
+    dashboard), shut down afterwards, or the cluster at `address`, left running. A stop by
+    `stops` while Ray starts is raised once it has started (and it is shut down)."""
     if address is None:
         if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
             raise ScanError(
@@ -495,24 +512,37 @@ def ray_session(address: str | None, scan: ScanSettings) -> Iterator[_Cluster]:
     else:
         check_reachable(address, scan.connect_timeout_s)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in RAY_DRIVER_ENV.items():
+        os.environ.setdefault(name, value)
     import ray
 
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if address is None:
+        options.update(
+            address="local",  # never join a cluster someone started on this machine by accident
+            num_cpus=os.cpu_count() or 1,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            object_store_memory=scan.object_store_bytes,
+        )
+    else:
+        options.update(address=address)
     try:
-        if address is None:
-            ray.init(
-                address="local",  # never join a cluster someone started on this machine by accident
-                num_cpus=os.cpu_count() or 1,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                object_store_memory=scan.object_store_bytes,
-                **options,
-            )
-        else:
-            ray.init(address=address, **options)
+        with stops.deferred():  # a Ctrl-C while Ray starts is raised once it has
+            ray.init(**options)
+            stops.install()  # SIGTERM back from the handler Ray put in, which would exit at once
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
         raise ScanError(f"cannot {where}: {_first_line(error)}") from None
+    except SystemExit as stop:
+        # SIGTERM while Ray starts: the handler Ray put in exits; a stop like Ctrl-C's instead.
+        if stop.code != signal.SIGTERM:
+            raise
+        _shut_down_half_started(ray, stops)
+        raise KeyboardInterrupt from None
+    except KeyboardInterrupt:
+        _shut_down_half_started(ray, stops)
+        raise
     try:
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         machines = len({node.get("NodeManagerAddress") for node in nodes}) or 1
@@ -535,21 +565,6 @@ def default_workers(cluster: _Cluster, scan: ScanSettings) -> int:
         if found:
             workers = min(workers, max(1, int(found.group(1)) * 1024 // scan.worker_memory_bytes))
     return workers
-
-
-@contextmanager
-def _terminate_interrupts() -> Iterator[None]:
-    """While it lasts, SIGTERM stops the scan as Ctrl-C does (job marked interrupted, files done
-    kept, outputs written). Ray's own handler would exit at once and leave the job marked finished.
-    Only the main thread can set a handler; elsewhere (a page's thread) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # -- the driver -------------------------------------------------------------------------------------
@@ -606,7 +621,7 @@ class _Driver:
             num_cpus=self.cpus_per_worker,
             max_restarts=0,  # the driver replaces a dead worker and decides what to retry
             max_task_retries=0,
-            runtime_env={"env_vars": MemorySettings().environment()},
+            runtime_env={"env_vars": {**MemorySettings().environment(), **WORKER_ENV}},
         )
         self.workers: dict[int, _Worker] = {}
         self.started_workers = 0
@@ -833,12 +848,16 @@ def run_scan(
     events: ScanEvents | None = None,
     scan: ScanSettings = ScanSettings(),
     measure_memory: bool = False,
+    stops: StopSignals | None = None,
 ) -> ScanReport:
     """Analyse every file `request` names on Ray into `store`, as a scan job.
 
-    Returns a report (also when interrupted by Ctrl-C: status 'interrupted'); raises
+    Returns a report (also when stopped by Ctrl-C or SIGTERM: status 'interrupted'); raises
     `ScanError` or `StoreError` when the scan cannot start or go on (the job, if it was
-    created, is marked failed with the message)."""
+    created, is marked failed with the message). Ctrl-C and SIGTERM are handled by `stops`,
+    left saving when this returns (a program that ends after the scan passes its own, so a
+    press while it writes its outputs or exits is ignored); by default, one installed for the
+    scan and put back after it."""
     events = events or ScanEvents()
     if not request.paths:
         raise ScanError("nothing to scan: give folders, files or lists of paths")
@@ -854,31 +873,61 @@ def run_scan(
             raise ScanError("none of the files given can be read: nothing to scan")
         raise ScanError("no image or video to scan in the paths given")
     name = request.name.strip() or default_job_name(request.paths)
+    own_stops = stops is None
+    stops = stops or StopSignals()
+    stops.install()
+    try:
+        return _run_on_ray(request, store, events, scan, measure_memory, stops, items, problems, name)
+    finally:
+        stops.saving = True
+        if own_stops:
+            stops.restore()
+
+
+def _run_on_ray(
+    request: ScanRequest,
+    store: Store,
+    events: ScanEvents,
+    scan: ScanSettings,
+    measure_memory: bool,
+    stops: StopSignals,
+    items: list[ScanItem],
+    problems: list[FileOutcome],
+    name: str,
+) -> ScanReport:
     started = time.monotonic()
     status, message = "finished", ""
     driver: _Driver | None = None
     peaks: dict[int, WorkerMemory] = {}
-    with ray_session(request.address, scan) as cluster, _terminate_interrupts():
-        if store.backend == "sqlite" and cluster.machines > 1:
-            raise ScanError(
-                f"the Ray cluster spans {cluster.machines} machines but the history is SQLite on this one; "
-                "set DEEPFAKE_DATABASE_URL to a PostgreSQL database and DEEPFAKE_DATA_HOME to a folder every "
-                "machine shares"
-            )
-        driver = _Driver(request, store, events, scan, cluster)
-        try:
-            driver.run(items, problems, name)
-            if measure_memory:
-                peaks = driver.memory()
-        except KeyboardInterrupt:
-            status, message = "interrupted", "stopped by the user (Ctrl-C); run the same scan again to resume"
-        except PipelineError as error:
-            status, message = "failed", str(error)
-            raise
-        finally:
-            driver.stop_workers()
-            if driver.job_id is not None:
-                store.finish_job(driver.job_id, status, message)
+    try:
+        with ray_session(request.address, scan, stops) as cluster:
+            if store.backend == "sqlite" and cluster.machines > 1:
+                raise ScanError(
+                    f"the Ray cluster spans {cluster.machines} machines but the history is SQLite on this one; "
+                    "set DEEPFAKE_DATABASE_URL to a PostgreSQL database and DEEPFAKE_DATA_HOME to a folder every "
+                    "machine shares"
+                )
+            driver = _Driver(request, store, events, scan, cluster)
+            try:
+                driver.run(items, problems, name)
+                if measure_memory:
+                    peaks = driver.memory()
+            except KeyboardInterrupt:
+                stops.saving = True
+                status, message = "interrupted", "stopped (Ctrl-C or SIGTERM); run the same scan again to resume"
+            except PipelineError as error:
+                status, message = "failed", str(error)
+                raise
+            finally:
+                stops.saving = True  # from here on, a press cannot cut the saving short
+                driver.stop_workers()
+                if driver.job_id is not None:
+                    store.finish_job(driver.job_id, status, message)
+    except KeyboardInterrupt:  # while Ray started, before any job existed: nothing to save
+        stops.saving = True
+        status = "interrupted"
+    if driver is None:
+        return ScanReport(None, status, len(items) + len(problems), 0, 0, 0, 0, 0.0, time.monotonic() - started, 0, 0)
     counts = driver.counts
     first_sent = driver.first_sent or time.monotonic()
     return ScanReport(
