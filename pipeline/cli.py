@@ -154,6 +154,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
     entries: list[dict[str, Any]] = []
     failed = no_face = False
+    # `kill` stops the files as Ctrl-C does; once stopping, neither cuts the JSON short. Never
+    # given back: the program ends after this.
+    stops = StopSignals()
+    stops.install()
     try:
         for path in args.files:
             shown = printable(path)
@@ -181,9 +185,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             for written in explained:
                 print(f"  explanation map: {printable(written)}", file=sys.stderr)
     finally:
+        stops.saving = True
         # Written even when interrupted: every finished file keeps its result.
         if args.json:
             write_json(args.json, entries[0] if len(args.files) == 1 and entries else entries)
+        stops.ignore()
     return EXIT_ERROR if failed else EXIT_NO_FACE if no_face else EXIT_OK
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pipeline.engine.media import sample_frames
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
-from tests.command_line import run_cli, run_python
+from tests.command_line import CLI_TIMEOUT_S, first_stdout_line, run_cli, run_python, start_cli
 from tests.scenes import grid_image, real_faces, two_people_video
 from tests.subsets import models_described_as
 
@@ -607,6 +608,28 @@ def test_cli_turns_bad_input_into_one_line_each(shared_data: Path, tmp_path: Pat
     assert [r.get("verdict") for r in results] == [None] * len(bad) + ["no_face"]
     assert [r["file"] for r in results] == [p.name for p in [*bad, no_face]]
     assert all(r["error"] for r in results[: len(bad)])
+
+
+def test_kill_stops_analyze_and_keeps_the_files_done(shared_data: Path, tmp_path: Path) -> None:
+    """`kill` (SIGTERM, as a batch system sends) while `analyze` works through several files
+    stops it as Ctrl-C does: exit 130, one line, and the JSON of every file done written."""
+    clips = [shared_data / "videos" / "fake" / name for name in sorted(os.listdir(shared_data / "videos" / "fake"))[:4]]
+    out = tmp_path / "done.json"
+    run = start_cli("analyze", *map(str, clips), "--frames", "4", "--json", str(out))
+    try:
+        first = first_stdout_line(run, CLI_TIMEOUT_S)
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted", stderr
+    printed = [Path(line.split("\t")[0]).name for line in (first + stdout).splitlines() if "\t" in line]
+    done = json.loads(out.read_text())
+    assert 1 <= len(printed) < len(clips)
+    assert [entry["file"] for entry in done] == printed and all(entry["verdict"] for entry in done)
 
 
 def test_benchmark_prints_a_table_of_stage_timings(shared_data: Path, models_dir: Path) -> None:
