@@ -174,10 +174,12 @@ def ray_cluster() -> Iterator[object]:
     from ray.cluster_utils import Cluster
 
     loopback = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
+    terminate = signal.getsignal(signal.SIGTERM)  # a Ray node sets its own, for its clean-up
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, **loopback})
     cluster.add_node(num_cpus=1, **loopback)
     yield cluster
     cluster.shutdown()
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def _descendants(root: int) -> set[int]:
