@@ -154,8 +154,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
     entries: list[dict[str, Any]] = []
     failed = no_face = False
-    # `kill` stops the files as Ctrl-C does; once stopping, neither cuts the JSON short. Never
-    # given back: the program ends after this.
+    # `kill` stops the command as Ctrl-C does, and once it is stopping neither cuts the JSON
+    # short. Never given back: the program ends after this.
     stops = StopSignals()
     stops.install()
     try:
