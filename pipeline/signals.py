@@ -25,6 +25,8 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.saving = False
+        self.stopped = False
+        """Whether a stop was raised."""
         self._deferring = False
         self._deferred = False
         self._previous: dict[int, Any] = {}
@@ -35,6 +37,7 @@ class StopSignals:
         if self._deferring:
             self._deferred = True
             return
+        self.stopped = True
         raise KeyboardInterrupt
 
     @contextmanager
@@ -48,6 +51,7 @@ class StopSignals:
             self._deferring = False
         if self._deferred and not self.saving:
             self._deferred = False
+            self.stopped = True
             raise KeyboardInterrupt
 
     def install(self) -> None:

@@ -143,9 +143,11 @@ def test_a_stop_is_raised_once_then_ignored_while_the_scan_saves() -> None:
     stops.install()
     try:
         assert all(signal.getsignal(number) not in (signal.SIG_DFL, signal.SIG_IGN) for number in StopSignals.SIGNALS)
+        assert not stops.stopped
         for number in StopSignals.SIGNALS:
             with pytest.raises(KeyboardInterrupt):
                 signal.raise_signal(number)
+        assert stops.stopped
         went_on = False
         with pytest.raises(KeyboardInterrupt), stops.deferred():
             signal.raise_signal(signal.SIGTERM)

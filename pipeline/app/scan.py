@@ -913,13 +913,16 @@ def _run_on_ray(
                 if measure_memory:
                     peaks = driver.memory()
             except KeyboardInterrupt:
-                stops.saving = True
-                status, message = "interrupted", "stopped (Ctrl-C or SIGTERM); run the same scan again to resume"
+                # One not raised by `stops` is a stop too. The status is settled below, so a
+                # further stop landing in this block changes nothing.
+                stops.stopped = True
             except PipelineError as error:
                 status, message = "failed", str(error)
                 raise
             finally:
                 stops.saving = True  # from here on, a press cannot cut the saving short
+                if stops.stopped and status == "finished":
+                    status, message = "interrupted", "stopped (Ctrl-C or SIGTERM); run the same scan again to resume"
                 driver.stop_workers()
                 if driver.job_id is not None:
                     store.finish_job(driver.job_id, status, message)
