@@ -489,9 +489,28 @@ def check_reachable(address: str, timeout_s: float) -> None:
         raise ScanError(f"cannot join the Ray cluster at {address}: {why} at {target[0]}:{target[1]}") from None
 
 
+@contextmanager
+def _sigterm_left_alone(ray: Any) -> Iterator[None]:
+    """While it lasts, `ray.init` leaves SIGTERM's handler as it is. On the main thread it puts
+    in one that exits at once, half-way through Ray's start, and Ray left half started can crash
+    as the program exits (measured: SIGSEGV after a `kill` 3 to 4.5 s into a scan); with ours left
+    in place, the stop is noted and raised once Ray has started. The function Ray uses for it is
+    private: where it is missing, nothing is changed (and `ray_session` handles Ray's exit)."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is None:
+        yield
+        return
+    utils.set_sigterm_handler = lambda _handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
+
+
 def _shut_down_half_started(ray: Any, stops: StopSignals) -> None:
     """Ray stopped while it started: shut it down whatever is pressed meanwhile."""
-    stops.install()  # SIGTERM back from Ray's handler
+    stops.install()  # SIGTERM back from Ray's handler, if it put one in
     stops.saving = True
     ray.shutdown()
 
@@ -528,14 +547,13 @@ def ray_session(address: str | None, scan: ScanSettings, stops: StopSignals) -> 
     else:
         options.update(address=address)
     try:
-        with stops.deferred():  # a Ctrl-C while Ray starts is raised once it has
+        with stops.deferred(), _sigterm_left_alone(ray):  # a stop while Ray starts is raised once it has
             ray.init(**options)
-            stops.install()  # SIGTERM back from the handler Ray put in, which would exit at once
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
         raise ScanError(f"cannot {where}: {_first_line(error)}") from None
     except SystemExit as stop:
-        # SIGTERM while Ray starts: the handler Ray put in exits; a stop like Ctrl-C's instead.
+        # SIGTERM while Ray starts, where Ray put in its handler after all: it exits; a stop instead.
         if stop.code != signal.SIGTERM:
             raise
         _shut_down_half_started(ray, stops)
