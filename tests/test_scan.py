@@ -11,6 +11,7 @@ exits with deadlines, never sleeps. Inputs are small: face-crop clips, a photo, 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import select
@@ -168,6 +169,17 @@ def test_a_stop_is_raised_once_then_ignored_while_the_scan_saves() -> None:
         started_ignoring.restore()
     finally:
         signal.signal(signal.SIGINT, started_with)
+
+
+def test_ray_still_sets_its_sigterm_handler_where_the_scan_leaves_it_alone() -> None:
+    """`ray.init` puts in its SIGTERM handler (an exit half-way through Ray's start) through a
+    private function that the scan swaps for a no-op while Ray starts. A Ray upgrade that moved
+    it would quietly bring back a crash on `kill` in the first seconds of a scan: this says so."""
+    import ray._private.utils
+    import ray._private.worker
+
+    assert callable(ray._private.utils.set_sigterm_handler)
+    assert "ray._private.utils.set_sigterm_handler(" in inspect.getsource(ray._private.worker.init)
 
 
 @pytest.fixture(scope="module")
