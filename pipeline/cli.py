@@ -440,9 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the exit status."""
+    """Run one command; returns the exit status. Made to be the program's last step: Ctrl-C and
+    SIGTERM are ignored once it returns, so that neither cuts the last line or the exit short."""
     args = build_parser().parse_args(argv)
     quiet_settings()  # before any command loads OpenCV; each loads TensorFlow once its checks pass
+    # `kill` stops every command as Ctrl-C does (analyze and scan take both over with their own,
+    # to save what they did); once it has stopped, neither cuts the last line or the exit short.
+    stops = StopSignals()
+    stops.install()
     try:
         # Every command's output files, refused before any work if they could not be written after it.
         for name in OUTPUT_FILES:
@@ -452,5 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {printable(error)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        stops.saving = True
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        stops.ignore()

@@ -7,6 +7,7 @@ import selectors
 import signal
 import subprocess
 import sys
+from typing import IO
 
 import pytest
 
@@ -78,3 +79,22 @@ def first_stdout_line(process: subprocess.Popen[str], deadline_s: float) -> str:
         return process.stdout.readline()
     finally:
         selector.close()
+
+
+def read_until(stream: IO[str], text: str, deadline_s: float) -> str:
+    """What `stream` gives until `text` appears in it (a progress bar's count, say), read from
+    its file descriptor as it comes; the test fails if it has not in `deadline_s`."""
+    seen = b""
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    try:
+        while text.encode() not in seen:
+            if not selector.select(timeout=deadline_s):
+                pytest.fail(f"no {text!r} in {deadline_s:.0f} s; read: {seen.decode(errors='replace')[-500:]}")
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                pytest.fail(f"the stream ended before {text!r}; read: {seen.decode(errors='replace')[-500:]}")
+            seen += chunk
+    finally:
+        selector.close()
+    return seen.decode(errors="replace")

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -42,7 +43,7 @@ from pipeline.training.calibration import (
 )
 from pipeline.training.data import Sample, class_weights, is_video, load_samples, read_face
 from tests import media_factory
-from tests.command_line import run_cli, run_python
+from tests.command_line import CLI_TIMEOUT_S, read_until, run_cli, run_python, start_cli
 from tests.subsets import copy_subset
 
 
@@ -547,6 +548,42 @@ def test_train_ensemble_keeps_the_named_members_and_trains_the_rest(
     assert even_fit["balanced_accuracy"] <= even_fit["best_balanced_accuracy"]
     assert (models / "tiny.keras").read_bytes() == before and (models / "clip.json").is_file()
     assert (runs / "clip").is_dir() and not (runs / "tiny").exists()  # only the probe was trained
+
+
+def test_kill_stops_prepare_and_running_it_again_finishes(shared_data: Path, tmp_path: Path) -> None:
+    """`kill` (SIGTERM, as a batch system sends) while `prepare` works stops it as Ctrl-C does:
+    one line, exit 130, no traceback; run again, it goes on from the videos done, makes none
+    twice and ends with the crops of a run never stopped."""
+    names = sorted(os.listdir(shared_data / "videos" / "fake"))[:4]
+    videos = tmp_path / "videos"
+    (videos / "fake").mkdir(parents=True)
+    for name in names:
+        shutil.copy(shared_data / "videos" / "fake" / name, videos / "fake" / name)
+    out = tmp_path / "crops"
+    run = start_cli("prepare", str(videos), str(out), "--frames", "2", "--no-landmarks")
+    try:
+        before = read_until(run.stderr, f"1/{len(names)}", CLI_TIMEOUT_S)  # one video done
+        run.send_signal(signal.SIGTERM)
+        _, after = run.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    stderr = before + after
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted", stderr
+    done = list(csv.DictReader((out / "done.csv").open()))
+    assert 1 <= len(done) < len(names)
+
+    again = run_cli("prepare", str(videos), str(out), "--frames", "2", "--no-landmarks")
+    assert again.returncode == 0, again.stderr
+    whole = run_cli("prepare", str(videos), str(tmp_path / "whole"), "--frames", "2", "--no-landmarks")
+    assert whole.returncode == 0, whole.stderr
+    rows = list(csv.DictReader((out / "metadata.csv").open()))
+    assert len(rows) == len({row["file"] for row in rows})  # none made twice
+    assert sorted(rows, key=lambda row: row["file"]) == sorted(
+        csv.DictReader((tmp_path / "whole" / "metadata.csv").open()), key=lambda row: row["file"]
+    )  # the same crops as a run never stopped
 
 
 def test_prepare_turns_videos_into_face_crops(shared_data: Path, tmp_path: Path) -> None:
