@@ -7,6 +7,7 @@ import selectors
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import IO
 
 import pytest
@@ -98,3 +99,20 @@ def read_until(stream: IO[str], text: str, deadline_s: float) -> str:
     finally:
         selector.close()
     return seen.decode(errors="replace")
+
+
+def terminate_after(
+    process: subprocess.Popen[str], read_first: Callable[[subprocess.Popen[str]], str]
+) -> tuple[str, str, str]:
+    """Wait for what `read_first` reads from `process`, send it SIGTERM (`kill`), and collect the
+    rest: (what was read first, stdout, stderr). A process still running after all (a failed
+    test) is killed with its group."""
+    try:
+        first = read_first(process)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return first, stdout, stderr

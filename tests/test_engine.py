@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import re
-import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from pipeline.engine.media import sample_frames
 from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
-from tests.command_line import CLI_TIMEOUT_S, first_stdout_line, run_cli, run_python, start_cli
+from tests.command_line import CLI_TIMEOUT_S, first_stdout_line, run_cli, run_python, start_cli, terminate_after
 from tests.scenes import grid_image, real_faces, two_people_video
 from tests.subsets import models_described_as
 
@@ -616,14 +615,7 @@ def test_kill_stops_analyze_and_keeps_the_files_done(shared_data: Path, tmp_path
     clips = [shared_data / "videos" / "fake" / name for name in sorted(os.listdir(shared_data / "videos" / "fake"))[:4]]
     out = tmp_path / "done.json"
     run = start_cli("analyze", *map(str, clips), "--frames", "4", "--json", str(out))
-    try:
-        first = first_stdout_line(run, CLI_TIMEOUT_S)
-        run.send_signal(signal.SIGTERM)
-        stdout, stderr = run.communicate(timeout=CLI_TIMEOUT_S)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    first, stdout, stderr = terminate_after(run, lambda process: first_stdout_line(process, CLI_TIMEOUT_S))
     assert run.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted", stderr
     printed = [Path(line.split("\t")[0]).name for line in (first + stdout).splitlines() if "\t" in line]

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -43,7 +42,7 @@ from pipeline.training.calibration import (
 )
 from pipeline.training.data import Sample, class_weights, is_video, load_samples, read_face
 from tests import media_factory
-from tests.command_line import CLI_TIMEOUT_S, read_until, run_cli, run_python, start_cli
+from tests.command_line import CLI_TIMEOUT_S, read_until, run_cli, run_python, start_cli, terminate_after
 from tests.subsets import copy_subset
 
 
@@ -561,14 +560,8 @@ def test_kill_stops_prepare_and_running_it_again_finishes(shared_data: Path, tmp
         shutil.copy(shared_data / "videos" / "fake" / name, videos / "fake" / name)
     out = tmp_path / "crops"
     run = start_cli("prepare", str(videos), str(out), "--frames", "2", "--no-landmarks")
-    try:
-        before = read_until(run.stderr, f"1/{len(names)}", CLI_TIMEOUT_S)  # one video done
-        run.send_signal(signal.SIGTERM)
-        _, after = run.communicate(timeout=CLI_TIMEOUT_S)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    one_done = f"1/{len(names)}"  # the progress bar's count
+    before, _, after = terminate_after(run, lambda process: read_until(process.stderr, one_done, CLI_TIMEOUT_S))
     stderr = before + after
     assert run.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted", stderr
