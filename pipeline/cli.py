@@ -154,10 +154,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         engine.check_request(args.frames, args.aggregation, models)  # a bad option fails before any file
     entries: list[dict[str, Any]] = []
     failed = no_face = False
-    # `kill` stops the command as Ctrl-C does, and once it is stopping neither cuts the JSON
-    # short. Never given back: the program ends after this.
-    stops = StopSignals()
-    stops.install()
     try:
         for path in args.files:
             shown = printable(path)
@@ -185,11 +181,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             for written in explained:
                 print(f"  explanation map: {printable(written)}", file=sys.stderr)
     finally:
-        stops.saving = True
+        args.stops.saving = True  # a press while the JSON is written cuts nothing short
         # Written even when interrupted: every finished file keeps its result.
         if args.json:
             write_json(args.json, entries[0] if len(args.files) == 1 and entries else entries)
-        stops.ignore()
     return EXIT_ERROR if failed else EXIT_NO_FACE if no_face else EXIT_OK
 
 
@@ -299,14 +294,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     )
     out, err = sys.stdout, sys.stderr
     printer = _scan_printer(out, err)
-    # Never given back: once the scan is over, Ctrl-C and SIGTERM are ignored, so a press while
-    # this writes its outputs or while the program exits (Ray's exit hook) cuts nothing short.
-    stops = StopSignals()
     try:
         with contextlib.redirect_stdout(_LibraryChatter()):
-            report = run_scan(request, store, printer, stops=stops)
+            # The program's own: the scan leaves it saving, so a press while this writes the
+            # outputs cuts nothing short.
+            report = run_scan(request, store, printer, stops=args.stops)
     finally:
-        stops.ignore()
         printer.close()
     if report.job_id is not None:
         # Written even when interrupted: every finished file keeps its result.
@@ -444,10 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     SIGTERM are ignored once it returns, so that neither cuts the last line or the exit short."""
     args = build_parser().parse_args(argv)
     quiet_settings()  # before any command loads OpenCV; each loads TensorFlow once its checks pass
-    # `kill` stops every command as Ctrl-C does (analyze and scan take both over with their own,
-    # to save what they did); once it has stopped, neither cuts the last line or the exit short.
+    # `kill` stops every command as Ctrl-C does; once it has stopped, neither cuts the last line or
+    # the exit short. Commands that save what they did mark it on `args.stops` (analyze, scan).
     stops = StopSignals()
     stops.install()
+    args.stops = stops
     try:
         # Every command's output files, refused before any work if they could not be written after it.
         for name in OUTPUT_FILES:
