@@ -18,6 +18,12 @@ CLI_TIMEOUT_S = 600
 """A hang (a FIFO opened for reading, a stuck server) fails the test instead of blocking it."""
 
 
+def _environment(env: dict[str, str] | None, unset: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment with the repository on the path, `env` added, `unset` taken out."""
+    merged = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return {name: value for name, value in merged.items() if name not in unset}
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = CLI_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
@@ -33,7 +39,7 @@ def run_python(
         [sys.executable, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        env=_environment(env),
         cwd=REPO_ROOT,
         timeout=timeout,
     )
@@ -51,16 +57,7 @@ def start_cli(*args: str, env: dict[str, str] | None = None, unset: tuple[str, .
         return subprocess.Popen(
             [sys.executable, "-m", "pipeline", *args],
             cwd=REPO_ROOT,
-            env={
-                name: value
-                for name, value in {
-                    **os.environ,
-                    "PYTHONPATH": str(REPO_ROOT),
-                    "PYTHONUNBUFFERED": "1",
-                    **(env or {}),
-                }.items()
-                if name not in unset
-            },
+            env=_environment({"PYTHONUNBUFFERED": "1", **(env or {})}, unset),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
