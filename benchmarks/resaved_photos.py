@@ -8,15 +8,16 @@ Pillow's area-averaging reduction, saved as PNG so that no compression is added)
 Gaussian blur of radius 1 and 2 px, saved as PNG), saved as GIF
 (256 colours: Pillow's own palette for a GIF, median cut without dithering, and the same with
 Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
-as AVIF at 75 and 90, as HEIC at x265's rate factors 28 and 20, and converted into Display P3 and
-Adobe RGB (1998), saved as PNG carrying that profile, and summarises how the shipped engine's
+as AVIF at 75 and 90, as HEIC at x265's rate factors 28 and 20, converted into Display P3 and
+Adobe RGB (1998), saved as PNG carrying that profile, and put through a filter (black-and-white,
+a warm grade, vivid colours, film grain: rule 117, saved as PNG), and summarises how the shipped engine's
 verdicts move (the model card's "A photo saved more compressed than the training photos", "A
 photo whose faces are smaller than the training faces", "A picture saved as GIF", "A picture
 saved as lossy WebP", "A picture saved as AVIF", "A photo saved as HEIC" and "A photo in a
 wide-gamut colour space"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe mono warm vivid grain; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -34,7 +35,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageFilter
+from PIL import Image, ImageCms, ImageEnhance, ImageFilter
 from sklearn.metrics import roc_auc_score
 
 from pipeline.config import shared_data_dir
@@ -63,6 +64,15 @@ GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 BLUR_RADII = ("1", "2")
 """Out-of-focus copies: folder `bN` holds each picture blurred by Pillow's Gaussian blur of radius N
 px, saved as PNG so that no compression is added (rule 46)."""
+FILTERS = ("mono", "warm", "vivid", "grain")
+"""Filtered copies (rule 117), saved as PNG: black-and-white (luminance only), a warm colour grade
+(`WARM_GAIN`), vivid (`VIVID_SATURATION`, `VIVID_CONTRAST`) and film grain (`GRAIN_SIGMA`)."""
+WARM_GAIN = (1.08, 1.0, 0.92)
+"""Red, green and blue multiplied by these."""
+VIVID_SATURATION = 1.4
+VIVID_CONTRAST = 1.15
+GRAIN_SIGMA = 6.0
+"""The grain's Gaussian noise (0-255 scale), the same on all three channels, seeded by the file's name."""
 VARIANTS = (
     *(f"q{quality}" for quality in QUALITIES),
     *(f"s{name}" for name in SCALES),
@@ -72,9 +82,30 @@ VARIANTS = (
     *(f"a{quality}" for quality in AVIF_QUALITIES),
     *(f"h{rate}" for rate in HEIC_RATES),
     *PROFILES,
+    *FILTERS,
 )
 PER_CLASS = 100
 VERDICTS = ("fake", "uncertain", "real", "no_face")
+
+
+def _filtered(variant: str, rgb: Image.Image, name: str) -> Image.Image:
+    """`rgb` put through one of `FILTERS`."""
+    if variant == "mono":
+        return rgb.convert("L")
+    if variant == "warm":
+        return Image.merge(
+            "RGB",
+            [
+                band.point(lambda v, g=gain: min(255, round(v * g)))
+                for band, gain in zip(rgb.split(), WARM_GAIN, strict=True)
+            ],
+        )
+    if variant == "vivid":
+        return ImageEnhance.Contrast(ImageEnhance.Color(rgb).enhance(VIVID_SATURATION)).enhance(VIVID_CONTRAST)
+    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:16], 16))
+    pixels = np.asarray(rgb, np.float32)
+    noise = rng.normal(0.0, GRAIN_SIGMA, pixels.shape[:2])[..., None]
+    return Image.fromarray(np.clip(pixels + noise + 0.5, 0, 255).astype(np.uint8))
 
 
 def _write(variant: str, source_path: Path, folder: Path) -> None:
@@ -86,6 +117,8 @@ def _write(variant: str, source_path: Path, folder: Path) -> None:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(PROFILES[variant]))
         wide = ImageCms.profileToProfile(rgb, ImageCms.createProfile("sRGB"), profile, outputMode="RGB")
         wide.save(stem.with_suffix(".png"), "PNG", icc_profile=PROFILES[variant])
+    elif variant in FILTERS:
+        _filtered(variant, rgb, source_path.name).save(stem.with_suffix(".png"), "PNG")
     elif variant == "qasis":
         (folder / source_path.name).write_bytes(source_path.read_bytes())
     elif variant.startswith("q"):
