@@ -186,6 +186,13 @@ class VerdictSettings:
     verdict whose most suspicious person's median focus is lower says so, and in the media of
     `uncertain_when_soft` is `uncertain` (blurred real photos were told `fake` far more often,
     rules 46 and 101). 0 turns both off."""
+    colourless_chroma: float = 3.0
+    """A person whose faces' median `pipeline.engine.faces.face_chroma` is under this has no colour
+    (a black-and-white picture or video), and a verdict they decide says so: every training face
+    was in colour, and validation photos made black-and-white were ranked worse and their real
+    faces scored higher (rule 117). Grey crops measure 0, also once saved as colour JPEG; the shared
+    sources' validation crops, all in colour, measure 5.2 at the least, 1% of DFDC's under 10.3 (run
+    2026-12-07, benchmarks/README.md, rule 117). 0 says nothing."""
     unseen_odds: bool = False
     """A person (and the media) is `fake` or `real` only if the unseen-source curves at their
     probability give the odds the uncertain band gives the probability itself (rule 111: between

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from pipeline.engine.analyze import SMALL_FACE_CAVEAT, VIDEO_FRAMES_CAVEAT, AnalysisResult, Engine
+from pipeline.config import REPO_ROOT
+from pipeline.engine.analyze import (
+    COLOURLESS_CAVEAT,
+    SMALL_FACE_CAVEAT,
+    VIDEO_FRAMES_CAVEAT,
+    AnalysisResult,
+    Engine,
+)
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.media import sample_frames
@@ -292,6 +299,26 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
     assert min(face.box[2:]) > 2 * floor  # in the file's own pixels
     (small_face,) = [caveat for caveat in analysis.caveats if " px across " in caveat]
     assert small_face.startswith("person 1's face is ") and int(small_face.split()[4]) < floor
+
+
+def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+    """Rule 117: the models trained on faces in colour only, and rank black-and-white photos worse.
+    A black-and-white copy of a real photo says so after the models' reason, also as a note on the
+    command line, and saved as a colour JPEG still does; the photo in colour does not."""
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]  # one face, about 130 px
+    caveat = COLOURLESS_CAVEAT.format(person=1)
+    section_title = caveat.split("model card: '")[1].rstrip("')")
+    assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
+    assert engine.analyze(photo).caveats == []
+    grey = tmp_path / "grey.png"
+    Image.open(photo).convert("L").save(grey)
+    analysis = engine.analyze(grey)
+    assert analysis.caveats == [caveat] and analysis.result.reason.endswith(f"; {caveat}")
+    run = run_cli("analyze", str(grey))
+    assert run.returncode == 0 and f"  note: {caveat}" in run.stderr.splitlines(), run.stderr
+    grey_jpeg = tmp_path / "grey.jpg"
+    Image.open(grey).convert("RGB").save(grey_jpeg, quality=75)
+    assert engine.analyze(grey_jpeg).caveats == [caveat]
 
 
 def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(

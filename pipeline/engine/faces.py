@@ -94,6 +94,14 @@ def face_focus(crop: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F, ksize=3).var())
 
 
+def face_chroma(crop: np.ndarray) -> float:
+    """How much colour a face crop holds: the mean over its pixels of the largest minus the
+    smallest of their red, green and blue (0-255), colour science's chroma. A black-and-white
+    picture scores 0, saved as colour JPEG too; a face in colour scores tens (rule 117)."""
+    channels = crop.astype(np.int16)
+    return float((channels.max(axis=2) - channels.min(axis=2)).mean())
+
+
 class FaceFinder:
     """MTCNN from the `mtcnn` package (its weights ship inside it: nothing is downloaded), its
     three networks run as TensorFlow Lite copies (`FaceSettings.mtcnn_runtime`; about half the
