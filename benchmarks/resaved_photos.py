@@ -10,14 +10,14 @@ Gaussian blur of radius 1 and 2 px, saved as PNG), saved as GIF
 Floyd-Steinberg dithering, as GIF makers often do), saved as lossy WebP at qualities 80 and 90,
 as AVIF at 75 and 90, as HEIC at x265's rate factors 28 and 20, converted into Display P3 and
 Adobe RGB (1998), saved as PNG carrying that profile, and put through a filter (black-and-white,
-a warm grade, vivid colours, film grain: rule 117, saved as PNG), and summarises how the shipped engine's
+a warm grade, vivid colours, film grain, sepia: rules 117-118, saved as PNG), and summarises how the shipped engine's
 verdicts move (the model card's "A photo saved more compressed than the training photos", "A
 photo whose faces are smaller than the training faces", "A picture saved as GIF", "A picture
 saved as lossy WebP", "A picture saved as AVIF", "A photo saved as HEIC" and "A photo in a
 wide-gamut colour space"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe mono warm vivid grain; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe mono warm vivid grain sepia; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -64,14 +64,17 @@ GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 BLUR_RADII = ("1", "2")
 """Out-of-focus copies: folder `bN` holds each picture blurred by Pillow's Gaussian blur of radius N
 px, saved as PNG so that no compression is added (rule 46)."""
-FILTERS = ("mono", "warm", "vivid", "grain")
-"""Filtered copies (rule 117), saved as PNG: black-and-white (luminance only), a warm colour grade
-(`WARM_GAIN`), vivid (`VIVID_SATURATION`, `VIVID_CONTRAST`) and film grain (`GRAIN_SIGMA`)."""
+FILTERS = ("mono", "warm", "vivid", "grain", "sepia")
+"""Filtered copies (rules 117-118), saved as PNG: black-and-white (luminance only), a warm colour
+grade (`WARM_GAIN`), vivid (`VIVID_SATURATION`, `VIVID_CONTRAST`), film grain (`GRAIN_SIGMA`) and
+black-and-white toned sepia (`SEPIA_TONE`)."""
 WARM_GAIN = (1.08, 1.0, 0.92)
 """Red, green and blue multiplied by these."""
 VIVID_SATURATION = 1.4
 VIVID_CONTRAST = 1.15
 GRAIN_SIGMA = 6.0
+SEPIA_TONE = (1.07, 0.74, 0.43)
+"""A sepia photo's red, green and blue as multiples of its luminance (the classic sepia matrix's row sums)."""
 """The grain's Gaussian noise (0-255 scale), the same on all three channels, seeded by the file's name."""
 VARIANTS = (
     *(f"q{quality}" for quality in QUALITIES),
@@ -92,6 +95,9 @@ def _filtered(variant: str, rgb: Image.Image, name: str) -> Image.Image:
     """`rgb` put through one of `FILTERS`."""
     if variant == "mono":
         return rgb.convert("L")
+    if variant == "sepia":
+        luminance = np.asarray(rgb.convert("L"), np.float32)[..., None]
+        return Image.fromarray(np.clip(luminance * np.float32(SEPIA_TONE) + 0.5, 0, 255).astype(np.uint8))
     if variant == "warm":
         return Image.merge(
             "RGB",
