@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.sharp_swaps import hull_region
 from pipeline.config import Settings
 from pipeline.engine.ensemble import Ensemble
 from pipeline.training.augment import FACE_PARTS, reshare
@@ -128,13 +129,9 @@ def slimmed_face(image: np.ndarray, points: np.ndarray, rng: np.random.Generator
 
 def _skin_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
     """1 on the face's skin (the mesh's hull without the eyes, brows and mouth), feathered."""
-    mask = np.zeros(shape[:2], np.float32)
-    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(points).astype(np.int32)), 1.0)
+    mask = hull_region(shape, points, 1.0)
     for region in (*FACE_PARTS["eyes"], *FACE_PARTS["mouth"]):
-        part = points[list(region)]
-        centre = part.mean(axis=0)
-        grown = np.round(centre + (part - centre) * KEPT_PARTS_GROW).astype(np.int32)
-        cv2.fillConvexPoly(mask, cv2.convexHull(grown), 0.0)
+        mask *= 1.0 - hull_region(shape, points[list(region)], KEPT_PARTS_GROW)
     return cv2.GaussianBlur(mask, (0, 0), FEATHER_SIGMA)
 
 

@@ -106,7 +106,7 @@ def _aligned(
     return warped, covered
 
 
-def _hull_region(shape: tuple[int, ...], points: np.ndarray, size: float) -> np.ndarray:
+def hull_region(shape: tuple[int, ...], points: np.ndarray, size: float) -> np.ndarray:
     """1 inside the convex hull of `points` scaled to `size` about their centre, 0 outside."""
     centre = points.mean(axis=0)
     hull = cv2.convexHull(np.round(centre + (points - centre) * size).astype(np.int32))
@@ -135,7 +135,7 @@ def paste_face(
     and blended (`_blend`) inside the target's mesh hull shrunk by `MASK_SHRINK` and kept off any
     border the aligned donor does not cover."""
     warped, covered = _aligned(target, donor, donor_points, target_points)
-    inside = _hull_region(target.shape, target_points, MASK_SHRINK)
+    inside = hull_region(target.shape, target_points, MASK_SHRINK)
     margin = int(np.ceil(3 * FEATHER_SIGMA))
     inside *= cv2.erode(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
     return _blend(target, warped, inside, FEATHER_SIGMA)
@@ -160,7 +160,7 @@ def paste_part(
     warped, _ = _aligned(target, donor, donor_points[chosen], target_points[chosen])
     inside = np.zeros(target.shape[:2], np.uint8)
     for region in regions:
-        inside = np.maximum(inside, _hull_region(target.shape, target_points[list(region)], PART_GROW).astype(np.uint8))
+        inside = np.maximum(inside, hull_region(target.shape, target_points[list(region)], PART_GROW).astype(np.uint8))
     if feathered:
         return _blend(target, warped, inside.astype(np.float32), PART_FEATHER_SIGMA)
     # Seamless cloning needs the region off the picture's border, where it has no neighbours.
