@@ -28,7 +28,7 @@ from pipeline.engine.analyze import (
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
 from pipeline.engine.media import sample_frames
-from pipeline.engine.verdict import UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
+from pipeline.engine.verdict import TONED_CAVEAT, UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
 from tests.command_line import CLI_TIMEOUT_S, first_stdout_line, run_cli, run_python, start_cli, terminate_after
@@ -319,6 +319,33 @@ def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, shared_data:
     grey_jpeg = tmp_path / "grey.jpg"
     Image.open(grey).convert("RGB").save(grey_jpeg, quality=75)
     assert engine.analyze(grey_jpeg).caveats == [caveat]
+
+
+def test_a_toned_black_and_white_face_is_uncertain_and_says_why(
+    engine: Engine, shared_data: Path, tmp_path: Path
+) -> None:
+    """Rules 118 and 120: a sepia copy of a real photo (colour that follows brightness alone) makes
+    its person and the photo `uncertain` and says why, as PNG and as a JPEG at 95 (at 90 this face,
+    enlarged from about 130 px, is missed: JPEG's colour blur grows with it); the photo in colour,
+    and the same photo graded warm (a colour filter, not a tone), say nothing of it."""
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]  # one face, about 130 px
+    caveat = TONED_CAVEAT.format(person=1)
+    section_title = caveat.split("model card: '")[1].rstrip("')")
+    assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
+    colour = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float32)
+    lightness = np.asarray(Image.open(photo).convert("L"), dtype=np.float32)[..., None]
+    sepia = Image.fromarray(np.clip(lightness * np.float32([1.07, 0.74, 0.43]) + 0.5, 0, 255).astype(np.uint8))
+    warm = Image.fromarray(np.clip(colour * np.float32([1.08, 1.0, 0.92]) + 0.5, 0, 255).astype(np.uint8))
+    for name, picture in [("sepia.png", sepia), ("sepia.jpg", sepia), ("warm.png", warm)]:
+        picture.save(tmp_path / name, quality=95)
+    for name in ["sepia.png", "sepia.jpg"]:
+        analysis = engine.analyze(tmp_path / name)
+        (person,) = analysis.result.tracks
+        assert (analysis.result.verdict, person.verdict) == ("uncertain", "uncertain"), name
+        assert caveat in analysis.caveats and caveat in analysis.result.reason, name
+    for picture in [photo, tmp_path / "warm.png"]:
+        analysis = engine.analyze(picture)
+        assert caveat not in analysis.caveats and "toned" not in analysis.result.reason, picture.name
 
 
 def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(

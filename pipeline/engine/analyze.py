@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.config import Settings, VerdictSettings
 from pipeline.engine.allocator import tune_allocator
 from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
-from pipeline.engine.faces import Face, FaceFinder, FaceSearch, face_chroma, face_focus
+from pipeline.engine.faces import Face, FaceFinder, FaceSearch, face_chroma, face_colour_spread, face_focus
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import Provenance, read_provenance, verdict_reason
 from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide, most_suspicious
@@ -251,6 +251,7 @@ class Engine:
                     # A costly member's score exists only for the faces it looked at.
                     model_scores={n: float(scores.members[n][i]) for n in chosen if np.isfinite(scores.members[n][i])},
                     focus=face_focus(crops[i]),
+                    toned=is_toned(face.crop, settings.verdict),
                 )
                 for i, face in enumerate(flat)
             ]
@@ -320,6 +321,15 @@ def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -
     if kind != "video" or not clip_scored or (provenance is not None and provenance.file_history is not None):
         return None
     return VIDEO_FRAMES_CAVEAT
+
+
+def is_toned(crop: np.ndarray, settings: VerdictSettings) -> bool:
+    """Whether a face crop, as found (before any re-save for scoring), is a toned black-and-white
+    picture: it holds colour, but its colour follows its brightness alone (rule 120). A grey one is
+    `COLOURLESS_CAVEAT`'s instead."""
+    if settings.toned_colour_spread <= 0 or face_chroma(crop) < settings.colourless_chroma:
+        return False
+    return face_colour_spread(crop) < settings.toned_colour_spread
 
 
 def face_caveats(faces: Sequence[Face], frame_scales: Sequence[float], settings: VerdictSettings) -> list[str]:

@@ -102,6 +102,33 @@ def face_chroma(crop: np.ndarray) -> float:
     return float((channels.max(axis=2) - channels.min(axis=2)).mean())
 
 
+def face_colour_spread(crop: np.ndarray) -> float:
+    """How much a face crop's colour varies among its pixels of the same brightness: the root mean
+    squared distance of each pixel's chromaticity (R, G and B over their sum, in percent) from the
+    mean of its brightness bin, averaged over the bins by their pixels, on the crop reduced to a
+    quarter of its side. A picture whose colour follows its brightness alone (grey, sepia, any
+    toned monochrome) scores about 0; a face in colour, whose skin, lips, hair and background
+    differ at the same brightness, scores more (rule 120). Infinite when no pixel is bright
+    enough to read a colour from."""
+    side = max(1, crop.shape[0] // 4), max(1, crop.shape[1] // 4)
+    # Averaging keeps a toned picture toned (each pixel is its lightness times one tone) and undoes
+    # most of JPEG's halved colour resolution, which blurs the tone across sharp edges (rule 119).
+    small = cv2.resize(crop.astype(np.float32), (side[1], side[0]), interpolation=cv2.INTER_AREA).reshape(-1, 3)
+    total = small.sum(axis=1)
+    lit = total >= 60  # darker pixels' chromaticity is mostly rounding
+    if not lit.any():
+        return float("inf")
+    chromaticity = 100 * small[lit, :2] / total[lit, None]
+    bins = np.minimum((total[lit] / 3 / 16).astype(np.int64), 15)
+    counts = np.bincount(bins, minlength=16)
+    squared = np.zeros(16)
+    for channel in chromaticity.T:
+        means = np.bincount(bins, weights=channel, minlength=16) / np.maximum(counts, 1)
+        squared += np.bincount(bins, weights=(channel - means[bins]) ** 2, minlength=16)
+    occupied = counts > 0
+    return float(np.average(np.sqrt(squared[occupied] / counts[occupied]), weights=counts[occupied]))
+
+
 class FaceFinder:
     """MTCNN from the `mtcnn` package (its weights ship inside it: nothing is downloaded), its
     three networks run as TensorFlow Lite copies (`FaceSettings.mtcnn_runtime`; about half the
