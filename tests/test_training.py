@@ -27,7 +27,7 @@ from pipeline.engine.ensemble import (
     resize_crops,
     sigmoid,
 )
-from pipeline.engine.faces import face_focus
+from pipeline.engine.faces import face_focus, is_toned
 from pipeline.engine.verdict import VALIDATION_MIX
 from pipeline.errors import DataError
 from pipeline.training.augment import augment, self_blend, template_landmarks
@@ -724,6 +724,10 @@ def test_evaluate_reshared_scores_the_same_faces_passed_around(shared_data: Path
             # crop softer than the training faces is `uncertain` as the engine would say (rule 102).
             assert photo["focus"] == pytest.approx(face_focus(read_face(Path(photo["file"]), 224)), abs=1e-3)
             if photo["focus"] < VerdictSettings.trained_face_focus:
+                assert photo["verdict"] == "uncertain"
+            # So is a toned black-and-white crop (rule 120), as the engine would say.
+            assert photo["toned"] == is_toned(read_face(Path(photo["file"]), 224), VerdictSettings())
+            if photo["toned"]:
                 assert photo["verdict"] == "uncertain"
         assert any(p["focus"] < VerdictSettings.trained_face_focus for p in photos)
         tally = {

@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.config import Settings, VerdictSettings
 from pipeline.engine.allocator import tune_allocator
 from pipeline.engine.ensemble import CLIP_PROBE, Ensemble, EnsembleSpec, jpeg_round_trip, read_spec
-from pipeline.engine.faces import Face, FaceFinder, FaceSearch, face_chroma, face_colour_spread, face_focus
+from pipeline.engine.faces import Face, FaceFinder, FaceSearch, face_chroma, face_focus, is_toned
 from pipeline.engine.media import check_readable, read_frames, sha256_file
 from pipeline.engine.provenance import Provenance, read_provenance, verdict_reason
 from pipeline.engine.verdict import AGGREGATIONS, ScoredFace, decide, most_suspicious
@@ -321,15 +321,6 @@ def _video_caveat(kind: str, provenance: Provenance | None, clip_scored: bool) -
     if kind != "video" or not clip_scored or (provenance is not None and provenance.file_history is not None):
         return None
     return VIDEO_FRAMES_CAVEAT
-
-
-def is_toned(crop: np.ndarray, settings: VerdictSettings) -> bool:
-    """Whether a face crop, as found (before any re-save for scoring), is a toned black-and-white
-    picture: it holds colour, but its colour follows its brightness alone (rule 120). A grey one is
-    `COLOURLESS_CAVEAT`'s instead."""
-    if settings.toned_colour_spread <= 0 or face_chroma(crop) < settings.colourless_chroma:
-        return False
-    return face_colour_spread(crop) < settings.toned_colour_spread
 
 
 def face_caveats(faces: Sequence[Face], frame_scales: Sequence[float], settings: VerdictSettings) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.config import FaceSettings
+from pipeline.config import FaceSettings, VerdictSettings
 from pipeline.engine.colour import LINEAR_LIGHT, srgb_encoded
 from pipeline.engine.lite import LiteModel, check_runtime, lite_model
 
@@ -127,6 +127,15 @@ def face_colour_spread(crop: np.ndarray) -> float:
         squared += np.bincount(bins, weights=(channel - means[bins]) ** 2, minlength=16)
     occupied = counts > 0
     return float(np.average(np.sqrt(squared[occupied] / counts[occupied]), weights=counts[occupied]))
+
+
+def is_toned(crop: np.ndarray, settings: VerdictSettings) -> bool:
+    """Whether a face crop, as found (before any re-save for scoring), is a toned black-and-white
+    picture: it holds colour, but its colour follows its brightness alone (rule 120). A grey one is
+    not (`pipeline.engine.analyze.COLOURLESS_CAVEAT` is said of it instead)."""
+    if settings.toned_colour_spread <= 0 or face_chroma(crop) < settings.colourless_chroma:
+        return False
+    return face_colour_spread(crop) < settings.toned_colour_spread
 
 
 class FaceFinder:

@@ -29,7 +29,7 @@ from sklearn.metrics import (
 
 from pipeline.config import VerdictSettings
 from pipeline.engine.ensemble import PICTURE, Ensemble, EnsembleSpec
-from pipeline.engine.faces import face_focus
+from pipeline.engine.faces import face_focus, is_toned
 from pipeline.engine.quiet import quiet_libraries
 from pipeline.engine.verdict import AGGREGATIONS, DecisionRule, Label, ScoredFace, decide
 from pipeline.errors import DataError, PipelineError
@@ -53,6 +53,9 @@ class ScoreTable:
     seconds_per_face: dict[str, float] = field(default_factory=dict)
     focus: np.ndarray | None = None
     """Per face crop, `face_focus` of the crop as the members were given it (None for videos)."""
+    toned: np.ndarray | None = None
+    """Per face crop, whether it is toned black-and-white (`is_toned` with the default
+    `VerdictSettings`; None for videos)."""
 
 
 def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -95,6 +98,7 @@ def join_tables(first: ScoreTable, second: ScoreTable) -> ScoreTable:
         {k: np.concatenate([first.probabilities[k], second.probabilities[k]]) for k in first.probabilities},
         seconds,
         None if first.focus is None or second.focus is None else np.concatenate([first.focus, second.focus]),
+        None if first.toned is None or second.toned is None else np.concatenate([first.toned, second.toned]),
     )
 
 
@@ -125,12 +129,14 @@ def score_crops(
     members: dict[str, list[np.ndarray]] = {n: [] for n in ensemble.member_names}
     combined: list[np.ndarray] = []
     focus: list[float] = []
+    toned: list[bool] = []
     seconds = dict.fromkeys(ensemble.member_names, 0.0)
     for start in tqdm(range(0, len(samples), batch_size), desc="scoring crops", file=sys.stderr, leave=False):
         batch = samples[start : start + batch_size]
         crops = np.stack([read_face(s.path, 224) for s in batch])
         scores = ensemble.score(crops, spec=spec)
         focus += [face_focus(crop) for crop in crops]
+        toned += [is_toned(crop, VerdictSettings()) for crop in crops]
         for name in ensemble.member_names:
             members[name].append(scores.members[name])
             seconds[name] += scores.seconds[name]
@@ -145,6 +151,7 @@ def score_crops(
         probabilities,
         {n: s / len(samples) for n, s in seconds.items()},
         np.asarray(focus),
+        np.asarray(toned),
     )
 
 
@@ -157,7 +164,7 @@ def photo_verdicts(
 ) -> list[dict[str, Any]]:
     """The verdict each scored crop (`samples`, the table's rows in order) would get uploaded
     alone as a one-face photo (the engine's `decide`: threshold, uncertain band, members'
-    disagreement, the crop's focus), one record per crop, so that two ensembles can be compared
+    disagreement, the crop's focus and tone), one record per crop, so that two ensembles can be compared
     face by face."""
     members = [name for name in table.probabilities if name != ENSEMBLE]
     records = []
@@ -165,6 +172,7 @@ def photo_verdicts(
         probability = float(table.probabilities[ENSEMBLE][row])
         model_scores = {m: float(table.probabilities[m][row]) for m in members}
         focus = None if table.focus is None else float(table.focus[row])
+        toned = table.toned is not None and bool(table.toned[row])
         records.append(
             {
                 "file": str(sample.path),
@@ -173,7 +181,8 @@ def photo_verdicts(
                 "fake_probability": round(probability, 6),
                 "model_scores": {m: round(p, 6) for m, p in model_scores.items()},
                 "focus": None if focus is None else round(focus, 3),
-                "verdict": photo_verdict(probability, model_scores, decision, rule, focus, settings),
+                "toned": toned,
+                "verdict": photo_verdict(probability, model_scores, decision, rule, focus, settings, toned),
             }
         )
     return records
@@ -186,11 +195,12 @@ def photo_verdict(
     rule: str,
     focus: float | None = None,
     settings: VerdictSettings = VerdictSettings(),
+    toned: bool = False,
 ) -> Label:
     """The label one face gets as the only face of a photo (one frame, one person), with the
     engine's focus floor for pictures in `settings`; `focus`, its crop's `face_focus` (None: not
-    judged too soft)."""
-    face = ScoredFace(0, 0, fake_probability, model_scores, focus)
+    judged too soft); `toned`, whether its crop is toned black-and-white (`is_toned`)."""
+    face = ScoredFace(0, 0, fake_probability, model_scores, focus, toned)
     soft_is_uncertain = PICTURE in settings.uncertain_when_soft
     return decide(
         [face], 1, rule, decision, settings.min_track_fraction, settings.trained_face_focus, soft_is_uncertain
