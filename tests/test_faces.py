@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.config import FaceSettings
+from pipeline.config import FaceSettings, VerdictSettings
 from pipeline.engine.colour import LINEAR_LIGHT, srgb_encoded
 from pipeline.engine.faces import (
     MTCNN_NETWORKS,
@@ -19,8 +19,11 @@ from pipeline.engine.faces import (
     brightened_if_dark,
     crop_box_for,
     crop_square,
+    face_chroma,
+    face_colour_spread,
     find_faces,
     iou,
+    is_toned,
     link_tracks,
 )
 from pipeline.engine.media import read_frames
@@ -297,3 +300,27 @@ def test_only_dark_frames_are_brightened_and_black_stays_black() -> None:
     assert black.max() == 0
     faint = brightened_if_dark(np.full((64, 64, 3), 3, np.uint8), settings)
     assert faint.max() < 40  # at most 16 times the light: noise in the dark is not made a scene
+
+
+def test_toned_faces_are_told_from_faces_in_colour(shared_data: Path) -> None:
+    """Rule 120: a face whose colour follows its brightness alone (sepia, blue, or a tint running
+    from the shadows to the highlights) measures a colour spread of about 0 and is toned; the same
+    faces in colour, and warmed, are not; grey is not toned (it has no colour at all)."""
+    settings = VerdictSettings()
+    for face in real_faces(shared_data, 8):
+        lightness = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+        shift = 24 * (lightness / 255 - 0.5)
+        toned = {
+            "sepia": lightness * np.float32([1.07, 0.74, 0.43]),
+            "blue": lightness * np.float32([0.80, 0.95, 1.25]),
+            "split": np.concatenate([lightness + shift, lightness, lightness - shift], axis=2),
+        }
+        for name, picture in toned.items():
+            crop = np.clip(picture + 0.5, 0, 255).astype(np.uint8)
+            assert face_colour_spread(crop) < settings.toned_colour_spread and is_toned(crop, settings), name
+        warm = np.clip(face * np.float32([1.08, 1.0, 0.92]) + 0.5, 0, 255).astype(np.uint8)
+        for crop in (face, warm):
+            assert face_colour_spread(crop) > settings.toned_colour_spread and not is_toned(crop, settings)
+        grey = np.repeat(np.clip(lightness + 0.5, 0, 255).astype(np.uint8), 3, axis=2)
+        assert face_colour_spread(grey) == 0 and face_chroma(grey) == 0 and not is_toned(grey, settings)
+    assert face_colour_spread(np.zeros((224, 224, 3), np.uint8)) == float("inf")  # too dark to read a colour
