@@ -194,10 +194,11 @@ class VerdictSettings:
     sources' validation crops, all in colour, measure 5.2 at the least, 1% of DFDC's under 10.3 (run
     2026-12-07, benchmarks/README.md, rule 117). 0 says nothing."""
     toned_colour_spread: float = 0.98
-    """A person whose faces hold colour (median `face_chroma` at least `colourless_chroma`) but whose
-    colour follows their brightness alone (median `pipeline.engine.faces.face_colour_spread` under
-    this: a sepia, blue or otherwise toned black-and-white picture) is `uncertain`, and so is the
-    media when they are the most suspicious: real photos so toned were told `fake` 25.7% of the
+    """A face that holds colour (`face_chroma` at least `colourless_chroma`) but whose colour follows
+    its brightness alone (`pipeline.engine.faces.face_colour_spread` under this: a sepia, blue or
+    otherwise toned black-and-white picture) is toned; a person most of whose faces are toned is
+    `uncertain`, and so is the media when they are the most suspicious: real photos so toned were
+    told `fake` 25.7% of the
     time (rule 118). The value is the 0.1st percentile of the shared sources' validation crops in
     colour, as they are, saved as JPEG, warmed and made vivid (rule 120, benchmarks/README.md; 0.2%
     of them are under it); toned copies of the same crops are all under it as PNG, 76% of sepia

@@ -303,7 +303,7 @@ class ScoredFace:
     """`pipeline.engine.faces.face_focus` of the crop as the members were given it (None: not
     measured, and the face is never judged too soft)."""
     toned: bool = False
-    """Whether the crop is a toned black-and-white picture (`pipeline.engine.analyze.is_toned`)."""
+    """Whether the crop is a toned black-and-white picture (`pipeline.engine.faces.is_toned`)."""
 
 
 @dataclass(frozen=True)
