@@ -198,11 +198,10 @@ class VerdictSettings:
     its brightness alone (`pipeline.engine.faces.face_colour_spread` under this: a sepia, blue or
     otherwise toned black-and-white picture) is toned; a person most of whose faces are toned is
     `uncertain`, and so is the media when they are the most suspicious: real photos so toned were
-    told `fake` 25.7% of the
-    time (rule 118). The value is the 0.1st percentile of the shared sources' validation crops in
-    colour, as they are, saved as JPEG, warmed and made vivid (rule 120, benchmarks/README.md; 0.2%
-    of them are under it); toned copies of the same crops are all under it as PNG, 76% of sepia
-    and 97% of blue ones saved as JPEG at 75. 0 turns it off."""
+    told `fake` 25.7% of the time (rule 118). The value is the 0.1st percentile of the shared
+    sources' validation crops in colour, as they are, saved as JPEG, warmed and made vivid (rule
+    120, benchmarks/README.md; 0.2% of them are under it); toned copies of the same crops are all
+    under it as PNG, 76% of sepia and 97% of blue ones saved as JPEG at 75. 0 turns it off."""
     unseen_odds: bool = False
     """A person (and the media) is `fake` or `real` only if the unseen-source curves at their
     probability give the odds the uncertain band gives the probability itself (rule 111: between
