@@ -193,15 +193,16 @@ class VerdictSettings:
     faces scored higher (rule 117). Grey crops measure 0, also once saved as colour JPEG; the shared
     sources' validation crops, all in colour, measure 5.2 at the least, 1% of DFDC's under 10.3 (run
     2026-12-07, benchmarks/README.md, rule 117). 0 says nothing."""
-    toned_colour_spread: float = 0.98
+    toned_colour_spread: float = 0.925
     """A face that holds colour (`face_chroma` at least `colourless_chroma`) but whose colour follows
     its brightness alone (`pipeline.engine.faces.face_colour_spread` under this: a sepia, blue or
     otherwise toned black-and-white picture) is toned; a person most of whose faces are toned is
     `uncertain`, and so is the media when they are the most suspicious: real photos so toned were
     told `fake` 25.7% of the time (rule 118). The value is the 0.1st percentile of the shared
-    sources' validation crops in colour, as they are, saved as JPEG, warmed and made vivid (rule
-    120, benchmarks/README.md; 0.2% of them are under it); toned copies of the same crops are all
-    under it as PNG, 76% of sepia and 97% of blue ones saved as JPEG at 75. 0 turns it off."""
+    sources' validation pictures in colour, as they are, saved as JPEG 75, warmed and made vivid,
+    each face read at the picture's own resolution (rule 121, benchmarks/README.md; 0.1-0.2% of
+    them are under it); toned copies of the same pictures are all under it as PNG, 95% of sepia
+    ones saved as JPEG 90 and 51% at 75. 0 turns it off."""
     unseen_odds: bool = False
     """A person (and the media) is `fake` or `real` only if the unseen-source curves at their
     probability give the odds the uncertain band gives the probability itself (rule 111: between

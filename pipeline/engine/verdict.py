@@ -26,7 +26,7 @@ frames' faces are often softer than every training crop, and its fakes are still
 A person whose faces are a toned black-and-white picture (sepia and the like: colour that follows
 brightness alone) is `uncertain`, and so is the media when they are the most suspicious, pictures
 and videos alike: every training face was in colour, and a quarter of such real photos were told
-fake (rules 118 and 120).
+fake (rules 118-121).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ TONED_CAVEAT = (
     "(model card: 'A black-and-white picture')"
 )
 """Said, and the verdict made `uncertain`, when the most suspicious person's faces are toned
-(rules 118 and 120)."""
+(rules 118-121)."""
 SOFT_FACE_EVIDENCE: dict[str, str] = {
     "image": "validation photos blurred by 2 px: 42% of the real ones told fake",
     "video": "measured on pictures, not on videos: DFDC validation faces, cut from video frames, blurred by "

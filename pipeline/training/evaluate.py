@@ -55,7 +55,8 @@ class ScoreTable:
     """Per face crop, `face_focus` of the crop as the members were given it (None for videos)."""
     toned: np.ndarray | None = None
     """Per face crop, whether it is toned black-and-white (`is_toned` with the default
-    `VerdictSettings`; None for videos)."""
+    `VerdictSettings`, read on the crop as it is: the picture it was cut from is not known here;
+    None for videos)."""
 
 
 def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
