@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.recipes import prepared_recipe, require_folds
 from pipeline.config import VerdictSettings
 from pipeline.engine.ensemble import sigmoid, weighted_logit
-from pipeline.engine.faces import face_focus
+from pipeline.engine.faces import face_focus, is_toned
 from pipeline.engine.verdict import DecisionRule
 from pipeline.training.calibration import choose_threshold, choose_uncertain_band, score_curves
 from pipeline.training.cross_source import Scored, fold_calibration, run_fold
@@ -88,12 +88,21 @@ def held_out_labels(recipe: Recipe, fold: Fold, held: Scored) -> list[str]:
     """Each held-out face's verdict as a one-face photo under the fold's decision (`fold_decision`)."""
     decision = fold[3]
     members, ensemble = held_out_probabilities(fold, held)
+    settings = VerdictSettings()
     labels = []
     for row, sample in enumerate(held.samples):
-        focus = face_focus(read_face(sample.path, 224))
+        crop = read_face(sample.path, 224)
         scores = {n: float(p[row]) for n, p in members.items()}
         labels.append(
-            photo_verdict(float(ensemble[row]), scores, decision, recipe.aggregation, focus, VerdictSettings())
+            photo_verdict(
+                float(ensemble[row]),
+                scores,
+                decision,
+                recipe.aggregation,
+                face_focus(crop),
+                settings,
+                is_toned(crop, settings),
+            )
         )
     return labels
 

@@ -50,9 +50,11 @@ def verdicts(report: dict[str, Any], scorer: EnsembleSpec, decider: EnsembleSpec
     for photo in report["photos"]:
         scores = (photo["fake_probability"], photo["model_scores"])
         focus = photo.get("focus")  # reports before rule 102 measured none
-        if photo_verdict(*scores, scorer.decision_rule, scorer.aggregation, focus) != photo["verdict"]:
+        toned = photo.get("toned", False)  # nor before rule 120
+        if photo_verdict(*scores, scorer.decision_rule, scorer.aggregation, focus, toned=toned) != photo["verdict"]:
             raise SystemExit(f"error: {photo['file']}: the scoring ensemble does not give the report's verdict")
-        out[photo["file"]] = (photo["label"], photo_verdict(*scores, decider.decision_rule, decider.aggregation, focus))
+        decided = photo_verdict(*scores, decider.decision_rule, decider.aggregation, focus, toned=toned)
+        out[photo["file"]] = (photo["label"], decided)
     return out
 
 

@@ -54,9 +54,8 @@ class ScoreTable:
     focus: np.ndarray | None = None
     """Per face crop, `face_focus` of the crop as the members were given it (None for videos)."""
     toned: np.ndarray | None = None
-    """Per face crop, whether it is toned black-and-white (`is_toned` with the default
-    `VerdictSettings`, read on the crop as it is: the picture it was cut from is not known here;
-    None for videos)."""
+    """Per face crop, whether it is toned black-and-white (`is_toned`, read on the crop as it is:
+    the picture it was cut from is not known here; None for videos)."""
 
 
 def equal_error_rate(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -120,10 +119,15 @@ def table_metrics(table: ScoreTable, threshold: float) -> dict[str, Any]:
 
 
 def score_crops(
-    ensemble: Ensemble, samples: list[Sample], batch_size: int = 64, spec: EnsembleSpec | None = None
+    ensemble: Ensemble,
+    samples: list[Sample],
+    batch_size: int = 64,
+    spec: EnsembleSpec | None = None,
+    settings: VerdictSettings = VerdictSettings(),
 ) -> ScoreTable:
     """Score face-crop images with every member, the ensemble combining them as `spec` says
-    (default: the ensemble's own); crops are read at the engine's crop size."""
+    (default: the ensemble's own); crops are read at the engine's crop size, and whether each is
+    toned is judged with `settings`, those the verdicts will be decided with."""
     from tqdm import tqdm
 
     labels, sources = [], []
@@ -137,7 +141,7 @@ def score_crops(
         crops = np.stack([read_face(s.path, 224) for s in batch])
         scores = ensemble.score(crops, spec=spec)
         focus += [face_focus(crop) for crop in crops]
-        toned += [is_toned(crop, VerdictSettings()) for crop in crops]
+        toned += [is_toned(crop, settings) for crop in crops]
         for name in ensemble.member_names:
             members[name].append(scores.members[name])
             seconds[name] += scores.seconds[name]
@@ -339,7 +343,7 @@ def evaluate(
             reshare_settings = ReshareSettings()  # one object: the copies and the report say the same
             images = reshared_samples(images, reshare_settings)
             report["reshared"] = asdict(reshare_settings)
-        tables["frame"] = score_crops(ensemble, images, spec=pictures)
+        tables["frame"] = score_crops(ensemble, images, spec=pictures, settings=engine.settings.verdict)
         report["photos"] = photo_verdicts(
             tables["frame"],
             images,
