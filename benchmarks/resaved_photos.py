@@ -70,14 +70,15 @@ grade (`WARM_GAIN`), vivid (`VIVID_SATURATION`, `VIVID_CONTRAST`), film grain (`
 black-and-white toned sepia (`SEPIA_TONE`); `sepiaj` is the sepia copy saved as JPEG at
 `TONED_JPEG_QUALITY` instead (rule 120)."""
 TONED_JPEG_QUALITY = 90
+"""The JPEG quality of the `sepiaj` copies."""
 WARM_GAIN = (1.08, 1.0, 0.92)
 """Red, green and blue multiplied by these."""
 VIVID_SATURATION = 1.4
 VIVID_CONTRAST = 1.15
 GRAIN_SIGMA = 6.0
+"""The grain's Gaussian noise (0-255 scale), the same on all three channels, seeded by the file's name."""
 SEPIA_TONE = (1.07, 0.74, 0.43)
 """A sepia photo's red, green and blue as multiples of its luminance (the classic sepia matrix's row sums)."""
-"""The grain's Gaussian noise (0-255 scale), the same on all three channels, seeded by the file's name."""
 VARIANTS = (
     *(f"q{quality}" for quality in QUALITIES),
     *(f"s{name}" for name in SCALES),

@@ -407,7 +407,9 @@ def decide(
     """The verdict for a whole image or video (`kind`). When the most suspicious person's faces'
     median focus is under `focus_floor` (0: no floor) the reason says so, with what was measured on
     media of that kind; with `soft_is_uncertain` (a picture) every such person is `uncertain`, and so
-    is the media when it is the most suspicious."""
+    is the media when it is the most suspicious. A person most of whose faces are toned
+    (`ScoredFace.toned`) is `uncertain` in any media, and so is the media when they are the most
+    suspicious, with `TONED_CAVEAT` in the reason."""
     if not faces:
         where = "the image" if sampled_frames == 1 else f"any of the {sampled_frames} sampled frames"
         return Verdict("no_face", None, f"no face found in {where}", {}, ())
