@@ -10,6 +10,21 @@ import numpy as np
 from pipeline.training.data import load_samples, read_face
 
 FACE_SIDE = 160
+SEPIA = (1.07, 0.74, 0.43)
+"""A sepia tone: red, green and blue as multiples of lightness (rule 118's)."""
+WARM = (1.08, 1.0, 0.92)
+"""A warm colour grade: red, green and blue multiplied by these (rule 117's)."""
+
+
+def toned(rgb: np.ndarray, tone: tuple[float, float, float] = SEPIA) -> np.ndarray:
+    """`rgb` made black-and-white and toned: each pixel's lightness times `tone`."""
+    lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    return np.clip(lightness * np.float32(tone) + 0.5, 0, 255).astype(np.uint8)
+
+
+def warmed(rgb: np.ndarray) -> np.ndarray:
+    """`rgb` graded warm (`WARM`): a colour filter, not a tone."""
+    return np.clip(rgb * np.float32(WARM) + 0.5, 0, 255).astype(np.uint8)
 
 
 def real_faces(shared_data: Path, count: int) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ from pipeline.engine.verdict import TONED_CAVEAT, UNSEEN_SOURCES, VALIDATION_MIX
 from pipeline.errors import ModelsMissingError
 from tests import media_factory
 from tests.command_line import CLI_TIMEOUT_S, first_stdout_line, run_cli, run_python, start_cli, terminate_after
-from tests.scenes import grid_image, real_faces, two_people_video
+from tests.scenes import grid_image, real_faces, toned, two_people_video, warmed
 from tests.subsets import models_described_as
 
 
@@ -332,12 +332,10 @@ def test_a_toned_black_and_white_face_is_uncertain_and_says_why(
     caveat = TONED_CAVEAT.format(person=1)
     section_title = caveat.split("model card: '")[1].rstrip("')")
     assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
-    colour = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float32)
-    lightness = np.asarray(Image.open(photo).convert("L"), dtype=np.float32)[..., None]
-    sepia = Image.fromarray(np.clip(lightness * np.float32([1.07, 0.74, 0.43]) + 0.5, 0, 255).astype(np.uint8))
-    warm = Image.fromarray(np.clip(colour * np.float32([1.08, 1.0, 0.92]) + 0.5, 0, 255).astype(np.uint8))
+    colour = np.asarray(Image.open(photo).convert("RGB"))
+    sepia = Image.fromarray(toned(colour))
     sepia.save(tmp_path / "sepia.png")
-    warm.save(tmp_path / "warm.png")
+    Image.fromarray(warmed(colour)).save(tmp_path / "warm.png")
     for quality in (95, 90):
         sepia.save(tmp_path / f"sepia{quality}.jpg", quality=quality)
     for name in ["sepia.png", "sepia95.jpg", "sepia90.jpg"]:

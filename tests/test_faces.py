@@ -27,7 +27,7 @@ from pipeline.engine.faces import (
     link_tracks,
 )
 from pipeline.engine.media import read_frames
-from tests.scenes import FACE_SIDE, grid_image, real_faces
+from tests.scenes import FACE_SIDE, SEPIA, grid_image, real_faces, toned, warmed
 
 
 @pytest.fixture(scope="module")
@@ -309,18 +309,12 @@ def test_toned_faces_are_told_from_faces_in_colour(shared_data: Path) -> None:
     missed about 6% of the time as PNG (rule 121), so it is not asserted here."""
     settings = VerdictSettings()
     for face in real_faces(shared_data, 8):
-        lightness = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-        toned = {
-            "sepia": lightness * np.float32([1.07, 0.74, 0.43]),
-            "blue": lightness * np.float32([0.80, 0.95, 1.25]),
-        }
-        for name, picture in toned.items():
-            crop = np.clip(picture + 0.5, 0, 255).astype(np.uint8)
+        for name, tone in [("sepia", SEPIA), ("blue", (0.80, 0.95, 1.25))]:
+            crop = toned(face, tone)
             assert face_colour_spread(crop) < settings.toned_colour_spread and is_toned(crop, settings), name
-        warm = np.clip(face * np.float32([1.08, 1.0, 0.92]) + 0.5, 0, 255).astype(np.uint8)
-        for crop in (face, warm):
+        for crop in (face, warmed(face)):
             assert face_colour_spread(crop) > settings.toned_colour_spread and not is_toned(crop, settings)
-        grey = np.repeat(np.clip(lightness + 0.5, 0, 255).astype(np.uint8), 3, axis=2)
+        grey = toned(face, (1.0, 1.0, 1.0))
         assert face_colour_spread(grey) == 0 and face_chroma(grey) == 0 and not is_toned(grey, settings)
     assert face_colour_spread(np.zeros((224, 224, 3), np.uint8)) == float("inf")  # too dark to read a colour
 
@@ -333,9 +327,9 @@ def test_a_toned_jpeg_is_read_at_its_own_resolution(shared_data: Path) -> None:
     settings = VerdictSettings()
     for face in real_faces(shared_data, 8):
         small = cv2.resize(face, (110, 110), interpolation=cv2.INTER_AREA)
-        lightness = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
-        sepia = np.clip(lightness * np.float32([1.07, 0.74, 0.43]) + 0.5, 0, 255).astype(np.uint8)
-        saved = cv2.imdecode(cv2.imencode(".jpg", sepia, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED)
+        saved = cv2.imdecode(
+            cv2.imencode(".jpg", toned(small), [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED
+        )
         toned_crop, colour_crop = (cv2.resize(p, (224, 224), interpolation=cv2.INTER_LINEAR) for p in (saved, small))
         assert face_colour_spread(toned_crop, 110) < face_colour_spread(toned_crop)
         assert face_colour_spread(colour_crop, 110) > settings.toned_colour_spread
