@@ -17,7 +17,7 @@ saved as lossy WebP", "A picture saved as AVIF", "A photo saved as HEIC" and "A 
 wide-gamut colour space"):
 
     .venv/bin/python -m benchmarks.resaved_photos make OUT
-    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe mono warm vivid grain sepia sepiaj; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
+    for v in qasis q75 q60 q45 s50 s33 b1 b2 gif gifd w80 w90 a75 a90 h28 h20 p3 adobe mono warm vivid grain sepia sepiaj sepiaq; do .venv/bin/python -m pipeline scan OUT/$v --json OUT/scan-$v.json; done
     .venv/bin/python -m benchmarks.resaved_photos summarise OUT
 
 Pictures are chosen by the SHA-256 of their file name, so every run picks the same ones. No test
@@ -64,13 +64,13 @@ GIFS = {"gif": Image.Dither.NONE, "gifd": Image.Dither.FLOYDSTEINBERG}
 BLUR_RADII = ("1", "2")
 """Out-of-focus copies: folder `bN` holds each picture blurred by Pillow's Gaussian blur of radius N
 px, saved as PNG so that no compression is added (rule 46)."""
-FILTERS = ("mono", "warm", "vivid", "grain", "sepia", "sepiaj")
+FILTERS = ("mono", "warm", "vivid", "grain", "sepia", "sepiaj", "sepiaq")
 """Filtered copies (rules 117-118), saved as PNG: black-and-white (luminance only), a warm colour
 grade (`WARM_GAIN`), vivid (`VIVID_SATURATION`, `VIVID_CONTRAST`), film grain (`GRAIN_SIGMA`) and
-black-and-white toned sepia (`SEPIA_TONE`); `sepiaj` is the sepia copy saved as JPEG at
-`TONED_JPEG_QUALITY` instead (rule 120)."""
-TONED_JPEG_QUALITY = 90
-"""The JPEG quality of the `sepiaj` copies."""
+black-and-white toned sepia (`SEPIA_TONE`); `sepiaj` and `sepiaq` are the sepia copy saved as
+JPEG at `TONED_JPEG_QUALITIES` instead (rules 120 and 122)."""
+TONED_JPEG_QUALITIES = {"sepiaj": 90, "sepiaq": 75}
+"""The JPEG quality of each JPEG sepia variant."""
 WARM_GAIN = (1.08, 1.0, 0.92)
 """Red, green and blue multiplied by these."""
 VIVID_SATURATION = 1.4
@@ -98,7 +98,7 @@ def _filtered(variant: str, rgb: Image.Image, name: str) -> Image.Image:
     """`rgb` put through one of `FILTERS`."""
     if variant == "mono":
         return rgb.convert("L")
-    if variant in ("sepia", "sepiaj"):
+    if variant.startswith("sepia"):
         luminance = np.asarray(rgb.convert("L"), np.float32)[..., None]
         return Image.fromarray(np.clip(luminance * np.float32(SEPIA_TONE) + 0.5, 0, 255).astype(np.uint8))
     if variant == "warm":
@@ -126,8 +126,9 @@ def _write(variant: str, source_path: Path, folder: Path) -> None:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(PROFILES[variant]))
         wide = ImageCms.profileToProfile(rgb, ImageCms.createProfile("sRGB"), profile, outputMode="RGB")
         wide.save(stem.with_suffix(".png"), "PNG", icc_profile=PROFILES[variant])
-    elif variant == "sepiaj":
-        _filtered(variant, rgb, source_path.name).save(stem.with_suffix(".jpg"), "JPEG", quality=TONED_JPEG_QUALITY)
+    elif variant in TONED_JPEG_QUALITIES:
+        quality = TONED_JPEG_QUALITIES[variant]
+        _filtered(variant, rgb, source_path.name).save(stem.with_suffix(".jpg"), "JPEG", quality=quality)
     elif variant in FILTERS:
         _filtered(variant, rgb, source_path.name).save(stem.with_suffix(".png"), "PNG")
     elif variant == "qasis":
