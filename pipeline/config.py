@@ -203,6 +203,11 @@ class VerdictSettings:
     each face read at the picture's own resolution (rule 121, benchmarks/README.md; 0.1-0.2% of
     them are under it); toned copies of the same pictures are all under it as PNG, 95% of sepia
     ones saved as JPEG 90 and 51% at 75. 0 turns it off."""
+    toned_reduction: int = 4
+    """`face_colour_spread` reads a face averaged down to 1/this of its side in the picture's own
+    pixels (at most the crop's; rule 121). An eighth recognises far more toned JPEGs (sepia at
+    JPEG 75: 9.6% missed against 48.6%) but takes small faces in colour (70-74 px) for toned, two
+    of rule 101's 562 pictures, so it was not adopted (rules 122 and 124)."""
     unseen_odds: bool = False
     """A person (and the media) is `fake` or `real` only if the unseen-source curves at their
     probability give the odds the uncertain band gives the probability itself (rule 111: between

@@ -102,20 +102,22 @@ def face_chroma(crop: np.ndarray) -> float:
     return float((channels.max(axis=2) - channels.min(axis=2)).mean())
 
 
-def face_colour_spread(crop: np.ndarray, native_side: float | None = None) -> float:
+def face_colour_spread(
+    crop: np.ndarray, native_side: float | None = None, reduction: int = VerdictSettings.toned_reduction
+) -> float:
     """How much a face crop's colour varies among its pixels of the same brightness: the root mean
     squared distance of each pixel's chromaticity (R, G and B over their sum, in percent) from the
-    mean of its brightness bin, averaged over the bins by their pixels, on the crop reduced to a
-    quarter of its side, or of `native_side` (the crop box's side in the picture's own pixels)
-    where that is smaller. A picture whose colour follows its brightness alone (grey, sepia, any
-    toned monochrome) scores about 0; a face in colour, whose skin, lips, hair and background
-    differ at the same brightness, scores more (rules 120-121). Infinite when no pixel is bright
-    enough to read a colour from."""
+    mean of its brightness bin, averaged over the bins by their pixels, on the crop reduced to
+    1/`reduction` of its side, or of `native_side` (the crop box's side in the picture's own
+    pixels) where that is smaller. A picture whose colour follows its brightness alone (grey,
+    sepia, any toned monochrome) scores about 0; a face in colour, whose skin, lips, hair and
+    background differ at the same brightness, scores more (rules 120-121). Infinite when no pixel
+    is bright enough to read a colour from."""
     side = min(crop.shape[0], native_side or crop.shape[0])
     # Averaging keeps a toned picture toned (each pixel is its lightness times one tone) and undoes
     # most of JPEG's halved colour resolution, which blurs the tone across sharp edges (rule 119);
     # in the picture's own pixels, since the crop enlarges a small face with its blur (rule 121).
-    reduced = max(1, round(side / 4))
+    reduced = max(1, round(side / reduction))
     small = cv2.resize(crop.astype(np.float32), (reduced, reduced), interpolation=cv2.INTER_AREA).reshape(-1, 3)
     total = small.sum(axis=1)
     lit = total >= 60  # darker pixels' chromaticity is mostly rounding
@@ -138,7 +140,7 @@ def is_toned(crop: np.ndarray, settings: VerdictSettings, native_side: float | N
     not (`pipeline.engine.analyze.COLOURLESS_CAVEAT` is said of it instead)."""
     if settings.toned_colour_spread <= 0 or face_chroma(crop) < settings.colourless_chroma:
         return False
-    return face_colour_spread(crop, native_side) < settings.toned_colour_spread
+    return face_colour_spread(crop, native_side, settings.toned_reduction) < settings.toned_colour_spread
 
 
 class FaceFinder:
