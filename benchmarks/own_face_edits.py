@@ -127,7 +127,7 @@ def slimmed_face(image: np.ndarray, points: np.ndarray, rng: np.random.Generator
     return _warped(image, shift_x, np.zeros_like(shift_x))
 
 
-def _skin_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
+def skin_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
     """1 on the face's skin (the mesh's hull without the eyes, brows and mouth), feathered."""
     mask = hull_region(shape, points, 1.0)
     for region in (*FACE_PARTS["eyes"], *FACE_PARTS["mouth"]):
@@ -136,9 +136,9 @@ def _skin_mask(shape: tuple[int, ...], points: np.ndarray) -> np.ndarray:
 
 
 def smoothed_skin(image: np.ndarray, points: np.ndarray, rng: np.random.Generator) -> Edit:
-    """A bilateral filter blended into the skin (`_skin_mask`) at a strength from `SMOOTH_STRENGTH`."""
+    """A bilateral filter blended into the skin (`skin_mask`) at a strength from `SMOOTH_STRENGTH`."""
     filtered = cv2.bilateralFilter(image, -1, rng.uniform(*SMOOTH_COLOUR_SIGMA), rng.uniform(*SMOOTH_SPACE_SIGMA))
-    mask = _skin_mask(image.shape, points)[..., None] * rng.uniform(*SMOOTH_STRENGTH)
+    mask = skin_mask(image.shape, points)[..., None] * rng.uniform(*SMOOTH_STRENGTH)
     edited = np.clip(image * (1 - mask) + filtered * mask + 0.5, 0, 255).astype(np.uint8)
     inside = mask[..., 0] > 0.5 * mask.max()
     return Edit(edited, float(np.abs(edited.astype(np.int16) - image)[inside].mean()))

@@ -1,0 +1,172 @@
+"""Rule 129: are real faces told `fake` more often when their skin looks darker?
+
+The shared data carry no demographic labels; what a picture shows is how light or dark a face
+looks. Each validation crop of the four sources (the engine's framing, from the prepared cache,
+with its own face mesh) gets its skin's lightness (CIELAB L*, the median over the face's skin
+pixels) and a group of `LIGHTNESS_GROUPS`. The crops are scored by `models/` as shipped, each as a one-face photo (the pictures' weighing,
+as `evaluate` does), as they are and re-shared, and the verdicts are counted per group. No test
+split is read, and nothing is chosen on the result.
+
+    .venv/bin/python -m benchmarks.skin_tone --json skin_tone.json
+
+The lightness is not a person's ethnicity nor their skin's true colour: lighting, exposure, the
+camera and a generator move it (a light-skinned face in dim video light reads dark). It says how
+light or dark the face looks in the picture judged. (The Individual Typology Angle, planned first,
+runs towards -90 degrees wherever white balance leaves b* near 0, and put light faces under bluish
+light among the darkest: rule 129's amendment.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from benchmarks.own_face_edits import skin_mask
+from pipeline.config import Settings
+from pipeline.engine.ensemble import PICTURE, Ensemble
+from pipeline.training.data import Sample, balanced_subset, read_rgb
+from pipeline.training.evaluate import photo_verdicts, score_crops
+from pipeline.training.sources import face_landmarks, reshared_samples, source_samples
+
+SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
+PER_CLASS = {"dfdc-faces": 600}
+"""Crops drawn per class where a source has many (the others: every validation crop)."""
+SEED = 129
+LIGHTNESS_GROUPS = (
+    ("65 and over", 65.0),
+    ("55-65", 55.0),
+    ("45-55", 45.0),
+    ("35-45", 35.0),
+    ("under 35", float("-inf")),
+)
+"""(group, lowest median skin L*), lightest first (rule 129's amendment)."""
+MIN_SKIN_PIXELS = 50
+MIN_GROUP = 30
+"""A group is read only with this many faces of a class in it (rule 129)."""
+COLUMNS = ("as they are", "re-shared")
+VERDICTS = ("fake", "uncertain", "real")
+
+
+def chosen_crops() -> list[Sample]:
+    """Validation crops with their own face mesh, per `SOURCES` and `PER_CLASS` (seed `SEED`)."""
+    chosen: list[Sample] = []
+    for source in SOURCES:
+        found = [s for s in source_samples(source, "val") if s.landmarks is not None and s.landmarks.exists()]
+        chosen += balanced_subset(found, PER_CLASS[source], SEED) if source in PER_CLASS else found
+    return chosen
+
+
+def skin_lightness(crop: np.ndarray, points: np.ndarray) -> float:
+    """The median CIELAB L* (0-100) of a face's skin pixels (`skin_mask` above one half); NaN
+    where too little skin shows."""
+    inside = skin_mask(crop.shape, points) > 0.5
+    if inside.sum() < MIN_SKIN_PIXELS:
+        return float("nan")
+    lab = cv2.cvtColor(crop.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    return float(np.median(lab[..., 0][inside]))
+
+
+def lightness_group(lightness: float) -> str:
+    """The `LIGHTNESS_GROUPS` name of a skin lightness ("unmeasured" for NaN)."""
+    if np.isnan(lightness):
+        return "unmeasured"
+    return next(name for name, lowest in LIGHTNESS_GROUPS if lightness >= lowest)
+
+
+def group_figures(records: Sequence[dict], groups: Sequence[str]) -> dict[str, dict]:
+    """Per lightness group (and "all"): real faces' verdict shares and median probability, fakes told
+    `fake` and their median, ROC AUC where both classes hold `MIN_GROUP` faces."""
+    figures: dict[str, dict] = {}
+    for group in ["all", *[name for name, _ in LIGHTNESS_GROUPS], "unmeasured"]:
+        rows = [r for r, g in zip(records, groups, strict=True) if group in ("all", g)]
+        reals = [r for r in rows if r["label"] == "real"]
+        fakes = [r for r in rows if r["label"] == "fake"]
+        entry: dict = {"reals": len(reals), "fakes": len(fakes)}
+        if reals:
+            entry["reals_told"] = {v: sum(r["verdict"] == v for r in reals) / len(reals) for v in VERDICTS}
+            entry["reals_median"] = float(np.median([r["fake_probability"] for r in reals]))
+        if fakes:
+            entry["fakes_told_fake"] = sum(r["verdict"] == "fake" for r in fakes) / len(fakes)
+            entry["fakes_median"] = float(np.median([r["fake_probability"] for r in fakes]))
+        if len(reals) >= MIN_GROUP and len(fakes) >= MIN_GROUP:
+            labels = [int(r["label"] == "fake") for r in reals + fakes]
+            entry["roc_auc"] = float(roc_auc_score(labels, [r["fake_probability"] for r in reals + fakes]))
+        if entry["reals"] or entry["fakes"]:
+            figures[group] = entry
+    return figures
+
+
+def flagged(figures: dict[str, dict]) -> list[str]:
+    """The groups rule 129 names: real faces told `fake` more than twice as often as all real
+    faces and at least 3 points more, with `MIN_GROUP` real faces at the least."""
+    overall = figures["all"]["reals_told"]["fake"]
+    return [
+        group
+        for group, entry in figures.items()
+        if group != "all"
+        and entry["reals"] >= MIN_GROUP
+        and entry["reals_told"]["fake"] > max(2 * overall, overall + 0.03)
+    ]
+
+
+def markdown(figures: dict[str, dict]) -> str:
+    """One row per group: reals told fake / uncertain / real (median), fakes told fake (median), ROC AUC."""
+    lines = [
+        "| group | reals | told fake / uncertain / real | median | fakes | told fake | median | ROC AUC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for group, e in figures.items():
+        told = e.get("reals_told")
+        shares = " / ".join(f"{100 * told[v]:.1f}" for v in VERDICTS) + "%" if told else "-"
+        caught = f"{100 * e['fakes_told_fake']:.1f}%" if "fakes_told_fake" in e else "-"
+        auc = f"{e['roc_auc']:.3f}" if "roc_auc" in e else "-"
+        lines.append(
+            f"| {group} | {e['reals']} | {shares} | {e.get('reals_median', float('nan')):.2f} | {e['fakes']} | "
+            f"{caught} | {e.get('fakes_median', float('nan')):.2f} | {auc} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the figures and every face's record here")
+    args = parser.parse_args()
+    samples = chosen_crops()
+    lightness = []
+    for sample in samples:
+        crop = read_rgb(sample.path)
+        lightness.append(skin_lightness(crop, face_landmarks(sample, crop.shape[0])))
+    groups = [lightness_group(value) for value in lightness]
+    settings = Settings()
+    ensemble = Ensemble(settings.models_dir)
+    pictures = ensemble.spec.for_media(PICTURE)
+    result: dict = {"crops": len(samples), "columns": {}}
+    for column, scored in zip(COLUMNS, (samples, reshared_samples(samples)), strict=True):
+        table = score_crops(ensemble, scored, spec=pictures, settings=settings.verdict)
+        records = photo_verdicts(table, scored, pictures.decision_rule, pictures.aggregation, settings.verdict)
+        for record, value, group in zip(records, lightness, groups, strict=True):
+            record.update(skin_lightness=round(value, 2), lightness_group=group)
+        figures = {"all sources": group_figures(records, groups)}
+        for source in SOURCES:
+            rows = [i for i, s in enumerate(samples) if s.source == source]
+            figures[source] = group_figures([records[i] for i in rows], [groups[i] for i in rows])
+        result["columns"][column] = {
+            "figures": figures,
+            "flagged": {name: flagged(f) for name, f in figures.items()},
+            "records": records,
+        }
+        for name, per_group in figures.items():
+            print(f"\n{column}, {name}:\n{markdown(per_group)}", flush=True)
+        print(f"\nflagged ({column}): {result['columns'][column]['flagged']}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
