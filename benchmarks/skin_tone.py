@@ -3,9 +3,9 @@
 The shared data carry no demographic labels; what a picture shows is how light or dark a face
 looks. Each validation crop of the four sources (the engine's framing, from the prepared cache,
 with its own face mesh) gets its skin's lightness (CIELAB L*, the median over the face's skin
-pixels) and a group of `LIGHTNESS_GROUPS`. The crops are scored by `models/` as shipped, each as a one-face photo (the pictures' weighing,
-as `evaluate` does), as they are and re-shared, and the verdicts are counted per group. No test
-split is read, and nothing is chosen on the result.
+pixels) and a group of `LIGHTNESS_GROUPS`. The crops are scored by `models/` as shipped, each as
+a one-face photo (the pictures' weighing, as `evaluate` does), as they are and re-shared, and the
+verdicts are counted per group. No test split is read, and nothing is chosen on the result.
 
     .venv/bin/python -m benchmarks.skin_tone --json skin_tone.json
 
