@@ -1,19 +1,23 @@
-"""Rule 129: are real faces told `fake` more often when their skin looks darker?
+"""Rules 129-130: are real faces told `fake` more often when their skin looks darker, or when they
+are turned away from the camera?
 
 The shared data carry no demographic labels; what a picture shows is how light or dark a face
-looks. Each validation crop of the four sources (the engine's framing, from the prepared cache,
-with its own face mesh) gets its skin's lightness (CIELAB L*, the median over the face's skin
-pixels) and a group of `LIGHTNESS_GROUPS`. The crops are scored by `models/` as shipped, each as
-a one-face photo (the pictures' weighing, as `evaluate` does), as they are and re-shared, and the
-verdicts are counted per group. No test split is read, and nothing is chosen on the result.
+looks and how far it is turned. Each validation crop of the four sources (the engine's framing,
+from the prepared cache, with its own face mesh) gets its skin's lightness (CIELAB L*, the median
+over the face's skin pixels; `LIGHTNESS_GROUPS`) and its head turn (the nose tip's place between
+the ends of the face's outline; `TURN_GROUPS`). The crops are scored by `models/` as shipped, each
+as a one-face photo (the pictures' weighing, as `evaluate` does), as they are and re-shared, and
+the verdicts are counted per group of each kind. No test split is read, and nothing is chosen on
+the result.
 
-    .venv/bin/python -m benchmarks.skin_tone --json skin_tone.json
+    .venv/bin/python -m benchmarks.face_groups --json face_groups.json
 
 The lightness is not a person's ethnicity nor their skin's true colour: lighting, exposure, the
 camera and a generator move it (a light-skinned face in dim video light reads dark). It says how
 light or dark the face looks in the picture judged. (The Individual Typology Angle, planned first,
 runs towards -90 degrees wherever white balance leaves b* near 0, and put light faces under bluish
-light among the darkest: rule 129's amendment.)
+light among the darkest: rule 129's amendment.) The turn is rough: the mesh is less sure of a face
+in profile.
 """
 
 from __future__ import annotations
@@ -46,6 +50,15 @@ LIGHTNESS_GROUPS = (
     ("under 35", float("-inf")),
 )
 """(group, lowest median skin L*), lightest first (rule 129's amendment)."""
+TURN_GROUPS = (
+    ("45 and over", 45.0),
+    ("25-45", 25.0),
+    ("10-25", 10.0),
+    ("under 10", float("-inf")),
+)
+"""(group, lowest yaw in degrees), most turned first (rule 130)."""
+NOSE_TIP, OUTLINE_RIGHT, OUTLINE_LEFT = 1, 234, 454
+"""Face mesh points: the nose tip and the face outline's ends (the person's right, then left)."""
 MIN_SKIN_PIXELS = 50
 MIN_GROUP = 30
 """A group is read only with this many faces of a class in it (rule 129)."""
@@ -72,18 +85,30 @@ def skin_lightness(crop: np.ndarray, points: np.ndarray) -> float:
     return float(np.median(lab[..., 0][inside]))
 
 
-def lightness_group(lightness: float) -> str:
-    """The `LIGHTNESS_GROUPS` name of a skin lightness ("unmeasured" for NaN)."""
-    if np.isnan(lightness):
+def head_turn(points: np.ndarray) -> float:
+    """How far a face is turned from the camera, in degrees (0 facing it, 90 where the nose tip
+    lies outside the face's outline): arcsin(|2r - 1|), r the nose tip's place between the
+    outline's ends (0.5 facing the camera)."""
+    width = points[OUTLINE_LEFT, 0] - points[OUTLINE_RIGHT, 0]
+    if abs(width) < 1e-6:
+        return 90.0
+    place = (points[NOSE_TIP, 0] - points[OUTLINE_RIGHT, 0]) / width
+    return float(np.degrees(np.arcsin(min(1.0, abs(2.0 * place - 1.0)))))
+
+
+def group_of(value: float, groups: Sequence[tuple[str, float]]) -> str:
+    """The name of the first of `groups` (name, lowest value) that `value` reaches ("unmeasured"
+    for NaN)."""
+    if np.isnan(value):
         return "unmeasured"
-    return next(name for name, lowest in LIGHTNESS_GROUPS if lightness >= lowest)
+    return next(name for name, lowest in groups if value >= lowest)
 
 
-def group_figures(records: Sequence[dict], groups: Sequence[str]) -> dict[str, dict]:
-    """Per lightness group (and "all"): real faces' verdict shares and median probability, fakes told
+def group_figures(records: Sequence[dict], groups: Sequence[str], names: Sequence[str]) -> dict[str, dict]:
+    """Per group of `names` (and "all"): real faces' verdict shares and median probability, fakes told
     `fake` and their median, ROC AUC where both classes hold `MIN_GROUP` faces."""
     figures: dict[str, dict] = {}
-    for group in ["all", *[name for name, _ in LIGHTNESS_GROUPS], "unmeasured"]:
+    for group in ["all", *names, "unmeasured"]:
         rows = [r for r, g in zip(records, groups, strict=True) if group in ("all", g)]
         reals = [r for r in rows if r["label"] == "real"]
         fakes = [r for r in rows if r["label"] == "fake"]
@@ -138,11 +163,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures and every face's record here")
     args = parser.parse_args()
     samples = chosen_crops()
-    lightness = []
+    measures: dict[str, list[float]] = {"skin lightness": [], "head turn": []}
     for sample in samples:
         crop = read_rgb(sample.path)
-        lightness.append(skin_lightness(crop, face_landmarks(sample, crop.shape[0])))
-    groups = [lightness_group(value) for value in lightness]
+        points = face_landmarks(sample, crop.shape[0])
+        measures["skin lightness"].append(skin_lightness(crop, points))
+        measures["head turn"].append(head_turn(points))
+    kinds = {"skin lightness": LIGHTNESS_GROUPS, "head turn": TURN_GROUPS}
+    groups = {kind: [group_of(v, kinds[kind]) for v in values] for kind, values in measures.items()}
     settings = Settings()
     ensemble = Ensemble(settings.models_dir)
     pictures = ensemble.spec.for_media(PICTURE)
@@ -150,20 +178,20 @@ def main() -> None:
     for column, scored in zip(COLUMNS, (samples, reshared_samples(samples)), strict=True):
         table = score_crops(ensemble, scored, spec=pictures, settings=settings.verdict)
         records = photo_verdicts(table, scored, pictures.decision_rule, pictures.aggregation, settings.verdict)
-        for record, value, group in zip(records, lightness, groups, strict=True):
-            record.update(skin_lightness=round(value, 2), lightness_group=group)
-        figures = {"all sources": group_figures(records, groups)}
-        for source in SOURCES:
-            rows = [i for i, s in enumerate(samples) if s.source == source]
-            figures[source] = group_figures([records[i] for i in rows], [groups[i] for i in rows])
-        result["columns"][column] = {
-            "figures": figures,
-            "flagged": {name: flagged(f) for name, f in figures.items()},
-            "records": records,
-        }
-        for name, per_group in figures.items():
-            print(f"\n{column}, {name}:\n{markdown(per_group)}", flush=True)
-        print(f"\nflagged ({column}): {result['columns'][column]['flagged']}", flush=True)
+        for row, record in enumerate(records):
+            record.update({kind: round(values[row], 2) for kind, values in measures.items()})
+        result["columns"][column] = {"records": records}
+        for kind, kind_groups in kinds.items():
+            names = [name for name, _ in kind_groups]
+            figures = {"all sources": group_figures(records, groups[kind], names)}
+            for source in SOURCES:
+                rows = [i for i, s in enumerate(samples) if s.source == source]
+                figures[source] = group_figures([records[i] for i in rows], [groups[kind][i] for i in rows], names)
+            named = {name: flagged(f) for name, f in figures.items()}
+            result["columns"][column][kind] = {"figures": figures, "flagged": named}
+            for name, per_group in figures.items():
+                print(f"\n{column}, {kind}, {name}:\n{markdown(per_group)}", flush=True)
+            print(f"\nflagged ({column}, {kind}): {named}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
