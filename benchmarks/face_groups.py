@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks.own_face_edits import skin_mask
+from benchmarks.own_face_edits import NOSE_TIP, skin_mask
 from pipeline.config import Settings
 from pipeline.engine.ensemble import PICTURE, Ensemble
 from pipeline.training.data import Sample, balanced_subset, read_rgb
@@ -57,8 +57,8 @@ TURN_GROUPS = (
     ("under 10", float("-inf")),
 )
 """(group, lowest yaw in degrees), most turned first (rule 130)."""
-NOSE_TIP, OUTLINE_RIGHT, OUTLINE_LEFT = 1, 234, 454
-"""Face mesh points: the nose tip and the face outline's ends (the person's right, then left)."""
+OUTLINE_RIGHT, OUTLINE_LEFT = 234, 454
+"""Face mesh points: the face outline's ends (the person's right, then left)."""
 MIN_SKIN_PIXELS = 50
 MIN_GROUP = 30
 """A group is read only with this many faces of a class in it (rule 129)."""
@@ -174,6 +174,7 @@ def main() -> None:
     settings = Settings()
     ensemble = Ensemble(settings.models_dir)
     pictures = ensemble.spec.for_media(PICTURE)
+    rows_of = {source: [i for i, s in enumerate(samples) if s.source == source] for source in SOURCES}
     result: dict = {"crops": len(samples), "columns": {}}
     for column, scored in zip(COLUMNS, (samples, reshared_samples(samples)), strict=True):
         table = score_crops(ensemble, scored, spec=pictures, settings=settings.verdict)
@@ -184,8 +185,7 @@ def main() -> None:
         for kind, kind_groups in kinds.items():
             names = [name for name, _ in kind_groups]
             figures = {"all sources": group_figures(records, groups[kind], names)}
-            for source in SOURCES:
-                rows = [i for i, s in enumerate(samples) if s.source == source]
+            for source, rows in rows_of.items():
                 figures[source] = group_figures([records[i] for i in rows], [groups[kind][i] for i in rows], names)
             named = {name: flagged(f) for name, f in figures.items()}
             result["columns"][column][kind] = {"figures": figures, "flagged": named}
