@@ -162,6 +162,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures and every face's record here")
     args = parser.parse_args()
+    # Checked before 20 minutes of scoring, not after.
+    if args.json and not args.json.parent.is_dir():
+        parser.error(f"--json: no folder {args.json.parent}")
     samples = chosen_crops()
     measures: dict[str, list[float]] = {"skin lightness": [], "head turn": []}
     for sample in samples:
