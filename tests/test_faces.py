@@ -21,6 +21,7 @@ from pipeline.engine.faces import (
     crop_square,
     face_chroma,
     face_colour_spread,
+    face_turn,
     find_faces,
     iou,
     is_toned,
@@ -65,6 +66,31 @@ def test_link_tracks_follows_two_people_and_survives_a_missed_frame() -> None:
     left = [f.track for frame in frames for f in frame if f.box[0] < 300]
     right = [f.track for frame in frames for f in frame if f.box[0] > 300]
     assert set(left) == {0} and set(right) == {1}
+
+
+def test_face_turn_reads_where_the_nose_lies_between_the_eyes_and_the_mouth_corners() -> None:
+    """Rule 131: 0 with the nose midway (also when the face is tilted in the picture), 1 with the
+    nose level with an eye and a mouth corner, 1 for a face seen edge-on, and the same measure
+    whatever the face's size or the side it is turned to."""
+    facing = {
+        "left_eye": (30, 40),
+        "right_eye": (70, 40),
+        "nose": (50, 60),
+        "mouth_left": (35, 80),
+        "mouth_right": (65, 80),
+    }
+    assert face_turn(facing) == pytest.approx(0.0)
+    tilt = np.array([[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]])
+    assert face_turn({k: tuple(tilt @ np.array(v, float)) for k, v in facing.items()}) == pytest.approx(0.0)
+    turned = {**facing, "nose": (65, 60)}
+    mirrored = {**facing, "nose": (35, 60)}
+    doubled = {k: (2 * x, 2 * y) for k, (x, y) in turned.items()}
+    assert face_turn(turned) == pytest.approx(0.875) == face_turn(mirrored) == pytest.approx(face_turn(doubled))
+    assert face_turn({**facing, "nose": (70, 60), "mouth_right": (70, 80), "mouth_left": (30, 80)}) == pytest.approx(
+        1.0
+    )
+    edge_on = {k: (50, y) for k, (_, y) in facing.items()}
+    assert face_turn(edge_on) == 1.0
 
 
 def test_iou() -> None:

@@ -102,6 +102,22 @@ def face_chroma(crop: np.ndarray) -> float:
     return float((channels.max(axis=2) - channels.min(axis=2)).mean())
 
 
+def face_turn(landmarks: dict[str, tuple[float, float]]) -> float:
+    """How far a face is turned from the camera, from MTCNN's five points: |2r - 1|, r the mean
+    of the nose's place along the line from one eye to the other and along the line between the
+    mouth corners (its projection, 0.5 midway). 0 faces the camera; 1 has the nose level with an
+    eye and the mouth corner below it, and more lies past them (rule 131)."""
+    nose = np.asarray(landmarks["nose"], np.float64)
+    places = []
+    for first, second in (("left_eye", "right_eye"), ("mouth_left", "mouth_right")):
+        start = np.asarray(landmarks[first], np.float64)
+        line = np.asarray(landmarks[second], np.float64) - start
+        length = float(line @ line)
+        # Points on top of each other (a face seen edge-on) say the face is turned all the way.
+        places.append(float((nose - start) @ line) / length if length > 1e-9 else 1.0)
+    return abs(2.0 * float(np.mean(places)) - 1.0)
+
+
 def face_colour_spread(
     crop: np.ndarray, native_side: float | None = None, reduction: int = VerdictSettings.toned_reduction
 ) -> float:
