@@ -7,8 +7,10 @@ from the prepared cache, with its own face mesh) gets its skin's lightness (CIEL
 over the face's skin pixels; `LIGHTNESS_GROUPS`) and its head turn (the nose tip's place between
 the ends of the face's outline; `TURN_GROUPS`). The crops are scored by `models/` as shipped, each
 as a one-face photo (the pictures' weighing, as `evaluate` does), as they are and re-shared, and
-the verdicts are counted per group of each kind. No test split is read, and nothing is chosen on
-the result.
+the verdicts are counted per group of each kind. Rule 131 adds a third kind: the turn read from
+MTCNN's five points on the picture each crop was cut from (`pipeline.engine.faces.face_turn`), the
+faces the engine calls turned (`VerdictSettings.turned_face`) against the rest. No test split is
+read, and nothing is chosen on the result.
 
     .venv/bin/python -m benchmarks.face_groups --json face_groups.json
 
@@ -23,8 +25,10 @@ in profile.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -32,10 +36,12 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.own_face_edits import NOSE_TIP, skin_mask
-from pipeline.config import Settings
+from pipeline.config import Settings, VerdictSettings, shared_data_dir
 from pipeline.engine.ensemble import PICTURE, Ensemble
+from pipeline.engine.faces import FaceFinder, face_turn
 from pipeline.training.data import Sample, balanced_subset, read_rgb
 from pipeline.training.evaluate import photo_verdicts, score_crops
+from pipeline.training.prepare import media_faces
 from pipeline.training.sources import face_landmarks, reshared_samples, source_samples
 
 SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
@@ -57,6 +63,8 @@ TURN_GROUPS = (
     ("under 10", float("-inf")),
 )
 """(group, lowest yaw in degrees), most turned first (rule 130)."""
+FIVE_POINT_GROUPS = (("turned", VerdictSettings().turned_face), ("facing", float("-inf")))
+"""(group, lowest `face_turn`): the engine's turned-face caveat and the rest (rule 131)."""
 OUTLINE_RIGHT, OUTLINE_LEFT = 234, 454
 """Face mesh points: the face outline's ends (the person's right, then left)."""
 MIN_SKIN_PIXELS = 50
@@ -94,6 +102,31 @@ def head_turn(points: np.ndarray) -> float:
         return 90.0
     place = (points[NOSE_TIP, 0] - points[OUTLINE_RIGHT, 0]) / width
     return float(np.degrees(np.arcsin(min(1.0, abs(2.0 * place - 1.0)))))
+
+
+@cache
+def _originals(folder: Path) -> dict[str, str]:
+    """A prepared folder's crops -> the shared pictures they were cut from (its metadata.csv)."""
+    with (folder / "metadata.csv").open(newline="") as handle:
+        return {row["file"]: row["source"] for row in csv.DictReader(handle)}
+
+
+def _original(sample: Sample) -> Path:
+    """The shared picture a prepared crop was cut from."""
+    folder = sample.path.parent.parent
+    return shared_data_dir() / folder.name / _originals(folder)[str(sample.path.relative_to(folder))]
+
+
+def five_point_turns(samples: Sequence[Sample]) -> list[float]:
+    """`face_turn` of each crop's face as the engine finds it in the picture the crop was cut from
+    (NaN where it finds none now)."""
+    settings = Settings()
+    finder = FaceFinder(settings.faces)
+    turns = []
+    for sample in samples:
+        found = list(media_faces(_original(sample), finder, settings, frames=1))
+        turns.append(face_turn(found[0][1].landmarks) if found else float("nan"))
+    return turns
 
 
 def group_of(value: float, groups: Sequence[tuple[str, float]]) -> str:
@@ -172,7 +205,8 @@ def main() -> None:
         points = face_landmarks(sample, crop.shape[0])
         measures["skin lightness"].append(skin_lightness(crop, points))
         measures["head turn"].append(head_turn(points))
-    kinds = {"skin lightness": LIGHTNESS_GROUPS, "head turn": TURN_GROUPS}
+    measures["five-point turn"] = five_point_turns(samples)
+    kinds = {"skin lightness": LIGHTNESS_GROUPS, "head turn": TURN_GROUPS, "five-point turn": FIVE_POINT_GROUPS}
     groups = {kind: [group_of(v, kinds[kind]) for v in values] for kind, values in measures.items()}
     settings = Settings()
     ensemble = Ensemble(settings.models_dir)
@@ -183,7 +217,8 @@ def main() -> None:
         table = score_crops(ensemble, scored, spec=pictures, settings=settings.verdict)
         records = photo_verdicts(table, scored, pictures.decision_rule, pictures.aggregation, settings.verdict)
         for row, record in enumerate(records):
-            record.update({kind: round(values[row], 2) for kind, values in measures.items()})
+            record.update({kind: round(values[row], 4) for kind, values in measures.items()})
+            record.update({f"{kind} group": kind_groups[row] for kind, kind_groups in groups.items()})
         result["columns"][column] = {"records": records}
         for kind, kind_groups in kinds.items():
             names = [name for name, _ in kind_groups]

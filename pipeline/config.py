@@ -186,6 +186,12 @@ class VerdictSettings:
     verdict whose most suspicious person's median focus is lower says so, and in the media of
     `uncertain_when_soft` is `uncertain` (blurred real photos were told `fake` far more often,
     rules 46 and 101). 0 turns both off."""
+    turned_face: float = 0.38
+    """A person whose faces' median `pipeline.engine.faces.face_turn` (from MTCNN's five points) is
+    at least this is turned away from the camera, and a verdict they decide says so: validation
+    faces so turned were ranked worse (their fakes, re-shared, told `fake` less often) and their
+    real faces were told `fake` no more often (rules 130-131). Fitted on training crops against their face meshes' turn of 45 degrees
+    (rule 131, `python -m benchmarks.turned_faces fit`). 0 says nothing."""
     colourless_chroma: float = 3.0
     """A person whose faces' median `pipeline.engine.faces.face_chroma` is under this has no colour
     (a black-and-white picture or video), and a verdict they decide says so: every training face
