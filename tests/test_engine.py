@@ -21,12 +21,14 @@ from pipeline.config import REPO_ROOT
 from pipeline.engine.analyze import (
     COLOURLESS_CAVEAT,
     SMALL_FACE_CAVEAT,
+    TURNED_FACE_CAVEAT,
     VIDEO_FRAMES_CAVEAT,
     AnalysisResult,
     Engine,
 )
 from pipeline.engine.ensemble import ENSEMBLE_FILE, KERAS, Ensemble, EnsembleSpec, MemberSpec, combine_logits, sigmoid
 from pipeline.engine.explain import explanation_maps, face_overlays, most_suspicious_faces, overlay, overlay_on_frame
+from pipeline.engine.faces import face_turn
 from pipeline.engine.media import sample_frames
 from pipeline.engine.verdict import TONED_CAVEAT, UNSEEN_SOURCES, VALIDATION_MIX, ScoredFace, decide
 from pipeline.errors import ModelsMissingError
@@ -275,7 +277,7 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
     models' reason, and printed as a note; the same photo at its own size is not. A large picture
     decoded smaller than its file (over `max_decoded_side`) is judged by the size decoded."""
     floor = engine.settings.verdict.trained_face_px
-    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]  # one face, about 130 px
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[2]  # one face, facing the camera
     as_it_is = engine.analyze(photo)
     assert min(as_it_is.result.frames[0].faces[0].box[2:]) >= floor
     assert as_it_is.caveats == [] and "trained on were" not in as_it_is.result.reason
@@ -305,7 +307,7 @@ def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, shared_data:
     """Rule 117: the models trained on faces in colour only, and rank black-and-white photos worse.
     A black-and-white copy of a real photo says so after the models' reason, also as a note on the
     command line, and saved as a colour JPEG still does; the photo in colour does not."""
-    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]  # one face, about 130 px
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[2]  # one face, facing the camera
     caveat = COLOURLESS_CAVEAT.format(person=1)
     section_title = caveat.split("model card: '")[1].rstrip("')")
     assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
@@ -319,6 +321,30 @@ def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, shared_data:
     grey_jpeg = tmp_path / "grey.jpg"
     Image.open(grey).convert("RGB").save(grey_jpeg, quality=75)
     assert engine.analyze(grey_jpeg).caveats == [caveat]
+
+
+def test_a_verdict_says_when_its_face_is_turned_away_from_the_camera(
+    engine: Engine, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rule 131: faces turned away from the camera are ranked worse and their fakes found less, so a
+    real photo of a face in profile says so after the models' reason, also as a note on the command
+    line, without changing its label; a photo of a face turned towards the camera does not."""
+    caveat = TURNED_FACE_CAVEAT.format(person=1)
+    section_title = caveat.split("model card: '")[1].rstrip("')")
+    assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
+    facing = sorted((shared_data / "swap-faces" / "real").iterdir())[2]
+    assert engine.analyze(facing).caveats == []
+    profile = shared_data / "swap-faces" / "real" / "05595.jpg"  # a girl in a hood, seen from her left
+    analysis = engine.analyze(profile)
+    (face,) = analysis.faces[0]
+    assert face_turn(face.landmarks) >= engine.settings.verdict.turned_face
+    assert analysis.caveats == [caveat] and analysis.result.reason.endswith(f"; {caveat}")
+    run = run_cli("analyze", str(profile))
+    assert run.returncode == 0 and f"  note: {caveat}" in run.stderr.splitlines(), run.stderr
+    verdict = replace(engine.settings.verdict, turned_face=0.0)  # 0 says nothing
+    monkeypatch.setattr(engine, "settings", replace(engine.settings, verdict=verdict))
+    unsaid = engine.analyze(profile)
+    assert unsaid.caveats == [] and unsaid.result.verdict == analysis.result.verdict
 
 
 def test_a_toned_black_and_white_face_is_uncertain_and_says_why(
@@ -358,7 +384,7 @@ def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     from pipeline.engine.verdict import SOFT_FACE_CAVEAT, SOFT_FACE_EVIDENCE, SOFT_FACE_UNCERTAIN
 
     floor = engine.settings.verdict.trained_face_focus
-    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[1]
+    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[2]  # one face, facing the camera
     sharp = engine.analyze(photo)
     assert face_focus(sharp.faces[0][0].crop) >= floor and sharp.caveats == []
     blurred = tmp_path / "blurred.png"
