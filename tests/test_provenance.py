@@ -786,9 +786,10 @@ def test_cli_json_has_the_provenance_object(signed: dict[str, Path], media: Medi
     # The DFDC crop was saved at quality 75: its caveat is in its reason and on the console.
     caveat = dfdc_crop["provenance"]["file_history"]["caveat"]
     assert dfdc_crop["reason"].endswith(f"; {caveat}") and f"  note: {caveat}" in run.stderr.splitlines()
-    # Any other note is the engine's own caveat of a 128 px picture's small or soft face.
+    # Any other note is the engine's own caveat of a 128 px picture's small, soft or turned face.
     notes = [line for line in run.stderr.splitlines() if line.startswith("  note: ")]
-    faces = [note for note in notes if " px across as the models" in note or "is softer than 95%" in note]
+    face_caveats = (" px across as the models", "is softer than 95%", "is turned away from the camera")
+    faces = [note for note in notes if any(words in note for words in face_caveats)]
     assert plain["provenance"]["file_history"]["caveat"] is None and len(notes) == 1 + len(faces)
     assert ai["provenance"]["ai_generated"] and ai["provenance"]["credentials"]["signature"] == "valid"
     assert ai["provenance"]["credentials"]["signer_trusted"] is False
