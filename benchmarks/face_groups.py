@@ -42,9 +42,8 @@ from pipeline.engine.faces import FaceFinder, face_turn
 from pipeline.training.data import Sample, balanced_subset, read_rgb
 from pipeline.training.evaluate import photo_verdicts, score_crops
 from pipeline.training.prepare import media_faces
-from pipeline.training.sources import face_landmarks, reshared_samples, source_samples
+from pipeline.training.sources import SOURCES, face_landmarks, reshared_samples, source_samples
 
-SOURCES = ("dfdc-faces", "gan-faces", "swap-faces", "sd-faces")
 PER_CLASS = {"dfdc-faces": 600}
 """Crops drawn per class where a source has many (the others: every validation crop)."""
 SEED = 129
@@ -212,7 +211,7 @@ def main() -> None:
     ensemble = Ensemble(settings.models_dir)
     pictures = ensemble.spec.for_media(PICTURE)
     rows_of = {source: [i for i, s in enumerate(samples) if s.source == source] for source in SOURCES}
-    result: dict = {"crops": len(samples), "columns": {}}
+    result: dict = {"crops": len(samples), "turned_face": FIVE_POINT_GROUPS[0][1], "columns": {}}
     for column, scored in zip(COLUMNS, (samples, reshared_samples(samples)), strict=True):
         table = score_crops(ensemble, scored, spec=pictures, settings=settings.verdict)
         records = photo_verdicts(table, scored, pictures.decision_rule, pictures.aggregation, settings.verdict)

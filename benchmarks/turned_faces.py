@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from benchmarks.face_groups import five_point_turns, head_turn
-from pipeline.config import Settings
+from benchmarks.face_groups import TURN_GROUPS, five_point_turns, head_turn
 from pipeline.training.data import Sample, balanced_subset
 from pipeline.training.sources import CROP_SIDE, SOURCES, ensure_prepared, face_landmarks, source_samples
 
@@ -38,7 +35,6 @@ TURNED_DEGREES = 45.0
 FACING_DEGREES = 25.0
 """Rule 131's (a): at most 5% of faces turned less than this may be flagged (`face_groups`' groups
 under it)."""
-MIN_CLASS = 30
 GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
 
 
@@ -72,6 +68,7 @@ def fit(out: Path | None) -> None:
     found = ~np.isnan(turns)
     turned = mesh[found] >= TURNED_DEGREES
     threshold, tpr, fpr = best_threshold(turns[found], turned)
+    sources = np.array([s.source for s in samples])
     result = {
         "crops": len(samples),
         "no_face_now": int((~found).sum()),
@@ -80,9 +77,11 @@ def fit(out: Path | None) -> None:
         "true_positive_rate": round(tpr, 4),
         "false_positive_rate": round(fpr, 4),
         "per_source": {
-            source: {"crops": int(sum(s.source == source for s in samples)), "turned": int(t)}
+            source: {
+                "crops": int((sources == source).sum()),
+                "turned": int((mesh[sources == source] >= TURNED_DEGREES).sum()),
+            }
             for source in SOURCES
-            for t in [sum(m >= TURNED_DEGREES for s, m in zip(samples, mesh, strict=True) if s.source == source)]
         },
     }
     print(json.dumps(result, indent=1))
@@ -90,35 +89,27 @@ def fit(out: Path | None) -> None:
         out.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def _auc(records: Sequence[dict]) -> float:
-    reals = [r for r in records if r["label"] == "real"]
-    fakes = [r for r in records if r["label"] == "fake"]
-    if min(len(reals), len(fakes)) < MIN_CLASS:
-        return float("nan")
-    labels = [int(r["label"] == "fake") for r in reals + fakes]
-    return float(roc_auc_score(labels, [r["fake_probability"] for r in reals + fakes]))
-
-
 def check(path: Path) -> None:
-    """Rule 131's (a) and (b) on a `face_groups` JSON whose records hold both turn measures."""
-    threshold = Settings().verdict.turned_face
-    columns = json.loads(path.read_text())["columns"]
+    """Rule 131's (a) on a `face_groups` JSON's records (both turn measures' groups), and its (b) on
+    the JSON's figures of the five-point groups (ROC AUC where both classes hold 30 faces)."""
+    result = json.loads(path.read_text())
+    columns = result["columns"]
     records = columns["as they are"]["records"]
     mesh = np.array([r["head turn group"] for r in records])
     flags = np.array([r["five-point turn group"] == "turned" for r in records])
-    turned, facing = mesh == "45 and over", np.isin(mesh, ["10-25", "under 10"])
+    turned = np.isin(mesh, [name for name, lowest in TURN_GROUPS if lowest >= TURNED_DEGREES])
+    facing = np.isin(mesh, [name for name, lowest in TURN_GROUPS if lowest < FACING_DEGREES])
     caught, wrongly = float(flags[turned].mean()), float(flags[facing].mean())
-    print(f"threshold {threshold}: {flags.sum()} of {len(records)} faces flagged")
+    print(f"threshold {result['turned_face']}: {flags.sum()} of {len(records)} faces flagged")
     print(
         f"(a) flagged: {caught:.1%} of {turned.sum()} turned >= {TURNED_DEGREES:g} (mark >= 50%), "
         f"{wrongly:.1%} of {facing.sum()} under {FACING_DEGREES:g} (mark <= 5%)"
     )
     passed = caught >= 0.5 and wrongly <= 0.05
     for column, entry in columns.items():
-        rows = entry["records"]
-        marks = np.array([r["five-point turn group"] == "turned" for r in rows])
-        flagged_auc = _auc([r for r, m in zip(rows, marks, strict=True) if m])
-        rest_auc = _auc([r for r, m in zip(rows, marks, strict=True) if not m])
+        figures = entry["five-point turn"]["figures"]["all sources"]
+        flagged_auc = figures["turned"].get("roc_auc", float("nan"))
+        rest_auc = figures["facing"].get("roc_auc", float("nan"))
         print(f"(b) {column}: ROC AUC flagged {flagged_auc:.3f}, the rest {rest_auc:.3f} (mark: 0.03 lower or more)")
         passed = passed and flagged_auc <= rest_auc - 0.03
     print("lands" if passed else "fails")
