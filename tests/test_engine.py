@@ -39,6 +39,12 @@ from tests.subsets import models_described_as
 
 
 @pytest.fixture(scope="module")
+def facing_photo(shared_data: Path) -> Path:
+    """A real photo of one face, about 140 px across, turned to the camera: none of the engine's caveats."""
+    return shared_data / "swap-faces" / "real" / "01080.jpg"
+
+
+@pytest.fixture(scope="module")
 def video_analysis(engine: Engine, shared_data: Path):  # -> Analysis
     return engine.analyze(shared_data / "videos" / "fake" / "abofeumbvv.mp4", frames=12)
 
@@ -271,18 +277,17 @@ def test_a_video_verdict_says_what_video_frames_do_to_the_clip_member(
 
 
 def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
-    engine: Engine, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, facing_photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rule 44: a face under `trained_face_px` in the pixels the models were given is said after the
     models' reason, and printed as a note; the same photo at its own size is not. A large picture
     decoded smaller than its file (over `max_decoded_side`) is judged by the size decoded."""
     floor = engine.settings.verdict.trained_face_px
-    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[2]  # one face, facing the camera
-    as_it_is = engine.analyze(photo)
+    as_it_is = engine.analyze(facing_photo)
     assert min(as_it_is.result.frames[0].faces[0].box[2:]) >= floor
     assert as_it_is.caveats == [] and "trained on were" not in as_it_is.result.reason
     small = tmp_path / "small.png"
-    Image.open(photo).reduce(3).save(small)
+    Image.open(facing_photo).reduce(3).save(small)
     analysis = engine.analyze(small)
     (face,) = analysis.result.frames[0].faces
     caveat = SMALL_FACE_CAVEAT.format(person=1, size=min(face.box[2:]), floor=floor)
@@ -292,7 +297,7 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
     assert run.returncode == 0 and f"  note: {caveat}" in run.stderr.splitlines(), run.stderr
 
     big = tmp_path / "big.png"
-    Image.open(photo).resize((512, 512)).save(big)
+    Image.open(facing_photo).resize((512, 512)).save(big)
     monkeypatch.setattr(
         engine, "settings", replace(engine.settings, media=replace(engine.settings.media, max_decoded_side=100))
     )
@@ -303,17 +308,16 @@ def test_a_verdict_says_when_its_face_is_smaller_than_the_training_faces(
     assert small_face.startswith("person 1's face is ") and int(small_face.split()[4]) < floor
 
 
-def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, shared_data: Path, tmp_path: Path) -> None:
+def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, facing_photo: Path, tmp_path: Path) -> None:
     """Rule 117: the models trained on faces in colour only, and rank black-and-white photos worse.
     A black-and-white copy of a real photo says so after the models' reason, also as a note on the
     command line, and saved as a colour JPEG still does; the photo in colour does not."""
-    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[2]  # one face, facing the camera
     caveat = COLOURLESS_CAVEAT.format(person=1)
     section_title = caveat.split("model card: '")[1].rstrip("')")
     assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
-    assert engine.analyze(photo).caveats == []
+    assert engine.analyze(facing_photo).caveats == []
     grey = tmp_path / "grey.png"
-    Image.open(photo).convert("L").save(grey)
+    Image.open(facing_photo).convert("L").save(grey)
     analysis = engine.analyze(grey)
     assert analysis.caveats == [caveat] and analysis.result.reason.endswith(f"; {caveat}")
     run = run_cli("analyze", str(grey))
@@ -324,7 +328,7 @@ def test_a_verdict_says_when_its_face_has_no_colour(engine: Engine, shared_data:
 
 
 def test_a_verdict_says_when_its_face_is_turned_away_from_the_camera(
-    engine: Engine, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, shared_data: Path, facing_photo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rule 131: faces turned away from the camera are ranked worse and their fakes found less, so a
     real photo of a face in profile says so after the models' reason, also as a note on the command
@@ -332,8 +336,7 @@ def test_a_verdict_says_when_its_face_is_turned_away_from_the_camera(
     caveat = TURNED_FACE_CAVEAT.format(person=1)
     section_title = caveat.split("model card: '")[1].rstrip("')")
     assert f"\n## {section_title}\n" in (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
-    facing = sorted((shared_data / "swap-faces" / "real").iterdir())[2]
-    assert engine.analyze(facing).caveats == []
+    assert engine.analyze(facing_photo).caveats == []
     profile = shared_data / "swap-faces" / "real" / "05595.jpg"  # a girl in a hood, seen from her left
     analysis = engine.analyze(profile)
     (face,) = analysis.faces[0]
@@ -375,7 +378,7 @@ def test_a_toned_black_and_white_face_is_uncertain_and_says_why(
 
 
 def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
-    engine: Engine, shared_data: Path, tmp_path: Path
+    engine: Engine, facing_photo: Path, tmp_path: Path
 ) -> None:
     """Rules 47 and 103: a face whose focus (the crop's Laplacian variance) is under
     `trained_face_focus` makes its person and the photo `uncertain`, and the reason says why;
@@ -384,11 +387,10 @@ def test_a_face_softer_than_the_training_faces_is_uncertain_and_says_why(
     from pipeline.engine.verdict import SOFT_FACE_CAVEAT, SOFT_FACE_EVIDENCE, SOFT_FACE_UNCERTAIN
 
     floor = engine.settings.verdict.trained_face_focus
-    photo = sorted((shared_data / "swap-faces" / "real").iterdir())[2]  # one face, facing the camera
-    sharp = engine.analyze(photo)
+    sharp = engine.analyze(facing_photo)
     assert face_focus(sharp.faces[0][0].crop) >= floor and sharp.caveats == []
     blurred = tmp_path / "blurred.png"
-    Image.open(photo).convert("RGB").filter(ImageFilter.GaussianBlur(2)).save(blurred)
+    Image.open(facing_photo).convert("RGB").filter(ImageFilter.GaussianBlur(2)).save(blurred)
     analysis = engine.analyze(blurred)
     (face,) = analysis.faces[0]
     focus = round(face_focus(face.crop))
