@@ -128,7 +128,10 @@ def main() -> None:
             parser.error(f"--json: no folder {args.json.parent}")
         fit(args.json)
     else:
-        check(args.face_groups_json)
+        try:
+            check(args.face_groups_json)
+        except (OSError, ValueError, KeyError) as error:
+            parser.error(f"{args.face_groups_json}: not a face_groups JSON with rule 131's groups ({error!r})")
 
 
 if __name__ == "__main__":
